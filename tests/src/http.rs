@@ -1,0 +1,98 @@
+//! A small blocking HTTP client for tests: every status, 2xx or not, comes back as a
+//! [`Response`]; only transport failures are errors.
+
+use std::time::Duration;
+
+/// One HTTP response, with header names lower-cased.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// A transport failure (connection refused, reset, timeout).
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .redirects(0)
+        .build()
+}
+
+/// Sends a request with `headers` and an optional body.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Response, Error> {
+    let mut req = agent().request(method, url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.send_bytes(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => return Err(Box::new(t)),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .flat_map(|name| {
+            resp.all(&name)
+                .into_iter()
+                .map(|v| (name.to_ascii_lowercase(), v.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).map_err(|e| {
+        Box::new(ureq::Transport::from(
+            ureq::Error::from(e).into_transport().unwrap(),
+        ))
+    })?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub fn get(url: &str) -> Result<Response, Error> {
+    request("GET", url, &[], None)
+}
+
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Result<Response, Error> {
+    request("GET", url, headers, None)
+}
+
+pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response, Error> {
+    request("POST", url, headers, Some(body))
+}

