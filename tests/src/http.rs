@@ -73,11 +73,7 @@ pub fn request(
         })
         .collect();
     let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).map_err(|e| {
-        Box::new(ureq::Transport::from(
-            ureq::Error::from(e).into_transport().unwrap(),
-        ))
-    })?;
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body)?;
     Ok(Response {
         status,
         headers,
