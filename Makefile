@@ -131,7 +131,7 @@ test-unit:
 
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images.
 test-e2e: setup build
-	cargo test --release -p grayguard-e2e --tests -- --test-threads=1
+	cargo test -p grayguard-e2e --tests -- --test-threads=1
 
 # ---------------------------------------------------------------- run
 
@@ -142,11 +142,17 @@ run: setup build
 
 bench: bench-filter bench-sidecar
 
-bench-filter: setup build
-	@echo "bench-filter: not built yet"
+$(STAMPS)/bench-venv: tests/bench/requirements.txt $(STAMPS)/venv
+	$(PIP) install -q --disable-pip-version-check -r tests/bench/requirements.txt
+	@touch $@
 
-bench-sidecar: setup build
-	@echo "bench-sidecar: not built yet"
+# Filter cost: native header routing vs the cheapest Wasm filter vs grayguard (CPU/request).
+bench-filter: setup build $(STAMPS)/bench-venv
+	bash tests/bench/filter/run.sh
+
+# Sidecar overhead beyond the model run vs a Python Flask + onnxruntime server.
+bench-sidecar: setup build $(STAMPS)/bench-venv
+	bash tests/bench/sidecar/run.sh
 
 clean:
 	cargo clean
