@@ -1,0 +1,240 @@
+//! The timeline chart (PNG): gray share of the traffic, gray vs stable box count, and the
+//! breaker state, one panel each over the seconds of the run, with the trigger marked.
+//! Text is drawn with an embedded DejaVu font, so no system font is needed.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::timeline::{Breaker, Second};
+
+/// Chart size in pixels.
+pub const WIDTH: u32 = 1200;
+pub const HEIGHT: u32 = 960;
+
+const FONT: &str = "sans-serif";
+
+static FONT_LOADED: OnceLock<bool> = OnceLock::new();
+
+fn register_font() -> Result<(), String> {
+    let loaded = *FONT_LOADED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
+    });
+    if loaded {
+        Ok(())
+    } else {
+        Err("the embedded DejaVu Sans font did not load".to_string())
+    }
+}
+
+/// Draws `seconds` to a PNG at `path`; `trigger` marks the shed.
+pub fn draw(
+    path: &Path,
+    seconds: &[Second],
+    trigger: Option<Duration>,
+    title: &str,
+) -> Result<(), String> {
+    register_font()?;
+    draw_inner(path, seconds, trigger, title).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn draw_inner(
+    path: &Path,
+    seconds: &[Second],
+    trigger: Option<Duration>,
+    title: &str,
+) -> DrawResult {
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, (FONT, 24))?;
+    let panels = root.split_evenly((3, 1));
+    // Each point sits in the middle of its second.
+    let x_end = (seconds.len().max(1)) as f64;
+    let mid = |i: usize| i as f64 + 0.5;
+    let trigger_x = trigger.map(|t| t.as_secs_f64());
+    let gray = RGBColor(214, 39, 40);
+    let stable = RGBColor(31, 119, 180);
+    let marker = RGBColor(90, 90, 90);
+
+    // 1: share of replies served by gray.
+    {
+        let mut c = ChartBuilder::on(&panels[0])
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .caption("share of replies served by gray (%)", (FONT, 18))
+            .build_cartesian_2d(0f64..x_end, 0f64..100f64)?;
+        c.configure_mesh()
+            .x_desc("seconds")
+            .label_style((FONT, 13))
+            .draw()?;
+        let pts: Vec<(f64, f64)> = seconds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.gray_share_percent().map(|p| (mid(i), p)))
+            .collect();
+        c.draw_series(LineSeries::new(pts.clone(), gray.stroke_width(2)))?
+            .label("gray share")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], gray.stroke_width(2))
+            });
+        c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, gray.filled())))?;
+        trigger_line(&mut c, trigger_x, 0.0, 100.0, marker)?;
+        legend(&mut c)?;
+    }
+
+    // 2: box count per reply, gray vs stable.
+    {
+        let max_boxes = seconds
+            .iter()
+            .flat_map(|s| [s.gray_boxes.mean(), s.stable_boxes.mean()])
+            .flatten()
+            .fold(1.0f64, f64::max)
+            * 1.1;
+        let mut c = ChartBuilder::on(&panels[1])
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .caption("boxes per reply (mean per second)", (FONT, 18))
+            .build_cartesian_2d(0f64..x_end, 0f64..max_boxes)?;
+        c.configure_mesh()
+            .x_desc("seconds")
+            .label_style((FONT, 13))
+            .draw()?;
+        for (name, color, pick) in [
+            (
+                "gray",
+                gray,
+                (|s: &Second| s.gray_boxes.mean()) as fn(&Second) -> Option<f64>,
+            ),
+            ("stable", stable, |s: &Second| s.stable_boxes.mean()),
+        ] {
+            let pts: Vec<(f64, f64)> = seconds
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| pick(s).map(|m| (mid(i), m)))
+                .collect();
+            c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+            c.draw_series(LineSeries::new(pts, color.stroke_width(1)))?;
+        }
+        trigger_line(&mut c, trigger_x, 0.0, max_boxes, marker)?;
+        legend(&mut c)?;
+    }
+
+    // 3: breaker state, held between readings.
+    {
+        let mut c = ChartBuilder::on(&panels[2])
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .caption(
+                "breaker (Envoy admin): 0 closed, 1 open, 2 half-open",
+                (FONT, 18),
+            )
+            .build_cartesian_2d(0f64..x_end, -0.2f64..2.2f64)?;
+        c.configure_mesh()
+            .x_desc("seconds")
+            .y_labels(3)
+            .label_style((FONT, 13))
+            .draw()?;
+        let mut last: Option<Breaker> = None;
+        let mut pts = Vec::new();
+        for (i, s) in seconds.iter().enumerate() {
+            last = s.breaker.or(last);
+            if let Some(b) = last {
+                let y = f64::from(b.gauge());
+                pts.push((i as f64, y));
+                pts.push((i as f64 + 1.0, y));
+            }
+        }
+        c.draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))?;
+        trigger_line(&mut c, trigger_x, -0.2, 2.2, marker)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+fn trigger_line<'a>(
+    c: &mut Chart<'a, 'a>,
+    x: Option<f64>,
+    y0: f64,
+    y1: f64,
+    color: RGBColor,
+) -> DrawResult {
+    if let Some(x) = x {
+        c.draw_series(LineSeries::new([(x, y0), (x, y1)], color.stroke_width(1)))?
+            .label("shed")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    Ok(())
+}
+
+fn legend<'a>(c: &mut Chart<'a, 'a>) -> DrawResult {
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::Timeline;
+    use crate::timeline::tests::sample;
+
+    #[test]
+    fn draws_a_png_with_text_without_system_fonts() {
+        let mut t = Timeline::default();
+        t.record(&sample(0, 300, "gray; rule=r", 60));
+        t.record(&sample(0, 400, "stable; no-rule", 3));
+        t.record(&sample(1_000, 1_300, "stable; rule=r; shed=box_count", 4));
+        t.record_breaker(Duration::from_millis(1_500), Breaker::Open);
+        t.extend_to(Duration::from_secs(3));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timeline.png");
+        draw(
+            &path,
+            t.seconds(),
+            Some(Duration::from_millis(1_000)),
+            "test",
+        )
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(
+            bytes.len() > 10_000,
+            "suspiciously small PNG: {} bytes",
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn draws_an_empty_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.png");
+        draw(&path, &[], None, "empty").unwrap();
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn reports_an_unwritable_path() {
+        let err = draw(Path::new("/nonexistent-dir/x.png"), &[], None, "x").unwrap_err();
+        assert!(err.contains("/nonexistent-dir/x.png"), "{err}");
+    }
+}

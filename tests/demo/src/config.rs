@@ -1,0 +1,293 @@
+//! Command-line flags of `grayguard-demo` and their validation into a typed run plan; every
+//! error names the flag.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cohort::{Cohort, CohortError, Mix};
+
+/// Highest request rate, requests per second.
+pub const MAX_RATE: f64 = 200.0;
+/// Longest run, seconds.
+pub const MAX_DURATION_S: u64 = 3_600;
+/// Most requests in flight at once.
+pub const MAX_CONCURRENCY: usize = 64;
+
+/// Replays the gray-release incident through the local mesh: steady traffic of real photos
+/// from device cohorts, a live per-second view of where it went and why, then a timeline
+/// chart and a summary.
+#[derive(Debug, Parser)]
+#[command(name = "grayguard-demo", version)]
+pub struct Args {
+    /// Inference URL of the front Envoy (http, loopback unless --allow-remote).
+    #[arg(long, default_value = "http://127.0.0.1:10000/infer")]
+    pub target: String,
+    /// Envoy admin base URL, polled for `grayguard_breaker_state` and the filter's counters.
+    #[arg(long, default_value = "http://127.0.0.1:9901")]
+    pub admin: String,
+    /// Requests per second, sent on a fixed schedule (1..=200 per second; fractions allowed).
+    #[arg(long, default_value_t = 3.0)]
+    pub rate: f64,
+    /// Length of the run, seconds (at most 3600).
+    #[arg(long, default_value_t = 60)]
+    pub duration_s: u64,
+    /// Most requests in flight; a scheduled request that finds them all busy is skipped and
+    /// counted, so the rate stays bounded (at most 64).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// A device cohort `TYPE[:DEVICES[:WEIGHT]]` (repeatable): `x-device-type` TYPE, DEVICES
+    /// sticky ids `TYPE-000`.. sent in turn, WEIGHT its share of the traffic.
+    #[arg(long = "cohort", default_values_t = ["crane-camera:4:1".to_string(), "dock-camera:4:1".to_string()])]
+    pub cohorts: Vec<String>,
+    /// Folder of JPEG/PNG photos to send, in turn.
+    #[arg(long, env = "GRAYGUARD_IMAGES", default_value = ".data/images")]
+    pub images: PathBuf,
+    /// Most photos read from --images.
+    #[arg(long, default_value_t = 64)]
+    pub max_images: usize,
+    /// Largest photo accepted, bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_image_bytes: u64,
+    /// Where the chart, the summary and the per-request CSV go.
+    #[arg(long, default_value = ".run/demo")]
+    pub out: PathBuf,
+    /// Timeout of one request, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// How often the admin is polled, milliseconds (50..=10000).
+    #[arg(long, default_value_t = 500)]
+    pub admin_poll_ms: u64,
+    /// `x-model-version` of the gray version.
+    #[arg(long, default_value = "v10-gray")]
+    pub gray_version: String,
+    /// `x-model-version` of the stable version.
+    #[arg(long, default_value = "v9-prod")]
+    pub stable_version: String,
+    /// Exit non-zero unless gray was reached and shed, nothing but probes reached gray after
+    /// the trigger, and clients saw no error.
+    #[arg(long)]
+    pub check: bool,
+    /// Allow a target or admin that is not on loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+/// A validated run plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: String,
+    pub admin_metrics: String,
+    /// Gap between two scheduled requests.
+    pub interval: Duration,
+    pub requests: u64,
+    pub concurrency: usize,
+    pub mix: Mix,
+    pub timeout: Duration,
+    pub admin_poll: Duration,
+    pub gray_version: String,
+    pub stable_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigError {
+    Flag(&'static str, String),
+    Cohort(CohortError),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Flag(flag, why) => write!(f, "--{flag}: {why}"),
+            ConfigError::Cohort(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `http://host[:port]/...` → `host`, or why not.
+fn http_host(url: &str) -> Result<&str, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?} must start with http://"))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(host)
+}
+
+fn check_url(flag: &'static str, url: &str, allow_remote: bool) -> Result<(), ConfigError> {
+    let host = http_host(url).map_err(|e| ConfigError::Flag(flag, e))?;
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback && !allow_remote {
+        return Err(ConfigError::Flag(
+            flag,
+            format!("{host} is not loopback; pass --allow-remote to send traffic there"),
+        ));
+    }
+    Ok(())
+}
+
+impl Args {
+    pub fn plan(&self) -> Result<Plan, ConfigError> {
+        check_url("target", &self.target, self.allow_remote)?;
+        check_url("admin", &self.admin, self.allow_remote)?;
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= MAX_RATE) {
+            return Err(ConfigError::Flag(
+                "rate",
+                format!(
+                    "{} is outside (0, {MAX_RATE}] requests per second",
+                    self.rate
+                ),
+            ));
+        }
+        if !(1..=MAX_DURATION_S).contains(&self.duration_s) {
+            return Err(ConfigError::Flag(
+                "duration-s",
+                format!("{} is outside 1..={MAX_DURATION_S}", self.duration_s),
+            ));
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(ConfigError::Flag(
+                "concurrency",
+                format!("{} is outside 1..={MAX_CONCURRENCY}", self.concurrency),
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::Flag("timeout-ms", "must be positive".into()));
+        }
+        if !(50..=10_000).contains(&self.admin_poll_ms) {
+            return Err(ConfigError::Flag(
+                "admin-poll-ms",
+                format!("{} is outside 50..=10000", self.admin_poll_ms),
+            ));
+        }
+        if self.max_images == 0 {
+            return Err(ConfigError::Flag("max-images", "must be positive".into()));
+        }
+        for (flag, v) in [
+            ("gray-version", &self.gray_version),
+            ("stable-version", &self.stable_version),
+        ] {
+            if v.trim().is_empty() {
+                return Err(ConfigError::Flag(flag, "must not be empty".into()));
+            }
+        }
+        if self.gray_version == self.stable_version {
+            return Err(ConfigError::Flag(
+                "gray-version",
+                "must differ from --stable-version".into(),
+            ));
+        }
+        let cohorts = self
+            .cohorts
+            .iter()
+            .map(|c| Cohort::parse(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::Cohort)?;
+        let mix = Mix::new(cohorts)
+            .ok_or_else(|| ConfigError::Flag("cohort", "give at least one cohort".into()))?;
+        // Whole requests only: the schedule is i / rate for i in 0..requests.
+        let requests = ((self.duration_s as f64) * self.rate).floor().max(1.0) as u64;
+        Ok(Plan {
+            target: self.target.clone(),
+            admin_metrics: format!("{}/stats/prometheus", self.admin.trim_end_matches('/')),
+            interval: Duration::from_secs_f64(1.0 / self.rate),
+            requests,
+            concurrency: self.concurrency,
+            mix,
+            timeout: Duration::from_millis(self.timeout_ms),
+            admin_poll: Duration::from_millis(self.admin_poll_ms),
+            gray_version: self.gray_version.clone(),
+            stable_version: self.stable_version.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["grayguard-demo"];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn defaults_make_a_valid_plan() {
+        let p = args(&[]).plan().unwrap();
+        assert_eq!(p.requests, 180);
+        assert_eq!(p.admin_metrics, "http://127.0.0.1:9901/stats/prometheus");
+        assert_eq!(p.mix.cohorts().len(), 2);
+        assert_eq!(p.mix.cohorts()[0].device_type, "crane-camera");
+    }
+
+    #[test]
+    fn every_bad_flag_is_named() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--rate", "0"], "--rate"),
+            (&["--rate", "NaN"], "--rate"),
+            (&["--rate", "500"], "--rate"),
+            (&["--duration-s", "0"], "--duration-s"),
+            (&["--concurrency", "0"], "--concurrency"),
+            (&["--concurrency", "65"], "--concurrency"),
+            (&["--timeout-ms", "0"], "--timeout-ms"),
+            (&["--admin-poll-ms", "1"], "--admin-poll-ms"),
+            (&["--max-images", "0"], "--max-images"),
+            (&["--gray-version", "v9-prod"], "--gray-version"),
+            (&["--cohort", "bad type"], "--cohort"),
+            (&["--target", "https://127.0.0.1/infer"], "--target"),
+            (&["--target", "http://10.0.0.1:10000/infer"], "--target"),
+            (&["--admin", "http://:9901"], "--admin"),
+        ];
+        for (flags, name) in cases {
+            let e = args(flags).plan().unwrap_err().to_string();
+            assert!(e.starts_with(name), "{flags:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn remote_and_ipv6_loopback_targets() {
+        assert!(
+            args(&["--target", "http://[::1]:10000/infer"])
+                .plan()
+                .is_ok()
+        );
+        assert!(
+            args(&["--target", "http://localhost:10000/infer"])
+                .plan()
+                .is_ok()
+        );
+        assert!(
+            args(&["--target", "http://10.0.0.1:10000/infer", "--allow-remote"])
+                .plan()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn fractional_rates_schedule_whole_requests() {
+        let p = args(&["--rate", "0.5", "--duration-s", "5"])
+            .plan()
+            .unwrap();
+        assert_eq!(p.requests, 2);
+        assert_eq!(p.interval, Duration::from_secs(2));
+        let p = args(&["--rate", "0.1", "--duration-s", "1"])
+            .plan()
+            .unwrap();
+        assert_eq!(p.requests, 1);
+    }
+}

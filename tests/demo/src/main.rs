@@ -1,0 +1,165 @@
+//! `grayguard-demo`: replays the gray-release incident against a running local mesh
+//! (`make run`) and writes `timeline.png`, `summary.txt` and `requests.csv`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use grayguard_demo::config::{Args, Plan};
+use grayguard_demo::summary::Summary;
+use grayguard_demo::timeline::{Outcome, Sample};
+use grayguard_demo::{chart, images, prom, traffic};
+
+/// The filter's counters shown at the end, read from Envoy's admin.
+const ENVOY_COUNTERS: &[&str] = &[
+    "grayguard_routed_gray",
+    "grayguard_routed_stable",
+    "grayguard_shed_requests",
+    "grayguard_probe_requests",
+    "grayguard_breaches_box_count",
+    "grayguard_breaches_flag",
+    "grayguard_breaker_state",
+];
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("grayguard-demo: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<ExitCode, String> {
+    let plan = args.plan().map_err(|e| e.to_string())?;
+    let imgs = images::load(&args.images, args.max_images, args.max_image_bytes)
+        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("--out: cannot create {}: {e}", args.out.display()))?;
+
+    let cohorts: Vec<String> = plan
+        .mix
+        .cohorts()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({} devices, weight {})",
+                c.device_type, c.devices, c.weight
+            )
+        })
+        .collect();
+    println!(
+        "grayguard demo: {} requests at {}/s for {} s to {}\n  cohorts: {}\n  photos: {} from {}\n  breaker from {}",
+        plan.requests,
+        args.rate,
+        args.duration_s,
+        plan.target,
+        cohorts.join(", "),
+        imgs.len(),
+        args.images.display(),
+        plan.admin_metrics,
+    );
+
+    let bar = ProgressBar::new(plan.requests);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} replies  {msg}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let result = traffic::run(&plan, Arc::new(imgs), &bar);
+    bar.finish_and_clear();
+
+    let summary = Summary::compute(&result.samples, &result.breaker);
+    let mut text = summary.render();
+    if result.skipped > 0 {
+        let _ = writeln!(
+            text,
+            "skipped (all {} senders busy)    {}",
+            plan.concurrency, result.skipped
+        );
+    }
+    if let Some(admin) = &result.last_admin {
+        let _ = writeln!(text, "Envoy filter metrics at the end");
+        for name in ENVOY_COUNTERS {
+            let v = prom::value(admin, name).map_or("-".to_string(), |v| format!("{v}"));
+            let _ = writeln!(text, "  {name:<40} {v}");
+        }
+    }
+    let failed = summary.failed_checks();
+    if !failed.is_empty() {
+        let _ = writeln!(text, "not as expected:");
+        for f in &failed {
+            let _ = writeln!(text, "  - {f}");
+        }
+    }
+
+    let png = args.out.join("timeline.png");
+    let title = format!(
+        "grayguard: {} vs {}, {} req/s",
+        plan.gray_version, plan.stable_version, args.rate
+    );
+    chart::draw(&png, result.timeline.seconds(), summary.shed_at, &title)?;
+    write(&args.out.join("summary.txt"), &text)?;
+    write(&args.out.join("requests.csv"), &csv(&plan, &result.samples))?;
+
+    println!("\n{text}");
+    println!(
+        "wrote {}, {}, {}",
+        png.display(),
+        args.out.join("summary.txt").display(),
+        args.out.join("requests.csv").display()
+    );
+    if args.check && !failed.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// One line per request: times in seconds from the start of the run.
+fn csv(plan: &Plan, samples: &[Sample]) -> String {
+    let mut out =
+        String::from("sent_s,done_s,device_type,status,decision,served_by,boxes,breach\n");
+    let mut sorted: Vec<&Sample> = samples.iter().collect();
+    sorted.sort_by_key(|s| s.sent);
+    for s in sorted {
+        let cohort = &plan.mix.cohorts()[s.cohort].device_type;
+        let (status, decision, served, boxes, breach) = match &s.outcome {
+            Outcome::Reply(r) => (
+                r.status.to_string(),
+                match &r.decision {
+                    Some(Ok(d)) => d.label(),
+                    Some(Err(_)) => "malformed".to_string(),
+                    None => String::new(),
+                },
+                r.route().map_or("", |r| r.as_str()).to_string(),
+                r.box_count.map_or(String::new(), |b| b.to_string()),
+                r.breach.clone().unwrap_or_default(),
+            ),
+            Outcome::Transport(_) => (
+                "transport-error".to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "{:.3},{:.3},{cohort},{status},{decision},{served},{boxes},{}",
+            s.sent.as_secs_f64(),
+            s.done.as_secs_f64(),
+            breach.replace(',', ";")
+        );
+    }
+    out
+}

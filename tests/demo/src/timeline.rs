@@ -1,0 +1,349 @@
+//! What happened, second by second: every request outcome and every breaker reading from
+//! Envoy's admin, folded into one bucket per second of the run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::decision::{Decision, Route};
+
+/// The breaker as Envoy reports it in the `grayguard_breaker_state` gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaker {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl Breaker {
+    /// Maps the gauge value (0 closed, 1 open, 2 half-open).
+    pub fn from_gauge(v: f64) -> Option<Breaker> {
+        match v {
+            0.0 => Some(Breaker::Closed),
+            1.0 => Some(Breaker::Open),
+            2.0 => Some(Breaker::HalfOpen),
+            _ => None,
+        }
+    }
+
+    pub fn gauge(self) -> u8 {
+        match self {
+            Breaker::Closed => 0,
+            Breaker::Open => 1,
+            Breaker::HalfOpen => 2,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Breaker::Closed => "closed",
+            Breaker::Open => "OPEN",
+            Breaker::HalfOpen => "half-open",
+        }
+    }
+}
+
+/// An HTTP reply as the client saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    /// The parsed `x-canary-decision`; `None` when the header was missing, `Err` text when
+    /// it did not parse.
+    pub decision: Option<Result<Decision, String>>,
+    /// Which version answered, from `x-model-version` (falls back to the decision's route).
+    pub served_by: Option<Route>,
+    /// `x-box-count`, or the length of `boxes` in the body.
+    pub box_count: Option<u32>,
+    /// `x-canary-breach`, if the sidecar flagged one and the proxy let it through.
+    pub breach: Option<String>,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref().and_then(|d| d.as_ref().ok())
+    }
+
+    /// The route that served the request: the model version if known, else the decision.
+    pub fn route(&self) -> Option<Route> {
+        self.served_by
+            .or_else(|| self.decision().and_then(|d| d.route))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Reply(Reply),
+    /// Connection refused/reset, timeout: the client got no HTTP reply at all.
+    Transport(String),
+}
+
+/// One request of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// When it was sent, from the start of the run.
+    pub sent: Duration,
+    /// When its reply (or failure) arrived, from the start of the run.
+    pub done: Duration,
+    /// Index of its cohort in the mix.
+    pub cohort: usize,
+    pub outcome: Outcome,
+}
+
+impl Sample {
+    pub fn reply(&self) -> Option<&Reply> {
+        match &self.outcome {
+            Outcome::Reply(r) => Some(r),
+            Outcome::Transport(_) => None,
+        }
+    }
+
+    /// A client-visible error: a transport failure or a non-2xx status.
+    pub fn is_error(&self) -> bool {
+        self.reply().is_none_or(|r| !r.ok())
+    }
+
+    /// A short name of the error, for counting (`HTTP 503`, `transport`), `None` if none.
+    pub fn error_kind(&self) -> Option<String> {
+        match &self.outcome {
+            Outcome::Transport(_) => Some("transport".to_string()),
+            Outcome::Reply(r) if !r.ok() => Some(format!("HTTP {}", r.status)),
+            Outcome::Reply(_) => None,
+        }
+    }
+}
+
+/// Running mean and standard deviation of box counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BoxStats {
+    pub n: u32,
+    sum: f64,
+    sum_sq: f64,
+}
+
+impl BoxStats {
+    pub fn add(&mut self, boxes: u32) {
+        let x = f64::from(boxes);
+        self.n += 1;
+        self.sum += x;
+        self.sum_sq += x * x;
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / f64::from(self.n))
+    }
+
+    /// Population standard deviation.
+    pub fn std(&self) -> Option<f64> {
+        let mean = self.mean()?;
+        Some(
+            (self.sum_sq / f64::from(self.n) - mean * mean)
+                .max(0.0)
+                .sqrt(),
+        )
+    }
+}
+
+/// Everything that completed within one second of the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Second {
+    pub replies: u32,
+    pub errors: u32,
+    /// Count per decision label (`gray rule`, `stable shed=box_count`, `(none)`, ...).
+    pub decisions: BTreeMap<String, u32>,
+    pub served_gray: u32,
+    pub served_stable: u32,
+    pub gray_boxes: BoxStats,
+    pub stable_boxes: BoxStats,
+    /// The last breaker reading taken within this second.
+    pub breaker: Option<Breaker>,
+}
+
+impl Second {
+    /// Share of the replies of this second that gray served, in percent.
+    pub fn gray_share_percent(&self) -> Option<f64> {
+        let served = self.served_gray + self.served_stable;
+        (served > 0).then(|| 100.0 * f64::from(self.served_gray) / f64::from(served))
+    }
+
+    /// One line for the live view.
+    pub fn describe(&self, index: usize) -> String {
+        let decisions = if self.decisions.is_empty() {
+            "-".to_string()
+        } else {
+            self.decisions
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let boxes = |s: &BoxStats| s.mean().map_or("-".to_string(), |m| format!("{m:.1}"));
+        format!(
+            "t={index:>3}s  replies {:>2} errors {}  | {decisions} | boxes gray {} stable {} | breaker {}",
+            self.replies,
+            self.errors,
+            boxes(&self.gray_boxes),
+            boxes(&self.stable_boxes),
+            self.breaker.map_or("?", Breaker::as_str),
+        )
+    }
+}
+
+/// Per-second buckets, growing as the run goes.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    seconds: Vec<Second>,
+}
+
+impl Timeline {
+    pub fn seconds(&self) -> &[Second] {
+        &self.seconds
+    }
+
+    fn bucket(&mut self, at: Duration) -> &mut Second {
+        let i = usize::try_from(at.as_secs()).unwrap_or(usize::MAX - 1);
+        if self.seconds.len() <= i {
+            self.seconds.resize_with(i + 1, Second::default);
+        }
+        &mut self.seconds[i]
+    }
+
+    /// Files a sample under the second in which it completed.
+    pub fn record(&mut self, sample: &Sample) {
+        let s = self.bucket(sample.done);
+        if sample.is_error() {
+            s.errors += 1;
+        }
+        let Some(reply) = sample.reply() else {
+            *s.decisions.entry("(no reply)".to_string()).or_default() += 1;
+            return;
+        };
+        s.replies += 1;
+        let label = match &reply.decision {
+            Some(Ok(d)) => d.label(),
+            Some(Err(_)) => "(malformed decision)".to_string(),
+            None => "(no decision)".to_string(),
+        };
+        *s.decisions.entry(label).or_default() += 1;
+        if !reply.ok() {
+            return;
+        }
+        match reply.route() {
+            Some(Route::Gray) => {
+                s.served_gray += 1;
+                if let Some(b) = reply.box_count {
+                    s.gray_boxes.add(b);
+                }
+            }
+            Some(Route::Stable) => {
+                s.served_stable += 1;
+                if let Some(b) = reply.box_count {
+                    s.stable_boxes.add(b);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Files a breaker reading taken at `at`.
+    pub fn record_breaker(&mut self, at: Duration, state: Breaker) {
+        self.bucket(at).breaker = Some(state);
+    }
+
+    /// Makes sure the timeline covers `[0, at]` (seconds without traffic stay empty).
+    pub fn extend_to(&mut self, at: Duration) {
+        self.bucket(at);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A successful reply with a decision header, served by its route.
+    pub(crate) fn sample(sent_ms: u64, done_ms: u64, decision: &str, boxes: u32) -> Sample {
+        let d = Decision::parse(decision).unwrap();
+        Sample {
+            sent: Duration::from_millis(sent_ms),
+            done: Duration::from_millis(done_ms),
+            cohort: 0,
+            outcome: Outcome::Reply(Reply {
+                status: 200,
+                served_by: d.route,
+                decision: Some(Ok(d)),
+                box_count: Some(boxes),
+                breach: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn box_stats_mean_and_std() {
+        let mut s = BoxStats::default();
+        assert_eq!(s.mean(), None);
+        for b in [2, 4, 4, 4, 5, 5, 7, 9] {
+            s.add(b);
+        }
+        assert_eq!(s.mean(), Some(5.0));
+        assert_eq!(s.std(), Some(2.0));
+    }
+
+    #[test]
+    fn buckets_by_completion_second_and_splits_routes() {
+        let mut t = Timeline::default();
+        t.record(&sample(100, 400, "gray; rule=r", 40));
+        t.record(&sample(200, 900, "stable; no-rule", 3));
+        t.record(&sample(900, 1_100, "stable; rule=r; shed=box_count", 5));
+        t.record(&Sample {
+            sent: Duration::from_millis(1_000),
+            done: Duration::from_millis(1_500),
+            cohort: 1,
+            outcome: Outcome::Transport("connection refused".into()),
+        });
+        t.record_breaker(Duration::from_millis(1_200), Breaker::Open);
+        t.extend_to(Duration::from_millis(3_100));
+
+        let s = t.seconds();
+        assert_eq!(s.len(), 4);
+        assert_eq!(
+            (s[0].replies, s[0].served_gray, s[0].served_stable),
+            (2, 1, 1)
+        );
+        assert_eq!(s[0].gray_boxes.mean(), Some(40.0));
+        assert_eq!(s[0].stable_boxes.mean(), Some(3.0));
+        assert_eq!(s[0].gray_share_percent(), Some(50.0));
+        assert_eq!(s[1].decisions.get("stable shed=box_count"), Some(&1));
+        assert_eq!(s[1].decisions.get("(no reply)"), Some(&1));
+        assert_eq!((s[1].replies, s[1].errors), (1, 1));
+        assert_eq!(s[1].breaker, Some(Breaker::Open));
+        assert_eq!(s[3], Second::default());
+        assert_eq!(s[3].gray_share_percent(), None);
+        let line = s[1].describe(1);
+        assert!(line.contains("1 stable shed=box_count"), "{line}");
+        assert!(line.contains("breaker OPEN"), "{line}");
+    }
+
+    #[test]
+    fn error_replies_count_but_add_no_boxes() {
+        let mut t = Timeline::default();
+        let mut s = sample(0, 10, "gray; rule=r", 99);
+        if let Outcome::Reply(r) = &mut s.outcome {
+            r.status = 503;
+        }
+        assert_eq!(s.error_kind().as_deref(), Some("HTTP 503"));
+        t.record(&s);
+        let sec = &t.seconds()[0];
+        assert_eq!((sec.errors, sec.served_gray, sec.gray_boxes.n), (1, 0, 0));
+    }
+
+    #[test]
+    fn breaker_gauge_mapping() {
+        assert_eq!(Breaker::from_gauge(0.0), Some(Breaker::Closed));
+        assert_eq!(Breaker::from_gauge(1.0), Some(Breaker::Open));
+        assert_eq!(Breaker::from_gauge(2.0), Some(Breaker::HalfOpen));
+        assert_eq!(Breaker::from_gauge(3.0), None);
+        assert_eq!(Breaker::HalfOpen.gauge(), 2);
+    }
+}

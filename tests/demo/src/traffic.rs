@@ -1,0 +1,252 @@
+//! The run itself: a scheduler that releases requests on a fixed clock, a bounded pool of
+//! senders, and a poller of Envoy's admin, all feeding the timeline that the live view prints.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+
+use crate::config::Plan;
+use crate::images::Image;
+use crate::prom;
+use crate::reply::{self, Headers};
+use crate::timeline::{Breaker, Outcome, Sample, Timeline};
+
+/// Largest reply body read, bytes (a reply with thousands of boxes stays far below).
+pub const MAX_REPLY_BYTES: u64 = 4 * 1024 * 1024;
+/// A second is printed this long after it ends, so replies that complete at its very end
+/// are in it.
+const PRINT_GRACE: Duration = Duration::from_millis(200);
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct RunResult {
+    pub samples: Vec<Sample>,
+    pub breaker: Vec<(Duration, Breaker)>,
+    pub timeline: Timeline,
+    /// Scheduled requests not sent because every sender was busy.
+    pub skipped: u64,
+    /// The last admin `/stats/prometheus` text read, if any.
+    pub last_admin: Option<String>,
+}
+
+struct Job {
+    cohort: usize,
+    device_id: String,
+    image: usize,
+}
+
+/// Sends the plan's traffic and prints one line per second through `bar`.
+pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult {
+    let start = Instant::now();
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(plan.concurrency);
+    let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
+    let (sample_tx, sample_rx) = mpsc::channel::<Sample>();
+    let (admin_tx, admin_rx) = mpsc::channel::<(Duration, Breaker, String)>();
+    let skipped = Arc::new(AtomicU64::new(0));
+    let stop_admin = Arc::new(AtomicBool::new(false));
+
+    let agent = ureq::AgentBuilder::new()
+        .timeout(plan.timeout)
+        .redirects(0)
+        .max_idle_connections_per_host(plan.concurrency)
+        .build();
+
+    let mut senders = Vec::with_capacity(plan.concurrency);
+    for _ in 0..plan.concurrency {
+        let rx = Arc::clone(&job_rx);
+        let tx = sample_tx.clone();
+        let agent = agent.clone();
+        let images = Arc::clone(&images);
+        let plan = plan.clone();
+        senders.push(thread::spawn(move || {
+            loop {
+                // The lock is held only while waiting for the next job.
+                let job = match rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok(job) = job else { return };
+                let sent = start.elapsed();
+                let outcome = send(&agent, &plan, &images[job.image], &job);
+                let sample = Sample {
+                    sent,
+                    done: start.elapsed(),
+                    cohort: job.cohort,
+                    outcome,
+                };
+                if tx.send(sample).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(sample_tx);
+
+    let scheduler = {
+        let mut mix = plan.mix.clone();
+        let skipped = Arc::clone(&skipped);
+        let (requests, interval, n_images) = (plan.requests, plan.interval, images.len());
+        thread::spawn(move || {
+            for i in 0..requests {
+                let due = start + interval.mul_f64(i as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
+                let (cohort, device_id) = mix.next_device();
+                let image = usize::try_from(i).unwrap_or(0) % n_images;
+                match job_tx.try_send(Job {
+                    cohort,
+                    device_id,
+                    image,
+                }) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => return,
+                }
+            }
+        })
+    };
+
+    let poller = {
+        let stop = Arc::clone(&stop_admin);
+        let url = plan.admin_metrics.clone();
+        let every = plan.admin_poll;
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build();
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(text) = fetch_text(&agent, &url) {
+                    let state = prom::value(&text, "grayguard_breaker_state")
+                        .and_then(Breaker::from_gauge)
+                        .unwrap_or(Breaker::Closed);
+                    if admin_tx.send((start.elapsed(), state, text)).is_err() {
+                        return;
+                    }
+                }
+                thread::sleep(every);
+            }
+        })
+    };
+
+    let mut result = RunResult {
+        samples: Vec::new(),
+        breaker: Vec::new(),
+        timeline: Timeline::default(),
+        skipped: 0,
+        last_admin: None,
+    };
+    let mut printed = 0usize;
+    let mut admin_warned = false;
+    loop {
+        let finished = match sample_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(s) => {
+                result.timeline.record(&s);
+                result.samples.push(s);
+                bar.inc(1);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        for (at, state, text) in admin_rx.try_iter() {
+            result.timeline.record_breaker(at, state);
+            result.breaker.push((at, state));
+            result.last_admin = Some(text);
+        }
+        let now = start.elapsed();
+        if !admin_warned && result.last_admin.is_none() && now > Duration::from_secs(3) {
+            admin_warned = true;
+            bar.suspend(|| {
+                eprintln!(
+                    "warning: no answer from {}; breaker state unknown",
+                    plan.admin_metrics
+                )
+            });
+        }
+        result.timeline.extend_to(now);
+        let complete = usize::try_from(now.saturating_sub(PRINT_GRACE).as_secs()).unwrap_or(0);
+        while printed < complete.min(result.timeline.seconds().len()) {
+            let line = result.timeline.seconds()[printed].describe(printed);
+            bar.suspend(|| println!("{line}"));
+            printed += 1;
+        }
+        bar.set_message(format!(
+            "skipped {} (all senders busy)",
+            skipped.load(Ordering::Relaxed)
+        ));
+        if finished {
+            break;
+        }
+    }
+    let _ = scheduler.join();
+    for s in senders {
+        let _ = s.join();
+    }
+    stop_admin.store(true, Ordering::Relaxed);
+    let _ = poller.join();
+    for (at, state, text) in admin_rx.try_iter() {
+        result.timeline.record_breaker(at, state);
+        result.breaker.push((at, state));
+        result.last_admin = Some(text);
+    }
+    let seconds = result.timeline.seconds().len();
+    for i in printed..seconds {
+        let line = result.timeline.seconds()[i].describe(i);
+        bar.suspend(|| println!("{line}"));
+    }
+    result.skipped = skipped.load(Ordering::Relaxed);
+    result
+}
+
+fn send(agent: &ureq::Agent, plan: &Plan, image: &Image, job: &Job) -> Outcome {
+    let resp = agent
+        .post(&plan.target)
+        .set("content-type", image.content_type)
+        .set("x-device-type", &plan.mix.cohorts()[job.cohort].device_type)
+        .set("x-device-id", &job.device_id)
+        .send_bytes(&image.bytes);
+    let resp = match resp {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => return Outcome::Transport(t.to_string()),
+    };
+    let status = resp.status();
+    let owned = |name: &str| resp.header(name).map(str::to_string);
+    let (decision, version, boxes, breach) = (
+        owned("x-canary-decision"),
+        owned("x-model-version"),
+        owned("x-box-count"),
+        owned("x-canary-breach"),
+    );
+    let mut body = Vec::new();
+    if let Err(e) = resp
+        .into_reader()
+        .take(MAX_REPLY_BYTES)
+        .read_to_end(&mut body)
+    {
+        return Outcome::Transport(format!("reading the reply: {e}"));
+    }
+    Outcome::Reply(reply::interpret(
+        status,
+        Headers {
+            decision: decision.as_deref(),
+            model_version: version.as_deref(),
+            box_count: boxes.as_deref(),
+            breach: breach.as_deref(),
+        },
+        &body,
+        &plan.gray_version,
+        &plan.stable_version,
+    ))
+}
+
+fn fetch_text(agent: &ureq::Agent, url: &str) -> Option<String> {
+    agent.get(url).call().ok()?.into_string().ok()
+}
