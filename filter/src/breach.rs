@@ -1,0 +1,391 @@
+//! Breach triggers: which one fires for a unit's merged window, and whether a single
+//! half-open probe was healthy. Nothing fires below `min_samples`.
+
+use crate::config::{BoxCount, Breach};
+use crate::window::Stats;
+
+/// Why a breaker opened. The names are the `shed=` value of `x-canary-decision`, the
+/// `trigger` of the incident record and the suffix of `grayguard_breaches_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Flag,
+    Latency,
+    BoxCount,
+    ErrorRate,
+    ConsecutiveFailures,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 5] = [
+        Trigger::Flag,
+        Trigger::Latency,
+        Trigger::BoxCount,
+        Trigger::ErrorRate,
+        Trigger::ConsecutiveFailures,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Flag => "flag",
+            Trigger::Latency => "latency",
+            Trigger::BoxCount => "box_count",
+            Trigger::ErrorRate => "error_rate",
+            Trigger::ConsecutiveFailures => "consecutive_failures",
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            Trigger::Flag => 1,
+            Trigger::Latency => 2,
+            Trigger::BoxCount => 3,
+            Trigger::ErrorRate => 4,
+            Trigger::ConsecutiveFailures => 5,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.code() == code)
+    }
+}
+
+/// The box-count reference: mean and std of stable responses (or the configured one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Baseline {
+    pub mean: f64,
+    /// Standard deviation before the `min_std` floor.
+    pub std: f64,
+    /// Stable samples it was learned from (0 when fixed by configuration).
+    pub samples: u32,
+}
+
+impl Baseline {
+    /// The configured baseline, or the one learned from `stable` once it holds
+    /// `min_samples` responses.
+    pub fn of(t: &BoxCount, stable: &Stats) -> Option<Baseline> {
+        if let Some((mean, std)) = t.baseline {
+            return Some(Baseline {
+                mean,
+                std,
+                samples: 0,
+            });
+        }
+        if stable.box_n < t.min_samples {
+            return None;
+        }
+        Some(Baseline {
+            mean: stable.box_mean()?,
+            std: stable.box_std()?,
+            samples: stable.box_n,
+        })
+    }
+
+    /// Largest allowed distance from the mean: `max_sigma × max(std, min_std)`.
+    pub fn band(&self, t: &BoxCount) -> f64 {
+        t.max_sigma * self.std.max(t.min_std)
+    }
+
+    fn outside(&self, t: &BoxCount, value: f64) -> bool {
+        (value - self.mean).abs() > self.band(t)
+    }
+}
+
+/// The statistical trigger that fires for a unit, if any, checked in a fixed order:
+/// consecutive failures, error rate, latency, box count.
+pub fn evaluate(
+    b: &Breach,
+    gray: &Stats,
+    baseline: Option<Baseline>,
+    consecutive: u32,
+) -> Option<Trigger> {
+    if b.consecutive_failures.is_some_and(|n| consecutive >= n) {
+        return Some(Trigger::ConsecutiveFailures);
+    }
+    if let Some(t) = &b.error_rate {
+        if gray.responses >= t.min_samples && gray.error_rate().is_some_and(|r| r > t.max) {
+            return Some(Trigger::ErrorRate);
+        }
+    }
+    if let Some(t) = &b.latency {
+        if gray.lat_n >= t.min_samples && gray.lat_mean().is_some_and(|m| m > t.max_mean_ms) {
+            return Some(Trigger::Latency);
+        }
+    }
+    if let (Some(t), Some(base)) = (&b.box_count, baseline) {
+        if gray.box_n >= t.min_samples && gray.box_mean().is_some_and(|m| base.outside(t, m)) {
+            return Some(Trigger::BoxCount);
+        }
+    }
+    None
+}
+
+/// What one gray response said.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Observation {
+    /// The breach flag header was present.
+    pub flagged: bool,
+    /// 5xx, reset, or a configured signal header missing.
+    pub failed: bool,
+    /// Parsed latency, ms.
+    pub latency_ms: Option<f64>,
+    /// Parsed box count.
+    pub boxes: Option<f64>,
+}
+
+/// Judges one half-open probe on its own: the flag, a failure (when a failure trigger is
+/// on), a latency above the mean threshold, or a box count outside the baseline band.
+pub fn judge_probe(b: &Breach, o: &Observation, baseline: Option<Baseline>) -> Result<(), Trigger> {
+    if o.flagged {
+        return Err(Trigger::Flag);
+    }
+    if o.failed {
+        if b.error_rate.is_some() {
+            return Err(Trigger::ErrorRate);
+        }
+        if b.consecutive_failures.is_some() {
+            return Err(Trigger::ConsecutiveFailures);
+        }
+    }
+    if let (Some(t), Some(ms)) = (&b.latency, o.latency_ms) {
+        if ms > t.max_mean_ms {
+            return Err(Trigger::Latency);
+        }
+    }
+    if let (Some(t), Some(n), Some(base)) = (&b.box_count, o.boxes, baseline) {
+        if base.outside(t, n) {
+            return Err(Trigger::BoxCount);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn breach() -> Breach {
+        parse(
+            br#"{"stable":"s","gray":"g","rules":[],"breach":{
+              "latency":{"header":"l","max_mean_ms":100,"window_s":10,"min_samples":10},
+              "box_count":{"header":"b","max_sigma":3,"window_s":10,"min_samples":10},
+              "error_rate":{"max":0.2,"window_s":10,"min_samples":10},
+              "consecutive_failures":3}}"#,
+        )
+        .unwrap()
+        .breach
+    }
+
+    fn gray(n: u32, lat_mean: f64, box_mean: f64, failures: u32) -> Stats {
+        let mut s = Stats::default();
+        for _ in 0..n {
+            s.add_latency(lat_mean);
+            s.add_boxes(box_mean);
+        }
+        s.responses = n;
+        s.failures = failures;
+        s
+    }
+
+    fn stable(values: &[f64]) -> Stats {
+        let mut s = Stats::default();
+        for &v in values {
+            s.add_boxes(v);
+        }
+        s
+    }
+
+    #[test]
+    fn each_trigger_just_below_and_above() {
+        let b = breach();
+        let base = Some(Baseline {
+            mean: 5.0,
+            std: 1.0,
+            samples: 50,
+        });
+        let cases = [
+            ("healthy", gray(20, 50.0, 5.0, 0), 0, None),
+            ("latency at threshold", gray(20, 100.0, 5.0, 0), 0, None),
+            (
+                "latency just above",
+                gray(20, 100.5, 5.0, 0),
+                0,
+                Some(Trigger::Latency),
+            ),
+            ("latency above, 9 samples", gray(9, 500.0, 5.0, 0), 0, None),
+            (
+                "latency above, 10 samples",
+                gray(10, 500.0, 5.0, 0),
+                0,
+                Some(Trigger::Latency),
+            ),
+            ("boxes at +3σ", gray(20, 50.0, 8.0, 0), 0, None),
+            (
+                "boxes just above +3σ",
+                gray(20, 50.0, 8.1, 0),
+                0,
+                Some(Trigger::BoxCount),
+            ),
+            (
+                "boxes just below -3σ",
+                gray(20, 50.0, 1.9, 0),
+                0,
+                Some(Trigger::BoxCount),
+            ),
+            ("boxes off, 9 samples", gray(9, 50.0, 40.0, 0), 0, None),
+            ("error rate at max", gray(20, 50.0, 5.0, 4), 0, None),
+            (
+                "error rate above max",
+                gray(20, 50.0, 5.0, 5),
+                0,
+                Some(Trigger::ErrorRate),
+            ),
+            ("errors, 9 samples", gray(9, 50.0, 5.0, 9), 0, None),
+            ("2 in a row", gray(0, 0.0, 0.0, 0), 2, None),
+            (
+                "3 in a row",
+                gray(0, 0.0, 0.0, 0),
+                3,
+                Some(Trigger::ConsecutiveFailures),
+            ),
+        ];
+        for (name, g, consecutive, want) in cases {
+            assert_eq!(evaluate(&b, &g, base, consecutive), want, "{name}");
+        }
+        // Without a baseline the box-count trigger cannot fire.
+        assert_eq!(evaluate(&b, &gray(20, 50.0, 80.0, 0), None, 0), None);
+    }
+
+    #[test]
+    fn absent_triggers_are_off() {
+        let b = parse(br#"{"stable":"s","gray":"g","rules":[]}"#)
+            .unwrap()
+            .breach;
+        let base = Some(Baseline {
+            mean: 0.0,
+            std: 0.0,
+            samples: 10,
+        });
+        assert_eq!(evaluate(&b, &gray(1000, 1e6, 1e6, 1000), base, 1000), None);
+    }
+
+    #[test]
+    fn learned_baseline_needs_min_samples_and_has_a_std_floor() {
+        let b = breach();
+        let t = b.box_count.as_ref().unwrap();
+        assert_eq!(Baseline::of(t, &stable(&[4.0; 9])), None);
+        let base = Baseline::of(t, &stable(&[4.0; 10])).unwrap();
+        assert_eq!((base.mean, base.std, base.samples), (4.0, 0.0, 10));
+        // All-identical stable answers: std 0, but the floor (1 box) keeps a band of ±3.
+        assert_eq!(base.band(t), 3.0);
+        assert_eq!(evaluate(&b, &gray(20, 1.0, 6.0, 0), Some(base), 0), None);
+        assert_eq!(
+            evaluate(&b, &gray(20, 1.0, 7.5, 0), Some(base), 0),
+            Some(Trigger::BoxCount)
+        );
+        // A real spread widens the band.
+        let wide = Baseline::of(
+            t,
+            &stable(&[0.0, 10.0, 0.0, 10.0, 0.0, 10.0, 0.0, 10.0, 0.0, 10.0]),
+        )
+        .unwrap();
+        assert_eq!((wide.mean, wide.std), (5.0, 5.0));
+        assert_eq!(evaluate(&b, &gray(20, 1.0, 19.0, 0), Some(wide), 0), None);
+        assert_eq!(
+            evaluate(&b, &gray(20, 1.0, 20.5, 0), Some(wide), 0),
+            Some(Trigger::BoxCount)
+        );
+        // A fixed baseline needs no stable samples.
+        let fixed = parse(
+            br#"{"stable":"s","gray":"g","rules":[],"breach":{"box_count":{"header":"b",
+                "max_sigma":2,"window_s":1,"min_samples":5,"baseline":{"mean":10,"std":2}}}}"#,
+        )
+        .unwrap()
+        .breach;
+        let ft = fixed.box_count.as_ref().unwrap();
+        let fb = Baseline::of(ft, &Stats::default()).unwrap();
+        assert_eq!((fb.mean, fb.std, fb.samples), (10.0, 2.0, 0));
+        assert_eq!(evaluate(&fixed, &gray(5, 1.0, 14.0, 0), Some(fb), 0), None);
+        assert_eq!(
+            evaluate(&fixed, &gray(5, 1.0, 14.5, 0), Some(fb), 0),
+            Some(Trigger::BoxCount)
+        );
+    }
+
+    #[test]
+    fn probes_are_judged_alone() {
+        let b = breach();
+        let base = Some(Baseline {
+            mean: 5.0,
+            std: 1.0,
+            samples: 50,
+        });
+        let ok = Observation {
+            latency_ms: Some(20.0),
+            boxes: Some(6.0),
+            ..Default::default()
+        };
+        let cases = [
+            (ok, Ok(())),
+            (
+                Observation {
+                    flagged: true,
+                    ..ok
+                },
+                Err(Trigger::Flag),
+            ),
+            (Observation { failed: true, ..ok }, Err(Trigger::ErrorRate)),
+            (
+                Observation {
+                    latency_ms: Some(101.0),
+                    ..ok
+                },
+                Err(Trigger::Latency),
+            ),
+            (
+                Observation {
+                    boxes: Some(9.0),
+                    ..ok
+                },
+                Err(Trigger::BoxCount),
+            ),
+            (
+                Observation {
+                    boxes: Some(8.0),
+                    ..ok
+                },
+                Ok(()),
+            ),
+        ];
+        for (o, want) in cases {
+            assert_eq!(judge_probe(&b, &o, base), want, "{o:?}");
+        }
+        assert_eq!(
+            judge_probe(
+                &b,
+                &Observation {
+                    boxes: Some(90.0),
+                    ..ok
+                },
+                None
+            ),
+            Ok(())
+        );
+        let only_flag = parse(br#"{"stable":"s","gray":"g","rules":[]}"#)
+            .unwrap()
+            .breach;
+        assert_eq!(
+            judge_probe(&only_flag, &Observation { failed: true, ..ok }, None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn trigger_codes_round_trip() {
+        for t in Trigger::ALL {
+            assert_eq!(Trigger::from_code(t.code()), Some(t));
+        }
+        assert_eq!(Trigger::from_code(0), None);
+        assert_eq!(Trigger::from_code(99), None);
+    }
+}

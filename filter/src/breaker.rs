@@ -1,0 +1,262 @@
+//! The shed state machine of one unit (a rule, or every rule with `scope: all`):
+//! closed → open (for `shed_for_s`) → half-open (probes) → closed, or open again.
+//!
+//! Open → half-open needs no write: it is read off the clock (`now ≥ until`). Every other
+//! transition is a new [`Breaker`] value that the glue writes with a compare-and-swap.
+
+use crate::breach::Trigger;
+use crate::window::{Corrupt, Reader};
+
+/// Where a breaker stands at a given instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl Phase {
+    /// The value of the `grayguard_breaker_state` gauge.
+    pub fn gauge(self) -> u64 {
+        match self {
+            Phase::Closed => 0,
+            Phase::Open => 1,
+            Phase::HalfOpen => 2,
+        }
+    }
+
+    /// Badness order for "the worst over rules": open > half-open > closed.
+    pub fn severity(self) -> u8 {
+        match self {
+            Phase::Closed => 0,
+            Phase::HalfOpen => 1,
+            Phase::Open => 2,
+        }
+    }
+}
+
+/// One unit's breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Breaker {
+    /// Shedding (open or half-open).
+    pub tripped: bool,
+    /// What tripped it (kept after closing, for the end-of-incident record).
+    pub trigger: Option<Trigger>,
+    /// When it last tripped (tripped) or closed (not tripped), ns since the epoch.
+    pub since_ns: u64,
+    /// End of the open phase, ns; probing starts then.
+    pub until_ns: u64,
+    /// Healthy probes counted in this half-open phase.
+    pub probes_ok: u32,
+    /// Bumped on every transition; a probe answered under an older generation is ignored.
+    pub generation: u32,
+}
+
+/// What a probe result did to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// Healthy; counted, not yet enough to close.
+    Counted,
+    /// Healthy and the last one needed: closed.
+    Closed,
+    /// Bad: open again for another `shed_for`.
+    Reopened(Trigger),
+}
+
+impl Breaker {
+    pub fn phase(&self, now_ns: u64) -> Phase {
+        match (self.tripped, now_ns >= self.until_ns) {
+            (false, _) => Phase::Closed,
+            (true, false) => Phase::Open,
+            (true, true) => Phase::HalfOpen,
+        }
+    }
+
+    /// Opens for `shed_for_ms` from `now_ns`.
+    pub fn trip(&self, now_ns: u64, trigger: Trigger, shed_for_ms: u64) -> Breaker {
+        Breaker {
+            tripped: true,
+            trigger: Some(trigger),
+            since_ns: now_ns,
+            until_ns: now_ns.saturating_add(shed_for_ms.saturating_mul(1_000_000)),
+            probes_ok: 0,
+            generation: self.generation.wrapping_add(1),
+        }
+    }
+
+    /// Applies a probe result from a probe sent under `generation`. `None`: nothing to
+    /// change (stale probe, or not half-open any more).
+    pub fn probe(
+        &self,
+        now_ns: u64,
+        generation: u32,
+        result: Result<(), Trigger>,
+        needed: u32,
+        shed_for_ms: u64,
+    ) -> Option<(Breaker, ProbeOutcome)> {
+        if generation != self.generation || self.phase(now_ns) != Phase::HalfOpen {
+            return None;
+        }
+        Some(match result {
+            Err(t) => (self.trip(now_ns, t, shed_for_ms), ProbeOutcome::Reopened(t)),
+            Ok(()) if self.probes_ok.saturating_add(1) >= needed => (
+                Breaker {
+                    tripped: false,
+                    trigger: self.trigger,
+                    since_ns: now_ns,
+                    until_ns: 0,
+                    probes_ok: 0,
+                    generation: self.generation.wrapping_add(1),
+                },
+                ProbeOutcome::Closed,
+            ),
+            Ok(()) => (
+                Breaker {
+                    probes_ok: self.probes_ok + 1,
+                    ..*self
+                },
+                ProbeOutcome::Counted,
+            ),
+        })
+    }
+}
+
+/// Every unit's breaker: the shared record, encoded in 26 bytes per unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Board(pub Vec<Breaker>);
+
+const BOARD_VERSION: u8 = 1;
+
+impl Board {
+    pub fn new(units: usize) -> Board {
+        Board(vec![Breaker::default(); units])
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 30 * self.0.len());
+        out.push(BOARD_VERSION);
+        out.extend_from_slice(&(self.0.len() as u16).to_le_bytes());
+        for b in &self.0 {
+            out.push(u8::from(b.tripped));
+            out.push(b.trigger.map_or(0, Trigger::code));
+            out.extend_from_slice(&b.since_ns.to_le_bytes());
+            out.extend_from_slice(&b.until_ns.to_le_bytes());
+            out.extend_from_slice(&b.probes_ok.to_le_bytes());
+            out.extend_from_slice(&b.generation.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes a board of exactly `units` breakers.
+    pub fn decode(bytes: &[u8], units: usize) -> Result<Board, Corrupt> {
+        let mut r = Reader(bytes);
+        if r.u8()? != BOARD_VERSION || usize::from(r.u16()?) != units {
+            return Err(Corrupt);
+        }
+        let mut v = Vec::with_capacity(units);
+        for _ in 0..units {
+            let tripped = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(Corrupt),
+            };
+            let trigger = match r.u8()? {
+                0 => None,
+                c => Some(Trigger::from_code(c).ok_or(Corrupt)?),
+            };
+            v.push(Breaker {
+                tripped,
+                trigger,
+                since_ns: r.u64()?,
+                until_ns: r.u64()?,
+                probes_ok: r.u32()?,
+                generation: r.u32()?,
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(Corrupt);
+        }
+        Ok(Board(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn open_then_half_open_by_the_clock() {
+        let b = Breaker::default();
+        assert_eq!(b.phase(0), Phase::Closed);
+        let open = b.trip(10 * S, Trigger::Latency, 5_000);
+        assert_eq!(open.phase(10 * S), Phase::Open);
+        assert_eq!(open.phase(15 * S - 1), Phase::Open);
+        assert_eq!(open.phase(15 * S), Phase::HalfOpen);
+        assert_eq!(open.generation, 1);
+        assert_eq!(open.trigger, Some(Trigger::Latency));
+    }
+
+    #[test]
+    fn half_open_recovery_needs_enough_healthy_probes() {
+        let open = Breaker::default().trip(0, Trigger::BoxCount, 1_000);
+        let g = open.generation;
+        // While open, probe results are ignored.
+        assert_eq!(open.probe(S / 2, g, Ok(()), 2, 1_000), None);
+        let (one, o) = open.probe(S, g, Ok(()), 2, 1_000).unwrap();
+        assert_eq!(o, ProbeOutcome::Counted);
+        assert_eq!(one.phase(S), Phase::HalfOpen);
+        assert_eq!(one.generation, g, "counting is not a transition");
+        let (closed, o) = one.probe(2 * S, g, Ok(()), 2, 1_000).unwrap();
+        assert_eq!(o, ProbeOutcome::Closed);
+        assert_eq!(closed.phase(2 * S), Phase::Closed);
+        assert_eq!(closed.since_ns, 2 * S);
+        assert_eq!(closed.trigger, Some(Trigger::BoxCount));
+        // A late probe from the old generation changes nothing.
+        assert_eq!(closed.probe(3 * S, g, Err(Trigger::Flag), 2, 1_000), None);
+    }
+
+    #[test]
+    fn a_bad_probe_reopens() {
+        let open = Breaker::default().trip(0, Trigger::Flag, 1_000);
+        let (one, _) = open.probe(S, open.generation, Ok(()), 3, 1_000).unwrap();
+        let (again, o) = one
+            .probe(S + 1, open.generation, Err(Trigger::Latency), 3, 1_000)
+            .unwrap();
+        assert_eq!(o, ProbeOutcome::Reopened(Trigger::Latency));
+        assert_eq!(again.phase(S + 2), Phase::Open);
+        assert_eq!(again.phase(2 * S + 1), Phase::HalfOpen);
+        assert_eq!(again.probes_ok, 0);
+        assert_eq!(again.trigger, Some(Trigger::Latency));
+        assert_ne!(again.generation, open.generation);
+    }
+
+    #[test]
+    fn board_round_trip_and_corruption() {
+        let mut board = Board::new(3);
+        board.0[1] = Breaker::default().trip(42, Trigger::ConsecutiveFailures, 7);
+        let bytes = board.encode();
+        assert_eq!(bytes.len(), 3 + 3 * 26);
+        assert_eq!(Board::decode(&bytes, 3), Ok(board.clone()));
+        assert_eq!(Board::decode(&bytes, 2), Err(Corrupt));
+        for cut in 0..bytes.len() {
+            assert_eq!(Board::decode(&bytes[..cut], 3), Err(Corrupt));
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert_eq!(Board::decode(&extra, 3), Err(Corrupt));
+        let mut bad = bytes;
+        bad[3 + 26 + 1] = 77;
+        assert_eq!(Board::decode(&bad, 3), Err(Corrupt));
+    }
+
+    #[test]
+    fn gauges() {
+        assert_eq!(
+            [Phase::Closed, Phase::Open, Phase::HalfOpen].map(Phase::gauge),
+            [0, 1, 2]
+        );
+        assert!(Phase::Open.severity() > Phase::HalfOpen.severity());
+    }
+}

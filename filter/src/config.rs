@@ -1,0 +1,980 @@
+//! The plugin configuration: the JSON contract (serde structs that reject unknown fields)
+//! and its validation into a typed [`Config`]. Every rejection is a [`ConfigError`] naming
+//! the field path (`rules[0].hours.from`) and the reason.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::schedule::{self, Window};
+
+/// Most rules one configuration may hold.
+pub const MAX_RULES: usize = 256;
+/// Longest accepted window, in seconds (one day).
+pub const MAX_WINDOW_S: f64 = 86_400.0;
+/// Longest accepted `shed_for_s` (one week).
+pub const MAX_SHED_S: f64 = 7.0 * 86_400.0;
+/// Most samples a trigger may wait for.
+pub const MAX_MIN_SAMPLES: i64 = 1_000_000;
+/// Most consecutive failures / healthy probes a trigger may count.
+pub const MAX_COUNT: i64 = 1_000;
+/// Longest accepted regex pattern, in bytes.
+pub const MAX_REGEX_LEN: usize = 1_024;
+/// Accepted range of `sync_ms`.
+pub const SYNC_MS_RANGE: (i64, i64) = (10, 10_000);
+
+/// Default `sync_ms`: how often each worker publishes its windows and evaluates triggers.
+pub const DEFAULT_SYNC_MS: u64 = 100;
+/// Default `breach.box_count.min_std`: floor on the baseline standard deviation, in boxes.
+pub const DEFAULT_MIN_STD: f64 = 1.0;
+/// Default `breach.probe_successes`: healthy probes that close a half-open breaker.
+pub const DEFAULT_PROBE_SUCCESSES: u32 = 3;
+
+/// A rejected configuration: which field, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigError {
+    /// The text is not JSON, a field has the wrong type, is unknown, or is missing.
+    Json { path: String, message: String },
+    /// A field is well-formed JSON but its value is not acceptable.
+    Invalid { field: String, reason: String },
+}
+
+impl ConfigError {
+    /// The field path the error is about (`.` for the whole document).
+    pub fn field(&self) -> &str {
+        match self {
+            ConfigError::Json { path, .. } => path,
+            ConfigError::Invalid { field, .. } => field,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Json { path, message } => {
+                write!(f, "invalid grayguard config: field `{path}`: {message}")
+            }
+            ConfigError::Invalid { field, reason } => {
+                write!(f, "invalid grayguard config: field `{field}`: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+// ------------------------------------------------------------------ the JSON contract
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    route_header: Option<String>,
+    stable: String,
+    gray: String,
+    utc_offset: Option<String>,
+    trust_time_header: Option<bool>,
+    rules: Vec<RawRule>,
+    breach: Option<RawBreach>,
+    sync_ms: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(default)]
+    headers: BTreeMap<String, RawMatch>,
+    hours: Option<RawHours>,
+    percent: Option<f64>,
+    sticky_header: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    exact: Option<String>,
+    prefix: Option<String>,
+    regex: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHours {
+    from: String,
+    to: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreach {
+    flag_header: Option<String>,
+    latency: Option<RawLatency>,
+    box_count: Option<RawBoxCount>,
+    error_rate: Option<RawErrorRate>,
+    consecutive_failures: Option<i64>,
+    shed_for_s: Option<f64>,
+    probe_percent: Option<f64>,
+    probe_successes: Option<i64>,
+    scope: Option<Scope>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLatency {
+    header: String,
+    max_mean_ms: f64,
+    window_s: f64,
+    min_samples: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoxCount {
+    header: String,
+    max_sigma: f64,
+    window_s: f64,
+    min_samples: i64,
+    baseline: Option<RawBaseline>,
+    min_std: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBaseline {
+    mean: f64,
+    std: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawErrorRate {
+    max: f64,
+    window_s: f64,
+    min_samples: i64,
+}
+
+// ------------------------------------------------------------------ the typed config
+
+/// A validated plugin configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Request header the route is written to (lower case).
+    pub route_header: String,
+    /// Route value (subset / cluster name) of the stable version.
+    pub stable: String,
+    /// Route value of the gray version.
+    pub gray: String,
+    /// The zone `hours` are written in, minutes east of UTC.
+    pub utc_offset_min: i32,
+    /// Whether a client's `x-time-of-day` may stand in for the proxy clock.
+    pub trust_time_header: bool,
+    /// Rules, tried in order; the first match wins.
+    pub rules: Vec<Rule>,
+    pub breach: Breach,
+    /// How often each worker publishes its windows and evaluates the triggers, in ms.
+    pub sync_ms: u64,
+}
+
+/// One routing rule: which requests are offered to gray.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// `(lower-case header name, matcher)`; all must match.
+    pub headers: Vec<(String, Matcher)>,
+    /// Local time window; `None` is all day.
+    pub hours: Option<Window>,
+    /// Share of matching requests sent to gray, in basis points (0..=10_000).
+    pub percent_bp: u32,
+    /// Header whose value keeps a device on the same side (lower case).
+    pub sticky_header: Option<String>,
+}
+
+/// How one request header is matched.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    Exact(String),
+    Prefix(String),
+    /// Matches the whole value (anchored), like Envoy's `safe_regex`.
+    Regex(regex_lite::Regex),
+}
+
+impl Matcher {
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Matcher::Exact(e) => value == e,
+            Matcher::Prefix(p) => value.starts_with(p.as_str()),
+            Matcher::Regex(r) => r.is_match(value),
+        }
+    }
+}
+
+/// What a breach sheds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Only the rule (cohort) whose gray traffic breached.
+    Rule,
+    /// Every rule.
+    All,
+}
+
+/// Breach triggers and the breaker that acts on them.
+#[derive(Debug, Clone)]
+pub struct Breach {
+    /// Response header carrying the sidecar's in-band breach flag (lower case).
+    pub flag_header: String,
+    pub latency: Option<Latency>,
+    pub box_count: Option<BoxCount>,
+    pub error_rate: Option<ErrorRate>,
+    /// Gray failures in a row that open the breaker.
+    pub consecutive_failures: Option<u32>,
+    /// How long a breach sheds before probing, in ms.
+    pub shed_for_ms: u64,
+    /// Share of shed traffic sent to gray as probes while half-open, in basis points.
+    pub probe_bp: u32,
+    /// Healthy probes in a row that close a half-open breaker.
+    pub probe_successes: u32,
+    pub scope: Scope,
+    pub dry_run: bool,
+}
+
+/// Mean gray latency over a window.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub header: String,
+    /// Threshold on the window mean, in ms.
+    pub max_mean_ms: f64,
+    pub window_ms: u64,
+    pub min_samples: u32,
+}
+
+/// Gray mean box count against the stable baseline.
+#[derive(Debug, Clone)]
+pub struct BoxCount {
+    pub header: String,
+    /// Allowed distance of the gray mean from the baseline mean, in baseline std units.
+    pub max_sigma: f64,
+    pub window_ms: u64,
+    pub min_samples: u32,
+    /// Fixed `(mean, std)`; `None` learns it from stable responses.
+    pub baseline: Option<(f64, f64)>,
+    /// Floor on the baseline std, in boxes, so a perfectly steady stable model does not
+    /// turn every wobble into a breach.
+    pub min_std: f64,
+}
+
+/// Share of failed gray responses over a window.
+#[derive(Debug, Clone)]
+pub struct ErrorRate {
+    /// Threshold, 0..1; the rate must exceed it.
+    pub max: f64,
+    pub window_ms: u64,
+    pub min_samples: u32,
+}
+
+impl Config {
+    /// Number of breakers: one per rule (`scope: rule`) or a single one (`scope: all`).
+    pub fn units(&self) -> usize {
+        match self.breach.scope {
+            Scope::Rule => self.rules.len(),
+            Scope::All => usize::from(!self.rules.is_empty()),
+        }
+    }
+
+    /// The breaker a rule's gray traffic belongs to.
+    pub fn unit_of(&self, rule: usize) -> usize {
+        match self.breach.scope {
+            Scope::Rule => rule,
+            Scope::All => 0,
+        }
+    }
+
+    /// Longest window any trigger looks at, in ms (0 when no windowed trigger is on).
+    pub fn max_window_ms(&self) -> u64 {
+        let b = &self.breach;
+        [
+            b.latency.as_ref().map(|t| t.window_ms),
+            b.box_count.as_ref().map(|t| t.window_ms),
+            b.error_rate.as_ref().map(|t| t.window_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+    }
+
+    /// Shortest window any trigger looks at, in ms (0 when none).
+    pub fn min_window_ms(&self) -> u64 {
+        let b = &self.breach;
+        [
+            b.latency.as_ref().map(|t| t.window_ms),
+            b.box_count.as_ref().map(|t| t.window_ms),
+            b.error_rate.as_ref().map(|t| t.window_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0)
+    }
+}
+
+// ------------------------------------------------------------------ parsing + validation
+
+/// Parses and validates a plugin configuration.
+pub fn parse(json: &[u8]) -> Result<Config, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError::Json {
+            path: if path.is_empty() { ".".into() } else { path },
+            message: strip_position(&inner),
+        }
+    })?;
+    validate(raw)
+}
+
+/// serde_json appends "at line L column C", which is noise for a one-line JSON string.
+fn strip_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) if e.line() > 0 => {
+            format!("{} (line {}, column {})", &text[..i], e.line(), e.column())
+        }
+        _ => text,
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let route_header = header_name(
+        "route_header",
+        raw.route_header.as_deref().unwrap_or("x-canary-route"),
+    )?;
+    let stable = route_value("stable", &raw.stable)?;
+    let gray = route_value("gray", &raw.gray)?;
+    if stable == gray {
+        return Err(invalid("gray", "must differ from `stable`"));
+    }
+    let utc_offset_min = match raw.utc_offset.as_deref() {
+        None => 0,
+        Some(text) => schedule::parse_offset(text).ok_or_else(|| {
+            invalid(
+                "utc_offset",
+                format!("expected +HH:MM or -HH:MM within ±14:00, got {text:?}"),
+            )
+        })?,
+    };
+    if raw.rules.len() > MAX_RULES {
+        return Err(invalid(
+            "rules",
+            format!("at most {MAX_RULES} rules, got {}", raw.rules.len()),
+        ));
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
+    for (i, r) in raw.rules.into_iter().enumerate() {
+        let rule = rule(i, r)?;
+        if rules.iter().any(|o| o.name == rule.name) {
+            return Err(invalid(
+                format!("rules[{i}].name"),
+                format!("duplicate rule name {:?}", rule.name),
+            ));
+        }
+        rules.push(rule);
+    }
+    let breach = breach(raw.breach)?;
+    let sync_ms = match raw.sync_ms {
+        None => DEFAULT_SYNC_MS,
+        Some(v) => {
+            let (lo, hi) = SYNC_MS_RANGE;
+            if !(lo..=hi).contains(&v) {
+                return Err(invalid("sync_ms", format!("must be {lo}..={hi}, got {v}")));
+            }
+            v as u64
+        }
+    };
+    Ok(Config {
+        route_header,
+        stable,
+        gray,
+        utc_offset_min,
+        trust_time_header: raw.trust_time_header.unwrap_or(false),
+        rules,
+        breach,
+        sync_ms,
+    })
+}
+
+fn rule(i: usize, raw: RawRule) -> Result<Rule, ConfigError> {
+    let at = |f: &str| format!("rules[{i}].{f}");
+    if raw.name.is_empty()
+        || raw.name.len() > 64
+        || !raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(invalid(
+            at("name"),
+            format!(
+                "expected 1-64 characters of [A-Za-z0-9._-], got {:?}",
+                raw.name
+            ),
+        ));
+    }
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, m) in raw.headers {
+        let field = format!("rules[{i}].headers.{name}");
+        let lname = header_name(&field, &name)?;
+        let matcher = match (m.exact, m.prefix, m.regex) {
+            (Some(e), None, None) => Matcher::Exact(e),
+            (None, Some(p), None) => Matcher::Prefix(p),
+            (None, None, Some(r)) => Matcher::Regex(regex(&format!("{field}.regex"), &r)?),
+            _ => {
+                return Err(invalid(
+                    field,
+                    "expected exactly one of `exact`, `prefix`, `regex`",
+                ));
+            }
+        };
+        headers.push((lname, matcher));
+    }
+    let hours = match raw.hours {
+        None => None,
+        Some(h) => {
+            let from = schedule::parse_hhmm(&h.from, false).ok_or_else(|| {
+                invalid(
+                    at("hours.from"),
+                    format!("expected HH:MM (00:00..23:59), got {:?}", h.from),
+                )
+            })?;
+            let to = schedule::parse_hhmm(&h.to, true).ok_or_else(|| {
+                invalid(
+                    at("hours.to"),
+                    format!("expected HH:MM (00:00..24:00), got {:?}", h.to),
+                )
+            })?;
+            if from == to || (from == 0 && to == schedule::DAY_MIN) {
+                return Err(invalid(
+                    at("hours"),
+                    "`from` equals `to` (an empty or all-day window); omit `hours` for all day",
+                ));
+            }
+            Some(Window { from, to })
+        }
+    };
+    let percent_bp = percent(&at("percent"), raw.percent.unwrap_or(100.0))?;
+    let sticky_header = raw
+        .sticky_header
+        .map(|h| header_name(&at("sticky_header"), &h))
+        .transpose()?;
+    Ok(Rule {
+        name: raw.name,
+        headers,
+        hours,
+        percent_bp,
+        sticky_header,
+    })
+}
+
+fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
+    let raw = raw.unwrap_or(RawBreach {
+        flag_header: None,
+        latency: None,
+        box_count: None,
+        error_rate: None,
+        consecutive_failures: None,
+        shed_for_s: None,
+        probe_percent: None,
+        probe_successes: None,
+        scope: None,
+        dry_run: None,
+    });
+    let flag_header = header_name(
+        "breach.flag_header",
+        raw.flag_header.as_deref().unwrap_or("x-canary-breach"),
+    )?;
+    let latency = match raw.latency {
+        None => None,
+        Some(l) => Some(Latency {
+            header: header_name("breach.latency.header", &l.header)?,
+            max_mean_ms: positive("breach.latency.max_mean_ms", l.max_mean_ms)?,
+            window_ms: window("breach.latency.window_s", l.window_s)?,
+            min_samples: min_samples("breach.latency.min_samples", l.min_samples)?,
+        }),
+    };
+    let box_count = match raw.box_count {
+        None => None,
+        Some(b) => {
+            let baseline = match b.baseline {
+                None => None,
+                Some(base) => Some((
+                    non_negative("breach.box_count.baseline.mean", base.mean)?,
+                    non_negative("breach.box_count.baseline.std", base.std)?,
+                )),
+            };
+            Some(BoxCount {
+                header: header_name("breach.box_count.header", &b.header)?,
+                max_sigma: positive("breach.box_count.max_sigma", b.max_sigma)?,
+                window_ms: window("breach.box_count.window_s", b.window_s)?,
+                min_samples: min_samples("breach.box_count.min_samples", b.min_samples)?,
+                baseline,
+                min_std: non_negative(
+                    "breach.box_count.min_std",
+                    b.min_std.unwrap_or(DEFAULT_MIN_STD),
+                )?,
+            })
+        }
+    };
+    let error_rate = match raw.error_rate {
+        None => None,
+        Some(e) => {
+            if !(e.max.is_finite() && (0.0..1.0).contains(&e.max)) {
+                return Err(invalid(
+                    "breach.error_rate.max",
+                    format!("must be a share in [0, 1), got {}", e.max),
+                ));
+            }
+            Some(ErrorRate {
+                max: e.max,
+                window_ms: window("breach.error_rate.window_s", e.window_s)?,
+                min_samples: min_samples("breach.error_rate.min_samples", e.min_samples)?,
+            })
+        }
+    };
+    let consecutive_failures = raw
+        .consecutive_failures
+        .map(|n| count("breach.consecutive_failures", n))
+        .transpose()?;
+    let shed_for_s = raw.shed_for_s.unwrap_or(300.0);
+    if !(shed_for_s.is_finite() && shed_for_s > 0.0 && shed_for_s <= MAX_SHED_S) {
+        return Err(invalid(
+            "breach.shed_for_s",
+            format!("must be in (0, {MAX_SHED_S}] seconds, got {shed_for_s}"),
+        ));
+    }
+    Ok(Breach {
+        flag_header,
+        latency,
+        box_count,
+        error_rate,
+        consecutive_failures,
+        shed_for_ms: (shed_for_s * 1000.0).round() as u64,
+        probe_bp: percent("breach.probe_percent", raw.probe_percent.unwrap_or(1.0))?,
+        probe_successes: raw
+            .probe_successes
+            .map(|n| count("breach.probe_successes", n))
+            .transpose()?
+            .unwrap_or(DEFAULT_PROBE_SUCCESSES),
+        scope: raw.scope.unwrap_or(Scope::Rule),
+        dry_run: raw.dry_run.unwrap_or(false),
+    })
+}
+
+/// A header name as Envoy sees it: lower case, an RFC 9110 token, no pseudo-headers.
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(invalid(
+            field,
+            format!("expected an HTTP header name (1-128 token characters), got {name:?}"),
+        ))
+    }
+}
+
+/// A route value: it goes into a header and into `x-canary-decision`.
+fn route_value(field: &str, value: &str) -> Result<String, ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(invalid(
+            field,
+            format!("expected 1-128 characters of [A-Za-z0-9._:/-], got {value:?}"),
+        ))
+    }
+}
+
+fn regex(field: &str, pattern: &str) -> Result<regex_lite::Regex, ConfigError> {
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(invalid(
+            field,
+            format!("pattern longer than {MAX_REGEX_LEN} bytes"),
+        ));
+    }
+    regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        let first = e.to_string();
+        let reason = first.lines().last().unwrap_or("").trim().to_string();
+        invalid(field, format!("bad regex {pattern:?}: {reason}"))
+    })
+}
+
+fn percent(field: &str, p: f64) -> Result<u32, ConfigError> {
+    if p.is_finite() && (0.0..=100.0).contains(&p) {
+        Ok((p * 100.0).round() as u32)
+    } else {
+        Err(invalid(field, format!("must be 0..=100, got {p}")))
+    }
+}
+
+fn positive(field: &str, v: f64) -> Result<f64, ConfigError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(invalid(
+            field,
+            format!("must be a positive number, got {v}"),
+        ))
+    }
+}
+
+fn non_negative(field: &str, v: f64) -> Result<f64, ConfigError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(invalid(field, format!("must be a number ≥ 0, got {v}")))
+    }
+}
+
+fn window(field: &str, s: f64) -> Result<u64, ConfigError> {
+    if (0.1..=MAX_WINDOW_S).contains(&s) {
+        Ok((s * 1000.0).round() as u64)
+    } else {
+        Err(invalid(
+            field,
+            format!("must be 0.1..={MAX_WINDOW_S} seconds, got {s}"),
+        ))
+    }
+}
+
+fn min_samples(field: &str, n: i64) -> Result<u32, ConfigError> {
+    if (1..=MAX_MIN_SAMPLES).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(invalid(
+            field,
+            format!("must be 1..={MAX_MIN_SAMPLES}, got {n}"),
+        ))
+    }
+}
+
+fn count(field: &str, n: i64) -> Result<u32, ConfigError> {
+    if (1..=MAX_COUNT).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(invalid(field, format!("must be 1..={MAX_COUNT}, got {n}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of the README (every key set).
+    pub const FULL: &str = r#"{
+      "route_header": "x-canary-route",
+      "stable": "v9-prod",
+      "gray": "v10-gray",
+      "utc_offset": "+08:00",
+      "trust_time_header": false,
+      "rules": [
+        { "name": "night-cranes",
+          "headers": { "x-device-type": { "exact": "crane-camera" } },
+          "hours": { "from": "00:00", "to": "06:00" },
+          "percent": 100,
+          "sticky_header": "x-device-id" }
+      ],
+      "breach": {
+        "flag_header": "x-canary-breach",
+        "latency":   { "header": "x-inference-latency-ms", "max_mean_ms": 100, "window_s": 120, "min_samples": 20 },
+        "box_count": { "header": "x-box-count", "max_sigma": 3, "window_s": 120, "min_samples": 20 },
+        "error_rate": { "max": 0.05, "window_s": 60, "min_samples": 20 },
+        "consecutive_failures": 3,
+        "shed_for_s": 300,
+        "probe_percent": 1,
+        "scope": "rule",
+        "dry_run": false
+      }
+    }"#;
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(FULL.as_bytes()).unwrap();
+        assert_eq!(c.route_header, "x-canary-route");
+        assert_eq!(c.utc_offset_min, 480);
+        assert_eq!(c.rules.len(), 1);
+        let r = &c.rules[0];
+        assert_eq!(r.hours, Some(Window { from: 0, to: 360 }));
+        assert_eq!(r.percent_bp, 10_000);
+        assert_eq!(r.sticky_header.as_deref(), Some("x-device-id"));
+        let b = &c.breach;
+        assert_eq!(b.latency.as_ref().unwrap().window_ms, 120_000);
+        assert_eq!(b.box_count.as_ref().unwrap().min_std, DEFAULT_MIN_STD);
+        assert_eq!(b.error_rate.as_ref().unwrap().max, 0.05);
+        assert_eq!(b.consecutive_failures, Some(3));
+        assert_eq!(b.shed_for_ms, 300_000);
+        assert_eq!(b.probe_bp, 100);
+        assert_eq!(b.scope, Scope::Rule);
+        assert_eq!(c.max_window_ms(), 120_000);
+        assert_eq!(c.min_window_ms(), 60_000);
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(br#"{"stable":"a","gray":"b","rules":[{"name":"r"}]}"#).unwrap();
+        assert_eq!(c.route_header, "x-canary-route");
+        assert_eq!(c.utc_offset_min, 0);
+        assert!(!c.trust_time_header);
+        assert_eq!(c.rules[0].percent_bp, 10_000);
+        assert!(c.rules[0].hours.is_none());
+        assert!(c.rules[0].headers.is_empty());
+        let b = &c.breach;
+        assert_eq!(b.flag_header, "x-canary-breach");
+        assert!(b.latency.is_none() && b.box_count.is_none() && b.error_rate.is_none());
+        assert!(b.consecutive_failures.is_none());
+        assert_eq!(b.shed_for_ms, 300_000);
+        assert_eq!(b.probe_bp, 100);
+        assert_eq!(b.probe_successes, DEFAULT_PROBE_SUCCESSES);
+        assert_eq!(b.scope, Scope::Rule);
+        assert!(!b.dry_run);
+        assert_eq!(c.sync_ms, DEFAULT_SYNC_MS);
+        assert_eq!(c.max_window_ms(), 0);
+    }
+
+    #[test]
+    fn header_names_are_lower_cased() {
+        let c = parse(
+            br#"{"stable":"a","gray":"b","route_header":"X-Route",
+                 "rules":[{"name":"r","headers":{"X-Device-Type":{"prefix":"cr"}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.route_header, "x-route");
+        assert_eq!(c.rules[0].headers[0].0, "x-device-type");
+    }
+
+    #[test]
+    fn regex_is_anchored() {
+        let c = parse(
+            br#"{"stable":"a","gray":"b",
+                 "rules":[{"name":"r","headers":{"x":{"regex":"crane-(cam|lidar)"}}}]}"#,
+        )
+        .unwrap();
+        let m = &c.rules[0].headers[0].1;
+        assert!(m.matches("crane-cam"));
+        assert!(m.matches("crane-lidar"));
+        assert!(!m.matches("big-crane-cam"));
+        assert!(!m.matches("crane-camera"));
+    }
+
+    /// Rejections: (config, field named, words in the reason).
+    #[test]
+    fn rejections_name_field_and_reason() {
+        let base = |rules: &str, breach: &str| {
+            format!(r#"{{"stable":"v9","gray":"v10","rules":[{rules}],"breach":{{{breach}}}}}"#)
+        };
+        let r = |extra: &str| base(&format!(r#"{{"name":"r"{extra}}}"#), "");
+        let b = |breach: &str| base(r#"{"name":"r"}"#, breach);
+        let cases: Vec<(String, &str, &str)> = vec![
+            ("not json".into(), ".", "expected"),
+            (
+                r#"{"stable":"a","gray":"b"}"#.into(),
+                ".",
+                "missing field `rules`",
+            ),
+            (
+                r#"{"stable":"a","gray":"b","rules":[],"color":1}"#.into(),
+                "color",
+                "unknown field",
+            ),
+            (
+                r#"{"stable":"a","gray":"a","rules":[]}"#.into(),
+                "gray",
+                "differ",
+            ),
+            (
+                r#"{"stable":"a b","gray":"c","rules":[]}"#.into(),
+                "stable",
+                "expected",
+            ),
+            (
+                r#"{"stable":"a","gray":"b","rules":[],"utc_offset":"8"}"#.into(),
+                "utc_offset",
+                "+HH:MM",
+            ),
+            (
+                r#"{"stable":"a","gray":"b","rules":[],"route_header":"bad header"}"#.into(),
+                "route_header",
+                "header name",
+            ),
+            (
+                r#"{"stable":"a","gray":"b","rules":[],"sync_ms":1}"#.into(),
+                "sync_ms",
+                "10..=10000",
+            ),
+            (
+                r#"{"stable":"a","gray":"b","rules":{}}"#.into(),
+                "rules",
+                "expected a sequence",
+            ),
+            (
+                r(r#","hours":{"from":"25:00","to":"06:00"}"#),
+                "rules[0].hours.from",
+                "HH:MM",
+            ),
+            (
+                r(r#","hours":{"from":"01:00","to":"6"}"#),
+                "rules[0].hours.to",
+                "HH:MM",
+            ),
+            (
+                r(r#","hours":{"from":"01:00","to":"01:00"}"#),
+                "rules[0].hours",
+                "empty",
+            ),
+            (
+                r(r#","hours":{"from":"01:00"}"#),
+                "rules[0].hours",
+                "missing field `to`",
+            ),
+            (r(r#","percent":101"#), "rules[0].percent", "0..=100"),
+            (r(r#","percent":-1"#), "rules[0].percent", "0..=100"),
+            (r(r#","percent":"50""#), "rules[0].percent", "invalid type"),
+            (
+                r(r#","headers":{"x":{"regex":"(unclosed"}}"#),
+                "rules[0].headers.x.regex",
+                "bad regex",
+            ),
+            (
+                r(r#","headers":{"x":{"exact":"a","prefix":"b"}}"#),
+                "rules[0].headers.x",
+                "exactly one",
+            ),
+            (
+                r(r#","headers":{"x":{}}"#),
+                "rules[0].headers.x",
+                "exactly one",
+            ),
+            (
+                r(r#","headers":{"x":{"glob":"*"}}"#),
+                "rules[0].headers.x.glob",
+                "unknown field",
+            ),
+            (
+                r(r#","sticky_header":"""#),
+                "rules[0].sticky_header",
+                "header name",
+            ),
+            (r(r#","extra":true"#), "rules[0].extra", "unknown field"),
+            (
+                base(r#"{"name":"r"},{"name":"r"}"#, ""),
+                "rules[1].name",
+                "duplicate",
+            ),
+            (
+                base(r#"{"name":"has space"}"#, ""),
+                "rules[0].name",
+                "expected",
+            ),
+            (
+                b(r#""latency":{"header":"l","max_mean_ms":0,"window_s":1,"min_samples":1}"#),
+                "breach.latency.max_mean_ms",
+                "positive",
+            ),
+            (
+                b(r#""latency":{"header":"l","max_mean_ms":1,"window_s":-5,"min_samples":1}"#),
+                "breach.latency.window_s",
+                "seconds",
+            ),
+            (
+                b(r#""latency":{"header":"l","max_mean_ms":1,"window_s":1,"min_samples":0}"#),
+                "breach.latency.min_samples",
+                "1..=",
+            ),
+            (
+                b(r#""latency":{"header":"l","max_mean_ms":1,"window_s":1}"#),
+                "breach.latency",
+                "missing field `min_samples`",
+            ),
+            (
+                b(r#""box_count":{"header":"b","max_sigma":-3,"window_s":1,"min_samples":1}"#),
+                "breach.box_count.max_sigma",
+                "positive",
+            ),
+            (
+                b(
+                    r#""box_count":{"header":"b","max_sigma":3,"window_s":1,"min_samples":1,"baseline":{"mean":-1,"std":1}}"#,
+                ),
+                "breach.box_count.baseline.mean",
+                "≥ 0",
+            ),
+            (
+                b(
+                    r#""box_count":{"header":"b","max_sigma":3,"window_s":1,"min_samples":1,"min_std":-0.5}"#,
+                ),
+                "breach.box_count.min_std",
+                "≥ 0",
+            ),
+            (
+                b(r#""error_rate":{"max":1.5,"window_s":1,"min_samples":1}"#),
+                "breach.error_rate.max",
+                "[0, 1)",
+            ),
+            (
+                b(r#""consecutive_failures":0"#),
+                "breach.consecutive_failures",
+                "1..=",
+            ),
+            (b(r#""shed_for_s":0"#), "breach.shed_for_s", "(0,"),
+            (
+                b(r#""probe_percent":200"#),
+                "breach.probe_percent",
+                "0..=100",
+            ),
+            (
+                b(r#""probe_successes":0"#),
+                "breach.probe_successes",
+                "1..=",
+            ),
+            (b(r#""scope":"cluster""#), "breach.scope", "unknown variant"),
+            (b(r#""dry_run":"yes""#), "breach.dry_run", "invalid type"),
+            (
+                b(r#""flag_header":"a:b""#),
+                "breach.flag_header",
+                "header name",
+            ),
+        ];
+        for (json, field, reason) in cases {
+            let err = match parse(json.as_bytes()) {
+                Ok(_) => panic!("accepted {json}"),
+                Err(e) => e,
+            };
+            assert_eq!(err.field(), field, "{json}\n→ {err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(reason),
+                "{json}\n→ {text} (wanted {reason:?})"
+            );
+            assert!(text.contains(&format!("`{field}`")), "{text}");
+            assert!(!text.contains('\n'), "one line: {text}");
+        }
+    }
+}
