@@ -45,6 +45,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make run     set up, build and run the local mesh"
+	@echo "make demo    replay the gray-release incident through the local mesh"
 	@echo "make test    set up, build, lint and run all tests"
 	@echo "make bench   benchmarks (filter CPU/request, sidecar overhead, end to end)"
 
@@ -135,8 +136,17 @@ test-e2e: setup build
 
 # ---------------------------------------------------------------- run
 
+# The local mesh on loopback until Ctrl-C: front Envoy + filter (10000, admin 9901), sidecars
+# v9-prod (8081) and v10-gray (8082, oversensitive), Prometheus (9090). Logs in .run/logs/.
 run: setup build
-	@echo "local mesh: not built yet"
+	bash mesh-config/local/run.sh
+
+# The incident replayed through the mesh (started in the background if it is not running).
+# Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"
+DEMO_ARGS ?= --check
+demo: setup build
+	cargo build --release -p grayguard-demo
+	bash tests/demo/demo.sh $(DEMO_ARGS)
 
 # ---------------------------------------------------------------- bench
 

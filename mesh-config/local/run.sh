@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The local mesh on loopback (`make run`): two sidecars serving the real YOLO model (v9-prod,
+# stable, and v10-gray, deliberately oversensitive), the front Envoy with the grayguard filter,
+# and Prometheus scraping all three. Runs until Ctrl-C or SIGTERM, then stops everything it
+# started. Logs go to .run/logs/.
+#
+#   bash mesh-config/local/run.sh            (after `make setup build`; `make run` does both)
+#
+# Environment (defaults are what `make setup build` produces):
+#   GRAYGUARD_ENVOY, GRAYGUARD_SIDECAR, GRAYGUARD_MODEL, ORT_DYLIB_PATH, GRAYGUARD_WASM
+#   GRAYGUARD_RUN_THREADS       ONNX Runtime threads per sidecar (default 1: two sidecars share the cores)
+#   GRAYGUARD_RUN_READY_S       how long to wait for each component to become ready (default 180)
+#   GRAYGUARD_GRAY_CONF         confidence threshold of the gray sidecar (default 0.01: the incident)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+ENVOY="${GRAYGUARD_ENVOY:-$ROOT/.data/bin/envoy}"
+SIDECAR="${GRAYGUARD_SIDECAR:-$ROOT/target/release/grayguard-sidecar}"
+MODEL="${GRAYGUARD_MODEL:-$ROOT/.data/models/best_fp16.onnx}"
+WASM="${GRAYGUARD_WASM:-$ROOT/target/grayguard_filter.wasm}"
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.data/lib/libonnxruntime.so}"
+THREADS="${GRAYGUARD_RUN_THREADS:-1}"
+READY_S="${GRAYGUARD_RUN_READY_S:-180}"
+GRAY_CONF="${GRAYGUARD_GRAY_CONF:-0.01}"
+
+RUN_DIR="$ROOT/.run"
+LOGS="$RUN_DIR/logs"
+
+# name:port of everything the mesh listens on (fixed: the configs in this folder name them).
+PORTS=(envoy-listener:10000 envoy-admin:9901 v9-prod:8081 v10-gray:8082 prometheus:9090)
+
+say() { printf '[run] %s\n' "$*"; }
+die() { printf '[run] error: %s\n' "$*" >&2; exit 1; }
+
+for bin in "$ENVOY" "$SIDECAR"; do
+  [ -x "$bin" ] || die "$bin is missing; run \`make setup build\` first"
+done
+for f in "$MODEL" "$WASM" "$ORT_DYLIB_PATH" mesh-config/local/envoy.yaml mesh-config/local/prometheus.yml; do
+  [ -e "$f" ] || die "$f is missing; run \`make setup build\` first"
+done
+command -v prometheus >/dev/null || die "prometheus is not installed; run \`make setup\` (Debian package prometheus)"
+command -v curl >/dev/null || die "curl is needed to wait for readiness"
+
+# A port is taken if something accepts connections on it or holds a listening socket.
+port_taken() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+  ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
+  return 1
+}
+taken=0
+for entry in "${PORTS[@]}"; do
+  name="${entry%%:*}"; port="${entry##*:}"
+  if port_taken "$port"; then
+    printf '[run] error: port %s (%s) is already in use on 127.0.0.1\n' "$port" "$name" >&2
+    taken=1
+  fi
+done
+[ "$taken" = 0 ] || die "free the port(s) above (is another \`make run\` still running?) and try again"
+
+mkdir -p "$LOGS" "$RUN_DIR/prometheus"
+
+PIDS=()
+NAMES=()
+stopping=0
+cleanup() {
+  [ "$stopping" = 1 ] && return
+  stopping=1
+  trap - INT TERM
+  say "stopping ${NAMES[*]:-nothing}"
+  # Reverse order: the front Envoy and Prometheus first, then the sidecars behind them.
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+  done
+  for ((t = 0; t < 50; t++)); do
+    alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  say "stopped"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME COMMAND...: runs COMMAND in the background with its output in .run/logs/NAME.log.
+start() {
+  local name="$1"; shift
+  "$@" >"$LOGS/$name.log" 2>&1 &
+  PIDS+=("$!")
+  NAMES+=("$name")
+}
+
+# wait_ready NAME PID URL: polls URL until it answers 200, the process dies, or time runs out.
+wait_ready() {
+  local name="$1" pid="$2" url="$3" deadline=$((SECONDS + READY_S))
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 30 "$LOGS/$name.log" >&2 || true
+      die "$name exited before it was ready (log: .run/logs/$name.log)"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 30 "$LOGS/$name.log" >&2 || true
+      die "$name was not ready within ${READY_S}s (log: .run/logs/$name.log)"
+    fi
+    sleep 0.5
+  done
+  say "$name ready ($url)"
+}
+
+say "starting the sidecars (model $(basename "$MODEL"), $THREADS thread(s) each)"
+start v9-prod "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8081 --model-version v9-prod \
+  --conf 0.25 --threads "$THREADS"
+V9_PID="${PIDS[-1]}"
+# The incident: same model, confidence threshold 0.01 — a flood of small false boxes.
+start v10-gray "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8082 --model-version v10-gray \
+  --conf "$GRAY_CONF" --threads "$THREADS"
+V10_PID="${PIDS[-1]}"
+wait_ready v9-prod "$V9_PID" http://127.0.0.1:8081/ready
+wait_ready v10-gray "$V10_PID" http://127.0.0.1:8082/ready
+
+say "starting the front Envoy with the grayguard filter"
+start envoy "$ENVOY" -c mesh-config/local/envoy.yaml --disable-hot-restart --log-level warn
+ENVOY_PID="${PIDS[-1]}"
+wait_ready envoy "$ENVOY_PID" http://127.0.0.1:9901/ready
+
+say "starting Prometheus"
+start prometheus prometheus --config.file=mesh-config/local/prometheus.yml \
+  --storage.tsdb.path="$RUN_DIR/prometheus" --web.listen-address=127.0.0.1:9090
+PROM_PID="${PIDS[-1]}"
+wait_ready prometheus "$PROM_PID" http://127.0.0.1:9090/-/ready
+
+cat <<EOF
+
+grayguard local mesh is up (logs in .run/logs/, Ctrl-C stops it):
+  front Envoy      http://127.0.0.1:10000/infer     (POST a JPEG/PNG)
+  Envoy admin      http://127.0.0.1:9901/stats/prometheus
+  v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
+  v10-gray         http://127.0.0.1:8082/metrics    (gray, conf $GRAY_CONF)
+  Prometheus       http://127.0.0.1:9090/
+
+try:
+  curl -si -H 'x-device-type: crane-camera' -H 'x-device-id: crane-001' --data-binary @.data/images/person.jpg http://127.0.0.1:10000/infer
+  make demo        (replays the incident against this mesh)
+
+EOF
+say "ready"
+
+# Stay up until a signal arrives or one of the components dies.
+while true; do
+  for i in "${!PIDS[@]}"; do
+    if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+      tail -n 30 "$LOGS/${NAMES[$i]}.log" >&2 || true
+      die "${NAMES[$i]} exited unexpectedly (log: .run/logs/${NAMES[$i]}.log)"
+    fi
+  done
+  sleep 1 &
+  wait $! || true
+done
