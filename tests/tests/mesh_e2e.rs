@@ -1,0 +1,289 @@
+//! The incident end to end with real processes: the front Envoy running the filter, a stable
+//! (v9-prod) and a gray (v10-gray) sidecar serving the real model, real photos. The gray
+//! version is the classic bad release: the same model with a confidence threshold of 0.01,
+//! which floods replies with small false boxes. The test follows one gray cohort through
+//! routing, the automatic shed (box count against the baseline learned from stable replies),
+//! the shed period, and the half-open probe, and checks that the decision header tells each
+//! step, that no client sees an error, and that Envoy's and the sidecars' counters agree.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use grayguard_e2e::http::Response;
+use grayguard_e2e::mesh::{GRAY, Mesh, STABLE, metric};
+use grayguard_e2e::paths;
+
+const MIN_SAMPLES: usize = 5;
+const SHED_FOR_S: u64 = 4;
+
+/// The canonical rule with short windows, a short shed and a high probe share, so the whole
+/// cycle fits in a few seconds; latency and error thresholds are far away so that the box
+/// count alone decides.
+fn plugin_config() -> String {
+    format!(
+        r#"{{
+  "route_header": "x-canary-route",
+  "stable": "{STABLE}",
+  "gray": "{GRAY}",
+  "rules": [
+    {{ "name": "crane-cameras",
+      "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }},
+      "percent": 100,
+      "sticky_header": "x-device-id" }}
+  ],
+  "breach": {{
+    "flag_header": "x-canary-breach",
+    "latency": {{ "header": "x-inference-latency-ms", "max_mean_ms": 60000, "window_s": 60, "min_samples": {MIN_SAMPLES} }},
+    "box_count": {{ "header": "x-box-count", "max_sigma": 3, "window_s": 60, "min_samples": {MIN_SAMPLES} }},
+    "error_rate": {{ "max": 0.5, "window_s": 60, "min_samples": {MIN_SAMPLES} }},
+    "consecutive_failures": 5,
+    "shed_for_s": {SHED_FOR_S},
+    "probe_percent": 50,
+    "scope": "rule",
+    "dry_run": false
+  }}
+}}"#
+    )
+}
+
+/// What the clients saw, counted as the test goes.
+#[derive(Debug, Default)]
+struct Seen {
+    served_gray: usize,
+    served_stable: usize,
+    shed: usize,
+    probes: usize,
+    gray_boxes: Vec<u32>,
+    stable_boxes: Vec<u32>,
+}
+
+impl Seen {
+    /// Checks the reply is a success with grayguard's headers and counts it; returns the
+    /// version that served it and the decision header.
+    fn record(&mut self, r: &Response) -> (String, String) {
+        assert_eq!(
+            r.status,
+            200,
+            "a client saw an error: {} {:?}",
+            r.text(),
+            r.headers
+        );
+        let version = r
+            .header("x-model-version")
+            .expect("x-model-version")
+            .to_string();
+        let decision = r
+            .header("x-canary-decision")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no x-canary-decision (is the filter loaded?): {:?}",
+                    r.headers
+                )
+            })
+            .to_string();
+        let boxes: u32 = r
+            .header("x-box-count")
+            .expect("x-box-count")
+            .parse()
+            .expect("x-box-count is an integer");
+        let body_boxes = r.json()["boxes"].as_array().expect("boxes").len();
+        assert_eq!(boxes as usize, body_boxes, "x-box-count vs the body");
+        match version.as_str() {
+            GRAY => {
+                self.served_gray += 1;
+                self.gray_boxes.push(boxes);
+            }
+            STABLE => {
+                self.served_stable += 1;
+                self.stable_boxes.push(boxes);
+            }
+            other => panic!("unknown x-model-version {other}"),
+        }
+        if decision.contains("shed=") {
+            self.shed += 1;
+        }
+        if decision.ends_with("; probe") {
+            self.probes += 1;
+        }
+        (version, decision)
+    }
+}
+
+fn mean(v: &[u32]) -> f64 {
+    v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len().max(1) as f64
+}
+
+#[test]
+fn gray_cohort_is_routed_shed_and_probed_without_client_errors() {
+    let photos: Vec<Vec<u8>> = ["person.jpg", "horses.jpg", "dog.jpg", "giraffe.jpg"]
+        .iter()
+        .map(|n| std::fs::read(paths::image(n)).expect("read photo"))
+        .collect();
+    // One ONNX Runtime thread each: the two sidecars share the machine's cores. The sidecars'
+    // own latency watchdog is pushed out of the way so the proxy's box-count check decides.
+    let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
+    let stable_flags = [&common[..], &["--conf", "0.25"]].concat();
+    let gray_flags = [&common[..], &["--conf", "0.01"]].concat();
+    let mesh = Mesh::start(&plugin_config(), &stable_flags, &gray_flags, 2);
+    let mut seen = Seen::default();
+    let photo = |i: usize| photos[i % photos.len()].as_slice();
+
+    // 1. Traffic outside the rule goes to stable and teaches the proxy the stable baseline;
+    //    a client cannot force itself onto gray with the route or decision headers.
+    for i in 0..2 * MIN_SAMPLES {
+        let r = mesh.infer("dock-camera", &format!("dock-{}", i % 3), photo(i), &[]);
+        assert_eq!(seen.record(&r), (STABLE.into(), "stable; no-rule".into()));
+    }
+    let spoofed = mesh.infer(
+        "dock-camera",
+        "dock-0",
+        photo(0),
+        &[
+            ("x-canary-route", GRAY),
+            ("x-canary-decision", "gray; rule=x"),
+        ],
+    );
+    assert_eq!(
+        seen.record(&spoofed),
+        (STABLE.into(), "stable; no-rule".into())
+    );
+
+    // 2. The gray cohort goes to gray until its box counts breach the baseline; then the
+    //    proxy sheds it to stable and says why.
+    let mut last_gray_sent = None;
+    let mut shed_seen = false;
+    for i in 0..4 * MIN_SAMPLES {
+        let sent = Instant::now();
+        let r = mesh.infer("crane-camera", &format!("crane-{}", i % 2), photo(i), &[]);
+        let (version, decision) = seen.record(&r);
+        if version == GRAY {
+            assert_eq!(decision, "gray; rule=crane-cameras");
+            last_gray_sent = Some(sent);
+        } else {
+            assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
+            shed_seen = true;
+            break;
+        }
+    }
+    assert!(
+        shed_seen,
+        "gray was not shed after {} gray replies (gray boxes {:?}, stable boxes {:?})",
+        seen.served_gray, seen.gray_boxes, seen.stable_boxes
+    );
+    assert!(
+        seen.served_gray >= MIN_SAMPLES,
+        "shed after only {} gray replies, before min_samples {MIN_SAMPLES}",
+        seen.served_gray
+    );
+    assert!(
+        mean(&seen.gray_boxes) > mean(&seen.stable_boxes),
+        "the oversensitive gray version should find more boxes: gray {:?} stable {:?}",
+        seen.gray_boxes,
+        seen.stable_boxes
+    );
+    let gray_before_shed = seen.served_gray;
+    // The breaker opened while the proxy handled a gray reply, so after this request was sent.
+    let opened_after = last_gray_sent.expect("gray replies before the shed");
+
+    // 3. While the breaker is open nothing of the cohort reaches gray; once the shed period
+    //    is over, a half-open probe does, marked as such. Bounded in count and time.
+    let deadline = Instant::now() + Duration::from_secs(SHED_FOR_S + 20);
+    let mut first_probe = None;
+    let mut after_probe = 0;
+    for i in 0..200 {
+        if after_probe >= 3 || Instant::now() > deadline {
+            break;
+        }
+        let sent = Instant::now();
+        let r = mesh.infer("crane-camera", &format!("crane-{}", i % 2), photo(i), &[]);
+        let (version, decision) = seen.record(&r);
+        if version == GRAY {
+            assert_eq!(
+                decision, "gray; rule=crane-cameras; probe",
+                "only probes may reach gray after the shed"
+            );
+            let waited = sent.duration_since(opened_after);
+            assert!(
+                waited >= Duration::from_secs(SHED_FOR_S),
+                "probe {waited:?} after the breaker opened, before shed_for_s {SHED_FOR_S}s"
+            );
+            first_probe.get_or_insert(sent);
+        } else {
+            assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
+        }
+        if first_probe.is_some() {
+            after_probe += 1;
+        }
+        // Other traffic keeps flowing to stable throughout.
+        if i % 4 == 3 {
+            let r = mesh.infer("dock-camera", "dock-1", photo(i), &[]);
+            assert_eq!(seen.record(&r), (STABLE.into(), "stable; no-rule".into()));
+        }
+    }
+    assert!(
+        first_probe.is_some(),
+        "no half-open probe within {SHED_FOR_S}s + 20s of the shed"
+    );
+    assert!(seen.shed >= 1);
+
+    // 4. Envoy's counters, the sidecars' counters and the clients agree.
+    let stats = mesh.envoy.stats();
+    let envoy = |name: &str| {
+        metric(&stats, name).unwrap_or_else(|| panic!("{name} missing from Envoy's stats"))
+    };
+    let sidecar_requests = |m: &str| {
+        metric(m, "grayguard_sidecar_requests_total").expect("grayguard_sidecar_requests_total")
+    };
+    let (gray_metrics, stable_metrics) = (mesh.gray.metrics(), mesh.stable.metrics());
+    let counts = format!(
+        "seen {seen:?}; envoy routed_gray {} routed_stable {} shed {} probes {}; sidecars gray {} stable {}",
+        envoy("grayguard_routed_gray"),
+        envoy("grayguard_routed_stable"),
+        envoy("grayguard_shed_requests"),
+        envoy("grayguard_probe_requests"),
+        sidecar_requests(&gray_metrics),
+        sidecar_requests(&stable_metrics),
+    );
+    assert_eq!(
+        envoy("grayguard_routed_gray"),
+        seen.served_gray as f64,
+        "{counts}"
+    );
+    assert_eq!(
+        sidecar_requests(&gray_metrics),
+        seen.served_gray as f64,
+        "{counts}"
+    );
+    assert_eq!(
+        envoy("grayguard_routed_stable"),
+        seen.served_stable as f64,
+        "{counts}"
+    );
+    assert_eq!(
+        sidecar_requests(&stable_metrics),
+        seen.served_stable as f64,
+        "{counts}"
+    );
+    assert_eq!(
+        envoy("grayguard_shed_requests"),
+        seen.shed as f64,
+        "{counts}"
+    );
+    assert_eq!(
+        envoy("grayguard_probe_requests"),
+        seen.probes as f64,
+        "{counts}"
+    );
+    assert!(envoy("grayguard_breaches_box_count") >= 1.0, "{counts}");
+    assert_eq!(
+        seen.served_gray,
+        gray_before_shed + seen.probes,
+        "after the shed only probes reached gray: {counts}"
+    );
+    // The gray version still floods boxes, so the incident is still being shed.
+    let state = envoy("grayguard_breaker_state");
+    assert!(
+        state == 1.0 || state == 2.0,
+        "breaker state {state}: {counts}"
+    );
+}
