@@ -15,3 +15,14 @@ pub mod rules;
 pub mod schedule;
 pub mod signals;
 pub mod window;
+
+mod http;
+mod metrics;
+mod root;
+mod shared;
+
+// The module's entry point: Envoy calls `_initialize`, which installs the root context.
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|context_id| Box::new(root::Root::new(context_id)));
+}}

@@ -60,14 +60,19 @@ impl Draw {
         Draw(mix64(seed) | 1)
     }
 
-    /// A bucket in 0..10,000.
-    pub fn bucket(&mut self) -> u32 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.0 = x;
-        ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % u64::from(BUCKETS)) as u32
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A bucket in 0..10,000.
+    pub fn bucket(&mut self) -> u32 {
+        ((self.next_u64() >> 32) % u64::from(BUCKETS)) as u32
     }
 }
 
