@@ -41,7 +41,7 @@ export GRAYGUARD_ISTIO_CRDS ?= $(abspath $(ROOT)/../shared/schemas/istio-crd-all
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-sidecar lint fmt test test-unit test-e2e run demo bench bench-filter bench-sidecar clean
+.PHONY: help setup build build-filter build-sidecar lint fmt test test-unit test-e2e run demo bench bench-filter bench-sidecar bench-e2e clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
@@ -150,7 +150,7 @@ demo: setup build
 
 # ---------------------------------------------------------------- bench
 
-bench: bench-filter bench-sidecar
+bench: bench-filter bench-sidecar bench-e2e
 
 $(STAMPS)/bench-venv: tests/bench/requirements.txt $(STAMPS)/venv
 	$(PIP) install -q --disable-pip-version-check -r tests/bench/requirements.txt
@@ -163,6 +163,10 @@ bench-filter: setup build $(STAMPS)/bench-venv
 # Sidecar overhead beyond the model run vs a Python Flask + onnxruntime server.
 bench-sidecar: setup build $(STAMPS)/bench-venv
 	bash tests/bench/sidecar/run.sh
+
+# End to end: front Envoy + filter overhead vs the sidecar alone, and detection-to-shed time.
+bench-e2e: setup build
+	bash tests/bench/e2e/run.sh
 
 clean:
 	cargo clean

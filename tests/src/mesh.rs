@@ -262,6 +262,32 @@ impl Mesh {
     }
 }
 
+/// The canonical plugin configuration, as `mesh-config/local/envoy.yaml` ships it (the
+/// block scalar under `configuration: ... value: |`).
+pub fn local_plugin_config() -> String {
+    let path = paths::root().join("mesh-config/local/envoy.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    plugin_block(&yaml).unwrap_or_else(|| panic!("{}: no `value: |` block", path.display()))
+}
+
+/// The first `value: |` block scalar of `yaml`, dedented.
+fn plugin_block(yaml: &str) -> Option<String> {
+    let mut lines = yaml.lines();
+    let key_indent = lines
+        .by_ref()
+        .find_map(|l| (l.trim() == "value: |").then(|| l.len() - l.trim_start().len()))?;
+    let body: Vec<&str> = lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > key_indent)
+        .collect();
+    let indent = body
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()?;
+    let text: Vec<&str> = body.iter().map(|l| l.get(indent..).unwrap_or("")).collect();
+    Some(text.join("\n").trim_end().to_string())
+}
+
 /// The sum over every series called exactly `name` in a Prometheus text exposition.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -287,6 +313,21 @@ mod tests {
         assert_eq!(metric(text, "a"), Some(5.0));
         assert_eq!(metric(text, "a_count"), Some(7.0));
         assert_eq!(metric(text, "b"), None);
+    }
+
+    #[test]
+    fn plugin_block_is_extracted_and_dedented() {
+        let yaml =
+            "a:\n  configuration:\n    value: |\n      {\n        \"k\": 1\n      }\n  next: 2\n";
+        assert_eq!(plugin_block(yaml).unwrap(), "{\n  \"k\": 1\n}");
+        assert_eq!(plugin_block("x: 1\n"), None);
+    }
+
+    #[test]
+    fn the_shipped_local_config_has_a_json_plugin_config() {
+        let json: serde_json::Value = serde_json::from_str(&local_plugin_config()).unwrap();
+        assert_eq!(json["stable"], STABLE);
+        assert_eq!(json["gray"], GRAY);
     }
 
     #[test]
