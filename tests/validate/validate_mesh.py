@@ -18,8 +18,8 @@ Checks, for every YAML/JSON file under the root:
   * with --sidecar-help, every flag the Deployments pass to grayguard-sidecar exists.
 
 Prints one line per problem naming the file, the resource and the error, and exits 1 if
-there is any (2 if the inputs themselves are missing). --plugin-configs prints the embedded
-plugin configurations as JSON instead, for tests that check them with the filter's own parser.
+there is any (2 if the inputs themselves are missing). --plugin-configs also writes the
+embedded plugin configurations as JSON, for tests that check them with the filter's parser.
 """
 
 from __future__ import annotations
@@ -448,7 +448,7 @@ def load(path: pathlib.Path) -> list[Any]:
 
 
 def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
-        print_plugin_configs: bool) -> int:
+        plugin_configs_out: pathlib.Path | None) -> int:
     report = Report()
     schemas = load_istio_schemas(crds)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
@@ -524,8 +524,8 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
     if sidecar_help is not None:
         check_sidecar_flags(resources, sidecar_help, report)
 
-    if print_plugin_configs:
-        print(json.dumps({w: c for w, c in plugin_configs}, indent=2))
+    if plugin_configs_out is not None:
+        plugin_configs_out.write_text(json.dumps(dict(plugin_configs), indent=2), encoding="utf-8")
     for line in report.problems:
         print(line)
     print(f"{report.checked} files, {len(resources)} resources, {len(plugin_configs)} plugin "
@@ -543,8 +543,9 @@ def main() -> int:
                              "(default: $GRAYGUARD_ISTIO_CRDS or ../shared/schemas/istio-crd-all.gen.yaml)")
     parser.add_argument("--sidecar-help", type=pathlib.Path,
                         help="output of `grayguard-sidecar --help`: check the Deployments' flags against it")
-    parser.add_argument("--plugin-configs", action="store_true",
-                        help="also print every embedded grayguard plugin configuration as JSON")
+    parser.add_argument("--plugin-configs", type=pathlib.Path, metavar="OUT",
+                        help="also write every embedded grayguard plugin configuration to OUT, "
+                             "as a JSON object keyed by file and resource")
     args = parser.parse_args()
     for what, path in (("--root", args.root), ("--istio-crds", args.istio_crds)):
         if not path.exists():

@@ -1,0 +1,355 @@
+//! The mesh configuration (mesh-config/) checked by the real tools that consume it: Istio's
+//! CRD schemas and the Kubernetes schemas (tests/validate/validate_mesh.py), promtool for the
+//! rules and the local Prometheus config, Envoy's own validation of the local front proxy
+//! (which loads the real filter and runs its configuration check), the filter's config parser
+//! for every embedded plugin configuration, and the sidecar's CLI for the Deployments' flags.
+//!
+//! Each check also runs once on a deliberately broken copy, so a validator that accepts
+//! anything fails here.
+//!
+//! Test code may panic freely: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use grayguard_e2e::paths;
+use serde_json::Value;
+
+/// The canonical plugin configuration of the cross-part contracts.
+const CANONICAL: &str = r#"{
+  "route_header": "x-canary-route",
+  "stable": "v9-prod",
+  "gray": "v10-gray",
+  "utc_offset": "+00:00",
+  "trust_time_header": false,
+  "rules": [
+    { "name": "crane-cameras",
+      "headers": { "x-device-type": { "exact": "crane-camera" } },
+      "percent": 100,
+      "sticky_header": "x-device-id" }
+  ],
+  "breach": {
+    "flag_header": "x-canary-breach",
+    "latency":   { "header": "x-inference-latency-ms", "max_mean_ms": 1500, "window_s": 30, "min_samples": 10 },
+    "box_count": { "header": "x-box-count", "max_sigma": 3, "window_s": 30, "min_samples": 10 },
+    "error_rate": { "max": 0.2, "window_s": 30, "min_samples": 10 },
+    "consecutive_failures": 5,
+    "shed_for_s": 30,
+    "probe_percent": 10,
+    "scope": "rule",
+    "dry_run": false
+  }
+}"#;
+
+fn mesh_config() -> PathBuf {
+    paths::root().join("mesh-config")
+}
+
+fn run(mut cmd: Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    eprintln!(
+        "$ {cmd:?}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `validate_mesh.py --root ROOT EXTRA...`
+fn validator(root: &Path, extra: &[&std::ffi::OsStr]) -> Output {
+    let mut cmd = Command::new(paths::python());
+    cmd.arg(paths::root().join("tests/validate/validate_mesh.py"))
+        .arg("--root")
+        .arg(root)
+        .args(extra);
+    run(cmd)
+}
+
+fn promtool(args: &[&str], dir: &Path) -> Output {
+    let mut cmd = Command::new("promtool");
+    cmd.args(args).current_dir(dir);
+    run(cmd)
+}
+
+/// A copy of mesh-config/ to break.
+fn copy_of_mesh_config() -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&mesh_config(), &dir.path().join("mesh-config"));
+    dir
+}
+
+/// Replaces the first `from` in `file` with `to`, failing if it is not there.
+fn edit(file: &Path, from: &str, to: &str) {
+    let body = std::fs::read_to_string(file).unwrap();
+    assert!(body.contains(from), "{}: no {from:?}", file.display());
+    std::fs::write(file, body.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn mesh_config_validates_against_istio_and_kubernetes_schemas() {
+    let out = validator(&mesh_config(), &[]);
+    assert!(out.status.success(), "validator failed:\n{}", text(&out));
+    assert!(
+        text(&out).contains(" 0 problems"),
+        "validator did not finish its report:\n{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn validator_rejects_broken_resources_naming_file_resource_and_error() {
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    // Istio schema: an unknown field in a route, and an unknown plugin phase.
+    edit(
+        &m.join("base/virtual-service.yaml"),
+        "      timeout: 15s",
+        "      timeoutSeconds: 15",
+    );
+    edit(
+        &m.join("wasm-plugin.yaml"),
+        "phase: UNSPECIFIED_PHASE",
+        "phase: ROUTING",
+    );
+    // Kubernetes schema: a probe period as a string.
+    edit(
+        &m.join("base/deployments.yaml"),
+        "periodSeconds: 10",
+        "periodSeconds: \"10\"",
+    );
+    // kustomize: a resource that does not exist.
+    edit(
+        &m.join("base/kustomization.yaml"),
+        "  - service.yaml",
+        "  - services.yaml",
+    );
+    // The plugin configuration drifting between the local mesh and the cluster.
+    edit(
+        &m.join("variants/envoy-filter/envoy-filter.yaml"),
+        "\"shed_for_s\": 30",
+        "\"shed_for_s\": 60",
+    );
+    // The PrometheusRule drifting from the promtool-tested rules file.
+    edit(&m.join("base/prometheus-rules.yaml"), "> 0.95", "> 0.99");
+    // A metric name nobody publishes.
+    edit(
+        &m.join("base/grafana-dashboard.json"),
+        "grayguard_routed_gray[1m]",
+        "grayguard_routed_grey[1m]",
+    );
+
+    let out = validator(&m, &[]);
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken copy accepted:\n{report}"
+    );
+    for expected in [
+        "mesh-config/base/virtual-service.yaml: VirtualService yolo/yolo-detector: spec.http.0: Additional properties are not allowed ('timeoutSeconds' was unexpected)",
+        "mesh-config/wasm-plugin.yaml: WasmPlugin istio-system/grayguard: spec.phase: 'ROUTING' is not one of",
+        "mesh-config/base/deployments.yaml: Deployment yolo/yolo-v9-prod: spec.template.spec.containers.0.livenessProbe.periodSeconds: '10' is not of type 'integer'",
+        "mesh-config/base/kustomization.yaml: resource 'services.yaml' does not exist",
+        "mesh-config/variants/envoy-filter/envoy-filter.yaml: EnvoyFilter istio-system/grayguard: grayguard plugin configuration differs from mesh-config/local/envoy.yaml at breach.shed_for_s",
+        "mesh-config/base/prometheus-rules.yaml: PrometheusRule yolo/grayguard: spec.groups differ from mesh-config/prometheus/rules.yaml",
+        "mesh-config/base/grafana-dashboard.json: expression names grayguard_routed_grey",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn prometheus_rules_pass_promtool_check_and_unit_tests() {
+    let dir = mesh_config().join("prometheus");
+    let check = promtool(&["check", "rules", "rules.yaml"], &dir);
+    assert!(check.status.success(), "{}", text(&check));
+    let test = promtool(&["test", "rules", "rules_test.yaml"], &dir);
+    assert!(test.status.success(), "{}", text(&test));
+
+    // The unit tests bite: with the latency budget raised, the "fires" case must fail.
+    let broken = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(dir.join("rules.yaml")).unwrap();
+    let raised = rules.replace("p95_2m{track=\"gray\"} > 1.5", "p95_2m{track=\"gray\"} > 3");
+    assert_ne!(rules, raised, "latency alert expression not found");
+    std::fs::write(broken.path().join("rules.yaml"), raised).unwrap();
+    std::fs::copy(
+        dir.join("rules_test.yaml"),
+        broken.path().join("rules_test.yaml"),
+    )
+    .unwrap();
+    let test = promtool(&["test", "rules", "rules_test.yaml"], broken.path());
+    assert!(!test.status.success(), "{}", text(&test));
+    assert!(
+        text(&test).contains("GrayguardGrayLatencyOverBudget"),
+        "{}",
+        text(&test)
+    );
+}
+
+#[test]
+fn local_prometheus_config_passes_promtool() {
+    // From another folder: rule_files must resolve relative to the config file.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = mesh_config().join("local/prometheus.yml");
+    let out = promtool(
+        &["check", "config", config.to_str().unwrap()],
+        elsewhere.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("mesh-config/prometheus/rules.yaml"),
+        "the local Prometheus does not load the shared rules:\n{}",
+        text(&out)
+    );
+}
+
+/// `envoy --mode validate` of `config`, from `cwd` (the filter path in the config is
+/// relative to the repository root).
+fn envoy_validate(config: &Path, cwd: &Path) -> Output {
+    let mut cmd = Command::new(paths::envoy());
+    cmd.args([
+        "--mode",
+        "validate",
+        "--disable-hot-restart",
+        "-l",
+        "info",
+        "-c",
+    ])
+    .arg(config)
+    .current_dir(cwd);
+    run(cmd)
+}
+
+#[test]
+fn local_envoy_config_passes_envoy_validation_with_the_real_filter() {
+    // Loads target/grayguard_filter.wasm (make build-filter) and runs its configuration check.
+    let wasm = paths::wasm();
+    let root = paths::root();
+    let config = mesh_config().join("local/envoy.yaml");
+    let out = envoy_validate(&config, &root);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("OK"), "{}", text(&out));
+
+    // The filter's check is really part of it: a plugin configuration the filter rejects
+    // makes Envoy reject the whole config.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("envoy.yaml");
+    std::fs::copy(&config, &broken).unwrap();
+    edit(
+        &broken,
+        "filename: target/grayguard_filter.wasm",
+        &format!("filename: {}", wasm.display()),
+    );
+    edit(&broken, "\"stable\": \"v9-prod\"", "\"stable\": 9");
+    let out = envoy_validate(&broken, dir.path());
+    assert!(
+        !out.status.success(),
+        "Envoy accepted a plugin configuration the filter must reject:\n{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("plugin-configs.json");
+    let out = validator(
+        &mesh_config(),
+        &[std::ffi::OsStr::new("--plugin-configs"), dump.as_os_str()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let found: serde_json::Map<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+
+    let canonical: Value = serde_json::from_str(CANONICAL).unwrap();
+    for place in [
+        "mesh-config/local/envoy.yaml",
+        "mesh-config/wasm-plugin.yaml: WasmPlugin istio-system/grayguard",
+        "mesh-config/variants/envoy-filter/envoy-filter.yaml: EnvoyFilter istio-system/grayguard",
+    ] {
+        let config = found.get(place).unwrap_or_else(|| {
+            panic!(
+                "no plugin configuration in {place}; found {:?}",
+                found.keys()
+            )
+        });
+        assert_eq!(
+            config, &canonical,
+            "{place} is not the canonical configuration"
+        );
+    }
+    for (place, config) in &found {
+        let bytes = serde_json::to_vec(config).unwrap();
+        if let Err(e) = grayguard_filter::config::parse(&bytes) {
+            panic!("{place}: the filter rejects its configuration: {e}");
+        }
+    }
+
+    // And the parser is not a rubber stamp.
+    let mut wrong = canonical.clone();
+    wrong["breach"]["scope"] = Value::from("everything");
+    let err = grayguard_filter::config::parse(&serde_json::to_vec(&wrong).unwrap())
+        .expect_err("scope \"everything\" accepted");
+    assert!(err.to_string().contains("scope"), "{err}");
+}
+
+#[test]
+fn deployments_pass_only_flags_the_sidecar_has() {
+    let help = run({
+        let mut cmd = Command::new(paths::sidecar());
+        cmd.arg("--help");
+        cmd
+    });
+    assert!(help.status.success(), "{}", text(&help));
+    let dir = tempfile::tempdir().unwrap();
+    let help_file = dir.path().join("sidecar-help.txt");
+    std::fs::write(&help_file, &help.stdout).unwrap();
+    let flag = [
+        std::ffi::OsStr::new("--sidecar-help"),
+        help_file.as_os_str(),
+    ];
+
+    let out = validator(&mesh_config(), &flag);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let copy = copy_of_mesh_config();
+    let m = copy.path().join("mesh-config");
+    edit(
+        &m.join("base/deployments.yaml"),
+        "- --conf=0.25",
+        "- --confidence=0.25",
+    );
+    let out = validator(&m, &flag);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("Deployment yolo/yolo-v9-prod: container model-server: grayguard-sidecar has no flag --confidence"),
+        "{}",
+        text(&out)
+    );
+}
