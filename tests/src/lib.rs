@@ -5,7 +5,9 @@
 //! Test code may panic freely: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod envoy;
 pub mod http;
 pub mod mesh;
 pub mod paths;
 pub mod process;
+pub mod upstream;

@@ -1,0 +1,275 @@
+//! A front Envoy for tests: a bootstrap generated into a temp dir (listener and admin on
+//! free loopback ports, optionally the grayguard Wasm filter with a given JSON config, a
+//! router choosing the gray or stable cluster on the route header), started with `Proc`,
+//! plus helpers for `/stats/prometheus` and `envoy --mode validate`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::paths;
+use crate::process::{Proc, free_port};
+
+/// One upstream cluster: its name (the route value) and where it listens.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+impl Cluster {
+    pub fn new(name: &str, addr: SocketAddr) -> Cluster {
+        Cluster {
+            name: name.into(),
+            addr,
+        }
+    }
+}
+
+/// Which HTTP filter sits before the router.
+#[derive(Debug, Clone)]
+pub enum Filter {
+    /// None: Envoy routes on the route header as the client sent it.
+    Native,
+    /// A Wasm module with a plugin configuration string.
+    Wasm { module: PathBuf, config: String },
+}
+
+impl Filter {
+    /// The built grayguard filter with `config` (JSON).
+    pub fn grayguard(config: &str) -> Filter {
+        Filter::Wasm {
+            module: paths::wasm(),
+            config: config.into(),
+        }
+    }
+}
+
+/// How to build the front Envoy.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub filter: Filter,
+    /// Header the routes match on.
+    pub route_header: String,
+    /// Default route.
+    pub stable: Cluster,
+    /// Chosen when the route header equals its name.
+    pub gray: Cluster,
+    /// Worker threads (each runs its own Wasm VM).
+    pub concurrency: u32,
+    /// Stats flush interval (histograms appear at admin after a flush), ms.
+    pub stats_flush_ms: u64,
+}
+
+impl Options {
+    pub fn new(filter: Filter, stable: Cluster, gray: Cluster) -> Options {
+        Options {
+            filter,
+            route_header: "x-canary-route".into(),
+            stable,
+            gray,
+            concurrency: 2,
+            stats_flush_ms: 200,
+        }
+    }
+}
+
+/// The Wasm HTTP filter entry of a bootstrap.
+pub fn wasm_filter(module: &Path, config: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "grayguard",
+                "root_id": "grayguard",
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": config,
+                },
+                "vm_config": {
+                    "vm_id": "grayguard",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": module.to_string_lossy() } },
+                },
+            },
+        },
+    })
+}
+
+fn cluster(c: &Cluster) -> Value {
+    json!({
+        "name": c.name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": c.name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                "address": c.addr.ip().to_string(), "port_value": c.addr.port() } } } }] }],
+        },
+    })
+}
+
+/// The bootstrap (JSON, which Envoy reads as YAML) for `opts` on the given ports.
+pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
+    let mut filters = Vec::new();
+    if let Filter::Wasm { module, config } = &opts.filter {
+        filters.push(wasm_filter(module, config));
+    }
+    filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+    }));
+    json!({
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
+        "stats_flush_interval": format!("{}s", opts.stats_flush_ms as f64 / 1000.0),
+        "static_resources": {
+            "listeners": [{
+                "name": "front",
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
+                "filter_chains": [{ "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "front",
+                        "route_config": { "name": "routes", "virtual_hosts": [{
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [
+                                { "match": { "prefix": "/", "headers": [{ "name": opts.route_header,
+                                    "string_match": { "exact": opts.gray.name } }] },
+                                  "route": { "cluster": opts.gray.name } },
+                                { "match": { "prefix": "/" }, "route": { "cluster": opts.stable.name } },
+                            ],
+                        }] },
+                        "http_filters": filters,
+                    },
+                }] }],
+            }],
+            "clusters": [cluster(&opts.stable), cluster(&opts.gray)],
+        },
+    })
+}
+
+/// A running front Envoy, killed on drop.
+pub struct Envoy {
+    pub proc: Proc,
+    /// Listener port on 127.0.0.1.
+    pub port: u16,
+    /// Admin port on 127.0.0.1.
+    pub admin: u16,
+}
+
+fn envoy_command(config: &Path) -> Command {
+    let mut cmd = Command::new(paths::envoy());
+    cmd.arg("-c")
+        .arg(config)
+        .args(["--disable-hot-restart", "--log-level", "info"]);
+    cmd
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until the admin says it is ready and the listener accepts.
+    pub fn start(opts: &Options) -> Envoy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, admin) = (free_port(), free_port());
+        let config = dir.path().join("envoy.yaml");
+        let text = serde_json::to_string_pretty(&bootstrap(opts, port, admin)).unwrap();
+        std::fs::write(&config, text).expect("write bootstrap");
+        let mut cmd = envoy_command(&config);
+        cmd.args(["--concurrency", &opts.concurrency.to_string()]);
+        let mut proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
+        let timeout = Duration::from_secs(30);
+        proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);
+        proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), timeout);
+        Envoy { proc, port, admin }
+    }
+
+    /// URL of `path` on the listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// URL of `path` on the admin interface.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+
+    /// The admin's `/stats/prometheus` text.
+    pub fn prometheus(&self) -> String {
+        crate::http::get(&self.admin_url("/stats/prometheus"))
+            .expect("admin answers")
+            .text()
+    }
+
+    /// Everything Envoy logged so far.
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+
+    /// Polls `metric` (see [`metric`]) until `pred` holds, returning its last value; fails
+    /// the test after `timeout`.
+    pub fn wait_metric(&self, name: &str, timeout: Duration, pred: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = metric(&self.prometheus(), name);
+            if let Some(v) = v {
+                if pred(v) {
+                    return v;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metric {name} = {v:?} did not reach the expected value within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The sum of all samples of `name` (exactly that name, any labels) in a Prometheus text,
+/// or `None` if it does not appear.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = value {
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
+}
+
+/// Runs `envoy --mode validate` on a front Envoy with the grayguard filter configured
+/// with `filter_config`: `(exit status was success, stdout+stderr)`.
+pub fn validate(filter_config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let here = SocketAddr::from(([127, 0, 0, 1], 9));
+    let opts = Options::new(
+        Filter::grayguard(filter_config),
+        Cluster::new("v9-prod", here),
+        Cluster::new("v10-gray", here),
+    );
+    let config = dir.path().join("envoy.yaml");
+    let text = serde_json::to_string_pretty(&bootstrap(&opts, free_port(), free_port())).unwrap();
+    std::fs::write(&config, text).expect("write bootstrap");
+    let out = envoy_command(&config)
+        .args(["--mode", "validate"])
+        .output()
+        .expect("run envoy --mode validate");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
