@@ -1,0 +1,238 @@
+//! The grayguard filter routing inside a real Envoy (two workers, so two Wasm VMs) in front
+//! of two scripted upstreams: device type, time window, first match, sticky and drawn
+//! shares, header stripping, the decision header and the metrics.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options, metric};
+use grayguard_e2e::http;
+use grayguard_e2e::upstream::Upstream;
+
+fn start(config: &str, stable: &Upstream, gray: &Upstream) -> Envoy {
+    Envoy::start(&Options::new(
+        Filter::grayguard(config),
+        Cluster::new("v9-prod", stable.addr),
+        Cluster::new("v10-gray", gray.addr),
+    ))
+}
+
+/// Sends one request (on a new connection) and returns (decision header, upstream name).
+fn ask(e: &Envoy, headers: &[(&str, &str)]) -> (String, String) {
+    let r = http::get_with(&e.url("/infer"), headers).expect("envoy answers");
+    assert_eq!(r.status, 200, "{}", r.text());
+    (
+        r.header("x-canary-decision")
+            .unwrap_or("<none>")
+            .to_string(),
+        r.text(),
+    )
+}
+
+/// The local minute of the day now, in a zone `offset_min` east of UTC.
+fn local_minute(offset_min: i64) -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (secs / 60 + offset_min).rem_euclid(1440)
+}
+
+fn hhmm(minute: i64) -> String {
+    let m = minute.rem_euclid(1440);
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+#[test]
+fn routes_by_device_time_share_and_strips_spoofed_headers() {
+    let stable = Upstream::start("v9-prod");
+    let gray = Upstream::start("v10-gray");
+    // +05:30: the windows below are in that zone, around the current local time.
+    let now = local_minute(330);
+    let config = format!(
+        r#"{{
+        "stable": "v9-prod", "gray": "v10-gray", "utc_offset": "+05:30",
+        "rules": [
+          {{ "name": "now-cranes", "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }},
+             "hours": {{ "from": "{}", "to": "{}" }} }},
+          {{ "name": "later-lidars", "headers": {{ "x-device-type": {{ "exact": "crane-lidar" }} }},
+             "hours": {{ "from": "{}", "to": "{}" }} }},
+          {{ "name": "gates", "headers": {{ "x-device-type": {{ "regex": "gate-[0-9]+" }} }},
+             "percent": 30, "sticky_header": "x-device-id" }},
+          {{ "name": "docks-first", "headers": {{ "x-device-type": {{ "prefix": "dock-" }} }} }},
+          {{ "name": "docks-second", "headers": {{ "x-device-type": {{ "prefix": "dock-" }} }} }},
+          {{ "name": "drawn", "headers": {{ "x-device-type": {{ "exact": "forklift" }},
+                                            "x-site": {{ "exact": "north" }} }},
+             "percent": 50 }}
+        ]}}"#,
+        hhmm(now - 120),
+        hhmm(now + 120),
+        hhmm(now + 180),
+        hhmm(now + 300),
+    );
+    let e = start(&config, &stable, &gray);
+
+    // Device type and time window: the route really changes.
+    assert_eq!(
+        ask(&e, &[("x-device-type", "crane-camera")]),
+        ("gray; rule=now-cranes".into(), "v10-gray".into())
+    );
+    let seen = gray.last().unwrap();
+    assert_eq!(seen.header("x-canary-route"), Some("v10-gray"));
+    let hour = |m: i64| format!("{:02}", m.rem_euclid(1440) / 60);
+    let stamped = seen.header("x-time-of-day").unwrap().to_string();
+    assert!(
+        [hour(now), hour(now + 60)].contains(&stamped),
+        "x-time-of-day {stamped}, local minute {now}"
+    );
+    assert_eq!(
+        ask(&e, &[("x-device-type", "crane-lidar")]),
+        ("stable; no-rule".into(), "v9-prod".into()),
+        "outside its hours"
+    );
+    assert_eq!(
+        ask(&e, &[("x-device-type", "conveyor")]),
+        ("stable; no-rule".into(), "v9-prod".into())
+    );
+    // First match wins.
+    assert_eq!(
+        ask(&e, &[("x-device-type", "dock-7")]).0,
+        "gray; rule=docks-first"
+    );
+    // Regex is a full match.
+    assert_eq!(
+        ask(&e, &[("x-device-type", "gate-12x")]).0,
+        "stable; no-rule"
+    );
+
+    // Sticky share: 30 % of 500 devices, each always on the same side.
+    let mut sides = Vec::new();
+    for i in 0..500 {
+        let id = format!("gate-cam-{i:04}");
+        let (decision, body) = ask(&e, &[("x-device-type", "gate-3"), ("x-device-id", &id)]);
+        match decision.as_str() {
+            "gray; rule=gates" => assert_eq!(body, "v10-gray"),
+            "stable; rule=gates; percent" => assert_eq!(body, "v9-prod"),
+            other => panic!("unexpected decision {other}"),
+        }
+        sides.push(body);
+    }
+    let share = sides.iter().filter(|b| *b == "v10-gray").count() as f64 / 5.0;
+    assert!((share - 30.0).abs() <= 6.0, "sticky share {share} %");
+    for (i, side) in sides.iter().enumerate().take(60) {
+        let id = format!("gate-cam-{i:04}");
+        let (_, body) = ask(&e, &[("x-device-type", "gate-3"), ("x-device-id", &id)]);
+        assert_eq!(&body, side, "device {id} switched sides");
+    }
+    // Without a sticky header each request is drawn on its own.
+    let drawn: Vec<String> = (0..200)
+        .map(|_| ask(&e, &[("x-device-type", "forklift"), ("x-site", "north")]).1)
+        .collect();
+    let share = drawn.iter().filter(|b| *b == "v10-gray").count() as f64 / 2.0;
+    assert!((share - 50.0).abs() <= 15.0, "drawn share {share} %");
+
+    // Spoofed route, decision and breach headers have no effect and never reach upstream.
+    stable.clear();
+    let spoof = [
+        ("x-device-type", "conveyor"),
+        ("x-canary-route", "v10-gray"),
+        ("x-canary-decision", "gray; rule=mine"),
+        ("x-canary-breach", "latency"),
+        ("x-time-of-day", "03"),
+    ];
+    assert_eq!(
+        ask(&e, &spoof),
+        ("stable; no-rule".into(), "v9-prod".into())
+    );
+    let seen = stable.last().unwrap();
+    assert_eq!(seen.header("x-canary-route"), Some("v9-prod"));
+    assert_eq!(seen.header("x-canary-decision"), None);
+    assert_eq!(seen.header("x-canary-breach"), None);
+    assert_ne!(
+        seen.header("x-time-of-day"),
+        Some("03"),
+        "client clock not trusted"
+    );
+    // A client's breach header does not shed gray traffic.
+    for _ in 0..5 {
+        let flagged = [
+            ("x-device-type", "crane-camera"),
+            ("x-canary-breach", "box-count"),
+        ];
+        assert_eq!(ask(&e, &flagged).0, "gray; rule=now-cranes");
+    }
+
+    // Metrics: counters are flushed on the filter's tick.
+    e.wait_metric(
+        "grayguard_spoofed_headers_stripped",
+        Duration::from_secs(5),
+        |v| v >= 8.0,
+    );
+    let text = e.prometheus();
+    let gray_n = metric(&text, "grayguard_routed_gray").unwrap();
+    let stable_n = metric(&text, "grayguard_routed_stable").unwrap();
+    assert_eq!(gray_n + stable_n, (5 + 500 + 60 + 200 + 1 + 5) as f64);
+    assert_eq!(gray_n, gray.count() as f64);
+    for name in [
+        "grayguard_shed_requests",
+        "grayguard_probe_requests",
+        "grayguard_breaches_flag",
+        "grayguard_breaches_latency",
+        "grayguard_breaches_box_count",
+        "grayguard_breaches_error_rate",
+        "grayguard_breaches_consecutive_failures",
+        "grayguard_malformed_signals",
+        "grayguard_breaker_state",
+        "grayguard_breakers_open",
+    ] {
+        assert_eq!(metric(&text, name), Some(0.0), "{name}");
+    }
+}
+
+#[test]
+fn trusted_time_header_picks_the_window_and_wraps_midnight() {
+    let stable = Upstream::start("v9-prod");
+    let gray = Upstream::start("v10-gray");
+    let config = r#"{
+        "stable": "v9-prod", "gray": "v10-gray", "utc_offset": "+08:00", "trust_time_header": true,
+        "route_header": "x-canary-route",
+        "rules": [ { "name": "night-cranes", "headers": { "x-device-type": { "exact": "crane-camera" } },
+                     "hours": { "from": "22:00", "to": "02:00" } } ]
+    }"#;
+    let e = start(config, &stable, &gray);
+    let cases = [
+        ("21:59", "stable; no-rule", "21"),
+        ("22", "gray; rule=night-cranes", "22"),
+        ("23:30", "gray; rule=night-cranes", "23"),
+        ("00", "gray; rule=night-cranes", "00"),
+        ("01:59", "gray; rule=night-cranes", "01"),
+        ("02:00", "stable; no-rule", "02"),
+        ("12", "stable; no-rule", "12"),
+    ];
+    for (time, want, stamped) in cases {
+        let (decision, body) = ask(
+            &e,
+            &[("x-device-type", "crane-camera"), ("x-time-of-day", time)],
+        );
+        assert_eq!(decision, want, "at {time}");
+        let up = if body == "v10-gray" { &gray } else { &stable };
+        assert_eq!(up.last().unwrap().header("x-time-of-day"), Some(stamped));
+    }
+    // A malformed client time falls back to the proxy clock (+08:00).
+    let (_, body) = ask(
+        &e,
+        &[
+            ("x-device-type", "crane-camera"),
+            ("x-time-of-day", "25:99"),
+        ],
+    );
+    let up = if body == "v10-gray" { &gray } else { &stable };
+    let now = local_minute(480);
+    let stamped = up
+        .last()
+        .unwrap()
+        .header("x-time-of-day")
+        .unwrap()
+        .to_string();
+    let hour = |m: i64| format!("{:02}", m.rem_euclid(1440) / 60);
+    assert!([hour(now), hour(now + 60)].contains(&stamped), "{stamped}");
+}
