@@ -175,30 +175,36 @@ def load_istio_schemas(path: pathlib.Path) -> dict[tuple[str, str, str], dict]:
     return schemas
 
 
-def validate_istio(doc: dict, schemas: dict, where: str, report: Report) -> None:
+def validate_istio(doc: dict, schemas: dict, where: str, report: Report) -> bool:
+    """True if `doc` is valid; otherwise reports why."""
     group, version = split_api_version(doc["apiVersion"])
     schema = schemas.get((group, version, doc["kind"]))
     if schema is None:
         known = sorted(f"{g}/{v}" for g, v, k in schemas if k == doc["kind"])
         report.error(where, f"no served Istio CRD for {doc['apiVersion']} {doc['kind']}"
                      + (f" (served: {', '.join(known)})" if known else ""))
-        return
+        return False
     validator = jsonschema.Draft7Validator(schema)
-    for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    for err in errors:
         path = ".".join(str(p) for p in err.absolute_path) or "(top)"
         report.error(where, f"{path}: {err.message}")
+    return not errors
 
 
 # ---------------------------------------------------------------- core Kubernetes
 
-def validate_core(doc: dict, where: str, report: Report) -> None:
+def validate_core(doc: dict, where: str, report: Report) -> bool:
+    """True if `doc` is valid; otherwise reports why."""
     try:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        return True
     except kubernetes_validate.ValidationError as err:
         path = ".".join(str(p) for p in err.path) or "(top)"
         report.error(where, f"{path}: {err.message} (Kubernetes {err.version})")
     except kubernetes_validate.SchemaNotFoundError as err:
         report.error(where, f"no schema to check it against: {err.message}")
+    return False
 
 
 # ---------------------------------------------------------------- kustomize
@@ -367,10 +373,12 @@ def labels_select(selector: dict, labels: dict) -> bool:
 
 def cross_check(resources: list[tuple[str, dict]], plugin_configs: list[tuple[str, Any]],
                 report: Report) -> None:
+    """Consistency between resources that each passed their schema."""
     by_kind: dict[str, list[tuple[str, dict]]] = {}
     for where, doc in resources:
         by_kind.setdefault(doc["kind"], []).append((where, doc))
-    pods = [(d["metadata"].get("namespace"), d["spec"]["template"]["metadata"].get("labels", {}))
+    pods = [((d.get("metadata") or {}).get("namespace"),
+             ((d.get("spec") or {}).get("template", {}).get("metadata") or {}).get("labels", {}))
             for _, d in by_kind.get("Deployment", [])]
     subsets: dict[str, set[str]] = {}
     for where, dr in by_kind.get("DestinationRule", []):
@@ -383,9 +391,10 @@ def cross_check(resources: list[tuple[str, dict]], plugin_configs: list[tuple[st
                 report.error(where, f"subset {subset['name']!r}: no Deployment's pods carry "
                              f"labels {subset.get('labels')}")
     for where, svc in by_kind.get("Service", []):
-        ns = svc["metadata"].get("namespace")
-        selector = svc["spec"].get("selector", {})
-        if pods and not any(p_ns == ns and labels_select(selector, labels) for p_ns, labels in pods):
+        ns = (svc.get("metadata") or {}).get("namespace")
+        selector = (svc.get("spec") or {}).get("selector", {})
+        if pods and selector and not any(p_ns == ns and labels_select(selector, labels)
+                                         for p_ns, labels in pods):
             report.error(where, f"selector {selector} selects no Deployment's pods")
     for where, vs in by_kind.get("VirtualService", []):
         for route in vs["spec"].get("http", []):
@@ -422,7 +431,7 @@ def check_sidecar_flags(resources: list[tuple[str, dict]], help_text: str, repor
     for where, doc in resources:
         if doc["kind"] != "Deployment":
             continue
-        spec = doc["spec"]["template"]["spec"]
+        spec = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
         for c in spec.get("containers", []):
             if SIDECAR_IMAGE not in c.get("image", ""):
                 continue
@@ -466,6 +475,10 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
             report.error(name, f"does not parse: {err}")
             continue
         report.checked += 1
+        if kustomization_file(path.parent) == path:
+            # kustomize does not require apiVersion/kind in a kustomization.
+            accumulate(path.parent, root, report)
+            continue
         for doc in docs:
             where = f"{name}: {resource_id(doc)}" if is_resource(doc) else name
             try:
@@ -480,16 +493,16 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
                 exprs += [(name, e) for e in dashboard_exprs(doc)]
             if not is_resource(doc):
                 continue
+            if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
+                report.error(where, "metadata.name is missing")
+                continue
             group, _ = split_api_version(str(doc["apiVersion"]))
             if group.endswith("istio.io"):
-                validate_istio(doc, schemas, where, report)
-                resources.append((where, doc))
-            elif group == "kustomize.config.k8s.io":
-                accumulate(path.parent, root, report)
+                if validate_istio(doc, schemas, where, report):
+                    resources.append((where, doc))
             elif group == "monitoring.coreos.com" and doc["kind"] == "PrometheusRule":
                 prometheus_rules.append((where, doc))
-            else:
-                validate_core(doc, where, report)
+            elif validate_core(doc, where, report):
                 resources.append((where, doc))
 
     for where, doc in render_kustomizations(root, report):
@@ -528,7 +541,7 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
         plugin_configs_out.write_text(json.dumps(dict(plugin_configs), indent=2), encoding="utf-8")
     for line in report.problems:
         print(line)
-    print(f"{report.checked} files, {len(resources)} resources, {len(plugin_configs)} plugin "
+    print(f"{report.checked} files, {len(resources)} valid resources, {len(plugin_configs)} plugin "
           f"configurations, {len(rule_files)} rules files: {len(report.problems)} problems")
     return 1 if report.problems else 0
 
