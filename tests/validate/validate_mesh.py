@@ -45,6 +45,9 @@ DEFAULT_CRDS = REPO.parent / "shared" / "schemas" / "istio-crd-all.gen.yaml"
 # kubernetes-validate 1.31 bundles).
 KUBERNETES_VERSION = "1.31.0"
 
+# libyaml's parser when PyYAML has it: Istio's CRD file is ~1 MB of YAML.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 WASM_FILTER = "envoy.filters.http.wasm"
 SIDECAR_IMAGE = "grayguard-sidecar"
 
@@ -145,7 +148,7 @@ def strict_schema(node: Any) -> Any:
 def load_istio_schemas(path: pathlib.Path) -> dict[tuple[str, str, str], dict]:
     schemas = {}
     with path.open(encoding="utf-8") as f:
-        for crd in yaml.safe_load_all(f):
+        for crd in yaml.load_all(f, Loader=YAML_LOADER):
             if not is_resource(crd) or crd["kind"] != "CustomResourceDefinition":
                 continue
             spec = crd["spec"]
@@ -226,7 +229,7 @@ def accumulate(kdir: pathlib.Path, root: pathlib.Path, report: Report,
         report.error(rel(kdir, root), "listed as a base but has no kustomization.yaml")
         return []
     try:
-        k = yaml.safe_load(kfile.read_text(encoding="utf-8")) or {}
+        k = yaml.load(kfile.read_text(encoding="utf-8"), Loader=YAML_LOADER) or {}
     except yaml.YAMLError as err:
         report.error(where, f"does not parse: {err}")
         return []
@@ -241,7 +244,7 @@ def accumulate(kdir: pathlib.Path, root: pathlib.Path, report: Report,
             out += accumulate(target, root, report, seen + (kdir.resolve(),))
         elif target.is_file():
             try:
-                docs = [d for d in yaml.safe_load_all(target.read_text(encoding="utf-8")) if d is not None]
+                docs = [d for d in yaml.load_all(target.read_text(encoding="utf-8"), Loader=YAML_LOADER) if d is not None]
             except yaml.YAMLError:
                 continue  # reported where the file itself is checked
             for i, doc in enumerate(docs):
@@ -269,7 +272,7 @@ def accumulate(kdir: pathlib.Path, root: pathlib.Path, report: Report,
         else:
             text = patch.get("patch", "")
         try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+            docs = [d for d in yaml.load_all(text, Loader=YAML_LOADER) if d is not None]
         except yaml.YAMLError as err:
             report.error(where, f"patch {i + 1} does not parse: {err}")
             continue
@@ -302,7 +305,7 @@ def render_kustomizations(root: pathlib.Path, report: Report) -> Iterator[tuple[
             last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
             report.error(where, re.sub(r"^E\d+ [\d:.]+ +\d+ [\w.]+:\d+\] ", "", last))
             continue
-        for doc in yaml.safe_load_all(proc.stdout):
+        for doc in yaml.load_all(proc.stdout, Loader=YAML_LOADER):
             if is_resource(doc):
                 yield where, doc
 
@@ -371,15 +374,16 @@ def labels_select(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def cross_check(resources: list[tuple[str, dict]], plugin_configs: list[tuple[str, Any]],
-                report: Report) -> None:
-    """Consistency between resources that each passed their schema."""
+def cross_check(resources: list[tuple[str, dict]], deployments: list[dict],
+                plugin_configs: list[tuple[str, Any]], report: Report) -> None:
+    """Consistency between resources that each passed their schema (and every Deployment, so
+    that one invalid Deployment is not also reported as missing)."""
     by_kind: dict[str, list[tuple[str, dict]]] = {}
     for where, doc in resources:
         by_kind.setdefault(doc["kind"], []).append((where, doc))
     pods = [((d.get("metadata") or {}).get("namespace"),
-             ((d.get("spec") or {}).get("template", {}).get("metadata") or {}).get("labels", {}))
-            for _, d in by_kind.get("Deployment", [])]
+             (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {})
+            for d in deployments]
     subsets: dict[str, set[str]] = {}
     for where, dr in by_kind.get("DestinationRule", []):
         ns = dr["metadata"].get("namespace")
@@ -453,7 +457,7 @@ def load(path: pathlib.Path) -> list[Any]:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         return [json.loads(text)]
-    return [d for d in yaml.safe_load_all(text) if d is not None]
+    return [d for d in yaml.load_all(text, Loader=YAML_LOADER) if d is not None]
 
 
 def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
@@ -461,7 +465,8 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
     report = Report()
     schemas = load_istio_schemas(crds)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
-    resources: list[tuple[str, dict]] = []
+    resources: list[tuple[str, dict]] = []  # those that passed their schema
+    all_resources: list[tuple[str, dict]] = []
     plugin_configs: list[tuple[str, Any]] = []
     rule_files: list[tuple[str, list]] = []
     prometheus_rules: list[tuple[str, dict]] = []
@@ -496,6 +501,7 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
             if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
                 report.error(where, "metadata.name is missing")
                 continue
+            all_resources.append((where, doc))
             group, _ = split_api_version(str(doc["apiVersion"]))
             if group.endswith("istio.io"):
                 if validate_istio(doc, schemas, where, report):
@@ -533,7 +539,8 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
             if differences := diff_paths(config, reference):
                 report.error(where, f"grayguard plugin configuration differs from {reference_where} "
                              f"at {', '.join(differences)}")
-    cross_check(resources, plugin_configs, report)
+    deployments = [d for _, d in all_resources if d["kind"] == "Deployment"]
+    cross_check(resources, deployments, plugin_configs, report)
     if sidecar_help is not None:
         check_sidecar_flags(resources, sidecar_help, report)
 
