@@ -1,0 +1,356 @@
+//! Letterbox geometry (the Ultralytics convention: keep the aspect ratio, centre the image on a
+//! grey canvas) and the fused resize + pad + normalise that writes a decoded RGB image straight
+//! into the model's planar CHW `f32` input tensor, with no intermediate image.
+
+/// Grey level of the letterbox border (Ultralytics pads with 114).
+pub const PAD_VALUE: u8 = 114;
+
+/// Where an image of `src_w`×`src_h` pixels lands on a `dst_w`×`dst_h` canvas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Original image size, pixels.
+    pub src_w: u32,
+    pub src_h: u32,
+    /// Canvas (model input) size, pixels.
+    pub dst_w: u32,
+    pub dst_h: u32,
+    /// Size of the resized image on the canvas, pixels.
+    pub new_w: u32,
+    pub new_h: u32,
+    /// Offset of the resized image on the canvas, pixels.
+    pub left: u32,
+    pub top: u32,
+    /// Canvas pixels per original pixel.
+    pub scale: f32,
+}
+
+impl Letterbox {
+    /// Geometry for fitting `src` into `dst`. Sizes must be non-zero (the decoder rejects
+    /// empty images before this is reached); zero is treated as one to stay total.
+    pub fn new(src_w: u32, src_h: u32, dst_w: u32, dst_h: u32) -> Letterbox {
+        let (src_w, src_h) = (src_w.max(1), src_h.max(1));
+        let (dst_w, dst_h) = (dst_w.max(1), dst_h.max(1));
+        let r = f64::min(
+            f64::from(dst_h) / f64::from(src_h),
+            f64::from(dst_w) / f64::from(src_w),
+        );
+        let new_w = ((f64::from(src_w) * r).round() as u32).clamp(1, dst_w);
+        let new_h = ((f64::from(src_h) * r).round() as u32).clamp(1, dst_h);
+        // Same rounding as Ultralytics' `LetterBox` and `scale_boxes` (the -0.1 puts the odd
+        // pixel of padding at the bottom/right).
+        let left = (f64::from(dst_w - new_w) / 2.0 - 0.1).round().max(0.0) as u32;
+        let top = (f64::from(dst_h - new_h) / 2.0 - 0.1).round().max(0.0) as u32;
+        Letterbox {
+            src_w,
+            src_h,
+            dst_w,
+            dst_h,
+            new_w,
+            new_h,
+            left,
+            top,
+            scale: r as f32,
+        }
+    }
+
+    /// Maps a canvas point back to original-image pixels, clamped to the image.
+    pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
+        let sx = (x - self.left as f32) / self.scale;
+        let sy = (y - self.top as f32) / self.scale;
+        (
+            sx.clamp(0.0, self.src_w as f32),
+            sy.clamp(0.0, self.src_h as f32),
+        )
+    }
+
+    /// Number of `f32` values of the CHW tensor (3 planes).
+    pub fn tensor_len(&self) -> usize {
+        3 * self.dst_w as usize * self.dst_h as usize
+    }
+}
+
+/// Error of [`fill_tensor`]: the buffers do not match the geometry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FillError {
+    SourceSize { expected: usize, got: usize },
+    TensorSize { expected: usize, got: usize },
+}
+
+impl std::fmt::Display for FillError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FillError::SourceSize { expected, got } => {
+                write!(f, "RGB buffer has {got} bytes, expected {expected}")
+            }
+            FillError::TensorSize { expected, got } => {
+                write!(f, "tensor buffer has {got} values, expected {expected}")
+            }
+        }
+    }
+}
+
+/// Writes `rgb` (packed RGB8, `src_w`×`src_h`) letterboxed into `tensor` (planar CHW, values in
+/// 0..=1). Resizing is bilinear with pixel-centre alignment (OpenCV's `INTER_LINEAR`, which the
+/// Ultralytics pre-processing uses), so boxes match the reference pipeline. Every value of
+/// `tensor` is written, so the buffer can be reused without clearing.
+pub fn fill_tensor(rgb: &[u8], lb: &Letterbox, tensor: &mut [f32]) -> Result<(), FillError> {
+    let src_len = 3 * lb.src_w as usize * lb.src_h as usize;
+    if rgb.len() != src_len {
+        return Err(FillError::SourceSize {
+            expected: src_len,
+            got: rgb.len(),
+        });
+    }
+    if tensor.len() != lb.tensor_len() {
+        return Err(FillError::TensorSize {
+            expected: lb.tensor_len(),
+            got: tensor.len(),
+        });
+    }
+    let plane = lb.dst_w as usize * lb.dst_h as usize;
+    let (r_plane, rest) = tensor.split_at_mut(plane);
+    let (g_plane, b_plane) = rest.split_at_mut(plane);
+    let mut planes = [r_plane, g_plane, b_plane];
+    fill_border(lb, &mut planes);
+    if lb.new_w == lb.src_w && lb.new_h == lb.src_h {
+        copy_unscaled(rgb, lb, &mut planes);
+    } else {
+        resize_bilinear(rgb, lb, &mut planes);
+    }
+    Ok(())
+}
+
+const INV_255: f32 = 1.0 / 255.0;
+
+/// Paints the four border bands (only they: the image area is overwritten anyway).
+fn fill_border(lb: &Letterbox, planes: &mut [&mut [f32]; 3]) {
+    let pad = f32::from(PAD_VALUE) * INV_255;
+    let w = lb.dst_w as usize;
+    let top = lb.top as usize;
+    let bottom = top + lb.new_h as usize;
+    let left = lb.left as usize;
+    let right = left + lb.new_w as usize;
+    for p in planes.iter_mut() {
+        p[..top * w].fill(pad);
+        p[bottom * w..].fill(pad);
+        for y in top..bottom {
+            let row = &mut p[y * w..(y + 1) * w];
+            row[..left].fill(pad);
+            row[right..].fill(pad);
+        }
+    }
+}
+
+fn copy_unscaled(rgb: &[u8], lb: &Letterbox, planes: &mut [&mut [f32]; 3]) {
+    let sw = lb.src_w as usize;
+    let w = lb.dst_w as usize;
+    let [r, g, b] = planes;
+    for (y, src_row) in rgb.chunks_exact(3 * sw).enumerate() {
+        let start = (lb.top as usize + y) * w + lb.left as usize;
+        let r_row = &mut r[start..start + sw];
+        let g_row = &mut g[start..start + sw];
+        let b_row = &mut b[start..start + sw];
+        for (x, px) in src_row.chunks_exact(3).enumerate() {
+            r_row[x] = f32::from(px[0]) * INV_255;
+            g_row[x] = f32::from(px[1]) * INV_255;
+            b_row[x] = f32::from(px[2]) * INV_255;
+        }
+    }
+}
+
+/// One axis of a bilinear resize: for each destination index, the two source indices and the
+/// weight of the second.
+fn axis_taps(src: u32, dst: u32) -> Vec<(usize, usize, f32)> {
+    let ratio = f64::from(src) / f64::from(dst);
+    let last = src as usize - 1;
+    (0..dst)
+        .map(|d| {
+            let s = ((f64::from(d) + 0.5) * ratio - 0.5).max(0.0);
+            let i0 = (s.floor() as usize).min(last);
+            let i1 = (i0 + 1).min(last);
+            let w = if i0 == last {
+                0.0
+            } else {
+                (s - i0 as f64) as f32
+            };
+            (i0, i1, w)
+        })
+        .collect()
+}
+
+/// Separable bilinear resize: each source row is resized horizontally at most once (two rows
+/// are cached), then output rows are blended vertically and de-interleaved into the planes.
+fn resize_bilinear(rgb: &[u8], lb: &Letterbox, planes: &mut [&mut [f32]; 3]) {
+    let xs = axis_taps(lb.src_w, lb.new_w);
+    let ys = axis_taps(lb.src_h, lb.new_h);
+    let sw = lb.src_w as usize;
+    let nw = lb.new_w as usize;
+    let w = lb.dst_w as usize;
+    let mut rows: [(usize, Vec<f32>); 2] = [
+        (usize::MAX, vec![0.0; nw * 3]),
+        (usize::MAX, vec![0.0; nw * 3]),
+    ];
+    let horizontal = |sy: usize, out: &mut [f32]| {
+        let src = &rgb[sy * sw * 3..(sy + 1) * sw * 3];
+        for (o, &(x0, x1, wx)) in out.chunks_exact_mut(3).zip(&xs) {
+            let a = &src[x0 * 3..x0 * 3 + 3];
+            let b = &src[x1 * 3..x1 * 3 + 3];
+            for c in 0..3 {
+                let (fa, fb) = (f32::from(a[c]), f32::from(b[c]));
+                o[c] = fa + (fb - fa) * wx;
+            }
+        }
+    };
+    let [r, g, b] = planes;
+    for (dy, &(y0, y1, wy)) in ys.iter().enumerate() {
+        // Reuse cached rows: consecutive output rows mostly share source rows.
+        for (slot, sy) in [(0usize, y0), (1usize, y1)] {
+            if rows[slot].0 != sy {
+                let other = 1 - slot;
+                if rows[other].0 == sy {
+                    let (first, second) = rows.split_at_mut(1);
+                    let (dst, src) = if slot == 0 {
+                        (&mut first[0], &second[0])
+                    } else {
+                        (&mut second[0], &first[0])
+                    };
+                    dst.1.copy_from_slice(&src.1);
+                    dst.0 = sy;
+                } else {
+                    horizontal(sy, &mut rows[slot].1);
+                    rows[slot].0 = sy;
+                }
+            }
+        }
+        let (top_row, bottom_row) = (&rows[0].1, &rows[1].1);
+        let start = (lb.top as usize + dy) * w + lb.left as usize;
+        let r_row = &mut r[start..start + nw];
+        let g_row = &mut g[start..start + nw];
+        let b_row = &mut b[start..start + nw];
+        for x in 0..nw {
+            let i = x * 3;
+            let blend = |c: usize| {
+                let (t, u) = (top_row[i + c], bottom_row[i + c]);
+                (t + (u - t) * wy) * INV_255
+            };
+            r_row[x] = blend(0);
+            g_row[x] = blend(1);
+            b_row[x] = blend(2);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_matches_ultralytics_for_a_wide_image() {
+        // 640x424 (person.jpg) into 640x640: no scaling, 216 rows of padding split 108/108.
+        let lb = Letterbox::new(640, 424, 640, 640);
+        assert_eq!((lb.new_w, lb.new_h, lb.left, lb.top), (640, 424, 0, 108));
+        assert!((lb.scale - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn geometry_for_downscale_and_odd_padding() {
+        // 1280x720 -> scale 0.5, 640x360, padding 280 -> 140 top.
+        let lb = Letterbox::new(1280, 720, 640, 640);
+        assert_eq!((lb.new_w, lb.new_h, lb.left, lb.top), (640, 360, 0, 140));
+        // Odd padding: 101 rows of slack -> 50 top (the odd one goes to the bottom).
+        let lb = Letterbox::new(100, 539, 100, 640);
+        assert_eq!((lb.new_h, lb.top), (539, 50));
+        // Tall image: horizontal padding.
+        let lb = Letterbox::new(300, 600, 640, 640);
+        assert_eq!((lb.new_w, lb.new_h, lb.left, lb.top), (320, 640, 160, 0));
+        assert!((lb.scale - 640.0 / 600.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn degenerate_sizes_stay_total() {
+        let lb = Letterbox::new(0, 0, 640, 640);
+        assert!(lb.new_w >= 1 && lb.new_h >= 1);
+        let lb = Letterbox::new(100_000, 1, 640, 640);
+        assert_eq!(lb.new_w, 640);
+        assert_eq!(lb.new_h, 1);
+    }
+
+    #[test]
+    fn to_source_inverts_the_mapping_and_clamps() {
+        let lb = Letterbox::new(1280, 720, 640, 640);
+        let (x, y) = lb.to_source(320.0, 140.0 + 180.0);
+        assert!((x - 640.0).abs() < 1e-3 && (y - 360.0).abs() < 1e-3);
+        // Points in the border clamp to the image edge.
+        assert_eq!(lb.to_source(-5.0, 0.0), (0.0, 0.0));
+        assert_eq!(lb.to_source(700.0, 639.0), (1280.0, 720.0));
+    }
+
+    #[test]
+    fn unscaled_fill_pads_and_normalises() {
+        let lb = Letterbox::new(2, 1, 2, 4);
+        assert_eq!((lb.top, lb.new_h), (1, 1));
+        let rgb = [255, 0, 51, 0, 255, 102];
+        let mut t = vec![f32::NAN; lb.tensor_len()];
+        fill_tensor(&rgb, &lb, &mut t).unwrap();
+        let pad = 114.0 / 255.0;
+        let close = |got: &[f32], want: &[f32]| {
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+            }
+        };
+        // R plane: row 0 pad, row 1 = [1, 0], rows 2,3 pad.
+        close(&t[0..2], &[pad, pad]);
+        close(&t[2..4], &[1.0, 0.0]);
+        close(&t[4..8], &[pad; 4]);
+        // G plane row 1, B plane row 1.
+        close(&t[8 + 2..8 + 4], &[0.0, 1.0]);
+        close(&t[16 + 2..16 + 4], &[0.2, 0.4]);
+        assert!(t.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn bilinear_downscale_of_a_flat_image_is_flat_and_covers_every_value() {
+        let (w, h) = (97u32, 61u32);
+        let rgb: Vec<u8> = (0..w * h).flat_map(|_| [10u8, 20, 30]).collect();
+        let lb = Letterbox::new(w, h, 32, 32);
+        let mut t = vec![f32::NAN; lb.tensor_len()];
+        fill_tensor(&rgb, &lb, &mut t).unwrap();
+        assert!(t.iter().all(|v| v.is_finite()));
+        let plane = 32 * 32;
+        let y = lb.top as usize + lb.new_h as usize / 2;
+        let i = y * 32 + 16;
+        assert!((t[i] - 10.0 / 255.0).abs() < 1e-5);
+        assert!((t[plane + i] - 20.0 / 255.0).abs() < 1e-5);
+        assert!((t[2 * plane + i] - 30.0 / 255.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn bilinear_upscale_interpolates_between_pixels() {
+        // 2x1 black/white upscaled to 4x2: OpenCV gives 0, 63.75, 191.25, 255 per row.
+        let rgb = [0, 0, 0, 255, 255, 255];
+        let lb = Letterbox::new(2, 1, 4, 4);
+        assert_eq!((lb.new_w, lb.new_h, lb.top), (4, 2, 1));
+        let mut t = vec![0.0; lb.tensor_len()];
+        fill_tensor(&rgb, &lb, &mut t).unwrap();
+        let row: Vec<f32> = t[4..8].iter().map(|v| v * 255.0).collect();
+        let want = [0.0, 63.75, 191.25, 255.0];
+        for (a, b) in row.iter().zip(want) {
+            assert!((a - b).abs() < 1e-3, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn mismatched_buffers_are_errors_not_panics() {
+        let lb = Letterbox::new(4, 4, 8, 8);
+        let mut t = vec![0.0; lb.tensor_len()];
+        assert!(matches!(
+            fill_tensor(&[0; 5], &lb, &mut t),
+            Err(FillError::SourceSize { .. })
+        ));
+        assert!(matches!(
+            fill_tensor(&[0; 48], &lb, &mut t[..10]),
+            Err(FillError::TensorSize { .. })
+        ));
+    }
+}

@@ -1,0 +1,217 @@
+//! The life of the process: serve at once (health answers while the model loads), load the
+//! model, warm it up, flip `/ready`, run the self-check and memory loops, and drain on SIGTERM.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::config::{Config, Device};
+use crate::detector::{Detector, PostConfig, YoloDetector};
+use crate::memory::MemoryProbe;
+use crate::metrics::Metrics;
+use crate::onnx;
+use crate::selfcheck::{Verdict, due, judge};
+use crate::server::{App, serve};
+
+/// Runs the sidecar on `listener` until SIGTERM or SIGINT, then drains and returns. An error
+/// is a start-up failure (bad model, missing runtime) with a one-line explanation.
+pub async fn run(cfg: Config, listener: TcpListener) -> Result<(), String> {
+    run_until(cfg, listener, shutdown_signal()).await
+}
+
+/// [`run`] with an explicit shutdown trigger.
+pub async fn run_until(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let metrics = Metrics::new(false).map_err(|e| format!("metrics: {e}"))?;
+    let app = Arc::new(App::new(cfg, metrics));
+    let (fatal_tx, fatal_rx) = oneshot::channel::<String>();
+    tokio::spawn(start_model(Arc::clone(&app), fatal_tx));
+    tokio::spawn(memory_loop(Arc::clone(&app)));
+    let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
+    let stop = {
+        let fatal = Arc::clone(&fatal);
+        async move {
+            tokio::select! {
+                () = shutdown => {}
+                Ok(msg) = fatal_rx => {
+                    if let Ok(mut f) = fatal.lock() {
+                        *f = Some(msg);
+                    }
+                }
+            }
+        }
+    };
+    serve(Arc::clone(&app), listener, stop).await;
+    match fatal.lock().ok().and_then(|mut f| f.take()) {
+        Some(msg) => Err(msg),
+        None => Ok(()),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => log::info!("SIGTERM received"),
+                _ = int.recv() => log::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            log::warn!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Loads the model, warms it up and starts the self-checks; a failure ends the process.
+async fn start_model(app: Arc<App>, fatal: oneshot::Sender<String>) {
+    let cfg = app.cfg.clone();
+    let t0 = Instant::now();
+    let loaded = match tokio::task::spawn_blocking(move || onnx::load(&cfg)).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return drop(fatal.send(e)),
+        Err(e) => return drop(fatal.send(format!("model loading crashed: {e}"))),
+    };
+    let cfg = &app.cfg;
+    let spec = &loaded.spec;
+    log::info!(
+        "model {} ({}) loaded in {:.1} s: input {}x{}, {} classes [{}], {} layout, {} on {} worker(s) x {} thread(s), {}",
+        cfg.model.display(),
+        cfg.model_version,
+        t0.elapsed().as_secs_f64(),
+        spec.input_w,
+        spec.input_h,
+        spec.names.len(),
+        spec.names
+            .iter()
+            .take(8)
+            .map(|n| n.as_ref())
+            .collect::<Vec<_>>()
+            .join(", "),
+        spec.layout.as_str(),
+        loaded.device.as_str(),
+        cfg.workers,
+        cfg.threads,
+        loaded.runtime_version,
+    );
+    app.metrics
+        .info
+        .with_label_values(&[cfg.model_version.as_str(), loaded.device.as_str()])
+        .set(1);
+    let post = PostConfig {
+        conf: cfg.conf,
+        iou: cfg.iou,
+        max_det: cfg.max_det,
+        max_pixels: cfg.max_pixels,
+    };
+    let detector: Arc<dyn Detector> = match YoloDetector::new(loaded.spec, post, loaded.runners) {
+        Ok(d) => Arc::new(d),
+        Err(e) => return drop(fatal.send(format!("cannot start model workers: {e}"))),
+    };
+    app.set_detector(Arc::clone(&detector));
+    let mut times = Vec::with_capacity(cfg.warmup_runs as usize);
+    for i in 0..cfg.warmup_runs {
+        let (image, _) = app.images.current();
+        let d = Arc::clone(&detector);
+        let t = Instant::now();
+        match tokio::task::spawn_blocking(move || d.detect(&image)).await {
+            Ok(Ok(_)) => times.push(t.elapsed().as_secs_f64() * 1000.0),
+            Ok(Err(e)) => return drop(fatal.send(format!("warm-up run {} failed: {e}", i + 1))),
+            Err(e) => return drop(fatal.send(format!("warm-up run {} crashed: {e}", i + 1))),
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let baseline = times.get(times.len() / 2).copied();
+    app.set_warmed();
+    match baseline {
+        Some(b) => log::info!(
+            "ready after {} warm-up run(s), median {b:.1} ms",
+            times.len()
+        ),
+        None => log::info!("ready (no warm-up runs)"),
+    }
+    if cfg.device == Device::Cuda && loaded.device == Device::Cpu {
+        log::info!("serving on CPU (CUDA fallback)");
+    }
+    tokio::spawn(self_check_loop(app, detector, baseline));
+}
+
+async fn self_check_loop(app: Arc<App>, detector: Arc<dyn Detector>, warmup_ms: Option<f64>) {
+    let Some(interval) = app.cfg.self_check_interval else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        if !due(Instant::now(), app.last_success(), interval, app.check_ok()) {
+            continue;
+        }
+        let (image, real) = app.images.current();
+        let d = Arc::clone(&detector);
+        let t = Instant::now();
+        let result = match tokio::task::spawn_blocking(move || d.detect(&image)).await {
+            Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("self-check crashed: {e}")),
+        };
+        let latency = t.elapsed().as_secs_f64() * 1000.0;
+        let reference = app
+            .with_watchdog(|w| w.mean_latency_ms(Instant::now()))
+            .or(warmup_ms);
+        let verdict = judge(result, latency, reference, app.cfg.self_check_slow_factor);
+        let healthy = verdict == Verdict::Healthy;
+        let source = if real {
+            "last request image"
+        } else {
+            "synthetic image"
+        };
+        match (&verdict, app.check_ok()) {
+            (Verdict::Healthy, false) => {
+                log::info!("self-check passed again ({latency:.1} ms, {source}); ready")
+            }
+            (Verdict::Healthy, true) => {
+                log::debug!("self-check passed ({latency:.1} ms, {source})")
+            }
+            (Verdict::Failed(e), _) => log::error!("self-check failed ({source}): {e}; not ready"),
+            (
+                Verdict::TooSlow {
+                    latency_ms,
+                    limit_ms,
+                },
+                _,
+            ) => log::error!(
+                "self-check took {latency_ms:.1} ms, over {limit_ms:.1} ms ({source}); not ready"
+            ),
+        }
+        app.set_check_ok(healthy);
+    }
+}
+
+async fn memory_loop(app: Arc<App>) {
+    let probe = MemoryProbe::default();
+    loop {
+        let sample = probe.sample();
+        if let Some(s) = sample {
+            app.metrics
+                .memory_bytes
+                .set(i64::try_from(s.used).unwrap_or(i64::MAX));
+            app.metrics
+                .memory_limit_bytes
+                .set(i64::try_from(s.limit).unwrap_or(i64::MAX));
+        }
+        let now = Instant::now();
+        app.with_watchdog(|w| w.record_memory(now, sample.and_then(|s| s.fraction())));
+        // Also lets flags clear (and their gauges drop) when no traffic arrives.
+        app.breaches(now);
+        app.refresh_gauges();
+        tokio::time::sleep(app.cfg.memory_poll).await;
+    }
+}

@@ -1,0 +1,177 @@
+//! The metadata of one `/infer` reply. The same value becomes the signal headers and the
+//! metric observations, so what Envoy reads and what Prometheus scrapes cannot disagree.
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::error::ErrorKind;
+use crate::metrics::Metrics;
+use crate::watchdog::BreachSet;
+
+pub const INFERENCE_LATENCY: HeaderName = HeaderName::from_static("x-inference-latency-ms");
+pub const NMS_LATENCY: HeaderName = HeaderName::from_static("x-nms-latency-ms");
+pub const BOX_COUNT: HeaderName = HeaderName::from_static("x-box-count");
+pub const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
+pub const CANARY_BREACH: HeaderName = HeaderName::from_static("x-canary-breach");
+
+/// Result-specific part of a reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Boxes were computed. Times in ms.
+    Detected {
+        box_count: usize,
+        inference_ms: f64,
+        nms_ms: f64,
+    },
+    Failed(ErrorKind),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyMeta {
+    /// Server-side time from the start of decoding to the reply, ms.
+    pub latency_ms: f64,
+    pub outcome: Outcome,
+    /// Active watchdog reasons at reply time.
+    pub breach: BreachSet,
+}
+
+/// Milliseconds as a header / JSON decimal: microsecond resolution.
+pub fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+impl ReplyMeta {
+    pub fn box_count(&self) -> usize {
+        match self.outcome {
+            Outcome::Detected { box_count, .. } => box_count,
+            Outcome::Failed(_) => 0,
+        }
+    }
+
+    pub fn nms_ms(&self) -> f64 {
+        match self.outcome {
+            Outcome::Detected { nms_ms, .. } => nms_ms,
+            Outcome::Failed(_) => 0.0,
+        }
+    }
+
+    /// Writes the signal headers (on every reply, success or failure).
+    pub fn stamp(&self, headers: &mut HeaderMap, model_version: &HeaderValue) {
+        let num = |v: String| HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("0"));
+        headers.insert(
+            INFERENCE_LATENCY,
+            num(format!("{:.3}", round_ms(self.latency_ms))),
+        );
+        headers.insert(NMS_LATENCY, num(format!("{:.3}", round_ms(self.nms_ms()))));
+        headers.insert(BOX_COUNT, HeaderValue::from(self.box_count()));
+        headers.insert(MODEL_VERSION, model_version.clone());
+        if !self.breach.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&self.breach.to_string())
+        {
+            headers.insert(CANARY_BREACH, v);
+        }
+    }
+
+    /// Records this reply in the metrics.
+    pub fn observe(&self, metrics: &Metrics, status: u16) {
+        metrics
+            .requests
+            .with_label_values(&[&status.to_string()])
+            .inc();
+        metrics.request_duration.observe(self.latency_ms / 1000.0);
+        match self.outcome {
+            Outcome::Detected {
+                box_count,
+                inference_ms,
+                nms_ms,
+            } => {
+                metrics.inference_duration.observe(inference_ms / 1000.0);
+                metrics.nms_duration.observe(nms_ms / 1000.0);
+                metrics.detections.observe(box_count as f64);
+                metrics.last_box_count.set(box_count as i64);
+            }
+            Outcome::Failed(kind) => {
+                metrics.errors.with_label_values(&[kind.as_str()]).inc();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watchdog::Reason;
+
+    fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> &'a str {
+        h.get(name).unwrap().to_str().unwrap()
+    }
+
+    #[test]
+    fn success_stamps_all_signals() {
+        let mut breach = BreachSet::default();
+        breach.insert(Reason::Latency);
+        breach.insert(Reason::Errors);
+        let meta = ReplyMeta {
+            latency_ms: 151.23456,
+            outcome: Outcome::Detected {
+                box_count: 3,
+                inference_ms: 140.0,
+                nms_ms: 0.0421,
+            },
+            breach,
+        };
+        let mut h = HeaderMap::new();
+        meta.stamp(&mut h, &HeaderValue::from_static("v10-gray"));
+        assert_eq!(header(&h, &INFERENCE_LATENCY), "151.235");
+        assert_eq!(header(&h, &NMS_LATENCY), "0.042");
+        assert_eq!(header(&h, &BOX_COUNT), "3");
+        assert_eq!(header(&h, &MODEL_VERSION), "v10-gray");
+        assert_eq!(header(&h, &CANARY_BREACH), "latency,errors");
+    }
+
+    #[test]
+    fn failure_stamps_zero_boxes_and_no_breach_header_when_quiet() {
+        let meta = ReplyMeta {
+            latency_ms: 0.5,
+            outcome: Outcome::Failed(ErrorKind::BadImage),
+            breach: BreachSet::default(),
+        };
+        let mut h = HeaderMap::new();
+        meta.stamp(&mut h, &HeaderValue::from_static("v9"));
+        assert_eq!(header(&h, &BOX_COUNT), "0");
+        assert_eq!(header(&h, &NMS_LATENCY), "0.000");
+        assert!(h.get(&CANARY_BREACH).is_none());
+    }
+
+    #[test]
+    fn observations_match_the_headers() {
+        let m = Metrics::new(false).unwrap();
+        let ok = ReplyMeta {
+            latency_ms: 200.0,
+            outcome: Outcome::Detected {
+                box_count: 4,
+                inference_ms: 150.0,
+                nms_ms: 0.5,
+            },
+            breach: BreachSet::default(),
+        };
+        ok.observe(&m, 200);
+        let bad = ReplyMeta {
+            latency_ms: 1.0,
+            outcome: Outcome::Failed(ErrorKind::UnsupportedMediaType),
+            breach: BreachSet::default(),
+        };
+        bad.observe(&m, 415);
+        assert_eq!(m.last_box_count.get(), 4);
+        assert_eq!(m.requests.with_label_values(&["200"]).get(), 1);
+        assert_eq!(m.requests.with_label_values(&["415"]).get(), 1);
+        assert_eq!(
+            m.errors
+                .with_label_values(&["unsupported_media_type"])
+                .get(),
+            1
+        );
+        assert_eq!(m.detections.get_sample_count(), 1);
+        assert_eq!(m.request_duration.get_sample_count(), 2);
+        assert!((m.request_duration.get_sample_sum() - 0.201).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,210 @@
+//! The Prometheus metrics of the sidecar (names are a public contract, see the README).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::error::ErrorKind;
+use crate::watchdog::Reason;
+
+/// Request and model latency buckets, seconds (CPU inference sits at 0.1–0.3 s, GPU at a few ms).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0,
+    10.0,
+];
+/// NMS buckets, seconds (the budget is 1 ms).
+const NMS_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
+];
+/// Boxes per image.
+const BOX_BUCKETS: &[f64] = &[
+    0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 300.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub request_duration: Histogram,
+    pub inference_duration: Histogram,
+    pub nms_duration: Histogram,
+    pub detections: Histogram,
+    pub last_box_count: IntGauge,
+    pub requests: IntCounterVec,
+    pub errors: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub queue_depth: IntGauge,
+    pub ready: IntGauge,
+    pub breach_active: IntGaugeVec,
+    pub memory_bytes: IntGauge,
+    pub memory_limit_bytes: IntGauge,
+    pub gpu_memory_used_bytes: IntGauge,
+    pub gpu_memory_total_bytes: IntGauge,
+    pub info: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Histogram> {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+}
+
+impl Metrics {
+    /// Creates every metric. `gpu` adds the GPU memory gauges (CUDA builds with NVML).
+    pub fn new(gpu: bool) -> prometheus::Result<Metrics> {
+        let m = Metrics {
+            registry: Registry::new(),
+            request_duration: histogram(
+                "grayguard_sidecar_request_duration_seconds",
+                "Server-side time of /infer, from decode to reply (the x-inference-latency-ms header).",
+                LATENCY_BUCKETS,
+            )?,
+            inference_duration: histogram(
+                "grayguard_sidecar_inference_duration_seconds",
+                "Time of the model run itself.",
+                LATENCY_BUCKETS,
+            )?,
+            nms_duration: histogram(
+                "grayguard_sidecar_nms_duration_seconds",
+                "Output decoding and non-maximum suppression.",
+                NMS_BUCKETS,
+            )?,
+            detections: histogram(
+                "grayguard_sidecar_detections_per_image",
+                "Boxes returned per successfully processed image.",
+                BOX_BUCKETS,
+            )?,
+            last_box_count: IntGauge::new(
+                "grayguard_sidecar_last_box_count",
+                "Boxes returned for the most recent successful /infer.",
+            )?,
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "grayguard_sidecar_requests_total",
+                    "/infer replies by HTTP status.",
+                ),
+                &["status"],
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "grayguard_sidecar_errors_total",
+                    "Failed requests by error kind.",
+                ),
+                &["kind"],
+            )?,
+            in_flight: IntGauge::new(
+                "grayguard_sidecar_in_flight",
+                "Admitted /infer requests not yet answered.",
+            )?,
+            queue_depth: IntGauge::new(
+                "grayguard_sidecar_queue_depth",
+                "Admitted /infer requests waiting for a model worker.",
+            )?,
+            ready: IntGauge::new("grayguard_sidecar_ready", "1 when /ready answers 200.")?,
+            breach_active: IntGaugeVec::new(
+                Opts::new(
+                    "grayguard_sidecar_breach_active",
+                    "1 while the watchdog raises this reason in x-canary-breach.",
+                ),
+                &["reason"],
+            )?,
+            memory_bytes: IntGauge::new(
+                "grayguard_sidecar_memory_bytes",
+                "Memory in use: cgroup working set, or process RSS without a cgroup limit.",
+            )?,
+            memory_limit_bytes: IntGauge::new(
+                "grayguard_sidecar_memory_limit_bytes",
+                "Memory limit: cgroup limit, or physical memory without one.",
+            )?,
+            gpu_memory_used_bytes: IntGauge::new(
+                "grayguard_sidecar_gpu_memory_used_bytes",
+                "GPU memory in use on the inference device.",
+            )?,
+            gpu_memory_total_bytes: IntGauge::new(
+                "grayguard_sidecar_gpu_memory_total_bytes",
+                "GPU memory of the inference device.",
+            )?,
+            info: IntGaugeVec::new(
+                Opts::new(
+                    "grayguard_sidecar_info",
+                    "Constant 1, labelled with what is served.",
+                ),
+                &["model_version", "device"],
+            )?,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.request_duration.clone()))?;
+        r.register(Box::new(m.inference_duration.clone()))?;
+        r.register(Box::new(m.nms_duration.clone()))?;
+        r.register(Box::new(m.detections.clone()))?;
+        r.register(Box::new(m.last_box_count.clone()))?;
+        r.register(Box::new(m.requests.clone()))?;
+        r.register(Box::new(m.errors.clone()))?;
+        r.register(Box::new(m.in_flight.clone()))?;
+        r.register(Box::new(m.queue_depth.clone()))?;
+        r.register(Box::new(m.ready.clone()))?;
+        r.register(Box::new(m.breach_active.clone()))?;
+        r.register(Box::new(m.memory_bytes.clone()))?;
+        r.register(Box::new(m.memory_limit_bytes.clone()))?;
+        r.register(Box::new(m.info.clone()))?;
+        if gpu {
+            r.register(Box::new(m.gpu_memory_used_bytes.clone()))?;
+            r.register(Box::new(m.gpu_memory_total_bytes.clone()))?;
+        }
+        // Every label value exists from the start, so dashboards see zeros, not gaps.
+        for kind in ErrorKind::ALL {
+            m.errors.with_label_values(&[kind.as_str()]);
+        }
+        for reason in Reason::ALL {
+            m.breach_active.with_label_values(&[reason.as_str()]);
+        }
+        Ok(m)
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            log::error!("cannot encode metrics: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_contract_name() {
+        let m = Metrics::new(true).unwrap();
+        m.requests.with_label_values(&["200"]).inc();
+        m.info.with_label_values(&["v1", "cpu"]).set(1);
+        let text = m.render();
+        for name in [
+            "grayguard_sidecar_request_duration_seconds_bucket",
+            "grayguard_sidecar_inference_duration_seconds_count",
+            "grayguard_sidecar_nms_duration_seconds_sum",
+            "grayguard_sidecar_detections_per_image_bucket",
+            "grayguard_sidecar_last_box_count",
+            "grayguard_sidecar_requests_total{status=\"200\"} 1",
+            "grayguard_sidecar_errors_total{kind=\"queue_full\"} 0",
+            "grayguard_sidecar_in_flight",
+            "grayguard_sidecar_queue_depth",
+            "grayguard_sidecar_ready",
+            "grayguard_sidecar_breach_active{reason=\"box-count\"} 0",
+            "grayguard_sidecar_memory_bytes",
+            "grayguard_sidecar_memory_limit_bytes",
+            "grayguard_sidecar_gpu_memory_used_bytes",
+            "grayguard_sidecar_gpu_memory_total_bytes",
+            "grayguard_sidecar_info{device=\"cpu\",model_version=\"v1\"} 1",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        assert!(!Metrics::new(false).unwrap().render().contains("gpu_memory"));
+    }
+}

@@ -1,0 +1,155 @@
+//! A small `multipart/form-data` reader for one already-buffered body: finds the part named
+//! `image` and returns it without copying.
+
+use bytes::Bytes;
+
+/// Why the form could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MultipartError {
+    NoBoundary,
+    Malformed(&'static str),
+    MissingField(String),
+}
+
+impl std::fmt::Display for MultipartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MultipartError::NoBoundary => f.write_str("multipart/form-data without a boundary"),
+            MultipartError::Malformed(why) => write!(f, "malformed multipart body: {why}"),
+            MultipartError::MissingField(name) => {
+                write!(f, "multipart body has no field named {name:?}")
+            }
+        }
+    }
+}
+
+/// The `boundary` parameter of a `multipart/form-data` Content-Type.
+pub fn boundary(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (k, v) = param.trim().split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        (!v.is_empty() && v.len() <= 70).then_some(v)
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if needle.is_empty() || from > hay.len() {
+        return None;
+    }
+    hay[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// The `name` of a part, from its `Content-Disposition: form-data; name="..."` header.
+fn part_name(headers: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(headers).ok()?;
+    text.split("\r\n")
+        .find(|line| {
+            line.split_once(':')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
+        })
+        .and_then(|line| {
+            line.split(';').skip(1).find_map(|param| {
+                let (k, v) = param.trim().split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("name")
+                    .then(|| v.trim().trim_matches('"').to_string())
+            })
+        })
+}
+
+/// Returns the content of the part named `field` (a zero-copy slice of `body`).
+pub fn extract_field(body: &Bytes, boundary: &str, field: &str) -> Result<Bytes, MultipartError> {
+    let delimiter = format!("--{boundary}");
+    let delimiter = delimiter.as_bytes();
+    let next_delimiter = [b"\r\n", delimiter].concat();
+    let mut pos = find(body, delimiter, 0)
+        .ok_or(MultipartError::Malformed("no opening boundary"))?
+        + delimiter.len();
+    loop {
+        if body[pos..].starts_with(b"--") {
+            return Err(MultipartError::MissingField(field.to_string()));
+        }
+        if !body[pos..].starts_with(b"\r\n") {
+            return Err(MultipartError::Malformed("boundary not followed by CRLF"));
+        }
+        let headers_start = pos + 2;
+        let headers_end = find(body, b"\r\n\r\n", headers_start)
+            .ok_or(MultipartError::Malformed("part headers not terminated"))?;
+        let content_start = headers_end + 4;
+        let content_end = find(body, &next_delimiter, content_start).ok_or(
+            MultipartError::Malformed("part not terminated by a boundary"),
+        )?;
+        if part_name(&body[headers_start..headers_end]).as_deref() == Some(field) {
+            return Ok(body.slice(content_start..content_end));
+        }
+        pos = content_end + next_delimiter.len();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(parts: &[(&str, &[u8])]) -> Bytes {
+        let mut b = Vec::new();
+        for (name, data) in parts {
+            b.extend_from_slice(b"--XyZ\r\n");
+            b.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n")
+                    .as_bytes(),
+            );
+            b.extend_from_slice(data);
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(b"--XyZ--\r\n");
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn boundary_parameter_is_found_quoted_or_not() {
+        assert_eq!(boundary("multipart/form-data; boundary=XyZ"), Some("XyZ"));
+        assert_eq!(
+            boundary("multipart/form-data; charset=x; Boundary=\"a b\""),
+            Some("a b")
+        );
+        assert_eq!(boundary("multipart/form-data"), None);
+        assert_eq!(boundary("multipart/form-data; boundary="), None);
+    }
+
+    #[test]
+    fn extracts_the_named_field_among_others() {
+        let body = form(&[("meta", b"{}"), ("image", b"\xFF\xD8\xFF\r\n--XY binary")]);
+        assert_eq!(
+            &extract_field(&body, "XyZ", "image").unwrap()[..],
+            b"\xFF\xD8\xFF\r\n--XY binary"
+        );
+    }
+
+    #[test]
+    fn missing_field_and_malformed_bodies_are_errors() {
+        let body = form(&[("other", b"1")]);
+        assert_eq!(
+            extract_field(&body, "XyZ", "image"),
+            Err(MultipartError::MissingField("image".into()))
+        );
+        assert!(matches!(
+            extract_field(&Bytes::from_static(b"garbage"), "XyZ", "image"),
+            Err(MultipartError::Malformed(_))
+        ));
+        let truncated = form(&[("image", b"abc")]).slice(..40);
+        assert!(matches!(
+            extract_field(&truncated, "XyZ", "image"),
+            Err(MultipartError::Malformed(_))
+        ));
+    }
+}

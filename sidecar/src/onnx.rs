@@ -1,0 +1,275 @@
+//! ONNX Runtime (the only module that touches `ort`): loading the runtime library, building
+//! sessions on the chosen device, reading the model's metadata and running it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{TensorElementType, TensorRef};
+
+use crate::config::{Config, Device};
+use crate::detector::{ModelRunner, ModelSpec};
+use crate::layout::resolve;
+use crate::model_info::{parse_imgsz, parse_names};
+
+/// A loaded model: its spec, one runner per worker, and the device it actually runs on.
+pub struct LoadedModel {
+    pub spec: ModelSpec,
+    pub runners: Vec<OrtRunner>,
+    pub device: Device,
+    /// ONNX Runtime version string.
+    pub runtime_version: String,
+}
+
+/// One session (sessions are not shared between threads: `run` takes `&mut`).
+pub struct OrtRunner {
+    session: Session,
+    output_name: String,
+    shape: [usize; 4],
+}
+
+/// Where ONNX Runtime's shared library is.
+pub fn dylib_path() -> Result<PathBuf, String> {
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => Err(
+            "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so (PyPI onnxruntime 1.31, \
+                  or onnxruntime-gpu for --device cuda)"
+                .into(),
+        ),
+    }
+}
+
+fn environment() -> Result<Environment, String> {
+    let path = dylib_path()?;
+    if !path.exists() {
+        return Err(format!("ORT_DYLIB_PATH={} does not exist", path.display()));
+    }
+    ort::init_from(&path)
+        .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?
+        .with_name("grayguard-sidecar")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
+}
+
+/// Builds one session; `cuda` asks for the CUDA execution provider and reports whether it
+/// was registered.
+fn session(
+    env: &Environment,
+    model: &Path,
+    threads: usize,
+    device: Device,
+    cuda_device: i32,
+) -> Result<(Session, Device), String> {
+    let builder = || -> Result<_, String> {
+        Session::builder(env)
+            .map_err(|e| e.to_string())?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| e.to_string())?
+            .with_intra_threads(threads)
+            .map_err(|e| e.to_string())
+    };
+    let mut used = Device::Cpu;
+    let mut b = builder()?;
+    if device == Device::Cuda {
+        match with_cuda(b, cuda_device) {
+            Ok(with) => {
+                b = with;
+                used = Device::Cuda;
+            }
+            Err(why) => {
+                log::warn!("--device cuda: CUDA is not available ({why}); falling back to CPU");
+                b = builder()?;
+            }
+        }
+    }
+    let session = b
+        .commit_from_file(model)
+        .map_err(|e| format!("cannot load model {}: {e}", model.display()))?;
+    Ok((session, used))
+}
+
+#[cfg(feature = "cuda")]
+fn with_cuda(
+    b: ort::session::builder::SessionBuilder,
+    device_id: i32,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    use ort::ep::{self, ExecutionProvider};
+    if !ep::CUDA::is_available().unwrap_or(false) {
+        return Err("this ONNX Runtime library has no CUDA execution provider".into());
+    }
+    b.with_execution_providers([ep::CUDA::default()
+        .with_device_id(device_id)
+        .build()
+        .error_on_failure()])
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_cuda(
+    _: ort::session::builder::SessionBuilder,
+    _: i32,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    Err("this binary was built without the `cuda` feature".into())
+}
+
+/// Loads the runtime and the model, checks it is a detection model and builds the workers.
+pub fn load(cfg: &Config) -> Result<LoadedModel, String> {
+    let env = environment()?;
+    let mut runners = Vec::with_capacity(cfg.workers);
+    let mut device = cfg.device;
+    let mut spec: Option<ModelSpec> = None;
+    for _ in 0..cfg.workers {
+        let (session, used) = session(&env, &cfg.model, cfg.threads, cfg.device, cfg.cuda_device)?;
+        device = used;
+        let (s, runner) = inspect(session, cfg)?;
+        spec.get_or_insert(s);
+        runners.push(runner);
+    }
+    let spec = spec.ok_or("no model workers")?;
+    Ok(LoadedModel {
+        spec,
+        runners,
+        device,
+        runtime_version: ort::info().to_string(),
+    })
+}
+
+/// Reads inputs, outputs and metadata; refuses anything that is not a single-image detector.
+fn inspect(session: Session, cfg: &Config) -> Result<(ModelSpec, OrtRunner), String> {
+    let not_detector = |why: String| {
+        format!(
+            "{} is not a YOLO detection model: {why}",
+            cfg.model.display()
+        )
+    };
+    let [input] = session.inputs() else {
+        return Err(not_detector(format!(
+            "it has {} inputs, expected 1",
+            session.inputs().len()
+        )));
+    };
+    let Some(output) = session.outputs().first() else {
+        return Err(not_detector("it has no outputs".into()));
+    };
+    if input.dtype().tensor_type() != Some(TensorElementType::Float32) {
+        return Err(not_detector(format!(
+            "input {:?} is {}, expected float32 (export with half=False)",
+            input.name(),
+            input.dtype()
+        )));
+    }
+    if output.dtype().tensor_type() != Some(TensorElementType::Float32) {
+        return Err(not_detector(format!(
+            "output {:?} is {}, expected float32",
+            output.name(),
+            output.dtype()
+        )));
+    }
+    let in_shape: Vec<i64> = input
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.to_vec())
+        .unwrap_or_default();
+    let out_shape: Vec<i64> = output
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.to_vec())
+        .unwrap_or_default();
+    let meta = session.metadata().map_err(|e| e.to_string())?;
+    if let Some(task) = meta.custom("task")
+        && task != "detect"
+    {
+        return Err(not_detector(format!("its task is {task:?}")));
+    }
+    let names: Option<Vec<String>> = meta.custom("names").as_deref().and_then(parse_names);
+    let meta_imgsz = meta.custom("imgsz").as_deref().and_then(parse_imgsz);
+    drop(meta);
+    let (batch, channels) = match in_shape.as_slice() {
+        [b, c, _, _] => (*b, *c),
+        _ => {
+            return Err(not_detector(format!(
+                "input shape {in_shape:?} is not [1, 3, H, W]"
+            )));
+        }
+    };
+    if !(batch == 1 || batch < 0) || !(channels == 3 || channels < 0) {
+        return Err(not_detector(format!(
+            "input shape {in_shape:?} is not [1, 3, H, W]"
+        )));
+    }
+    // Static input dims win; else --imgsz; else the metadata.
+    let fixed = match (in_shape[2], in_shape[3]) {
+        (h, w) if h > 0 && w > 0 => Some((h as u32, w as u32)),
+        _ => None,
+    };
+    let (h, w) = match (fixed, cfg.imgsz, meta_imgsz) {
+        (Some(f), Some(o), _) if f != o => {
+            return Err(format!(
+                "--imgsz {o:?} does not match the model's fixed input {f:?}"
+            ));
+        }
+        (Some(f), _, _) => f,
+        (None, Some(o), _) => o,
+        (None, None, Some(m)) => m,
+        (None, None, None) => {
+            return Err(not_detector(
+                "dynamic input size and no imgsz metadata; pass --imgsz".into(),
+            ));
+        }
+    };
+    let layout = resolve(&out_shape, names.as_ref().map(Vec::len), cfg.output_layout)
+        .map_err(|e| not_detector(e.to_string()))?;
+    let names: Vec<Arc<str>> = names
+        .unwrap_or_else(|| {
+            // Without metadata the class count comes from the anchor layout.
+            let classes = match (layout, out_shape.get(1)) {
+                (crate::layout::OutputLayout::Anchors, Some(&ch)) if ch > 4 => (ch - 4) as usize,
+                _ => 0,
+            };
+            (0..classes).map(|i| i.to_string()).collect()
+        })
+        .into_iter()
+        .map(Arc::from)
+        .collect();
+    let spec = ModelSpec {
+        input_h: h,
+        input_w: w,
+        names,
+        layout,
+    };
+    let runner = OrtRunner {
+        output_name: output.name().to_string(),
+        shape: [1, 3, h as usize, w as usize],
+        session,
+    };
+    Ok((spec, runner))
+}
+
+impl ModelRunner for OrtRunner {
+    fn run(&mut self, input: &[f32], output: &mut Vec<f32>) -> Result<Vec<usize>, String> {
+        // Borrowed, not copied: ONNX Runtime reads the pooled buffer in place.
+        let tensor = TensorRef::from_array_view((self.shape, input)).map_err(|e| e.to_string())?;
+        let outputs = self
+            .session
+            .run(ort::inputs![tensor])
+            .map_err(|e| e.to_string())?;
+        let value = outputs
+            .get(&self.output_name)
+            .ok_or_else(|| format!("the model produced no output {:?}", self.output_name))?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| e.to_string())?;
+        output.clear();
+        output.extend_from_slice(data);
+        shape
+            .iter()
+            .map(|&d| {
+                usize::try_from(d).map_err(|_| format!("negative output dimension in {shape:?}"))
+            })
+            .collect()
+    }
+}
