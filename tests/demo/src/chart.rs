@@ -31,14 +31,59 @@ fn register_font() -> Result<(), String> {
 }
 
 /// Draws `seconds` to a PNG at `path`; `trigger` marks the shed.
+/// `cohorts` names the cohorts of the mix, in order; `breaker` holds the admin readings in
+/// time order.
 pub fn draw(
     path: &Path,
     seconds: &[Second],
+    cohorts: &[String],
+    breaker: &[(Duration, Breaker)],
     trigger: Option<Duration>,
     title: &str,
 ) -> Result<(), String> {
     register_font()?;
-    draw_inner(path, seconds, trigger, title).map_err(|e| format!("{}: {e}", path.display()))
+    draw_inner(path, seconds, cohorts, breaker, trigger, title)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Colours of the cohorts' lines, in mix order.
+const COHORT_COLORS: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+
+/// The breaker readings as a step line: each state holds until the next reading (the last
+/// one until `x_end`).
+fn steps(readings: &[(Duration, Breaker)], x_end: f64) -> Vec<(f64, f64)> {
+    let mut pts = Vec::with_capacity(readings.len() * 2 + 1);
+    for (k, (at, b)) in readings.iter().enumerate() {
+        let y = f64::from(b.gauge());
+        let until = readings
+            .get(k + 1)
+            .map_or(x_end.max(at.as_secs_f64()), |(next, _)| next.as_secs_f64());
+        pts.push((at.as_secs_f64(), y));
+        pts.push((until, y));
+    }
+    pts
+}
+
+/// Splits per-second points into runs of consecutive seconds, each centred in its second.
+fn segments(pts: &[(usize, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut prev: Option<usize> = None;
+    for &(i, y) in pts {
+        let point = (i as f64 + 0.5, y);
+        match (prev, out.last_mut()) {
+            (Some(p), Some(seg)) if p + 1 == i => seg.push(point),
+            _ => out.push(vec![point]),
+        }
+        prev = Some(i);
+    }
+    out
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
@@ -46,6 +91,8 @@ type DrawResult = Result<(), Box<dyn std::error::Error>>;
 fn draw_inner(
     path: &Path,
     seconds: &[Second],
+    cohorts: &[String],
+    breaker: &[(Duration, Breaker)],
     trigger: Option<Duration>,
     title: &str,
 ) -> DrawResult {
@@ -61,30 +108,39 @@ fn draw_inner(
     let stable = RGBColor(31, 119, 180);
     let marker = RGBColor(90, 90, 90);
 
-    // 1: share of replies served by gray.
+    // 1: per cohort, the share of its replies that gray served.
     {
         let mut c = ChartBuilder::on(&panels[0])
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(60)
-            .caption("share of replies served by gray (%)", (FONT, 18))
-            .build_cartesian_2d(0f64..x_end, 0f64..100f64)?;
+            .caption(
+                "share of each cohort's replies served by gray (%)",
+                (FONT, 18),
+            )
+            .build_cartesian_2d(0f64..x_end, -2f64..102f64)?;
         c.configure_mesh()
             .x_desc("seconds")
             .label_style((FONT, 13))
             .draw()?;
-        let pts: Vec<(f64, f64)> = seconds
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.gray_share_percent().map(|p| (mid(i), p)))
-            .collect();
-        c.draw_series(LineSeries::new(pts.clone(), gray.stroke_width(2)))?
-            .label("gray share")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], gray.stroke_width(2))
-            });
-        c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, gray.filled())))?;
-        trigger_line(&mut c, trigger_x, 0.0, 100.0, marker)?;
+        for (k, name) in cohorts.iter().enumerate() {
+            let color = COHORT_COLORS[k % COHORT_COLORS.len()];
+            let pts: Vec<(usize, f64)> = seconds
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.cohort_gray_percent(k).map(|p| (i, p)))
+                .collect();
+            c.draw_series(
+                pts.iter()
+                    .map(|&(i, p)| Circle::new((mid(i), p), 3, color.filled())),
+            )?
+            .label(name.as_str())
+            .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+            for seg in segments(&pts) {
+                c.draw_series(LineSeries::new(seg, color.stroke_width(2)))?;
+            }
+        }
+        trigger_line(&mut c, trigger_x, -2.0, 102.0, marker)?;
         legend(&mut c)?;
     }
 
@@ -114,15 +170,21 @@ fn draw_inner(
             ),
             ("stable", stable, |s: &Second| s.stable_boxes.mean()),
         ] {
-            let pts: Vec<(f64, f64)> = seconds
+            let pts: Vec<(usize, f64)> = seconds
                 .iter()
                 .enumerate()
-                .filter_map(|(i, s)| pick(s).map(|m| (mid(i), m)))
+                .filter_map(|(i, s)| pick(s).map(|m| (i, m)))
                 .collect();
-            c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?
-                .label(name)
-                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
-            c.draw_series(LineSeries::new(pts, color.stroke_width(1)))?;
+            c.draw_series(
+                pts.iter()
+                    .map(|&(i, m)| Circle::new((mid(i), m), 3, color.filled())),
+            )?
+            .label(name)
+            .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+            // Seconds without replies of a version are gaps, not straight lines across.
+            for seg in segments(&pts) {
+                c.draw_series(LineSeries::new(seg, color.stroke_width(1)))?;
+            }
         }
         trigger_line(&mut c, trigger_x, 0.0, max_boxes, marker)?;
         legend(&mut c)?;
@@ -142,19 +204,18 @@ fn draw_inner(
         c.configure_mesh()
             .x_desc("seconds")
             .y_labels(3)
+            .y_label_formatter(&|y| match y.round() as i64 {
+                0 => "closed".to_string(),
+                1 => "open".to_string(),
+                2 => "half-open".to_string(),
+                _ => String::new(),
+            })
             .label_style((FONT, 13))
             .draw()?;
-        let mut last: Option<Breaker> = None;
-        let mut pts = Vec::new();
-        for (i, s) in seconds.iter().enumerate() {
-            last = s.breaker.or(last);
-            if let Some(b) = last {
-                let y = f64::from(b.gauge());
-                pts.push((i as f64, y));
-                pts.push((i as f64 + 1.0, y));
-            }
-        }
-        c.draw_series(LineSeries::new(pts, BLACK.stroke_width(2)))?;
+        c.draw_series(LineSeries::new(
+            steps(breaker, x_end),
+            BLACK.stroke_width(2),
+        ))?;
         trigger_line(&mut c, trigger_x, -0.2, 2.2, marker)?;
     }
     root.present()?;
@@ -208,9 +269,16 @@ mod tests {
         t.extend_to(Duration::from_secs(3));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("timeline.png");
+        let cohorts = ["crane-camera".to_string()];
+        let breaker = [
+            (Duration::from_millis(500), Breaker::Closed),
+            (Duration::from_millis(1_500), Breaker::Open),
+        ];
         draw(
             &path,
             t.seconds(),
+            &cohorts,
+            &breaker,
             Some(Duration::from_millis(1_000)),
             "test",
         )
@@ -225,16 +293,46 @@ mod tests {
     }
 
     #[test]
+    fn breaker_steps_hold_until_the_next_reading() {
+        let r = [
+            (Duration::from_millis(500), Breaker::Closed),
+            (Duration::from_millis(2_250), Breaker::Open),
+        ];
+        assert_eq!(
+            steps(&r, 4.0),
+            vec![(0.5, 0.0), (2.25, 0.0), (2.25, 1.0), (4.0, 1.0)]
+        );
+        assert!(steps(&[], 4.0).is_empty());
+    }
+
+    #[test]
+    fn segments_break_at_gaps() {
+        let segs = segments(&[(0, 1.0), (1, 2.0), (3, 3.0), (4, 4.0), (6, 5.0)]);
+        let lens: Vec<usize> = segs.iter().map(Vec::len).collect();
+        assert_eq!(lens, vec![2, 2, 1]);
+        assert_eq!(segs[1][0], (3.5, 3.0));
+        assert!(segments(&[]).is_empty());
+    }
+
+    #[test]
     fn draws_an_empty_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.png");
-        draw(&path, &[], None, "empty").unwrap();
+        draw(&path, &[], &[], &[], None, "empty").unwrap();
         assert!(path.exists());
     }
 
     #[test]
     fn reports_an_unwritable_path() {
-        let err = draw(Path::new("/nonexistent-dir/x.png"), &[], None, "x").unwrap_err();
+        let err = draw(
+            Path::new("/nonexistent-dir/x.png"),
+            &[],
+            &[],
+            &[],
+            None,
+            "x",
+        )
+        .unwrap_err();
         assert!(err.contains("/nonexistent-dir/x.png"), "{err}");
     }
 }

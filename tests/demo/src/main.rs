@@ -104,7 +104,20 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         "grayguard: {} vs {}, {} req/s",
         plan.gray_version, plan.stable_version, args.rate
     );
-    chart::draw(&png, result.timeline.seconds(), summary.shed_at, &title)?;
+    let names: Vec<String> = plan
+        .mix
+        .cohorts()
+        .iter()
+        .map(|c| c.device_type.clone())
+        .collect();
+    chart::draw(
+        &png,
+        result.timeline.seconds(),
+        &names,
+        &result.breaker,
+        summary.shed_at,
+        &title,
+    )?;
     write(&args.out.join("summary.txt"), &text)?;
     write(&args.out.join("requests.csv"), &csv(&plan, &result.samples))?;
 

@@ -155,6 +155,8 @@ pub struct Second {
     pub decisions: BTreeMap<String, u32>,
     pub served_gray: u32,
     pub served_stable: u32,
+    /// Per cohort (by index in the mix): (served by gray, served at all).
+    pub cohorts: Vec<(u32, u32)>,
     pub gray_boxes: BoxStats,
     pub stable_boxes: BoxStats,
     /// The last breaker reading taken within this second.
@@ -166,6 +168,12 @@ impl Second {
     pub fn gray_share_percent(&self) -> Option<f64> {
         let served = self.served_gray + self.served_stable;
         (served > 0).then(|| 100.0 * f64::from(self.served_gray) / f64::from(served))
+    }
+
+    /// Share of cohort `i`'s replies of this second that gray served, in percent.
+    pub fn cohort_gray_percent(&self, i: usize) -> Option<f64> {
+        let &(gray, served) = self.cohorts.get(i)?;
+        (served > 0).then(|| 100.0 * f64::from(gray) / f64::from(served))
     }
 
     /// One line for the live view.
@@ -230,14 +238,21 @@ impl Timeline {
         if !reply.ok() {
             return;
         }
+        if s.cohorts.len() <= sample.cohort {
+            s.cohorts.resize(sample.cohort + 1, (0, 0));
+        }
+        let cohort = &mut s.cohorts[sample.cohort];
         match reply.route() {
             Some(Route::Gray) => {
+                cohort.0 += 1;
+                cohort.1 += 1;
                 s.served_gray += 1;
                 if let Some(b) = reply.box_count {
                     s.gray_boxes.add(b);
                 }
             }
             Some(Route::Stable) => {
+                cohort.1 += 1;
                 s.served_stable += 1;
                 if let Some(b) = reply.box_count {
                     s.stable_boxes.add(b);
@@ -314,6 +329,9 @@ pub(crate) mod tests {
         assert_eq!(s[0].gray_boxes.mean(), Some(40.0));
         assert_eq!(s[0].stable_boxes.mean(), Some(3.0));
         assert_eq!(s[0].gray_share_percent(), Some(50.0));
+        assert_eq!(s[0].cohort_gray_percent(0), Some(50.0));
+        assert_eq!(s[1].cohort_gray_percent(0), Some(0.0));
+        assert_eq!(s[1].cohort_gray_percent(1), None);
         assert_eq!(s[1].decisions.get("stable shed=box_count"), Some(&1));
         assert_eq!(s[1].decisions.get("(no reply)"), Some(&1));
         assert_eq!((s[1].replies, s[1].errors), (1, 1));

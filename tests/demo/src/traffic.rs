@@ -197,6 +197,10 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
         result.breaker.push((at, state));
         result.last_admin = Some(text);
     }
+    // One last reading once every reply is in, so the final counters cover the whole run.
+    if let Some(text) = fetch_text(&agent, &plan.admin_metrics) {
+        result.last_admin = Some(text);
+    }
     let seconds = result.timeline.seconds().len();
     for i in printed..seconds {
         let line = result.timeline.seconds()[i].describe(i);
