@@ -205,6 +205,30 @@ impl Envoy {
             .text()
     }
 
+    /// Downstream connections each worker thread accepted on the listener, by worker index
+    /// (proof that a test really spread its requests over several workers' Wasm VMs).
+    pub fn connections_per_worker(&self) -> Vec<u64> {
+        let url = self.admin_url("/stats?filter=worker_[0-9]+\\.downstream_cx_total");
+        let text = crate::http::get(&url).expect("admin answers").text();
+        let mut per: Vec<(u32, u64)> = text
+            .lines()
+            .filter(|l| l.starts_with("listener.127.0.0.1_"))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(": ")?;
+                let worker = name
+                    .split(".worker_")
+                    .nth(1)?
+                    .split('.')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((worker, value.trim().parse().ok()?))
+            })
+            .collect();
+        per.sort_unstable();
+        per.into_iter().map(|(_, v)| v).collect()
+    }
+
     /// Everything Envoy logged so far.
     pub fn log(&self) -> String {
         self.proc.log()
