@@ -2,6 +2,8 @@
 //! `on_configure`): the canonical mesh configuration loads; bad ones make Envoy exit
 //! non-zero with the field and the reason in its output.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use grayguard_e2e::envoy::validate;
 
 /// The canonical plugin configuration of the local and Istio meshes.

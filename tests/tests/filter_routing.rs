@@ -2,6 +2,8 @@
 //! of two scripted upstreams: device type, time window, first match, sticky and drawn
 //! shares, header stripping, the decision header and the metrics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options, metric};

@@ -4,6 +4,8 @@
 //! or re-open the breaker, malformed signals are ignored and counted, dry run never sheds,
 //! and every start and end of shedding leaves one JSON incident line in the log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options, metric};
