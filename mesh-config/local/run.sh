@@ -84,8 +84,8 @@ cleanup() {
   say "stopped"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'exit 0' INT
+trap 'exit 0' TERM
 
 # start NAME COMMAND...: runs COMMAND in the background with its output in .run/logs/NAME.log.
 start() {
@@ -144,7 +144,7 @@ grayguard local mesh is up (logs in .run/logs/, Ctrl-C stops it):
   Prometheus       http://127.0.0.1:9090/
 
 try:
-  curl -si -H 'x-device-type: crane-camera' -H 'x-device-id: crane-001' --data-binary @.data/images/person.jpg http://127.0.0.1:10000/infer
+  curl -si -H 'content-type: image/jpeg' -H 'x-device-type: crane-camera' -H 'x-device-id: crane-001' --data-binary @.data/images/person.jpg http://127.0.0.1:10000/infer
   make demo        (replays the incident against this mesh)
 
 EOF
