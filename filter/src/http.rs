@@ -195,16 +195,24 @@ impl HttpContext for Http {
             return Action::Continue;
         }
 
-        let status = response_header(":status")
+        // One host call for all response headers (cheaper than four lookups).
+        let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let status = find(":status")
             .and_then(|v| v.parse::<u16>().ok())
             .unwrap_or(0);
-        let flag = response_header(&b.flag_header);
+        let flag = find(&b.flag_header);
         let lat_header = b
             .latency
             .as_ref()
             .map_or(DEFAULT_LATENCY_HEADER, |t| t.header.as_str());
-        let lat_raw = response_header(lat_header);
-        let box_raw = response_header(box_header);
+        let lat_raw = find(lat_header);
+        let box_raw = find(box_header);
         let missing = (b.latency.is_some() && lat_raw.is_none())
             || (b.box_count.is_some() && box_raw.is_none());
         let mut obs = Observation {
@@ -214,7 +222,7 @@ impl HttpContext for Http {
             boxes: None,
         };
         if let Some(v) = lat_raw {
-            match signals::latency_ms(&v) {
+            match signals::latency_ms(v) {
                 Ok(ms) => {
                     s.metrics.record(Histogram::GrayLatencyMs, ms);
                     obs.latency_ms = Some(ms);
@@ -223,7 +231,7 @@ impl HttpContext for Http {
             }
         }
         if let Some(v) = box_raw {
-            match signals::box_count(&v) {
+            match signals::box_count(v) {
                 Ok(n) => {
                     s.metrics.record(Histogram::GrayBoxCount, n);
                     obs.boxes = Some(n);
@@ -231,7 +239,7 @@ impl HttpContext for Http {
                 Err(_) => s.metrics.count(Counter::MalformedSignals),
             }
         }
-        let reason = flag.map(|f| signals::flag_reason(&f));
+        let reason = flag.map(signals::flag_reason);
         settle(s, d, self.probe_generation, &obs, reason.as_deref());
         Action::Continue
     }
