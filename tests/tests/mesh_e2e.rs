@@ -9,8 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use grayguard_e2e::envoy::metric;
 use grayguard_e2e::http::Response;
-use grayguard_e2e::mesh::{GRAY, Mesh, STABLE, metric};
+use grayguard_e2e::mesh::{GRAY, Mesh, STABLE};
 use grayguard_e2e::paths;
 
 const MIN_SAMPLES: usize = 5;
@@ -228,7 +229,7 @@ fn gray_cohort_is_routed_shed_and_probed_without_client_errors() {
     assert!(seen.shed >= 1);
 
     // 4. Envoy's counters, the sidecars' counters and the clients agree.
-    let stats = mesh.envoy.stats();
+    let stats = mesh.envoy.prometheus();
     let envoy = |name: &str| {
         metric(&stats, name).unwrap_or_else(|| panic!("{name} missing from Envoy's stats"))
     };

@@ -19,9 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use grayguard_e2e::mesh::{GRAY, Mesh, local_plugin_config, start_envoy};
+use grayguard_e2e::mesh::{GRAY, Mesh, local_plugin_config};
 use grayguard_e2e::paths;
-use grayguard_e2e::process::free_port;
 
 /// Most gray-cohort requests one shed run may send before giving up.
 const MAX_GRAY_PER_RUN: usize = 60;
@@ -183,24 +182,8 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
     let (mut to_decision, mut to_gauge) = (Vec::new(), Vec::new());
     for run in 0..runs {
         if run > 0 {
-            let (port, admin) = (free_port(), free_port());
-            let cfg = grayguard_e2e::mesh::envoy_config(
-                port,
-                admin,
-                mesh.stable.port,
-                mesh.gray.port,
-                &paths::wasm(),
-                &config,
-            );
-            // The old Envoy (and its breaker state) goes when the new one replaces it.
-            mesh.envoy = start_envoy(
-                &format!("front-envoy-{run}"),
-                &cfg,
-                port,
-                admin,
-                2,
-                mesh.dir.path(),
-            );
+            // A fresh Envoy: no learned baseline, no breaker state.
+            mesh.restart_envoy(&config, 2);
         }
         for i in 0..BASELINE_REQUESTS {
             let r = mesh.infer(
