@@ -10,4 +10,5 @@ pub mod http;
 pub mod mesh;
 pub mod paths;
 pub mod process;
+pub mod sidecar;
 pub mod upstream;

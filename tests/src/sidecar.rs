@@ -1,0 +1,147 @@
+//! The real sidecar binary with the real model and ONNX Runtime on a free loopback port,
+//! configured builder-style:
+//!
+//! ```no_run
+//! # use grayguard_e2e::sidecar::SidecarBuilder;
+//! let sc = SidecarBuilder::new("v9-prod").flag("--conf", "0.25").start();
+//! let r = sc.infer_file("person.jpg");
+//! assert_eq!(r.status, 200);
+//! ```
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::http::{self, Response};
+use crate::paths;
+use crate::process::{Proc, free_port};
+
+/// How long loading the model and warming it up may take on a busy 2-core machine.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Flags and environment for one sidecar process.
+#[derive(Debug, Clone)]
+pub struct SidecarBuilder {
+    version: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    model: Option<std::path::PathBuf>,
+}
+
+impl SidecarBuilder {
+    /// A sidecar serving the default model as `version`, one warm-up run, two ORT threads.
+    pub fn new(version: &str) -> SidecarBuilder {
+        SidecarBuilder {
+            version: version.to_string(),
+            args: Vec::new(),
+            env: Vec::new(),
+            model: None,
+        }
+    }
+
+    /// Appends `flag value` (e.g. `.flag("--max-queue", "2")`).
+    pub fn flag(mut self, flag: &str, value: &str) -> SidecarBuilder {
+        self.args.push(flag.to_string());
+        self.args.push(value.to_string());
+        self
+    }
+
+    /// Appends several raw arguments.
+    pub fn args(mut self, args: &[&str]) -> SidecarBuilder {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Sets an environment variable of the process (e.g. an `GRAYGUARD_SIDECAR_*` twin).
+    pub fn env(mut self, key: &str, value: &str) -> SidecarBuilder {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Serves another model file.
+    pub fn model(mut self, path: impl Into<std::path::PathBuf>) -> SidecarBuilder {
+        self.model = Some(path.into());
+        self
+    }
+
+    /// The command line (without spawning), listening on `port`.
+    pub fn command(&self, port: u16) -> Command {
+        let mut cmd = Command::new(paths::sidecar());
+        cmd.env("ORT_DYLIB_PATH", paths::ort_dylib())
+            .arg("--model")
+            .arg(self.model.clone().unwrap_or_else(paths::model))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--model-version", &self.version]);
+        // Defaults first: later occurrences of a flag win in clap, so callers can override.
+        if !self.args.iter().any(|a| a == "--threads") {
+            cmd.args(["--threads", "2"]);
+        }
+        if !self.args.iter().any(|a| a == "--warmup-runs") {
+            cmd.args(["--warmup-runs", "1"]);
+        }
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts the process without waiting for it to be ready.
+    pub fn spawn(self) -> Sidecar {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir for the sidecar log");
+        let proc = Proc::spawn(&self.version, self.command(port), dir.path()).own_dir(dir);
+        Sidecar { proc, port }
+    }
+
+    /// Starts the process and waits until `/ready` answers 200.
+    pub fn start(self) -> Sidecar {
+        let mut sc = self.spawn();
+        sc.wait_ready(READY_TIMEOUT);
+        sc
+    }
+}
+
+/// A running sidecar (killed on drop).
+pub struct Sidecar {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl Sidecar {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let url = self.url("/ready");
+        self.proc.wait_for_status(&url, 200, timeout);
+    }
+
+    /// `POST /infer` with `body` as `content_type`.
+    pub fn infer(&self, body: &[u8], content_type: &str) -> Response {
+        http::post(&self.url("/infer"), &[("content-type", content_type)], body)
+            .expect("POST /infer")
+    }
+
+    /// `POST /infer` of one of the real photos as JPEG.
+    pub fn infer_file(&self, image: &str) -> Response {
+        let body = std::fs::read(paths::image(image)).expect("read photo");
+        self.infer(&body, "image/jpeg")
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http::get(&self.url("/metrics"))
+            .expect("GET /metrics")
+            .text()
+    }
+}
+
+/// The value of the sample `series` (name with labels exactly as exposed, e.g.
+/// `grayguard_sidecar_requests_total{status="200"}`) in Prometheus text, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}

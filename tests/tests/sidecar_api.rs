@@ -1,0 +1,407 @@
+//! The sidecar's HTTP API against the real binary, ONNX Runtime, model and photos: readiness
+//! around warm-up, detections in original-image pixels (checked against the Python reference
+//! pipeline's boxes), headers that match the JSON, every bad input with its status, and
+//! `/metrics` that `promtool` accepts and that counts exactly what was sent. One process
+//! serves the whole file's assertions to keep the suite short.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use grayguard_e2e::http::{self, Response};
+use grayguard_e2e::paths;
+use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder, sample};
+
+/// Boxes of the Python reference server (PIL + numpy + onnxruntime, same model, conf 0.25,
+/// IoU 0.45): `tests/bench/sidecar/reference_server.py --once person.jpg`.
+const PERSON_REFERENCE: [(f32, f32, f32, f32, f32, &str); 2] = [
+    (182.86, 97.33, 289.32, 377.92, 0.6211, "Normal"),
+    (49.98, 256.57, 211.04, 347.92, 0.4953, "Fall"),
+];
+
+/// Body limit of the test process (kite.jpg is 1.4 MB and must fit).
+const MAX_BODY: usize = 2_000_000;
+
+/// method, path, content type, body, expected status, expected error kind.
+type BadCase<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
+
+fn photo(name: &str) -> Vec<u8> {
+    std::fs::read(paths::image(name)).expect("read photo")
+}
+
+fn f(v: &serde_json::Value) -> f32 {
+    v.as_f64().expect("number") as f32
+}
+
+/// Every /infer reply carries the four signal headers, consistent with the status.
+fn assert_signal_headers(r: &Response, what: &str) {
+    for h in ["x-inference-latency-ms", "x-nms-latency-ms", "x-box-count"] {
+        let v = r.header(h).unwrap_or_else(|| panic!("{what}: no {h}"));
+        assert!(v.parse::<f64>().is_ok_and(|x| x >= 0.0), "{what}: {h}: {v}");
+    }
+    assert_eq!(r.header("x-model-version"), Some("v-api"), "{what}");
+}
+
+/// Tally of what the test sent, to compare with `/metrics`.
+#[derive(Default)]
+struct Sent {
+    by_status: BTreeMap<u16, u32>,
+    by_kind: BTreeMap<String, u32>,
+    boxes: Vec<usize>,
+}
+
+impl Sent {
+    fn record(&mut self, r: &Response) {
+        *self.by_status.entry(r.status).or_default() += 1;
+        if r.status == 200 {
+            self.boxes.push(r.json()["boxes"].as_array().unwrap().len());
+        } else {
+            *self
+                .by_kind
+                .entry(r.json()["kind"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+}
+
+/// A JPEG whose frame header claims 65000 x 65000 pixels (a decompression bomb's header).
+fn jpeg_bomb() -> Vec<u8> {
+    let mut b = photo("person.jpg");
+    let sof = b
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline SOF0 marker");
+    // FFC0, length (2), precision (1), height (2), width (2).
+    b[sof + 5..sof + 7].copy_from_slice(&65000u16.to_be_bytes());
+    b[sof + 7..sof + 9].copy_from_slice(&65000u16.to_be_bytes());
+    b
+}
+
+fn multipart(field: &str, data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "grayguard-test-7d1f";
+    let mut body = Vec::new();
+    write!(
+        body,
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"camera\"\r\n\r\ncrane-7\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"p.jpg\"\r\n\
+         Content-Type: image/jpeg\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(data);
+    write!(body, "\r\n--{boundary}--\r\n").unwrap();
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Starts the sidecar, checks readiness around warm-up; returns it and the /infer reply sent
+/// while it was warming up.
+fn start() -> (Sidecar, Response) {
+    // Enough warm-up runs that /ready is observably 503 first.
+    let mut sc = SidecarBuilder::new("v-api")
+        .flag("--warmup-runs", "8")
+        .flag("--max-body-bytes", &MAX_BODY.to_string())
+        .flag("--max-pixels", "20000000")
+        // Latency on a shared CI machine says nothing here (sidecar_watchdog tests breaches).
+        .flag("--watchdog-latency-budget-ms", "60000")
+        .spawn();
+    let ready = sc.url("/ready");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        match http::get(&ready) {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("sidecar never answered /ready: {e}\n{}", sc.proc.log()),
+        }
+    };
+    assert_eq!(first.status, 503, "/ready before warm-up: {}", first.text());
+    assert_eq!(first.json()["status"], "warming-up");
+    assert_eq!(
+        http::get(&sc.url("/healthz")).unwrap().status,
+        200,
+        "alive while warming up"
+    );
+    let early = sc.infer_file("person.jpg");
+    if early.status == 503 {
+        // Not ready yet: refused with the signal headers and a retry hint.
+        assert_eq!(early.json()["kind"], "not_ready");
+        assert_eq!(early.header("retry-after"), Some("1"));
+        assert_signal_headers(&early, "infer before ready");
+    }
+    sc.wait_ready(READY_TIMEOUT);
+    (sc, early)
+}
+
+#[test]
+fn one_sidecar_serves_detections_errors_and_metrics() {
+    let (sc, early) = start();
+    let mut sent = Sent::default();
+    sent.record(&early);
+
+    // --- people in person.jpg, as the reference pipeline finds them ----------------------
+    let r = sc.infer_file("person.jpg");
+    assert_eq!(r.status, 200, "{}", r.text());
+    sent.record(&r);
+    let j = r.json();
+    assert_signal_headers(&r, "person.jpg");
+    let boxes = j["boxes"].as_array().unwrap();
+    assert_eq!(boxes.len(), PERSON_REFERENCE.len(), "{j}");
+    for (b, want) in boxes.iter().zip(PERSON_REFERENCE) {
+        let got = (f(&b["x1"]), f(&b["y1"]), f(&b["x2"]), f(&b["y2"]));
+        for (g, w) in [
+            (got.0, want.0),
+            (got.1, want.1),
+            (got.2, want.2),
+            (got.3, want.3),
+        ] {
+            assert!((g - w).abs() <= 2.0, "box {b} vs reference {want:?}");
+        }
+        assert!(
+            (f(&b["score"]) - want.4).abs() <= 0.02,
+            "score {b} vs {want:?}"
+        );
+        assert_eq!(b["label"], want.5);
+        assert_eq!(b["class_id"], if want.5 == "Normal" { 0 } else { 1 });
+    }
+
+    // --- headers match the JSON ---------------------------------------------------------
+    let header = |name: &str| r.header(name).unwrap().parse::<f64>().unwrap();
+    assert_eq!(header("x-box-count") as usize, boxes.len());
+    assert_eq!(
+        header("x-inference-latency-ms"),
+        j["latency_ms"].as_f64().unwrap()
+    );
+    assert_eq!(header("x-nms-latency-ms"), j["nms_ms"].as_f64().unwrap());
+    assert_eq!(j["model_version"], "v-api");
+    let (pre, inf, nms, lat) = (
+        f(&j["preprocess_ms"]),
+        f(&j["inference_ms"]),
+        f(&j["nms_ms"]),
+        f(&j["latency_ms"]),
+    );
+    assert!(inf > 0.0 && pre > 0.0 && nms >= 0.0, "{j}");
+    assert!(
+        lat >= pre + inf + nms - 0.01,
+        "latency covers decode to reply: {j}"
+    );
+    assert!(r.header("x-canary-breach").is_none(), "no breach");
+
+    // --- kite.jpg (1352x900): boxes come back in original pixels, beyond the 640 canvas ----
+    let r = sc.infer_file("kite.jpg");
+    assert_eq!(r.status, 200);
+    sent.record(&r);
+    let kite = r.json();
+    let kb = kite["boxes"].as_array().unwrap();
+    assert!(!kb.is_empty(), "people on the beach: {kite}");
+    assert!(
+        kb.iter()
+            .all(|b| b["label"] == "Normal" || b["label"] == "Fall")
+    );
+    assert!(
+        kb.iter()
+            .all(|b| f(&b["x2"]) <= 1352.0 && f(&b["y2"]) <= 900.0 && f(&b["x1"]) >= 0.0)
+    );
+    assert!(
+        kb.iter().any(|b| f(&b["y2"]) > 640.0),
+        "original coordinates: {kite}"
+    );
+
+    // --- the same image as multipart and as octet-stream gives the same boxes --------------
+    let (ct, body) = multipart("image", &photo("person.jpg"));
+    let r = sc.infer(&body, &ct);
+    assert_eq!(r.status, 200, "{}", r.text());
+    sent.record(&r);
+    assert_eq!(r.json()["boxes"], j["boxes"]);
+    let r = sc.infer(&photo("person.jpg"), "application/octet-stream");
+    assert_eq!(r.status, 200);
+    sent.record(&r);
+    assert_eq!(r.json()["boxes"], j["boxes"]);
+
+    // --- every bad input: its status, a JSON error, the signal headers, and no damage -----
+    let person = photo("person.jpg");
+    let mut garbage = person[..4].to_vec();
+    garbage.extend((0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let (mp_ct, mp_missing) = multipart("picture", &person);
+    let cases: Vec<BadCase> = vec![
+        (
+            "POST",
+            "/infer",
+            "image/jpeg",
+            person[..person.len() / 2].to_vec(),
+            400,
+            "bad_image",
+        ),
+        ("POST", "/infer", "image/jpeg", garbage, 400, "bad_image"),
+        ("POST", "/infer", "image/jpeg", Vec::new(), 400, "bad_image"),
+        (
+            "POST",
+            "/infer",
+            "image/gif",
+            b"GIF89a\x01\x00\x01\x00".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/infer",
+            "application/octet-stream",
+            b"BM6\x00\x00\x00 a bitmap".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        ("POST", "/infer", &mp_ct, mp_missing, 400, "bad_image"),
+        (
+            "POST",
+            "/infer",
+            "image/jpeg",
+            vec![0xFF; MAX_BODY + 1],
+            413,
+            "body_too_large",
+        ),
+        (
+            "POST",
+            "/infer",
+            "image/jpeg",
+            jpeg_bomb(),
+            413,
+            "too_many_pixels",
+        ),
+        (
+            "GET",
+            "/infer",
+            "image/jpeg",
+            Vec::new(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "PUT",
+            "/infer",
+            "image/jpeg",
+            person.clone(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/v1/detect",
+            "image/jpeg",
+            Vec::new(),
+            404,
+            "not_found",
+        ),
+    ];
+    for (method, path, ct, body, status, kind) in cases {
+        let what = format!("{method} {path} ({ct}, {} bytes)", body.len());
+        let body = (method != "GET").then_some(body.as_slice());
+        let r = http::request(method, &sc.url(path), &[("content-type", ct)], body)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(r.status, status, "{what}: {}", r.text());
+        let err = r.json();
+        assert_eq!(err["kind"], kind, "{what}");
+        assert!(
+            err["error"].as_str().is_some_and(|m| m.len() > 5),
+            "{what}: {err}"
+        );
+        assert_signal_headers(&r, &what);
+        assert_eq!(r.header("x-box-count"), Some("0"), "{what}");
+        if status == 405 {
+            assert!(r.header("allow").is_some(), "{what}");
+        }
+        sent.record(&r);
+        // The next good request still works.
+        let ok = sc.infer(&person, "image/jpeg");
+        assert_eq!(ok.status, 200, "after {what}: {}", ok.text());
+        assert_eq!(ok.json()["boxes"], j["boxes"], "after {what}");
+        sent.record(&ok);
+    }
+    assert!(
+        sc.proc.log().lines().all(|l| !l.contains("panicked")),
+        "{}",
+        sc.proc.log()
+    );
+
+    // --- /metrics is valid Prometheus text and counts exactly what was sent ---------------
+    let text = sc.metrics();
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt prometheus) is installed by make setup");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    // promtool exits 1 for lint findings as well as for parse errors. The one finding allowed
+    // is the contract's gauge name `grayguard_sidecar_last_box_count` (a `_count` suffix).
+    let findings =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !findings.contains("error while linting"),
+        "promtool cannot parse /metrics: {findings}\n{text}"
+    );
+    for line in findings.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.starts_with("grayguard_sidecar_last_box_count "),
+            "promtool: {line}"
+        );
+    }
+    for (status, n) in &sent.by_status {
+        let series = format!("grayguard_sidecar_requests_total{{status=\"{status}\"}}");
+        assert_eq!(
+            sample(&text, &series),
+            Some(f64::from(*n)),
+            "{series}\n{text}"
+        );
+    }
+    for (kind, n) in &sent.by_kind {
+        let series = format!("grayguard_sidecar_errors_total{{kind=\"{kind}\"}}");
+        assert_eq!(sample(&text, &series), Some(f64::from(*n)), "{series}");
+    }
+    let successes = sent.boxes.len() as f64;
+    let total_boxes: usize = sent.boxes.iter().sum();
+    for series in [
+        "grayguard_sidecar_detections_per_image_count",
+        "grayguard_sidecar_inference_duration_seconds_count",
+        "grayguard_sidecar_nms_duration_seconds_count",
+    ] {
+        assert_eq!(sample(&text, series), Some(successes), "{series}");
+    }
+    assert_eq!(
+        sample(&text, "grayguard_sidecar_detections_per_image_sum"),
+        Some(total_boxes as f64)
+    );
+    let all: u32 = sent.by_status.values().sum();
+    assert_eq!(
+        sample(&text, "grayguard_sidecar_request_duration_seconds_count"),
+        Some(f64::from(all))
+    );
+    assert_eq!(
+        sample(&text, "grayguard_sidecar_last_box_count"),
+        Some(boxes.len() as f64)
+    );
+    assert_eq!(sample(&text, "grayguard_sidecar_ready"), Some(1.0));
+    assert_eq!(sample(&text, "grayguard_sidecar_in_flight"), Some(0.0));
+    assert_eq!(sample(&text, "grayguard_sidecar_queue_depth"), Some(0.0));
+    assert_eq!(
+        sample(
+            &text,
+            "grayguard_sidecar_info{device=\"cpu\",model_version=\"v-api\"}"
+        ),
+        Some(1.0)
+    );
+    for reason in ["latency", "box-count", "errors", "memory"] {
+        let series = format!("grayguard_sidecar_breach_active{{reason=\"{reason}\"}}");
+        assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+    }
+    assert!(
+        sample(&text, "grayguard_sidecar_memory_bytes").is_some_and(|v| v > 50e6),
+        "RSS of a loaded model"
+    );
+    assert!(sample(&text, "grayguard_sidecar_memory_limit_bytes").is_some_and(|v| v > 0.0));
+}
