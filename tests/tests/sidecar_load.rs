@@ -1,0 +1,111 @@
+//! The sidecar under load and at shutdown, with the real model: a flood beyond `--max-queue`
+//! is answered with fast 503s (never a hang), and SIGTERM lets in-flight requests finish
+//! before the process exits 0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use grayguard_e2e::http;
+use grayguard_e2e::paths;
+use grayguard_e2e::sidecar::{SidecarBuilder, sample};
+
+#[test]
+fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
+    // One model worker, one waiting slot: at most two requests are admitted at a time.
+    let mut sc = SidecarBuilder::new("v-load")
+        .flag("--max-queue", "1")
+        .flag("--watchdog-latency-budget-ms", "60000")
+        .start();
+    let url = sc.url("/infer");
+    let image = std::fs::read(paths::image("person.jpg")).unwrap();
+
+    // --- a flood of 12 simultaneous requests ---------------------------------------------
+    let started = Instant::now();
+    let replies: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| http::post(&url, &[("content-type", "image/jpeg")], &image)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().expect("every request is answered"))
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let full: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(
+        ok + full.len(),
+        12,
+        "only 200s and 503s: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(ok >= 1, "the admitted requests are served");
+    assert!(
+        full.len() >= 6,
+        "most of the flood is refused at once, got {} 503s",
+        full.len()
+    );
+    for r in &full {
+        assert_eq!(r.json()["kind"], "queue_full");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("x-box-count"), Some("0"));
+        assert!(r.header("x-inference-latency-ms").is_some());
+    }
+    // Bounded: the refused ones did not wait for the model (generous for a loaded CI box).
+    assert!(elapsed < Duration::from_secs(60), "flood took {elapsed:?}");
+    let text = sc.metrics();
+    assert_eq!(
+        sample(&text, "grayguard_sidecar_errors_total{kind=\"queue_full\"}"),
+        Some(full.len() as f64)
+    );
+    assert_eq!(
+        sample(&text, "grayguard_sidecar_requests_total{status=\"200\"}"),
+        Some(ok as f64)
+    );
+    assert_eq!(sample(&text, "grayguard_sidecar_in_flight"), Some(0.0));
+    assert_eq!(
+        sc.infer_file("person.jpg").status,
+        200,
+        "healthy after the flood"
+    );
+
+    // --- SIGTERM with two requests admitted: both finish, then exit 0 ---------------------
+    std::thread::scope(|s| {
+        let pending: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| http::post(&url, &[("content-type", "image/jpeg")], &image)))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = sc.metrics();
+            if sample(&text, "grayguard_sidecar_in_flight").is_some_and(|n| n >= 1.0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "requests never became in-flight");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let status = sc
+            .proc
+            .terminate(Duration::from_secs(60))
+            .expect("exits after draining");
+        assert!(status.success(), "exit status {status}\n{}", sc.proc.log());
+        for h in pending {
+            let r = h
+                .join()
+                .unwrap()
+                .expect("in-flight request answered, not reset");
+            // One is running when SIGTERM lands; the other is either admitted (200) or, if it
+            // arrived after the listener closed its accept loop, refused cleanly.
+            assert!(
+                r.status == 200 || r.status == 503,
+                "{} {}",
+                r.status,
+                r.text()
+            );
+        }
+    });
+    assert!(sc.proc.log().contains("drained"), "{}", sc.proc.log());
+    assert!(
+        http::get(&sc.url("/healthz")).is_err(),
+        "nothing listens after exit"
+    );
+}
