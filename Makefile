@@ -123,6 +123,8 @@ lint: $(STAMPS)/rust
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p grayguard-filter --all-targets -- -D warnings
+	# The CUDA path of the sidecar must always compile (no GPU is needed to build it).
+	cargo clippy -p grayguard-sidecar --features cuda --all-targets -- -D warnings
 
 test: setup build lint test-unit test-e2e
 
