@@ -1,0 +1,190 @@
+"""Sidecar benchmark driver: the same model, image and thread count, alternating
+(a) grayguard-sidecar over HTTP, (b) the Python Flask + onnxruntime reference server over
+HTTP, and (c) a bare onnxruntime session run in this process, for scale.
+
+Prints p50/p95 of the per-request overhead (client round trip minus the server's own
+inference_ms) and of end-to-end latency, requests/s at saturation, and the ratios.
+"""
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+import reference_server  # noqa: E402  (same letterbox for the bare run)
+
+
+class Client:
+    """Keep-alive HTTP client that reconnects when the server closes (Werkzeug does)."""
+
+    def __init__(self, url):
+        u = urllib.parse.urlparse(url)
+        self.host, self.port, self.path = u.hostname, u.port, u.path
+        self.conn = None
+
+    def post(self, body):
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                self.conn.request("POST", self.path, body, {"Content-Type": "image/jpeg"})
+                resp = self.conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    self.conn.close()
+                    self.conn = None
+                return resp.status, data
+            except (http.client.HTTPException, ConnectionError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise RuntimeError("unreachable")
+
+
+def pct(xs, q):
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def timed_post(client, body):
+    t = time.perf_counter()
+    status, data = client.post(body)
+    rtt = (time.perf_counter() - t) * 1e3
+    if status != 200:
+        raise SystemExit(f"{client.host}:{client.port} answered {status}: {data[:200]!r}")
+    return rtt, json.loads(data)
+
+
+def saturate(client_factory, body, concurrency, seconds):
+    done = [0] * concurrency
+    stop = time.perf_counter() + seconds
+
+    def worker(i):
+        c = client_factory()
+        while time.perf_counter() < stop:
+            status, _ = c.post(body)
+            if status == 200:
+                done[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sidecar", required=True)
+    ap.add_argument("--reference", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--image", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--saturation-s", type=float, default=8.0)
+    ap.add_argument("--blocks", type=int, default=2)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+
+    body = open(a.image, "rb").read()
+    sess, _, size = reference_server.load(a.model, a.threads)
+    x, *_ = reference_server.letterbox(Image.open(a.image).convert("RGB"), size)
+    name = sess.get_inputs()[0].name
+
+    def bare_once():
+        t = time.perf_counter()
+        sess.run(None, {name: x})
+        return (time.perf_counter() - t) * 1e3
+
+    sidecar, reference = Client(a.sidecar), Client(a.reference)
+    for _ in range(3):  # warm connections and caches
+        timed_post(sidecar, body)
+        timed_post(reference, body)
+        bare_once()
+
+    # Latency: one request at a time, alternating a, b, c so drift hits all three alike.
+    lat = {"sidecar": [], "reference": [], "bare": []}
+    over = {"sidecar": [], "reference": []}
+    nms = {"sidecar": [], "reference": []}
+    pre = {"sidecar": [], "reference": []}
+    for _ in range(a.rounds):
+        for key, client in (("sidecar", sidecar), ("reference", reference)):
+            rtt, j = timed_post(client, body)
+            lat[key].append(rtt)
+            over[key].append(rtt - j["inference_ms"])
+            nms[key].append(j["nms_ms"])
+            pre[key].append(j["preprocess_ms"])
+        lat["bare"].append(bare_once())
+
+    # Saturation: alternating blocks of `concurrency` keep-alive clients vs a bare run loop.
+    rps = {"sidecar": [], "reference": [], "bare": []}
+    for _ in range(a.blocks):
+        rps["sidecar"].append(saturate(lambda: Client(a.sidecar), body, a.concurrency, a.saturation_s))
+        rps["reference"].append(saturate(lambda: Client(a.reference), body, a.concurrency, a.saturation_s))
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < a.saturation_s:
+            bare_once()
+            n += 1
+        rps["bare"].append(n / (time.perf_counter() - t0))
+
+    r = {
+        "rounds": a.rounds,
+        "threads": a.threads,
+        "image": a.image,
+        "latency_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in lat.items()},
+        "overhead_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in over.items()},
+        "preprocess_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in pre.items()},
+        "nms_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in nms.items()},
+        "rps": {k: statistics.mean(v) for k, v in rps.items()},
+    }
+    r["ratios"] = {
+        "overhead_p50_sidecar_over_reference": r["overhead_ms"]["sidecar"]["p50"] / r["overhead_ms"]["reference"]["p50"],
+        "overhead_p95_sidecar_over_reference": r["overhead_ms"]["sidecar"]["p95"] / r["overhead_ms"]["reference"]["p95"],
+        "rps_sidecar_over_bare": r["rps"]["sidecar"] / r["rps"]["bare"],
+        "rps_reference_over_bare": r["rps"]["reference"] / r["rps"]["bare"],
+        "rps_sidecar_over_reference": r["rps"]["sidecar"] / r["rps"]["reference"],
+    }
+
+    def row(label, d, unit="ms"):
+        return f"  {label:<34} p50 {d['p50']:8.2f} {unit}   p95 {d['p95']:8.2f} {unit}"
+
+    print(f"\nsidecar benchmark: {a.image}, {a.threads} ORT thread(s), {a.rounds} alternating rounds, "
+          f"{a.blocks}x{a.saturation_s:.0f} s saturation blocks at concurrency {a.concurrency}")
+    print("overhead beyond the model run (client round trip - server inference_ms):")
+    print(row("(a) grayguard-sidecar", r["overhead_ms"]["sidecar"]))
+    print(row("(b) Python Flask reference", r["overhead_ms"]["reference"]))
+    print("end-to-end latency (client round trip; bare = session.run alone):")
+    print(row("(a) grayguard-sidecar", r["latency_ms"]["sidecar"]))
+    print(row("(b) Python Flask reference", r["latency_ms"]["reference"]))
+    print(row("(c) bare onnxruntime session", r["latency_ms"]["bare"]))
+    print("server-side stages:")
+    print(row("(a) decode + letterbox", r["preprocess_ms"]["sidecar"]))
+    print(row("(b) decode + letterbox", r["preprocess_ms"]["reference"]))
+    print(row("(a) output decode + NMS", r["nms_ms"]["sidecar"]))
+    print(row("(b) output decode + NMS", r["nms_ms"]["reference"]))
+    print("throughput at saturation (requests/s):")
+    for k, label in (("sidecar", "(a) grayguard-sidecar"), ("reference", "(b) Python Flask reference"),
+                     ("bare", "(c) bare onnxruntime session")):
+        print(f"  {label:<34} {r['rps'][k]:8.2f}")
+    print("ratios:")
+    for k, v in r["ratios"].items():
+        print(f"  {k:<40} {v:6.3f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
