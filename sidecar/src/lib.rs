@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod detector;
 pub mod error;
+pub mod gpu;
 pub mod layout;
 pub mod letterbox;
 pub mod lifecycle;

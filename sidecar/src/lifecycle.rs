@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{Config, Device};
 use crate::detector::{Detector, PostConfig, YoloDetector};
+use crate::gpu::GpuProbe;
 use crate::memory::MemoryProbe;
 use crate::metrics::Metrics;
 use crate::onnx;
@@ -28,11 +29,21 @@ pub async fn run_until(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    let metrics = Metrics::new(false).map_err(|e| format!("metrics: {e}"))?;
+    let gpu = match cfg.device {
+        Device::Cuda => match GpuProbe::open(u32::try_from(cfg.cuda_device).unwrap_or(0)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                log::info!("GPU memory metrics off: {e}");
+                None
+            }
+        },
+        Device::Cpu => None,
+    };
+    let metrics = Metrics::new(gpu.is_some()).map_err(|e| format!("metrics: {e}"))?;
     let app = Arc::new(App::new(cfg, metrics));
     let (fatal_tx, fatal_rx) = oneshot::channel::<String>();
     tokio::spawn(start_model(Arc::clone(&app), fatal_tx));
-    tokio::spawn(memory_loop(Arc::clone(&app)));
+    tokio::spawn(memory_loop(Arc::clone(&app), gpu));
     let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
     let stop = {
         let fatal = Arc::clone(&fatal);
@@ -140,9 +151,6 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<String>) {
         ),
         None => log::info!("ready (no warm-up runs)"),
     }
-    if cfg.device == Device::Cuda && loaded.device == Device::Cpu {
-        log::info!("serving on CPU (CUDA fallback)");
-    }
     tokio::spawn(self_check_loop(app, detector, baseline));
 }
 
@@ -195,7 +203,7 @@ async fn self_check_loop(app: Arc<App>, detector: Arc<dyn Detector>, warmup_ms: 
     }
 }
 
-async fn memory_loop(app: Arc<App>) {
+async fn memory_loop(app: Arc<App>, gpu: Option<GpuProbe>) {
     let probe = MemoryProbe::default();
     loop {
         let sample = probe.sample();
@@ -207,8 +215,25 @@ async fn memory_loop(app: Arc<App>) {
                 .memory_limit_bytes
                 .set(i64::try_from(s.limit).unwrap_or(i64::MAX));
         }
+        let gpu_sample = gpu.as_ref().and_then(GpuProbe::sample);
+        if let Some(g) = gpu_sample {
+            app.metrics
+                .gpu_memory_used_bytes
+                .set(i64::try_from(g.used).unwrap_or(i64::MAX));
+            app.metrics
+                .gpu_memory_total_bytes
+                .set(i64::try_from(g.total).unwrap_or(i64::MAX));
+        }
+        // The fuller of host (cgroup) and GPU memory decides the `memory` rule.
+        let fraction = [
+            sample.and_then(|s| s.fraction()),
+            gpu_sample.and_then(|g| g.fraction()),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::max);
         let now = Instant::now();
-        app.with_watchdog(|w| w.record_memory(now, sample.and_then(|s| s.fraction())));
+        app.with_watchdog(|w| w.record_memory(now, fraction));
         // Also lets flags clear (and their gauges drop) when no traffic arrives.
         app.breaches(now);
         app.refresh_gauges();

@@ -120,10 +120,11 @@ fn with_cuda(
 pub fn load(cfg: &Config) -> Result<LoadedModel, String> {
     let env = environment()?;
     let mut runners = Vec::with_capacity(cfg.workers);
+    // The first session settles the device (and logs a CUDA fallback once); the rest follow.
     let mut device = cfg.device;
     let mut spec: Option<ModelSpec> = None;
     for _ in 0..cfg.workers {
-        let (session, used) = session(&env, &cfg.model, cfg.threads, cfg.device, cfg.cuda_device)?;
+        let (session, used) = session(&env, &cfg.model, cfg.threads, device, cfg.cuda_device)?;
         device = used;
         let (s, runner) = inspect(session, cfg)?;
         spec.get_or_insert(s);

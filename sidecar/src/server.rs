@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
@@ -191,52 +191,44 @@ struct InferReply<'a> {
 /// Routes one request.
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Reply, Infallible>
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let started = Instant::now();
-    let path = req.uri().path();
-    let get_only = |app: &App, req: &Request<B>, f: &dyn Fn(&App) -> Reply| {
-        if req.method() == Method::GET || req.method() == Method::HEAD {
-            f(app)
-        } else {
-            let mut r = error_reply(
-                app,
-                ApiError::new(
-                    ErrorKind::MethodNotAllowed,
-                    format!(
-                        "{} {} is not allowed; use GET",
-                        req.method(),
-                        req.uri().path()
-                    ),
-                ),
-                started,
-            );
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-            r
-        }
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    if path == "/infer" && method == Method::POST {
+        return Ok(infer(&app, req, started).await);
+    }
+    // Whatever the route, a body the client is still sending is read (bounded) and dropped, so
+    // it sees the reply instead of a connection reset.
+    let _ = read_body(
+        req.into_body(),
+        0,
+        app.cfg.max_body_bytes.saturating_mul(2),
+        None,
+    )
+    .await;
+    let not_allowed = |allow: &'static str| {
+        let mut r = error_reply(
+            &app,
+            ApiError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{method} {path} is not allowed; use {allow}"),
+            ),
+            started,
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+        r
     };
-    let reply = match path {
-        "/infer" if req.method() == Method::POST => infer(&app, req, started).await,
-        "/infer" => {
-            let mut r = error_reply(
-                &app,
-                ApiError::new(
-                    ErrorKind::MethodNotAllowed,
-                    format!("{} /infer is not allowed; use POST", req.method()),
-                ),
-                started,
-            );
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            r
-        }
-        "/healthz" => get_only(&app, &req, &|_| {
-            json_reply(StatusCode::OK, r#"{"status":"ok"}"#.into())
-        }),
-        "/ready" => get_only(&app, &req, &ready),
-        "/metrics" => get_only(&app, &req, &metrics),
+    let get = method == Method::GET || method == Method::HEAD;
+    let reply = match path.as_str() {
+        "/infer" => not_allowed("POST"),
+        "/healthz" | "/ready" | "/metrics" if !get => not_allowed("GET, HEAD"),
+        "/healthz" => json_reply(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        "/ready" => ready(&app),
+        "/metrics" => metrics(&app),
         other => error_reply(
             &app,
             ApiError::new(ErrorKind::NotFound, format!("no route {other:?}")),
@@ -304,6 +296,46 @@ fn payload_kind(content_type: Option<&HeaderValue>) -> Result<Payload, ApiError>
     }
 }
 
+/// Reads at most `max` bytes of `body`; `Ok(None)` when it is longer (the excess is drained up
+/// to `drain_cap` bytes in all).
+async fn read_body<B>(
+    mut body: B,
+    max: usize,
+    drain_cap: usize,
+    declared: Option<u64>,
+) -> Result<Option<Bytes>, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n.min(max as u64) as usize));
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                ErrorKind::BadImage,
+                format!("cannot read the request body: {}", e.into()),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total > max {
+            buf = BytesMut::new();
+            if total > drain_cap {
+                break;
+            }
+        } else if buf.is_empty() && data.len() == total && declared == Some(total as u64) {
+            // The whole body in one frame: keep it without copying.
+            return Ok(Some(data));
+        } else {
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok((total <= max).then(|| buf.freeze()))
+}
+
 /// Releases the admission slot and the in-flight count however the request ends.
 struct Admitted<'a> {
     app: &'a App,
@@ -318,7 +350,7 @@ impl Drop for Admitted<'_> {
 
 async fn infer<B>(app: &Arc<App>, req: Request<B>, started: Instant) -> Reply
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // Reset to "body received" by `infer_inner`: the latency is decode to reply.
@@ -335,7 +367,7 @@ async fn infer_inner<B>(
     clock: &mut Instant,
 ) -> Result<Reply, ApiError>
 where
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let max = app.cfg.max_body_bytes;
@@ -345,30 +377,22 @@ where
             format!("request body is larger than --max-body-bytes ({max} bytes)"),
         )
     };
-    let kind = payload_kind(req.headers().get(CONTENT_TYPE))?;
-    // Refuse a declared oversize body before reading a byte of it.
+    let kind = payload_kind(req.headers().get(CONTENT_TYPE));
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    // A body of up to twice the limit is read and thrown away so that the client, still
+    // sending, sees the 413 instead of a reset; a larger declared body is refused at once.
+    let drain_cap = max.saturating_mul(2);
+    if declared.is_some_and(|n| n > drain_cap as u64) {
         return Err(too_large());
     }
-    let body = Limited::new(req.into_body(), max)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                ApiError::new(
-                    ErrorKind::BadImage,
-                    format!("cannot read the request body: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
+    let body = read_body(req.into_body(), max, drain_cap, declared)
+        .await?
+        .ok_or_else(too_large)?;
+    let kind = kind?;
     *clock = Instant::now();
     let started = *clock;
     let image = match kind {

@@ -24,7 +24,20 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
         .flag("--memory-poll-ms", "50")
         .flag("--self-check-interval-s", "0.5")
         .flag("--log", "info,grayguard_sidecar::lifecycle=debug")
+        // No CUDA in this build or on this machine: one log line, then CPU.
+        .flag("--device", "cuda")
         .start();
+
+    let log = sc.proc.log();
+    assert_eq!(log.matches("falling back to CPU").count(), 1, "{log}");
+    let text = sc.metrics();
+    assert_eq!(
+        sample(
+            &text,
+            "grayguard_sidecar_info{device=\"cpu\",model_version=\"v-watchdog\"}"
+        ),
+        Some(1.0)
+    );
 
     // Memory breaches on its own (hold 0); latency and box count need two samples.
     let first = sc.infer_file("person.jpg");
