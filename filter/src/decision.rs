@@ -77,14 +77,32 @@ impl Decision {
     /// `stable; rule=night-cranes; shed=box_count`, `stable; no-rule`,
     /// `gray; rule=r; probe`, `stable; rule=r; percent`, `gray; rule=r; dry-run=box_count`.
     pub fn render(&self, rule_name: &str) -> String {
-        let side = if self.gray { "gray" } else { "stable" };
+        let mut out = String::new();
+        self.render_into(rule_name, &mut out);
+        out
+    }
+
+    /// [`Decision::render`] appended to `out` (the request path reuses one buffer).
+    pub fn render_into(&self, rule_name: &str, out: &mut String) {
+        out.push_str(if self.gray { "gray" } else { "stable" });
+        if self.why == Why::NoRule {
+            out.push_str("; no-rule");
+            return;
+        }
+        out.push_str("; rule=");
+        out.push_str(rule_name);
         match self.why {
-            Why::NoRule => format!("{side}; no-rule"),
-            Why::Matched => format!("{side}; rule={rule_name}"),
-            Why::Percent => format!("{side}; rule={rule_name}; percent"),
-            Why::Shed(t) => format!("{side}; rule={rule_name}; shed={}", t.as_str()),
-            Why::Probe => format!("{side}; rule={rule_name}; probe"),
-            Why::DryRun(t) => format!("{side}; rule={rule_name}; dry-run={}", t.as_str()),
+            Why::NoRule | Why::Matched => {}
+            Why::Percent => out.push_str("; percent"),
+            Why::Shed(t) => {
+                out.push_str("; shed=");
+                out.push_str(t.as_str());
+            }
+            Why::Probe => out.push_str("; probe"),
+            Why::DryRun(t) => {
+                out.push_str("; dry-run=");
+                out.push_str(t.as_str());
+            }
         }
     }
 }

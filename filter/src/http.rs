@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, Bytes, MapType};
 
 use crate::breach::{Observation, Trigger};
 use crate::decision::{self, BreakerView, Decision, Why};
@@ -44,10 +44,31 @@ impl Http {
     }
 }
 
-fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+fn response_header(name: &str) -> Option<Bytes> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
         .ok()
         .flatten()
+}
+
+/// A header map as the host hands it over. Values are bytes: a header that is not UTF-8
+/// (HTTP allows obs-text) reads as absent for matching and as malformed for signals, and
+/// never panics the VM the way a `String` map would.
+type HeaderPairs = Vec<(String, Bytes)>;
+
+fn lookup<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// A signal value as text; bytes that are not UTF-8 are a malformed signal.
+fn signal_text(v: &[u8]) -> Result<&str, signals::Malformed> {
+    std::str::from_utf8(v).map_err(|_| signals::Malformed)
+}
+
+fn lookup_str<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a str> {
+    lookup(headers, name).and_then(|v| std::str::from_utf8(v).ok())
 }
 
 impl Context for Http {}
@@ -62,21 +83,19 @@ impl HttpContext for Http {
         };
         let s = &mut *guard;
         let cfg = &s.cfg;
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+        // One host call for all request headers: cheaper than a lookup per name once the
+        // strip checks, the rules and the sticky key each need one.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let find = |name: &str| lookup_str(&headers, name);
 
-        // A client must not pick its route or fake a breach: drop what it sent.
+        // A client must not pick its route or fake a breach: drop what it sent. Requests
+        // without them (the normal case) cost no host call here.
         for name in [
             cfg.route_header.as_str(),
             DECISION_HEADER,
             cfg.breach.flag_header.as_str(),
         ] {
-            if find(name).is_some() {
+            if lookup(&headers, name).is_some() {
                 let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
                 s.metrics.count(Counter::SpoofedHeadersStripped);
             }
@@ -102,13 +121,14 @@ impl HttpContext for Http {
         };
         let unit = rule.map_or(0, |i| cfg.unit_of(i));
         let (board, keys, units, draw) = (&mut s.board, &s.keys, s.units, &mut s.draw);
+        let metrics = &s.metrics;
         let mut generation = 0;
         let d = decision::decide(
             matched.map(|(i, r)| (i, r.percent_bp)),
             share_bucket,
             || {
                 let b = board
-                    .refresh(&keys.board, units)
+                    .current(&keys.board, units, metrics.board_mark())
                     .0
                     .get(unit)
                     .copied()
@@ -125,8 +145,11 @@ impl HttpContext for Http {
         );
 
         let route = if d.gray { &cfg.gray } else { &cfg.stable };
-        let _ =
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, &cfg.route_header, Some(route));
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            &cfg.route_header,
+            Some(route.as_bytes()),
+        );
         let hh = [
             b'0' + (minute / 600) as u8,
             b'0' + ((minute / 60) % 10) as u8,
@@ -164,11 +187,16 @@ impl HttpContext for Http {
             .rule
             .and_then(|i| s.cfg.rules.get(i))
             .map_or("", |r| r.name.as_str());
-        let _ = hostcalls::set_map_value(
+        // Rendered into a buffer kept by the VM: no allocation per response.
+        let mut text = std::mem::take(&mut s.scratch);
+        text.clear();
+        d.render_into(name, &mut text);
+        let _ = hostcalls::set_map_value_bytes(
             MapType::HttpResponseHeaders,
             DECISION_HEADER,
-            Some(&d.render(name)),
+            Some(text.as_bytes()),
         );
+        s.scratch = text;
 
         let b = &s.cfg.breach;
         let box_header = b
@@ -177,7 +205,7 @@ impl HttpContext for Http {
             .map_or(DEFAULT_BOX_HEADER, |t| t.header.as_str());
         if !d.gray {
             if let Some(v) = response_header(box_header) {
-                match signals::box_count(&v) {
+                match signal_text(&v).and_then(signals::box_count) {
                     Ok(n) => {
                         s.metrics.record(Histogram::StableBoxCount, n);
                         if b.box_count.is_some() {
@@ -196,14 +224,9 @@ impl HttpContext for Http {
         }
 
         // One host call for all response headers (cheaper than four lookups).
-        let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let status = find(":status")
+        let headers = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+        let find = |name: &str| lookup(&headers, name);
+        let status = lookup_str(&headers, ":status")
             .and_then(|v| v.parse::<u16>().ok())
             .unwrap_or(0);
         let flag = find(&b.flag_header);
@@ -222,7 +245,7 @@ impl HttpContext for Http {
             boxes: None,
         };
         if let Some(v) = lat_raw {
-            match signals::latency_ms(v) {
+            match signal_text(v).and_then(signals::latency_ms) {
                 Ok(ms) => {
                     s.metrics.record(Histogram::GrayLatencyMs, ms);
                     obs.latency_ms = Some(ms);
@@ -231,7 +254,7 @@ impl HttpContext for Http {
             }
         }
         if let Some(v) = box_raw {
-            match signals::box_count(v) {
+            match signal_text(v).and_then(signals::box_count) {
                 Ok(n) => {
                     s.metrics.record(Histogram::GrayBoxCount, n);
                     obs.boxes = Some(n);
@@ -239,7 +262,7 @@ impl HttpContext for Http {
                 Err(_) => s.metrics.count(Counter::MalformedSignals),
             }
         }
-        let reason = flag.map(signals::flag_reason);
+        let reason = flag.map(|v| signals::flag_reason(&String::from_utf8_lossy(v)));
         settle(s, d, self.probe_generation, &obs, reason.as_deref());
         Action::Continue
     }

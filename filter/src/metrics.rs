@@ -1,6 +1,10 @@
 //! Envoy stats of the filter (admin `/stats/prometheus`). Counters are summed locally and
 //! flushed on the tick, so the request path makes no host call for them; histograms are
 //! recorded as values arrive; gauges are set on the tick from the shared breaker board.
+//!
+//! One more gauge, `grayguard_board_writes`, is not a reading for people but the change
+//! mark of the shared board: every worker that writes the board adds one, and the request
+//! path reads it (one host call, no copy) to re-read the board only when it moved.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -78,6 +82,10 @@ pub enum Gauge {
 
 const GAUGE_NAMES: [&str; 2] = ["grayguard_breaker_state", "grayguard_breakers_open"];
 
+/// Board writes by every worker of the process (see the module docs). A gauge, not a
+/// counter, so that an admin `/reset_counters` cannot turn it back to a value a VM saw.
+const BOARD_WRITES: &str = "grayguard_board_writes";
+
 /// Metric ids of this VM plus the counter deltas not yet flushed.
 #[derive(Debug)]
 pub struct Metrics {
@@ -86,6 +94,7 @@ pub struct Metrics {
     histograms: [Option<u32>; 3],
     gauges: [Option<u32>; 2],
     last_gauges: [Option<u64>; 2],
+    board_writes: Option<u32>,
 }
 
 impl Metrics {
@@ -98,6 +107,20 @@ impl Metrics {
             histograms: HISTOGRAM_NAMES.map(|n| def(MetricType::Histogram, n)),
             gauges: GAUGE_NAMES.map(|n| def(MetricType::Gauge, n)),
             last_gauges: [None; 2],
+            board_writes: def(MetricType::Gauge, BOARD_WRITES),
+        }
+    }
+
+    /// The board's change mark; `None` when the host cannot tell (then read the board).
+    pub fn board_mark(&self) -> Option<u64> {
+        self.board_writes
+            .and_then(|id| hostcalls::get_metric(id).ok())
+    }
+
+    /// Moves the board's change mark, after a write of the board.
+    pub fn board_written(&self) {
+        if let Some(id) = self.board_writes {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 

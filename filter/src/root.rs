@@ -36,9 +36,30 @@ pub fn now_ns() -> u64 {
 pub struct BoardCache {
     pub board: Board,
     cas: Option<u32>,
+    /// The board's change mark when it was last read.
+    mark: Option<u64>,
 }
 
 impl BoardCache {
+    fn new(units: usize) -> BoardCache {
+        BoardCache {
+            board: Board::new(units),
+            cas: None,
+            mark: None,
+        }
+    }
+
+    /// The current board for a request: re-read only when the change mark moved (or is
+    /// unknown). The mark is taken before the read, so a write that lands in between
+    /// moves it again and the next request reads once more.
+    pub fn current(&mut self, key: &str, units: usize, mark: Option<u64>) -> &Board {
+        if mark.is_none() || mark != self.mark {
+            self.refresh(key, units);
+            self.mark = mark;
+        }
+        &self.board
+    }
+
     /// The current board: one shared-data read; decoded only when its CAS changed.
     pub fn refresh(&mut self, key: &str, units: usize) -> &Board {
         let (bytes, cas) = shared::get(key);
@@ -82,6 +103,8 @@ pub struct State {
     pub baseline: Option<Baseline>,
     pub draw: Draw,
     pub metrics: Metrics,
+    /// Reused buffer for the decision header text.
+    pub scratch: String,
 }
 
 impl State {
@@ -99,14 +122,12 @@ impl State {
             dirty: false,
             windowed,
             worker: None,
-            board: BoardCache {
-                board: Board::new(units),
-                cas: None,
-            },
+            board: BoardCache::new(units),
             merged: None,
             baseline: None,
             draw: Draw::new(seed),
             metrics: Metrics::define(),
+            scratch: String::with_capacity(128),
             cfg,
         }
     }
@@ -115,8 +136,14 @@ impl State {
         self.board.refresh(&self.keys.board, self.units)
     }
 
+    /// Keeps a board this VM just wrote and moves the change mark for every worker.
     fn remember(&mut self, board: Board) {
-        self.board = BoardCache { board, cas: None };
+        self.board = BoardCache {
+            board,
+            cas: None,
+            mark: None,
+        };
+        self.metrics.board_written();
     }
 
     /// Opens `unit`'s breaker now if it is closed (the in-band flag, or a trigger found by

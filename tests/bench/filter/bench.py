@@ -119,14 +119,14 @@ def bootstrap(port, admin, network_filter, clusters=()):
     }
 
 
-def front(variant, stable_port, gray_port):
-    """Bootstrap of a front Envoy for one variant."""
+def front(variant, stable_port, gray_port, wasm=WASM):
+    """Bootstrap of a front Envoy for one variant (`wasm`: the grayguard build it loads)."""
     if variant == "native":
         match = {"name": "x-device-type", "string_match": {"exact": "crane-camera"}}
         filters = []
     else:
         match = {"name": "x-canary-route", "string_match": {"exact": "v10-gray"}}
-        filters = [wasm_filter(FLOOR, {}) if variant == "floor" else wasm_filter(WASM, GRAYGUARD_CONFIG)]
+        filters = [wasm_filter(FLOOR, {}) if variant == "floor" else wasm_filter(wasm, GRAYGUARD_CONFIG)]
     routes = [
         {"match": {"prefix": "/", "headers": [match]}, "route": {"cluster": "v10-gray"}},
         {"match": {"prefix": "/"}, "route": {"cluster": "v9-prod"}},
@@ -216,7 +216,13 @@ def measure(envoys, rounds, seconds, connections):
             results[e.name].append({"rps": rps, "p50": p50, "p99": p99, "cpu_us": cpu * 1e6 / requests})
             print(f"  round {r + 1} {e.name:<10} {rps:9.0f} req/s  p50 {p50:6.0f} µs  p99 {p99:6.0f} µs  "
                   f"{cpu * 1e6 / requests:6.1f} µs CPU/req", flush=True)
-    return {name: {k: statistics.median(x[k] for x in runs) for k in runs[0]} for name, runs in results.items()}
+    med = {name: {k: statistics.median(x[k] for x in runs) for k in runs[0]} for name, runs in results.items()}
+    # Paired per round against the floor (measured next to each other): drifts in the load of
+    # the machine cancel out, so this is the steadier estimate of a filter's own cost.
+    for name, runs in results.items():
+        med[name]["paired"] = statistics.median(
+            x["cpu_us"] - f["cpu_us"] for x, f in zip(runs, results["floor"]))
+    return med
 
 
 # ------------------------------------------------------------------ behaviour timings
@@ -310,11 +316,21 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per variant (default 3)")
     ap.add_argument("--seconds", type=int, default=8, help="wrk duration of one run (default 8)")
     ap.add_argument("--connections", type=int, default=4, help="wrk connections, i.e. concurrency (default 4)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=WASM",
+                    help="also measure another grayguard build with the same configuration (repeatable), "
+                         "e.g. before=/tmp/old.wasm")
+    ap.add_argument("--no-behaviour", action="store_true", help="skip the flag and statistical shed timings")
     args = ap.parse_args()
     for tool in ("wrk",):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found (make setup installs it)")
-    for path in (ENVOY, WASM, FLOOR):
+    extra = []
+    for v in args.variant:
+        name, sep, path = v.partition("=")
+        if not sep or not name or name in ("native", "floor", "grayguard"):
+            sys.exit(f"--variant {v!r}: expected NAME=WASM with a new name")
+        extra.append((name, os.path.abspath(path)))
+    for path in (ENVOY, WASM, FLOOR, *(p for _, p in extra)):
         if not os.path.exists(path):
             sys.exit(f"{path} missing (make build-filter; run.sh builds the floor)")
 
@@ -323,8 +339,8 @@ def main():
     upstream = Envoy("upstream", up_port, up_admin, up_cfg, tmp, 1)
     envoys = []
     try:
-        for v in ("native", "floor", "grayguard"):
-            port, admin, cfg = front(v, up_port, up_port)
+        for v, wasm in [("native", None), ("floor", None), ("grayguard", WASM), *extra]:
+            port, admin, cfg = front(v, up_port, up_port, wasm)
             envoys.append(Envoy(v, port, admin, cfg, tmp, 1))
         print(f"front Envoys: 1 worker each; wrk -t1 -c{args.connections}, {args.rounds} alternating "
               f"rounds of {args.seconds} s; upstream: Envoy direct responses", flush=True)
@@ -335,17 +351,20 @@ def main():
 
     n, f = res["native"], res["floor"]
     print()
-    print("| variant | req/s | p50 µs | p99 µs | CPU µs/req | CPU vs native | CPU vs floor | p99 over native |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name in ("native", "floor", "grayguard"):
+    print("| variant | req/s | p50 µs | p99 µs | CPU µs/req | CPU vs native | CPU vs floor | paired vs floor | p99 over native |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in ("native", "floor", "grayguard", *(n for n, _ in extra)):
         r = res[name]
         print(f"| {name} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['cpu_us']:.1f} | "
-              f"{r['cpu_us'] / n['cpu_us']:.2f}× (+{r['cpu_us'] - n['cpu_us']:.1f}) | "
-              f"{r['cpu_us'] / f['cpu_us']:.2f}× (+{r['cpu_us'] - f['cpu_us']:.1f}) | "
-              f"+{r['p99'] - n['p99']:.0f} µs |")
+              f"{r['cpu_us'] / n['cpu_us']:.2f}× ({r['cpu_us'] - n['cpu_us']:+.1f}) | "
+              f"{r['cpu_us'] / f['cpu_us']:.2f}× ({r['cpu_us'] - f['cpu_us']:+.1f}) | {r['paired']:+.1f} | "
+              f"{r['p99'] - n['p99']:+.0f} µs |")
     size = os.path.getsize(WASM)
     print()
     print(f"grayguard_filter.wasm: {size} bytes ({size / 1048576:.2f} MiB; target ≤ 1 MiB)")
+    if args.no_behaviour:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     flag_ok, following, stat = behaviour(tmp)
     print(f"breach flag sheds the very next request: {'yes' if flag_ok else 'NO'} (next 5: {following})")
     if stat is None:
