@@ -275,6 +275,11 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
                 m("grayguard_stable_box_count_sum"),
                 m("grayguard_stable_box_count_count"),
             );
+            let log = mesh.envoy.log();
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains("wasm")).collect();
+            for l in &lines[lines.len().saturating_sub(8)..] {
+                println!("  envoy: {l}");
+            }
             continue;
         };
         // The breaching reply: the last gray reply the client had when the breaker opened.
