@@ -23,6 +23,8 @@ pub struct Summary {
     /// The trigger: when the first request that the proxy shed was sent (the breaker was
     /// open by then).
     pub shed_at: Option<Duration>,
+    /// Why the proxy shed the first time (`box_count`, `flag`, `latency`, ...).
+    pub shed_reason: Option<String>,
     /// When the admin poll first saw the breaker not closed.
     pub breaker_open_seen: Option<Duration>,
     /// When the admin poll saw it closed again after that, if it did.
@@ -59,14 +61,12 @@ impl Summary {
                 .find(|(t, b)| *t > open && *b == Breaker::Closed)
                 .map(|(t, _)| *t)
         });
-        s.shed_at = by_sent
-            .iter()
-            .find(|x| {
-                x.reply()
-                    .and_then(|r| r.decision())
-                    .is_some_and(|d| d.shed.is_some())
-            })
-            .map(|x| x.sent);
+        let first_shed = by_sent.iter().find_map(|x| {
+            let reason = x.reply()?.decision()?.shed.clone()?;
+            Some((x.sent, reason))
+        });
+        s.shed_at = first_shed.as_ref().map(|(t, _)| *t);
+        s.shed_reason = first_shed.map(|(_, r)| r);
         let until = s.breaker_closed_again.unwrap_or(Duration::MAX);
 
         for x in &by_sent {
@@ -167,7 +167,15 @@ impl Summary {
             "first gray reply at            {}",
             secs(self.first_gray_reply)
         );
-        let _ = writeln!(out, "gray shed (trigger) at         {}", secs(self.shed_at));
+        let reason = self
+            .shed_reason
+            .as_ref()
+            .map_or(String::new(), |r| format!(" (shed={r})"));
+        let _ = writeln!(
+            out,
+            "gray shed (trigger) at         {}{reason}",
+            secs(self.shed_at)
+        );
         let _ = writeln!(
             out,
             "first gray reply -> shed       {}",
@@ -258,6 +266,7 @@ mod tests {
         assert_eq!((s.requests, s.ok), (8, 8));
         assert_eq!(s.first_gray_reply, Some(Duration::from_millis(500)));
         assert_eq!(s.shed_at, Some(Duration::from_millis(1_200)));
+        assert_eq!(s.shed_reason.as_deref(), Some("box_count"));
         assert_eq!(s.gray_to_shed(), Some(Duration::from_millis(700)));
         assert_eq!(s.breaker_open_seen, Some(Duration::from_millis(2_000)));
         assert_eq!(s.breaker_closed_again, None);
