@@ -2,7 +2,8 @@
 # grayguard filter benchmark: native Envoy header routing vs the cheapest Wasm routing filter
 # vs grayguard (full config), alternating in one run; CPU time per request, req/s, p50/p99;
 # plus .wasm size, "a flag sheds the very next request" and statistical breach → shed time.
-# Usage: make bench-filter   (or: bash tests/bench/filter/run.sh [--rounds N --seconds S --connections C])
+# Usage: make bench-filter   (or: bash tests/bench/filter/run.sh [--rounds N --seconds S --connections C
+#        --variant NAME=WASM ... --no-behaviour])
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
