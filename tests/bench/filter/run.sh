@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../../.."
 
 # The floor filter (one header read, one header write), built and optimised like grayguard.
 cargo build --release --target wasm32-wasip1 -p grayguard-bench-floor
-wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int \
+wasm-opt -O3 --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int \
   --strip-debug --strip-producers target/wasm32-wasip1/release/grayguard_bench_floor.wasm \
   -o target/grayguard_bench_floor.wasm
 
