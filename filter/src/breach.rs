@@ -57,6 +57,9 @@ pub struct Baseline {
     pub std: f64,
     /// Stable samples it was learned from (0 when fixed by configuration).
     pub samples: u32,
+    /// Learned earlier and kept because the stable window now holds fewer than
+    /// `min_samples` responses.
+    pub held: bool,
 }
 
 impl Baseline {
@@ -68,6 +71,7 @@ impl Baseline {
                 mean,
                 std,
                 samples: 0,
+                held: false,
             });
         }
         if stable.box_n < t.min_samples {
@@ -77,6 +81,22 @@ impl Baseline {
             mean: stable.box_mean()?,
             std: stable.box_std()?,
             samples: stable.box_n,
+            held: false,
+        })
+    }
+
+    /// The baseline after one more evaluation: the configured one, the one learned from
+    /// `stable` when it holds `min_samples`, or else the `previous` learned one, held.
+    ///
+    /// Holding matters because stable traffic can thin out while gray is being judged (the
+    /// devices still sending may all be in the gray cohort, or stable replies may be slow):
+    /// a baseline that expired with its window would silently switch the trigger off exactly
+    /// then. A stale reference errs towards shedding, which sends traffic to stable.
+    pub fn next(t: &BoxCount, stable: &Stats, previous: Option<Baseline>) -> Option<Baseline> {
+        Baseline::of(t, stable).or_else(|| {
+            previous
+                .filter(|_| t.baseline.is_none())
+                .map(|p| Baseline { held: true, ..p })
         })
     }
 
@@ -202,6 +222,7 @@ mod tests {
             mean: 5.0,
             std: 1.0,
             samples: 50,
+            held: false,
         });
         let cases = [
             ("healthy", gray(20, 50.0, 5.0, 0), 0, None),
@@ -265,6 +286,7 @@ mod tests {
             mean: 0.0,
             std: 0.0,
             samples: 10,
+            held: false,
         });
         assert_eq!(evaluate(&b, &gray(1000, 1e6, 1e6, 1000), base, 1000), None);
     }
@@ -313,12 +335,35 @@ mod tests {
     }
 
     #[test]
+    fn a_learned_baseline_is_held_while_stable_traffic_is_thin() {
+        let b = breach();
+        let t = b.box_count.as_ref().unwrap();
+        assert_eq!(Baseline::next(t, &stable(&[4.0; 9]), None), None);
+        let learned = Baseline::next(t, &stable(&[4.0; 10]), None).unwrap();
+        assert!(!learned.held);
+        // The stable window empties (no stable traffic any more): the baseline stays and
+        // a flood of gray boxes still fires.
+        let held = Baseline::next(t, &Stats::default(), Some(learned)).unwrap();
+        assert_eq!((held.mean, held.samples, held.held), (4.0, 10, true));
+        let held = Baseline::next(t, &stable(&[1.0; 3]), Some(held)).unwrap();
+        assert_eq!((held.mean, held.held), (4.0, true));
+        assert_eq!(
+            evaluate(&b, &gray(20, 1.0, 30.0, 0), Some(held), 0),
+            Some(Trigger::BoxCount)
+        );
+        // A full window again replaces it.
+        let fresh = Baseline::next(t, &stable(&[7.0; 12]), Some(held)).unwrap();
+        assert_eq!((fresh.mean, fresh.samples, fresh.held), (7.0, 12, false));
+    }
+
+    #[test]
     fn probes_are_judged_alone() {
         let b = breach();
         let base = Some(Baseline {
             mean: 5.0,
             std: 1.0,
             samples: 50,
+            held: false,
         });
         let ok = Observation {
             latency_ms: Some(20.0),

@@ -101,6 +101,7 @@ pub fn line(cfg: &Config, i: &Incident) -> String {
         w.insert("baseline_mean".into(), num(Some(base.mean)));
         w.insert("baseline_std".into(), num(Some(base.std)));
         w.insert("baseline_samples".into(), json!(base.samples));
+        w.insert("baseline_held".into(), json!(base.held));
     }
     w.insert("consecutive_failures".into(), json!(i.consecutive));
     o.insert("window".into(), Value::Object(w));
@@ -216,6 +217,7 @@ mod tests {
                 mean: 4.0,
                 std: 0.5,
                 samples: 50,
+                held: false,
             }),
             consecutive: 0,
             probe: false,
@@ -232,6 +234,7 @@ mod tests {
         assert_eq!(v["window"]["gray_responses"], 20);
         assert_eq!(v["window"]["error_rate"], 0.0);
         assert_eq!(v["window"]["baseline_mean"], 4.0);
+        assert_eq!(v["window"]["baseline_held"], false);
         assert_eq!(v["limits"]["box_band"], json!([1.0, 7.0]));
         assert_eq!(v["limits"]["latency_max_mean_ms"], 100.0);
         assert!(v.get("flag_reason").is_none());

@@ -263,10 +263,18 @@ impl State {
         let now = now_ns();
         let now_ms = now / 1_000_000;
         if self.windowed {
-            if self.worker.is_none() {
-                let id = (self.draw.next_u64() >> 32) as u32;
+            let mut workers = shared::workers(&self.keys.workers);
+            // Checked on every tick, not only once: the first write of the list cannot be
+            // guarded by a CAS, so two VMs registering at the same instant can overwrite
+            // each other, and a VM missing from the list would go unseen by every
+            // evaluator for good.
+            if !self.worker.is_some_and(|id| workers.contains(&id)) {
+                let id = self
+                    .worker
+                    .unwrap_or_else(|| (self.draw.next_u64() >> 32) as u32);
                 if shared::register_worker(&self.keys.workers, id) {
                     self.worker = Some(id);
+                    workers = shared::workers(&self.keys.workers);
                 }
             }
             if let (true, Some(id)) = (self.dirty, self.worker) {
@@ -274,7 +282,7 @@ impl State {
                     self.dirty = false;
                 }
             }
-            self.evaluate(now);
+            self.evaluate(now, &workers);
         }
         let board = self.refresh_board().clone();
         let phases = board.0.iter().map(|b| b.phase(now));
@@ -288,7 +296,8 @@ impl State {
         self.metrics.flush();
     }
 
-    fn evaluate(&mut self, now: u64) {
+    /// Merges the windows of the VMs in `workers` and trips every closed unit in breach.
+    fn evaluate(&mut self, now: u64, workers: &[u32]) {
         let now_ms = now / 1_000_000;
         let board = self.refresh_board().clone();
         let since_ms: Vec<u64> = board
@@ -303,7 +312,7 @@ impl State {
             })
             .collect();
         let mut merged = Merged::new(self.units);
-        for id in shared::workers(&self.keys.workers) {
+        for &id in workers {
             if let Some(bytes) = shared::get(&self.keys.worker(id)).0 {
                 // A snapshot that does not decode (an older filter build) is skipped.
                 let _ = merged.add(&bytes, self.layout, self.spans, now_ms, &since_ms);
@@ -314,7 +323,7 @@ impl State {
             .breach
             .box_count
             .as_ref()
-            .and_then(|t| Baseline::of(t, &merged.stable));
+            .and_then(|t| Baseline::next(t, &merged.stable, self.baseline));
         let mut fire = Vec::new();
         for (unit, b) in board.0.iter().enumerate() {
             if b.phase(now) != Phase::Closed {

@@ -345,3 +345,40 @@ fn dry_run_never_sheds_and_scope_all_covers_every_rule() {
     assert_eq!(all[0]["dry_run"], true);
     assert_eq!(all[0]["flag_reason"], "memory");
 }
+
+#[test]
+fn learned_baseline_outlives_a_quiet_stable_cohort() {
+    // Stable traffic teaches the baseline, then stops (every device left is in the gray
+    // cohort, or stable replies are slow and sparse): the box-count window of stable
+    // replies empties, yet a flood of gray boxes must still shed.
+    let stable = Upstream::start("v9-prod");
+    let gray = Upstream::start("v10-gray");
+    stable.set_signals("20", "3");
+    gray.set_signals("20", "30");
+    let config = r#"{
+      "stable": "v9-prod", "gray": "v10-gray",
+      "rules": [ { "name": "cranes", "headers": { "x-device-type": { "exact": "crane-camera" } } } ],
+      "breach": {
+        "box_count": { "header": "x-box-count", "max_sigma": 3, "window_s": 1, "min_samples": 6 },
+        "shed_for_s": 60
+      },
+      "sync_ms": 100
+    }"#;
+    let e = start(config, &stable, &gray);
+    for _ in 0..8 {
+        assert_eq!(ask(&e, "dock-camera").0, "stable; no-rule");
+    }
+    settle();
+    // Longer than the window: no stable reply is in it any more.
+    std::thread::sleep(Duration::from_millis(1_200));
+    gray_n(&e, "crane-camera", 5);
+    ask_until(&e, "crane-camera", "stable; rule=cranes; shed=box_count", 100);
+
+    let all = incidents(&e);
+    let starts = incident(&all, "shed_start", "cranes", "box_count");
+    assert_eq!(starts.len(), 1, "{all:#?}");
+    let w = &starts[0]["window"];
+    assert_eq!(w["baseline_mean"], 3.0, "{w}");
+    assert_eq!(w["baseline_samples"], 8, "{w}");
+    assert_eq!(w["baseline_held"], true, "{w}");
+}
