@@ -372,13 +372,20 @@ fn learned_baseline_outlives_a_quiet_stable_cohort() {
     // Longer than the window: no stable reply is in it any more.
     std::thread::sleep(Duration::from_millis(1_200));
     gray_n(&e, "crane-camera", 5);
-    ask_until(&e, "crane-camera", "stable; rule=cranes; shed=box_count", 100);
+    ask_until(
+        &e,
+        "crane-camera",
+        "stable; rule=cranes; shed=box_count",
+        100,
+    );
 
     let all = incidents(&e);
     let starts = incident(&all, "shed_start", "cranes", "box_count");
     assert_eq!(starts.len(), 1, "{all:#?}");
     let w = &starts[0]["window"];
     assert_eq!(w["baseline_mean"], 3.0, "{w}");
-    assert_eq!(w["baseline_samples"], 8, "{w}");
+    // The last window that still held `min_samples` of the eight stable replies.
+    let learned_from = w["baseline_samples"].as_u64().unwrap();
+    assert!((6..=8).contains(&learned_from), "{w}");
     assert_eq!(w["baseline_held"], true, "{w}");
 }
