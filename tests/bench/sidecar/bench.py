@@ -64,24 +64,36 @@ def timed_post(client, body):
     return rtt, json.loads(data)
 
 
-def saturate(client_factory, body, concurrency, seconds):
-    done = [0] * concurrency
-    stop = time.perf_counter() + seconds
+def rate(stamps, t0, seconds, settle=1.0):
+    """Completions per second between the first and the last completion inside
+    [t0 + settle, t0 + seconds]: continuous, so one request more or less in a short block
+    does not swing the result by its whole share."""
+    inside = sorted(t for t in stamps if t0 + settle <= t <= t0 + seconds)
+    if len(inside) < 2:
+        return float("nan")
+    return (len(inside) - 1) / (inside[-1] - inside[0])
 
-    def worker(i):
+
+def saturate(client_factory, body, concurrency, seconds):
+    stamps = []
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+    stop = t0 + seconds
+
+    def worker():
         c = client_factory()
         while time.perf_counter() < stop:
             status, _ = c.post(body)
             if status == 200:
-                done[i] += 1
+                with lock:
+                    stamps.append(time.perf_counter())
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / (time.perf_counter() - t0)
+    return rate(stamps, t0, seconds)
 
 
 def main():
@@ -92,7 +104,7 @@ def main():
     ap.add_argument("--image", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=40)
-    ap.add_argument("--saturation-s", type=float, default=8.0)
+    ap.add_argument("--saturation-s", type=float, default=10.0)
     ap.add_argument("--blocks", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--json")
@@ -133,11 +145,11 @@ def main():
     for _ in range(a.blocks):
         rps["sidecar"].append(saturate(lambda: Client(a.sidecar), body, a.concurrency, a.saturation_s))
         rps["reference"].append(saturate(lambda: Client(a.reference), body, a.concurrency, a.saturation_s))
-        n, t0 = 0, time.perf_counter()
+        stamps, t0 = [], time.perf_counter()
         while time.perf_counter() - t0 < a.saturation_s:
             bare_once()
-            n += 1
-        rps["bare"].append(n / (time.perf_counter() - t0))
+            stamps.append(time.perf_counter())
+        rps["bare"].append(rate(stamps, t0, a.saturation_s))
 
     r = {
         "rounds": a.rounds,
