@@ -10,7 +10,7 @@
 #   GRAYGUARD_ENVOY, GRAYGUARD_SIDECAR, GRAYGUARD_MODEL, ORT_DYLIB_PATH, GRAYGUARD_WASM
 #   GRAYGUARD_RUN_THREADS       ONNX Runtime threads per sidecar (default 1: two sidecars share the cores)
 #   GRAYGUARD_RUN_READY_S       how long to wait for each component to become ready (default 180)
-#   GRAYGUARD_GRAY_CONF         confidence threshold of the gray sidecar (default 0.01: the incident)
+#   GRAYGUARD_GRAY_CONF         confidence threshold of the gray sidecar (default 0.001: the incident)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,7 +23,7 @@ WASM="${GRAYGUARD_WASM:-$ROOT/target/grayguard_filter.wasm}"
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.data/lib/libonnxruntime.so}"
 THREADS="${GRAYGUARD_RUN_THREADS:-1}"
 READY_S="${GRAYGUARD_RUN_READY_S:-180}"
-GRAY_CONF="${GRAYGUARD_GRAY_CONF:-0.01}"
+GRAY_CONF="${GRAYGUARD_GRAY_CONF:-0.001}"
 
 RUN_DIR="$ROOT/.run"
 LOGS="$RUN_DIR/logs"
@@ -116,7 +116,7 @@ say "starting the sidecars (model $(basename "$MODEL"), $THREADS thread(s) each)
 start v9-prod "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8081 --model-version v9-prod \
   --conf 0.25 --threads "$THREADS"
 V9_PID="${PIDS[-1]}"
-# The incident: same model, confidence threshold 0.01 — a flood of small false boxes.
+# The incident: same model, confidence threshold 0.001 — a flood of small false boxes.
 start v10-gray "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8082 --model-version v10-gray \
   --conf "$GRAY_CONF" --threads "$THREADS"
 V10_PID="${PIDS[-1]}"

@@ -215,7 +215,7 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
     let mut mesh = Mesh::start(
         &config,
         &[&common[..], &["--conf", "0.25"]].concat(),
-        &[&common[..], &["--conf", "0.01"]].concat(),
+        &[&common[..], &["--conf", "0.001"]].concat(),
         2,
     );
     let (mut to_gauge, mut to_reply, mut evidences) = (Vec::new(), Vec::new(), Vec::new());
