@@ -3,17 +3,17 @@
 //! NMS → original-image coordinates) over any [`ModelRunner`] (ONNX Runtime in production, a
 //! fake in unit tests). Handler tests use a fake `Detector`.
 
-use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::decode::{DecodeError, decode_rgb};
 use crate::layout::{Candidate, OutputLayout, decode_anchors, decode_end_to_end};
-use crate::letterbox::{Letterbox, fill_tensor};
+use crate::letterbox::{Letterbox, fill_tensor_reusing};
 use crate::nms::nms;
 
 /// One detection in original-image pixels.
@@ -61,6 +61,13 @@ impl std::fmt::Display for DetectError {
 pub trait Detector: Send + Sync + 'static {
     fn detect(&self, image: &[u8]) -> Result<Detections, DetectError>;
 
+    /// Starts [`Detector::detect`] without blocking the caller; `reply` gets the outcome.
+    /// The default runs `detect` on the async runtime's blocking pool (call it from inside a
+    /// runtime); the YOLO pipeline hands the image straight to a model worker instead.
+    fn submit(self: Arc<Self>, image: Bytes, reply: DetectReply) {
+        tokio::task::spawn_blocking(move || reply(self.detect(&image)));
+    }
+
     /// Requests the model is running right now (the rest of the admitted ones are queued).
     fn busy(&self) -> usize {
         0
@@ -94,61 +101,43 @@ pub struct PostConfig {
     pub max_pixels: u64,
 }
 
+/// Receives the outcome of one [`Detector::submit`]; called exactly once, on a model worker.
+pub type DetectReply = Box<dyn FnOnce(Result<Detections, DetectError>) + Send>;
+
 struct Job {
-    input: Vec<f32>,
-    output: Vec<f32>,
-    reply: mpsc::SyncSender<Done>,
+    image: Bytes,
+    reply: DetectReply,
 }
 
-struct Done {
-    input: Vec<f32>,
-    output: Vec<f32>,
-    result: Result<Vec<usize>, String>,
-    inference_ms: f64,
-}
-
-/// Reusable `f32` buffers (input tensors are 4.9 MB at 640×640; allocating and faulting them
-/// in per request costs more than the NMS).
-#[derive(Default)]
-struct Pool(Mutex<Vec<Vec<f32>>>);
-
-impl Pool {
-    fn take(&self) -> Vec<f32> {
-        self.0
-            .lock()
-            .map(|mut p| p.pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    }
-
-    fn put(&self, v: Vec<f32>) {
-        if let Ok(mut p) = self.0.lock() {
-            // Bounded by the admission limit anyway; this is a guard against bugs.
-            if p.len() < 256 {
-                p.push(v);
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// Decoded RGB scratch, one per blocking thread.
-    static RGB: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+/// What every model worker shares.
+struct Shared {
+    spec: Arc<ModelSpec>,
+    post: PostConfig,
+    busy: AtomicUsize,
 }
 
 /// Decoded-image scratch above this many bytes is released after use (a rare huge image
-/// must not pin its buffer in every thread).
+/// must not pin its buffer in every worker).
 const KEEP_RGB_BYTES: usize = 32 * 1024 * 1024;
 
-/// The YOLO pipeline with model workers on dedicated threads.
+/// One model worker's buffers, reused request after request: the input tensor (4.9 MB at
+/// 640×640; allocating and faulting it in per request costs more than the NMS), the geometry
+/// it was last filled with (so an unchanged letterbox border is not repainted), the decoded
+/// RGB image and the raw model output.
+#[derive(Default)]
+struct Scratch {
+    input: Vec<f32>,
+    filled: Option<Letterbox>,
+    rgb: Vec<u8>,
+    output: Vec<f32>,
+}
+
+/// The YOLO pipeline on dedicated model worker threads. Each request is handled whole by one
+/// worker (decode, letterbox, model run, NMS): one hand-off in and one out, and the buffers
+/// stay hot in that worker's cache.
 pub struct YoloDetector {
-    spec: Arc<ModelSpec>,
-    post: PostConfig,
+    shared: Arc<Shared>,
     jobs: mpsc::Sender<Job>,
-    busy: Arc<AtomicUsize>,
-    inputs: Pool,
-    outputs: Pool,
 }
 
 impl YoloDetector {
@@ -160,46 +149,69 @@ impl YoloDetector {
     ) -> std::io::Result<YoloDetector> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        let busy = Arc::new(AtomicUsize::new(0));
-        for (i, runner) in runners.into_iter().enumerate() {
-            let rx = Arc::clone(&rx);
-            let busy = Arc::clone(&busy);
-            std::thread::Builder::new()
-                .name(format!("gg-model-{i}"))
-                .spawn(move || worker(runner, rx, busy))?;
-        }
-        Ok(YoloDetector {
+        let shared = Arc::new(Shared {
             spec: Arc::new(spec),
             post,
-            jobs: tx,
-            busy,
-            inputs: Pool::default(),
-            outputs: Pool::default(),
-        })
+            busy: AtomicUsize::new(0),
+        });
+        for (i, runner) in runners.into_iter().enumerate() {
+            let rx = Arc::clone(&rx);
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name(format!("gg-model-{i}"))
+                .spawn(move || worker(runner, rx, shared))?;
+        }
+        Ok(YoloDetector { shared, jobs: tx })
     }
 
     pub fn spec(&self) -> &ModelSpec {
-        &self.spec
+        &self.shared.spec
+    }
+}
+
+impl Shared {
+    fn preprocess(&self, image: &[u8], s: &mut Scratch) -> Result<Letterbox, DetectError> {
+        let size =
+            decode_rgb(image, self.post.max_pixels, &mut s.rgb).map_err(DetectError::Decode)?;
+        let lb = Letterbox::new(
+            size.width,
+            size.height,
+            self.spec.input_w,
+            self.spec.input_h,
+        );
+        s.input.resize(lb.tensor_len(), 0.0);
+        // Forget the old geometry first: if the fill fails half-way, the border is stale.
+        let previous = s.filled.take();
+        let filled = fill_tensor_reusing(&s.rgb, &lb, &mut s.input, previous.as_ref());
+        if s.rgb.capacity() > KEEP_RGB_BYTES {
+            s.rgb = Vec::new();
+        }
+        filled.map_err(|e| DetectError::Inference(format!("pre-processing: {e}")))?;
+        s.filled = Some(lb);
+        Ok(lb)
     }
 
-    fn preprocess(&self, image: &[u8], input: &mut Vec<f32>) -> Result<Letterbox, DetectError> {
-        RGB.with(|cell| {
-            let mut rgb = cell.borrow_mut();
-            let size =
-                decode_rgb(image, self.post.max_pixels, &mut rgb).map_err(DetectError::Decode)?;
-            let lb = Letterbox::new(
-                size.width,
-                size.height,
-                self.spec.input_w,
-                self.spec.input_h,
-            );
-            input.resize(lb.tensor_len(), 0.0);
-            let filled = fill_tensor(&rgb, &lb, input);
-            if rgb.capacity() > KEEP_RGB_BYTES {
-                *rgb = Vec::new();
-            }
-            filled.map_err(|e| DetectError::Inference(format!("pre-processing: {e}")))?;
-            Ok(lb)
+    fn process<R: ModelRunner>(
+        &self,
+        runner: &mut R,
+        image: &[u8],
+        s: &mut Scratch,
+    ) -> Result<Detections, DetectError> {
+        let t0 = Instant::now();
+        let lb = self.preprocess(image, s)?;
+        let preprocess_ms = ms_since(t0);
+        let t1 = Instant::now();
+        let shape = runner
+            .run(&s.input, &mut s.output)
+            .map_err(DetectError::Inference)?;
+        let inference_ms = ms_since(t1);
+        let t2 = Instant::now();
+        let boxes = self.postprocess(&s.output, &shape, &lb)?;
+        Ok(Detections {
+            boxes,
+            preprocess_ms,
+            inference_ms,
+            nms_ms: ms_since(t2),
         })
     }
 
@@ -257,49 +269,33 @@ impl YoloDetector {
 
 impl Detector for YoloDetector {
     fn detect(&self, image: &[u8]) -> Result<Detections, DetectError> {
-        let t0 = Instant::now();
-        let mut input = self.inputs.take();
-        let lb = match self.preprocess(image, &mut input) {
-            Ok(lb) => lb,
-            Err(e) => {
-                self.inputs.put(input);
-                return Err(e);
-            }
-        };
-        let preprocess_ms = ms_since(t0);
-        let (reply, done) = mpsc::sync_channel(1);
-        let job = Job {
-            input,
-            output: self.outputs.take(),
-            reply,
-        };
-        if self.jobs.send(job).is_err() {
-            return Err(DetectError::Inference("model workers have stopped".into()));
-        }
-        let done = done
-            .recv()
-            .map_err(|_| DetectError::Inference("model worker died".into()))?;
-        self.inputs.put(done.input);
-        let result = match done.result {
-            Ok(shape) => {
-                let t2 = Instant::now();
-                self.postprocess(&done.output, &shape, &lb)
-                    .map(|boxes| (boxes, ms_since(t2)))
-            }
-            Err(e) => Err(DetectError::Inference(e)),
-        };
-        self.outputs.put(done.output);
-        let (boxes, nms_ms) = result?;
-        Ok(Detections {
-            boxes,
-            preprocess_ms,
-            inference_ms: done.inference_ms,
-            nms_ms,
-        })
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.enqueue(
+            Bytes::copy_from_slice(image),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .unwrap_or_else(|_| Err(DetectError::Inference("model worker died".into())))
+    }
+
+    fn submit(self: Arc<Self>, image: Bytes, reply: DetectReply) {
+        self.enqueue(image, reply);
     }
 
     fn busy(&self) -> usize {
-        self.busy.load(Ordering::Relaxed)
+        self.shared.busy.load(Ordering::Relaxed)
+    }
+}
+
+impl YoloDetector {
+    fn enqueue(&self, image: Bytes, reply: DetectReply) {
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { image, reply }) {
+            (job.reply)(Err(DetectError::Inference(
+                "model workers have stopped".into(),
+            )));
+        }
     }
 }
 
@@ -307,32 +303,27 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-fn worker<R: ModelRunner>(
-    mut runner: R,
-    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
-    busy: Arc<AtomicUsize>,
-) {
+fn worker<R: ModelRunner>(mut runner: R, rx: Arc<Mutex<mpsc::Receiver<Job>>>, shared: Arc<Shared>) {
+    let mut scratch = Scratch::default();
     loop {
         let job = match rx.lock() {
             Ok(guard) => guard.recv(),
             Err(poisoned) => poisoned.into_inner().recv(),
         };
-        let Ok(mut job) = job else {
+        let Ok(job) = job else {
             return; // the detector was dropped
         };
-        busy.fetch_add(1, Ordering::Relaxed);
-        let t = Instant::now();
-        // A panic inside the runtime binding fails this request, not the worker.
-        let result = catch_unwind(AssertUnwindSafe(|| runner.run(&job.input, &mut job.output)))
-            .unwrap_or_else(|_| Err("model run panicked".into()));
-        let inference_ms = ms_since(t);
-        busy.fetch_sub(1, Ordering::Relaxed);
-        let _ = job.reply.send(Done {
-            input: job.input,
-            output: job.output,
-            result,
-            inference_ms,
+        shared.busy.fetch_add(1, Ordering::Relaxed);
+        // A panic (decoder, runtime binding) fails this request, not the worker.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            shared.process(&mut runner, &job.image, &mut scratch)
+        }))
+        .unwrap_or_else(|_| {
+            scratch = Scratch::default();
+            Err(DetectError::Inference("model run panicked".into()))
         });
+        shared.busy.fetch_sub(1, Ordering::Relaxed);
+        (job.reply)(result);
     }
 }
 

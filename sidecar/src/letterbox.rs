@@ -63,6 +63,20 @@ impl Letterbox {
         )
     }
 
+    /// Whether both put the image on the same canvas area (so they share the border).
+    pub fn same_canvas_area(&self, other: &Letterbox) -> bool {
+        (
+            self.dst_w, self.dst_h, self.new_w, self.new_h, self.left, self.top,
+        ) == (
+            other.dst_w,
+            other.dst_h,
+            other.new_w,
+            other.new_h,
+            other.left,
+            other.top,
+        )
+    }
+
     /// Number of `f32` values of the CHW tensor (3 planes).
     pub fn tensor_len(&self) -> usize {
         3 * self.dst_w as usize * self.dst_h as usize
@@ -94,6 +108,19 @@ impl std::fmt::Display for FillError {
 /// Ultralytics pre-processing uses), so boxes match the reference pipeline. Every value of
 /// `tensor` is written, so the buffer can be reused without clearing.
 pub fn fill_tensor(rgb: &[u8], lb: &Letterbox, tensor: &mut [f32]) -> Result<(), FillError> {
+    fill_tensor_reusing(rgb, lb, tensor, None)
+}
+
+/// [`fill_tensor`] into a buffer that the last successful fill wrote with geometry `previous`:
+/// when the canvas and image placement are the same, the border already holds the pad value
+/// and only the image area is written (for a 640×424 photo on a 640×640 canvas that skips a
+/// third of the tensor).
+pub fn fill_tensor_reusing(
+    rgb: &[u8],
+    lb: &Letterbox,
+    tensor: &mut [f32],
+    previous: Option<&Letterbox>,
+) -> Result<(), FillError> {
     let src_len = 3 * lb.src_w as usize * lb.src_h as usize;
     if rgb.len() != src_len {
         return Err(FillError::SourceSize {
@@ -111,7 +138,9 @@ pub fn fill_tensor(rgb: &[u8], lb: &Letterbox, tensor: &mut [f32]) -> Result<(),
     let (r_plane, rest) = tensor.split_at_mut(plane);
     let (g_plane, b_plane) = rest.split_at_mut(plane);
     let mut planes = [r_plane, g_plane, b_plane];
-    fill_border(lb, &mut planes);
+    if !previous.is_some_and(|p| p.same_canvas_area(lb)) {
+        fill_border(lb, &mut planes);
+    }
     if lb.new_w == lb.src_w && lb.new_h == lb.src_h {
         copy_unscaled(rgb, lb, &mut planes);
     } else {
@@ -338,6 +367,40 @@ mod tests {
         for (a, b) in row.iter().zip(want) {
             assert!((a - b).abs() < 1e-3, "{row:?}");
         }
+    }
+
+    #[test]
+    fn reusing_a_buffer_skips_only_an_identical_border() {
+        let noise = |w: u32, h: u32, seed: u32| -> Vec<u8> {
+            (0..w * h * 3)
+                .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+                .collect()
+        };
+        let fresh = |rgb: &[u8], lb: &Letterbox| {
+            let mut t = vec![f32::NAN; lb.tensor_len()];
+            fill_tensor(rgb, lb, &mut t).unwrap();
+            t
+        };
+        // Same geometry, different pixels: the reused buffer equals a fresh fill exactly.
+        let lb = Letterbox::new(64, 40, 64, 64);
+        let mut t = fresh(&noise(64, 40, 1), &lb);
+        let second = noise(64, 40, 2);
+        fill_tensor_reusing(&second, &lb, &mut t, Some(&lb)).unwrap();
+        assert_eq!(t, fresh(&second, &lb));
+        // A different placement (taller image, smaller top band) repaints the border.
+        let tall = Letterbox::new(64, 60, 64, 64);
+        assert!(!tall.same_canvas_area(&lb));
+        let mut t = fresh(&noise(64, 40, 1), &lb);
+        let third = noise(64, 60, 3);
+        fill_tensor_reusing(&third, &tall, &mut t, Some(&lb)).unwrap();
+        assert_eq!(t, fresh(&third, &tall));
+        // The scaled path too: a 128x80 image lands where the 64x40 one did.
+        let scaled = Letterbox::new(128, 80, 64, 64);
+        assert!(scaled.same_canvas_area(&lb));
+        let mut t = fresh(&noise(64, 40, 1), &lb);
+        let fourth = noise(128, 80, 4);
+        fill_tensor_reusing(&fourth, &scaled, &mut t, Some(&lb)).unwrap();
+        assert_eq!(t, fresh(&fourth, &scaled));
     }
 
     #[test]

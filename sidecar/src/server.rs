@@ -430,17 +430,23 @@ where
         app,
         _permit: permit,
     };
-    let img = image.clone();
-    let result = tokio::task::spawn_blocking(move || detector.detect(&img)).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    detector.submit(
+        image.clone(),
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    let result = rx.await;
     drop(admitted);
     let det = match result {
         Ok(Ok(d)) => d,
         Ok(Err(DetectError::Decode(e))) => return Err(e.into()),
         Ok(Err(DetectError::Inference(e))) => return Err(ApiError::new(ErrorKind::Inference, e)),
-        Err(join) => {
+        Err(_) => {
             return Err(ApiError::new(
                 ErrorKind::Internal,
-                format!("inference task failed: {join}"),
+                "inference task failed without an answer",
             ));
         }
     };
