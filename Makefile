@@ -53,11 +53,11 @@ help:
 
 setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/images
 
-# Debian packages: Prometheus + promtool, wrk, binaryen (wasm-opt), hyperfine.
+# Debian packages: Prometheus + promtool, wrk, binaryen (wasm-opt), hyperfine, curl.
 $(STAMPS)/apt:
 	@mkdir -p $(STAMPS)
 	@missing=""; \
-	for pair in promtool:prometheus prometheus:prometheus wrk:wrk wasm-opt:binaryen hyperfine:hyperfine; do \
+	for pair in promtool:prometheus prometheus:prometheus wrk:wrk wasm-opt:binaryen hyperfine:hyperfine curl:curl; do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
