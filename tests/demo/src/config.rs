@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, default_value = "http://127.0.0.1:9901")]
     pub admin: String,
     /// Requests per second, sent on a fixed schedule (1..=200 per second; fractions allowed).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 2.0)]
     pub rate: f64,
     /// Length of the run, seconds (at most 3600).
     #[arg(long, default_value_t = 60)]
@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn defaults_make_a_valid_plan() {
         let p = args(&[]).plan().unwrap();
-        assert_eq!(p.requests, 180);
+        assert_eq!(p.requests, 120);
         assert_eq!(p.admin_metrics, "http://127.0.0.1:9901/stats/prometheus");
         assert_eq!(p.mix.cohorts().len(), 2);
         assert_eq!(p.mix.cohorts()[0].device_type, "crane-camera");
