@@ -264,16 +264,16 @@ impl State {
         let now_ms = now / 1_000_000;
         if self.windowed {
             let mut workers = shared::workers(&self.keys.workers);
-            // Checked on every tick, not only once: the first write of the list cannot be
-            // guarded by a CAS, so two VMs registering at the same instant can overwrite
-            // each other, and a VM missing from the list would go unseen by every
-            // evaluator for good.
+            // Checked on every tick, not only once: the list's first write cannot be
+            // guarded by a CAS, so a VM's entry can be lost, and a VM missing from the list
+            // would go unseen by every evaluator for good.
             if !self.worker.is_some_and(|id| workers.contains(&id)) {
-                let id = self
-                    .worker
-                    .unwrap_or_else(|| (self.draw.next_u64() >> 32) as u32);
-                if shared::register_worker(&self.keys.workers, id) {
+                let draw = &mut self.draw;
+                let next = || (draw.next_u64() >> 32) as u32;
+                if let Some(id) = shared::claim_worker(&self.keys.workers, self.worker, next) {
                     self.worker = Some(id);
+                    // Publish under the (possibly new) id at once.
+                    self.dirty = true;
                     workers = shared::workers(&self.keys.workers);
                 }
             }
