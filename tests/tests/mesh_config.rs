@@ -13,34 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use grayguard_e2e::mesh::local_plugin_config;
 use grayguard_e2e::paths;
 use serde_json::Value;
-
-/// The canonical plugin configuration of the cross-part contracts.
-const CANONICAL: &str = r#"{
-  "route_header": "x-canary-route",
-  "stable": "v9-prod",
-  "gray": "v10-gray",
-  "utc_offset": "+00:00",
-  "trust_time_header": false,
-  "rules": [
-    { "name": "crane-cameras",
-      "headers": { "x-device-type": { "exact": "crane-camera" } },
-      "percent": 100,
-      "sticky_header": "x-device-id" }
-  ],
-  "breach": {
-    "flag_header": "x-canary-breach",
-    "latency":   { "header": "x-inference-latency-ms", "max_mean_ms": 1500, "window_s": 30, "min_samples": 10 },
-    "box_count": { "header": "x-box-count", "max_sigma": 3, "window_s": 30, "min_samples": 10 },
-    "error_rate": { "max": 0.2, "window_s": 30, "min_samples": 10 },
-    "consecutive_failures": 5,
-    "shed_for_s": 30,
-    "probe_percent": 10,
-    "scope": "rule",
-    "dry_run": false
-  }
-}"#;
 
 fn mesh_config() -> PathBuf {
     paths::root().join("mesh-config")
@@ -287,7 +262,8 @@ fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
     let found: serde_json::Map<String, Value> =
         serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
 
-    let canonical: Value = serde_json::from_str(CANONICAL).unwrap();
+    // The reference is the local mesh's configuration; the Istio resources must carry the same.
+    let canonical: Value = serde_json::from_str(&local_plugin_config()).unwrap();
     for place in [
         "mesh-config/local/envoy.yaml",
         "mesh-config/wasm-plugin.yaml: WasmPlugin istio-system/grayguard",
