@@ -54,6 +54,11 @@ for entry in "${PORTS[@]}"; do
   name="${entry%%:*}"; port="${entry##*:}"
   if port_taken "$port"; then
     printf '[run] error: port %s (%s) is already in use on 127.0.0.1\n' "$port" "$name" >&2
+    # Debian's prometheus package starts a system service on :9090 where systemd runs;
+    # the local mesh only needs the binary.
+    if [ "$port" = 9090 ] && systemctl is-active --quiet prometheus 2>/dev/null; then
+      printf '[run]   it is the prometheus system service installed with the Debian package: sudo systemctl disable --now prometheus\n' >&2
+    fi
     taken=1
   fi
 done
