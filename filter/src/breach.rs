@@ -4,50 +4,7 @@
 use crate::config::{BoxCount, Breach};
 use crate::window::Stats;
 
-/// Why a breaker opened. The names are the `shed=` value of `x-canary-decision`, the
-/// `trigger` of the incident record and the suffix of `grayguard_breaches_*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Flag,
-    Latency,
-    BoxCount,
-    ErrorRate,
-    ConsecutiveFailures,
-}
-
-impl Trigger {
-    pub const ALL: [Trigger; 5] = [
-        Trigger::Flag,
-        Trigger::Latency,
-        Trigger::BoxCount,
-        Trigger::ErrorRate,
-        Trigger::ConsecutiveFailures,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Flag => "flag",
-            Trigger::Latency => "latency",
-            Trigger::BoxCount => "box_count",
-            Trigger::ErrorRate => "error_rate",
-            Trigger::ConsecutiveFailures => "consecutive_failures",
-        }
-    }
-
-    pub fn code(self) -> u8 {
-        match self {
-            Trigger::Flag => 1,
-            Trigger::Latency => 2,
-            Trigger::BoxCount => 3,
-            Trigger::ErrorRate => 4,
-            Trigger::ConsecutiveFailures => 5,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Option<Trigger> {
-        Trigger::ALL.into_iter().find(|t| t.code() == code)
-    }
-}
+pub use grayguard_contract::Trigger;
 
 /// The box-count reference: mean and std of stable responses (or the configured one).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -423,14 +380,5 @@ mod tests {
             judge_probe(&only_flag, &Observation { failed: true, ..ok }, None),
             Ok(())
         );
-    }
-
-    #[test]
-    fn trigger_codes_round_trip() {
-        for t in Trigger::ALL {
-            assert_eq!(Trigger::from_code(t.code()), Some(t));
-        }
-        assert_eq!(Trigger::from_code(0), None);
-        assert_eq!(Trigger::from_code(99), None);
     }
 }

@@ -127,6 +127,21 @@ pub struct Board(pub Vec<Breaker>);
 
 const BOARD_VERSION: u8 = 1;
 
+/// A trigger's byte in the board encoding (0 is "none").
+fn trigger_code(t: Trigger) -> u8 {
+    match t {
+        Trigger::Flag => 1,
+        Trigger::Latency => 2,
+        Trigger::BoxCount => 3,
+        Trigger::ErrorRate => 4,
+        Trigger::ConsecutiveFailures => 5,
+    }
+}
+
+fn trigger_from_code(code: u8) -> Option<Trigger> {
+    Trigger::ALL.into_iter().find(|t| trigger_code(*t) == code)
+}
+
 impl Board {
     pub fn new(units: usize) -> Board {
         Board(vec![Breaker::default(); units])
@@ -138,7 +153,7 @@ impl Board {
         out.extend_from_slice(&(self.0.len() as u16).to_le_bytes());
         for b in &self.0 {
             out.push(u8::from(b.tripped));
-            out.push(b.trigger.map_or(0, Trigger::code));
+            out.push(b.trigger.map_or(0, trigger_code));
             out.extend_from_slice(&b.since_ns.to_le_bytes());
             out.extend_from_slice(&b.until_ns.to_le_bytes());
             out.extend_from_slice(&b.probes_ok.to_le_bytes());
@@ -162,7 +177,7 @@ impl Board {
             };
             let trigger = match r.u8()? {
                 0 => None,
-                c => Some(Trigger::from_code(c).ok_or(Corrupt)?),
+                c => Some(trigger_from_code(c).ok_or(Corrupt)?),
             };
             v.push(Breaker {
                 tripped,
@@ -249,6 +264,15 @@ mod tests {
         let mut bad = bytes;
         bad[3 + 26 + 1] = 77;
         assert_eq!(Board::decode(&bad, 3), Err(Corrupt));
+    }
+
+    #[test]
+    fn trigger_codes_round_trip() {
+        for t in Trigger::ALL {
+            assert_eq!(trigger_from_code(trigger_code(t)), Some(t));
+        }
+        assert_eq!(trigger_from_code(0), None);
+        assert_eq!(trigger_from_code(99), None);
     }
 
     #[test]

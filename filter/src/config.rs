@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use grayguard_contract::headers;
 use serde::Deserialize;
 
 use crate::schedule::{self, Window};
@@ -358,7 +359,7 @@ fn strip_position(e: &serde_json::Error) -> String {
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let route_header = header_name(
         "route_header",
-        raw.route_header.as_deref().unwrap_or("x-canary-route"),
+        raw.route_header.as_deref().unwrap_or(headers::ROUTE),
     )?;
     let stable = route_value("stable", &raw.stable)?;
     let gray = route_value("gray", &raw.gray)?;
@@ -416,13 +417,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 
 fn rule(i: usize, raw: RawRule) -> Result<Rule, ConfigError> {
     let at = |f: &str| format!("rules[{i}].{f}");
-    if raw.name.is_empty()
-        || raw.name.len() > 64
-        || !raw
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
+    if !grayguard_contract::decision::valid_rule_name(&raw.name) {
         return Err(invalid(
             at("name"),
             format!(
@@ -501,7 +496,7 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
     });
     let flag_header = header_name(
         "breach.flag_header",
-        raw.flag_header.as_deref().unwrap_or("x-canary-breach"),
+        raw.flag_header.as_deref().unwrap_or(headers::BREACH),
     )?;
     let latency = match raw.latency {
         None => None,

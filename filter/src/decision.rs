@@ -1,4 +1,6 @@
-//! The per-request routing decision and its `x-canary-decision` text.
+//! The per-request routing decision; its `x-canary-decision` text is the contract's.
+
+use grayguard_contract::decision::{self as contract, Note, Side};
 
 use crate::breach::Trigger;
 use crate::breaker::Phase;
@@ -73,37 +75,27 @@ pub fn decide(
 }
 
 impl Decision {
-    /// The `x-canary-decision` value: `gray; rule=night-cranes`,
-    /// `stable; rule=night-cranes; shed=box_count`, `stable; no-rule`,
-    /// `gray; rule=r; probe`, `stable; rule=r; percent`, `gray; rule=r; dry-run=box_count`.
-    pub fn render(&self, rule_name: &str) -> String {
-        let mut out = String::new();
-        self.render_into(rule_name, &mut out);
-        out
+    /// The `x-canary-decision` header for this decision (grammar: `grayguard_contract::decision`).
+    pub fn header<'a>(&self, rule_name: &'a str) -> contract::Decision<'a> {
+        let side = if self.gray { Side::Gray } else { Side::Stable };
+        if self.rule.is_none() {
+            return contract::Decision::no_rule(side);
+        }
+        let note = match self.why {
+            Why::NoRule | Why::Matched => None,
+            Why::Percent => Some(Note::Percent),
+            Why::Shed(t) => Some(Note::Shed(t)),
+            Why::Probe => Some(Note::Probe),
+            Why::DryRun(t) => Some(Note::DryRun(t)),
+        };
+        contract::Decision::rule(side, rule_name, note)
     }
 
-    /// [`Decision::render`] appended to `out` (the request path reuses one buffer).
-    pub fn render_into(&self, rule_name: &str, out: &mut String) {
-        out.push_str(if self.gray { "gray" } else { "stable" });
-        if self.why == Why::NoRule {
-            out.push_str("; no-rule");
-            return;
-        }
-        out.push_str("; rule=");
-        out.push_str(rule_name);
-        match self.why {
-            Why::NoRule | Why::Matched => {}
-            Why::Percent => out.push_str("; percent"),
-            Why::Shed(t) => {
-                out.push_str("; shed=");
-                out.push_str(t.as_str());
-            }
-            Why::Probe => out.push_str("; probe"),
-            Why::DryRun(t) => {
-                out.push_str("; dry-run=");
-                out.push_str(t.as_str());
-            }
-        }
+    /// The header text: `gray; rule=night-cranes`, `stable; rule=night-cranes; shed=box_count`,
+    /// `stable; no-rule`, `gray; rule=r; probe`, `stable; rule=r; percent`,
+    /// `gray; rule=r; dry-run=box_count`.
+    pub fn render(&self, rule_name: &str) -> String {
+        self.header(rule_name).render()
     }
 }
 
@@ -200,6 +192,10 @@ mod tests {
         for (rule, bucket, phase, probe, dry, want) in cases {
             let d = decide(rule, bucket, || view(phase), || probe, 100, dry);
             assert_eq!(d.render("night-cranes"), want);
+            assert_eq!(
+                contract::Decision::parse(want),
+                Ok(d.header("night-cranes"))
+            );
             assert_eq!(d.gray, want.starts_with("gray"));
         }
     }

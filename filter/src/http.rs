@@ -16,14 +16,10 @@ use crate::rules::{self, BUCKETS};
 use crate::schedule;
 use crate::signals;
 
-/// Response header telling the client what happened (also stripped from requests).
-pub const DECISION_HEADER: &str = "x-canary-decision";
-/// Request header carrying the hour of the day (`HH`) upstream; read from clients only when
-/// `trust_time_header` is on.
-pub const TIME_HEADER: &str = "x-time-of-day";
-/// Signal header names used for histograms when the matching trigger is not configured.
-pub const DEFAULT_LATENCY_HEADER: &str = "x-inference-latency-ms";
-pub const DEFAULT_BOX_HEADER: &str = "x-box-count";
+use grayguard_contract::headers::{
+    BOX_COUNT as DEFAULT_BOX_HEADER, DECISION as DECISION_HEADER,
+    INFERENCE_LATENCY_MS as DEFAULT_LATENCY_HEADER, TIME_OF_DAY as TIME_HEADER,
+};
 
 pub struct Http {
     state: Option<Rc<RefCell<State>>>,
@@ -190,7 +186,7 @@ impl HttpContext for Http {
         // Rendered into a buffer kept by the VM: no allocation per response.
         let mut text = std::mem::take(&mut s.scratch);
         text.clear();
-        d.render_into(name, &mut text);
+        d.header(name).render_into(&mut text);
         let _ = hostcalls::set_map_value_bytes(
             MapType::HttpResponseHeaders,
             DECISION_HEADER,

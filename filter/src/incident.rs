@@ -242,7 +242,7 @@ mod tests {
         let end = Incident {
             event: Event::ShedEnd,
             trigger: Trigger::Flag,
-            flag_reason: Some("box-count"),
+            flag_reason: Some("box_count"),
             at_ns: start.other_ns + 2_500_000_000,
             other_ns: start.at_ns,
             window: None,
@@ -251,7 +251,7 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&line(&cfg, &end)).unwrap();
         assert_eq!(v["event"], "shed_end");
-        assert_eq!(v["flag_reason"], "box-count");
+        assert_eq!(v["flag_reason"], "box_count");
         assert_eq!(v["shed_duration_s"], 32.5);
         assert_eq!(v["window"]["consecutive_failures"], 0);
     }

@@ -9,9 +9,11 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use grayguard_contract::metrics::filter as names;
+
 use crate::breach::Trigger;
 
-/// Counters, in the order of [`COUNTER_NAMES`].
+/// Counters, in the order of [`counter_names`].
 #[derive(Debug, Clone, Copy)]
 pub enum Counter {
     RoutedGray,
@@ -29,21 +31,25 @@ pub enum Counter {
     DryRunRequests,
 }
 
-pub const COUNTER_NAMES: [&str; 13] = [
-    "grayguard_routed_gray",
-    "grayguard_routed_stable",
-    "grayguard_shed_requests",
-    "grayguard_probe_requests",
-    "grayguard_breaches_flag",
-    "grayguard_breaches_latency",
-    "grayguard_breaches_box_count",
-    "grayguard_breaches_error_rate",
-    "grayguard_breaches_consecutive_failures",
-    "grayguard_malformed_signals",
-    "grayguard_spoofed_headers_stripped",
-    "grayguard_gray_failures",
-    "grayguard_dry_run_requests",
-];
+/// The counters' names; `grayguard_breaches_*` are the contract's prefix and trigger name.
+pub fn counter_names() -> [String; 13] {
+    let breaches = |t| names::breaches(t);
+    [
+        names::ROUTED_GRAY.into(),
+        names::ROUTED_STABLE.into(),
+        names::SHED_REQUESTS.into(),
+        names::PROBE_REQUESTS.into(),
+        breaches(Trigger::Flag),
+        breaches(Trigger::Latency),
+        breaches(Trigger::BoxCount),
+        breaches(Trigger::ErrorRate),
+        breaches(Trigger::ConsecutiveFailures),
+        names::MALFORMED_SIGNALS.into(),
+        names::SPOOFED_HEADERS_STRIPPED.into(),
+        names::GRAY_FAILURES.into(),
+        names::DRY_RUN_REQUESTS.into(),
+    ]
+}
 
 impl Counter {
     pub fn breach(t: Trigger) -> Counter {
@@ -66,9 +72,9 @@ pub enum Histogram {
 }
 
 const HISTOGRAM_NAMES: [&str; 3] = [
-    "grayguard_gray_latency_ms",
-    "grayguard_gray_box_count",
-    "grayguard_stable_box_count",
+    names::GRAY_LATENCY_MS,
+    names::GRAY_BOX_COUNT,
+    names::STABLE_BOX_COUNT,
 ];
 
 /// Gauges.
@@ -80,11 +86,11 @@ pub enum Gauge {
     BreakersOpen,
 }
 
-const GAUGE_NAMES: [&str; 2] = ["grayguard_breaker_state", "grayguard_breakers_open"];
+const GAUGE_NAMES: [&str; 2] = [names::BREAKER_STATE, names::BREAKERS_OPEN];
 
 /// Board writes by every worker of the process (see the module docs). A gauge, not a
 /// counter, so that an admin `/reset_counters` cannot turn it back to a value a VM saw.
-const BOARD_WRITES: &str = "grayguard_board_writes";
+const BOARD_WRITES: &str = names::BOARD_WRITES;
 
 /// Metric ids of this VM plus the counter deltas not yet flushed.
 #[derive(Debug)]
@@ -102,7 +108,7 @@ impl Metrics {
     pub fn define() -> Metrics {
         let def = |t, name: &str| hostcalls::define_metric(t, name).ok();
         Metrics {
-            counters: COUNTER_NAMES.map(|n| def(MetricType::Counter, n)),
+            counters: counter_names().map(|n| def(MetricType::Counter, &n)),
             pending: [0; 13],
             histograms: HISTOGRAM_NAMES.map(|n| def(MetricType::Histogram, n)),
             gauges: GAUGE_NAMES.map(|n| def(MetricType::Gauge, n)),

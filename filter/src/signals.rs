@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn flag_reasons() {
-        assert_eq!(flag_reason("box-count"), "box-count");
+        assert_eq!(flag_reason("box_count"), "box_count");
         assert_eq!(flag_reason(" latency,errors "), "latency,errors");
         assert_eq!(flag_reason(""), "flag");
         assert_eq!(flag_reason("a\"b\u{7}c"), "a\"bc");

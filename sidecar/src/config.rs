@@ -129,7 +129,7 @@ pub struct Args {
         default_value_t = 1000.0
     )]
     pub watchdog_latency_budget_ms: f64,
-    /// Expected mean boxes per image (with --watchdog-box-std enables the `box-count` rule).
+    /// Expected mean boxes per image (with --watchdog-box-std enables the `box_count` rule).
     #[arg(
         long,
         env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_MEAN",
@@ -143,7 +143,7 @@ pub struct Args {
         requires = "watchdog_box_mean"
     )]
     pub watchdog_box_std: Option<f64>,
-    /// Raise `box-count` when the window mean is more than this many std from the mean.
+    /// Raise `box_count` when the window mean is more than this many std from the mean.
     #[arg(
         long,
         env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_SIGMA",

@@ -1,17 +1,18 @@
 //! The metadata of one `/infer` reply. The same value becomes the signal headers and the
 //! metric observations, so what Envoy reads and what Prometheus scrapes cannot disagree.
 
+use grayguard_contract::headers;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::ErrorKind;
 use crate::metrics::Metrics;
 use crate::watchdog::BreachSet;
 
-pub const INFERENCE_LATENCY: HeaderName = HeaderName::from_static("x-inference-latency-ms");
-pub const NMS_LATENCY: HeaderName = HeaderName::from_static("x-nms-latency-ms");
-pub const BOX_COUNT: HeaderName = HeaderName::from_static("x-box-count");
-pub const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
-pub const CANARY_BREACH: HeaderName = HeaderName::from_static("x-canary-breach");
+pub const INFERENCE_LATENCY: HeaderName = HeaderName::from_static(headers::INFERENCE_LATENCY_MS);
+pub const NMS_LATENCY: HeaderName = HeaderName::from_static(headers::NMS_LATENCY_MS);
+pub const BOX_COUNT: HeaderName = HeaderName::from_static(headers::BOX_COUNT);
+pub const MODEL_VERSION: HeaderName = HeaderName::from_static(headers::MODEL_VERSION);
+pub const CANARY_BREACH: HeaderName = HeaderName::from_static(headers::BREACH);
 
 /// Result-specific part of a reply.
 #[derive(Debug, Clone, PartialEq)]

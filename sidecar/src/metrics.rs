@@ -1,5 +1,6 @@
 //! The Prometheus metrics of the sidecar (names are a public contract, see the README).
 
+use grayguard_contract::metrics::sidecar as names;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -59,80 +60,71 @@ impl Metrics {
         let m = Metrics {
             registry: Registry::new(),
             request_duration: histogram(
-                "grayguard_sidecar_request_duration_seconds",
+                names::REQUEST_DURATION_SECONDS,
                 "Server-side time of /infer, from decode to reply (the x-inference-latency-ms header).",
                 LATENCY_BUCKETS,
             )?,
             inference_duration: histogram(
-                "grayguard_sidecar_inference_duration_seconds",
+                names::INFERENCE_DURATION_SECONDS,
                 "Time of the model run itself.",
                 LATENCY_BUCKETS,
             )?,
             nms_duration: histogram(
-                "grayguard_sidecar_nms_duration_seconds",
+                names::NMS_DURATION_SECONDS,
                 "Output decoding and non-maximum suppression.",
                 NMS_BUCKETS,
             )?,
             detections: histogram(
-                "grayguard_sidecar_detections_per_image",
+                names::DETECTIONS_PER_IMAGE,
                 "Boxes returned per successfully processed image.",
                 BOX_BUCKETS,
             )?,
             last_box_count: IntGauge::new(
-                "grayguard_sidecar_last_box_count",
+                names::LAST_BOX_COUNT,
                 "Boxes returned for the most recent successful /infer.",
             )?,
             requests: IntCounterVec::new(
-                Opts::new(
-                    "grayguard_sidecar_requests_total",
-                    "/infer replies by HTTP status.",
-                ),
+                Opts::new(names::REQUESTS_TOTAL, "/infer replies by HTTP status."),
                 &["status"],
             )?,
             errors: IntCounterVec::new(
-                Opts::new(
-                    "grayguard_sidecar_errors_total",
-                    "Failed requests by error kind.",
-                ),
+                Opts::new(names::ERRORS_TOTAL, "Failed requests by error kind."),
                 &["kind"],
             )?,
             in_flight: IntGauge::new(
-                "grayguard_sidecar_in_flight",
+                names::IN_FLIGHT,
                 "Admitted /infer requests not yet answered.",
             )?,
             queue_depth: IntGauge::new(
-                "grayguard_sidecar_queue_depth",
+                names::QUEUE_DEPTH,
                 "Admitted /infer requests waiting for a model worker.",
             )?,
-            ready: IntGauge::new("grayguard_sidecar_ready", "1 when /ready answers 200.")?,
+            ready: IntGauge::new(names::READY, "1 when /ready answers 200.")?,
             breach_active: IntGaugeVec::new(
                 Opts::new(
-                    "grayguard_sidecar_breach_active",
+                    names::BREACH_ACTIVE,
                     "1 while the watchdog raises this reason in x-canary-breach.",
                 ),
                 &["reason"],
             )?,
             memory_bytes: IntGauge::new(
-                "grayguard_sidecar_memory_bytes",
+                names::MEMORY_BYTES,
                 "Memory in use: cgroup working set, or process RSS without a cgroup limit.",
             )?,
             memory_limit_bytes: IntGauge::new(
-                "grayguard_sidecar_memory_limit_bytes",
+                names::MEMORY_LIMIT_BYTES,
                 "Memory limit: cgroup limit, or physical memory without one.",
             )?,
             gpu_memory_used_bytes: IntGauge::new(
-                "grayguard_sidecar_gpu_memory_used_bytes",
+                names::GPU_MEMORY_USED_BYTES,
                 "GPU memory in use on the inference device.",
             )?,
             gpu_memory_total_bytes: IntGauge::new(
-                "grayguard_sidecar_gpu_memory_total_bytes",
+                names::GPU_MEMORY_TOTAL_BYTES,
                 "GPU memory of the inference device.",
             )?,
             info: IntGaugeVec::new(
-                Opts::new(
-                    "grayguard_sidecar_info",
-                    "Constant 1, labelled with what is served.",
-                ),
+                Opts::new(names::INFO, "Constant 1, labelled with what is served."),
                 &["model_version", "device"],
             )?,
         };
@@ -196,7 +188,7 @@ mod tests {
             "grayguard_sidecar_in_flight",
             "grayguard_sidecar_queue_depth",
             "grayguard_sidecar_ready",
-            "grayguard_sidecar_breach_active{reason=\"box-count\"} 0",
+            "grayguard_sidecar_breach_active{reason=\"box_count\"} 0",
             "grayguard_sidecar_memory_bytes",
             "grayguard_sidecar_memory_limit_bytes",
             "grayguard_sidecar_gpu_memory_used_bytes",

@@ -839,7 +839,7 @@ mod tests {
             let (_, headers, _) = call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
             last = h(&headers, "x-canary-breach").to_string();
         }
-        assert_eq!(last, "box-count");
+        assert_eq!(last, "box_count");
     }
 
     #[tokio::test]

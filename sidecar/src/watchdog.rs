@@ -6,38 +6,15 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// A breach reason, as written in `x-canary-breach` and in `breach_active{reason}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Latency,
-    BoxCount,
-    Errors,
-    Memory,
-}
+pub use grayguard_contract::Reason;
 
-impl Reason {
-    pub const ALL: [Reason; 4] = [
-        Reason::Latency,
-        Reason::BoxCount,
-        Reason::Errors,
-        Reason::Memory,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Latency => "latency",
-            Reason::BoxCount => "box-count",
-            Reason::Errors => "errors",
-            Reason::Memory => "memory",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        match self {
-            Reason::Latency => 1,
-            Reason::BoxCount => 2,
-            Reason::Errors => 4,
-            Reason::Memory => 8,
-        }
+/// A reason's bit in a [`BreachSet`].
+fn bit(r: Reason) -> u8 {
+    match r {
+        Reason::Latency => 1,
+        Reason::BoxCount => 2,
+        Reason::Errors => 4,
+        Reason::Memory => 8,
     }
 }
 
@@ -47,11 +24,11 @@ pub struct BreachSet(u8);
 
 impl BreachSet {
     pub fn insert(&mut self, r: Reason) {
-        self.0 |= r.bit();
+        self.0 |= bit(r);
     }
 
     pub fn contains(self, r: Reason) -> bool {
-        self.0 & r.bit() != 0
+        self.0 & bit(r) != 0
     }
 
     pub fn is_empty(self) -> bool {
@@ -64,15 +41,11 @@ impl BreachSet {
 }
 
 impl std::fmt::Display for BreachSet {
-    /// Comma-separated reasons, e.g. `latency,box-count` (the header value).
+    /// The breach flag value, e.g. `latency,box_count` (the contract's grammar).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, r) in self.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            f.write_str(r.as_str())?;
-        }
-        Ok(())
+        let mut text = String::new();
+        grayguard_contract::reason::render_flag(self.iter(), &mut text);
+        f.write_str(&text)
     }
 }
 
@@ -89,7 +62,7 @@ pub struct BoxBaseline {
 pub struct WatchdogConfig {
     /// Raise `latency` when the window mean request latency exceeds this, ms.
     pub latency_budget_ms: f64,
-    /// Raise `box-count` when the window mean is outside `mean ± sigma·std` (off when `None`).
+    /// Raise `box_count` when the window mean is outside `mean ± sigma·std` (off when `None`).
     pub box_baseline: Option<BoxBaseline>,
     /// Raise `errors` when the share of server-side failures exceeds this (0..=1).
     pub max_error_rate: f64,
@@ -275,7 +248,7 @@ mod tests {
         b.insert(Reason::Memory);
         b.insert(Reason::Latency);
         b.insert(Reason::BoxCount);
-        assert_eq!(b.to_string(), "latency,box-count,memory");
+        assert_eq!(b.to_string(), "latency,box_count,memory");
         assert!(!b.contains(Reason::Errors));
     }
 
@@ -323,7 +296,7 @@ mod tests {
         for _ in 0..5 {
             w.record_success(t0, 1.0, 40);
         }
-        assert_eq!(w.evaluate(t0).to_string(), "box-count");
+        assert_eq!(w.evaluate(t0).to_string(), "box_count");
         // Boxes vanishing is a breach too (mean below 2 - 3 = -1 cannot happen with sigma 3,
         // so use a tighter baseline).
         let mut c = cfg();

@@ -3,6 +3,7 @@
 //! router choosing the gray or stable cluster on the route header), started with `Proc`,
 //! plus helpers for `/stats/prometheus` and `envoy --mode validate`.
 
+use grayguard_contract::headers;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,7 +69,7 @@ impl Options {
     pub fn new(filter: Filter, stable: Cluster, gray: Cluster) -> Options {
         Options {
             filter,
-            route_header: "x-canary-route".into(),
+            route_header: headers::ROUTE.into(),
             stable,
             gray,
             concurrency: 2,

@@ -4,6 +4,7 @@
 //! named like the versions (as `mesh-config/local/envoy.yaml` does). Every process dies with
 //! the [`Mesh`].
 
+use grayguard_contract::headers;
 use std::net::SocketAddr;
 
 use crate::envoy::{Cluster, Envoy, Filter, Options};
@@ -58,8 +59,8 @@ impl Mesh {
     ) -> http::Response {
         let mut headers = vec![
             ("content-type", "image/jpeg"),
-            ("x-device-type", device_type),
-            ("x-device-id", device_id),
+            (headers::DEVICE_TYPE, device_type),
+            (headers::DEVICE_ID, device_id),
         ];
         headers.extend_from_slice(extra);
         http::post(&self.envoy.url("/infer"), &headers, image)

@@ -2,6 +2,7 @@
 //! naming it, and signal headers (latency, box count, breach flag) that a test can change
 //! while it runs; each records the request headers it received and counts requests.
 
+use grayguard_contract::headers;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,13 +110,13 @@ impl Upstream {
 
     /// The sidecar's signal headers: `x-inference-latency-ms` and `x-box-count`.
     pub fn set_signals(&self, latency_ms: &str, boxes: &str) {
-        self.set_header("x-inference-latency-ms", Some(latency_ms));
-        self.set_header("x-box-count", Some(boxes));
+        self.set_header(headers::INFERENCE_LATENCY_MS, Some(latency_ms));
+        self.set_header(headers::BOX_COUNT, Some(boxes));
     }
 
     /// Raises (`Some(reason)`) or clears the in-band breach flag `x-canary-breach`.
     pub fn set_flag(&self, reason: Option<&str>) {
-        self.set_header("x-canary-breach", reason);
+        self.set_header(headers::BREACH, reason);
     }
 
     /// Waits this long before answering.

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::headers;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options, metric};
@@ -23,9 +24,7 @@ fn ask(e: &Envoy, headers: &[(&str, &str)]) -> (String, String) {
     let r = http::get_with(&e.url("/infer"), headers).expect("envoy answers");
     assert_eq!(r.status, 200, "{}", r.text());
     (
-        r.header("x-canary-decision")
-            .unwrap_or("<none>")
-            .to_string(),
+        r.header(headers::DECISION).unwrap_or("<none>").to_string(),
         r.text(),
     )
 }
@@ -75,34 +74,34 @@ fn routes_by_device_time_share_and_strips_spoofed_headers() {
 
     // Device type and time window: the route really changes.
     assert_eq!(
-        ask(&e, &[("x-device-type", "crane-camera")]),
+        ask(&e, &[(headers::DEVICE_TYPE, "crane-camera")]),
         ("gray; rule=now-cranes".into(), "v10-gray".into())
     );
     let seen = gray.last().unwrap();
-    assert_eq!(seen.header("x-canary-route"), Some("v10-gray"));
+    assert_eq!(seen.header(headers::ROUTE), Some("v10-gray"));
     let hour = |m: i64| format!("{:02}", m.rem_euclid(1440) / 60);
-    let stamped = seen.header("x-time-of-day").unwrap().to_string();
+    let stamped = seen.header(headers::TIME_OF_DAY).unwrap().to_string();
     assert!(
         [hour(now), hour(now + 60)].contains(&stamped),
         "x-time-of-day {stamped}, local minute {now}"
     );
     assert_eq!(
-        ask(&e, &[("x-device-type", "crane-lidar")]),
+        ask(&e, &[(headers::DEVICE_TYPE, "crane-lidar")]),
         ("stable; no-rule".into(), "v9-prod".into()),
         "outside its hours"
     );
     assert_eq!(
-        ask(&e, &[("x-device-type", "conveyor")]),
+        ask(&e, &[(headers::DEVICE_TYPE, "conveyor")]),
         ("stable; no-rule".into(), "v9-prod".into())
     );
     // First match wins.
     assert_eq!(
-        ask(&e, &[("x-device-type", "dock-7")]).0,
+        ask(&e, &[(headers::DEVICE_TYPE, "dock-7")]).0,
         "gray; rule=docks-first"
     );
     // Regex is a full match.
     assert_eq!(
-        ask(&e, &[("x-device-type", "gate-12x")]).0,
+        ask(&e, &[(headers::DEVICE_TYPE, "gate-12x")]).0,
         "stable; no-rule"
     );
 
@@ -110,7 +109,10 @@ fn routes_by_device_time_share_and_strips_spoofed_headers() {
     let mut sides = Vec::new();
     for i in 0..500 {
         let id = format!("gate-cam-{i:04}");
-        let (decision, body) = ask(&e, &[("x-device-type", "gate-3"), ("x-device-id", &id)]);
+        let (decision, body) = ask(
+            &e,
+            &[(headers::DEVICE_TYPE, "gate-3"), (headers::DEVICE_ID, &id)],
+        );
         match decision.as_str() {
             "gray; rule=gates" => assert_eq!(body, "v10-gray"),
             "stable; rule=gates; percent" => assert_eq!(body, "v9-prod"),
@@ -122,12 +124,21 @@ fn routes_by_device_time_share_and_strips_spoofed_headers() {
     assert!((share - 30.0).abs() <= 6.0, "sticky share {share} %");
     for (i, side) in sides.iter().enumerate().take(60) {
         let id = format!("gate-cam-{i:04}");
-        let (_, body) = ask(&e, &[("x-device-type", "gate-3"), ("x-device-id", &id)]);
+        let (_, body) = ask(
+            &e,
+            &[(headers::DEVICE_TYPE, "gate-3"), (headers::DEVICE_ID, &id)],
+        );
         assert_eq!(&body, side, "device {id} switched sides");
     }
     // Without a sticky header each request is drawn on its own.
     let drawn: Vec<String> = (0..200)
-        .map(|_| ask(&e, &[("x-device-type", "forklift"), ("x-site", "north")]).1)
+        .map(|_| {
+            ask(
+                &e,
+                &[(headers::DEVICE_TYPE, "forklift"), ("x-site", "north")],
+            )
+            .1
+        })
         .collect();
     let share = drawn.iter().filter(|b| *b == "v10-gray").count() as f64 / 2.0;
     assert!((share - 50.0).abs() <= 15.0, "drawn share {share} %");
@@ -135,30 +146,30 @@ fn routes_by_device_time_share_and_strips_spoofed_headers() {
     // Spoofed route, decision and breach headers have no effect and never reach upstream.
     stable.clear();
     let spoof = [
-        ("x-device-type", "conveyor"),
-        ("x-canary-route", "v10-gray"),
-        ("x-canary-decision", "gray; rule=mine"),
-        ("x-canary-breach", "latency"),
-        ("x-time-of-day", "03"),
+        (headers::DEVICE_TYPE, "conveyor"),
+        (headers::ROUTE, "v10-gray"),
+        (headers::DECISION, "gray; rule=mine"),
+        (headers::BREACH, "latency"),
+        (headers::TIME_OF_DAY, "03"),
     ];
     assert_eq!(
         ask(&e, &spoof),
         ("stable; no-rule".into(), "v9-prod".into())
     );
     let seen = stable.last().unwrap();
-    assert_eq!(seen.header("x-canary-route"), Some("v9-prod"));
-    assert_eq!(seen.header("x-canary-decision"), None);
-    assert_eq!(seen.header("x-canary-breach"), None);
+    assert_eq!(seen.header(headers::ROUTE), Some("v9-prod"));
+    assert_eq!(seen.header(headers::DECISION), None);
+    assert_eq!(seen.header(headers::BREACH), None);
     assert_ne!(
-        seen.header("x-time-of-day"),
+        seen.header(headers::TIME_OF_DAY),
         Some("03"),
         "client clock not trusted"
     );
     // A client's breach header does not shed gray traffic.
     for _ in 0..5 {
         let flagged = [
-            ("x-device-type", "crane-camera"),
-            ("x-canary-breach", "box-count"),
+            (headers::DEVICE_TYPE, "crane-camera"),
+            (headers::BREACH, "box_count"),
         ];
         assert_eq!(ask(&e, &flagged).0, "gray; rule=now-cranes");
     }
@@ -213,18 +224,24 @@ fn trusted_time_header_picks_the_window_and_wraps_midnight() {
     for (time, want, stamped) in cases {
         let (decision, body) = ask(
             &e,
-            &[("x-device-type", "crane-camera"), ("x-time-of-day", time)],
+            &[
+                (headers::DEVICE_TYPE, "crane-camera"),
+                (headers::TIME_OF_DAY, time),
+            ],
         );
         assert_eq!(decision, want, "at {time}");
         let up = if body == "v10-gray" { &gray } else { &stable };
-        assert_eq!(up.last().unwrap().header("x-time-of-day"), Some(stamped));
+        assert_eq!(
+            up.last().unwrap().header(headers::TIME_OF_DAY),
+            Some(stamped)
+        );
     }
     // A malformed client time falls back to the proxy clock (+08:00).
     let (_, body) = ask(
         &e,
         &[
-            ("x-device-type", "crane-camera"),
-            ("x-time-of-day", "25:99"),
+            (headers::DEVICE_TYPE, "crane-camera"),
+            (headers::TIME_OF_DAY, "25:99"),
         ],
     );
     let up = if body == "v10-gray" { &gray } else { &stable };
@@ -232,7 +249,7 @@ fn trusted_time_header_picks_the_window_and_wraps_midnight() {
     let stamped = up
         .last()
         .unwrap()
-        .header("x-time-of-day")
+        .header(headers::TIME_OF_DAY)
         .unwrap()
         .to_string();
     let hour = |m: i64| format!("{:02}", m.rem_euclid(1440) / 60);

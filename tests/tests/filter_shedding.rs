@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options, metric};
@@ -27,11 +28,10 @@ fn start(config: &str, stable: &Upstream, gray: &Upstream) -> Envoy {
 /// One request from a device of `kind` (new connection each time, so both workers serve):
 /// (decision, upstream that answered).
 fn ask(e: &Envoy, kind: &str) -> (String, String) {
-    let r = http::get_with(&e.url("/infer"), &[("x-device-type", kind)]).expect("envoy answers");
+    let r =
+        http::get_with(&e.url("/infer"), &[(headers::DEVICE_TYPE, kind)]).expect("envoy answers");
     (
-        r.header("x-canary-decision")
-            .unwrap_or("<none>")
-            .to_string(),
+        r.header(headers::DECISION).unwrap_or("<none>").to_string(),
         r.text(),
     )
 }
@@ -119,7 +119,7 @@ fn breaches_shed_and_half_open_recovers() {
 
     // ---- the in-band flag sheds the very next request, on any worker
     gray_n(&e, "cam-flag", 3);
-    gray.set_flag(Some("box-count"));
+    gray.set_flag(Some("box_count"));
     assert_eq!(
         ask(&e, "cam-flag"),
         ("gray; rule=flagged".into(), "v10-gray".into())
@@ -277,7 +277,7 @@ fn breaches_shed_and_half_open_recovers() {
     let starts = incident(&all, "shed_start", "flagged", "flag");
     // The first flag, the second one, and the flagged probe.
     assert_eq!(starts.len(), 3, "{all:#?}");
-    assert_eq!(starts[0]["flag_reason"], "box-count");
+    assert_eq!(starts[0]["flag_reason"], "box_count");
     assert_eq!(starts[0]["after_probe"], false);
     assert_eq!(starts[1]["after_probe"], false);
     assert_eq!(starts[2]["after_probe"], true);

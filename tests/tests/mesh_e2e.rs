@@ -7,6 +7,7 @@
 //! step, that no client sees an error, and that Envoy's and the sidecars' counters agree.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
 use grayguard_e2e::envoy::metric;
@@ -70,11 +71,11 @@ impl Seen {
             r.headers
         );
         let version = r
-            .header("x-model-version")
-            .expect("x-model-version")
+            .header(headers::MODEL_VERSION)
+            .expect(headers::MODEL_VERSION)
             .to_string();
         let decision = r
-            .header("x-canary-decision")
+            .header(headers::DECISION)
             .unwrap_or_else(|| {
                 panic!(
                     "no x-canary-decision (is the filter loaded?): {:?}",
@@ -83,8 +84,8 @@ impl Seen {
             })
             .to_string();
         let boxes: u32 = r
-            .header("x-box-count")
-            .expect("x-box-count")
+            .header(headers::BOX_COUNT)
+            .expect(headers::BOX_COUNT)
             .parse()
             .expect("x-box-count is an integer");
         let body_boxes = r.json()["boxes"].as_array().expect("boxes").len();
@@ -140,10 +141,7 @@ fn gray_cohort_is_routed_shed_and_probed_without_client_errors() {
         "dock-camera",
         "dock-0",
         photo(0),
-        &[
-            ("x-canary-route", GRAY),
-            ("x-canary-decision", "gray; rule=x"),
-        ],
+        &[(headers::ROUTE, GRAY), (headers::DECISION, "gray; rule=x")],
     );
     assert_eq!(
         seen.record(&spoofed),

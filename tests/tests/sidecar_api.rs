@@ -5,6 +5,7 @@
 //! serves the whole file's assertions to keep the suite short.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::headers;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -37,11 +38,15 @@ fn f(v: &serde_json::Value) -> f32 {
 
 /// Every /infer reply carries the four signal headers, consistent with the status.
 fn assert_signal_headers(r: &Response, what: &str) {
-    for h in ["x-inference-latency-ms", "x-nms-latency-ms", "x-box-count"] {
+    for h in [
+        headers::INFERENCE_LATENCY_MS,
+        headers::NMS_LATENCY_MS,
+        headers::BOX_COUNT,
+    ] {
         let v = r.header(h).unwrap_or_else(|| panic!("{what}: no {h}"));
         assert!(v.parse::<f64>().is_ok_and(|x| x >= 0.0), "{what}: {h}: {v}");
     }
-    assert_eq!(r.header("x-model-version"), Some("v-api"), "{what}");
+    assert_eq!(r.header(headers::MODEL_VERSION), Some("v-api"), "{what}");
 }
 
 /// Tally of what the test sent, to compare with `/metrics`.
@@ -166,12 +171,15 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
 
     // --- headers match the JSON ---------------------------------------------------------
     let header = |name: &str| r.header(name).unwrap().parse::<f64>().unwrap();
-    assert_eq!(header("x-box-count") as usize, boxes.len());
+    assert_eq!(header(headers::BOX_COUNT) as usize, boxes.len());
     assert_eq!(
-        header("x-inference-latency-ms"),
+        header(headers::INFERENCE_LATENCY_MS),
         j["latency_ms"].as_f64().unwrap()
     );
-    assert_eq!(header("x-nms-latency-ms"), j["nms_ms"].as_f64().unwrap());
+    assert_eq!(
+        header(headers::NMS_LATENCY_MS),
+        j["nms_ms"].as_f64().unwrap()
+    );
     assert_eq!(j["model_version"], "v-api");
     let (pre, inf, nms, lat) = (
         f(&j["preprocess_ms"]),
@@ -184,7 +192,7 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         lat >= pre + inf + nms - 0.01,
         "latency covers decode to reply: {j}"
     );
-    assert!(r.header("x-canary-breach").is_none(), "no breach");
+    assert!(r.header(headers::BREACH).is_none(), "no breach");
 
     // --- kite.jpg (1352x900): boxes come back in original pixels, beyond the 640 canvas ----
     let r = sc.infer_file("kite.jpg");
@@ -304,7 +312,7 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
             "{what}: {err}"
         );
         assert_signal_headers(&r, &what);
-        assert_eq!(r.header("x-box-count"), Some("0"), "{what}");
+        assert_eq!(r.header(headers::BOX_COUNT), Some("0"), "{what}");
         if status == 405 {
             assert!(r.header("allow").is_some(), "{what}");
         }
@@ -395,7 +403,7 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         ),
         Some(1.0)
     );
-    for reason in ["latency", "box-count", "errors", "memory"] {
+    for reason in ["latency", "box_count", "errors", "memory"] {
         let series = format!("grayguard_sidecar_breach_active{{reason=\"{reason}\"}}");
         assert_eq!(sample(&text, &series), Some(0.0), "{series}");
     }

@@ -3,6 +3,7 @@
 //! before the process exits 0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
 use grayguard_e2e::http;
@@ -48,8 +49,8 @@ fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
     for r in &full {
         assert_eq!(r.json()["kind"], "queue_full");
         assert_eq!(r.header("retry-after"), Some("1"));
-        assert_eq!(r.header("x-box-count"), Some("0"));
-        assert!(r.header("x-inference-latency-ms").is_some());
+        assert_eq!(r.header(headers::BOX_COUNT), Some("0"));
+        assert!(r.header(headers::INFERENCE_LATENCY_MS).is_some());
     }
     // Bounded: the refused ones did not wait for the model (generous for a loaded CI box).
     assert!(elapsed < Duration::from_secs(60), "flood took {elapsed:?}");

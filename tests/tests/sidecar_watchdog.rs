@@ -3,6 +3,7 @@
 //! exceeds), clearing them as the window empties, and self-checks reusing the last real image.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
 use grayguard_e2e::http;
@@ -42,17 +43,17 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
     // Memory breaches on its own (hold 0); latency and box count need two samples.
     let first = sc.infer_file("person.jpg");
     assert_eq!(first.status, 200);
-    assert_eq!(first.header("x-canary-breach"), Some("memory"));
+    assert_eq!(first.header(headers::BREACH), Some("memory"));
     let second = sc.infer_file("person.jpg");
     assert_eq!(second.status, 200);
     assert_eq!(
-        second.header("x-canary-breach"),
-        Some("latency,box-count,memory")
+        second.header(headers::BREACH),
+        Some("latency,box_count,memory")
     );
     let text = sc.metrics();
     for (reason, want) in [
         ("latency", 1.0),
-        ("box-count", 1.0),
+        ("box_count", 1.0),
         ("errors", 0.0),
         ("memory", 1.0),
     ] {
@@ -63,21 +64,21 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
     let nope = http::get(&sc.url("/nope")).unwrap();
     assert_eq!(nope.status, 404);
     assert_eq!(
-        nope.header("x-canary-breach"),
-        Some("latency,box-count,memory")
+        nope.header(headers::BREACH),
+        Some("latency,box_count,memory")
     );
 
     // Once the 8 s window has no samples, latency and box count clear; memory stays.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let r = http::get(&sc.url("/nope")).unwrap();
-        if r.header("x-canary-breach") == Some("memory") {
+        if r.header(headers::BREACH) == Some("memory") {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "flags did not clear: {:?}",
-            r.header("x-canary-breach")
+            r.header(headers::BREACH)
         );
         std::thread::sleep(Duration::from_millis(100));
     }

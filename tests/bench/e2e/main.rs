@@ -17,6 +17,7 @@
 //! 5000), GRAYGUARD_BENCH_E2E_RUNS (runs of 2, default 5, at most 50).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::headers;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -92,10 +93,10 @@ fn timed_post(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)], photo: &
     }
     let resp = req.send_bytes(photo).expect("request");
     let header = |name: &str| resp.header(name).unwrap_or_default().to_string();
-    let (version, decision) = (header("x-model-version"), header("x-canary-decision"));
-    let server_ms = header("x-inference-latency-ms")
+    let (version, decision) = (header(headers::MODEL_VERSION), header(headers::DECISION));
+    let server_ms = header(headers::INFERENCE_LATENCY_MS)
         .parse::<f64>()
-        .expect("x-inference-latency-ms");
+        .expect(headers::INFERENCE_LATENCY_MS);
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).expect("body");
     Timed {
@@ -122,8 +123,8 @@ fn overhead(pairs: usize, photo: &[u8]) {
     let envoy_url = mesh.envoy.url("/infer");
     let headers = [
         ("content-type", "image/jpeg"),
-        ("x-device-type", "crane-camera"),
-        ("x-device-id", "crane-001"),
+        (headers::DEVICE_TYPE, "crane-camera"),
+        (headers::DEVICE_ID, "crane-001"),
     ];
     let agent = || {
         ureq::AgentBuilder::new()
@@ -249,12 +250,12 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
             );
             let received = Instant::now();
             assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
-            let decision = r.header("x-canary-decision").unwrap_or_default();
+            let decision = r.header(headers::DECISION).unwrap_or_default();
             if let Some((_, why)) = decision.split_once("shed=") {
                 shed_received = Some((received, why.to_string()));
                 break;
             }
-            if r.header("x-model-version") == Some(GRAY) {
+            if r.header(headers::MODEL_VERSION) == Some(GRAY) {
                 gray.push((sent, received));
             }
         }

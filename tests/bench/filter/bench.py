@@ -281,7 +281,7 @@ def behaviour(tmp):
     try:
         # The flag: the response after the flagged one must already be shed.
         assert decision(port) == "gray; rule=crane-cameras"
-        Script.flag = "box-count"
+        Script.flag = "box_count"
         flagged = decision(port)
         Script.flag = None
         following = [decision(port) for _ in range(5)]

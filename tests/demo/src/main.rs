@@ -9,21 +9,26 @@ use std::sync::Arc;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use grayguard_contract::Trigger;
+use grayguard_contract::metrics::filter as names;
 use grayguard_demo::config::{Args, Plan};
+use grayguard_demo::decision::DecisionExt;
 use grayguard_demo::summary::Summary;
 use grayguard_demo::timeline::{Outcome, Sample};
 use grayguard_demo::{chart, images, prom, traffic};
 
 /// The filter's counters shown at the end, read from Envoy's admin.
-const ENVOY_COUNTERS: &[&str] = &[
-    "grayguard_routed_gray",
-    "grayguard_routed_stable",
-    "grayguard_shed_requests",
-    "grayguard_probe_requests",
-    "grayguard_breaches_box_count",
-    "grayguard_breaches_flag",
-    "grayguard_breaker_state",
-];
+fn envoy_counters() -> [String; 7] {
+    [
+        names::ROUTED_GRAY.into(),
+        names::ROUTED_STABLE.into(),
+        names::SHED_REQUESTS.into(),
+        names::PROBE_REQUESTS.into(),
+        names::breaches(Trigger::BoxCount),
+        names::breaches(Trigger::Flag),
+        names::BREAKER_STATE.into(),
+    ]
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -86,8 +91,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     }
     if let Some(admin) = &result.last_admin {
         let _ = writeln!(text, "Envoy filter metrics at the end");
-        for name in ENVOY_COUNTERS {
-            let v = prom::value(admin, name).map_or("-".to_string(), |v| format!("{v}"));
+        for name in envoy_counters() {
+            let v = prom::value(admin, &name).map_or("-".to_string(), |v| format!("{v}"));
             let _ = writeln!(text, "  {name:<40} {v}");
         }
     }

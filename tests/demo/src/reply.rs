@@ -1,6 +1,6 @@
 //! Turning one HTTP reply (status, grayguard headers, JSON body) into a [`Reply`].
 
-use crate::decision::{Decision, Route};
+use crate::decision::{self, Route};
 use crate::timeline::Reply;
 
 /// The grayguard headers of one reply, as received (`None` when absent).
@@ -17,7 +17,7 @@ pub struct Headers<'a> {
 pub fn interpret(status: u16, h: Headers<'_>, body: &[u8], gray: &str, stable: &str) -> Reply {
     let decision = h
         .decision
-        .map(|d| Decision::parse(d).map_err(|e| e.to_string()));
+        .map(|d| decision::parse(d).map_err(|e| e.to_string()));
     let served_by = match h.model_version.map(str::trim) {
         Some(v) if v == gray => Some(Route::Gray),
         Some(v) if v == stable => Some(Route::Stable),
@@ -46,6 +46,7 @@ pub fn interpret(status: u16, h: Headers<'_>, body: &[u8], gray: &str, stable: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::DecisionExt;
 
     #[test]
     fn reads_headers_first() {
@@ -55,7 +56,7 @@ mod tests {
                 decision: Some("gray; rule=crane-cameras"),
                 model_version: Some("v10-gray"),
                 box_count: Some("57"),
-                breach: Some("box-count"),
+                breach: Some("box_count"),
             },
             br#"{"boxes":[]}"#,
             "v10-gray",
@@ -64,7 +65,7 @@ mod tests {
         assert!(r.ok());
         assert_eq!(r.served_by, Some(Route::Gray));
         assert_eq!(r.box_count, Some(57));
-        assert_eq!(r.breach.as_deref(), Some("box-count"));
+        assert_eq!(r.breach.as_deref(), Some("box_count"));
         assert_eq!(r.decision().unwrap().label(), "gray rule");
     }
 

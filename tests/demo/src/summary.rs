@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::decision::Route;
+use crate::decision::{DecisionExt, Route};
 use crate::timeline::{BoxStats, Breaker, Sample};
 
 /// What the run showed.
@@ -62,7 +62,7 @@ impl Summary {
                 .map(|(t, _)| *t)
         });
         let first_shed = by_sent.iter().find_map(|x| {
-            let reason = x.reply()?.decision()?.shed.clone()?;
+            let reason = x.reply()?.decision()?.shed()?.as_str().to_string();
             Some((x.sent, reason))
         });
         s.shed_at = first_shed.as_ref().map(|(t, _)| *t);
@@ -82,8 +82,8 @@ impl Summary {
                 continue;
             }
             s.ok += 1;
-            let probe = r.decision().is_some_and(|d| d.probe);
-            if r.decision().is_some_and(|d| d.shed.is_some()) {
+            let probe = r.decision().is_some_and(|d| d.probe());
+            if r.decision().is_some_and(|d| d.shed().is_some()) {
                 s.shed_requests += 1;
             }
             if r.breach.is_some() {

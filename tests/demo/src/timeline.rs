@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::decision::{Decision, Route};
+use crate::decision::{Decision, DecisionExt, Route};
 
 /// The breaker as Envoy reports it in the `grayguard_breaker_state` gauge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +68,7 @@ impl Reply {
 
     /// The route that served the request: the model version if known, else the decision.
     pub fn route(&self) -> Option<Route> {
-        self.served_by
-            .or_else(|| self.decision().and_then(|d| d.route))
+        self.served_by.or_else(|| self.decision().map(|d| d.side))
     }
 }
 
@@ -279,14 +278,14 @@ pub(crate) mod tests {
 
     /// A successful reply with a decision header, served by its route.
     pub(crate) fn sample(sent_ms: u64, done_ms: u64, decision: &str, boxes: u32) -> Sample {
-        let d = Decision::parse(decision).unwrap();
+        let d = crate::decision::parse(decision).unwrap();
         Sample {
             sent: Duration::from_millis(sent_ms),
             done: Duration::from_millis(done_ms),
             cohort: 0,
             outcome: Outcome::Reply(Reply {
                 status: 200,
-                served_by: d.route,
+                served_by: Some(d.side),
                 decision: Some(Ok(d)),
                 box_count: Some(boxes),
                 breach: None,

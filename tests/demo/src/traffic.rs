@@ -15,6 +15,8 @@ use crate::images::Image;
 use crate::prom;
 use crate::reply::{self, Headers};
 use crate::timeline::{Breaker, Outcome, Sample, Timeline};
+use grayguard_contract::headers;
+use grayguard_contract::metrics::filter::BREAKER_STATE;
 
 /// Largest reply body read, bytes (a reply with thousands of boxes stays far below).
 pub const MAX_REPLY_BYTES: u64 = 4 * 1024 * 1024;
@@ -124,7 +126,7 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Some(text) = fetch_text(&agent, &url) {
-                    let state = prom::value(&text, "grayguard_breaker_state")
+                    let state = prom::value(&text, BREAKER_STATE)
                         .and_then(Breaker::from_gauge)
                         .unwrap_or(Breaker::Closed);
                     if admin_tx.send((start.elapsed(), state, text)).is_err() {
@@ -214,8 +216,11 @@ fn send(agent: &ureq::Agent, plan: &Plan, image: &Image, job: &Job) -> Outcome {
     let resp = agent
         .post(&plan.target)
         .set("content-type", image.content_type)
-        .set("x-device-type", &plan.mix.cohorts()[job.cohort].device_type)
-        .set("x-device-id", &job.device_id)
+        .set(
+            headers::DEVICE_TYPE,
+            &plan.mix.cohorts()[job.cohort].device_type,
+        )
+        .set(headers::DEVICE_ID, &job.device_id)
         .send_bytes(&image.bytes);
     let resp = match resp {
         Ok(r) | Err(ureq::Error::Status(_, r)) => r,
@@ -224,10 +229,10 @@ fn send(agent: &ureq::Agent, plan: &Plan, image: &Image, job: &Job) -> Outcome {
     let status = resp.status();
     let owned = |name: &str| resp.header(name).map(str::to_string);
     let (decision, version, boxes, breach) = (
-        owned("x-canary-decision"),
-        owned("x-model-version"),
-        owned("x-box-count"),
-        owned("x-canary-breach"),
+        owned(headers::DECISION),
+        owned(headers::MODEL_VERSION),
+        owned(headers::BOX_COUNT),
+        owned(headers::BREACH),
     );
     let mut body = Vec::new();
     if let Err(e) = resp

@@ -1,0 +1,28 @@
+//! Header names (lower case, as Envoy and hyper see them).
+
+/// Request header the filter writes the chosen side into; routes match on it. Stripped
+/// from client requests. (The filter's `route_header` setting may rename it.)
+pub const ROUTE: &str = "x-canary-route";
+/// Response header saying where a request went and why (see [`crate::decision`]).
+/// Stripped from client requests.
+pub const DECISION: &str = "x-canary-decision";
+/// The sidecar's in-band breach flag; its value is a [`crate::reason::Flag`]. Stripped from
+/// client requests. (The filter's `breach.flag_header` setting may rename it.)
+pub const BREACH: &str = "x-canary-breach";
+/// Hour of the day (`HH`) the filter stamps upstream; read from clients only when the
+/// filter's `trust_time_header` is on.
+pub const TIME_OF_DAY: &str = "x-time-of-day";
+
+/// Server-side time of one inference reply, ms (decimal).
+pub const INFERENCE_LATENCY_MS: &str = "x-inference-latency-ms";
+/// Time spent in non-maximum suppression, ms (decimal).
+pub const NMS_LATENCY_MS: &str = "x-nms-latency-ms";
+/// Boxes in the reply (whole number).
+pub const BOX_COUNT: &str = "x-box-count";
+/// The model version that answered.
+pub const MODEL_VERSION: &str = "x-model-version";
+
+/// The camera kind; the local mesh's rule routes `crane-camera` to gray.
+pub const DEVICE_TYPE: &str = "x-device-type";
+/// A camera's identity; the local mesh's sticky share hashes it.
+pub const DEVICE_ID: &str = "x-device-id";

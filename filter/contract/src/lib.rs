@@ -1,0 +1,15 @@
+//! The contract between grayguard's parts, in one place: the header names the sidecar
+//! writes and the filter reads, the breach reasons and triggers, the grammar of the
+//! `x-canary-decision` header (rendered by the filter, parsed by the demo and the tests),
+//! and the metric names other parts read back.
+//!
+//! Dependency-free so that the Wasm filter, the sidecar, the demo and the tests can all
+//! use it without pulling anything else in.
+
+pub mod decision;
+pub mod headers;
+pub mod metrics;
+pub mod reason;
+
+pub use decision::{Decision, Note, ParseError, Side};
+pub use reason::{Reason, Trigger};

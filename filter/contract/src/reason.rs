@@ -1,0 +1,149 @@
+//! Why gray is in trouble, in the words every part uses.
+//!
+//! - [`Reason`]: what a sidecar's own watchdog sees; the value of the breach flag
+//!   (`x-canary-breach: latency,box_count`) and the `reason` label of its metric.
+//! - [`Trigger`]: why a filter's breaker opened; the `shed=` item of `x-canary-decision`,
+//!   the `trigger` of the incident record and the suffix of `grayguard_breaches_*`.
+//!
+//! Both are snake_case so that a reason and the trigger of the same name read the same in
+//! headers, logs and metrics.
+
+use std::fmt;
+
+/// A sidecar watchdog reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// Replies slower than the watchdog's limit.
+    Latency,
+    /// Box counts outside the watchdog's band.
+    BoxCount,
+    /// Too large a share of failed replies.
+    Errors,
+    /// Memory close to the limit.
+    Memory,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 4] = [
+        Reason::Latency,
+        Reason::BoxCount,
+        Reason::Errors,
+        Reason::Memory,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Latency => "latency",
+            Reason::BoxCount => "box_count",
+            Reason::Errors => "errors",
+            Reason::Memory => "memory",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a filter's breaker opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Trigger {
+    /// The sidecar's breach flag.
+    Flag,
+    /// Gray latency: above the ceiling, or slower than stable beyond the margin.
+    Latency,
+    /// Gray box count: outside the band, or shifted from stable beyond the margin.
+    BoxCount,
+    /// Gray failures: above the ceiling, or above stable's beyond the margin.
+    ErrorRate,
+    /// Gray failures in a row.
+    ConsecutiveFailures,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 5] = [
+        Trigger::Flag,
+        Trigger::Latency,
+        Trigger::BoxCount,
+        Trigger::ErrorRate,
+        Trigger::ConsecutiveFailures,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Flag => "flag",
+            Trigger::Latency => "latency",
+            Trigger::BoxCount => "box_count",
+            Trigger::ErrorRate => "error_rate",
+            Trigger::ConsecutiveFailures => "consecutive_failures",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Writes a breach flag value: the reasons, comma-separated, in [`Reason::ALL`] order.
+pub fn render_flag(reasons: impl IntoIterator<Item = Reason>, out: &mut String) {
+    let mut set: Vec<Reason> = reasons.into_iter().collect();
+    set.sort();
+    set.dedup();
+    for (i, r) in set.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r.as_str());
+    }
+}
+
+/// The reasons of a breach flag value. Unknown items are skipped (a newer sidecar may name
+/// more); the flag still counts as raised, whatever its text.
+pub fn parse_flag(text: &str) -> Vec<Reason> {
+    text.split(',')
+        .filter_map(|item| Reason::parse(item.trim()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+        }
+        for t in Trigger::ALL {
+            assert_eq!(Trigger::parse(t.as_str()), Some(t));
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        assert_eq!(Reason::parse("box-count"), None);
+        assert_eq!(Trigger::parse(""), None);
+    }
+
+    #[test]
+    fn flags() {
+        let mut s = String::new();
+        render_flag([Reason::Memory, Reason::Latency, Reason::Memory], &mut s);
+        assert_eq!(s, "latency,memory");
+        assert_eq!(
+            parse_flag("latency, memory"),
+            vec![Reason::Latency, Reason::Memory]
+        );
+        assert_eq!(parse_flag("future,errors"), vec![Reason::Errors]);
+        assert!(parse_flag("").is_empty());
+    }
+}
