@@ -1,7 +1,9 @@
-//! Breach triggers: which one fires for a unit's merged window, and whether a single
-//! half-open probe was healthy. Nothing fires below `min_samples`.
+//! The window detector's triggers (which one fires for a unit's merged window) and the
+//! judgement of single half-open probes for both detectors. Nothing fires below
+//! `min_samples`.
 
 use crate::config::{BoxCount, Breach};
+use crate::evidence::Tally;
 use crate::window::Stats;
 
 pub use grayguard_contract::Trigger;
@@ -79,12 +81,16 @@ pub fn evaluate(
         return Some(Trigger::ConsecutiveFailures);
     }
     if let Some(t) = &b.error_rate {
-        if gray.responses >= t.min_samples && gray.error_rate().is_some_and(|r| r > t.max) {
+        if let (Some(max), true) = (t.max, gray.responses >= t.min_samples)
+            && gray.error_rate().is_some_and(|r| r > max)
+        {
             return Some(Trigger::ErrorRate);
         }
     }
     if let Some(t) = &b.latency {
-        if gray.lat_n >= t.min_samples && gray.lat_mean().is_some_and(|m| m > t.max_mean_ms) {
+        if let (Some(max), true) = (t.max_mean_ms, gray.lat_n >= t.min_samples)
+            && gray.lat_mean().is_some_and(|m| m > max)
+        {
             return Some(Trigger::Latency);
         }
     }
@@ -109,9 +115,9 @@ pub struct Observation {
     pub boxes: Option<f64>,
 }
 
-/// Judges one half-open probe on its own: the flag, a failure (when a failure trigger is
-/// on), a latency above the mean threshold, or a box count outside the baseline band.
-pub fn judge_probe(b: &Breach, o: &Observation, baseline: Option<Baseline>) -> Result<(), Trigger> {
+/// What sinks a probe whatever the detector: the flag, or a failure when a failure trigger
+/// is on.
+fn judge_outright(b: &Breach, o: &Observation) -> Result<(), Trigger> {
     if o.flagged {
         return Err(Trigger::Flag);
     }
@@ -123,13 +129,53 @@ pub fn judge_probe(b: &Breach, o: &Observation, baseline: Option<Baseline>) -> R
             return Err(Trigger::ConsecutiveFailures);
         }
     }
+    Ok(())
+}
+
+/// Judges one half-open probe on its own: the flag, a failure (when a failure trigger is
+/// on), a latency above the mean threshold, or a box count outside the baseline band.
+pub fn judge_probe(b: &Breach, o: &Observation, baseline: Option<Baseline>) -> Result<(), Trigger> {
+    judge_outright(b, o)?;
     if let (Some(t), Some(ms)) = (&b.latency, o.latency_ms) {
-        if ms > t.max_mean_ms {
+        if t.max_mean_ms.is_some_and(|max| ms > max) {
             return Err(Trigger::Latency);
         }
     }
     if let (Some(t), Some(n), Some(base)) = (&b.box_count, o.boxes, baseline) {
         if base.outside(t, n) {
+            return Err(Trigger::BoxCount);
+        }
+    }
+    Ok(())
+}
+
+/// Judges one half-open probe of the sequential detector on its own: the flag, a failure
+/// (when a failure trigger is on), a latency above the ceiling or beyond the control's
+/// mean × `max_ratio` + 3 sd, or a box count outside the control's mean × (1 ± `max_shift`)
+/// ∓ 3 sd. `control` is the control of the epoch that tripped (none: only the flag, failures
+/// and the ceiling judge).
+pub fn judge_probe_against(
+    b: &Breach,
+    o: &Observation,
+    control: Option<&Tally>,
+) -> Result<(), Trigger> {
+    judge_outright(b, o)?;
+    if let (Some(t), Some(ms)) = (&b.latency, o.latency_ms) {
+        let ceiling = t.max_mean_ms.unwrap_or(f64::INFINITY);
+        let band = control
+            .and_then(|c| Some(c.latency.mean()? * t.max_ratio + 3.0 * c.latency.var().sqrt()))
+            .unwrap_or(f64::INFINITY);
+        if ms > ceiling || ms > band {
+            return Err(Trigger::Latency);
+        }
+    }
+    if let (Some(t), Some(n), Some(c)) = (&b.box_count, o.boxes, control)
+        && let Some(mean) = c.boxes.mean()
+    {
+        let sd3 = 3.0 * c.boxes.var().sqrt();
+        let lo = mean * (1.0 - t.max_shift).max(0.0) - sd3;
+        let hi = mean * (1.0 + t.max_shift) + sd3;
+        if n < lo || n > hi {
             return Err(Trigger::BoxCount);
         }
     }

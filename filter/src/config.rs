@@ -31,6 +31,32 @@ pub const DEFAULT_SYNC_MS: u64 = 100;
 pub const DEFAULT_MIN_STD: f64 = 1.0;
 /// Default `breach.probe_successes`: healthy probes that close a half-open breaker.
 pub const DEFAULT_PROBE_SUCCESSES: u32 = 3;
+/// Default `breach.alpha`: the probability that a gray version within the margins is ever
+/// shed by a statistical trigger of the sequential detector.
+pub const DEFAULT_ALPHA: f64 = 0.01;
+/// Accepted range of `breach.alpha`.
+pub const ALPHA_RANGE: (f64, f64) = (1e-9, 0.5);
+/// Default `breach.latency.max_ratio`: gray mean latency up to this multiple of stable's.
+pub const DEFAULT_MAX_RATIO: f64 = 1.25;
+/// Largest `breach.latency.max_ratio`.
+pub const MAX_RATIO: f64 = 100.0;
+/// Default `breach.box_count.max_shift`: |gray mean − stable mean| / stable mean up to this.
+pub const DEFAULT_MAX_SHIFT: f64 = 0.25;
+/// Largest `breach.box_count.max_shift`.
+pub const MAX_SHIFT: f64 = 10.0;
+/// Default `breach.error_rate.max_excess`: gray failure share up to stable's plus this.
+pub const DEFAULT_MAX_EXCESS: f64 = 0.02;
+/// Default `breach.box_count.max_sigma` (window detector).
+pub const DEFAULT_MAX_SIGMA: f64 = 3.0;
+/// Default `window_s` of a trigger (window detector), seconds.
+pub const DEFAULT_WINDOW_S: f64 = 60.0;
+/// Default `min_samples` of a trigger.
+pub const DEFAULT_MIN_SAMPLES: i64 = 20;
+/// Default `breach.segment_responses`: gray responses after which the sequential detector
+/// starts a fresh test beside the one running since the last close.
+pub const DEFAULT_SEGMENT_RESPONSES: i64 = 1_000;
+/// Accepted range of `breach.segment_responses`.
+pub const SEGMENT_RANGE: (i64, i64) = (10, 1_000_000_000);
 
 /// A rejected configuration: which field, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +112,7 @@ struct RawConfig {
     rules: Vec<RawRule>,
     breach: Option<RawBreach>,
     sync_ms: Option<i64>,
+    time_header_upstream: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -127,24 +154,30 @@ struct RawBreach {
     probe_successes: Option<i64>,
     scope: Option<Scope>,
     dry_run: Option<bool>,
+    detector: Option<DetectorKind>,
+    alpha: Option<f64>,
+    control: Option<Control>,
+    segment_responses: Option<i64>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLatency {
     header: String,
-    max_mean_ms: f64,
-    window_s: f64,
-    min_samples: i64,
+    max_mean_ms: Option<f64>,
+    max_ratio: Option<f64>,
+    window_s: Option<f64>,
+    min_samples: Option<i64>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBoxCount {
     header: String,
-    max_sigma: f64,
-    window_s: f64,
-    min_samples: i64,
+    max_sigma: Option<f64>,
+    max_shift: Option<f64>,
+    window_s: Option<f64>,
+    min_samples: Option<i64>,
     baseline: Option<RawBaseline>,
     min_std: Option<f64>,
 }
@@ -159,9 +192,10 @@ struct RawBaseline {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawErrorRate {
-    max: f64,
-    window_s: f64,
-    min_samples: i64,
+    max: Option<f64>,
+    max_excess: Option<f64>,
+    window_s: Option<f64>,
+    min_samples: Option<i64>,
 }
 
 // ------------------------------------------------------------------ the typed config
@@ -184,6 +218,9 @@ pub struct Config {
     pub breach: Breach,
     /// How often each worker publishes its windows and evaluates the triggers, in ms.
     pub sync_ms: u64,
+    /// Whether `x-time-of-day: HH` is stamped on every upstream request (for routes that
+    /// match on it; each header write costs the request path a host call).
+    pub time_header_upstream: bool,
 }
 
 /// One routing rule: which requests are offered to gray.
@@ -219,6 +256,27 @@ impl Matcher {
     }
 }
 
+/// How statistical triggers decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// Anytime-valid sequential tests of gray against the stable control (the default).
+    Sequential,
+    /// Fixed thresholds on sliding windows.
+    Window,
+}
+
+/// Which stable responses the sequential detector compares a unit's gray responses with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Control {
+    /// Every stable response through this proxy over the same period.
+    All,
+    /// Only the stable responses of the unit's own matched requests (those outside the
+    /// rule's `percent`): a randomised control, the same cohort at the same time.
+    Cohort,
+}
+
 /// What a breach sheds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -247,14 +305,23 @@ pub struct Breach {
     pub probe_successes: u32,
     pub scope: Scope,
     pub dry_run: bool,
+    pub detector: DetectorKind,
+    /// Sequential detector: probability of ever shedding a gray version within the margins.
+    pub alpha: f64,
+    pub control: Control,
+    /// Sequential detector: gray responses per restart segment.
+    pub segment_responses: u32,
 }
 
-/// Mean gray latency over a window.
+/// Gray latency.
 #[derive(Debug, Clone)]
 pub struct Latency {
     pub header: String,
-    /// Threshold on the window mean, in ms.
-    pub max_mean_ms: f64,
+    /// Ceiling on the gray mean, ms (window detector: the threshold; sequential: an
+    /// absolute limit beside the ratio). `None`: no ceiling (sequential only).
+    pub max_mean_ms: Option<f64>,
+    /// Sequential: acceptable gray mean as a multiple of the control's.
+    pub max_ratio: f64,
     pub window_ms: u64,
     pub min_samples: u32,
 }
@@ -263,8 +330,11 @@ pub struct Latency {
 #[derive(Debug, Clone)]
 pub struct BoxCount {
     pub header: String,
-    /// Allowed distance of the gray mean from the baseline mean, in baseline std units.
+    /// Window detector: allowed distance of the gray mean from the baseline mean, in
+    /// baseline std units.
     pub max_sigma: f64,
+    /// Sequential: acceptable |gray mean − control mean| / control mean, both directions.
+    pub max_shift: f64,
     pub window_ms: u64,
     pub min_samples: u32,
     /// Fixed `(mean, std)`; `None` learns it from stable responses.
@@ -274,11 +344,14 @@ pub struct BoxCount {
     pub min_std: f64,
 }
 
-/// Share of failed gray responses over a window.
+/// Share of failed gray responses.
 #[derive(Debug, Clone)]
 pub struct ErrorRate {
-    /// Threshold, 0..1; the rate must exceed it.
-    pub max: f64,
+    /// Ceiling, 0..1 (window detector: the threshold, which the rate must exceed;
+    /// sequential: an absolute limit beside the excess). `None`: no ceiling (sequential only).
+    pub max: Option<f64>,
+    /// Sequential: acceptable gray failure share above the control's, 0..1.
+    pub max_excess: f64,
     pub window_ms: u64,
     pub min_samples: u32,
 }
@@ -412,6 +485,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         rules,
         breach,
         sync_ms,
+        time_header_upstream: raw.time_header_upstream.unwrap_or(false),
     })
 }
 
@@ -493,19 +567,45 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
         probe_successes: None,
         scope: None,
         dry_run: None,
+        detector: None,
+        alpha: None,
+        control: None,
+        segment_responses: None,
     });
+    let detector = raw.detector.unwrap_or(DetectorKind::Sequential);
+    let window_only = |field: &str| {
+        invalid(
+            field,
+            "required by the window detector (`breach.detector: \"window\"`)",
+        )
+    };
     let flag_header = header_name(
         "breach.flag_header",
         raw.flag_header.as_deref().unwrap_or(headers::BREACH),
     )?;
     let latency = match raw.latency {
         None => None,
-        Some(l) => Some(Latency {
-            header: header_name("breach.latency.header", &l.header)?,
-            max_mean_ms: positive("breach.latency.max_mean_ms", l.max_mean_ms)?,
-            window_ms: window("breach.latency.window_s", l.window_s)?,
-            min_samples: min_samples("breach.latency.min_samples", l.min_samples)?,
-        }),
+        Some(l) => {
+            let max_mean_ms = l
+                .max_mean_ms
+                .map(|v| positive("breach.latency.max_mean_ms", v))
+                .transpose()?;
+            if detector == DetectorKind::Window && max_mean_ms.is_none() {
+                return Err(window_only("breach.latency.max_mean_ms"));
+            }
+            Some(Latency {
+                header: header_name("breach.latency.header", &l.header)?,
+                max_mean_ms,
+                max_ratio: ranged(
+                    "breach.latency.max_ratio",
+                    l.max_ratio.unwrap_or(DEFAULT_MAX_RATIO),
+                    1.0,
+                    MAX_RATIO,
+                )?,
+                window_ms: window("breach.latency.window_s", l.window_s)?,
+                min_samples: min_samples("breach.latency.min_samples", l.min_samples)?,
+            })
+        }
     };
     let box_count = match raw.box_count {
         None => None,
@@ -519,7 +619,16 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
             };
             Some(BoxCount {
                 header: header_name("breach.box_count.header", &b.header)?,
-                max_sigma: positive("breach.box_count.max_sigma", b.max_sigma)?,
+                max_sigma: positive(
+                    "breach.box_count.max_sigma",
+                    b.max_sigma.unwrap_or(DEFAULT_MAX_SIGMA),
+                )?,
+                max_shift: ranged(
+                    "breach.box_count.max_shift",
+                    b.max_shift.unwrap_or(DEFAULT_MAX_SHIFT),
+                    f64::MIN_POSITIVE,
+                    MAX_SHIFT,
+                )?,
                 window_ms: window("breach.box_count.window_s", b.window_s)?,
                 min_samples: min_samples("breach.box_count.min_samples", b.min_samples)?,
                 baseline,
@@ -533,14 +642,19 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
     let error_rate = match raw.error_rate {
         None => None,
         Some(e) => {
-            if !(e.max.is_finite() && (0.0..1.0).contains(&e.max)) {
-                return Err(invalid(
-                    "breach.error_rate.max",
-                    format!("must be a share in [0, 1), got {}", e.max),
-                ));
+            let max = e
+                .max
+                .map(|v| share("breach.error_rate.max", v))
+                .transpose()?;
+            if detector == DetectorKind::Window && max.is_none() {
+                return Err(window_only("breach.error_rate.max"));
             }
             Some(ErrorRate {
-                max: e.max,
+                max,
+                max_excess: share(
+                    "breach.error_rate.max_excess",
+                    e.max_excess.unwrap_or(DEFAULT_MAX_EXCESS),
+                )?,
                 window_ms: window("breach.error_rate.window_s", e.window_s)?,
                 min_samples: min_samples("breach.error_rate.min_samples", e.min_samples)?,
             })
@@ -572,6 +686,23 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
             .unwrap_or(DEFAULT_PROBE_SUCCESSES),
         scope: raw.scope.unwrap_or(Scope::Rule),
         dry_run: raw.dry_run.unwrap_or(false),
+        detector,
+        alpha: {
+            let (lo, hi) = ALPHA_RANGE;
+            ranged("breach.alpha", raw.alpha.unwrap_or(DEFAULT_ALPHA), lo, hi)?
+        },
+        control: raw.control.unwrap_or(Control::All),
+        segment_responses: {
+            let n = raw.segment_responses.unwrap_or(DEFAULT_SEGMENT_RESPONSES);
+            let (lo, hi) = SEGMENT_RANGE;
+            if !(lo..=hi).contains(&n) {
+                return Err(invalid(
+                    "breach.segment_responses",
+                    format!("must be {lo}..={hi}, got {n}"),
+                ));
+            }
+            n as u32
+        },
     })
 }
 
@@ -650,7 +781,29 @@ fn non_negative(field: &str, v: f64) -> Result<f64, ConfigError> {
     }
 }
 
-fn window(field: &str, s: f64) -> Result<u64, ConfigError> {
+/// A number in `[lo, hi]`.
+fn ranged(field: &str, v: f64, lo: f64, hi: f64) -> Result<f64, ConfigError> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(field, format!("must be in [{lo}, {hi}], got {v}")))
+    }
+}
+
+/// A share in `[0, 1)`.
+fn share(field: &str, v: f64) -> Result<f64, ConfigError> {
+    if v.is_finite() && (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(
+            field,
+            format!("must be a share in [0, 1), got {v}"),
+        ))
+    }
+}
+
+fn window(field: &str, s: Option<f64>) -> Result<u64, ConfigError> {
+    let s = s.unwrap_or(DEFAULT_WINDOW_S);
     if (0.1..=MAX_WINDOW_S).contains(&s) {
         Ok((s * 1000.0).round() as u64)
     } else {
@@ -661,7 +814,8 @@ fn window(field: &str, s: f64) -> Result<u64, ConfigError> {
     }
 }
 
-fn min_samples(field: &str, n: i64) -> Result<u32, ConfigError> {
+fn min_samples(field: &str, n: Option<i64>) -> Result<u32, ConfigError> {
+    let n = n.unwrap_or(DEFAULT_MIN_SAMPLES);
     if (1..=MAX_MIN_SAMPLES).contains(&n) {
         Ok(n as u32)
     } else {
@@ -724,7 +878,7 @@ mod tests {
         let b = &c.breach;
         assert_eq!(b.latency.as_ref().unwrap().window_ms, 120_000);
         assert_eq!(b.box_count.as_ref().unwrap().min_std, DEFAULT_MIN_STD);
-        assert_eq!(b.error_rate.as_ref().unwrap().max, 0.05);
+        assert_eq!(b.error_rate.as_ref().unwrap().max, Some(0.05));
         assert_eq!(b.consecutive_failures, Some(3));
         assert_eq!(b.shed_for_ms, 300_000);
         assert_eq!(b.probe_bp, 100);
@@ -753,6 +907,46 @@ mod tests {
         assert!(!b.dry_run);
         assert_eq!(c.sync_ms, DEFAULT_SYNC_MS);
         assert_eq!(c.max_window_ms(), 0);
+    }
+
+    #[test]
+    fn sequential_settings_and_their_defaults() {
+        let c = parse(
+            br#"{"stable":"a","gray":"b","rules":[{"name":"r"}],"breach":{
+                 "latency":{"header":"l"},"box_count":{"header":"b"},"error_rate":{}}}"#,
+        )
+        .unwrap();
+        let b = &c.breach;
+        assert_eq!(b.detector, DetectorKind::Sequential);
+        assert_eq!(b.alpha, DEFAULT_ALPHA);
+        assert_eq!(b.control, Control::All);
+        assert_eq!(b.segment_responses, DEFAULT_SEGMENT_RESPONSES as u32);
+        let l = b.latency.as_ref().unwrap();
+        assert_eq!((l.max_mean_ms, l.max_ratio), (None, DEFAULT_MAX_RATIO));
+        assert_eq!(l.min_samples, DEFAULT_MIN_SAMPLES as u32);
+        let x = b.box_count.as_ref().unwrap();
+        assert_eq!(
+            (x.max_shift, x.max_sigma),
+            (DEFAULT_MAX_SHIFT, DEFAULT_MAX_SIGMA)
+        );
+        let e = b.error_rate.as_ref().unwrap();
+        assert_eq!((e.max, e.max_excess), (None, DEFAULT_MAX_EXCESS));
+        assert!(!c.time_header_upstream);
+        let set = parse(
+            br#"{"stable":"a","gray":"b","rules":[],"time_header_upstream":true,"breach":{
+                 "detector":"window","alpha":0.001,"control":"cohort","segment_responses":500,
+                 "latency":{"header":"l","max_mean_ms":80,"max_ratio":1.5},
+                 "error_rate":{"max":0.1,"max_excess":0.05}}}"#,
+        )
+        .unwrap();
+        let b = &set.breach;
+        assert_eq!(
+            (b.detector, b.alpha, b.control, b.segment_responses),
+            (DetectorKind::Window, 0.001, Control::Cohort, 500)
+        );
+        assert_eq!(b.latency.as_ref().unwrap().max_mean_ms, Some(80.0));
+        assert_eq!(b.error_rate.as_ref().unwrap().max_excess, 0.05);
+        assert!(set.time_header_upstream);
     }
 
     #[test]
@@ -905,9 +1099,51 @@ mod tests {
                 "1..=",
             ),
             (
-                b(r#""latency":{"header":"l","max_mean_ms":1,"window_s":1}"#),
+                b(r#""latency":{"max_mean_ms":1}"#),
                 "breach.latency",
-                "missing field `min_samples`",
+                "missing field `header`",
+            ),
+            (
+                b(r#""detector":"window","latency":{"header":"l"}"#),
+                "breach.latency.max_mean_ms",
+                "required by the window detector",
+            ),
+            (
+                b(r#""detector":"window","error_rate":{}"#),
+                "breach.error_rate.max",
+                "required by the window detector",
+            ),
+            (
+                b(r#""detector":"bayes""#),
+                "breach.detector",
+                "unknown variant",
+            ),
+            (b(r#""alpha":0"#), "breach.alpha", "must be in"),
+            (b(r#""alpha":0.9"#), "breach.alpha", "must be in"),
+            (
+                b(r#""control":"cohorts""#),
+                "breach.control",
+                "unknown variant",
+            ),
+            (
+                b(r#""segment_responses":5"#),
+                "breach.segment_responses",
+                "10..=",
+            ),
+            (
+                b(r#""latency":{"header":"l","max_ratio":0.9}"#),
+                "breach.latency.max_ratio",
+                "must be in [1",
+            ),
+            (
+                b(r#""box_count":{"header":"b","max_shift":0}"#),
+                "breach.box_count.max_shift",
+                "must be in",
+            ),
+            (
+                b(r#""error_rate":{"max_excess":1}"#),
+                "breach.error_rate.max_excess",
+                "[0, 1)",
             ),
             (
                 b(r#""box_count":{"header":"b","max_sigma":-3,"window_s":1,"min_samples":1}"#),

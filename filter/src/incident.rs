@@ -4,7 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::breach::{Baseline, Trigger};
-use crate::config::{Config, Scope};
+use crate::config::{Config, DetectorKind, Scope};
+use crate::evidence::{Finding, Span};
 use crate::window::Stats;
 
 /// Start or end of shedding.
@@ -14,6 +15,19 @@ pub enum Event {
     ShedStart,
     /// Enough healthy probes: the breaker closed.
     ShedEnd,
+}
+
+/// The detector's view of the unit at that moment.
+#[derive(Debug, Clone)]
+pub enum Detail {
+    /// The window detector: the unit's merged window (`None` if not known to this worker)
+    /// and the box-count baseline.
+    Window {
+        window: Option<Stats>,
+        baseline: Option<Baseline>,
+    },
+    /// The sequential detector: the trigger's tests as last evaluated.
+    Sequential { findings: Vec<Finding> },
 }
 
 /// Everything the record says.
@@ -29,9 +43,8 @@ pub struct Incident<'a> {
     pub at_ns: u64,
     /// ShedStart: end of the open phase; ShedEnd: when shedding started.
     pub other_ns: u64,
-    /// The unit's merged window at that moment (`None` if not known to this worker).
-    pub window: Option<Stats>,
-    pub baseline: Option<Baseline>,
+    /// What the detector saw.
+    pub detail: Detail,
     pub consecutive: u32,
     /// Re-opened by a bad half-open probe.
     pub probe: bool,
@@ -87,56 +100,116 @@ pub fn line(cfg: &Config, i: &Incident) -> String {
             );
         }
     }
-    let mut w = Map::new();
-    if let Some(s) = i.window {
-        w.insert("gray_responses".into(), json!(s.responses));
-        w.insert("gray_failures".into(), json!(s.failures));
-        w.insert("error_rate".into(), num(s.error_rate()));
-        w.insert("latency_samples".into(), json!(s.lat_n));
-        w.insert("latency_mean_ms".into(), num(s.lat_mean()));
-        w.insert("box_samples".into(), json!(s.box_n));
-        w.insert("box_mean".into(), num(s.box_mean()));
+    match &i.detail {
+        Detail::Window { window, baseline } => {
+            o.insert("detector".into(), json!("window"));
+            let mut w = Map::new();
+            if let Some(s) = window {
+                w.insert("gray_responses".into(), json!(s.responses));
+                w.insert("gray_failures".into(), json!(s.failures));
+                w.insert("error_rate".into(), num(s.error_rate()));
+                w.insert("latency_samples".into(), json!(s.lat_n));
+                w.insert("latency_mean_ms".into(), num(s.lat_mean()));
+                w.insert("box_samples".into(), json!(s.box_n));
+                w.insert("box_mean".into(), num(s.box_mean()));
+            }
+            if let Some(base) = baseline {
+                w.insert("baseline_mean".into(), num(Some(base.mean)));
+                w.insert("baseline_std".into(), num(Some(base.std)));
+                w.insert("baseline_samples".into(), json!(base.samples));
+                w.insert("baseline_held".into(), json!(base.held));
+            }
+            w.insert("consecutive_failures".into(), json!(i.consecutive));
+            o.insert("window".into(), Value::Object(w));
+        }
+        Detail::Sequential { findings } => {
+            o.insert("detector".into(), json!("sequential"));
+            o.insert("alpha".into(), json!(b.alpha));
+            let tests: Vec<Value> = findings.iter().map(finding).collect();
+            o.insert("evidence".into(), Value::Array(tests));
+            o.insert("consecutive_failures".into(), json!(i.consecutive));
+        }
     }
-    if let Some(base) = i.baseline {
-        w.insert("baseline_mean".into(), num(Some(base.mean)));
-        w.insert("baseline_std".into(), num(Some(base.std)));
-        w.insert("baseline_samples".into(), json!(base.samples));
-        w.insert("baseline_held".into(), json!(base.held));
-    }
-    w.insert("consecutive_failures".into(), json!(i.consecutive));
-    o.insert("window".into(), Value::Object(w));
     let mut lim = Map::new();
+    let window = b.detector == DetectorKind::Window;
     if let Some(t) = &b.latency {
-        lim.insert("latency_max_mean_ms".into(), json!(t.max_mean_ms));
-        lim.insert(
-            "latency_window_s".into(),
-            json!(t.window_ms as f64 / 1000.0),
-        );
+        if let Some(max) = t.max_mean_ms {
+            lim.insert("latency_max_mean_ms".into(), json!(max));
+        }
+        if window {
+            lim.insert(
+                "latency_window_s".into(),
+                json!(t.window_ms as f64 / 1000.0),
+            );
+        } else {
+            lim.insert("latency_max_ratio".into(), json!(t.max_ratio));
+        }
     }
     if let Some(t) = &b.box_count {
-        lim.insert("box_max_sigma".into(), json!(t.max_sigma));
-        lim.insert("box_min_std".into(), json!(t.min_std));
-        lim.insert("box_window_s".into(), json!(t.window_ms as f64 / 1000.0));
-        if let Some(base) = i.baseline {
-            let band = base.band(t);
-            lim.insert(
-                "box_band".into(),
-                json!([round3(base.mean - band), round3(base.mean + band)]),
-            );
+        if window {
+            lim.insert("box_max_sigma".into(), json!(t.max_sigma));
+            lim.insert("box_min_std".into(), json!(t.min_std));
+            lim.insert("box_window_s".into(), json!(t.window_ms as f64 / 1000.0));
+            if let Detail::Window {
+                baseline: Some(base),
+                ..
+            } = &i.detail
+            {
+                let band = base.band(t);
+                lim.insert(
+                    "box_band".into(),
+                    json!([round3(base.mean - band), round3(base.mean + band)]),
+                );
+            }
+        } else {
+            lim.insert("box_max_shift".into(), json!(t.max_shift));
         }
     }
     if let Some(t) = &b.error_rate {
-        lim.insert("error_rate_max".into(), json!(t.max));
-        lim.insert(
-            "error_rate_window_s".into(),
-            json!(t.window_ms as f64 / 1000.0),
-        );
+        if let Some(max) = t.max {
+            lim.insert("error_rate_max".into(), json!(max));
+        }
+        if window {
+            lim.insert(
+                "error_rate_window_s".into(),
+                json!(t.window_ms as f64 / 1000.0),
+            );
+        } else {
+            lim.insert("error_rate_max_excess".into(), json!(t.max_excess));
+        }
     }
     if let Some(n) = b.consecutive_failures {
         lim.insert("consecutive_failures".into(), json!(n));
     }
     o.insert("limits".into(), Value::Object(lim));
     Value::Object(o).to_string()
+}
+
+/// One test of the sequential detector: the hypothesis, the span it covers, the log
+/// e-value against its threshold, the sample sizes, and the estimated effect with its
+/// anytime-valid interval.
+fn finding(f: &Finding) -> Value {
+    let (span, segment) = match f.span {
+        Span::Epoch => ("epoch", None),
+        Span::Segment(j) => ("segment", Some(j)),
+    };
+    let mut o = Map::new();
+    o.insert("test".into(), json!(f.hypothesis.as_str()));
+    o.insert("span".into(), json!(span));
+    if let Some(j) = segment {
+        o.insert("segment".into(), json!(j));
+    }
+    o.insert("log_e".into(), num(Some(f.log_e)));
+    o.insert("threshold".into(), num(Some(f.threshold)));
+    o.insert("crossed".into(), json!(f.crossed()));
+    o.insert("gray_n".into(), json!(f.gray_n));
+    o.insert("control_n".into(), json!(f.control_n));
+    o.insert("estimate".into(), num(Some(f.estimate)));
+    o.insert(
+        "interval".into(),
+        json!([num(Some(f.interval.0)), num(Some(f.interval.1))]),
+    );
+    Value::Object(o)
 }
 
 fn round3(v: f64) -> f64 {
@@ -194,6 +267,7 @@ mod tests {
     fn start_and_end_records() {
         let cfg = parse(
             br#"{"stable":"v9","gray":"v10","rules":[{"name":"night-cranes"}],"breach":{
+              "detector":"window",
               "box_count":{"header":"b","max_sigma":3,"window_s":10,"min_samples":10},
               "latency":{"header":"l","max_mean_ms":100,"window_s":10,"min_samples":10},
               "shed_for_s":30}}"#,
@@ -212,13 +286,15 @@ mod tests {
             unit: 0,
             at_ns: 1_704_151_800_000_000_000,
             other_ns: 1_704_151_830_000_000_000,
-            window: Some(w),
-            baseline: Some(Baseline {
-                mean: 4.0,
-                std: 0.5,
-                samples: 50,
-                held: false,
-            }),
+            detail: Detail::Window {
+                window: Some(w),
+                baseline: Some(Baseline {
+                    mean: 4.0,
+                    std: 0.5,
+                    samples: 50,
+                    held: false,
+                }),
+            },
             consecutive: 0,
             probe: false,
         };
@@ -245,14 +321,64 @@ mod tests {
             flag_reason: Some("box_count"),
             at_ns: start.other_ns + 2_500_000_000,
             other_ns: start.at_ns,
-            window: None,
-            baseline: None,
-            ..start
+            detail: Detail::Window {
+                window: None,
+                baseline: None,
+            },
+            ..start.clone()
         };
         let v: Value = serde_json::from_str(&line(&cfg, &end)).unwrap();
         assert_eq!(v["event"], "shed_end");
         assert_eq!(v["flag_reason"], "box_count");
         assert_eq!(v["shed_duration_s"], 32.5);
         assert_eq!(v["window"]["consecutive_failures"], 0);
+        assert_eq!(v["detector"], "window");
+    }
+
+    #[test]
+    fn sequential_records_carry_the_evidence() {
+        use crate::evidence::{Hypothesis, Span};
+        let cfg = parse(
+            br#"{"stable":"v9","gray":"v10","rules":[{"name":"cranes"}],"breach":{
+              "box_count":{"header":"b"}}}"#,
+        )
+        .unwrap();
+        let f = Finding {
+            hypothesis: Hypothesis::BoxesAbove,
+            span: Span::Segment(3),
+            log_e: 9.5,
+            threshold: 8.7,
+            gray_n: 42.0,
+            control_n: 130.0,
+            estimate: 2.5,
+            interval: (1.5, 3.5),
+        };
+        let i = Incident {
+            event: Event::ShedStart,
+            trigger: Trigger::BoxCount,
+            flag_reason: None,
+            unit: 0,
+            at_ns: 0,
+            other_ns: 0,
+            detail: Detail::Sequential { findings: vec![f] },
+            consecutive: 0,
+            probe: false,
+        };
+        let v: Value = serde_json::from_str(&line(&cfg, &i)).unwrap();
+        assert_eq!(v["detector"], "sequential");
+        assert_eq!(v["alpha"], 0.01);
+        let e = &v["evidence"][0];
+        assert_eq!(e["test"], "box_count_above");
+        assert_eq!(
+            (e["span"].as_str(), e["segment"].as_u64()),
+            (Some("segment"), Some(3))
+        );
+        assert_eq!(
+            (e["log_e"].as_f64(), e["threshold"].as_f64()),
+            (Some(9.5), Some(8.7))
+        );
+        assert_eq!(e["crossed"], true);
+        assert_eq!(e["interval"], json!([1.5, 3.5]));
+        assert_eq!(v["limits"]["box_max_shift"], 0.25);
     }
 }

@@ -1,166 +1,232 @@
-//! Envoy stats of the filter (admin `/stats/prometheus`). Counters are summed locally and
-//! flushed on the tick, so the request path makes no host call for them; histograms are
-//! recorded as values arrive; gauges are set on the tick from the shared breaker board.
+//! The filter's metrics as the decision core sees them: typed counters and gauges with
+//! their Envoy stat names. The core sums counters per VM and hands them to the host on
+//! the tick, so the request path makes no metric host call; gauges are set on the tick.
 //!
-//! One more gauge, `grayguard_board_writes`, is not a reading for people but the change
-//! mark of the shared board: every worker that writes the board adds one, and the request
-//! path reads it (one host call, no copy) to re-read the board only when it moved.
+//! Per-rule gauges carry their labels Istio's way, as `name=.=value;.;` prefixes of the stat
+//! name (`rule=.=crane-cameras;.;trigger=.=box_count;.;grayguard_evidence_pct`): with the
+//! matching `stats_tags` (local Envoy: `mesh-config/local/envoy.yaml`; Istio:
+//! `extraStatTags: [rule, trigger]`) Prometheus sees
+//! `grayguard_evidence_pct{rule="crane-cameras",trigger="box_count"}`.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
-
+use grayguard_contract::Trigger;
 use grayguard_contract::metrics::filter as names;
 
-use crate::breach::Trigger;
-
-/// Counters, in the order of [`counter_names`].
-#[derive(Debug, Clone, Copy)]
+/// Counters (process-wide sums over workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
     RoutedGray,
     RoutedStable,
     ShedRequests,
     ProbeRequests,
-    BreachesFlag,
-    BreachesLatency,
-    BreachesBoxCount,
-    BreachesErrorRate,
-    BreachesConsecutiveFailures,
+    DryRunRequests,
+    Breaches(Trigger),
     MalformedSignals,
     SpoofedHeadersStripped,
     GrayFailures,
-    DryRunRequests,
-}
-
-/// The counters' names; `grayguard_breaches_*` are the contract's prefix and trigger name.
-pub fn counter_names() -> [String; 13] {
-    let breaches = |t| names::breaches(t);
-    [
-        names::ROUTED_GRAY.into(),
-        names::ROUTED_STABLE.into(),
-        names::SHED_REQUESTS.into(),
-        names::PROBE_REQUESTS.into(),
-        breaches(Trigger::Flag),
-        breaches(Trigger::Latency),
-        breaches(Trigger::BoxCount),
-        breaches(Trigger::ErrorRate),
-        breaches(Trigger::ConsecutiveFailures),
-        names::MALFORMED_SIGNALS.into(),
-        names::SPOOFED_HEADERS_STRIPPED.into(),
-        names::GRAY_FAILURES.into(),
-        names::DRY_RUN_REQUESTS.into(),
-    ]
+    /// Responses observed from gray / stable.
+    GrayResponses,
+    StableResponses,
+    /// Sum of the latency signal, µs, and the number of values summed.
+    GrayLatencyUs,
+    GrayLatencySamples,
+    StableLatencyUs,
+    StableLatencySamples,
+    /// Sum of box counts and the number of values summed.
+    GrayBoxes,
+    GrayBoxSamples,
+    StableBoxes,
+    StableBoxSamples,
 }
 
 impl Counter {
-    pub fn breach(t: Trigger) -> Counter {
-        match t {
-            Trigger::Flag => Counter::BreachesFlag,
-            Trigger::Latency => Counter::BreachesLatency,
-            Trigger::BoxCount => Counter::BreachesBoxCount,
-            Trigger::ErrorRate => Counter::BreachesErrorRate,
-            Trigger::ConsecutiveFailures => Counter::BreachesConsecutiveFailures,
+    /// Every counter, in the order of [`Counter::index`].
+    pub fn all() -> Vec<Counter> {
+        let mut v = vec![
+            Counter::RoutedGray,
+            Counter::RoutedStable,
+            Counter::ShedRequests,
+            Counter::ProbeRequests,
+            Counter::DryRunRequests,
+        ];
+        v.extend(Trigger::ALL.map(Counter::Breaches));
+        v.extend([
+            Counter::MalformedSignals,
+            Counter::SpoofedHeadersStripped,
+            Counter::GrayFailures,
+            Counter::GrayResponses,
+            Counter::StableResponses,
+            Counter::GrayLatencyUs,
+            Counter::GrayLatencySamples,
+            Counter::StableLatencyUs,
+            Counter::StableLatencySamples,
+            Counter::GrayBoxes,
+            Counter::GrayBoxSamples,
+            Counter::StableBoxes,
+            Counter::StableBoxSamples,
+        ]);
+        v
+    }
+
+    /// Position in [`Counter::all`].
+    pub fn index(self) -> usize {
+        let breach = |t: Trigger| Trigger::ALL.iter().position(|x| *x == t).unwrap_or(0);
+        match self {
+            Counter::RoutedGray => 0,
+            Counter::RoutedStable => 1,
+            Counter::ShedRequests => 2,
+            Counter::ProbeRequests => 3,
+            Counter::DryRunRequests => 4,
+            Counter::Breaches(t) => 5 + breach(t),
+            c => {
+                let base = 5 + Trigger::ALL.len();
+                base + match c {
+                    Counter::MalformedSignals => 0,
+                    Counter::SpoofedHeadersStripped => 1,
+                    Counter::GrayFailures => 2,
+                    Counter::GrayResponses => 3,
+                    Counter::StableResponses => 4,
+                    Counter::GrayLatencyUs => 5,
+                    Counter::GrayLatencySamples => 6,
+                    Counter::StableLatencyUs => 7,
+                    Counter::StableLatencySamples => 8,
+                    Counter::GrayBoxes => 9,
+                    Counter::GrayBoxSamples => 10,
+                    Counter::StableBoxes => 11,
+                    _ => 12,
+                }
+            }
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Counter::RoutedGray => names::ROUTED_GRAY.into(),
+            Counter::RoutedStable => names::ROUTED_STABLE.into(),
+            Counter::ShedRequests => names::SHED_REQUESTS.into(),
+            Counter::ProbeRequests => names::PROBE_REQUESTS.into(),
+            Counter::DryRunRequests => names::DRY_RUN_REQUESTS.into(),
+            Counter::Breaches(t) => names::breaches(t),
+            Counter::MalformedSignals => names::MALFORMED_SIGNALS.into(),
+            Counter::SpoofedHeadersStripped => names::SPOOFED_HEADERS_STRIPPED.into(),
+            Counter::GrayFailures => names::GRAY_FAILURES.into(),
+            Counter::GrayResponses => names::GRAY_RESPONSES.into(),
+            Counter::StableResponses => names::STABLE_RESPONSES.into(),
+            Counter::GrayLatencyUs => names::GRAY_LATENCY_US.into(),
+            Counter::GrayLatencySamples => names::GRAY_LATENCY_SAMPLES.into(),
+            Counter::StableLatencyUs => names::STABLE_LATENCY_US.into(),
+            Counter::StableLatencySamples => names::STABLE_LATENCY_SAMPLES.into(),
+            Counter::GrayBoxes => names::GRAY_BOXES.into(),
+            Counter::GrayBoxSamples => names::GRAY_BOX_SAMPLES.into(),
+            Counter::StableBoxes => names::STABLE_BOXES.into(),
+            Counter::StableBoxSamples => names::STABLE_BOX_SAMPLES.into(),
         }
     }
 }
 
-/// Histograms.
-#[derive(Debug, Clone, Copy)]
-pub enum Histogram {
-    GrayLatencyMs,
-    GrayBoxCount,
-    StableBoxCount,
-}
-
-const HISTOGRAM_NAMES: [&str; 3] = [
-    names::GRAY_LATENCY_MS,
-    names::GRAY_BOX_COUNT,
-    names::STABLE_BOX_COUNT,
-];
-
-/// Gauges.
-#[derive(Debug, Clone, Copy)]
+/// Gauges (process-wide; the last worker to set one wins, and all compute the same value
+/// from the same shared state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Gauge {
-    /// 0 closed, 1 open, 2 half-open: the worst over units.
+    /// Worst breaker over units: 0 closed, 1 open, 2 half-open.
     BreakerState,
     /// Units shedding (open or half-open).
     BreakersOpen,
+    /// One unit's breaker: 0 closed, 1 open, 2 half-open.
+    UnitState(usize),
+    /// How close a unit's trigger is to shedding, percent (100 sheds): the largest
+    /// `ln M / ln(1/alpha)` over the trigger's sequential tests, 0 below even odds.
+    Evidence(usize, Trigger),
 }
 
-const GAUGE_NAMES: [&str; 2] = [names::BREAKER_STATE, names::BREAKERS_OPEN];
-
-/// Board writes by every worker of the process (see the module docs). A gauge, not a
-/// counter, so that an admin `/reset_counters` cannot turn it back to a value a VM saw.
-const BOARD_WRITES: &str = names::BOARD_WRITES;
-
-/// Metric ids of this VM plus the counter deltas not yet flushed.
-#[derive(Debug)]
-pub struct Metrics {
-    counters: [Option<u32>; 13],
-    pending: [u64; 13],
-    histograms: [Option<u32>; 3],
-    gauges: [Option<u32>; 2],
-    last_gauges: [Option<u64>; 2],
-    board_writes: Option<u32>,
+/// Names of a configuration's gauges (`units[u]` names unit `u`: a rule, or `*`).
+pub fn gauge_name(g: Gauge, units: &[String]) -> String {
+    let unit = |u: usize| units.get(u).map_or("?", String::as_str);
+    match g {
+        Gauge::BreakerState => names::BREAKER_STATE.into(),
+        Gauge::BreakersOpen => names::BREAKERS_OPEN.into(),
+        Gauge::UnitState(u) => format!("rule=.={};.;{}", unit(u), names::RULE_BREAKER_STATE),
+        Gauge::Evidence(u, t) => format!(
+            "rule=.={};.;trigger=.={};.;{}",
+            unit(u),
+            t.as_str(),
+            names::EVIDENCE_PCT
+        ),
+    }
 }
 
-impl Metrics {
-    /// Defines every metric (a metric that cannot be defined is skipped, never fatal).
-    pub fn define() -> Metrics {
-        let def = |t, name: &str| hostcalls::define_metric(t, name).ok();
-        Metrics {
-            counters: counter_names().map(|n| def(MetricType::Counter, &n)),
-            pending: [0; 13],
-            histograms: HISTOGRAM_NAMES.map(|n| def(MetricType::Histogram, n)),
-            gauges: GAUGE_NAMES.map(|n| def(MetricType::Gauge, n)),
-            last_gauges: [None; 2],
-            board_writes: def(MetricType::Gauge, BOARD_WRITES),
-        }
-    }
+/// Counter deltas a VM has not handed to the host yet.
+#[derive(Debug, Clone)]
+pub struct Pending(Vec<u64>);
 
-    /// The board's change mark; `None` when the host cannot tell (then read the board).
-    pub fn board_mark(&self) -> Option<u64> {
-        self.board_writes
-            .and_then(|id| hostcalls::get_metric(id).ok())
+impl Default for Pending {
+    fn default() -> Pending {
+        Pending(vec![0; Counter::all().len()])
     }
+}
 
-    /// Moves the board's change mark, after a write of the board.
-    pub fn board_written(&self) {
-        if let Some(id) = self.board_writes {
-            let _ = hostcalls::increment_metric(id, 1);
+impl Pending {
+    pub fn add(&mut self, c: Counter, n: u64) {
+        if let Some(p) = self.0.get_mut(c.index()) {
+            *p = p.saturating_add(n);
         }
     }
 
     pub fn count(&mut self, c: Counter) {
-        if let Some(p) = self.pending.get_mut(c as usize) {
-            *p += 1;
-        }
+        self.add(c, 1);
     }
 
-    pub fn record(&self, h: Histogram, value: f64) {
-        if let Some(Some(id)) = self.histograms.get(h as usize) {
-            let _ = hostcalls::record_metric(*id, value.max(0.0).round() as u64);
+    /// The non-zero deltas, emptied.
+    pub fn drain(&mut self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::all()
+            .into_iter()
+            .zip(self.0.iter_mut())
+            .filter(|(_, p)| **p > 0)
+            .map(|(c, p)| (c, std::mem::take(p)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_index_their_own_position_and_have_distinct_names() {
+        let all = Counter::all();
+        for (i, c) in all.iter().enumerate() {
+            assert_eq!(c.index(), i, "{c:?}");
         }
+        let mut n: Vec<String> = all.iter().map(|c| c.name()).collect();
+        n.sort();
+        n.dedup();
+        assert_eq!(n.len(), all.len());
     }
 
-    /// Sets a gauge (skipping the host call when the value did not change).
-    pub fn set(&mut self, g: Gauge, value: u64) {
-        let i = g as usize;
-        if let (Some(Some(id)), Some(last)) = (self.gauges.get(i), self.last_gauges.get_mut(i)) {
-            if *last != Some(value) && hostcalls::record_metric(*id, value).is_ok() {
-                *last = Some(value);
-            }
-        }
+    #[test]
+    fn pending_counters_drain_once() {
+        let mut p = Pending::default();
+        p.count(Counter::RoutedGray);
+        p.add(Counter::Breaches(Trigger::BoxCount), 2);
+        let got: Vec<_> = p.drain().collect();
+        assert_eq!(
+            got,
+            vec![
+                (Counter::RoutedGray, 1),
+                (Counter::Breaches(Trigger::BoxCount), 2)
+            ]
+        );
+        assert_eq!(p.drain().count(), 0);
     }
 
-    /// Adds the pending counter deltas to Envoy's counters.
-    pub fn flush(&mut self) {
-        for (id, p) in self.counters.iter().zip(self.pending.iter_mut()) {
-            if *p > 0 {
-                if let Some(id) = id {
-                    let _ = hostcalls::increment_metric(*id, *p as i64);
-                }
-                *p = 0;
-            }
-        }
+    #[test]
+    fn tagged_gauge_names() {
+        let units = vec!["crane-cameras".to_string()];
+        assert_eq!(
+            gauge_name(Gauge::Evidence(0, Trigger::BoxCount), &units),
+            "rule=.=crane-cameras;.;trigger=.=box_count;.;grayguard_evidence_pct"
+        );
+        assert_eq!(
+            gauge_name(Gauge::UnitState(0), &units),
+            "rule=.=crane-cameras;.;grayguard_rule_breaker_state"
+        );
     }
 }

@@ -1,16 +1,16 @@
 //! Proxy shared data: the keys one configuration uses and the reads and compare-and-swap
-//! writes on them. Shared data is per Envoy process and VM id, visible to every worker's VM.
+//! writes on them, over any [`Host`]. Shared data is per Envoy process and VM id, visible to
+//! every worker's VM.
 //!
 //! Keys (`<cfg>` is a hash of the configuration text, so a changed configuration starts
 //! from clean state and an unchanged reload keeps it):
 //! - `grayguard/<cfg>/board`: the breaker board, written only on transitions (CAS);
 //! - `grayguard/<cfg>/workers`: ids of the VMs publishing windows (unique; CAS append);
-//! - `grayguard/<cfg>/w/<id>`: one VM's window snapshot, written by that VM only.
-
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Bytes, Status};
+//! - `grayguard/<cfg>/w/<id>`: one VM's window snapshot, written by that VM only;
+//! - `grayguard/<cfg>/evidence`: the sequential detector's evidence record (CAS).
 
 use crate::breaker::Board;
+use crate::host::{Host, ShareError};
 use crate::rules::sticky_hash;
 
 /// Most VMs remembered in the worker list (older ids are dropped first).
@@ -23,6 +23,7 @@ const CAS_ATTEMPTS: usize = 16;
 pub struct Keys {
     pub board: String,
     pub workers: String,
+    pub evidence: String,
     prefix: String,
 }
 
@@ -32,6 +33,7 @@ impl Keys {
         Keys {
             board: format!("{prefix}board"),
             workers: format!("{prefix}workers"),
+            evidence: format!("{prefix}evidence"),
             prefix,
         }
     }
@@ -41,58 +43,72 @@ impl Keys {
     }
 }
 
-/// Reads a key: `(value, cas)`; a missing key or a host error read as `(None, None)`.
-pub fn get(key: &str) -> (Option<Bytes>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
-}
-
-/// Writes a key without a CAS (keys with a single writer).
-pub fn put(key: &str, value: &[u8]) -> bool {
-    hostcalls::set_shared_data(key, Some(value), None).is_ok()
-}
-
 /// The board as stored, with its CAS, or a fresh all-closed board.
-pub fn read_board(key: &str, units: usize) -> (Board, Option<u32>) {
-    let (bytes, cas) = get(key);
+pub fn read_board(host: &impl Host, key: &str, units: usize) -> (Board, Option<u32>) {
+    let (bytes, cas) = host.get_shared(key);
     let board = bytes
         .and_then(|b| Board::decode(&b, units).ok())
         .unwrap_or_else(|| Board::new(units));
     (board, cas)
 }
 
-/// Applies `change` to the shared board with compare-and-swap, retrying on conflicts.
+/// Applies `change` to a shared value with compare-and-swap, retrying on conflicts.
+/// `decode` reads the stored bytes (`None` when missing or undecodable: start afresh);
 /// `change` returns `None` when there is nothing to do (e.g. another worker already made
-/// the transition). Returns the written board and what `change` said.
-pub fn update_board<T>(
+/// the transition). Returns the written value and what `change` said.
+pub fn update<V, T>(
+    host: &impl Host,
     key: &str,
-    units: usize,
-    mut change: impl FnMut(&Board) -> Option<(Board, T)>,
-) -> Option<(Board, T)> {
+    decode: impl Fn(Option<Vec<u8>>) -> V,
+    encode: impl Fn(&V) -> Vec<u8>,
+    mut change: impl FnMut(&V) -> Option<(V, T)>,
+) -> Option<(V, T)> {
     for _ in 0..CAS_ATTEMPTS {
-        let (board, cas) = read_board(key, units);
-        let (next, out) = change(&board)?;
-        match hostcalls::set_shared_data(key, Some(&next.encode()), cas) {
+        let (bytes, cas) = host.get_shared(key);
+        let current = decode(bytes);
+        let (next, out) = change(&current)?;
+        match host.set_shared(key, &encode(&next), cas) {
             Ok(()) => return Some((next, out)),
-            Err(Status::CasMismatch) => continue,
-            Err(_) => return None,
+            Err(ShareError::CasMismatch) => continue,
+            Err(ShareError::Failed) => return None,
         }
     }
     None
 }
 
+/// [`update`] on the breaker board.
+pub fn update_board<T>(
+    host: &impl Host,
+    key: &str,
+    units: usize,
+    change: impl FnMut(&Board) -> Option<(Board, T)>,
+) -> Option<(Board, T)> {
+    update(
+        host,
+        key,
+        |bytes| {
+            bytes
+                .and_then(|b| Board::decode(&b, units).ok())
+                .unwrap_or_else(|| Board::new(units))
+        },
+        Board::encode,
+        change,
+    )
+}
+
 /// Creates the board if it does not exist yet (so later writes always carry a CAS).
-pub fn ensure_board(key: &str, units: usize) {
-    if get(key).0.is_none() {
-        let _ = hostcalls::set_shared_data(key, Some(&Board::new(units).encode()), None);
+pub fn ensure_board(host: &impl Host, key: &str, units: usize) {
+    if host.get_shared(key).0.is_none() {
+        let _ = host.set_shared(key, &Board::new(units).encode(), None);
     }
 }
 
 /// Worker ids in the list.
-pub fn workers(key: &str) -> Vec<u32> {
-    decode_ids(get(key).0)
+pub fn workers(host: &impl Host, key: &str) -> Vec<u32> {
+    decode_ids(host.get_shared(key).0)
 }
 
-fn decode_ids(bytes: Option<Bytes>) -> Vec<u32> {
+fn decode_ids(bytes: Option<Vec<u8>>) -> Vec<u32> {
     bytes
         .map(|b| {
             b.chunks_exact(4)
@@ -105,35 +121,23 @@ fn decode_ids(bytes: Option<Bytes>) -> Vec<u32> {
 /// Claims a worker id for this VM and appends it to the list: `wanted` (the VM's earlier id,
 /// when a concurrent write lost its entry) if it is still free, else a fresh one from `draw`.
 /// Returns the id, or `None` after [`CAS_ATTEMPTS`] conflicts or a host error.
-pub fn claim_worker(key: &str, wanted: Option<u32>, draw: impl FnMut() -> u32) -> Option<u32> {
-    claim_worker_in(
-        get,
-        |k, v, cas| hostcalls::set_shared_data(k, Some(v), cas),
-        key,
-        wanted,
-        draw,
-    )
-}
-
-/// [`claim_worker`] over any shared-data store with compare-and-swap.
 ///
 /// Ids must be unique by construction, not by chance: VMs started at the same instant can
 /// seed identical random draws, and two VMs under one id overwrite each other's snapshot,
 /// so one's windows are never merged. So the id is only ever taken from those absent from
 /// the list and appended with a CAS (a VM that loses the race re-reads and draws again),
 /// and the one unguarded write — creating a missing list — writes an empty list, never an id.
-fn claim_worker_in(
-    mut get: impl FnMut(&str) -> (Option<Bytes>, Option<u32>),
-    mut set: impl FnMut(&str, &[u8], Option<u32>) -> Result<(), Status>,
+pub fn claim_worker(
+    host: &impl Host,
     key: &str,
     wanted: Option<u32>,
     mut draw: impl FnMut() -> u32,
 ) -> Option<u32> {
     let mut id = wanted;
     for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = get(key);
+        let (bytes, cas) = host.get_shared(key);
         let Some(cas) = cas else {
-            set(key, &[], None).ok()?;
+            host.set_shared(key, &[], None).ok()?;
             continue;
         };
         let mut ids = decode_ids(bytes);
@@ -149,10 +153,10 @@ fn claim_worker_in(
             ids.remove(0);
         }
         let out: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
-        match set(key, &out, Some(cas)) {
+        match host.set_shared(key, &out, Some(cas)) {
             Ok(()) => return Some(pick),
-            Err(Status::CasMismatch) => {}
-            Err(_) => return None,
+            Err(ShareError::CasMismatch) => {}
+            Err(ShareError::Failed) => return None,
         }
     }
     None
@@ -160,108 +164,114 @@ fn claim_worker_in(
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
     use super::*;
+    use crate::host::MemoryHost;
 
-    /// An in-memory store with the host's CAS semantics (a write without a CAS always wins).
-    #[derive(Default)]
-    struct Store {
-        map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-        next_cas: RefCell<u32>,
+    fn claim(h: &MemoryHost, wanted: Option<u32>, draws: &[u32]) -> Option<u32> {
+        let mut d = draws.iter().copied().cycle();
+        claim_worker(h, "w", wanted, || d.next().unwrap_or(0))
     }
 
-    impl Store {
-        fn get(&self, key: &str) -> (Option<Bytes>, Option<u32>) {
-            match self.map.borrow().get(key) {
-                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-                None => (None, None),
-            }
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
-            let mut map = self.map.borrow_mut();
-            if let (Some(want), Some((_, have))) = (cas, map.get(key)) {
-                if want != *have {
-                    return Err(Status::CasMismatch);
-                }
-            }
-            let mut next = self.next_cas.borrow_mut();
-            *next += 1;
-            map.insert(key.to_string(), (value.to_vec(), *next));
-            Ok(())
-        }
-
-        fn claim(&self, wanted: Option<u32>, draws: &[u32]) -> Option<u32> {
-            let mut d = draws.iter().copied().cycle();
-            claim_worker_in(
-                |k| self.get(k),
-                |k, v, c| self.set(k, v, c),
-                "w",
-                wanted,
-                || d.next().unwrap_or(0),
-            )
-        }
-
-        fn ids(&self) -> Vec<u32> {
-            decode_ids(self.get("w").0)
-        }
+    fn ids(h: &MemoryHost) -> Vec<u32> {
+        workers(h, "w")
     }
 
     #[test]
     fn vms_with_identical_draws_get_distinct_ids() {
-        let store = Store::default();
+        let h = MemoryHost::new(0);
         let draws = [7, 9, 11];
-        let ids: Vec<_> = (0..3).map(|_| store.claim(None, &draws)).collect();
-        assert_eq!(ids, vec![Some(7), Some(9), Some(11)]);
-        assert_eq!(store.ids(), vec![7, 9, 11]);
+        let got: Vec<_> = (0..3).map(|_| claim(&h, None, &draws)).collect();
+        assert_eq!(got, vec![Some(7), Some(9), Some(11)]);
+        assert_eq!(ids(&h), vec![7, 9, 11]);
+    }
+
+    /// A host whose first read lets another VM append in between (the race).
+    struct Racing<'a> {
+        inner: &'a MemoryHost,
+        raced: std::cell::Cell<bool>,
+    }
+
+    impl Host for Racing<'_> {
+        fn now_ns(&self) -> u64 {
+            self.inner.now_ns()
+        }
+        fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            let read = self.inner.get_shared(key);
+            if !self.raced.replace(true) {
+                assert_eq!(claim(self.inner, None, &[5, 6]), Some(5));
+            }
+            read
+        }
+        fn set_shared(&self, k: &str, v: &[u8], cas: Option<u32>) -> Result<(), ShareError> {
+            self.inner.set_shared(k, v, cas)
+        }
+        fn board_mark(&self) -> Option<u64> {
+            None
+        }
+        fn bump_board_mark(&self) {}
+        fn log(&self, _: crate::host::Level, _: &str) {}
+        fn add_counter(&self, _: crate::metrics::Counter, _: u64) {}
+        fn set_gauge(&self, _: crate::metrics::Gauge, _: u64) {}
     }
 
     #[test]
     fn a_vm_losing_the_race_rereads_and_draws_again() {
-        let store = Store::default();
-        store.set("w", &[], None).unwrap();
+        let h = MemoryHost::new(0);
+        h.set_shared("w", &[], None).unwrap();
         // Both VMs draw 5 first; the other VM's append lands between this one's read and write.
-        let mut raced = false;
+        let racing = Racing {
+            inner: &h,
+            raced: std::cell::Cell::new(false),
+        };
         let mut d = [5, 6].into_iter().cycle();
-        let got = claim_worker_in(
-            |k| {
-                let read = store.get(k);
-                if !std::mem::replace(&mut raced, true) {
-                    assert_eq!(store.claim(None, &[5, 6]), Some(5));
-                }
-                read
-            },
-            |k, v, c| store.set(k, v, c),
-            "w",
-            None,
-            || d.next().unwrap_or(0),
-        );
+        let got = claim_worker(&racing, "w", None, || d.next().unwrap_or(0));
         assert_eq!(got, Some(6));
-        assert_eq!(store.ids(), vec![5, 6]);
+        assert_eq!(ids(&h), vec![5, 6]);
         // Nothing but taken ids to draw: no id rather than a shared one.
-        assert_eq!(store.claim(None, &[5, 6]), None);
+        assert_eq!(claim(&h, None, &[5, 6]), None);
     }
 
     #[test]
     fn a_lost_entry_is_taken_back_only_while_free() {
-        let store = Store::default();
-        assert_eq!(store.claim(None, &[3]), Some(3));
+        let h = MemoryHost::new(0);
+        assert_eq!(claim(&h, None, &[3]), Some(3));
         // A late creation of the list wipes the entry.
-        store.set("w", &[], None).unwrap();
-        assert_eq!(store.claim(Some(3), &[8]), Some(3));
-        store.set("w", &[], None).unwrap();
+        h.set_shared("w", &[], None).unwrap();
+        assert_eq!(claim(&h, Some(3), &[8]), Some(3));
+        h.set_shared("w", &[], None).unwrap();
         // Another VM took 3 meanwhile: the old owner moves to a fresh id.
-        assert_eq!(store.claim(None, &[3]), Some(3));
-        assert_eq!(store.claim(Some(3), &[3, 8]), Some(8));
-        assert_eq!(store.ids(), vec![3, 8]);
+        assert_eq!(claim(&h, None, &[3]), Some(3));
+        assert_eq!(claim(&h, Some(3), &[3, 8]), Some(8));
+        assert_eq!(ids(&h), vec![3, 8]);
     }
 
     #[test]
     fn a_missing_list_is_created_empty_first() {
-        let store = Store::default();
-        assert_eq!(store.claim(None, &[1]), Some(1));
-        assert_eq!(store.ids(), vec![1]);
+        let h = MemoryHost::new(0);
+        assert_eq!(claim(&h, None, &[1]), Some(1));
+        assert_eq!(ids(&h), vec![1]);
+    }
+
+    #[test]
+    fn updates_retry_on_contention_and_give_up_on_host_errors() {
+        let h = MemoryHost::new(0);
+        ensure_board(&h, "b", 1);
+        h.set_faults(crate::host::Faults {
+            cas_conflicts: 3,
+            ..Default::default()
+        });
+        let done = update_board(&h, "b", 1, |b| Some((b.clone(), ())));
+        assert!(done.is_some(), "three conflicts are retried");
+        h.set_faults(crate::host::Faults {
+            cas_conflicts: 1_000,
+            ..Default::default()
+        });
+        assert!(update_board(&h, "b", 1, |b| Some((b.clone(), ()))).is_none());
+        h.set_faults(crate::host::Faults {
+            writes_fail: true,
+            ..Default::default()
+        });
+        assert!(update_board(&h, "b", 1, |b| Some((b.clone(), ()))).is_none());
+        assert_eq!(claim(&h, None, &[1]), None);
     }
 }

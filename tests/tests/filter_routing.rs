@@ -51,7 +51,7 @@ fn routes_by_device_time_share_and_strips_spoofed_headers() {
     let now = local_minute(330);
     let config = format!(
         r#"{{
-        "stable": "v9-prod", "gray": "v10-gray", "utc_offset": "+05:30",
+        "stable": "v9-prod", "gray": "v10-gray", "utc_offset": "+05:30", "time_header_upstream": true,
         "rules": [
           {{ "name": "now-cranes", "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }},
              "hours": {{ "from": "{}", "to": "{}" }} }},
@@ -206,7 +206,7 @@ fn trusted_time_header_picks_the_window_and_wraps_midnight() {
     let stable = Upstream::start("v9-prod");
     let gray = Upstream::start("v10-gray");
     let config = r#"{
-        "stable": "v9-prod", "gray": "v10-gray", "utc_offset": "+08:00", "trust_time_header": true,
+        "stable": "v9-prod", "gray": "v10-gray", "utc_offset": "+08:00", "trust_time_header": true, "time_header_upstream": true,
         "route_header": "x-canary-route",
         "rules": [ { "name": "night-cranes", "headers": { "x-device-type": { "exact": "crane-camera" } },
                      "hours": { "from": "22:00", "to": "02:00" } } ]

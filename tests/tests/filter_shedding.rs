@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::headers;
+use grayguard_contract::metrics::filter as names;
 use std::time::{Duration, Instant};
 
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options, metric};
@@ -97,6 +98,7 @@ const CONFIG: &str = r#"{
     { "name": "noisy",   "headers": { "x-device-type": { "exact": "cam-noisy" } } }
   ],
   "breach": {
+    "detector": "window",
     "latency":   { "header": "x-inference-latency-ms", "max_mean_ms": 100, "window_s": 5, "min_samples": 6 },
     "box_count": { "header": "x-box-count", "max_sigma": 3, "window_s": 5, "min_samples": 6 },
     "error_rate": { "max": 0.4, "window_s": 5, "min_samples": 6 },
@@ -257,21 +259,16 @@ fn breaches_shed_and_half_open_recovers() {
     at_least("grayguard_breakers_open", 4.0);
     at_least("grayguard_breaker_state", 1.0);
     at_least("grayguard_gray_failures", 7.0);
-    e.wait_metric(
-        "grayguard_gray_box_count_count",
-        Duration::from_secs(3),
-        |v| v > 0.0,
-    );
-    e.wait_metric(
-        "grayguard_stable_box_count_count",
-        Duration::from_secs(3),
-        |v| v > 0.0,
-    );
-    e.wait_metric(
-        "grayguard_gray_latency_ms_count",
-        Duration::from_secs(3),
-        |v| v > 0.0,
-    );
+    // The signal sums and counts (aggregated per VM and handed over on the tick).
+    for name in [
+        names::GRAY_BOX_SAMPLES,
+        names::STABLE_BOX_SAMPLES,
+        names::GRAY_LATENCY_SAMPLES,
+        names::GRAY_BOXES,
+        names::GRAY_LATENCY_US,
+    ] {
+        e.wait_metric(name, Duration::from_secs(3), |v| v > 0.0);
+    }
 
     let all = incidents(&e);
     let starts = incident(&all, "shed_start", "flagged", "flag");
@@ -359,6 +356,7 @@ fn learned_baseline_outlives_a_quiet_stable_cohort() {
       "stable": "v9-prod", "gray": "v10-gray",
       "rules": [ { "name": "cranes", "headers": { "x-device-type": { "exact": "crane-camera" } } } ],
       "breach": {
+        "detector": "window",
         "box_count": { "header": "x-box-count", "max_sigma": 3, "window_s": 1, "min_samples": 6 },
         "shed_for_s": 60
       },

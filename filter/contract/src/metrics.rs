@@ -26,12 +26,31 @@ pub mod filter {
     pub const BREAKER_STATE: &str = "grayguard_breaker_state";
     /// Units shedding (open or half-open).
     pub const BREAKERS_OPEN: &str = "grayguard_breakers_open";
-    /// Gray latency histogram, ms.
-    pub const GRAY_LATENCY_MS: &str = "grayguard_gray_latency_ms";
-    /// Gray box-count histogram.
-    pub const GRAY_BOX_COUNT: &str = "grayguard_gray_box_count";
-    /// Stable box-count histogram.
-    pub const STABLE_BOX_COUNT: &str = "grayguard_stable_box_count";
+    /// One rule's breaker (label `rule`): 0 closed, 1 open, 2 half-open.
+    pub const RULE_BREAKER_STATE: &str = "grayguard_rule_breaker_state";
+    /// How close a rule's trigger is to shedding (labels `rule`, `trigger`), percent: 100
+    /// sheds. The sequential detector's largest `ln e-value / ln(1/alpha)`.
+    pub const EVIDENCE_PCT: &str = "grayguard_evidence_pct";
+    /// Responses observed from gray.
+    pub const GRAY_RESPONSES: &str = "grayguard_gray_responses";
+    /// Responses observed from stable.
+    pub const STABLE_RESPONSES: &str = "grayguard_stable_responses";
+    /// Sum of gray latency signals, µs (mean: rate of this / rate of the samples).
+    pub const GRAY_LATENCY_US: &str = "grayguard_gray_latency_us";
+    /// Gray latency signals summed.
+    pub const GRAY_LATENCY_SAMPLES: &str = "grayguard_gray_latency_samples";
+    /// Sum of stable latency signals, µs.
+    pub const STABLE_LATENCY_US: &str = "grayguard_stable_latency_us";
+    /// Stable latency signals summed.
+    pub const STABLE_LATENCY_SAMPLES: &str = "grayguard_stable_latency_samples";
+    /// Sum of gray box counts.
+    pub const GRAY_BOXES: &str = "grayguard_gray_boxes";
+    /// Gray box counts summed.
+    pub const GRAY_BOX_SAMPLES: &str = "grayguard_gray_box_samples";
+    /// Sum of stable box counts.
+    pub const STABLE_BOXES: &str = "grayguard_stable_boxes";
+    /// Stable box counts summed.
+    pub const STABLE_BOX_SAMPLES: &str = "grayguard_stable_box_samples";
     /// Change mark of the shared breaker board (internal; see the filter's README).
     pub const BOARD_WRITES: &str = "grayguard_board_writes";
 

@@ -1,0 +1,147 @@
+//! The HTTP context: hands each request's headers to the core and writes back the route
+//! (and, when configured, the hour); stamps the decision on the response and hands the
+//! response's status and signal headers to the core.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use grayguard_contract::headers::{DECISION, TIME_OF_DAY};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, Bytes, MapType};
+
+use super::Vm;
+use crate::breach::Observation;
+use crate::engine::{Reply, Routed};
+
+pub struct Http {
+    vm: Option<Rc<RefCell<Vm>>>,
+    routed: Option<Routed>,
+    responded: bool,
+}
+
+impl Http {
+    pub fn new(vm: Option<Rc<RefCell<Vm>>>) -> Http {
+        Http {
+            vm,
+            routed: None,
+            responded: false,
+        }
+    }
+}
+
+/// A header map as the host hands it over. Values are bytes: a header that is not UTF-8
+/// (HTTP allows obs-text) reads as absent for matching and as malformed for signals, and
+/// never panics the VM the way a `String` map would.
+type HeaderPairs = Vec<(String, Bytes)>;
+
+fn lookup<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+fn lookup_str<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a str> {
+    lookup(headers, name).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let Some(vm) = &self.vm else {
+            return Action::Continue;
+        };
+        let Ok(mut guard) = vm.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let Vm { engine, host } = &mut *guard;
+        // One host call for all request headers: cheaper than a lookup per name once the
+        // strip checks, the rules and the sticky key each need one.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        // A client must not pick its route or fake a breach: drop what it sent. Requests
+        // without them (the normal case) cost no host call here.
+        let cfg = engine.config();
+        let spoofable = [
+            cfg.route_header.clone(),
+            DECISION.to_string(),
+            cfg.breach.flag_header.clone(),
+        ];
+        for name in &spoofable {
+            if lookup(&headers, name).is_some() {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+                engine.stripped();
+            }
+        }
+        let routed = engine.decide(host, |name| lookup_str(&headers, name));
+        let cfg = engine.config();
+        let route = if routed.decision.gray {
+            &cfg.gray
+        } else {
+            &cfg.stable
+        };
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpRequestHeaders,
+            &cfg.route_header,
+            Some(route.as_bytes()),
+        );
+        if cfg.time_header_upstream {
+            let _ = hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                TIME_OF_DAY,
+                Some(&routed.hour),
+            );
+        }
+        self.routed = Some(routed);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        self.responded = true;
+        let (Some(routed), Some(vm)) = (self.routed, &self.vm) else {
+            return Action::Continue;
+        };
+        let Ok(mut guard) = vm.try_borrow_mut() else {
+            return Action::Continue;
+        };
+        let Vm { engine, host } = &mut *guard;
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpResponseHeaders,
+            DECISION,
+            Some(engine.decision_text(&routed).as_bytes()),
+        );
+        if !engine.reads_response(&routed) {
+            return Action::Continue;
+        }
+        // One host call for all response headers (cheaper than a lookup per signal).
+        let headers = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+        let status = lookup_str(&headers, ":status").and_then(|v| v.parse::<u16>().ok());
+        let reply = engine.read(status, |name| lookup(&headers, name));
+        engine.settle(host, &routed, &reply);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // A request that never got response headers was reset: a failure.
+        if self.responded {
+            return;
+        }
+        let (Some(routed), Some(vm)) = (self.routed, &self.vm) else {
+            return;
+        };
+        if let Ok(mut guard) = vm.try_borrow_mut() {
+            let Vm { engine, host } = &mut *guard;
+            if engine.reads_response(&routed) {
+                let reply = Reply {
+                    obs: Observation {
+                        failed: true,
+                        ..Observation::default()
+                    },
+                    flag_reason: None,
+                };
+                engine.settle(host, &routed, &reply);
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The proxy-wasm glue: Envoy's side of [`Host`] and the root and HTTP contexts, which only
+//! move headers, time, shared data and metrics between Envoy and the decision core
+//! ([`crate::engine::Engine`]). Nothing here decides anything.
+
+mod http;
+mod root;
+
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+use log::{error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MetricType, Status};
+
+use crate::engine::Engine;
+use crate::host::{Host, Level, ShareError};
+use crate::metrics::{Counter, Gauge, gauge_name};
+
+pub use root::Root;
+
+/// Envoy as the core's host: host calls, and the ids of the metrics this VM defined.
+pub struct EnvoyHost {
+    counters: Vec<Option<u32>>,
+    gauges: HashMap<Gauge, u32>,
+    board_writes: Option<u32>,
+}
+
+impl EnvoyHost {
+    /// Defines every metric of `engine`'s configuration (one that cannot be defined is
+    /// skipped, never fatal).
+    pub fn define(engine: &Engine) -> EnvoyHost {
+        let def = |t, name: &str| hostcalls::define_metric(t, name).ok();
+        EnvoyHost {
+            counters: Counter::all()
+                .into_iter()
+                .map(|c| def(MetricType::Counter, &c.name()))
+                .collect(),
+            gauges: engine
+                .gauge_set()
+                .into_iter()
+                .filter_map(|g| {
+                    def(MetricType::Gauge, &gauge_name(g, engine.unit_names())).map(|id| (g, id))
+                })
+                .collect(),
+            board_writes: def(
+                MetricType::Gauge,
+                grayguard_contract::metrics::filter::BOARD_WRITES,
+            ),
+        }
+    }
+}
+
+impl Host for EnvoyHost {
+    fn now_ns(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+
+    fn get_shared(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), ShareError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
+            Status::CasMismatch => ShareError::CasMismatch,
+            _ => ShareError::Failed,
+        })
+    }
+
+    fn board_mark(&self) -> Option<u64> {
+        self.board_writes
+            .and_then(|id| hostcalls::get_metric(id).ok())
+    }
+
+    fn bump_board_mark(&self) {
+        if let Some(id) = self.board_writes {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn log(&self, level: Level, line: &str) {
+        match level {
+            Level::Info => info!("{line}"),
+            Level::Warn => warn!("{line}"),
+            Level::Error => error!("{line}"),
+        }
+    }
+
+    fn add_counter(&self, c: Counter, n: u64) {
+        if let Some(Some(id)) = self.counters.get(c.index()) {
+            let _ = hostcalls::increment_metric(*id, n.min(i64::MAX as u64) as i64);
+        }
+    }
+
+    fn set_gauge(&self, g: Gauge, value: u64) {
+        if let Some(id) = self.gauges.get(&g) {
+            let _ = hostcalls::record_metric(*id, value);
+        }
+    }
+}
+
+/// One VM: its core and its host.
+pub struct Vm {
+    pub engine: Engine,
+    pub host: EnvoyHost,
+}

@@ -1,0 +1,85 @@
+//! The root context of each VM (one per Envoy worker, plus the main thread): reads the
+//! configuration, builds the VM's core, and runs its tick.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use log::{error, info};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+
+use super::{EnvoyHost, Vm};
+use crate::config;
+use crate::engine::Engine;
+use crate::host::Host;
+
+/// Most bytes of plugin configuration read.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// The root context.
+pub struct Root {
+    context_id: u32,
+    vm: Option<Rc<RefCell<Vm>>>,
+}
+
+impl Root {
+    pub fn new(context_id: u32) -> Root {
+        Root {
+            context_id,
+            vm: None,
+        }
+    }
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let text = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, MAX_CONFIG_BYTES)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let cfg = match config::parse(&text) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                error!("{e}");
+                return false;
+            }
+        };
+        let rules = cfg.rules.len();
+        let sync = Duration::from_millis(cfg.sync_ms);
+        let detector = cfg.breach.detector;
+        let mut engine = Engine::new(cfg, &text, 0);
+        let host = EnvoyHost::define(&engine);
+        // Seeds differ between VMs and starts; worker ids do not depend on them.
+        engine.reseed(host.now_ns() ^ (u64::from(self.context_id) << 32));
+        engine.start(&host);
+        info!(
+            "grayguard configured: {rules} rule(s), {} breaker unit(s), {detector:?} detector, sync every {} ms",
+            engine.units(),
+            sync.as_millis()
+        );
+        self.vm = Some(Rc::new(RefCell::new(Vm { engine, host })));
+        let _ = hostcalls::set_tick_period(sync);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(vm) = &self.vm
+            && let Ok(mut vm) = vm.try_borrow_mut()
+        {
+            let Vm { engine, host } = &mut *vm;
+            engine.tick(host);
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(super::http::Http::new(self.vm.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
