@@ -8,6 +8,7 @@ use std::fmt;
 use grayguard_contract::headers;
 use serde::Deserialize;
 
+use crate::rules;
 use crate::schedule::{self, Window};
 
 /// Most rules one configuration may hold.
@@ -466,6 +467,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         rules.push(rule);
     }
     let breach = breach(raw.breach)?;
+    if breach.control == Control::Cohort
+        && let Some(i) = rules.iter().position(|r| r.percent_bp >= rules::BUCKETS)
+    {
+        return Err(invalid(
+            format!("rules[{i}].percent"),
+            "`breach.control: \"cohort\"` compares gray with the rule's own stable share: \
+             percent must be below 100",
+        ));
+    }
     let sync_ms = match raw.sync_ms {
         None => DEFAULT_SYNC_MS,
         Some(v) => {

@@ -21,6 +21,8 @@ pub mod rules;
 pub mod schedule;
 pub mod sequential;
 pub mod signals;
+#[cfg(any(test, feature = "simulate"))]
+pub mod simulate;
 pub mod window;
 
 pub mod metrics;

@@ -127,6 +127,12 @@ pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
     json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
         "stats_flush_interval": format!("{}s", opts.stats_flush_ms as f64 / 1000.0),
+        // grayguard's per-rule gauges carry Istio-style `rule=.=NAME;.;` tags; as in
+        // mesh-config/local/envoy.yaml, extract them into labels.
+        "stats_config": { "stats_tags": [
+            { "tag_name": "rule", "regex": "(rule=\\.=(.*?);\\.;)" },
+            { "tag_name": "trigger", "regex": "(trigger=\\.=(.*?);\\.;)" },
+        ] },
         "static_resources": {
             "listeners": [{
                 "name": "front",
@@ -275,6 +281,21 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         }
     }
     found
+}
+
+/// The sample of `name` whose labels include all of `labels`, if present.
+pub fn labelled(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (set, value) = rest.split_once("} ")?;
+            labels
+                .iter()
+                .all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .next()
 }
 
 /// Runs `envoy --mode validate` on a front Envoy with the grayguard filter configured

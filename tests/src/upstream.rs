@@ -35,10 +35,23 @@ struct Script {
     delay: Duration,
 }
 
+/// One answer a sampler chose: the status and the headers to add to the script's.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Draws the answer to the `n`-th request (0-based) from its headers.
+pub type Sampler = dyn Fn(u64, &Seen) -> Answer + Send + Sync;
+
 struct Shared {
     script: Mutex<Script>,
+    sampler: Mutex<Option<Arc<Sampler>>>,
     seen: Mutex<Vec<Seen>>,
     count: AtomicU64,
+    /// Requests answered by the sampler so far (its draw index).
+    drawn: AtomicU64,
 }
 
 /// Most requests whose headers are kept (older ones are dropped).
@@ -70,8 +83,10 @@ impl Upstream {
                 headers: vec![("x-upstream".into(), name.into())],
                 delay: Duration::ZERO,
             }),
+            sampler: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
             count: AtomicU64::new(0),
+            drawn: AtomicU64::new(0),
         });
         let threads = (0..THREADS)
             .map(|_| {
@@ -119,6 +134,13 @@ impl Upstream {
         self.set_header(headers::BREACH, reason);
     }
 
+    /// Answers every following request with what `sampler` draws for it (status and
+    /// signal headers, e.g. from a distribution), on top of the scripted headers; `None`
+    /// goes back to the script.
+    pub fn set_sampler(&self, sampler: Option<Arc<Sampler>>) {
+        *self.shared.sampler.lock().unwrap() = sampler;
+    }
+
     /// Waits this long before answering.
     pub fn set_delay(&self, delay: Duration) {
         self.shared.script.lock().unwrap().delay = delay;
@@ -161,7 +183,14 @@ fn serve(server: &tiny_http::Server, shared: &Shared, name: &str) {
                 })
                 .collect(),
         };
-        let script = shared.script.lock().unwrap().clone();
+        let mut script = shared.script.lock().unwrap().clone();
+        let sampler = shared.sampler.lock().unwrap().clone();
+        if let Some(draw) = sampler {
+            let n = shared.drawn.fetch_add(1, Ordering::SeqCst);
+            let answer = draw(n, &seen);
+            script.status = answer.status;
+            script.headers.extend(answer.headers);
+        }
         {
             let mut s = shared.seen.lock().unwrap();
             if s.len() >= MAX_SEEN {

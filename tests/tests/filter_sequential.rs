@@ -1,0 +1,228 @@
+//! The sequential detector inside a real Envoy (two workers, two Wasm VMs sharing one
+//! evidence record), against scripted upstreams that draw every answer from a
+//! distribution: a gray version as good as stable (A/A) is never shed over a few thousand
+//! gray responses, while a −40 % box count, a ×1.6 latency and a failure-rate rise are
+//! each shed by the right trigger, with the evidence in the incident record and the
+//! per-rule gauges.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use grayguard_contract::headers;
+use grayguard_contract::metrics::filter as names;
+use grayguard_contract::{Decision, Note, Trigger};
+use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options, labelled};
+use grayguard_e2e::http;
+use grayguard_e2e::upstream::{Answer, Seen, Upstream};
+use grayguard_filter::simulate::{Rng, Side};
+use serde_json::Value;
+
+const CONFIG: &str = r#"{
+  "stable": "v9-prod", "gray": "v10-gray",
+  "rules": [
+    { "name": "aa",    "headers": { "x-device-type": { "exact": "cam-aa" } } },
+    { "name": "boxes", "headers": { "x-device-type": { "exact": "cam-boxes" } } },
+    { "name": "slow",  "headers": { "x-device-type": { "exact": "cam-slow" } } },
+    { "name": "fail",  "headers": { "x-device-type": { "exact": "cam-fail" } } }
+  ],
+  "breach": {
+    "detector": "sequential", "alpha": 0.01,
+    "latency":   { "header": "x-inference-latency-ms", "max_ratio": 1.25, "min_samples": 10 },
+    "box_count": { "header": "x-box-count", "max_shift": 0.25, "min_samples": 10 },
+    "error_rate": { "max_excess": 0.02, "min_samples": 10 },
+    "shed_for_s": 600, "probe_percent": 0
+  }
+}"#;
+
+/// Gray responses the A/A cohort must get through unshed.
+const AA_GRAY: usize = 2_000;
+
+/// An answer drawn from `side`: status 200 with the signal headers, or a 503 without them.
+fn draw(side: Side, seed: u64) -> Answer {
+    let o = side.draw(&mut Rng::new(seed));
+    if o.failed {
+        return Answer {
+            status: 503,
+            headers: Vec::new(),
+        };
+    }
+    Answer {
+        status: 200,
+        headers: vec![
+            (
+                headers::INFERENCE_LATENCY_MS.into(),
+                format!("{:.3}", o.latency_ms.unwrap_or_default()),
+            ),
+            (
+                headers::BOX_COUNT.into(),
+                format!("{}", o.boxes.unwrap_or_default()),
+            ),
+        ],
+    }
+}
+
+/// What gray does for each cohort.
+fn gray_side(device: Option<&str>) -> Side {
+    let s = Side::STABLE;
+    match device {
+        Some("cam-boxes") => s.boxes_times(0.6),
+        Some("cam-slow") => s.latency_times(1.6),
+        Some("cam-fail") => s.failing(0.08),
+        _ => s,
+    }
+}
+
+fn incidents(e: &Envoy) -> Vec<Value> {
+    e.log()
+        .lines()
+        .filter(|l| l.contains("\"grayguard\":\"incident\""))
+        .map(|l| serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap())
+        .collect()
+}
+
+/// Per cohort: gray responses served, and the gray responses served when it was first
+/// shed.
+#[derive(Default)]
+struct Cohort {
+    gray: AtomicUsize,
+    shed_after: AtomicUsize,
+    shed: AtomicBool,
+}
+
+#[test]
+fn a_a_is_never_shed_and_real_regressions_are() {
+    let stable = Upstream::start("v9-prod");
+    let gray = Upstream::start("v10-gray");
+    stable.set_sampler(Some(Arc::new(|n, _: &Seen| {
+        draw(Side::STABLE, 0x5eed_0000 + n)
+    })));
+    gray.set_sampler(Some(Arc::new(|n, seen: &Seen| {
+        draw(
+            gray_side(seen.header(headers::DEVICE_TYPE)),
+            0x9a11_0000 + n,
+        )
+    })));
+    let e = Envoy::start(&Options::new(
+        Filter::grayguard(CONFIG),
+        Cluster::new("v9-prod", stable.addr),
+        Cluster::new("v10-gray", gray.addr),
+    ));
+    let cohorts = ["cam-aa", "cam-boxes", "cam-slow", "cam-fail"];
+    let state: Vec<Cohort> = cohorts.iter().map(|_| Cohort::default()).collect();
+    let deadline = Instant::now() + Duration::from_secs(240);
+
+    // Four client threads; each round sends one request per unshed cohort and as many
+    // stable (dock) requests, so the control sees as much traffic as gray does.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (e, state) = (&e, &state);
+            s.spawn(move || {
+                while state[0].gray.load(Ordering::SeqCst) < AA_GRAY {
+                    assert!(Instant::now() < deadline, "traffic did not finish in time");
+                    for (i, kind) in cohorts.iter().enumerate() {
+                        if i > 0 && state[i].shed.load(Ordering::SeqCst) && t > 0 {
+                            continue;
+                        }
+                        let r = http::get_with(&e.url("/infer"), &[(headers::DEVICE_TYPE, kind)])
+                            .expect("envoy answers");
+                        let text = r.header(headers::DECISION).expect("decision header");
+                        let d = Decision::parse(text).expect("decision follows the grammar");
+                        if let Some(Note::Shed(_)) = d.note {
+                            if !state[i].shed.swap(true, Ordering::SeqCst) {
+                                let n = state[i].gray.load(Ordering::SeqCst);
+                                state[i].shed_after.store(n, Ordering::SeqCst);
+                            }
+                        } else if r.header("x-upstream") == Some("v10-gray") {
+                            state[i].gray.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let dock = http::get_with(
+                            &e.url("/infer"),
+                            &[(headers::DEVICE_TYPE, "dock-camera")],
+                        )
+                        .expect("envoy answers");
+                        assert_eq!(dock.header("x-upstream"), Some("v9-prod"));
+                    }
+                }
+            });
+        }
+    });
+
+    let n = |i: usize| state[i].shed_after.load(Ordering::SeqCst);
+    let shed = |i: usize| state[i].shed.load(Ordering::SeqCst);
+    eprintln!(
+        "aa gray responses {}, shed: boxes after {} ({}), slow after {} ({}), fail after {} ({})",
+        state[0].gray.load(Ordering::SeqCst),
+        n(1),
+        shed(1),
+        n(2),
+        shed(2),
+        n(3),
+        shed(3)
+    );
+    assert!(!shed(0), "the A/A cohort was shed: {:#?}", incidents(&e));
+    assert!(
+        shed(1) && n(1) <= 400,
+        "box count −40 %: shed after {}",
+        n(1)
+    );
+    assert!(shed(2) && n(2) <= 300, "latency ×1.6: shed after {}", n(2));
+    assert!(
+        shed(3) && n(3) <= 1_500,
+        "failures 8 %: shed after {}",
+        n(3)
+    );
+
+    // The incident records name the trigger and carry the evidence.
+    let all = incidents(&e);
+    let start = |rule: &str| {
+        let v: Vec<&Value> = all
+            .iter()
+            .filter(|v| v["rule"] == rule && v["event"] == "shed_start")
+            .collect();
+        assert_eq!(v.len(), 1, "{rule}: {all:#?}");
+        v[0].clone()
+    };
+    let crossed = |v: &Value, test: &str| -> Value {
+        v["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["test"] == test && f["crossed"] == true)
+            .unwrap_or_else(|| panic!("no crossed {test}: {v:#}"))
+            .clone()
+    };
+    let boxes = start("boxes");
+    assert_eq!(
+        (boxes["trigger"].as_str(), boxes["detector"].as_str()),
+        (Some("box_count"), Some("sequential"))
+    );
+    let f = crossed(&boxes, "box_count_below");
+    assert!(f["log_e"].as_f64().unwrap() >= f["threshold"].as_f64().unwrap());
+    // The shift is estimated with an interval that excludes "no change".
+    assert!(f["interval"][1].as_f64().unwrap() < 0.0, "{f}");
+    let slow = start("slow");
+    assert_eq!(slow["trigger"], "latency");
+    let f = crossed(&slow, "latency_ratio");
+    assert!(f["interval"][0].as_f64().unwrap() > 1.0, "{f}");
+    let fail = start("fail");
+    assert_eq!(fail["trigger"], "error_rate");
+    crossed(&fail, "error_rate_excess");
+    assert!(all.iter().all(|v| v["rule"] != "aa"));
+
+    // The per-rule gauges, with their labels.
+    let text = e.prometheus();
+    let gauge = |name: &str, labels: &[(&str, &str)]| {
+        labelled(&text, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} missing"))
+    };
+    let t = Trigger::BoxCount.as_str();
+    assert!(gauge(names::EVIDENCE_PCT, &[("rule", "boxes"), ("trigger", t)]) >= 100.0);
+    for trigger in ["latency", "box_count", "error_rate"] {
+        let v = gauge(names::EVIDENCE_PCT, &[("rule", "aa"), ("trigger", trigger)]);
+        assert!(v < 100.0, "aa {trigger}: {v}");
+    }
+    assert_eq!(gauge(names::RULE_BREAKER_STATE, &[("rule", "boxes")]), 1.0);
+    assert_eq!(gauge(names::RULE_BREAKER_STATE, &[("rule", "aa")]), 0.0);
+}
