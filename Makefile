@@ -41,13 +41,13 @@ export GRAYGUARD_ISTIO_CRDS ?= $(abspath $(ROOT)/../shared/schemas/istio-crd-all
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-sidecar lint fmt test test-unit test-e2e run demo bench bench-filter bench-sidecar bench-e2e clean
+.PHONY: help setup build build-filter build-sidecar lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
 	@echo "make demo    replay the gray-release incident through the local mesh"
 	@echo "make test    set up, build, lint and run all tests"
-	@echo "make bench   benchmarks (filter CPU/request, sidecar overhead, end to end)"
+	@echo "make bench   benchmarks (filter CPU/request, detection, sidecar overhead, end to end)"
 
 # ---------------------------------------------------------------- set-up
 
@@ -153,7 +153,7 @@ demo: setup build
 
 # ---------------------------------------------------------------- bench
 
-bench: bench-filter bench-sidecar bench-e2e
+bench: bench-filter bench-detect bench-sidecar bench-e2e
 
 $(STAMPS)/bench-venv: tests/bench/requirements.txt $(STAMPS)/venv
 	$(PIP) install -q --disable-pip-version-check -r tests/bench/requirements.txt
@@ -162,6 +162,13 @@ $(STAMPS)/bench-venv: tests/bench/requirements.txt $(STAMPS)/venv
 # Filter cost: native header routing vs the cheapest Wasm filter vs grayguard (CPU/request).
 bench-filter: setup build $(STAMPS)/bench-venv
 	bash tests/bench/filter/run.sh
+
+# Detection: false-shed share of healthy gray versions and detection delays of regressions,
+# sequential vs window detector, on synthetic releases through the real decision core.
+# Options: make bench-detect DETECT_ARGS="--releases 1000 --regressions 300 --threads 2"
+DETECT_ARGS ?=
+bench-detect: $(STAMPS)/rust
+	cargo bench -p grayguard-filter --bench detect --features simulate -- $(DETECT_ARGS)
 
 # Sidecar overhead beyond the model run vs a Python Flask + onnxruntime server.
 bench-sidecar: setup build $(STAMPS)/bench-venv

@@ -73,9 +73,12 @@ pub struct Routed {
     pub decision: Decision,
     /// The breaker generation of the rule's unit when the request was offered to gray.
     pub generation: u32,
-    /// When the request was decided, ns since the epoch (the one clock read per request).
+    /// When the request was decided, ns since the epoch: the clock when the decision read
+    /// it, else this VM's last reading plus one ns per request since (distinct and
+    /// increasing within the VM, at most a tick behind).
     pub at_ns: u64,
-    /// The local hour, `HH`, for the optional `x-time-of-day` upstream stamp.
+    /// The local hour, `HH`, for the `x-time-of-day` upstream stamp (`--` when
+    /// `time_header_upstream` is off and the hour was not needed).
     pub hour: [u8; 2],
 }
 
@@ -104,6 +107,17 @@ struct Sequential {
 impl Sequential {
     fn has_data(&self) -> bool {
         self.gray.iter().any(|(_, t)| !t.is_empty()) || self.control.iter().any(|t| !t.is_empty())
+    }
+}
+
+/// The clock of one request: read from the host at most once, on demand.
+struct Clock {
+    at: Option<u64>,
+}
+
+impl Clock {
+    fn now(&mut self, host: &impl Host) -> u64 {
+        *self.at.get_or_insert_with(|| host.now_ns())
     }
 }
 
@@ -145,6 +159,8 @@ pub struct Engine {
     gauges: std::collections::HashMap<Gauge, u64>,
     /// Reused buffer for the decision header text.
     scratch: String,
+    /// The clock's last reading by this VM (ticks and requests that needed it), ns.
+    last_now_ns: u64,
 }
 
 impl Engine {
@@ -167,8 +183,9 @@ impl Engine {
                 crate::config::Scope::All => "*".into(),
             })
             .collect();
-        let seq = sequential.then(|| {
-            let plan = Plan::for_breach(&cfg.breach);
+        let plan = Plan::for_breach(&cfg.breach);
+        // Without a statistical trigger there is nothing to test: no tallies, no record.
+        let seq = (sequential && !plan.tests.is_empty()).then(|| {
             let controls = match plan.control {
                 Control::All => 1,
                 Control::Cohort => units,
@@ -198,6 +215,7 @@ impl Engine {
             pending: Pending::default(),
             gauges: std::collections::HashMap::new(),
             scratch: String::with_capacity(128),
+            last_now_ns: 0,
             cfg,
         }
     }
@@ -222,6 +240,7 @@ impl Engine {
 
     /// Creates the shared board if it is missing (called once per VM at configuration).
     pub fn start(&mut self, host: &impl Host) {
+        self.last_now_ns = host.now_ns();
         shared::ensure_board(host, &self.keys.board, self.units);
     }
 
@@ -231,19 +250,31 @@ impl Engine {
     }
 
     /// Decides where a request goes. `header` looks a (lower-case) request header up.
+    ///
+    /// The clock is read at most once, and only when something needs it: a rule with
+    /// hours, the `x-time-of-day` stamp, an open breaker (open or half-open is read off the
+    /// clock), the window detector's buckets. Otherwise the request is stamped with the
+    /// time of this VM's last reading (at most one tick old), which is all the sequential
+    /// detector's failure streaks need.
     pub fn decide<'h>(
         &mut self,
         host: &impl Host,
         header: impl Fn(&str) -> Option<&'h str>,
     ) -> Routed {
-        let at_ns = host.now_ns();
+        let mut clock = Clock {
+            at: (self.seq.is_none() || self.cfg.time_header_upstream).then(|| host.now_ns()),
+        };
         let cfg = &self.cfg;
-        let minute = cfg
-            .trust_time_header
-            .then(|| header(TIME_OF_DAY).and_then(schedule::parse_time_header))
-            .flatten()
-            .unwrap_or_else(|| schedule::minute_of_day(at_ns, cfg.utc_offset_min));
-        let rule = rules::first_match(&cfg.rules, &header, minute);
+        let mut minute_cache = None;
+        let mut minute = |clock: &mut Clock| {
+            *minute_cache.get_or_insert_with(|| {
+                cfg.trust_time_header
+                    .then(|| header(TIME_OF_DAY).and_then(schedule::parse_time_header))
+                    .flatten()
+                    .unwrap_or_else(|| schedule::minute_of_day(clock.now(host), cfg.utc_offset_min))
+            })
+        };
+        let rule = rules::first_match(&cfg.rules, &header, || minute(&mut clock));
         let matched = rule.and_then(|i| cfg.rules.get(i).map(|r| (i, r)));
         let share_bucket = match matched {
             Some((_, r)) if r.percent_bp < BUCKETS => {
@@ -269,7 +300,12 @@ impl Engine {
                     .unwrap_or_default();
                 generation = b.generation;
                 BreakerView {
-                    phase: b.phase(at_ns),
+                    // A closed breaker is closed at any time: no clock needed.
+                    phase: if b.tripped {
+                        b.phase(clock.now(host))
+                    } else {
+                        Phase::Closed
+                    },
                     trigger: b.trigger,
                 }
             },
@@ -277,6 +313,19 @@ impl Engine {
             cfg.breach.probe_bp,
             cfg.breach.dry_run,
         );
+        let hour = if cfg.time_header_upstream {
+            let m = minute(&mut clock);
+            [b'0' + (m / 600) as u8, b'0' + ((m / 60) % 10) as u8]
+        } else {
+            *b"--"
+        };
+        // Every request of this VM gets a distinct, increasing stamp: the ordering of its
+        // successes and failures must survive stale readings (see `Clock`).
+        let stamp = clock
+            .at
+            .unwrap_or(0)
+            .max(self.last_now_ns.saturating_add(1));
+        self.last_now_ns = stamp;
         self.pending.count(if d.gray {
             Counter::RoutedGray
         } else {
@@ -291,11 +340,8 @@ impl Engine {
         Routed {
             decision: d,
             generation,
-            at_ns,
-            hour: [
-                b'0' + (minute / 600) as u8,
-                b'0' + ((minute / 60) % 10) as u8,
-            ],
+            at_ns: stamp,
+            hour,
         }
     }
 
@@ -314,9 +360,16 @@ impl Engine {
     /// Whether the response of this request is read at all (gray responses feed the
     /// detector; stable ones are the control and the box-count baseline).
     pub fn reads_response(&self, r: &Routed) -> bool {
-        r.decision.gray
-            || self.seq.is_some()
-            || (self.cfg.breach.box_count.is_some() && self.layout.slots > 0)
+        if r.decision.gray {
+            return true;
+        }
+        match &self.seq {
+            Some(seq) => match seq.plan.control {
+                Control::All => true,
+                Control::Cohort => r.decision.why == Why::Percent,
+            },
+            None => self.cfg.breach.box_count.is_some() && self.layout.slots > 0,
+        }
     }
 
     /// Reads a response's status and signal headers (`header` looks one up, as bytes).
@@ -590,22 +643,18 @@ impl Engine {
     ) {
         let merged = self.merged.as_ref();
         let consecutive = merged.map_or(0, |m| m.consecutive(unit, at.since_ns));
-        let detail = match &self.seq {
-            None => Detail::Window {
+        let detail = match self.cfg.breach.detector {
+            DetectorKind::Window => Detail::Window {
                 window: merged.and_then(|m| m.gray.get(unit).copied()),
                 baseline: self.baseline,
             },
-            Some(seq) => Detail::Sequential {
-                findings: seq
-                    .findings
-                    .get(unit)
-                    .map(|f| {
-                        f.iter()
-                            .filter(|f| f.hypothesis.trigger() == trigger)
-                            .copied()
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+            DetectorKind::Sequential => Detail::Sequential {
+                findings: self
+                    .findings(unit)
+                    .iter()
+                    .filter(|f| f.hypothesis.trigger() == trigger)
+                    .copied()
+                    .collect(),
             },
         };
         let line = incident::line(
@@ -630,6 +679,7 @@ impl Engine {
     /// hand the counters over.
     pub fn tick(&mut self, host: &impl Host) {
         let now = host.now_ns();
+        self.last_now_ns = self.last_now_ns.max(now);
         let board = self
             .board
             .refresh(host, &self.keys.board, self.units)
@@ -1118,6 +1168,20 @@ mod tests {
         let i = incidents(&h);
         assert_eq!(i.len(), 1, "{i:?}");
         assert_eq!(i[0]["trigger"], "consecutive_failures");
+    }
+
+    #[test]
+    fn a_streak_after_a_success_within_one_tick_still_counts() {
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, SEQ, 1);
+        let ok = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &ok, 100.0, 5, None);
+        for _ in 0..4 {
+            let r = ask(&mut e, &h, "crane");
+            fail(&mut e, &h, &r);
+        }
+        e.tick(&h);
+        assert_eq!(incidents(&h)[0]["trigger"], "consecutive_failures");
     }
 
     #[test]

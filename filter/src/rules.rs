@@ -6,17 +6,19 @@ use crate::config::Rule;
 pub const BUCKETS: u32 = 10_000;
 
 /// The index of the first rule whose headers and hours match, if any. `header(name)` looks
-/// a (lower-case) request header up; `minute` is the local minute of the day.
+/// a (lower-case) request header up; `minute()` gives the local minute of the day, asked
+/// only when a rule with hours is reached (so a configuration without hours never reads
+/// the clock for it).
 pub fn first_match<'a>(
     rules: &[Rule],
     header: impl Fn(&str) -> Option<&'a str>,
-    minute: u16,
+    mut minute: impl FnMut() -> u16,
 ) -> Option<usize> {
     rules.iter().position(|r| {
-        r.hours.is_none_or(|w| w.contains(minute))
-            && r.headers
-                .iter()
-                .all(|(name, m)| header(name).is_some_and(|v| m.matches(v)))
+        r.headers
+            .iter()
+            .all(|(name, m)| header(name).is_some_and(|v| m.matches(v)))
+            && r.hours.is_none_or(|w| w.contains(minute()))
     })
 }
 
@@ -136,12 +138,12 @@ mod tests {
         ];
         for (hs, minute, want) in cases {
             let got =
-                first_match(&cfg.rules, lookup(hs), minute).map(|i| cfg.rules[i].name.as_str());
+                first_match(&cfg.rules, lookup(hs), || minute).map(|i| cfg.rules[i].name.as_str());
             assert_eq!(got, want, "{hs:?} at {minute}");
         }
         let only_cranes = &cfg.rules[..2];
         assert_eq!(
-            first_match(only_cranes, lookup(&[("x-device-type", "forklift")]), 0),
+            first_match(only_cranes, lookup(&[("x-device-type", "forklift")]), || 0),
             None
         );
         assert!(matches!(cfg.rules[1].headers[0].1, Matcher::Prefix(_)));

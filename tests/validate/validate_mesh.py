@@ -57,12 +57,18 @@ FILTER_COUNTERS = {
     "grayguard_probe_requests", "grayguard_breaches_flag", "grayguard_breaches_latency",
     "grayguard_breaches_box_count", "grayguard_breaches_error_rate",
     "grayguard_breaches_consecutive_failures", "grayguard_malformed_signals",
-    "grayguard_spoofed_headers_stripped",
+    "grayguard_spoofed_headers_stripped", "grayguard_gray_failures", "grayguard_dry_run_requests",
+    "grayguard_gray_responses", "grayguard_stable_responses",
+    "grayguard_gray_latency_us", "grayguard_gray_latency_samples",
+    "grayguard_stable_latency_us", "grayguard_stable_latency_samples",
+    "grayguard_gray_boxes", "grayguard_gray_box_samples",
+    "grayguard_stable_boxes", "grayguard_stable_box_samples",
 }
-FILTER_GAUGES = {"grayguard_breaker_state", "grayguard_breakers_open"}
-FILTER_HISTOGRAMS = {
-    "grayguard_gray_latency_ms", "grayguard_gray_box_count", "grayguard_stable_box_count",
+FILTER_GAUGES = {
+    "grayguard_breaker_state", "grayguard_breakers_open", "grayguard_rule_breaker_state",
+    "grayguard_evidence_pct",
 }
+FILTER_HISTOGRAMS: set[str] = set()
 SIDECAR_HISTOGRAMS = {
     "grayguard_sidecar_request_duration_seconds", "grayguard_sidecar_inference_duration_seconds",
     "grayguard_sidecar_nms_duration_seconds", "grayguard_sidecar_detections_per_image",

@@ -52,10 +52,12 @@ GRAYGUARD_CONFIG = {
          "percent": 100, "sticky_header": "x-device-id"},
     ],
     "breach": {
+        "detector": "sequential",
+        "alpha": 0.01,
         "flag_header": "x-canary-breach",
-        "latency": {"header": "x-inference-latency-ms", "max_mean_ms": 1500, "window_s": 30, "min_samples": 10},
-        "box_count": {"header": "x-box-count", "max_sigma": 3, "window_s": 30, "min_samples": 10},
-        "error_rate": {"max": 0.2, "window_s": 30, "min_samples": 10},
+        "latency": {"header": "x-inference-latency-ms", "max_ratio": 1.25, "max_mean_ms": 1500, "min_samples": 10},
+        "box_count": {"header": "x-box-count", "max_shift": 0.25, "min_samples": 10},
+        "error_rate": {"max_excess": 0.02, "max": 0.2, "min_samples": 10},
         "consecutive_failures": 5,
         "shed_for_s": 30,
         "probe_percent": 10,
@@ -119,14 +121,15 @@ def bootstrap(port, admin, network_filter, clusters=()):
     }
 
 
-def front(variant, stable_port, gray_port, wasm=WASM):
-    """Bootstrap of a front Envoy for one variant (`wasm`: the grayguard build it loads)."""
+def front(variant, stable_port, gray_port, wasm=WASM, config=None):
+    """Bootstrap of a front Envoy for one variant (`wasm`: the grayguard build it loads,
+    `config`: its plugin configuration, the canonical one by default)."""
     if variant == "native":
         match = {"name": "x-device-type", "string_match": {"exact": "crane-camera"}}
         filters = []
     else:
         match = {"name": "x-canary-route", "string_match": {"exact": "v10-gray"}}
-        filters = [wasm_filter(FLOOR, {}) if variant == "floor" else wasm_filter(wasm, GRAYGUARD_CONFIG)]
+        filters = [wasm_filter(FLOOR, {}) if variant == "floor" else wasm_filter(wasm, config or GRAYGUARD_CONFIG)]
     routes = [
         {"match": {"prefix": "/", "headers": [match]}, "route": {"cluster": "v10-gray"}},
         {"match": {"prefix": "/"}, "route": {"cluster": "v9-prod"}},
@@ -316,9 +319,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per variant (default 3)")
     ap.add_argument("--seconds", type=int, default=8, help="wrk duration of one run (default 8)")
     ap.add_argument("--connections", type=int, default=4, help="wrk connections, i.e. concurrency (default 4)")
-    ap.add_argument("--variant", action="append", default=[], metavar="NAME=WASM",
-                    help="also measure another grayguard build with the same configuration (repeatable), "
-                         "e.g. before=/tmp/old.wasm")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=WASM[@CONFIG.json]",
+                    help="also measure another grayguard build (repeatable), with the same configuration "
+                         "or the plugin configuration in CONFIG.json (an older build may not know newer "
+                         "keys), e.g. before=/tmp/old.wasm@/tmp/old-config.json")
     ap.add_argument("--no-behaviour", action="store_true", help="skip the flag and statistical shed timings")
     args = ap.parse_args()
     for tool in ("wrk",):
@@ -326,11 +330,16 @@ def main():
             sys.exit(f"{tool} not found (make setup installs it)")
     extra = []
     for v in args.variant:
-        name, sep, path = v.partition("=")
+        name, sep, spec = v.partition("=")
         if not sep or not name or name in ("native", "floor", "grayguard"):
-            sys.exit(f"--variant {v!r}: expected NAME=WASM with a new name")
-        extra.append((name, os.path.abspath(path)))
-    for path in (ENVOY, WASM, FLOOR, *(p for _, p in extra)):
+            sys.exit(f"--variant {v!r}: expected NAME=WASM[@CONFIG.json] with a new name")
+        path, _, cfg_path = spec.partition("@")
+        cfg = None
+        if cfg_path:
+            with open(cfg_path) as f:
+                cfg = json.load(f)
+        extra.append((name, os.path.abspath(path), cfg))
+    for path in (ENVOY, WASM, FLOOR, *(p for _, p, _ in extra)):
         if not os.path.exists(path):
             sys.exit(f"{path} missing (make build-filter; run.sh builds the floor)")
 
@@ -339,8 +348,8 @@ def main():
     upstream = Envoy("upstream", up_port, up_admin, up_cfg, tmp, 1)
     envoys = []
     try:
-        for v, wasm in [("native", None), ("floor", None), ("grayguard", WASM), *extra]:
-            port, admin, cfg = front(v, up_port, up_port, wasm)
+        for v, wasm, plugin in [("native", None, None), ("floor", None, None), ("grayguard", WASM, None), *extra]:
+            port, admin, cfg = front(v, up_port, up_port, wasm, plugin)
             envoys.append(Envoy(v, port, admin, cfg, tmp, 1))
         print(f"front Envoys: 1 worker each; wrk -t1 -c{args.connections}, {args.rounds} alternating "
               f"rounds of {args.seconds} s; upstream: Envoy direct responses", flush=True)
@@ -353,7 +362,7 @@ def main():
     print()
     print("| variant | req/s | p50 µs | p99 µs | CPU µs/req | CPU vs native | CPU vs floor | paired vs floor | p99 over native |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in ("native", "floor", "grayguard", *(n for n, _ in extra)):
+    for name in ("native", "floor", "grayguard", *(n for n, _, _ in extra)):
         r = res[name]
         print(f"| {name} | {r['rps']:.0f} | {r['p50']:.0f} | {r['p99']:.0f} | {r['cpu_us']:.1f} | "
               f"{r['cpu_us'] / n['cpu_us']:.2f}× ({r['cpu_us'] - n['cpu_us']:+.1f}) | "
