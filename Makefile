@@ -29,6 +29,14 @@ WASM_RAW    := $(ROOT)/target/$(WASM_TARGET)/release/grayguard_filter.wasm
 WASM        := $(ROOT)/target/grayguard_filter.wasm
 SIDECAR_BIN := $(ROOT)/target/release/grayguard-sidecar
 
+# The filter's bytes must not depend on where the repository or cargo's registry sit on disk:
+# the filter image's digest is pinned in mesh-config/ and CI builds it from a fresh clone
+# elsewhere. Only the Wasm target gets these flags, so host builds keep their cache.
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(ROOT)=/grayguard \
+  --remap-path-prefix=$(CARGO_HOME_DIR)/registry/src=/cargo/registry/src \
+  --remap-path-prefix=$(CARGO_HOME_DIR)/git/checkouts=/cargo/git/checkouts
+
 # Paths every test, tool and script reads (tests/src/paths.rs has the same defaults).
 export GRAYGUARD_ENVOY   := $(DATA)/bin/envoy
 export ORT_DYLIB_PATH    := $(DATA)/lib/libonnxruntime.so
