@@ -83,12 +83,20 @@ impl Layout {
         for layer in self.layers() {
             assert_eq!(layer["mediaType"], LAYER_TAR_GZIP, "{layer}");
             let blob = self.blob_path(layer["digest"].as_str().unwrap());
-            run_ok(Command::new("tar")
-                .args(["--extract", "--gzip", "--numeric-owner", "--same-owner", "--same-permissions"])
-                .arg("--file")
-                .arg(&blob)
-                .arg("--directory")
-                .arg(rootfs));
+            run_ok(
+                Command::new("tar")
+                    .args([
+                        "--extract",
+                        "--gzip",
+                        "--numeric-owner",
+                        "--same-owner",
+                        "--same-permissions",
+                    ])
+                    .arg("--file")
+                    .arg(&blob)
+                    .arg("--directory")
+                    .arg(rootfs),
+            );
         }
     }
 }

@@ -29,7 +29,9 @@ impl Prometheus {
     pub fn start(jobs: &[Job]) -> Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let mut config = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        );
         for job in jobs {
             let targets: Vec<String> = job.targets.iter().map(|t| format!("\"{t}\"")).collect();
             config += &format!(
@@ -43,7 +45,10 @@ impl Prometheus {
         std::fs::write(&file, config).unwrap();
         let mut cmd = Command::new("prometheus");
         cmd.arg(format!("--config.file={}", file.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"));
         let mut proc = Proc::spawn("prometheus", cmd, dir.path()).own_dir(dir);
         let timeout = Duration::from_secs(60);
@@ -64,14 +69,18 @@ impl Prometheus {
         .expect("Prometheus answers");
         let json: Value = r.json();
         assert_eq!(json["status"], "success", "query {expr:?}: {json}");
-        assert_eq!(json["data"]["resultType"], "vector", "query {expr:?}: {json}");
+        assert_eq!(
+            json["data"]["resultType"], "vector",
+            "query {expr:?}: {json}"
+        );
         json["data"]["result"]
             .as_array()
             .unwrap()
             .iter()
             .map(|s| {
                 let v = s["value"][1].as_str().unwrap();
-                v.parse::<f64>().unwrap_or_else(|_| panic!("query {expr:?}: value {v:?}"))
+                v.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("query {expr:?}: value {v:?}"))
             })
             .collect()
     }
@@ -97,7 +106,9 @@ impl Prometheus {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -31,8 +31,15 @@ impl Registry {
         let mut cmd = Command::new("docker-registry");
         cmd.arg("serve").arg(&config);
         let mut proc = Proc::spawn("docker-registry", cmd, dir.path()).own_dir(dir);
-        proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(30));
-        proc.wait_for_status(&format!("http://127.0.0.1:{port}/v2/"), 200, Duration::from_secs(30));
+        proc.wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(30),
+        );
+        proc.wait_for_status(
+            &format!("http://127.0.0.1:{port}/v2/"),
+            200,
+            Duration::from_secs(30),
+        );
         Registry { proc, port }
     }
 

@@ -65,10 +65,17 @@ fn filter_image_holds_the_built_module_where_istio_looks_and_is_the_pinned_one()
         PLUGIN_FILE,
     );
     let built = std::fs::read(paths::wasm()).unwrap();
-    assert!(module == built, "plugin.wasm in the image differs from {}", paths::wasm().display());
+    assert!(
+        module == built,
+        "plugin.wasm in the image differs from {}",
+        paths::wasm().display()
+    );
     assert_eq!(&module[..4], b"\0asm");
     let config = layout.config();
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), layers.len());
+    assert_eq!(
+        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        layers.len()
+    );
 
     // The WasmPlugin pins exactly this image (Istio compares the manifest digest, hex).
     let digest = layout.digest();
@@ -90,7 +97,11 @@ fn images_rebuild_to_the_same_digests() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let version = tag();
     let filter = dir.path().join(FILTER);
@@ -134,7 +145,10 @@ fn pin_filter_rewrites_the_wasm_plugin_digest_and_refuses_an_ambiguous_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("wasm-plugin.yaml");
     let text = std::fs::read_to_string(paths::root().join(WASM_PLUGIN)).unwrap();
-    let stale = text.replace(&pinned_digest(&paths::root().join(WASM_PLUGIN)), &"0".repeat(64));
+    let stale = text.replace(
+        &pinned_digest(&paths::root().join(WASM_PLUGIN)),
+        &"0".repeat(64),
+    );
     std::fs::write(&file, &stale).unwrap();
     let pin = |f: &Path| {
         Command::new(paths::python())
@@ -154,7 +168,11 @@ fn pin_filter_rewrites_the_wasm_plugin_digest_and_refuses_an_ambiguous_file() {
         stale.replace(&"0".repeat(64), digest.strip_prefix("sha256:").unwrap())
     );
 
-    std::fs::write(&file, format!("{stale}\n  sha256: \"{}\"\n", "1".repeat(64))).unwrap();
+    std::fs::write(
+        &file,
+        format!("{stale}\n  sha256: \"{}\"\n", "1".repeat(64)),
+    )
+    .unwrap();
     let out = pin(&file);
     assert!(!out.status.success());
     assert!(
@@ -185,20 +203,23 @@ fn environment(config: &serde_json::Value, overrides: &[(&str, String)]) -> Vec<
 /// The uid of the process whose root directory is `rootfs` (the chrooted entrypoint).
 fn uid_of_process_rooted_at(rootfs: &Path) -> Option<u32> {
     let rootfs = rootfs.canonicalize().ok()?;
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let root = std::fs::read_link(entry.path().join("root")).ok()?;
-        if root != rootfs {
-            return None;
-        }
-        let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let root = std::fs::read_link(entry.path().join("root")).ok()?;
+            if root != rootfs {
+                return None;
+            }
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
 }
 
 #[test]
@@ -209,7 +230,13 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
     let user = c["User"].as_str().expect("User");
     let (uid, _gid) = user.split_once(':').expect("User is uid:gid");
     assert_ne!(uid, "0", "the image must not run as root");
-    assert!(c["ExposedPorts"].as_object().unwrap().contains_key("8080/tcp"), "{c}");
+    assert!(
+        c["ExposedPorts"]
+            .as_object()
+            .unwrap()
+            .contains_key("8080/tcp"),
+        "{c}"
+    );
     let entrypoint: Vec<String> = c["Entrypoint"]
         .as_array()
         .unwrap()
@@ -218,7 +245,10 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
         .collect();
     let env = environment(&config, &[]);
     let env_of = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    assert!(env_of("ORT_DYLIB_PATH").is_some(), "ORT_DYLIB_PATH unset: {c}");
+    assert!(
+        env_of("ORT_DYLIB_PATH").is_some(),
+        "ORT_DYLIB_PATH unset: {c}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let rootfs = dir.path().join("rootfs");
@@ -227,7 +257,10 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
     assert!(!rootfs.join("bin/sh").exists() && !rootfs.join("usr/bin/sh").exists());
     for var in ["ORT_DYLIB_PATH", "GRAYGUARD_SIDECAR_MODEL"] {
         let path = env_of(var).unwrap();
-        assert!(rootfs.join(path.trim_start_matches('/')).is_file(), "{var}={path} not in the image");
+        assert!(
+            rootfs.join(path.trim_start_matches('/')).is_file(),
+            "{var}={path} not in the image"
+        );
     }
 
     // What a runtime does: private mount and PID namespaces, /proc, /dev and /sys, then the
@@ -252,15 +285,29 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
         "mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && mount --rbind /sys {r}/sys && exec \"$@\""
     );
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--pid", "--fork", "--kill-child", "--", "sh", "-c", &script, "sh"])
-        .arg("/usr/sbin/chroot")
-        .arg(format!("--userspec={user}"))
-        .arg(&rootfs)
-        .args(&entrypoint)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd.args([
+        "--mount",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--",
+        "sh",
+        "-c",
+        &script,
+        "sh",
+    ])
+    .arg("/usr/sbin/chroot")
+    .arg(format!("--userspec={user}"))
+    .arg(&rootfs)
+    .args(&entrypoint)
+    .env_clear()
+    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut proc = Proc::spawn("sidecar-image", cmd, dir.path());
-    proc.wait_for_status(&format!("http://127.0.0.1:{port}/ready"), 200, READY_TIMEOUT);
+    proc.wait_for_status(
+        &format!("http://127.0.0.1:{port}/ready"),
+        200,
+        READY_TIMEOUT,
+    );
 
     let photo = std::fs::read(paths::image("person.jpg")).unwrap();
     let r = http::post(
@@ -273,7 +320,10 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
     assert_eq!(r.header(headers::MODEL_VERSION), Some(version));
     let boxes = r.json()["boxes"].as_array().expect("boxes").len();
     assert!(boxes >= 1, "no detection on person.jpg: {}", r.text());
-    assert_eq!(r.header(headers::BOX_COUNT), Some(boxes.to_string().as_str()));
+    assert_eq!(
+        r.header(headers::BOX_COUNT),
+        Some(boxes.to_string().as_str())
+    );
     assert_eq!(
         uid_of_process_rooted_at(&rootfs),
         Some(uid.parse().unwrap()),
@@ -294,7 +344,11 @@ fn both_images_push_to_a_real_registry_and_keep_their_digests() {
         let layout = Layout::open(paths::oci_layout(name));
         let reference = registry.reference(&format!("grayguard/{name}"), &version);
         registry.push(&layout.dir, &version, &reference);
-        assert_eq!(registry.inspect_digest(&reference), layout.digest(), "{reference}");
+        assert_eq!(
+            registry.inspect_digest(&reference),
+            layout.digest(),
+            "{reference}"
+        );
     }
 
     // The filter fetched as istio-agent fetches it: the manifest by tag (its digest is what the
@@ -310,7 +364,12 @@ fn both_images_push_to_a_real_registry_and_keep_their_digests() {
         "the pushed filter is not the one {WASM_PLUGIN} pins: run `make pin-filter`"
     );
     let manifest = r.json();
-    let last = manifest["layers"].as_array().unwrap().last().unwrap().clone();
+    let last = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     let blob = http::get(&registry.url(&format!(
         "/v2/grayguard/{FILTER}/blobs/{}",
         last["digest"].as_str().unwrap()

@@ -159,7 +159,6 @@ fn validator_rejects_broken_resources_naming_file_resource_and_error() {
         "\"inclusionPrefixes\":[\"grayguard_routed\"]",
     );
 
-
     let out = validator(&m, &[]);
     let report = text(&out);
     assert_eq!(
@@ -215,14 +214,21 @@ fn validator_rejects_built_deployments_that_do_not_fit_the_filter_or_the_images(
     );
     let out = validator(&m, &[]);
     let report = text(&out);
-    assert_eq!(out.status.code(), Some(1), "broken copy accepted:\n{report}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken copy accepted:\n{report}"
+    );
     for expected in [
         "kustomize build mesh-config/variants/flagger: Canary yolo/yolo-detector: analysis.match must send x-canary-route: v10-gray (the filter's gray cohort) to the canary",
         "kustomize build mesh-config/variants/argo-rollouts: Rollout yolo/yolo-detector: stableSubsetName/canarySubsetName must be the filter's stable/gray (v9-prod/v10-gray)",
         "kustomize build mesh-config: Deployment yolo/yolo-v10-gray: container model-server: image 'yolo-sidecar' names no registry",
         "kustomize build mesh-config: WasmPlugin istio-system/grayguard: sha256 must pin the image's manifest digest",
     ] {
-        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
     }
 }
 

@@ -75,7 +75,11 @@ struct Check {
 
 impl Check {
     fn passes(&self, v: f64) -> bool {
-        if self.strict { v < self.max } else { v <= self.max }
+        if self.strict {
+            v < self.max
+        } else {
+            v <= self.max
+        }
     }
 }
 
@@ -195,7 +199,10 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
         for r in [&crane, &dock] {
             assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
         }
-        crane.header(headers::DECISION).unwrap_or_default().to_string()
+        crane
+            .header(headers::DECISION)
+            .unwrap_or_default()
+            .to_string()
     };
 
     // 1. Gray is healthy: every check passes at every evaluation.
@@ -207,7 +214,10 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
             break;
         }
         let decision = pair(&mesh);
-        assert_eq!(decision, "gray; rule=crane-cameras", "healthy gray was shed");
+        assert_eq!(
+            decision, "gray; rule=crane-cameras",
+            "healthy gray was shed"
+        );
         if Instant::now() >= next_eval {
             let values = evaluate(&prom, &checks);
             for (c, v) in checks.iter().zip(&values) {
@@ -221,7 +231,10 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
                 );
             }
             let gray = prom.query(&format!("sum(increase(grayguard_routed_gray[{INTERVAL}]))"));
-            assert!(gray[0] > 0.0, "no gray traffic in the window: the checks prove nothing");
+            assert!(
+                gray[0] > 0.0,
+                "no gray traffic in the window: the checks prove nothing"
+            );
             healthy_evaluations += 1;
             next_eval = Instant::now() + Duration::from_secs(3);
         }
@@ -251,7 +264,8 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
     //    look back one interval, as Flagger and Argo Rollouts do at each evaluation).
     let shed_at = Instant::now();
     let mut crossed = vec![None; checks.len()];
-    while shed_at.elapsed() < Duration::from_secs(INTERVAL_S) && crossed.iter().any(Option::is_none) {
+    while shed_at.elapsed() < Duration::from_secs(INTERVAL_S) && crossed.iter().any(Option::is_none)
+    {
         pair(&mesh);
         let values = evaluate(&prom, &checks);
         for (i, (c, v)) in checks.iter().zip(&values).enumerate() {
