@@ -50,9 +50,7 @@ fn validator(root: &Path, extra: &[&std::ffi::OsStr]) -> Output {
         .arg(root)
         .arg("--metric-names")
         .arg(paths::metric_names())
-        .args(extra)
-        // Only the vendored schemas: nothing outside the repository may be needed.
-        .env_remove("GRAYGUARD_ISTIO_CRDS");
+        .args(extra);
     run(cmd)
 }
 
