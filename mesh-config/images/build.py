@@ -321,11 +321,12 @@ def build_sidecar(args: argparse.Namespace) -> str:
     base.dir("root", 0o700)
     base.dir(f"home/{name}", 0o700, uid, gid)
 
-    ort_name = args.onnxruntime.resolve(strict=True).name
+    ort_data = read_file(args.onnxruntime, "--onnxruntime")
+    ort_name = args.onnxruntime.resolve().name
     wheel = wheel_record_check(args.onnxruntime)
     ort = Layer(f"ONNX Runtime from the {wheel} wheel")
     ort_path = f"{s['onnxruntime_dir']}/{ort_name}"
-    ort.file(ort_path, read_file(args.onnxruntime, "--onnxruntime"), 0o755)
+    ort.file(ort_path, ort_data, 0o755)
 
     model = Layer(f"default model {args.model.name}")
     model.file(s["model"], read_file(args.model, "--model"))
@@ -410,7 +411,7 @@ def main() -> int:
         else:
             for path in pin_filter(args.layout, args.files):
                 print(f"pinned {path}")
-    except BuildError as err:
+    except (BuildError, OSError, tomllib.TOMLDecodeError, KeyError) as err:
         print(f"build.py: error: {err}", file=sys.stderr)
         return 1
     return 0

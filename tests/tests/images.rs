@@ -222,8 +222,21 @@ fn uid_of_process_rooted_at(rootfs: &Path) -> Option<u32> {
         })
 }
 
+/// The effective uid of this process.
+fn euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap();
+    uids.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 #[test]
 fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_model() {
+    assert_eq!(
+        euid(),
+        0,
+        "running the image needs root (namespaces, mounts, chroot, the image's file owners), \
+         as make test has on CI"
+    );
     let layout = Layout::open(paths::oci_layout(SIDECAR));
     let config = layout.config();
     let c = &config["config"];

@@ -247,7 +247,10 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
     // 2. The bad build replaces gray (same port, so the same Envoy cluster); traffic resumes
     //    once it is ready, until grayguard sheds it on the box count.
     let port = mesh.gray.port;
-    mesh.gray.proc.terminate(Duration::from_secs(10));
+    assert!(
+        mesh.gray.proc.terminate(Duration::from_secs(30)).is_some(),
+        "the healthy gray did not stop on SIGTERM"
+    );
     mesh.gray = gray_on(port, "0.001");
     let mut shed = false;
     for _ in 0..8 * MIN_SAMPLES {
