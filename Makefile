@@ -62,7 +62,7 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-sidecar images image-filter image-sidecar pin-filter push metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-sidecar bench-e2e clean
+.PHONY: help setup build build-filter build-sidecar images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-sidecar bench-e2e clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
@@ -187,8 +187,10 @@ pin-filter: image-filter
 REGISTRY ?=
 INSECURE ?=
 TLS_FLAG = $(if $(INSECURE),--tls-verify=false)
-push: images
+push: push-registry-given images
+push-registry-given:
 	@[ -n "$(REGISTRY)" ] || { echo "usage: make push REGISTRY=host[:port]/prefix [INSECURE=1]" >&2; exit 2; }
+push:
 	@for name in grayguard-filter grayguard-sidecar; do \
 	  ref="$(REGISTRY)/$$name:$(VERSION)"; \
 	  skopeo copy -q $(if $(INSECURE),--dest-tls-verify=false) "oci:$(IMAGES)/$$name:$(VERSION)" "docker://$$ref"; \
