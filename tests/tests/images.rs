@@ -294,8 +294,11 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
     let r = rootfs.display();
+    // The shell stays as the namespace's PID 1 (root, so it keeps unshare's --kill-child
+    // signal, which the entrypoint loses when chroot drops to the image's user): when the
+    // guard kills unshare, PID 1 dies and the kernel kills everything in the namespace.
     let script = format!(
-        "mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && mount --rbind /sys {r}/sys && exec \"$@\""
+        "mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && mount --rbind /sys {r}/sys && {{ \"$@\" & wait $!; }}"
     );
     let mut cmd = Command::new("unshare");
     cmd.args([
@@ -343,10 +346,15 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
         "the entrypoint does not run as the image's user"
     );
     drop(proc);
-    // The namespaces' mounts die with them; nothing stays mounted under the temp dir.
-    std::thread::sleep(Duration::from_millis(200));
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&rootfs.display().to_string()), "{mounts}");
+    // The entrypoint dies with the guard (and its namespaces' mounts with it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while uid_of_process_rooted_at(&rootfs).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the image's entrypoint outlived its guard"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
