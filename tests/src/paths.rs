@@ -64,3 +64,21 @@ pub fn image(name: &str) -> PathBuf {
 pub fn python() -> PathBuf {
     from_env("GRAYGUARD_PYTHON", root().join(".venv/bin/python"))
 }
+
+/// The OCI image layouts `make images` writes (`target/images/<name>/`).
+pub fn oci_layout(name: &str) -> PathBuf {
+    from_env("GRAYGUARD_IMAGES_DIR", root().join("target/images")).join(name)
+}
+
+/// The Debian packages of the sidecar image's runtime (`make images` downloads them).
+pub fn debs() -> PathBuf {
+    from_env("GRAYGUARD_DEBS", root().join(".data/debs"))
+}
+
+/// The published metric names as JSON (`make metric-names`, from the contract crate).
+pub fn metric_names() -> PathBuf {
+    from_env(
+        "GRAYGUARD_METRIC_NAMES",
+        root().join("target/metric-names.json"),
+    )
+}

