@@ -202,6 +202,25 @@ mod tests {
     }
 
     #[test]
+    fn every_metric_is_published_in_the_contract() {
+        let published = names::all();
+        for c in Counter::all() {
+            assert!(published.contains(&c.name()), "{}", c.name());
+        }
+        let units = vec!["r".to_string()];
+        for g in [
+            Gauge::BreakerState,
+            Gauge::BreakersOpen,
+            Gauge::UnitState(0),
+            Gauge::Evidence(0, Trigger::Latency),
+        ] {
+            let name = gauge_name(g, &units);
+            let bare = name.rsplit(";.;").next().unwrap_or_default().to_string();
+            assert!(published.contains(&bare), "{name}");
+        }
+    }
+
+    #[test]
     fn pending_counters_drain_once() {
         let mut p = Pending::default();
         p.count(Counter::RoutedGray);

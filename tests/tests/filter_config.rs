@@ -41,13 +41,18 @@ fn bad_configs_fail_validation_with_field_and_reason() {
             "field `breach.cooldown_s`: unknown field",
         ),
         (
-            canonical.replace(
-                r#""window_s": 30, "min_samples": 10 },
-    "consecutive_failures""#,
-                r#""window_s": -30, "min_samples": 10 },
-    "consecutive_failures""#,
-            ),
-            "field `breach.error_rate.window_s`: must be 0.1..=86400 seconds, got -30",
+            canonical.replace(r#""max_excess": 0.02"#, r#""max_excess": 1.5"#),
+            "field `breach.error_rate.max_excess`: must be a share in [0, 1), got 1.5",
+        ),
+        (
+            canonical.replace(r#""alpha": 0.01"#, r#""alpha": 0"#),
+            "field `breach.alpha`: must be in [0.000000001, 0.5], got 0",
+        ),
+        (
+            canonical
+                .replace(r#""detector": "sequential""#, r#""detector": "window""#)
+                .replace(r#""max_mean_ms": 1500, "#, ""),
+            "field `breach.latency.max_mean_ms`: required by the window detector",
         ),
     ];
     for (config, reason) in cases {

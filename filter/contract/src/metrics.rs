@@ -58,6 +58,41 @@ pub mod filter {
     pub fn breaches(trigger: crate::Trigger) -> String {
         format!("{BREACHES_PREFIX}{}", trigger.as_str())
     }
+
+    /// Every counter and gauge the filter publishes, but the per-trigger breach counters
+    /// ([`breaches`]).
+    pub const SCALARS: &[&str] = &[
+        ROUTED_GRAY,
+        ROUTED_STABLE,
+        SHED_REQUESTS,
+        PROBE_REQUESTS,
+        DRY_RUN_REQUESTS,
+        GRAY_FAILURES,
+        MALFORMED_SIGNALS,
+        SPOOFED_HEADERS_STRIPPED,
+        BREAKER_STATE,
+        BREAKERS_OPEN,
+        RULE_BREAKER_STATE,
+        EVIDENCE_PCT,
+        GRAY_RESPONSES,
+        STABLE_RESPONSES,
+        GRAY_LATENCY_US,
+        GRAY_LATENCY_SAMPLES,
+        STABLE_LATENCY_US,
+        STABLE_LATENCY_SAMPLES,
+        GRAY_BOXES,
+        GRAY_BOX_SAMPLES,
+        STABLE_BOXES,
+        STABLE_BOX_SAMPLES,
+        BOARD_WRITES,
+    ];
+
+    /// Every name the filter publishes (scalars and breach counters).
+    pub fn all() -> Vec<String> {
+        let mut v: Vec<String> = SCALARS.iter().map(|n| n.to_string()).collect();
+        v.extend(crate::Trigger::ALL.into_iter().map(breaches));
+        v
+    }
 }
 
 /// The sidecar's metrics.
@@ -94,4 +129,28 @@ pub mod sidecar {
     pub const GPU_MEMORY_TOTAL_BYTES: &str = "grayguard_sidecar_gpu_memory_total_bytes";
     /// Constant 1, labelled with what is served (`model_version`, `device`).
     pub const INFO: &str = "grayguard_sidecar_info";
+
+    /// Every counter and gauge the sidecar publishes.
+    pub const SCALARS: &[&str] = &[
+        LAST_BOX_COUNT,
+        REQUESTS_TOTAL,
+        ERRORS_TOTAL,
+        IN_FLIGHT,
+        QUEUE_DEPTH,
+        READY,
+        BREACH_ACTIVE,
+        MEMORY_BYTES,
+        MEMORY_LIMIT_BYTES,
+        GPU_MEMORY_USED_BYTES,
+        GPU_MEMORY_TOTAL_BYTES,
+        INFO,
+    ];
+
+    /// Every histogram the sidecar publishes (`_bucket`, `_sum`, `_count` in the text).
+    pub const HISTOGRAMS: &[&str] = &[
+        REQUEST_DURATION_SECONDS,
+        INFERENCE_DURATION_SECONDS,
+        NMS_DURATION_SECONDS,
+        DETECTIONS_PER_IMAGE,
+    ];
 }

@@ -18,6 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::headers;
+use grayguard_contract::metrics::filter as names;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -269,12 +270,12 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
             println!(
                 "run {run}: no shed within {MAX_GRAY_PER_RUN} gray-cohort requests (gauge open seen: {}; breaches box_count {} flag {}; gray boxes {}/{} replies, stable boxes {}/{})",
                 gauge_open.is_some(),
-                m("grayguard_breaches_box_count"),
-                m("grayguard_breaches_flag"),
-                m("grayguard_gray_box_count_sum"),
-                m("grayguard_gray_box_count_count"),
-                m("grayguard_stable_box_count_sum"),
-                m("grayguard_stable_box_count_count"),
+                m(&names::breaches(grayguard_contract::Trigger::BoxCount)),
+                m(&names::breaches(grayguard_contract::Trigger::Flag)),
+                m(names::GRAY_BOXES),
+                m(names::GRAY_BOX_SAMPLES),
+                m(names::STABLE_BOXES),
+                m(names::STABLE_BOX_SAMPLES),
             );
             let log = mesh.envoy.log();
             let lines: Vec<&str> = log.lines().filter(|l| l.contains("wasm")).collect();
