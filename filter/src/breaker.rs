@@ -50,6 +50,10 @@ pub struct Breaker {
     pub probes_ok: u32,
     /// Bumped on every transition; a probe answered under an older generation is ignored.
     pub generation: u32,
+    /// Confirm mode: the statistical trigger that fired and asks a person (closed only).
+    pub alert: Option<Trigger>,
+    /// When the alert was raised, ns since the epoch.
+    pub alert_since_ns: u64,
 }
 
 /// What a probe result did to the breaker.
@@ -72,7 +76,7 @@ impl Breaker {
         }
     }
 
-    /// Opens for `shed_for_ms` from `now_ns`.
+    /// Opens for `shed_for_ms` from `now_ns` (an alert, if any, is answered by it).
     pub fn trip(&self, now_ns: u64, trigger: Trigger, shed_for_ms: u64) -> Breaker {
         Breaker {
             tripped: true,
@@ -81,7 +85,31 @@ impl Breaker {
             until_ns: now_ns.saturating_add(shed_for_ms.saturating_mul(1_000_000)),
             probes_ok: 0,
             generation: self.generation.wrapping_add(1),
+            alert: None,
+            alert_since_ns: 0,
         }
+    }
+
+    /// Confirm mode: raises an alert on a closed breaker with no alert yet (`None`: nothing
+    /// to do). Traffic keeps flowing; evidence keeps accumulating in the same epoch.
+    pub fn raise_alert(&self, now_ns: u64, trigger: Trigger) -> Option<Breaker> {
+        (!self.tripped && self.alert.is_none()).then_some(Breaker {
+            alert: Some(trigger),
+            alert_since_ns: now_ns,
+            ..*self
+        })
+    }
+
+    /// Ends an alert without shedding: a new epoch starts, so the evidence that raised it
+    /// does not raise it again at once.
+    pub fn dismiss(&self, now_ns: u64) -> Option<Breaker> {
+        self.alert.is_some().then_some(Breaker {
+            since_ns: now_ns,
+            generation: self.generation.wrapping_add(1),
+            alert: None,
+            alert_since_ns: 0,
+            ..*self
+        })
     }
 
     /// Applies a probe result from a probe sent under `generation`. `None`: nothing to
@@ -107,6 +135,8 @@ impl Breaker {
                     until_ns: 0,
                     probes_ok: 0,
                     generation: self.generation.wrapping_add(1),
+                    alert: None,
+                    alert_since_ns: 0,
                 },
                 ProbeOutcome::Closed,
             ),
@@ -121,11 +151,11 @@ impl Breaker {
     }
 }
 
-/// Every unit's breaker: the shared record, encoded in 26 bytes per unit.
+/// Every unit's breaker: the shared record, encoded in 35 bytes per unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board(pub Vec<Breaker>);
 
-const BOARD_VERSION: u8 = 1;
+const BOARD_VERSION: u8 = 2;
 
 /// A trigger's byte in the board encoding (0 is "none").
 fn trigger_code(t: Trigger) -> u8 {
@@ -158,6 +188,8 @@ impl Board {
             out.extend_from_slice(&b.until_ns.to_le_bytes());
             out.extend_from_slice(&b.probes_ok.to_le_bytes());
             out.extend_from_slice(&b.generation.to_le_bytes());
+            out.push(b.alert.map_or(0, trigger_code));
+            out.extend_from_slice(&b.alert_since_ns.to_le_bytes());
         }
         out
     }
@@ -179,13 +211,21 @@ impl Board {
                 0 => None,
                 c => Some(trigger_from_code(c).ok_or(Corrupt)?),
             };
+            let (since_ns, until_ns, probes_ok, generation) =
+                (r.u64()?, r.u64()?, r.u32()?, r.u32()?);
+            let alert = match r.u8()? {
+                0 => None,
+                c => Some(trigger_from_code(c).ok_or(Corrupt)?),
+            };
             v.push(Breaker {
                 tripped,
                 trigger,
-                since_ns: r.u64()?,
-                until_ns: r.u64()?,
-                probes_ok: r.u32()?,
-                generation: r.u32()?,
+                since_ns,
+                until_ns,
+                probes_ok,
+                generation,
+                alert,
+                alert_since_ns: r.u64()?,
             });
         }
         if !r.0.is_empty() {
@@ -251,8 +291,9 @@ mod tests {
     fn board_round_trip_and_corruption() {
         let mut board = Board::new(3);
         board.0[1] = Breaker::default().trip(42, Trigger::ConsecutiveFailures, 7);
+        board.0[2] = Breaker::default().raise_alert(7, Trigger::Latency).unwrap();
         let bytes = board.encode();
-        assert_eq!(bytes.len(), 3 + 3 * 26);
+        assert_eq!(bytes.len(), 3 + 3 * 35);
         assert_eq!(Board::decode(&bytes, 3), Ok(board.clone()));
         assert_eq!(Board::decode(&bytes, 2), Err(Corrupt));
         for cut in 0..bytes.len() {
@@ -262,8 +303,34 @@ mod tests {
         extra.push(0);
         assert_eq!(Board::decode(&extra, 3), Err(Corrupt));
         let mut bad = bytes;
-        bad[3 + 26 + 1] = 77;
+        bad[3 + 35 + 1] = 77;
         assert_eq!(Board::decode(&bad, 3), Err(Corrupt));
+    }
+
+    #[test]
+    fn alerts_are_raised_once_then_confirmed_or_dismissed() {
+        let b = Breaker::default();
+        let a = b.raise_alert(S, Trigger::BoxCount).unwrap();
+        assert_eq!(
+            (a.phase(S), a.alert, a.generation),
+            (Phase::Closed, Some(Trigger::BoxCount), 0)
+        );
+        assert_eq!(
+            a.raise_alert(2 * S, Trigger::Latency),
+            None,
+            "one alert at a time"
+        );
+        // Confirmed: the shed answers the alert.
+        let shed = a.trip(3 * S, Trigger::BoxCount, 1_000);
+        assert_eq!((shed.alert, shed.phase(3 * S)), (None, Phase::Open));
+        assert_eq!(shed.raise_alert(3 * S, Trigger::Latency), None);
+        // Dismissed: a new epoch, no alert, still closed.
+        let d = a.dismiss(4 * S).unwrap();
+        assert_eq!(
+            (d.alert, d.phase(4 * S), d.generation, d.since_ns),
+            (None, Phase::Closed, 1, 4 * S)
+        );
+        assert_eq!(d.dismiss(5 * S), None);
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub const DEFAULT_MIN_SAMPLES: i64 = 20;
 pub const DEFAULT_SEGMENT_RESPONSES: i64 = 1_000;
 /// Accepted range of `breach.segment_responses`.
 pub const SEGMENT_RANGE: (i64, i64) = (10, 1_000_000_000);
+/// Shortest accepted `operator.secret`, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+/// Default `operator.link_ttl_s`: how long a one-click link stays valid.
+pub const DEFAULT_LINK_TTL_S: i64 = 3_600;
+/// Accepted range of `operator.link_ttl_s`.
+pub const LINK_TTL_RANGE: (i64, i64) = (60, 7 * 86_400);
 
 /// A rejected configuration: which field, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +120,17 @@ struct RawConfig {
     breach: Option<RawBreach>,
     sync_ms: Option<i64>,
     time_header_upstream: Option<bool>,
+    operator: Option<RawOperator>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOperator {
+    port: i64,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    link_ttl_s: Option<i64>,
+    identity_header: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +142,7 @@ struct RawRule {
     hours: Option<RawHours>,
     percent: Option<f64>,
     sticky_header: Option<String>,
+    action: Option<Action>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +174,7 @@ struct RawBreach {
     scope: Option<Scope>,
     dry_run: Option<bool>,
     detector: Option<DetectorKind>,
+    action: Option<Action>,
     alpha: Option<f64>,
     control: Option<Control>,
     segment_responses: Option<i64>,
@@ -222,6 +241,48 @@ pub struct Config {
     /// Whether `x-time-of-day: HH` is stamped on every upstream request (for routes that
     /// match on it; each header write costs the request path a host call).
     pub time_header_upstream: bool,
+    /// The operator listener, where a person confirms or dismisses (confirm mode).
+    pub operator: Option<Operator>,
+}
+
+impl fmt::Debug for Operator {
+    /// The secret never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Operator")
+            .field("port", &self.port)
+            .field("secret", &"<redacted>")
+            .field("secret_env", &self.secret_env)
+            .field("link_ttl_s", &self.link_ttl_s)
+            .field("identity_header", &self.identity_header)
+            .finish()
+    }
+}
+
+/// What a statistical trigger does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Shed the rule at once (the default).
+    Shed,
+    /// Raise an alert and shed only when a person confirms on the operator listener.
+    Confirm,
+}
+
+/// The operator listener of confirm mode.
+#[derive(Clone)]
+pub struct Operator {
+    /// The local port of the listener that serves operator requests (`/grayguard/...`);
+    /// on any other port they are refused.
+    pub port: u16,
+    /// HMAC-SHA256 key of the one-click links (after [`Config::resolve_secret`]).
+    pub secret: Vec<u8>,
+    /// The VM environment variable the secret is read from, when not inline.
+    pub secret_env: Option<String>,
+    /// How long a link is valid, seconds.
+    pub link_ttl_s: u64,
+    /// Request header carrying the authenticated person (set by an authenticating proxy in
+    /// front of the operator listener), recorded as `confirmed_by`.
+    pub identity_header: Option<String>,
 }
 
 /// One routing rule: which requests are offered to gray.
@@ -236,6 +297,8 @@ pub struct Rule {
     pub percent_bp: u32,
     /// Header whose value keeps a device on the same side (lower case).
     pub sticky_header: Option<String>,
+    /// What a statistical trigger does for this rule (default: `breach.action`).
+    pub action: Action,
 }
 
 /// How one request header is matched.
@@ -307,6 +370,8 @@ pub struct Breach {
     pub scope: Scope,
     pub dry_run: bool,
     pub detector: DetectorKind,
+    /// What a statistical trigger does, unless a rule says otherwise.
+    pub action: Action,
     /// Sequential detector: probability of ever shedding a gray version within the margins.
     pub alpha: f64,
     pub control: Control,
@@ -455,9 +520,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("at most {MAX_RULES} rules, got {}", raw.rules.len()),
         ));
     }
+    // The breach settings first: a rule's action defaults to `breach.action`.
+    let breach = breach(raw.breach)?;
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
     for (i, r) in raw.rules.into_iter().enumerate() {
-        let rule = rule(i, r)?;
+        let rule = rule(i, r, breach.action)?;
         if rules.iter().any(|o| o.name == rule.name) {
             return Err(invalid(
                 format!("rules[{i}].name"),
@@ -466,7 +533,15 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         rules.push(rule);
     }
-    let breach = breach(raw.breach)?;
+    let operator = raw.operator.map(operator).transpose()?;
+    if operator.is_none()
+        && let Some(i) = rules.iter().position(|r| r.action == Action::Confirm)
+    {
+        return Err(invalid(
+            format!("rules[{i}].action"),
+            "confirm mode needs `operator` (its listener port and the secret that signs the links)",
+        ));
+    }
     if breach.control == Control::Cohort
         && let Some(i) = rules.iter().position(|r| r.percent_bp >= rules::BUCKETS)
     {
@@ -496,10 +571,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         breach,
         sync_ms,
         time_header_upstream: raw.time_header_upstream.unwrap_or(false),
+        operator,
     })
 }
 
-fn rule(i: usize, raw: RawRule) -> Result<Rule, ConfigError> {
+fn rule(i: usize, raw: RawRule, default_action: Action) -> Result<Rule, ConfigError> {
     let at = |f: &str| format!("rules[{i}].{f}");
     if !grayguard_contract::decision::valid_rule_name(&raw.name) {
         return Err(invalid(
@@ -562,6 +638,86 @@ fn rule(i: usize, raw: RawRule) -> Result<Rule, ConfigError> {
         hours,
         percent_bp,
         sticky_header,
+        action: raw.action.unwrap_or(default_action),
+    })
+}
+
+fn check_secret(field: &str, secret: &str) -> Result<(), ConfigError> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(invalid(
+            field,
+            format!("must be at least {MIN_SECRET_BYTES} bytes (it signs the one-click links)"),
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads `operator.secret_env` from the VM's environment (`env` looks a variable up):
+    /// a missing or short secret is a configuration error naming the variable.
+    pub fn resolve_secret(
+        &mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let Some(op) = &mut self.operator else {
+            return Ok(());
+        };
+        let Some(name) = op.secret_env.clone() else {
+            return Ok(());
+        };
+        let value = env(&name).ok_or_else(|| {
+            invalid(
+                "operator.secret_env",
+                format!("{name} is not set in the Wasm VM's environment (vm_config.environment_variables)"),
+            )
+        })?;
+        check_secret("operator.secret_env", &value)?;
+        op.secret = value.into_bytes();
+        Ok(())
+    }
+}
+
+fn operator(raw: RawOperator) -> Result<Operator, ConfigError> {
+    let port = u16::try_from(raw.port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            invalid(
+                "operator.port",
+                format!("must be 1..=65535, got {}", raw.port),
+            )
+        })?;
+    let (secret, secret_env) = match (raw.secret, raw.secret_env) {
+        (Some(s), None) => {
+            check_secret("operator.secret", &s)?;
+            (s.into_bytes(), None)
+        }
+        (None, Some(env)) if !env.is_empty() => (Vec::new(), Some(env)),
+        _ => {
+            return Err(invalid(
+                "operator",
+                "expected exactly one of `secret` and `secret_env` (the name of the VM \
+                 environment variable holding it)",
+            ));
+        }
+    };
+    let ttl = raw.link_ttl_s.unwrap_or(DEFAULT_LINK_TTL_S);
+    let (lo, hi) = LINK_TTL_RANGE;
+    if !(lo..=hi).contains(&ttl) {
+        return Err(invalid(
+            "operator.link_ttl_s",
+            format!("must be {lo}..={hi} seconds, got {ttl}"),
+        ));
+    }
+    Ok(Operator {
+        port,
+        secret,
+        secret_env,
+        link_ttl_s: ttl as u64,
+        identity_header: raw
+            .identity_header
+            .map(|h| header_name("operator.identity_header", &h))
+            .transpose()?,
     })
 }
 
@@ -578,6 +734,7 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
         scope: None,
         dry_run: None,
         detector: None,
+        action: None,
         alpha: None,
         control: None,
         segment_responses: None,
@@ -697,6 +854,7 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
         scope: raw.scope.unwrap_or(Scope::Rule),
         dry_run: raw.dry_run.unwrap_or(false),
         detector,
+        action: raw.action.unwrap_or(Action::Shed),
         alpha: {
             let (lo, hi) = ALPHA_RANGE;
             ranged("breach.alpha", raw.alpha.unwrap_or(DEFAULT_ALPHA), lo, hi)?
@@ -957,6 +1115,37 @@ mod tests {
         assert_eq!(b.latency.as_ref().unwrap().max_mean_ms, Some(80.0));
         assert_eq!(b.error_rate.as_ref().unwrap().max_excess, 0.05);
         assert!(set.time_header_upstream);
+    }
+
+    #[test]
+    fn operator_secrets_come_inline_or_from_the_environment_and_never_print() {
+        let inline = parse(
+            br#"{"stable":"a","gray":"b","rules":[{"name":"r","action":"confirm"}],
+                 "operator":{"port":10100,"secret":"0123456789abcdef!"}}"#,
+        )
+        .unwrap();
+        assert_eq!(inline.rules[0].action, Action::Confirm);
+        let op = inline.operator.as_ref().unwrap();
+        assert_eq!(
+            (op.port, op.secret.as_slice(), op.link_ttl_s),
+            (10100, &b"0123456789abcdef!"[..], 3600)
+        );
+        assert!(
+            !format!("{inline:?}").contains("0123456789abcdef"),
+            "redacted in Debug"
+        );
+        let json = br#"{"stable":"a","gray":"b","rules":[],"breach":{"action":"confirm"},
+                        "operator":{"port":1,"secret_env":"GG_SECRET"}}"#;
+        let mut c = parse(json).unwrap();
+        assert_eq!(c.breach.action, Action::Confirm);
+        let err = c.clone().resolve_secret(|_| None).unwrap_err();
+        assert_eq!(err.field(), "operator.secret_env");
+        assert!(err.to_string().contains("GG_SECRET is not set"), "{err}");
+        let short = c.clone().resolve_secret(|_| Some("x".into())).unwrap_err();
+        assert!(short.to_string().contains("at least 16"));
+        c.resolve_secret(|n| (n == "GG_SECRET").then(|| "s".repeat(20)))
+            .unwrap();
+        assert_eq!(c.operator.unwrap().secret, b"s".repeat(20));
     }
 
     #[test]

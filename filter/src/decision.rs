@@ -21,6 +21,8 @@ pub enum Why {
     Probe,
     /// Matched and the unit would be shedding, but `dry_run` is on.
     DryRun(Trigger),
+    /// Matched; confirm mode raised an alert and waits for a person.
+    Alert(Trigger),
 }
 
 /// Where one request goes.
@@ -37,6 +39,8 @@ pub struct Decision {
 pub struct BreakerView {
     pub phase: Phase,
     pub trigger: Option<Trigger>,
+    /// Confirm mode's alert on a closed breaker.
+    pub alert: Option<Trigger>,
 }
 
 /// Decides for a request that matched `rule` (or none). `share_bucket` is the request's
@@ -67,7 +71,7 @@ pub fn decide(
     let view = breaker();
     let trigger = view.trigger.unwrap_or(Trigger::Flag);
     match view.phase {
-        Phase::Closed => at(true, Why::Matched),
+        Phase::Closed => at(true, view.alert.map_or(Why::Matched, Why::Alert)),
         Phase::HalfOpen if in_share(probe_bucket(), probe_bp) => at(true, Why::Probe),
         Phase::Open | Phase::HalfOpen if dry_run => at(true, Why::DryRun(trigger)),
         Phase::Open | Phase::HalfOpen => at(false, Why::Shed(trigger)),
@@ -87,6 +91,7 @@ impl Decision {
             Why::Shed(t) => Some(Note::Shed(t)),
             Why::Probe => Some(Note::Probe),
             Why::DryRun(t) => Some(Note::DryRun(t)),
+            Why::Alert(t) => Some(Note::Alert(t)),
         };
         contract::Decision::rule(side, rule_name, note)
     }
@@ -107,6 +112,7 @@ mod tests {
         BreakerView {
             phase,
             trigger: Some(Trigger::BoxCount),
+            alert: None,
         }
     }
 
@@ -189,6 +195,21 @@ mod tests {
                 "stable; rule=night-cranes; percent",
             ),
         ];
+        let alerting = decide(
+            Some((0, 10_000)),
+            0,
+            || BreakerView {
+                alert: Some(Trigger::Latency),
+                ..view(Closed)
+            },
+            || 0,
+            100,
+            false,
+        );
+        assert_eq!(
+            alerting.render("night-cranes"),
+            "gray; rule=night-cranes; alert=latency"
+        );
         for (rule, bucket, phase, probe, dry, want) in cases {
             let d = decide(rule, bucket, || view(phase), || probe, 100, dry);
             assert_eq!(d.render("night-cranes"), want);

@@ -12,12 +12,13 @@ use grayguard_contract::headers::TIME_OF_DAY;
 
 use crate::breach::{self, Baseline, Observation};
 use crate::breaker::{Board, Breaker, Phase, ProbeOutcome};
-use crate::config::{Config, Control, DetectorKind};
+use crate::config::{Action, Config, Control, DetectorKind, Scope};
 use crate::decision::{self, BreakerView, Decision, Why};
 use crate::evidence::{self, Finding, Plan, Record, Tally, UnitEvidence};
 use crate::host::{Host, Level};
 use crate::incident::{self, Detail, Event, Incident};
-use crate::metrics::{Counter, Gauge, Pending};
+use crate::link;
+use crate::metrics::{Counter, Gauge, Pending, gauge_name};
 use crate::rules::{self, BUCKETS, Draw};
 use crate::schedule;
 use crate::shared::{self, Keys};
@@ -131,6 +132,23 @@ struct Stamp {
     since_ns: u64,
 }
 
+/// The answer to an operator request (`/grayguard/...`), sent by the gateway itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorReply {
+    pub status: u16,
+    /// A one-line JSON body.
+    pub body: String,
+}
+
+impl OperatorReply {
+    fn new(status: u16, result: &str, detail: &str) -> OperatorReply {
+        OperatorReply {
+            status,
+            body: serde_json::json!({ "result": result, "detail": detail }).to_string(),
+        }
+    }
+}
+
 /// One VM's decision core.
 #[derive(Debug)]
 pub struct Engine {
@@ -155,8 +173,11 @@ pub struct Engine {
     seq: Option<Sequential>,
     draw: Draw,
     pending: Pending,
-    /// Gauges as last set by this VM (a host call only on change).
-    gauges: std::collections::HashMap<Gauge, u64>,
+    /// Gauges as last set by this VM, by stat name (a host call only on change).
+    gauges: std::collections::HashMap<String, u64>,
+    /// Per unit: the alert gauge this VM last raised (its name carries the link), so that
+    /// it is set back to 0 when the alert ends or the link is renewed.
+    alert_gauges: Vec<Option<String>>,
     /// Reused buffer for the decision header text.
     scratch: String,
     /// The clock's last reading by this VM (ticks and requests that needed it), ns.
@@ -177,10 +198,8 @@ impl Engine {
         let publish = layout.slots > 0 || cfg.breach.consecutive_failures.is_some();
         let unit_names = (0..units)
             .map(|u| match cfg.breach.scope {
-                crate::config::Scope::Rule => {
-                    cfg.rules.get(u).map_or("?".into(), |r| r.name.clone())
-                }
-                crate::config::Scope::All => "*".into(),
+                Scope::Rule => cfg.rules.get(u).map_or("?".into(), |r| r.name.clone()),
+                Scope::All => "*".into(),
             })
             .collect();
         let plan = Plan::for_breach(&cfg.breach);
@@ -214,6 +233,7 @@ impl Engine {
             draw: Draw::new(seed),
             pending: Pending::default(),
             gauges: std::collections::HashMap::new(),
+            alert_gauges: vec![None; units],
             scratch: String::with_capacity(128),
             last_now_ns: 0,
             cfg,
@@ -307,6 +327,7 @@ impl Engine {
                         Phase::Closed
                     },
                     trigger: b.trigger,
+                    alert: b.alert,
                 }
             },
             || draw.bucket(),
@@ -335,7 +356,7 @@ impl Engine {
             Why::Shed(_) => self.pending.count(Counter::ShedRequests),
             Why::Probe => self.pending.count(Counter::ProbeRequests),
             Why::DryRun(_) => self.pending.count(Counter::DryRunRequests),
-            Why::NoRule | Why::Matched | Why::Percent => {}
+            Why::NoRule | Why::Matched | Why::Percent | Why::Alert(_) => {}
         }
         Routed {
             decision: d,
@@ -464,7 +485,7 @@ impl Engine {
             }
             self.dirty = true;
         }
-        if let (Some(seq), Why::Matched) = (&mut self.seq, d.why)
+        if let (Some(seq), Why::Matched | Why::Alert(_)) = (&mut self.seq, d.why)
             && let Some((generation, tally)) = seq.gray.get_mut(unit)
         {
             if *generation != r.generation {
@@ -641,6 +662,30 @@ impl Engine {
         at: Stamp,
         probe: bool,
     ) {
+        self.incident_by(
+            host,
+            event,
+            unit,
+            trigger,
+            flag_reason,
+            at,
+            probe,
+            incident::Operator::default(),
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn incident_by(
+        &self,
+        host: &impl Host,
+        event: Event,
+        unit: usize,
+        trigger: Trigger,
+        flag_reason: Option<&str>,
+        at: Stamp,
+        probe: bool,
+        operator: incident::Operator<'_>,
+    ) {
         let merged = self.merged.as_ref();
         let consecutive = merged.map_or(0, |m| m.consecutive(unit, at.since_ns));
         let detail = match self.cfg.breach.detector {
@@ -669,6 +714,7 @@ impl Engine {
                 detail,
                 consecutive,
                 probe,
+                operator,
             },
         );
         host.log(Level::Warn, &line);
@@ -715,7 +761,13 @@ impl Engine {
         }
         fire.extend(self.flush_evidence(host, now, &board));
         for (unit, t) in fire {
-            self.trip(host, unit, t, None);
+            let statistical =
+                matches!(t, Trigger::Latency | Trigger::BoxCount | Trigger::ErrorRate);
+            if statistical && self.action_of(unit) == Action::Confirm {
+                self.raise_alert(host, unit, t);
+            } else {
+                self.trip(host, unit, t, None);
+            }
         }
         self.set_gauges(host, now);
         for (c, n) in self.pending.drain() {
@@ -916,31 +968,241 @@ impl Engine {
                 }
             }
         }
+        for (u, b) in board.0.iter().enumerate() {
+            let name = match (b.alert, &self.cfg.operator) {
+                (Some(t), Some(_)) if !b.tripped => Some(gauge_name(
+                    Gauge::Alert(u, t),
+                    &self.unit_names,
+                    &self.link(u, t, b.alert_since_ns, now).query(),
+                )),
+                _ => None,
+            };
+            if let Some(slot) = self.alert_gauges.get_mut(u)
+                && *slot != name
+            {
+                // The alert ended, or its link was renewed: the old series goes to 0.
+                if let Some(old) = slot.take() {
+                    host.set_gauge(&old, 0);
+                    self.gauges.insert(old, 0);
+                }
+                if let Some(new) = &name {
+                    host.set_gauge(new, 1);
+                    self.gauges.insert(new.clone(), 1);
+                }
+                *slot = name;
+            }
+        }
         for (g, v) in set {
-            if self.gauges.get(&g) != Some(&v) {
-                host.set_gauge(g, v);
-                self.gauges.insert(g, v);
+            let name = gauge_name(g, &self.unit_names, "");
+            if self.gauges.get(&name) != Some(&v) {
+                host.set_gauge(&name, v);
+                self.gauges.insert(name, v);
             }
         }
     }
 
-    /// Every gauge this configuration sets (for the glue to define them up front).
-    pub fn gauge_set(&self) -> Vec<Gauge> {
-        let mut v = vec![Gauge::BreakerState, Gauge::BreakersOpen];
-        v.extend((0..self.units).map(Gauge::UnitState));
-        if let Some(seq) = &self.seq {
-            let mut triggers: Vec<Trigger> = seq
-                .plan
-                .tests
-                .iter()
-                .map(|t| t.hypothesis.trigger())
-                .collect();
-            triggers.dedup();
-            for u in 0..self.units {
-                v.extend(triggers.iter().map(|t| Gauge::Evidence(u, *t)));
-            }
+    /// What a statistical trigger does for `unit`: its rule's action (`scope: rule`) or
+    /// `breach.action` (`scope: all`).
+    fn action_of(&self, unit: usize) -> Action {
+        match self.cfg.breach.scope {
+            Scope::Rule => self
+                .cfg
+                .rules
+                .get(unit)
+                .map_or(self.cfg.breach.action, |r| r.action),
+            Scope::All => self.cfg.breach.action,
         }
-        v
+    }
+
+    /// The link advertised now for an alert raised at `since_ns`: renewed every
+    /// `link_ttl_s`, each valid for two periods, so the one in a message stays valid at
+    /// least `link_ttl_s` after the next replaces it. Every VM computes the same one.
+    fn link(
+        &self,
+        unit: usize,
+        trigger: Trigger,
+        since_ns: u64,
+        now_ns: u64,
+    ) -> grayguard_contract::operator::Link {
+        let ttl = self
+            .cfg
+            .operator
+            .as_ref()
+            .map_or(3_600, |o| o.link_ttl_s)
+            .max(1);
+        let since_s = since_ns / 1_000_000_000;
+        let period = now_ns.saturating_sub(since_ns) / 1_000_000_000 / ttl;
+        let exp = since_s + (period + 2) * ttl;
+        let secret = self
+            .cfg
+            .operator
+            .as_ref()
+            .map_or(&[][..], |o| o.secret.as_slice());
+        let rule = self.unit_names.get(unit).map_or("?", String::as_str);
+        link::sign(secret, rule, trigger, exp)
+    }
+
+    /// Confirm mode: raises `unit`'s alert instead of shedding (one compare-and-swap; the
+    /// winner logs it).
+    fn raise_alert(&mut self, host: &impl Host, unit: usize, trigger: Trigger) {
+        let now = host.now_ns();
+        let done = shared::update_board(host, &self.keys.board, self.units, |board| {
+            let b = board.0.get(unit)?;
+            let raised = b.raise_alert(now, trigger)?;
+            let mut next = board.clone();
+            *next.0.get_mut(unit)? = raised;
+            Some((next, b.since_ns))
+        });
+        if let Some((board, closed_since)) = done {
+            self.remember(host, board);
+            self.pending.count(Counter::Alerts);
+            let link = self.link(unit, trigger, now, now).query();
+            let at = Stamp {
+                at_ns: now,
+                other_ns: now,
+                since_ns: closed_since,
+            };
+            let op = incident::Operator {
+                link: Some(&link),
+                ..Default::default()
+            };
+            self.incident_by(host, Event::AlertStart, unit, trigger, None, at, false, op);
+        }
+    }
+
+    /// Handles an operator request (`path` under `/grayguard/`, its `query`). `operator_port`
+    /// says the request arrived on the operator listener; anywhere else it is refused, as is
+    /// a link that does not verify. `by` is the authenticated person (identity header) and
+    /// `from` the peer address, for the incident record.
+    pub fn operator(
+        &mut self,
+        host: &impl Host,
+        path: &str,
+        query: &str,
+        operator_port: bool,
+        by: Option<&str>,
+        from: Option<&str>,
+    ) -> OperatorReply {
+        use grayguard_contract::operator::{CONFIRM, DISMISS, Link};
+        let refuse = |e: &mut Engine, status, why: &str| {
+            e.pending.count(Counter::OperatorRefused);
+            OperatorReply::new(status, "refused", why)
+        };
+        let Some(op) = self.cfg.operator.clone().filter(|_| operator_port) else {
+            return refuse(
+                self,
+                403,
+                "operator requests are served on the operator listener only",
+            );
+        };
+        if path != CONFIRM && path != DISMISS {
+            return refuse(self, 404, "no such operator request");
+        }
+        let link = match Link::parse(query) {
+            Ok(l) => l,
+            Err(e) => return refuse(self, 400, e.0),
+        };
+        let now = host.now_ns();
+        if let Err(r) = link::verify(&op.secret, &link, now / 1_000_000_000) {
+            return refuse(self, 403, r.as_str());
+        }
+        let Some(rule) = self.cfg.rules.iter().position(|r| r.name == link.rule) else {
+            // Signed for a rule this configuration does not have (scope `all` links name `*`).
+            let all = self.cfg.breach.scope == Scope::All && link.rule == "*";
+            if !all {
+                return refuse(self, 404, "no such rule");
+            }
+            return self.act(host, path == CONFIRM, 0, &link, by, from);
+        };
+        let unit = self.cfg.unit_of(rule);
+        self.act(host, path == CONFIRM, unit, &link, by, from)
+    }
+
+    /// Confirms (sheds) or dismisses `unit`'s alert on `link.trigger`; idempotent.
+    fn act(
+        &mut self,
+        host: &impl Host,
+        confirm: bool,
+        unit: usize,
+        link: &grayguard_contract::operator::Link,
+        by: Option<&str>,
+        from: Option<&str>,
+    ) -> OperatorReply {
+        let now = host.now_ns();
+        let shed_ms = self.cfg.breach.shed_for_ms;
+        let trigger = link.trigger;
+        let by_clean = signals::flag_reason(by.unwrap_or("anonymous"));
+        let outcome = shared::update_board(host, &self.keys.board, self.units, |board| {
+            let b = board.0.get(unit)?;
+            if b.alert != Some(trigger) {
+                return None;
+            }
+            let next_b = if confirm {
+                b.trip(now, trigger, shed_ms)
+            } else {
+                b.dismiss(now)?
+            };
+            let mut next = board.clone();
+            *next.0.get_mut(unit)? = next_b;
+            Some((next, (next_b.until_ns, b.since_ns)))
+        });
+        let Some((board, (until, closed_since))) = outcome else {
+            // Nothing to change: already shed (a second click), or no such alert.
+            let b = self
+                .board
+                .refresh(host, &self.keys.board, self.units)
+                .0
+                .get(unit)
+                .copied();
+            return match b {
+                Some(b) if confirm && b.tripped => {
+                    OperatorReply::new(200, "already_shed", "the rule is already shed")
+                }
+                _ => OperatorReply::new(
+                    409,
+                    "no_alert",
+                    "the rule has no such alert (dismissed, or already over)",
+                ),
+            };
+        };
+        self.remember(host, board);
+        let op = incident::Operator {
+            by: Some(&by_clean),
+            from,
+            link: None,
+        };
+        if confirm {
+            self.pending.count(Counter::Confirmations);
+            self.pending.count(Counter::Breaches(trigger));
+            let at = Stamp {
+                at_ns: now,
+                other_ns: until,
+                since_ns: closed_since,
+            };
+            self.incident_by(host, Event::ShedStart, unit, trigger, None, at, false, op);
+            OperatorReply::new(200, "shed", "the rule goes to stable now")
+        } else {
+            let at = Stamp {
+                at_ns: now,
+                other_ns: now,
+                since_ns: now,
+            };
+            self.incident_by(
+                host,
+                Event::AlertDismissed,
+                unit,
+                trigger,
+                None,
+                at,
+                false,
+                op,
+            );
+            OperatorReply::new(
+                200,
+                "dismissed",
+                "the alert is over; the evidence starts afresh",
+            )
+        }
     }
 }
 
@@ -1102,8 +1364,9 @@ mod tests {
         );
         // The gauges say so.
         vms[0].tick(&h);
-        assert_eq!(h.gauge(Gauge::BreakerState), Some(1));
-        assert!(h.gauge(Gauge::Evidence(0, Trigger::BoxCount)).unwrap() >= 100);
+        let gauge = |g| h.gauge(&gauge_name(g, vms[0].unit_names(), ""));
+        assert_eq!(gauge(Gauge::BreakerState), Some(1));
+        assert!(gauge(Gauge::Evidence(0, Trigger::BoxCount)).unwrap() >= 100);
     }
 
     #[test]
@@ -1182,6 +1445,156 @@ mod tests {
         }
         e.tick(&h);
         assert_eq!(incidents(&h)[0]["trigger"], "consecutive_failures");
+    }
+
+    const SECRET: &str = "a-secret-of-at-least-16-bytes";
+
+    fn confirm_config() -> String {
+        SEQ.replace(
+            "\"shed_for_s\":10",
+            "\"shed_for_s\":10,\"action\":\"confirm\"",
+        )
+        .replace(
+            "\"sync_ms\":100,",
+            &format!("\"sync_ms\":100,\"operator\":{{\"port\":10100,\"secret\":\"{SECRET}\",\"identity_header\":\"x-user\"}},"),
+        )
+    }
+
+    /// The alert gauge's link (its `confirm` label).
+    fn alert_link(h: &MemoryHost) -> String {
+        let gauges = h.gauges();
+        let (name, _) = gauges
+            .iter()
+            .find(|(n, v)| n.ends_with("grayguard_alert") && **v == 1)
+            .expect("an alert gauge at 1");
+        let start = name.find("confirm=.=").unwrap() + "confirm=.=".len();
+        name[start..name[start..].find(";.;").unwrap() + start].to_string()
+    }
+
+    #[test]
+    fn confirm_mode_alerts_instead_of_shedding_until_a_person_confirms() {
+        let h = MemoryHost::new(T0);
+        let mut vms = vec![
+            engine(&h, &confirm_config(), 1),
+            engine(&h, &confirm_config(), 2),
+        ];
+        traffic(&mut vms, &h, 100, |_| 20);
+        let i = incidents(&h);
+        assert_eq!(
+            (i.len(), i[0]["event"].as_str()),
+            (1, Some("alert_start")),
+            "{i:?}"
+        );
+        let link = alert_link(&h);
+        assert_eq!(i[0]["confirm"].as_str(), Some(link.as_str()));
+        // Gray keeps serving, and says so.
+        let r = ask(&mut vms[0], &h, "crane");
+        assert_eq!(text(&mut vms[0], &r), "gray; rule=cranes; alert=box_count");
+        // The public listener refuses the link; a forged one is refused on the operator's.
+        let refused = vms[1].operator(&h, "/grayguard/confirm", &link, false, None, None);
+        assert_eq!(refused.status, 403);
+        let forged = link.replace("trigger=box_count", "trigger=latency");
+        assert_eq!(
+            vms[1]
+                .operator(&h, "/grayguard/confirm", &forged, true, None, None)
+                .status,
+            403
+        );
+        // Confirmed: shed at once, with the person in the record; a second click changes nothing.
+        let ok = vms[1].operator(
+            &h,
+            "/grayguard/confirm",
+            &link,
+            true,
+            Some("ana@ops"),
+            Some("10.0.0.7:5123"),
+        );
+        assert_eq!(
+            (ok.status, ok.body.contains("\"shed\"")),
+            (200, true),
+            "{ok:?}"
+        );
+        let again = vms[0].operator(&h, "/grayguard/confirm", &link, true, Some("ana@ops"), None);
+        assert_eq!(
+            (again.status, again.body.contains("already_shed")),
+            (200, true)
+        );
+        let shed = ask(&mut vms[0], &h, "crane");
+        assert_eq!(
+            text(&mut vms[0], &shed),
+            "stable; rule=cranes; shed=box_count"
+        );
+        let i = incidents(&h);
+        assert_eq!(i.len(), 2, "{i:?}");
+        assert_eq!(
+            (i[1]["event"].as_str(), i[1]["confirmed_by"].as_str()),
+            (Some("shed_start"), Some("ana@ops"))
+        );
+        assert_eq!(i[1]["operator_from"], "10.0.0.7:5123");
+        for e in &mut vms {
+            e.tick(&h);
+        }
+        assert_eq!(h.counter(Counter::Confirmations), 1);
+        assert_eq!(h.counter(Counter::OperatorRefused), 2);
+        assert!(
+            !h.gauges()
+                .iter()
+                .any(|(n, v)| n.ends_with("grayguard_alert") && *v == 1)
+        );
+    }
+
+    #[test]
+    fn confirm_mode_leaves_outright_failure_to_no_one_and_can_be_dismissed() {
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, &confirm_config(), 1);
+        // The flag still sheds at once.
+        let r = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &r, 10.0, 3, Some("latency"));
+        assert_eq!(incidents(&h)[0]["event"], "shed_start");
+        // A dismissed alert ends without a shed and the evidence starts afresh.
+        let h = MemoryHost::new(T0);
+        let mut vms = vec![engine(&h, &confirm_config(), 1)];
+        traffic(&mut vms, &h, 100, |_| 20);
+        let link = alert_link(&h);
+        let d = vms[0].operator(&h, "/grayguard/dismiss", &link, true, None, None);
+        assert_eq!(d.status, 200, "{d:?}");
+        assert_eq!(
+            vms[0]
+                .operator(&h, "/grayguard/confirm", &link, true, None, None)
+                .status,
+            409
+        );
+        let i = incidents(&h);
+        assert_eq!(
+            (i[1]["event"].as_str(), i[1]["dismissed_by"].as_str()),
+            (Some("alert_dismissed"), Some("anonymous"))
+        );
+        let r = ask(&mut vms[0], &h, "crane");
+        assert_eq!(text(&mut vms[0], &r), "gray; rule=cranes");
+        // An expired link no longer works.
+        traffic(&mut vms, &h, 100, |_| 20);
+        let link = alert_link(&h);
+        h.advance_ms(3 * 3_600_000);
+        let late = vms[0].operator(&h, "/grayguard/confirm", &link, true, None, None);
+        assert_eq!(
+            (late.status, late.body.contains("expired")),
+            (403, true),
+            "{late:?}"
+        );
+    }
+
+    #[test]
+    fn confirm_mode_needs_an_operator_listener() {
+        let no_operator = SEQ.replace(
+            "\"shed_for_s\":10",
+            "\"shed_for_s\":10,\"action\":\"confirm\"",
+        );
+        let err = parse(no_operator.as_bytes()).unwrap_err();
+        assert_eq!(err.field(), "rules[0].action");
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, SEQ, 1);
+        let r = e.operator(&h, "/grayguard/confirm", "rule=cranes", true, None, None);
+        assert_eq!(r.status, 403);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::metrics::{Counter, Gauge};
+use crate::metrics::Counter;
 
 /// Why a shared-data write failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +45,8 @@ pub trait Host {
     fn log(&self, level: Level, line: &str);
     /// Adds to a process-wide counter.
     fn add_counter(&self, c: Counter, n: u64);
-    /// Sets a process-wide gauge.
-    fn set_gauge(&self, g: Gauge, value: u64);
+    /// Sets a process-wide gauge by its stat name (defined on first use).
+    fn set_gauge(&self, name: &str, value: u64);
 }
 
 /// Faults [`MemoryHost`] can inject.
@@ -68,7 +68,7 @@ struct Inner {
     mark: Cell<u64>,
     logs: RefCell<Vec<(Level, String)>>,
     counters: RefCell<HashMap<Counter, u64>>,
-    gauges: RefCell<HashMap<Gauge, u64>>,
+    gauges: RefCell<HashMap<String, u64>>,
     faults: Cell<Faults>,
 }
 
@@ -108,12 +108,13 @@ impl MemoryHost {
         self.inner.counters.borrow().get(&c).copied().unwrap_or(0)
     }
 
-    pub fn gauge(&self, g: Gauge) -> Option<u64> {
-        self.inner.gauges.borrow().get(&g).copied()
+    /// A gauge by its stat name.
+    pub fn gauge(&self, name: &str) -> Option<u64> {
+        self.inner.gauges.borrow().get(name).copied()
     }
 
-    /// Every gauge set so far.
-    pub fn gauges(&self) -> HashMap<Gauge, u64> {
+    /// Every gauge set so far, by stat name.
+    pub fn gauges(&self) -> HashMap<String, u64> {
         self.inner.gauges.borrow().clone()
     }
 }
@@ -172,8 +173,11 @@ impl Host for MemoryHost {
         *self.inner.counters.borrow_mut().entry(c).or_default() += n;
     }
 
-    fn set_gauge(&self, g: Gauge, value: u64) {
-        self.inner.gauges.borrow_mut().insert(g, value);
+    fn set_gauge(&self, name: &str, value: u64) {
+        self.inner
+            .gauges
+            .borrow_mut()
+            .insert(name.to_string(), value);
     }
 }
 

@@ -8,13 +8,28 @@ use crate::config::{Config, DetectorKind, Scope};
 use crate::evidence::{Finding, Span};
 use crate::window::Stats;
 
-/// Start or end of shedding.
+/// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// The breaker opened (from closed, or again after a bad probe).
+    /// The breaker opened (from closed, again after a bad probe, or confirmed by a person).
     ShedStart,
     /// Enough healthy probes: the breaker closed.
     ShedEnd,
+    /// Confirm mode: a statistical trigger fired; a person is asked.
+    AlertStart,
+    /// Confirm mode: a person dismissed the alert (no shed; the evidence starts afresh).
+    AlertDismissed,
+}
+
+/// The person behind an operator action, and the link they followed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Operator<'a> {
+    /// Who confirmed or dismissed (the identity header, or `anonymous`).
+    pub by: Option<&'a str>,
+    /// Where the request came from (the operator listener's peer).
+    pub from: Option<&'a str>,
+    /// AlertStart: the signed one-click link's query string.
+    pub link: Option<&'a str>,
 }
 
 /// The detector's view of the unit at that moment.
@@ -48,6 +63,8 @@ pub struct Incident<'a> {
     pub consecutive: u32,
     /// Re-opened by a bad half-open probe.
     pub probe: bool,
+    /// Confirm mode's person and link.
+    pub operator: Operator<'a>,
 }
 
 /// The JSON line (no newline).
@@ -68,6 +85,8 @@ pub fn line(cfg: &Config, i: &Incident) -> String {
         json!(match i.event {
             Event::ShedStart => "shed_start",
             Event::ShedEnd => "shed_end",
+            Event::AlertStart => "alert_start",
+            Event::AlertDismissed => "alert_dismissed",
         }),
     );
     o.insert("trigger".into(), json!(i.trigger.as_str()));
@@ -99,6 +118,21 @@ pub fn line(cfg: &Config, i: &Incident) -> String {
                 json!(round3(i.at_ns.saturating_sub(i.other_ns) as f64 / 1e9)),
             );
         }
+        Event::AlertStart | Event::AlertDismissed => {}
+    }
+    let op = &i.operator;
+    if let Some(by) = op.by {
+        let key = match i.event {
+            Event::AlertDismissed => "dismissed_by",
+            _ => "confirmed_by",
+        };
+        o.insert(key.into(), json!(by));
+    }
+    if let Some(from) = op.from {
+        o.insert("operator_from".into(), json!(from));
+    }
+    if let Some(link) = op.link {
+        o.insert("confirm".into(), json!(link));
     }
     match &i.detail {
         Detail::Window { window, baseline } => {
@@ -297,6 +331,7 @@ mod tests {
             },
             consecutive: 0,
             probe: false,
+            operator: Operator::default(),
         };
         let text = line(&cfg, &start);
         assert!(!text.contains('\n'));
@@ -363,6 +398,7 @@ mod tests {
             detail: Detail::Sequential { findings: vec![f] },
             consecutive: 0,
             probe: false,
+            operator: Operator::default(),
         };
         let v: Value = serde_json::from_str(&line(&cfg, &i)).unwrap();
         assert_eq!(v["detector"], "sequential");

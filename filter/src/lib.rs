@@ -17,6 +17,7 @@ pub mod engine;
 pub mod evidence;
 pub mod host;
 pub mod incident;
+pub mod link;
 pub mod rules;
 pub mod schedule;
 pub mod sequential;

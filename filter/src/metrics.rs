@@ -36,6 +36,10 @@ pub enum Counter {
     GrayBoxSamples,
     StableBoxes,
     StableBoxSamples,
+    /// Confirm mode: alerts raised, sheds confirmed, operator requests refused.
+    Alerts,
+    Confirmations,
+    OperatorRefused,
 }
 
 impl Counter {
@@ -63,6 +67,9 @@ impl Counter {
             Counter::GrayBoxSamples,
             Counter::StableBoxes,
             Counter::StableBoxSamples,
+            Counter::Alerts,
+            Counter::Confirmations,
+            Counter::OperatorRefused,
         ]);
         v
     }
@@ -92,7 +99,10 @@ impl Counter {
                     Counter::GrayBoxes => 9,
                     Counter::GrayBoxSamples => 10,
                     Counter::StableBoxes => 11,
-                    _ => 12,
+                    Counter::StableBoxSamples => 12,
+                    Counter::Alerts => 13,
+                    Counter::Confirmations => 14,
+                    _ => 15,
                 }
             }
         }
@@ -119,6 +129,9 @@ impl Counter {
             Counter::GrayBoxSamples => names::GRAY_BOX_SAMPLES.into(),
             Counter::StableBoxes => names::STABLE_BOXES.into(),
             Counter::StableBoxSamples => names::STABLE_BOX_SAMPLES.into(),
+            Counter::Alerts => names::ALERTS.into(),
+            Counter::Confirmations => names::CONFIRMATIONS.into(),
+            Counter::OperatorRefused => names::OPERATOR_REFUSED.into(),
         }
     }
 }
@@ -136,12 +149,22 @@ pub enum Gauge {
     /// How close a unit's trigger is to shedding, percent (100 sheds): the largest
     /// `ln M / ln(1/alpha)` over the trigger's sequential tests, 0 below even odds.
     Evidence(usize, Trigger),
+    /// Confirm mode: 1 while the unit alerts on the trigger, labelled with the signed link
+    /// (`confirm`, the link's query string, which the engine supplies).
+    Alert(usize, Trigger),
 }
 
-/// Names of a configuration's gauges (`units[u]` names unit `u`: a rule, or `*`).
-pub fn gauge_name(g: Gauge, units: &[String]) -> String {
+/// Names of a configuration's gauges (`units[u]` names unit `u`: a rule, or `*`;
+/// `confirm` is the alert's link query, for [`Gauge::Alert`]).
+pub fn gauge_name(g: Gauge, units: &[String], confirm: &str) -> String {
     let unit = |u: usize| units.get(u).map_or("?", String::as_str);
     match g {
+        Gauge::Alert(u, t) => format!(
+            "rule=.={};.;trigger=.={};.;confirm=.={confirm};.;{}",
+            unit(u),
+            t.as_str(),
+            names::ALERT
+        ),
         Gauge::BreakerState => names::BREAKER_STATE.into(),
         Gauge::BreakersOpen => names::BREAKERS_OPEN.into(),
         Gauge::UnitState(u) => format!("rule=.={};.;{}", unit(u), names::RULE_BREAKER_STATE),
@@ -213,8 +236,9 @@ mod tests {
             Gauge::BreakersOpen,
             Gauge::UnitState(0),
             Gauge::Evidence(0, Trigger::Latency),
+            Gauge::Alert(0, Trigger::Latency),
         ] {
-            let name = gauge_name(g, &units);
+            let name = gauge_name(g, &units, "q");
             let bare = name.rsplit(";.;").next().unwrap_or_default().to_string();
             assert!(published.contains(&bare), "{name}");
         }
@@ -240,11 +264,11 @@ mod tests {
     fn tagged_gauge_names() {
         let units = vec!["crane-cameras".to_string()];
         assert_eq!(
-            gauge_name(Gauge::Evidence(0, Trigger::BoxCount), &units),
+            gauge_name(Gauge::Evidence(0, Trigger::BoxCount), &units, ""),
             "rule=.=crane-cameras;.;trigger=.=box_count;.;grayguard_evidence_pct"
         );
         assert_eq!(
-            gauge_name(Gauge::UnitState(0), &units),
+            gauge_name(Gauge::UnitState(0), &units, ""),
             "rule=.=crane-cameras;.;grayguard_rule_breaker_state"
         );
     }

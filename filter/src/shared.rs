@@ -211,7 +211,7 @@ mod tests {
         fn bump_board_mark(&self) {}
         fn log(&self, _: crate::host::Level, _: &str) {}
         fn add_counter(&self, _: crate::metrics::Counter, _: u64) {}
-        fn set_gauge(&self, _: crate::metrics::Gauge, _: u64) {}
+        fn set_gauge(&self, _: &str, _: u64) {}
     }
 
     #[test]

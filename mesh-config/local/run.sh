@@ -11,6 +11,8 @@
 #   GRAYGUARD_RUN_THREADS       ONNX Runtime threads per sidecar (default 1: two sidecars share the cores)
 #   GRAYGUARD_RUN_READY_S       how long to wait for each component to become ready (default 180)
 #   GRAYGUARD_GRAY_CONF         confidence threshold of the gray sidecar (default 0.001: the incident)
+#   GRAYGUARD_OPERATOR_SECRET   key of the operator listener's one-click links (default: a fresh
+#                               random one per run, written to .run/operator-secret)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -29,7 +31,7 @@ RUN_DIR="$ROOT/.run"
 LOGS="$RUN_DIR/logs"
 
 # name:port of everything the mesh listens on (fixed: the configs in this folder name them).
-PORTS=(envoy-listener:10000 envoy-admin:9901 v9-prod:8081 v10-gray:8082 prometheus:9090)
+PORTS=(envoy-listener:10000 envoy-admin:9901 envoy-operator:10100 v9-prod:8081 v10-gray:8082 prometheus:9090)
 
 say() { printf '[run] %s\n' "$*"; }
 die() { printf '[run] error: %s\n' "$*" >&2; exit 1; }
@@ -65,6 +67,13 @@ done
 [ "$taken" = 0 ] || die "free the port(s) above (is another \`make run\` still running?) and try again"
 
 mkdir -p "$LOGS" "$RUN_DIR/prometheus"
+
+# The operator links' secret reaches the filter through Envoy's environment (host_env_keys).
+if [ -z "${GRAYGUARD_OPERATOR_SECRET:-}" ]; then
+  GRAYGUARD_OPERATOR_SECRET="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+fi
+export GRAYGUARD_OPERATOR_SECRET
+( umask 077; printf '%s\n' "$GRAYGUARD_OPERATOR_SECRET" > "$RUN_DIR/operator-secret" )
 
 PIDS=()
 NAMES=()
@@ -144,6 +153,7 @@ cat <<EOF
 grayguard local mesh is up (logs in .run/logs/, Ctrl-C stops it):
   front Envoy      http://127.0.0.1:10000/infer     (POST a JPEG/PNG)
   Envoy admin      http://127.0.0.1:9901/stats/prometheus
+  operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links)
   v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
   v10-gray         http://127.0.0.1:8082/metrics    (gray, conf $GRAY_CONF)
   Prometheus       http://127.0.0.1:9090/

@@ -15,7 +15,7 @@ cd "$ROOT"
 DEMO="${GRAYGUARD_DEMO_BIN:-$ROOT/target/release/grayguard-demo}"
 READY_S="${GRAYGUARD_RUN_READY_S:-240}"
 LOGS="$ROOT/.run/logs"
-PORTS=(10000 9901 8081 8082 9090)
+PORTS=(10000 9901 10100 8081 8082 9090)
 
 say() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }

@@ -4,6 +4,7 @@
 //! plus helpers for `/stats/prometheus` and `envoy --mode validate`.
 
 use grayguard_contract::headers;
+use grayguard_contract::operator::SECRET_ENV;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,6 +64,11 @@ pub struct Options {
     pub concurrency: u32,
     /// Stats flush interval (histograms appear at admin after a flush), ms.
     pub stats_flush_ms: u64,
+    /// A second listener on this port with the same filter and no upstream: the operator
+    /// listener of confirm mode (the plugin configuration's `operator.port`).
+    pub operator_port: Option<u16>,
+    /// Environment variables of the Wasm VM (`vm_config.environment_variables`).
+    pub vm_env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -74,12 +80,22 @@ impl Options {
             gray,
             concurrency: 2,
             stats_flush_ms: 200,
+            operator_port: None,
+            // The shipped configurations read the operator secret from the VM's environment.
+            vm_env: vec![(SECRET_ENV.into(), "grayguard-test-operator-secret".into())],
         }
     }
 }
 
 /// The Wasm HTTP filter entry of a bootstrap.
 pub fn wasm_filter(module: &Path, config: &str) -> Value {
+    wasm_filter_with_env(module, config, &[])
+}
+
+/// [`wasm_filter`] with environment variables for the VM.
+pub fn wasm_filter_with_env(module: &Path, config: &str, env: &[(String, String)]) -> Value {
+    let env: serde_json::Map<String, Value> =
+        env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -95,6 +111,7 @@ pub fn wasm_filter(module: &Path, config: &str) -> Value {
                     "vm_id": "grayguard",
                     "runtime": "envoy.wasm.runtime.v8",
                     "code": { "local": { "filename": module.to_string_lossy() } },
+                    "environment_variables": { "key_values": env },
                 },
             },
         },
@@ -118,12 +135,45 @@ fn cluster(c: &Cluster) -> Value {
 pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
     let mut filters = Vec::new();
     if let Filter::Wasm { module, config } = &opts.filter {
-        filters.push(wasm_filter(module, config));
+        filters.push(wasm_filter_with_env(module, config, &opts.vm_env));
     }
     filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
     }));
+    let hcm = |name: &str, routes: Value| {
+        json!({ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": { "name": name, "virtual_hosts": [{
+                    "name": "all", "domains": ["*"], "routes": routes,
+                }] },
+                "http_filters": filters,
+            },
+        }] })
+    };
+    let mut listeners = vec![json!({
+        "name": "front",
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
+        "filter_chains": [hcm("front", json!([
+            { "match": { "prefix": "/", "headers": [{ "name": opts.route_header,
+                "string_match": { "exact": opts.gray.name } }] },
+              "route": { "cluster": opts.gray.name } },
+            { "match": { "prefix": "/" }, "route": { "cluster": opts.stable.name } },
+        ]))],
+    })];
+    if let Some(op) = opts.operator_port {
+        // The filter answers operator requests itself; nothing here goes upstream.
+        listeners.push(json!({
+            "name": "operator",
+            "address": { "socket_address": { "address": "127.0.0.1", "port_value": op } },
+            "filter_chains": [hcm("operator", json!([
+                { "match": { "prefix": "/" }, "direct_response": { "status": 404 } },
+            ]))],
+        }));
+    }
     json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
         "stats_flush_interval": format!("{}s", opts.stats_flush_ms as f64 / 1000.0),
@@ -132,30 +182,10 @@ pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
         "stats_config": { "stats_tags": [
             { "tag_name": "rule", "regex": "(rule=\\.=(.*?);\\.;)" },
             { "tag_name": "trigger", "regex": "(trigger=\\.=(.*?);\\.;)" },
+            { "tag_name": "confirm", "regex": "(confirm=\\.=(.*?);\\.;)" },
         ] },
         "static_resources": {
-            "listeners": [{
-                "name": "front",
-                "address": { "socket_address": { "address": "127.0.0.1", "port_value": port } },
-                "filter_chains": [{ "filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "front",
-                        "route_config": { "name": "routes", "virtual_hosts": [{
-                            "name": "all",
-                            "domains": ["*"],
-                            "routes": [
-                                { "match": { "prefix": "/", "headers": [{ "name": opts.route_header,
-                                    "string_match": { "exact": opts.gray.name } }] },
-                                  "route": { "cluster": opts.gray.name } },
-                                { "match": { "prefix": "/" }, "route": { "cluster": opts.stable.name } },
-                            ],
-                        }] },
-                        "http_filters": filters,
-                    },
-                }] }],
-            }],
+            "listeners": listeners,
             "clusters": [cluster(&opts.stable), cluster(&opts.gray)],
         },
     })
@@ -168,6 +198,8 @@ pub struct Envoy {
     pub port: u16,
     /// Admin port on 127.0.0.1.
     pub admin: u16,
+    /// Operator listener port, when the options asked for one.
+    pub operator: Option<u16>,
 }
 
 fn envoy_command(config: &Path) -> Command {
@@ -192,7 +224,18 @@ impl Envoy {
         let timeout = Duration::from_secs(30);
         proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);
         proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), timeout);
-        Envoy { proc, port, admin }
+        Envoy {
+            proc,
+            port,
+            admin,
+            operator: opts.operator_port,
+        }
+    }
+
+    /// URL of `path` on the operator listener (panics without one).
+    pub fn operator_url(&self, path: &str) -> String {
+        let port = self.operator.expect("an operator listener");
+        format!("http://127.0.0.1:{port}{path}")
     }
 
     /// URL of `path` on the listener.

@@ -11,6 +11,7 @@
 //! Test code may panic freely: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::operator::SECRET_ENV;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -288,7 +289,9 @@ fn envoy_validate(config: &Path, cwd: &Path) -> Output {
         "-c",
     ])
     .arg(config)
-    .current_dir(cwd);
+    .current_dir(cwd)
+    // The shipped configuration reads the operator secret from Envoy's environment.
+    .env(SECRET_ENV, "grayguard-test-operator-secret");
     run(cmd)
 }
 
@@ -301,6 +304,26 @@ fn local_envoy_config_passes_envoy_validation_with_the_real_filter() {
     let out = envoy_validate(&config, &root);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("OK"), "{}", text(&out));
+    // Without the secret in its environment the filter refuses to start, and says why.
+    let mut bare = Command::new(paths::envoy());
+    bare.args([
+        "--mode",
+        "validate",
+        "--disable-hot-restart",
+        "-l",
+        "info",
+        "-c",
+    ])
+    .arg(&config)
+    .current_dir(&root)
+    .env_remove(SECRET_ENV);
+    let out = run(bare);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("GRAYGUARD_OPERATOR_SECRET is not set"),
+        "{}",
+        text(&out)
+    );
 
     // The filter's check is really part of it: a plugin configuration the filter rejects
     // makes Envoy reject the whole config.

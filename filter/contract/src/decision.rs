@@ -8,6 +8,7 @@
 //!          / "shed=" trigger       ; the rule's breaker is open        (stable)
 //!          / "probe"               ; half-open probe                   (gray)
 //!          / "dry-run=" trigger    ; would have shed, dry_run is on    (gray)
+//!          / "alert=" trigger      ; confirm mode: a person is asked   (gray)
 //! trigger  = "flag" / "latency" / "box_count" / "error_rate" / "consecutive_failures"
 //! name     = 1*64( ALPHA / DIGIT / "." / "_" / "-" )
 //! ```
@@ -47,6 +48,8 @@ pub enum Note {
     Probe,
     /// Would have been shed, but dry run is on (gray).
     DryRun(Trigger),
+    /// Confirm mode: the trigger fired and a person is asked to confirm the shed (gray).
+    Alert(Trigger),
 }
 
 /// One decision header.
@@ -147,6 +150,10 @@ impl<'a> Decision<'a> {
                 out.push_str("; dry-run=");
                 out.push_str(t.as_str());
             }
+            Some(Note::Alert(t)) => {
+                out.push_str("; alert=");
+                out.push_str(t.as_str());
+            }
         }
     }
 
@@ -184,6 +191,7 @@ impl<'a> Decision<'a> {
             Some(item) => match item.split_once('=') {
                 Some(("shed", t)) => Some(Note::Shed(trigger(t)?)),
                 Some(("dry-run", t)) => Some(Note::DryRun(trigger(t)?)),
+                Some(("alert", t)) => Some(Note::Alert(trigger(t)?)),
                 _ => return Err(ParseError::Item(item.to_string())),
             },
         };
@@ -245,6 +253,10 @@ mod tests {
             (
                 Decision::rule(Side::Gray, "r", Some(Note::DryRun(t))),
                 "gray; rule=r; dry-run=box_count",
+            ),
+            (
+                Decision::rule(Side::Gray, "r", Some(Note::Alert(t))),
+                "gray; rule=r; alert=box_count",
             ),
         ];
         for (d, text) in cases {

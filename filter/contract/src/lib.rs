@@ -9,6 +9,7 @@
 pub mod decision;
 pub mod headers;
 pub mod metrics;
+pub mod operator;
 pub mod reason;
 
 pub use decision::{Decision, Note, ParseError, Side};

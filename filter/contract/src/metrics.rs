@@ -51,6 +51,15 @@ pub mod filter {
     pub const STABLE_BOXES: &str = "grayguard_stable_boxes";
     /// Stable box counts summed.
     pub const STABLE_BOX_SAMPLES: &str = "grayguard_stable_box_samples";
+    /// 1 while a rule is alerting in confirm mode (labels `rule`, `trigger`, `confirm`: the
+    /// query string of the signed one-click link, see [`crate::operator`]); 0 after.
+    pub const ALERT: &str = "grayguard_alert";
+    /// Alerts raised in confirm mode (a statistical trigger asked a person).
+    pub const ALERTS: &str = "grayguard_alerts";
+    /// Sheds a person confirmed on the operator listener.
+    pub const CONFIRMATIONS: &str = "grayguard_confirmations";
+    /// Operator requests refused: on the public listener, or with a bad or expired link.
+    pub const OPERATOR_REFUSED: &str = "grayguard_operator_refused";
     /// Change mark of the shared breaker board (internal; see the filter's README).
     pub const BOARD_WRITES: &str = "grayguard_board_writes";
 
@@ -84,6 +93,10 @@ pub mod filter {
         GRAY_BOX_SAMPLES,
         STABLE_BOXES,
         STABLE_BOX_SAMPLES,
+        ALERT,
+        ALERTS,
+        CONFIRMATIONS,
+        OPERATOR_REFUSED,
         BOARD_WRITES,
     ];
 

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use grayguard_contract::headers::{DECISION, TIME_OF_DAY};
+use grayguard_contract::operator::PREFIX as OPERATOR_PATHS;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Bytes, MapType};
@@ -46,6 +47,13 @@ fn lookup_str<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a str> {
     lookup(headers, name).and_then(|v| std::str::from_utf8(v).ok())
 }
 
+/// An integer property (Envoy hands them over as 8 little-endian bytes).
+fn property_u16(path: &[&str]) -> Option<u16> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    u16::try_from(i64::from_le_bytes(raw)).ok()
+}
+
 impl Context for Http {}
 
 impl HttpContext for Http {
@@ -60,6 +68,35 @@ impl HttpContext for Http {
         // One host call for all request headers: cheaper than a lookup per name once the
         // strip checks, the rules and the sticky key each need one.
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        // Operator requests never reach an upstream: answered here, or refused.
+        if let Some(path) = lookup_str(&headers, ":path").filter(|p| p.starts_with(OPERATOR_PATHS))
+        {
+            let (path, query) = path.split_once('?').unwrap_or((path, ""));
+            let port = property_u16(&["destination", "port"]);
+            let operator_port = engine.config().operator.as_ref().map(|o| o.port);
+            let on_operator = port.is_some() && port == operator_port;
+            let by = engine
+                .config()
+                .operator
+                .as_ref()
+                .and_then(|o| o.identity_header.as_deref())
+                .and_then(|h| lookup_str(&headers, h));
+            let from = on_operator
+                .then(|| {
+                    hostcalls::get_property(vec!["source", "address"])
+                        .ok()
+                        .flatten()
+                })
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            let reply = engine.operator(host, path, query, on_operator, by, from.as_deref());
+            let _ = hostcalls::send_http_response(
+                u32::from(reply.status),
+                vec![("content-type", "application/json")],
+                Some(reply.body.as_bytes()),
+            );
+            return Action::Pause;
+        }
         // A client must not pick its route or fake a breach: drop what it sent. Requests
         // without them (the normal case) cost no host call here.
         let cfg = engine.config();

@@ -5,6 +5,7 @@
 mod http;
 mod root;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
@@ -14,34 +15,28 @@ use proxy_wasm::types::{MetricType, Status};
 
 use crate::engine::Engine;
 use crate::host::{Host, Level, ShareError};
-use crate::metrics::{Counter, Gauge, gauge_name};
+use crate::metrics::Counter;
 
 pub use root::Root;
 
 /// Envoy as the core's host: host calls, and the ids of the metrics this VM defined.
 pub struct EnvoyHost {
     counters: Vec<Option<u32>>,
-    gauges: HashMap<Gauge, u32>,
+    /// Gauges by stat name, defined on first use (a per-alert gauge's name carries its link).
+    gauges: RefCell<HashMap<String, Option<u32>>>,
     board_writes: Option<u32>,
 }
 
 impl EnvoyHost {
-    /// Defines every metric of `engine`'s configuration (one that cannot be defined is
-    /// skipped, never fatal).
-    pub fn define(engine: &Engine) -> EnvoyHost {
+    /// Defines the counters (a metric that cannot be defined is skipped, never fatal).
+    pub fn define() -> EnvoyHost {
         let def = |t, name: &str| hostcalls::define_metric(t, name).ok();
         EnvoyHost {
             counters: Counter::all()
                 .into_iter()
                 .map(|c| def(MetricType::Counter, &c.name()))
                 .collect(),
-            gauges: engine
-                .gauge_set()
-                .into_iter()
-                .filter_map(|g| {
-                    def(MetricType::Gauge, &gauge_name(g, engine.unit_names())).map(|id| (g, id))
-                })
-                .collect(),
+            gauges: RefCell::new(HashMap::new()),
             board_writes: def(
                 MetricType::Gauge,
                 grayguard_contract::metrics::filter::BOARD_WRITES,
@@ -94,9 +89,13 @@ impl Host for EnvoyHost {
         }
     }
 
-    fn set_gauge(&self, g: Gauge, value: u64) {
-        if let Some(id) = self.gauges.get(&g) {
-            let _ = hostcalls::record_metric(*id, value);
+    fn set_gauge(&self, name: &str, value: u64) {
+        let mut gauges = self.gauges.borrow_mut();
+        let id = *gauges
+            .entry(name.to_string())
+            .or_insert_with(|| hostcalls::define_metric(MetricType::Gauge, name).ok());
+        if let Some(id) = id {
+            let _ = hostcalls::record_metric(id, value);
         }
     }
 }

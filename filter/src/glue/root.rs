@@ -41,7 +41,10 @@ impl RootContext for Root {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let cfg = match config::parse(&text) {
+        let cfg = match config::parse(&text).and_then(|mut c| {
+            c.resolve_secret(|name| std::env::var(name).ok())?;
+            Ok(c)
+        }) {
             Ok(cfg) => cfg,
             Err(e) => {
                 error!("{e}");
@@ -52,7 +55,7 @@ impl RootContext for Root {
         let sync = Duration::from_millis(cfg.sync_ms);
         let detector = cfg.breach.detector;
         let mut engine = Engine::new(cfg, &text, 0);
-        let host = EnvoyHost::define(&engine);
+        let host = EnvoyHost::define();
         // Seeds differ between VMs and starts; worker ids do not depend on them.
         engine.reseed(host.now_ns() ^ (u64::from(self.context_id) << 32));
         engine.start(&host);

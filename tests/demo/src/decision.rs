@@ -30,6 +30,7 @@ impl DecisionExt for Decision {
             (Some(_), Some(Note::Probe)) => "probe".to_string(),
             (Some(_), Some(Note::Shed(t))) => format!("shed={t}"),
             (Some(_), Some(Note::DryRun(t))) => format!("dry-run={t}"),
+            (Some(_), Some(Note::Alert(t))) => format!("alert={t}"),
         };
         format!("{} {why}", self.side.as_str())
     }

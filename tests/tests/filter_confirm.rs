@@ -1,0 +1,162 @@
+//! Confirm mode inside a real Envoy (two workers) with a public and an operator listener:
+//! a box-count regression raises an alert instead of shedding (gray keeps serving and the
+//! decision says so), the alert gauge carries the signed one-click link, the link is
+//! refused on the public listener and when tampered with, following it on the operator
+//! listener sheds the rule (once: a second click changes nothing), with the person in the
+//! incident record; the flag still sheds at once without anyone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use grayguard_contract::headers;
+use grayguard_contract::metrics::filter as names;
+use grayguard_contract::operator::SECRET_ENV;
+use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options, labelled};
+use grayguard_e2e::http;
+use grayguard_e2e::process::free_port;
+use grayguard_e2e::upstream::Upstream;
+use serde_json::Value;
+
+fn config(operator_port: u16) -> String {
+    format!(
+        r#"{{
+  "stable": "v9-prod", "gray": "v10-gray",
+  "operator": {{ "port": {operator_port}, "secret_env": "{SECRET_ENV}", "identity_header": "x-auth-user" }},
+  "rules": [
+    {{ "name": "cranes", "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }}, "action": "confirm" }},
+    {{ "name": "gates",  "headers": {{ "x-device-type": {{ "exact": "gate-camera" }} }} }}
+  ],
+  "breach": {{
+    "box_count": {{ "header": "x-box-count", "min_samples": 10 }},
+    "shed_for_s": 600, "probe_percent": 0
+  }}
+}}"#
+    )
+}
+
+fn decision(e: &Envoy, kind: &str) -> String {
+    let r = http::get_with(&e.url("/infer"), &[(headers::DEVICE_TYPE, kind)]).unwrap();
+    r.header(headers::DECISION).unwrap().to_string()
+}
+
+fn incidents(e: &Envoy) -> Vec<Value> {
+    e.log()
+        .lines()
+        .filter(|l| l.contains("\"grayguard\":\"incident\""))
+        .map(|l| serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap())
+        .collect()
+}
+
+/// The `confirm` label of the alert gauge that is at 1.
+fn alert_link(e: &Envoy) -> Option<String> {
+    let text = e.prometheus();
+    text.lines()
+        .filter(|l| l.starts_with(names::ALERT) && l.ends_with(" 1"))
+        .find_map(|l| {
+            let start = l.find("confirm=\"")? + "confirm=\"".len();
+            let end = start + l[start..].find('"')?;
+            Some(l[start..end].to_string())
+        })
+}
+
+#[test]
+fn a_person_confirms_the_shed_with_a_signed_link_on_the_operator_listener() {
+    let stable = Upstream::start("v9-prod");
+    let gray = Upstream::start("v10-gray");
+    stable.set_signals("100", "5");
+    gray.set_signals("100", "5");
+    let op_port = free_port();
+    let mut opts = Options::new(
+        Filter::grayguard(&config(op_port)),
+        Cluster::new("v9-prod", stable.addr),
+        Cluster::new("v10-gray", gray.addr),
+    );
+    opts.operator_port = Some(op_port);
+    opts.vm_env = vec![(SECRET_ENV.into(), "an-operator-secret-for-tests".into())];
+    let e = Envoy::start(&opts);
+
+    // Healthy first, then gray floods boxes: an alert, not a shed.
+    for _ in 0..20 {
+        assert_eq!(decision(&e, "crane-camera"), "gray; rule=cranes");
+        decision(&e, "dock-camera");
+    }
+    gray.set_signals("100", "30");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let link = loop {
+        let d = decision(&e, "crane-camera");
+        decision(&e, "dock-camera");
+        assert!(!d.contains("shed="), "confirm mode shed by itself: {d}");
+        if d == "gray; rule=cranes; alert=box_count"
+            && let Some(link) = alert_link(&e)
+        {
+            break link;
+        }
+        assert!(Instant::now() < deadline, "no alert; last decision {d}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        link.starts_with("rule=cranes&trigger=box_count&exp="),
+        "{link}"
+    );
+    let alerts = incidents(&e);
+    assert_eq!(alerts[0]["event"], "alert_start");
+    assert_eq!(alerts[0]["confirm"].as_str(), Some(link.as_str()));
+
+    // Refused on the public listener, refused when edited; gray still serves meanwhile.
+    let public = http::get(&e.url(&format!("/grayguard/confirm?{link}"))).unwrap();
+    assert_eq!(public.status, 403, "{}", public.text());
+    let edited = link.replace("trigger=box_count", "trigger=latency");
+    let forged = http::get(&e.operator_url(&format!("/grayguard/confirm?{edited}"))).unwrap();
+    assert_eq!(forged.status, 403, "{}", forged.text());
+    assert!(forged.text().contains("bad signature"));
+    assert_eq!(
+        decision(&e, "crane-camera"),
+        "gray; rule=cranes; alert=box_count"
+    );
+    assert!(
+        gray.seen()
+            .iter()
+            .all(|s| !s.path.starts_with("/grayguard/"))
+    );
+
+    // Confirmed by a person: shed at once; a second click changes nothing.
+    let by = [("x-auth-user", "oncall@example.com")];
+    let ok = http::get_with(&e.operator_url(&format!("/grayguard/confirm?{link}")), &by).unwrap();
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.json()["result"], "shed");
+    assert_eq!(
+        decision(&e, "crane-camera"),
+        "stable; rule=cranes; shed=box_count"
+    );
+    let again =
+        http::get_with(&e.operator_url(&format!("/grayguard/confirm?{link}")), &by).unwrap();
+    assert_eq!(
+        (again.status, again.json()["result"].as_str()),
+        (200, Some("already_shed"))
+    );
+    let all = incidents(&e);
+    let shed: Vec<&Value> = all.iter().filter(|v| v["event"] == "shed_start").collect();
+    assert_eq!(shed.len(), 1, "{all:#?}");
+    assert_eq!(shed[0]["confirmed_by"], "oncall@example.com");
+    assert_eq!(shed[0]["trigger"], "box_count");
+
+    // The flag needs nobody, even on a confirm-mode rule's neighbour.
+    gray.set_signals("100", "5");
+    gray.set_flag(Some("latency"));
+    decision(&e, "gate-camera");
+    assert_eq!(decision(&e, "gate-camera"), "stable; rule=gates; shed=flag");
+
+    let text = e.wait_metric(names::CONFIRMATIONS, Duration::from_secs(3), |v| v >= 1.0);
+    assert_eq!(text, 1.0);
+    let refused = e.wait_metric(names::OPERATOR_REFUSED, Duration::from_secs(3), |v| {
+        v >= 2.0
+    });
+    assert_eq!(refused, 2.0);
+    let stats = e.prometheus();
+    assert_eq!(
+        labelled(&stats, names::RULE_BREAKER_STATE, &[("rule", "cranes")]),
+        Some(1.0)
+    );
+    assert!(alert_link(&e).is_none(), "the alert gauge went back to 0");
+}
