@@ -229,8 +229,10 @@ test-e2e: setup build images metric-names
 
 # The local mesh on loopback until Ctrl-C: front Envoy + filter (10000, admin 9901), sidecars
 # v9-prod (8081) and v10-gray (8082, oversensitive), Prometheus (9090). Logs in .run/logs/.
+# make run GATEWAYS=3 starts three front Envoys (10000.., admin 9901.., operator 10100..).
+GATEWAYS ?= 1
 run: setup build
-	bash mesh-config/local/run.sh
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash mesh-config/local/run.sh
 
 # The incident replayed through the mesh (started in the background if it is not running).
 # Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"

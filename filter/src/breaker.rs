@@ -165,6 +165,7 @@ fn trigger_code(t: Trigger) -> u8 {
         Trigger::BoxCount => 3,
         Trigger::ErrorRate => 4,
         Trigger::ConsecutiveFailures => 5,
+        Trigger::Latch => 6,
     }
 }
 

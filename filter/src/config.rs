@@ -58,6 +58,14 @@ pub const DEFAULT_MIN_SAMPLES: i64 = 20;
 pub const DEFAULT_SEGMENT_RESPONSES: i64 = 1_000;
 /// Accepted range of `breach.segment_responses`.
 pub const SEGMENT_RANGE: (i64, i64) = (10, 1_000_000_000);
+/// Default `breach.latch.timeout_ms`.
+pub const DEFAULT_LATCH_TIMEOUT_MS: i64 = 1_000;
+/// Accepted range of `breach.latch.timeout_ms`.
+pub const LATCH_TIMEOUT_RANGE: (i64, i64) = (50, 30_000);
+/// Default `breach.latch.calls`: calls per latch (each may reach another gray pod).
+pub const DEFAULT_LATCH_CALLS: i64 = 2;
+/// Accepted range of `breach.latch.calls`.
+pub const LATCH_CALLS_RANGE: (i64, i64) = (1, 16);
 /// Shortest accepted `operator.secret`, in bytes.
 pub const MIN_SECRET_BYTES: usize = 16;
 /// Default `operator.link_ttl_s`: how long a one-click link stays valid.
@@ -125,6 +133,16 @@ struct RawConfig {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawLatch {
+    cluster: String,
+    authority: Option<String>,
+    timeout_ms: Option<i64>,
+    calls: Option<i64>,
+    token_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawOperator {
     port: i64,
     secret: Option<String>,
@@ -175,6 +193,7 @@ struct RawBreach {
     dry_run: Option<bool>,
     detector: Option<DetectorKind>,
     action: Option<Action>,
+    latch: Option<RawLatch>,
     alpha: Option<f64>,
     control: Option<Control>,
     segment_responses: Option<i64>,
@@ -372,11 +391,43 @@ pub struct Breach {
     pub detector: DetectorKind,
     /// What a statistical trigger does, unless a rule says otherwise.
     pub action: Action,
+    /// Where to latch the gray workload when this gateway sheds (mesh-wide convergence).
+    pub latch: Option<Latch>,
     /// Sequential detector: probability of ever shedding a gray version within the margins.
     pub alpha: f64,
     pub control: Control,
     /// Sequential detector: gray responses per restart segment.
     pub segment_responses: u32,
+}
+
+/// The latch call: an HTTP call from the gateway to the gray workload's control listener.
+#[derive(Clone)]
+pub struct Latch {
+    /// The Envoy cluster of the gray workload's control port.
+    pub cluster: String,
+    /// `:authority` of the call.
+    pub authority: String,
+    /// How long to wait for an answer, ms.
+    pub timeout_ms: u64,
+    /// Calls per latch or clear (each may land on another gray pod).
+    pub calls: u32,
+    /// The VM environment variable holding the shared token (sent as a bearer token).
+    pub token_env: Option<String>,
+    /// The token (after [`Config::resolve_secret`]).
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for Latch {
+    /// The token never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Latch")
+            .field("cluster", &self.cluster)
+            .field("authority", &self.authority)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("calls", &self.calls)
+            .field("token_env", &self.token_env)
+            .finish()
+    }
 }
 
 /// Gray latency.
@@ -642,6 +693,51 @@ fn rule(i: usize, raw: RawRule, default_action: Action) -> Result<Rule, ConfigEr
     })
 }
 
+fn latch(raw: RawLatch) -> Result<Latch, ConfigError> {
+    let name_ok = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 256
+            && v.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    };
+    if !name_ok(&raw.cluster) {
+        return Err(invalid(
+            "breach.latch.cluster",
+            format!("expected an Envoy cluster name, got {:?}", raw.cluster),
+        ));
+    }
+    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+    if !name_ok(&authority) {
+        return Err(invalid(
+            "breach.latch.authority",
+            format!("expected a host, got {authority:?}"),
+        ));
+    }
+    let ranged_int = |field: &str, v: i64, (lo, hi): (i64, i64)| {
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(invalid(field, format!("must be {lo}..={hi}, got {v}")))
+        }
+    };
+    Ok(Latch {
+        cluster: raw.cluster,
+        authority,
+        timeout_ms: ranged_int(
+            "breach.latch.timeout_ms",
+            raw.timeout_ms.unwrap_or(DEFAULT_LATCH_TIMEOUT_MS),
+            LATCH_TIMEOUT_RANGE,
+        )? as u64,
+        calls: ranged_int(
+            "breach.latch.calls",
+            raw.calls.unwrap_or(DEFAULT_LATCH_CALLS),
+            LATCH_CALLS_RANGE,
+        )? as u32,
+        token_env: raw.token_env.filter(|t| !t.is_empty()),
+        token: None,
+    })
+}
+
 fn check_secret(field: &str, secret: &str) -> Result<(), ConfigError> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(invalid(
@@ -653,12 +749,27 @@ fn check_secret(field: &str, secret: &str) -> Result<(), ConfigError> {
 }
 
 impl Config {
-    /// Reads `operator.secret_env` from the VM's environment (`env` looks a variable up):
-    /// a missing or short secret is a configuration error naming the variable.
+    /// Reads `operator.secret_env` and `breach.latch.token_env` from the VM's environment
+    /// (`env` looks a variable up): a missing or short secret is a configuration error
+    /// naming the variable.
     pub fn resolve_secret(
         &mut self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
+        if let Some(l) = &mut self.breach.latch
+            && let Some(name) = l.token_env.clone()
+        {
+            let token = env(&name).ok_or_else(|| {
+                invalid(
+                    "breach.latch.token_env",
+                    format!(
+                        "{name} is not set in the Wasm VM's environment (vm_config.environment_variables)"
+                    ),
+                )
+            })?;
+            check_secret("breach.latch.token_env", &token)?;
+            l.token = Some(token);
+        }
         let Some(op) = &mut self.operator else {
             return Ok(());
         };
@@ -735,6 +846,7 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
         dry_run: None,
         detector: None,
         action: None,
+        latch: None,
         alpha: None,
         control: None,
         segment_responses: None,
@@ -855,6 +967,7 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
         dry_run: raw.dry_run.unwrap_or(false),
         detector,
         action: raw.action.unwrap_or(Action::Shed),
+        latch: raw.latch.map(latch).transpose()?,
         alpha: {
             let (lo, hi) = ALPHA_RANGE;
             ranged("breach.alpha", raw.alpha.unwrap_or(DEFAULT_ALPHA), lo, hi)?

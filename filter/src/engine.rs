@@ -7,8 +7,9 @@
 //! ([`crate::host::MemoryHost`]). The glue only moves headers, time and shared data in
 //! and out.
 
-use grayguard_contract::Trigger;
 use grayguard_contract::headers::TIME_OF_DAY;
+use grayguard_contract::latch::{self as latching, Request as LatchRequest};
+use grayguard_contract::{Flag, Trigger};
 
 use crate::breach::{self, Baseline, Observation};
 use crate::breaker::{Board, Breaker, Phase, ProbeOutcome};
@@ -182,6 +183,10 @@ pub struct Engine {
     scratch: String,
     /// The clock's last reading by this VM (ticks and requests that needed it), ns.
     last_now_ns: u64,
+    /// This gateway's id in latch calls (Envoy's node id).
+    gateway: String,
+    /// Latch and clear calls waiting for the tick.
+    latch_outbox: Vec<LatchRequest>,
 }
 
 impl Engine {
@@ -236,8 +241,15 @@ impl Engine {
             alert_gauges: vec![None; units],
             scratch: String::with_capacity(128),
             last_now_ns: 0,
+            gateway: "gateway".into(),
+            latch_outbox: Vec::new(),
             cfg,
         }
+    }
+
+    /// This gateway's id in latch calls (the glue passes Envoy's node id).
+    pub fn set_gateway(&mut self, id: &str) {
+        self.gateway = latching::gateway_id(id);
     }
 
     /// Re-seeds the per-request draws (the glue seeds from the clock and context id).
@@ -494,11 +506,33 @@ impl Engine {
             }
             tally.observe(obs);
         }
+        let flag = self.flag_trigger(unit, reply);
         match d.why {
-            Why::Probe => self.probe_result(host, unit, r.generation, reply),
-            _ if obs.flagged => self.trip(host, unit, Trigger::Flag, reply.flag_reason.as_deref()),
-            _ => {}
+            Why::Probe => self.probe_result(host, unit, r.generation, reply, flag),
+            _ => {
+                if let Some(t) = flag {
+                    self.trip(host, unit, t, reply.flag_reason.as_deref());
+                }
+            }
         }
+    }
+
+    /// What a response's breach flag means for `unit`: the workload's own trouble
+    /// (`Flag`), a latch another gateway set for this unit's rule (`Latch`), or nothing (no
+    /// flag, or only latches for other rules).
+    fn flag_trigger(&self, unit: usize, reply: &Reply) -> Option<Trigger> {
+        if !reply.obs.flagged {
+            return None;
+        }
+        let flag = Flag::parse(reply.flag_reason.as_deref().unwrap_or(""));
+        if flag.first_hand() {
+            return Some(Trigger::Flag);
+        }
+        let name = self.unit_names.get(unit).map_or("?", String::as_str);
+        flag.latched
+            .iter()
+            .any(|(_, rule)| rule == name || rule == "*")
+            .then_some(Trigger::Latch)
     }
 
     fn count_signals(&mut self, gray: bool, obs: &Observation) {
@@ -573,6 +607,7 @@ impl Engine {
         if let Some((board, (until, closed_since))) = done {
             self.remember(host, board);
             self.pending.count(Counter::Breaches(trigger));
+            self.queue_latch(unit, Some(trigger), 0);
             let at = Stamp {
                 at_ns: now,
                 other_ns: until,
@@ -582,10 +617,115 @@ impl Engine {
         }
     }
 
+    /// Queues a latch (`trigger`: this gateway just shed `unit`) or a clear (`None`: its
+    /// probes proved gray healthy for `healthy_for_ms`) for the next tick. A shed that
+    /// came from another gateway's latch is not latched again (the latch would feed itself),
+    /// and dry run latches nothing.
+    fn queue_latch(&mut self, unit: usize, trigger: Option<Trigger>, healthy_for_ms: u64) {
+        if self.cfg.breach.latch.is_none()
+            || self.cfg.breach.dry_run
+            || trigger == Some(Trigger::Latch)
+        {
+            return;
+        }
+        let rule = self.unit_names.get(unit).cloned().unwrap_or_default();
+        let gateway = self.gateway.clone();
+        self.latch_outbox.push(match trigger {
+            Some(trigger) => LatchRequest::Latch {
+                rule,
+                trigger,
+                for_ms: self.cfg.breach.shed_for_ms,
+                gateway,
+            },
+            None => LatchRequest::Clear {
+                rule,
+                healthy_for_ms,
+                gateway,
+            },
+        });
+    }
+
+    /// Sends the queued latch calls, each `calls` times (spread over the gray pods by the
+    /// cluster's load balancing).
+    fn send_latches(&mut self, host: &impl Host) {
+        let Some(l) = self.cfg.breach.latch.clone() else {
+            return;
+        };
+        let bearer = l.token.as_ref().map(|t| format!("Bearer {t}"));
+        for req in std::mem::take(&mut self.latch_outbox) {
+            let body = req.render();
+            let mut headers = vec![
+                (":method", "POST"),
+                (":path", latching::PATH),
+                (":authority", l.authority.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ];
+            if let Some(b) = &bearer {
+                headers.push(("authorization", b.as_str()));
+            }
+            let mut sent = 0;
+            for _ in 0..l.calls {
+                self.pending.count(Counter::LatchCalls);
+                if host
+                    .dispatch(&l.cluster, &headers, body.as_bytes(), l.timeout_ms)
+                    .is_ok()
+                {
+                    sent += 1;
+                } else {
+                    self.pending.count(Counter::LatchFailures);
+                }
+            }
+            let level = if sent == l.calls {
+                Level::Info
+            } else {
+                Level::Warn
+            };
+            host.log(
+                level,
+                &format!(
+                    "grayguard: latch call to cluster {}: {sent} of {} sent: {body}",
+                    l.cluster, l.calls
+                ),
+            );
+        }
+    }
+
+    /// The answer to an HTTP call this VM sent (`None`: no answer, a timeout or reset).
+    pub fn answered(&mut self, host: &impl Host, status: Option<u16>) {
+        if !status.is_some_and(|s| (200..300).contains(&s)) {
+            self.pending.count(Counter::LatchFailures);
+            host.log(
+                Level::Warn,
+                &format!(
+                    "grayguard: latch call failed: {}",
+                    status.map_or("no answer".into(), |s| format!("status {s}"))
+                ),
+            );
+        }
+    }
+
     /// Applies a half-open probe's result.
-    fn probe_result(&mut self, host: &impl Host, unit: usize, generation: u32, reply: &Reply) {
+    fn probe_result(
+        &mut self,
+        host: &impl Host,
+        unit: usize,
+        generation: u32,
+        reply: &Reply,
+        flag: Option<Trigger>,
+    ) {
         let now = host.now_ns();
-        let verdict = self.judge_probe(host, unit, &reply.obs);
+        let obs = Observation {
+            flagged: flag.is_some(),
+            ..reply.obs
+        };
+        // A flag is the workload's own trouble, or another gateway's latch for this rule.
+        let verdict = self.judge_probe(host, unit, &obs).map_err(|t| {
+            if t == Trigger::Flag {
+                flag.unwrap_or(t)
+            } else {
+                t
+            }
+        });
         let b = &self.cfg.breach;
         let (needed, shed_ms) = (b.probe_successes, b.shed_for_ms);
         let done = shared::update_board(host, &self.keys.board, self.units, |board| {
@@ -593,9 +733,18 @@ impl Engine {
             let (next_b, outcome) = cur.probe(now, generation, verdict, needed, shed_ms)?;
             let mut next = board.clone();
             *next.0.get_mut(unit)? = next_b;
-            Some((next, (outcome, cur.since_ns, next_b.until_ns, cur.trigger)))
+            Some((
+                next,
+                (
+                    outcome,
+                    cur.since_ns,
+                    next_b.until_ns,
+                    cur.trigger,
+                    cur.until_ns,
+                ),
+            ))
         });
-        let Some((board, (outcome, opened_at, until, old_trigger))) = done else {
+        let Some((board, (outcome, opened_at, until, old_trigger, half_open_at))) = done else {
             return;
         };
         self.remember(host, board);
@@ -603,6 +752,10 @@ impl Engine {
             ProbeOutcome::Counted => {}
             ProbeOutcome::Closed => {
                 let t = old_trigger.unwrap_or(Trigger::Flag);
+                // Every probe since the half-open phase began was healthy: latches older
+                // than that are stale, fresher ones are another gateway's news and stay.
+                let healthy_for_ms = now.saturating_sub(half_open_at) / 1_000_000;
+                self.queue_latch(unit, None, healthy_for_ms);
                 let at = Stamp {
                     at_ns: now,
                     other_ns: opened_at,
@@ -612,6 +765,7 @@ impl Engine {
             }
             ProbeOutcome::Reopened(t) => {
                 self.pending.count(Counter::Breaches(t));
+                self.queue_latch(unit, Some(t), 0);
                 let reason = (t == Trigger::Flag)
                     .then_some(reply.flag_reason.as_deref())
                     .flatten();
@@ -770,6 +924,7 @@ impl Engine {
             }
         }
         self.set_gauges(host, now);
+        self.send_latches(host);
         for (c, n) in self.pending.drain() {
             host.add_counter(c, n);
         }
@@ -1174,6 +1329,7 @@ impl Engine {
         if confirm {
             self.pending.count(Counter::Confirmations);
             self.pending.count(Counter::Breaches(trigger));
+            self.queue_latch(unit, Some(trigger), 0);
             let at = Stamp {
                 at_ns: now,
                 other_ns: until,
@@ -1595,6 +1751,153 @@ mod tests {
         let mut e = engine(&h, SEQ, 1);
         let r = e.operator(&h, "/grayguard/confirm", "rule=cranes", true, None, None);
         assert_eq!(r.status, 403);
+    }
+
+    fn latch_config() -> String {
+        SEQ.replace(
+            "\"shed_for_s\":10",
+            "\"shed_for_s\":10,\"latch\":{\"cluster\":\"gray-control\",\"calls\":2,\"timeout_ms\":300}",
+        )
+    }
+
+    #[test]
+    fn a_first_hand_shed_latches_the_gray_workload_on_the_next_tick() {
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, &latch_config(), 1);
+        e.set_gateway("gw 1");
+        let r = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &r, 10.0, 3, Some("box_count"));
+        assert!(
+            h.calls().is_empty(),
+            "sent from the tick, not the request path"
+        );
+        e.tick(&h);
+        let calls = h.calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let c = &calls[0];
+        assert_eq!((c.cluster.as_str(), c.timeout_ms), ("gray-control", 300));
+        assert!(
+            c.headers
+                .contains(&(":path".into(), "/grayguard/latch".into()))
+        );
+        assert!(c.headers.contains(&(":method".into(), "POST".into())));
+        assert_eq!(
+            c.body,
+            "action=latch&rule=cranes&trigger=flag&for_ms=10000&gateway=gw_1"
+        );
+        assert_eq!(h.counter(Counter::LatchCalls), 2);
+        // An answer that is not 2xx, or none, counts as a failure.
+        e.answered(&h, Some(200));
+        e.answered(&h, Some(503));
+        e.answered(&h, None);
+        e.tick(&h);
+        assert_eq!(h.counter(Counter::LatchFailures), 2);
+    }
+
+    #[test]
+    fn another_gateways_latch_sheds_this_rule_and_is_not_passed_on() {
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, &latch_config(), 1);
+        // A latch for another rule is none of this rule's business.
+        let r = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &r, 10.0, 3, Some("latched:box_count@gates"));
+        assert!(incidents(&h).is_empty());
+        let r = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &r, 10.0, 3, Some("latched:box_count@cranes"));
+        let i = incidents(&h);
+        assert_eq!(
+            (i[0]["trigger"].as_str(), i[0]["flag_reason"].as_str()),
+            (Some("latch"), Some("latched:box_count@cranes"))
+        );
+        let next = ask(&mut e, &h, "crane");
+        assert_eq!(text(&mut e, &next), "stable; rule=cranes; shed=latch");
+        e.tick(&h);
+        assert!(h.calls().is_empty(), "a latch is not latched again");
+        // The workload's own reason beside a latch is first-hand.
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, &latch_config(), 1);
+        let r = ask(&mut e, &h, "crane");
+        answer(
+            &mut e,
+            &h,
+            &r,
+            10.0,
+            3,
+            Some("memory,latched:box_count@gates"),
+        );
+        e.tick(&h);
+        assert_eq!(incidents(&h)[0]["trigger"], "flag");
+        assert_eq!(h.calls().len(), 2);
+    }
+
+    #[test]
+    fn healthy_probes_clear_only_latches_older_than_their_evidence() {
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, &latch_config(), 1);
+        let r = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &r, 10.0, 3, Some("box_count"));
+        e.tick(&h);
+        h.advance_ms(10_000);
+        let p = ask(&mut e, &h, "crane");
+        assert_eq!(p.decision.why, Why::Probe);
+        answer(&mut e, &h, &p, 100.0, 5, None);
+        h.advance_ms(1_500);
+        let p = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &p, 100.0, 5, None);
+        e.tick(&h);
+        let calls = h.calls();
+        let clear = calls.last().unwrap();
+        assert_eq!(
+            clear.body,
+            "action=clear&rule=cranes&healthy_for_ms=1500&gateway=gateway"
+        );
+        // A probe that meets another gateway's latch (an old workload without probe
+        // support) re-opens as a latch, not as this gateway's own finding.
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, &latch_config(), 1);
+        let r = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &r, 10.0, 3, Some("box_count"));
+        e.tick(&h);
+        h.advance_ms(10_000);
+        let p = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &p, 100.0, 5, Some("latched:box_count@cranes"));
+        e.tick(&h);
+        let i = incidents(&h);
+        assert_eq!(
+            (i[1]["trigger"].as_str(), i[1]["after_probe"].as_bool()),
+            (Some("latch"), Some(true))
+        );
+        assert_eq!(
+            h.calls().len(),
+            2,
+            "only the first, first-hand shed latched"
+        );
+    }
+
+    #[test]
+    fn dry_run_and_failed_dispatches_latch_nothing_silently() {
+        let h = MemoryHost::new(T0);
+        let dry = latch_config().replace("\"shed_for_s\":10", "\"shed_for_s\":10,\"dry_run\":true");
+        let mut e = engine(&h, &dry, 1);
+        let r = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &r, 10.0, 3, Some("box_count"));
+        e.tick(&h);
+        assert!(h.calls().is_empty());
+        let h = MemoryHost::new(T0);
+        h.set_faults(Faults {
+            dispatch_fails: true,
+            ..Faults::default()
+        });
+        let mut e = engine(&h, &latch_config(), 1);
+        let r = ask(&mut e, &h, "crane");
+        answer(&mut e, &h, &r, 10.0, 3, Some("box_count"));
+        e.tick(&h);
+        assert_eq!(h.counter(Counter::LatchFailures), 2);
+        assert!(
+            h.logs()
+                .iter()
+                .any(|(l, m)| *l == Level::Warn && m.contains("0 of 2 sent"))
+        );
     }
 
     #[test]

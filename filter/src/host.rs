@@ -47,6 +47,24 @@ pub trait Host {
     fn add_counter(&self, c: Counter, n: u64);
     /// Sets a process-wide gauge by its stat name (defined on first use).
     fn set_gauge(&self, name: &str, value: u64);
+    /// Sends an HTTP call (`:method`, `:path` and `:authority` among `headers`) to an Envoy
+    /// cluster; its answer comes back through the glue ([`crate::engine::Engine::answered`]).
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<(), ShareError>;
+}
+
+/// An HTTP call [`MemoryHost`] was asked to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub timeout_ms: u64,
 }
 
 /// Faults [`MemoryHost`] can inject.
@@ -58,6 +76,8 @@ pub struct Faults {
     pub cas_conflicts: u32,
     /// Every shared-data read returns nothing.
     pub reads_fail: bool,
+    /// Every HTTP call is refused by the host.
+    pub dispatch_fails: bool,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +90,7 @@ struct Inner {
     counters: RefCell<HashMap<Counter, u64>>,
     gauges: RefCell<HashMap<String, u64>>,
     faults: Cell<Faults>,
+    calls: RefCell<Vec<Call>>,
 }
 
 /// One Envoy process in memory: clones share the clock, shared data, the change mark, the
@@ -106,6 +127,11 @@ impl MemoryHost {
 
     pub fn counter(&self, c: Counter) -> u64 {
         self.inner.counters.borrow().get(&c).copied().unwrap_or(0)
+    }
+
+    /// The HTTP calls sent so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.calls.borrow().clone()
     }
 
     /// A gauge by its stat name.
@@ -178,6 +204,28 @@ impl Host for MemoryHost {
             .gauges
             .borrow_mut()
             .insert(name.to_string(), value);
+    }
+
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<(), ShareError> {
+        if self.inner.faults.get().dispatch_fails {
+            return Err(ShareError::Failed);
+        }
+        self.inner.calls.borrow_mut().push(Call {
+            cluster: cluster.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: String::from_utf8_lossy(body).into_owned(),
+            timeout_ms,
+        });
+        Ok(())
     }
 }
 

@@ -40,6 +40,9 @@ pub enum Counter {
     Alerts,
     Confirmations,
     OperatorRefused,
+    /// Latch calls sent to the gray workload, and those that failed.
+    LatchCalls,
+    LatchFailures,
 }
 
 impl Counter {
@@ -70,6 +73,8 @@ impl Counter {
             Counter::Alerts,
             Counter::Confirmations,
             Counter::OperatorRefused,
+            Counter::LatchCalls,
+            Counter::LatchFailures,
         ]);
         v
     }
@@ -102,7 +107,9 @@ impl Counter {
                     Counter::StableBoxSamples => 12,
                     Counter::Alerts => 13,
                     Counter::Confirmations => 14,
-                    _ => 15,
+                    Counter::OperatorRefused => 15,
+                    Counter::LatchCalls => 16,
+                    _ => 17,
                 }
             }
         }
@@ -132,6 +139,8 @@ impl Counter {
             Counter::Alerts => names::ALERTS.into(),
             Counter::Confirmations => names::CONFIRMATIONS.into(),
             Counter::OperatorRefused => names::OPERATOR_REFUSED.into(),
+            Counter::LatchCalls => names::LATCH_CALLS.into(),
+            Counter::LatchFailures => names::LATCH_FAILURES.into(),
         }
     }
 }

@@ -212,6 +212,15 @@ mod tests {
         fn log(&self, _: crate::host::Level, _: &str) {}
         fn add_counter(&self, _: crate::metrics::Counter, _: u64) {}
         fn set_gauge(&self, _: &str, _: u64) {}
+        fn dispatch(
+            &self,
+            _: &str,
+            _: &[(&str, &str)],
+            _: &[u8],
+            _: u64,
+        ) -> Result<(), ShareError> {
+            Ok(())
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
 /// Largest box count accepted as real; anything above is malformed.
 pub const MAX_BOX_COUNT: f64 = 1_000_000.0;
-/// Longest flag value kept (the reason list), in bytes.
-pub const MAX_FLAG_LEN: usize = 64;
+/// Longest flag value kept (the reasons and latches), in bytes.
+pub const MAX_FLAG_LEN: usize = 512;
 
 /// A signal header that is present but unusable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,9 @@ mod tests {
         assert_eq!(flag_reason(" latency,errors "), "latency,errors");
         assert_eq!(flag_reason(""), "flag");
         assert_eq!(flag_reason("a\"b\u{7}c"), "a\"bc");
-        assert_eq!(flag_reason(&"x".repeat(500)).len(), MAX_FLAG_LEN);
+        assert_eq!(
+            flag_reason(&"x".repeat(2 * MAX_FLAG_LEN)).len(),
+            MAX_FLAG_LEN
+        );
     }
 }

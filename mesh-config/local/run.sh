@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The local mesh on loopback (`make run`): two sidecars serving the real YOLO model (v9-prod,
-# stable, and v10-gray, deliberately oversensitive), the front Envoy with the grayguard filter,
-# and Prometheus scraping all three. Runs until Ctrl-C or SIGTERM, then stops everything it
+# stable, and v10-gray, deliberately oversensitive), one or more front Envoys (gateways) with
+# the grayguard filter, and Prometheus scraping them all. Runs until Ctrl-C or SIGTERM, then stops everything it
 # started. Logs go to .run/logs/.
 #
 #   bash mesh-config/local/run.sh            (after `make setup build`; `make run` does both)
 #
 # Environment (defaults are what `make setup build` produces):
 #   GRAYGUARD_ENVOY, GRAYGUARD_SIDECAR, GRAYGUARD_MODEL, ORT_DYLIB_PATH, GRAYGUARD_WASM
+#   GRAYGUARD_GATEWAYS          front Envoys to start (default 1, at most 16): gateway i listens on
+#                               10000+i, admin 9901+i, operator 10100+i (`make run GATEWAYS=3`)
 #   GRAYGUARD_RUN_THREADS       ONNX Runtime threads per sidecar (default 1: two sidecars share the cores)
 #   GRAYGUARD_RUN_READY_S       how long to wait for each component to become ready (default 180)
 #   GRAYGUARD_GRAY_CONF         confidence threshold of the gray sidecar (default 0.001: the incident)
@@ -31,7 +33,20 @@ RUN_DIR="$ROOT/.run"
 LOGS="$RUN_DIR/logs"
 
 # name:port of everything the mesh listens on (fixed: the configs in this folder name them).
-PORTS=(envoy-listener:10000 envoy-admin:9901 envoy-operator:10100 v9-prod:8081 v10-gray:8082 prometheus:9090)
+GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
+case "$GATEWAYS" in
+  ''|*[!0-9]*) printf '[run] error: GRAYGUARD_GATEWAYS must be a number from 1 to 16, got %s\n' "$GATEWAYS" >&2; exit 1 ;;
+esac
+if [ "$GATEWAYS" -lt 1 ] || [ "$GATEWAYS" -gt 16 ]; then
+  printf '[run] error: GRAYGUARD_GATEWAYS must be from 1 to 16, got %s\n' "$GATEWAYS" >&2; exit 1
+fi
+# Gateway i: its name (gateway 0 keeps the plain name `envoy` for its log), and its ports.
+gw_name() { if [ "$1" = 0 ]; then echo envoy; else echo "envoy-gw$1"; fi; }
+
+PORTS=(v9-prod:8081 v10-gray:8082 prometheus:9090)
+for ((i = 0; i < GATEWAYS; i++)); do
+  PORTS+=("gw-$i-listener:$((10000 + i))" "gw-$i-admin:$((9901 + i))" "gw-$i-operator:$((10100 + i))")
+done
 
 say() { printf '[run] %s\n' "$*"; }
 die() { printf '[run] error: %s\n' "$*" >&2; exit 1; }
@@ -137,10 +152,32 @@ V10_PID="${PIDS[-1]}"
 wait_ready v9-prod "$V9_PID" http://127.0.0.1:8081/ready
 wait_ready v10-gray "$V10_PID" http://127.0.0.1:8082/ready
 
-say "starting the front Envoy with the grayguard filter"
-start envoy "$ENVOY" -c mesh-config/local/envoy.yaml --disable-hot-restart --log-level warn
-ENVOY_PID="${PIDS[-1]}"
-wait_ready envoy "$ENVOY_PID" http://127.0.0.1:9901/ready
+# Gateway i runs mesh-config/local/envoy.yaml with its ports moved by i (the plugin
+# configuration's operator port too), as node gw-i: the id its latch calls carry.
+mkdir -p "$RUN_DIR/gateways"
+targets=""
+for ((i = 0; i < GATEWAYS; i++)); do
+  cfg="$RUN_DIR/gateways/gw-$i.yaml"
+  sed -e "s/port_value: 10000 }/port_value: $((10000 + i)) }/" \
+      -e "s/port_value: 9901 }/port_value: $((9901 + i)) }/" \
+      -e "s/port_value: 10100 }/port_value: $((10100 + i)) }/" \
+      -e "s/\"port\": 10100,/\"port\": $((10100 + i)),/" \
+      mesh-config/local/envoy.yaml > "$cfg"
+  targets="$targets${targets:+, }{\"targets\": [\"127.0.0.1:$((9901 + i))\"], \"labels\": {\"gateway\": \"gw-$i\"}}"
+done
+# Prometheus finds the gateways through this file (file_sd_configs in prometheus.yml).
+printf '[%s]\n' "$targets" > "$RUN_DIR/gateways.json"
+
+say "starting $GATEWAYS front Envoy(s) with the grayguard filter"
+GW_PIDS=()
+for ((i = 0; i < GATEWAYS; i++)); do
+  start "$(gw_name "$i")" "$ENVOY" -c "$RUN_DIR/gateways/gw-$i.yaml" --disable-hot-restart \
+    --log-level warn --service-node "gw-$i" --service-cluster grayguard-gateway
+  GW_PIDS+=("${PIDS[-1]}")
+done
+for ((i = 0; i < GATEWAYS; i++)); do
+  wait_ready "$(gw_name "$i")" "${GW_PIDS[$i]}" "http://127.0.0.1:$((9901 + i))/ready"
+done
 
 say "starting Prometheus"
 start prometheus prometheus --config.file=mesh-config/local/prometheus.yml \
@@ -151,9 +188,9 @@ wait_ready prometheus "$PROM_PID" http://127.0.0.1:9090/-/ready
 cat <<EOF
 
 grayguard local mesh is up (logs in .run/logs/, Ctrl-C stops it):
-  front Envoy      http://127.0.0.1:10000/infer     (POST a JPEG/PNG)
-  Envoy admin      http://127.0.0.1:9901/stats/prometheus
-  operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links)
+  front Envoy      http://127.0.0.1:10000/infer     (POST a JPEG/PNG; gateway i: port 10000+i of $GATEWAYS)
+  Envoy admin      http://127.0.0.1:9901/stats/prometheus   (gateway i: 9901+i)
+  operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links; gateway i: 10100+i)
   v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
   v10-gray         http://127.0.0.1:8082/metrics    (gray, conf $GRAY_CONF)
   Prometheus       http://127.0.0.1:9090/

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod detector;
 pub mod error;
 pub mod gpu;
+pub mod latch;
 pub mod layout;
 pub mod letterbox;
 pub mod lifecycle;

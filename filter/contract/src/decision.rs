@@ -10,6 +10,7 @@
 //!          / "dry-run=" trigger    ; would have shed, dry_run is on    (gray)
 //!          / "alert=" trigger      ; confirm mode: a person is asked   (gray)
 //! trigger  = "flag" / "latency" / "box_count" / "error_rate" / "consecutive_failures"
+//!          / "latch"
 //! name     = 1*64( ALPHA / DIGIT / "." / "_" / "-" )
 //! ```
 //!

@@ -9,6 +9,9 @@ pub const DECISION: &str = "x-canary-decision";
 /// The sidecar's in-band breach flag; its value is a [`crate::reason::Flag`]. Stripped from
 /// client requests. (The filter's `breach.flag_header` setting may rename it.)
 pub const BREACH: &str = "x-canary-breach";
+/// Set by the filter on a half-open probe it sends to gray: the workload answers it on its
+/// own merits, without the latch (see [`crate::latch`]). Stripped from client requests.
+pub const PROBE: &str = "x-canary-probe";
 /// Hour of the day (`HH`) the filter stamps upstream; read from clients only when the
 /// filter's `trust_time_header` is on.
 pub const TIME_OF_DAY: &str = "x-time-of-day";

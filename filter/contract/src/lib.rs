@@ -8,9 +8,10 @@
 
 pub mod decision;
 pub mod headers;
+pub mod latch;
 pub mod metrics;
 pub mod operator;
 pub mod reason;
 
 pub use decision::{Decision, Note, ParseError, Side};
-pub use reason::{Reason, Trigger};
+pub use reason::{Flag, Reason, Trigger};

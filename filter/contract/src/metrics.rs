@@ -60,6 +60,10 @@ pub mod filter {
     pub const CONFIRMATIONS: &str = "grayguard_confirmations";
     /// Operator requests refused: on the public listener, or with a bad or expired link.
     pub const OPERATOR_REFUSED: &str = "grayguard_operator_refused";
+    /// Latch calls this gateway sent to the gray workload (see `crate::latch`).
+    pub const LATCH_CALLS: &str = "grayguard_latch_calls";
+    /// Latch calls that failed (not sent, no answer, or not 2xx).
+    pub const LATCH_FAILURES: &str = "grayguard_latch_failures";
     /// Change mark of the shared breaker board (internal; see the filter's README).
     pub const BOARD_WRITES: &str = "grayguard_board_writes";
 
@@ -97,6 +101,8 @@ pub mod filter {
         ALERTS,
         CONFIRMATIONS,
         OPERATOR_REFUSED,
+        LATCH_CALLS,
+        LATCH_FAILURES,
         BOARD_WRITES,
     ];
 

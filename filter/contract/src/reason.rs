@@ -64,15 +64,19 @@ pub enum Trigger {
     ErrorRate,
     /// Gray failures in a row.
     ConsecutiveFailures,
+    /// Another gateway shed the rule and latched the gray workload, which now says so on
+    /// every response (see [`crate::latch`]).
+    Latch,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 5] = [
+    pub const ALL: [Trigger; 6] = [
         Trigger::Flag,
         Trigger::Latency,
         Trigger::BoxCount,
         Trigger::ErrorRate,
         Trigger::ConsecutiveFailures,
+        Trigger::Latch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +86,7 @@ impl Trigger {
             Trigger::BoxCount => "box_count",
             Trigger::ErrorRate => "error_rate",
             Trigger::ConsecutiveFailures => "consecutive_failures",
+            Trigger::Latch => "latch",
         }
     }
 
@@ -117,6 +122,72 @@ pub fn parse_flag(text: &str) -> Vec<Reason> {
         .collect()
 }
 
+/// A breach flag value read in full:
+///
+/// ```text
+/// flag  = item *( "," item )
+/// item  = reason                          ; the sidecar's own watchdog
+///       / "latched:" trigger "@" rule     ; a gateway latched this workload for `rule`
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flag {
+    pub reasons: Vec<Reason>,
+    /// `(trigger, rule)` of every latch the workload holds.
+    pub latched: Vec<(Trigger, String)>,
+    /// Items that are neither (a newer sidecar's): they still raise the flag.
+    pub unknown: usize,
+}
+
+impl Flag {
+    pub fn parse(text: &str) -> Flag {
+        let mut f = Flag::default();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if let Some(r) = Reason::parse(item) {
+                f.reasons.push(r);
+            } else if let Some((t, rule)) = item
+                .strip_prefix(LATCHED_PREFIX)
+                .and_then(|l| l.split_once('@'))
+                .and_then(|(t, r)| Some((Trigger::parse(t)?, r)))
+                .filter(|(_, r)| crate::decision::valid_rule_name(r) || *r == "*")
+            {
+                f.latched.push((t, rule.to_string()));
+            } else {
+                f.unknown += 1;
+            }
+        }
+        if text.trim().is_empty() {
+            // An empty flag header is still a raised flag.
+            f.unknown = 1;
+        }
+        f
+    }
+
+    /// Whether the workload's own watchdog (or something this version cannot read) raised
+    /// it, as opposed to latches only.
+    pub fn first_hand(&self) -> bool {
+        !self.reasons.is_empty() || self.unknown > 0
+    }
+
+    /// The flag value: reasons first, then latches.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        render_flag(self.reasons.iter().copied(), &mut out);
+        for (t, rule) in &self.latched {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(LATCHED_PREFIX);
+            out.push_str(t.as_str());
+            out.push('@');
+            out.push_str(rule);
+        }
+        out
+    }
+}
+
+/// The prefix of a latch item in a breach flag.
+pub const LATCHED_PREFIX: &str = "latched:";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +203,37 @@ mod tests {
         }
         assert_eq!(Reason::parse("box-count"), None);
         assert_eq!(Trigger::parse(""), None);
+    }
+
+    #[test]
+    fn full_flags_with_latches() {
+        let f = Flag::parse("latency, latched:box_count@crane-cameras,latched:flag@*, future");
+        assert_eq!(f.reasons, vec![Reason::Latency]);
+        assert_eq!(
+            f.latched,
+            vec![
+                (Trigger::BoxCount, "crane-cameras".into()),
+                (Trigger::Flag, "*".into())
+            ]
+        );
+        assert_eq!(f.unknown, 1);
+        assert!(f.first_hand());
+        let only = Flag::parse("latched:latency@gates");
+        assert!(!only.first_hand());
+        assert_eq!(Flag::parse(&only.render()), only);
+        assert_eq!(
+            Flag {
+                reasons: vec![Reason::Memory],
+                latched: vec![(Trigger::ErrorRate, "r".into())],
+                unknown: 0
+            }
+            .render(),
+            "memory,latched:error_rate@r"
+        );
+        // Malformed latches are unknown items, hence first-hand.
+        assert!(Flag::parse("latched:boxes@r").first_hand());
+        assert!(Flag::parse("latched:latency@a b").first_hand());
+        assert!(Flag::parse("").first_hand());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use grayguard_contract::headers::{DECISION, TIME_OF_DAY};
+use grayguard_contract::headers::{DECISION, PROBE, TIME_OF_DAY};
 use grayguard_contract::operator::PREFIX as OPERATOR_PATHS;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -13,6 +13,7 @@ use proxy_wasm::types::{Action, Bytes, MapType};
 
 use super::Vm;
 use crate::breach::Observation;
+use crate::decision::Why;
 use crate::engine::{Reply, Routed};
 
 pub struct Http {
@@ -104,6 +105,7 @@ impl HttpContext for Http {
             cfg.route_header.clone(),
             DECISION.to_string(),
             cfg.breach.flag_header.clone(),
+            PROBE.to_string(),
         ];
         for name in &spoofable {
             if lookup(&headers, name).is_some() {
@@ -123,6 +125,10 @@ impl HttpContext for Http {
             &cfg.route_header,
             Some(route.as_bytes()),
         );
+        if routed.decision.why == Why::Probe {
+            // The gray workload answers a probe on its own merits, without any latch.
+            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, PROBE, Some(b"1"));
+        }
         if cfg.time_header_upstream {
             let _ = hostcalls::set_map_value_bytes(
                 MapType::HttpRequestHeaders,

@@ -89,6 +89,24 @@ impl Host for EnvoyHost {
         }
     }
 
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<(), ShareError> {
+        hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            Some(body),
+            Vec::new(),
+            std::time::Duration::from_millis(timeout_ms),
+        )
+        .map(|_| ())
+        .map_err(|_| ShareError::Failed)
+    }
+
     fn set_gauge(&self, name: &str, value: u64) {
         let mut gauges = self.gauges.borrow_mut();
         let id = *gauges

@@ -8,7 +8,7 @@ use std::time::Duration;
 use log::{error, info};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use super::{EnvoyHost, Vm};
 use crate::config;
@@ -33,7 +33,26 @@ impl Root {
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        _body_size: usize,
+        _trailers: usize,
+    ) {
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        if let Some(vm) = &self.vm
+            && let Ok(mut vm) = vm.try_borrow_mut()
+        {
+            let Vm { engine, host } = &mut *vm;
+            engine.answered(host, status);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -58,6 +77,15 @@ impl RootContext for Root {
         let host = EnvoyHost::define();
         // Seeds differ between VMs and starts; worker ids do not depend on them.
         engine.reseed(host.now_ns() ^ (u64::from(self.context_id) << 32));
+        // The gateway's name in latch calls: Envoy's node id (`--service-node`; Istio sets
+        // it to the pod's identity).
+        if let Some(id) = hostcalls::get_property(vec!["node", "id"])
+            .ok()
+            .flatten()
+            .filter(|b| !b.is_empty())
+        {
+            engine.set_gateway(&String::from_utf8_lossy(&id));
+        }
         engine.start(&host);
         info!(
             "grayguard configured: {rules} rule(s), {} breaker unit(s), {detector:?} detector, sync every {} ms",
