@@ -62,7 +62,7 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-sidecar images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e clean
+.PHONY: help setup build build-filter build-sidecar images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
@@ -240,6 +240,16 @@ DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
 	bash tests/demo/demo.sh $(DEMO_ARGS)
+
+# ---------------------------------------------------------------- fuzz
+
+# The property tests of everything that reads bytes from outside (configuration, signals,
+# flags, decision header, latch and operator requests, shared-data codecs, the whole core
+# under random schedules and host faults), run much longer than `make test` runs them.
+# make fuzz FUZZ_CASES=1000000
+FUZZ_CASES ?= 200000
+fuzz: $(STAMPS)/rust
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-filter --lib fuzz -- --test-threads=2
 
 # ---------------------------------------------------------------- bench
 

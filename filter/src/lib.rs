@@ -15,6 +15,8 @@ pub mod config;
 pub mod decision;
 pub mod engine;
 pub mod evidence;
+#[cfg(test)]
+mod fuzz;
 pub mod host;
 pub mod incident;
 pub mod link;
