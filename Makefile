@@ -62,7 +62,7 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-sidecar images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
+.PHONY: help setup build build-filter build-filter-crash-test build-sidecar images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
@@ -149,6 +149,11 @@ build-filter: $(STAMPS)/rust $(STAMPS)/apt
 	  --strip-debug --strip-producers $(WASM_RAW) -o $(WASM)
 	@ls -l $(WASM_RAW) $(WASM) | awk '{print $$5, $$9}'
 
+# The filter with the `crash-test` feature (it panics on purpose), for the fail-open test
+# only; built apart so that it can never be mistaken for the shipped module.
+build-filter-crash-test: $(STAMPS)/rust
+	CARGO_TARGET_DIR=$(ROOT)/target/crash-test cargo build --release --target $(WASM_TARGET) -p grayguard-filter --features crash-test
+
 build-sidecar: $(STAMPS)/rust
 	cargo build --release -p grayguard-sidecar --bins
 
@@ -213,7 +218,7 @@ lint: $(STAMPS)/rust
 	# The CUDA path of the sidecar must always compile (no GPU is needed to build it).
 	cargo clippy -p grayguard-sidecar --features cuda --all-targets -- -D warnings
 
-test: setup build images lint test-unit test-e2e
+test: setup build build-filter-crash-test images lint test-unit test-e2e
 
 # Host unit tests of every crate (pure logic, no processes).
 test-unit:

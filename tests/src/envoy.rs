@@ -69,6 +69,8 @@ pub struct Options {
     pub operator_port: Option<u16>,
     /// Environment variables of the Wasm VM (`vm_config.environment_variables`).
     pub vm_env: Vec<(String, String)>,
+    /// The plugin's `failure_policy` (`FAIL_CLOSED`, Envoy's default, unless set).
+    pub failure_policy: Option<String>,
 }
 
 impl Options {
@@ -83,6 +85,7 @@ impl Options {
             operator_port: None,
             // The shipped configurations read the operator secret from the VM's environment.
             vm_env: vec![(SECRET_ENV.into(), "grayguard-test-operator-secret".into())],
+            failure_policy: None,
         }
     }
 }
@@ -96,6 +99,14 @@ pub fn wasm_filter(module: &Path, config: &str) -> Value {
 pub fn wasm_filter_with_env(module: &Path, config: &str, env: &[(String, String)]) -> Value {
     let env: serde_json::Map<String, Value> =
         env.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    wasm_filter_value(module, config, env)
+}
+
+fn wasm_filter_value(
+    module: &Path,
+    config: &str,
+    env: serde_json::Map<String, Value>,
+) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -135,7 +146,11 @@ fn cluster(c: &Cluster) -> Value {
 pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
     let mut filters = Vec::new();
     if let Filter::Wasm { module, config } = &opts.filter {
-        filters.push(wasm_filter_with_env(module, config, &opts.vm_env));
+        let mut f = wasm_filter_with_env(module, config, &opts.vm_env);
+        if let Some(p) = &opts.failure_policy {
+            f["typed_config"]["config"]["failure_policy"] = json!(p);
+        }
+        filters.push(f);
     }
     filters.push(json!({
         "name": "envoy.filters.http.router",

@@ -82,3 +82,12 @@ pub fn metric_names() -> PathBuf {
         root().join("target/metric-names.json"),
     )
 }
+
+/// The filter built with the `crash-test` feature (it panics on `x-grayguard-test-panic`),
+/// for the fail-open test only (`make build-filter-crash-test`).
+pub fn crash_test_wasm() -> PathBuf {
+    from_env(
+        "GRAYGUARD_CRASH_TEST_WASM",
+        root().join("target/crash-test/wasm32-wasip1/release/grayguard_filter.wasm"),
+    )
+}

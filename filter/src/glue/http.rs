@@ -69,6 +69,10 @@ impl HttpContext for Http {
         // One host call for all request headers: cheaper than a lookup per name once the
         // strip checks, the rules and the sticky key each need one.
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        #[cfg(feature = "crash-test")]
+        if lookup(&headers, "x-grayguard-test-panic").is_some() {
+            panic!("grayguard crash test: a panic inside the VM on purpose");
+        }
         // Operator requests never reach an upstream: answered here, or refused.
         if let Some(path) = lookup_str(&headers, ":path").filter(|p| p.starts_with(OPERATOR_PATHS))
         {
