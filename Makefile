@@ -53,11 +53,12 @@ help:
 
 setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/images
 
-# Debian packages: Prometheus + promtool, wrk, binaryen (wasm-opt), hyperfine, curl.
+# Debian packages: Prometheus + promtool, wrk, binaryen (wasm-opt), hyperfine, curl, and cmake +
+# nasm that build the sidecar's libjpeg-turbo (turbojpeg-sys, from its bundled source).
 $(STAMPS)/apt:
 	@mkdir -p $(STAMPS)
 	@missing=""; \
-	for pair in promtool:prometheus prometheus:prometheus wrk:wrk wasm-opt:binaryen hyperfine:hyperfine curl:curl; do \
+	for pair in promtool:prometheus prometheus:prometheus wrk:wrk wasm-opt:binaryen hyperfine:hyperfine curl:curl cmake:cmake nasm:nasm; do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -112,7 +113,7 @@ build-filter: $(STAMPS)/rust $(STAMPS)/apt
 	  --strip-debug --strip-producers $(WASM_RAW) -o $(WASM)
 	@ls -l $(WASM_RAW) $(WASM) | awk '{print $$5, $$9}'
 
-build-sidecar: $(STAMPS)/rust
+build-sidecar: $(STAMPS)/rust $(STAMPS)/apt
 	cargo build --release -p grayguard-sidecar --bins
 
 # ---------------------------------------------------------------- lint + test
@@ -120,7 +121,7 @@ build-sidecar: $(STAMPS)/rust
 fmt:
 	cargo fmt --all
 
-lint: $(STAMPS)/rust
+lint: $(STAMPS)/rust $(STAMPS)/apt
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p grayguard-filter --all-targets -- -D warnings
