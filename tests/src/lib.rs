@@ -10,5 +10,6 @@ pub mod http;
 pub mod mesh;
 pub mod paths;
 pub mod process;
+pub mod prom;
 pub mod sidecar;
 pub mod upstream;
