@@ -131,17 +131,25 @@ struct Shared {
 /// must not pin its buffer in every worker).
 const KEEP_RGB_BYTES: usize = 32 * 1024 * 1024;
 
-/// One model worker's buffers, reused request after request: the input tensor (4.9 MB per
+/// Input tensors per model worker: one being filled while the other is on the model.
+const BUFFERS: usize = 2;
+
+/// A batch being assembled or run, reused batch after batch: the input tensor (4.9 MB per
 /// image at 640×640; allocating and faulting it in per request costs more than the NMS), the
-/// geometry each batch slot was last filled with (so an unchanged letterbox border is not
-/// repainted), the decoded RGB image (and scratch to turn it upright) and the model output.
+/// geometry each slot was last filled with (so an unchanged letterbox border is not
+/// repainted), and the requests in it.
 #[derive(Default)]
-struct Scratch {
+struct Batch {
     input: Vec<f32>,
     filled: Vec<Option<Letterbox>>,
+    pending: Vec<Pending>,
+}
+
+/// The pre-processing thread's scratch: the decoded RGB image and room to turn it upright.
+#[derive(Default)]
+struct Decoding {
     rgb: Vec<u8>,
     spare: Vec<u8>,
-    output: Vec<f32>,
 }
 
 /// A request whose image is in a batch slot, waiting for the model run.
@@ -151,11 +159,13 @@ struct Pending {
     preprocess_ms: f64,
 }
 
-/// The YOLO pipeline on dedicated model worker threads. A worker takes the oldest request,
-/// decodes it into its batch's first slot, and, for a dynamic-batch model, keeps taking
-/// queued requests (waiting up to `batch_wait` for more) into the next slots until the batch
-/// is full; then one model run serves them all. A request crosses threads only twice (in and
-/// out) and the buffers stay hot in that worker's cache.
+/// The YOLO pipeline on dedicated worker threads, two per model session: a pre-processing
+/// thread takes the oldest request, decodes it into a batch's first slot and, for a
+/// dynamic-batch model, keeps taking queued requests (waiting up to `batch_wait` for more)
+/// into the next slots until the batch is full; the model thread runs the batch and answers
+/// its requests. With two input buffers per worker, decoding of the next requests overlaps
+/// the current model run (on a GPU, where the run takes a few milliseconds, decoding would
+/// otherwise idle the device).
 pub struct YoloDetector {
     shared: Arc<Shared>,
     jobs: mpsc::Sender<Job>,
@@ -182,11 +192,19 @@ impl YoloDetector {
             busy: AtomicUsize::new(0),
         });
         for (i, runner) in runners.into_iter().enumerate() {
-            let rx = Arc::clone(&rx);
-            let shared = Arc::clone(&shared);
+            let (ready_tx, ready_rx) = mpsc::sync_channel::<Batch>(BUFFERS);
+            let (free_tx, free_rx) = mpsc::sync_channel::<Batch>(BUFFERS);
+            for _ in 0..BUFFERS {
+                let _ = free_tx.send(Batch::default());
+            }
+            let model_shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("gg-model-{i}"))
-                .spawn(move || worker(runner, rx, shared))?;
+                .spawn(move || run_model(runner, model_shared, ready_rx, free_tx))?;
+            let (rx, prep_shared) = (Arc::clone(&rx), Arc::clone(&shared));
+            std::thread::Builder::new()
+                .name(format!("gg-prep-{i}"))
+                .spawn(move || prepare(rx, prep_shared, ready_tx, free_rx))?;
         }
         Ok(YoloDetector { shared, jobs: tx })
     }
@@ -206,14 +224,15 @@ impl Shared {
         3 * self.spec.input_w as usize * self.spec.input_h as usize
     }
 
-    /// Decodes and letterboxes `image` into batch slot `slot` of the input tensor.
+    /// Decodes and letterboxes `image` into slot `slot` of the batch's input tensor.
     fn preprocess(
         &self,
         image: &[u8],
         slot: usize,
-        s: &mut Scratch,
+        b: &mut Batch,
+        d: &mut Decoding,
     ) -> Result<Letterbox, DetectError> {
-        let size = decode_rgb(image, self.post.max_pixels, &mut s.rgb, &mut s.spare)
+        let size = decode_rgb(image, self.post.max_pixels, &mut d.rgb, &mut d.spare)
             .map_err(DetectError::Decode)?;
         let lb = Letterbox::new(
             size.width,
@@ -222,38 +241,38 @@ impl Shared {
             self.spec.input_h,
         );
         let plane = lb.tensor_len();
-        if s.input.len() < (slot + 1) * plane {
-            s.input.resize((slot + 1) * plane, 0.0);
+        if b.input.len() < (slot + 1) * plane {
+            b.input.resize((slot + 1) * plane, 0.0);
         }
-        if s.filled.len() <= slot {
-            s.filled.resize(slot + 1, None);
+        if b.filled.len() <= slot {
+            b.filled.resize(slot + 1, None);
         }
         // Forget the old geometry first: if the fill fails half-way, the border is stale.
-        let previous = s.filled[slot].take();
-        let tensor = &mut s.input[slot * plane..(slot + 1) * plane];
-        let filled = fill_tensor_reusing(&s.rgb, &lb, tensor, previous.as_ref());
-        if s.rgb.capacity() > KEEP_RGB_BYTES {
-            s.rgb = Vec::new();
-            s.spare = Vec::new();
+        let previous = b.filled[slot].take();
+        let tensor = &mut b.input[slot * plane..(slot + 1) * plane];
+        let filled = fill_tensor_reusing(&d.rgb, &lb, tensor, previous.as_ref());
+        if d.rgb.capacity() > KEEP_RGB_BYTES {
+            *d = Decoding::default();
         }
         filled.map_err(|e| DetectError::Inference(format!("pre-processing: {e}")))?;
-        s.filled[slot] = Some(lb);
+        b.filled[slot] = Some(lb);
         Ok(lb)
     }
 
-    /// Takes `job` into the next batch slot, or answers it at once if its image is bad.
-    fn admit(&self, job: Job, batch: &mut Vec<Pending>, s: &mut Scratch) {
+    /// Takes `job` into the batch's next slot, or answers it at once if its image is bad.
+    fn admit(&self, job: Job, b: &mut Batch, d: &mut Decoding) {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let t0 = Instant::now();
-        let slot = batch.len();
+        let slot = b.pending.len();
         // A panic in a decoder fails this request, not the worker.
-        let result = catch_unwind(AssertUnwindSafe(|| self.preprocess(&job.image, slot, s)))
+        let result = catch_unwind(AssertUnwindSafe(|| self.preprocess(&job.image, slot, b, d)))
             .unwrap_or_else(|_| {
-                s.filled.clear();
+                b.filled.clear();
+                *d = Decoding::default();
                 Err(DetectError::Inference("pre-processing panicked".into()))
             });
         match result {
-            Ok(lb) => batch.push(Pending {
+            Ok(lb) => b.pending.push(Pending {
                 reply: job.reply,
                 lb,
                 preprocess_ms: ms_since(t0),
@@ -266,20 +285,22 @@ impl Shared {
     }
 
     /// One model run over the batch, then each image's boxes to its caller.
-    fn run_batch<R: ModelRunner>(&self, runner: &mut R, batch: Vec<Pending>, s: &mut Scratch) {
+    fn run_batch<R: ModelRunner>(&self, runner: &mut R, b: &mut Batch, output: &mut Vec<f32>) {
+        let batch = std::mem::take(&mut b.pending);
         let n = batch.len();
         let t0 = Instant::now();
         let ran = catch_unwind(AssertUnwindSafe(|| {
-            runner.run(&s.input[..n * self.plane()], n, &mut s.output)
+            runner.run(&b.input[..n * self.plane()], n, output)
         }))
         .unwrap_or_else(|_| Err("model run panicked".into()));
         let inference_ms = ms_since(t0);
+        let output = output.as_slice();
         for (i, p) in batch.into_iter().enumerate() {
             let t1 = Instant::now();
             let result = ran
                 .as_ref()
                 .map_err(|e| DetectError::Inference(e.clone()))
-                .and_then(|shape| self.postprocess(&s.output, shape, i, &p.lb))
+                .and_then(|shape| self.postprocess(output, shape, i, &p.lb))
                 .map(|boxes| Detections {
                     boxes,
                     preprocess_ms: p.preprocess_ms,
@@ -396,14 +417,25 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-fn worker<R: ModelRunner>(mut runner: R, rx: Arc<Mutex<mpsc::Receiver<Job>>>, shared: Arc<Shared>) {
-    let mut scratch = Scratch::default();
-    let mut batch: Vec<Pending> = Vec::with_capacity(shared.batch);
+/// The pre-processing half of a model worker: forms batches from the queue into free input
+/// buffers and hands them to the model thread, so decoding the next requests overlaps the
+/// model run of the current ones.
+fn prepare(
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    shared: Arc<Shared>,
+    ready: mpsc::SyncSender<Batch>,
+    free: mpsc::Receiver<Batch>,
+) {
+    let mut decoding = Decoding::default();
+    let mut kept: Option<Batch> = None;
     loop {
+        let Some(mut batch) = kept.take().or_else(|| free.recv().ok()) else {
+            return; // the model thread stopped
+        };
         // Holding the queue while a batch fills keeps one batch's requests together; the
         // other workers take the requests after it.
         {
-            let queue = match rx.lock() {
+            let queue = match queue.lock() {
                 Ok(guard) => guard,
                 Err(poisoned) => poisoned.into_inner(),
             };
@@ -411,8 +443,8 @@ fn worker<R: ModelRunner>(mut runner: R, rx: Arc<Mutex<mpsc::Receiver<Job>>>, sh
                 return; // the detector was dropped
             };
             let deadline = first.arrived + shared.post.batch_wait;
-            shared.admit(first, &mut batch, &mut scratch);
-            while batch.len() < shared.batch {
+            shared.admit(first, &mut batch, &mut decoding);
+            while batch.pending.len() < shared.batch {
                 let next = match queue.try_recv() {
                     Ok(job) => Some(job),
                     Err(mpsc::TryRecvError::Empty) => {
@@ -426,14 +458,31 @@ fn worker<R: ModelRunner>(mut runner: R, rx: Arc<Mutex<mpsc::Receiver<Job>>>, sh
                     Err(mpsc::TryRecvError::Disconnected) => None,
                 };
                 match next {
-                    Some(job) => shared.admit(job, &mut batch, &mut scratch),
+                    Some(job) => shared.admit(job, &mut batch, &mut decoding),
                     None => break,
                 }
             }
         }
-        if !batch.is_empty() {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(shared.batch));
-            shared.run_batch(&mut runner, full, &mut scratch);
+        if batch.pending.is_empty() {
+            kept = Some(batch); // every image was bad: nothing to run
+        } else if ready.send(batch).is_err() {
+            return;
+        }
+    }
+}
+
+/// The model half of a model worker: runs each prepared batch and answers its requests.
+fn run_model<R: ModelRunner>(
+    mut runner: R,
+    shared: Arc<Shared>,
+    ready: mpsc::Receiver<Batch>,
+    free: mpsc::SyncSender<Batch>,
+) {
+    let mut output = Vec::new();
+    for mut batch in ready {
+        shared.run_batch(&mut runner, &mut batch, &mut output);
+        if free.send(batch).is_err() {
+            return;
         }
     }
 }
