@@ -65,7 +65,8 @@ pub trait Detector: Send + Sync + 'static {
         tokio::task::spawn_blocking(move || reply(self.detect(&image)));
     }
 
-    /// Requests the model is running right now (the rest of the admitted ones are queued).
+    /// Requests a model worker has taken (being decoded, waiting for or in a model run); the
+    /// rest of the admitted ones are queued.
     fn busy(&self) -> usize {
         0
     }
