@@ -132,9 +132,6 @@ struct Shared {
 /// must not pin its buffer in every worker).
 const KEEP_RGB_BYTES: usize = 32 * 1024 * 1024;
 
-/// Input tensors per model worker: one being filled while the other is on the model.
-const BUFFERS: usize = 2;
-
 /// A batch being assembled or run, reused batch after batch: the input tensor (4.9 MB per
 /// image at 640×640; allocating and faulting it in per request costs more than the NMS), the
 /// geometry each slot was last filled with (so an unchanged letterbox border is not
@@ -146,7 +143,7 @@ struct Batch {
     pending: Vec<Pending>,
 }
 
-/// The pre-processing thread's scratch: the decoded RGB image and room to turn it upright.
+/// A worker thread's decoding scratch: the decoded RGB image and room to turn it upright.
 #[derive(Default)]
 struct Decoding {
     rgb: Vec<u8>,
@@ -160,12 +157,12 @@ struct Pending {
     preprocess_ms: f64,
 }
 
-/// The YOLO pipeline on dedicated worker threads, two per model session: a pre-processing
-/// thread takes the oldest request, decodes it into a batch's first slot and, for a
-/// dynamic-batch model, keeps taking queued requests (waiting up to `batch_wait` for more)
-/// into the next slots until the batch is full; the model thread runs the batch and answers
-/// its requests. With two input buffers per worker, decoding of the next requests overlaps
-/// the current model run (on a GPU, where the run takes a few milliseconds, decoding would
+/// The YOLO pipeline on dedicated worker threads, two per model session. A thread takes the
+/// oldest request, decodes it into its batch's first slot and, for a dynamic-batch model,
+/// keeps taking queued requests (waiting up to `batch_wait` for more) into the next slots
+/// until the batch is full; then it runs the batch on the session and answers its requests.
+/// While one thread holds the session, the other decodes the next requests, so decoding
+/// overlaps the model run (on a GPU, where the run takes a few milliseconds, decoding would
 /// otherwise idle the device).
 pub struct YoloDetector {
     shared: Arc<Shared>,
@@ -193,19 +190,14 @@ impl YoloDetector {
             busy: AtomicUsize::new(0),
         });
         for (i, runner) in runners.into_iter().enumerate() {
-            let (ready_tx, ready_rx) = mpsc::sync_channel::<Batch>(BUFFERS);
-            let (free_tx, free_rx) = mpsc::sync_channel::<Batch>(BUFFERS);
-            for _ in 0..BUFFERS {
-                let _ = free_tx.send(Batch::default());
+            let runner = Arc::new(Mutex::new(runner));
+            for half in ["a", "b"] {
+                let (runner, rx, shared) =
+                    (Arc::clone(&runner), Arc::clone(&rx), Arc::clone(&shared));
+                std::thread::Builder::new()
+                    .name(format!("gg-model-{i}{half}"))
+                    .spawn(move || worker(runner, rx, shared))?;
             }
-            let model_shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name(format!("gg-model-{i}"))
-                .spawn(move || run_model(runner, model_shared, ready_rx, free_tx))?;
-            let (rx, prep_shared) = (Arc::clone(&rx), Arc::clone(&shared));
-            std::thread::Builder::new()
-                .name(format!("gg-prep-{i}"))
-                .spawn(move || prepare(rx, prep_shared, ready_tx, free_rx))?;
         }
         Ok(YoloDetector { shared, jobs: tx })
     }
@@ -418,23 +410,22 @@ fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-/// The pre-processing half of a model worker: forms batches from the queue into free input
-/// buffers and hands them to the model thread, so decoding the next requests overlaps the
-/// model run of the current ones.
-fn prepare(
+/// One of a model worker's two threads. Each takes requests from the queue into its own
+/// input buffer (forming a batch when the model takes one), then runs the model under the
+/// session's lock and answers them: while one thread runs the model, the other decodes the
+/// next requests. An idle worker serves a request on one thread from decoding to reply, with
+/// no hand-off between threads.
+fn worker<R: ModelRunner>(
+    runner: Arc<Mutex<R>>,
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     shared: Arc<Shared>,
-    ready: mpsc::SyncSender<Batch>,
-    free: mpsc::Receiver<Batch>,
 ) {
+    let mut batch = Batch::default();
     let mut decoding = Decoding::default();
-    let mut kept: Option<Batch> = None;
+    let mut output = Vec::new();
     loop {
-        let Some(mut batch) = kept.take().or_else(|| free.recv().ok()) else {
-            return; // the model thread stopped
-        };
         // Holding the queue while a batch fills keeps one batch's requests together; the
-        // other workers take the requests after it.
+        // other threads take the requests after it.
         {
             let queue = match queue.lock() {
                 Ok(guard) => guard,
@@ -465,26 +456,13 @@ fn prepare(
             }
         }
         if batch.pending.is_empty() {
-            kept = Some(batch); // every image was bad: nothing to run
-        } else if ready.send(batch).is_err() {
-            return;
+            continue; // every image was bad: nothing to run
         }
-    }
-}
-
-/// The model half of a model worker: runs each prepared batch and answers its requests.
-fn run_model<R: ModelRunner>(
-    mut runner: R,
-    shared: Arc<Shared>,
-    ready: mpsc::Receiver<Batch>,
-    free: mpsc::SyncSender<Batch>,
-) {
-    let mut output = Vec::new();
-    for mut batch in ready {
-        shared.run_batch(&mut runner, &mut batch, &mut output);
-        if free.send(batch).is_err() {
-            return;
-        }
+        let mut runner = match runner.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        shared.run_batch(&mut *runner, &mut batch, &mut output);
     }
 }
 

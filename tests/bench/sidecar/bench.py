@@ -140,7 +140,7 @@ def fidelity(sess, image_path, boxes, conf=0.25, iou_thres=0.45):
         if not same:
             return None
         worst = min(worst, max(iou(w, b) for b in same))
-    return worst
+    return float(worst)
 
 
 def main():
