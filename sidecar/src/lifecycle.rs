@@ -148,6 +148,7 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         max_pixels: cfg.max_pixels,
         max_batch: cfg.max_batch,
         batch_wait: cfg.batch_wait,
+        overlap_decoding: loaded.device == Device::Cuda,
     };
     let yolo = match YoloDetector::new(loaded.spec, post, loaded.runners) {
         Ok(d) => d,
@@ -160,6 +161,9 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
             cfg.batch_wait.as_micros()
         ),
         (false, _) => log::info!("fixed batch of 1: one image per model run"),
+    }
+    if post.overlap_decoding {
+        log::info!("two threads per session: decoding overlaps the model run");
     }
     let detector: Arc<dyn Detector> = Arc::new(yolo);
     app.set_detector(Arc::clone(&detector));
