@@ -212,6 +212,7 @@ def main():
         "preprocess_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in pre.items()},
         "nms_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in nms.items()},
         "rps": {k: statistics.mean(v) for k, v in rps.items()},
+        "rps_blocks": rps,
         "latency_connections": {"sidecar": sidecar.connections, "reference": reference.connections},
         "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
         "fidelity_worst_iou": worst_iou,
@@ -251,7 +252,8 @@ def main():
     print("throughput at saturation (requests/s):")
     for k, label in (("sidecar", "(a) grayguard-sidecar"), ("reference", "(b) Python Flask reference"),
                      ("bare", "(c) bare onnxruntime session")):
-        print(f"  {label:<34} {r['rps'][k]:8.2f}")
+        blocks = " ".join(f"{v:.2f}" for v in r["rps_blocks"][k])
+        print(f"  {label:<34} {r['rps'][k]:8.2f}   (blocks: {blocks})")
     print("ratios:")
     for k, v in r["ratios"].items():
         print(f"  {k:<40} {v:6.3f}")
