@@ -44,6 +44,7 @@ export CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS := --remap-path-prefix=$(ROOT)=/gray
 export GRAYGUARD_ENVOY   := $(DATA)/bin/envoy
 export ORT_DYLIB_PATH    := $(DATA)/lib/libonnxruntime.so
 export GRAYGUARD_MODEL   := $(DATA)/models/best_fp16.onnx
+export GRAYGUARD_MODEL_DYNAMIC_BATCH := $(DATA)/models/best_fp16_dynamic_batch.onnx
 export GRAYGUARD_IMAGES  := $(DATA)/images
 export GRAYGUARD_WASM    := $(WASM)
 export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
@@ -75,7 +76,7 @@ help:
 
 # ---------------------------------------------------------------- set-up
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/images
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/model-dynamic $(STAMPS)/images
 
 # apt-install PAIRS: installs the Debian package of each command:package pair whose command is
 # missing.
@@ -92,10 +93,11 @@ define apt-install
 endef
 
 # Debian packages for building and testing: Prometheus + promtool, binaryen (wasm-opt), curl,
-# skopeo (pushes the images) and docker-registry (the registry the image tests push to).
+# skopeo (pushes the images), docker-registry (the registry the image tests push to), and cmake +
+# nasm that build the sidecar's libjpeg-turbo (turbojpeg-sys, from its bundled source).
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
-	$(call apt-install,promtool:prometheus prometheus:prometheus wasm-opt:binaryen curl:curl skopeo:skopeo docker-registry:docker-registry)
+	$(call apt-install,promtool:prometheus prometheus:prometheus wasm-opt:binaryen curl:curl skopeo:skopeo docker-registry:docker-registry cmake:cmake nasm:nasm)
 	@touch $@
 
 # Benchmark-only Debian packages: wrk, hyperfine.
@@ -128,6 +130,12 @@ $(STAMPS)/model: $(STAMPS)/venv
 	rm -rf $(DATA)/dl
 	@touch $@
 
+# The same model with a dynamic batch axis (same graph and weights; ONNX edit, no download),
+# for the sidecar's batching tests.
+$(STAMPS)/model-dynamic: $(STAMPS)/model tests/reference/dynamic_batch.py
+	$(PY) tests/reference/dynamic_batch.py $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_DYNAMIC_BATCH)
+	@touch $@
+
 # Real photos (person.jpg, kite.jpg, dog.jpg, ...) from Debian's darknet package, unpacked, not installed.
 $(STAMPS)/images:
 	@mkdir -p $(DATA)/dl $(GRAYGUARD_IMAGES)
@@ -154,7 +162,7 @@ build-filter: $(STAMPS)/rust $(STAMPS)/apt
 build-filter-crash-test: $(STAMPS)/rust
 	CARGO_TARGET_DIR=$(ROOT)/target/crash-test cargo build --release --target $(WASM_TARGET) -p grayguard-filter --features crash-test
 
-build-sidecar: $(STAMPS)/rust
+build-sidecar: $(STAMPS)/rust $(STAMPS)/apt
 	cargo build --release -p grayguard-sidecar --bins
 
 # The published metric names (from the contract crate), for the mesh-config validator.
@@ -211,7 +219,7 @@ push:
 fmt:
 	cargo fmt --all
 
-lint: $(STAMPS)/rust
+lint: $(STAMPS)/rust $(STAMPS)/apt
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p grayguard-filter --all-targets -- -D warnings

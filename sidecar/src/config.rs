@@ -1,13 +1,15 @@
-//! Command line (every flag has a `GRAYGUARD_SIDECAR_*` environment twin) and its validation
-//! into a typed [`Config`]; a bad value is reported with the flag that holds it.
+//! Command line (every flag has a `GRAYGUARD_SIDECAR_*` environment twin) into a typed
+//! [`Config`]. Every range is checked by clap's value parsers, so a bad value stops the
+//! process at start with clap's message naming the flag (exit 2).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::builder::RangedU64ValueParser;
+use clap::{Parser, ValueEnum, value_parser};
 
-use crate::layout::OutputLayout;
+use crate::vision::layout::OutputLayout;
 use crate::watchdog::{BoxBaseline, WatchdogConfig};
 
 /// Execution device.
@@ -37,13 +39,20 @@ pub enum LayoutArg {
     End2end,
 }
 
+/// Model input size, pixels (`--imgsz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSize {
+    pub height: u32,
+    pub width: u32,
+}
+
 /// grayguard sidecar: a YOLO inference server on ONNX Runtime that stamps grayguard's
 /// in-band canary signals on every reply. ONNX Runtime is loaded from ORT_DYLIB_PATH.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "grayguard-sidecar", version, about, long_about = None)]
 pub struct Args {
     /// Ultralytics detection model (.onnx).
-    #[arg(long, env = "GRAYGUARD_SIDECAR_MODEL")]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MODEL", value_parser = readable_file)]
     pub model: PathBuf,
     /// Address to listen on.
     #[arg(
@@ -51,146 +60,125 @@ pub struct Args {
         env = "GRAYGUARD_SIDECAR_LISTEN",
         default_value = "127.0.0.1:8080"
     )]
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Version reported in x-model-version and the JSON (default: the model file's stem).
-    #[arg(long, env = "GRAYGUARD_SIDECAR_MODEL_VERSION")]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MODEL_VERSION", value_parser = header_text)]
     pub model_version: Option<String>,
-    /// Confidence threshold: boxes must score above it.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_CONF", default_value_t = 0.25)]
+    /// Confidence threshold: boxes must score above it, in [0, 1).
+    #[arg(long, env = "GRAYGUARD_SIDECAR_CONF", default_value_t = 0.25, value_parser = confidence)]
     pub conf: f32,
-    /// IoU above which NMS suppresses a same-class box.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_IOU", default_value_t = 0.45)]
+    /// IoU above which NMS suppresses a same-class box, in (0, 1].
+    #[arg(long, env = "GRAYGUARD_SIDECAR_IOU", default_value_t = 0.45, value_parser = iou)]
     pub iou: f32,
     /// Most boxes per image.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_DET", default_value_t = 300)]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_DET", default_value_t = 300,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_det: usize,
     /// ONNX Runtime intra-op threads per model worker (default: available cores / workers).
-    #[arg(long, env = "GRAYGUARD_SIDECAR_THREADS")]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_THREADS",
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub threads: Option<usize>,
     /// Model workers (ONNX sessions) running requests in parallel.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_WORKERS", default_value_t = 1)]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WORKERS", default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub workers: usize,
+    /// Most requests one model run takes together, when the model has a dynamic batch axis
+    /// (1: no batching; fixed-batch models always run one image at a time).
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_BATCH", default_value_t = 8,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub max_batch: usize,
+    /// How long a worker holding a request waits for more to fill a batch, microseconds
+    /// (0: batch only what is already queued, adding no latency).
+    #[arg(long, env = "GRAYGUARD_SIDECAR_BATCH_WAIT_US", default_value_t = 0,
+          value_parser = value_parser!(u64).range(0..=1_000_000))]
+    pub batch_wait_us: u64,
     /// Execution device; `cuda` falls back to CPU (one log line) when CUDA is unavailable.
     #[arg(long, env = "GRAYGUARD_SIDECAR_DEVICE", value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
     /// CUDA device ordinal.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_CUDA_DEVICE", default_value_t = 0)]
-    pub cuda_device: i32,
-    /// Model input size override, `S` or `H,W` pixels (default: the model's `imgsz` metadata).
-    #[arg(long, env = "GRAYGUARD_SIDECAR_IMGSZ")]
-    pub imgsz: Option<String>,
+    #[arg(long, env = "GRAYGUARD_SIDECAR_CUDA_DEVICE", default_value_t = 0,
+          value_parser = value_parser!(u32).range(0..=1024))]
+    pub cuda_device: u32,
+    /// Model input size override, `S` or `H,W` pixels, multiples of 32 (default: the model's).
+    #[arg(long, env = "GRAYGUARD_SIDECAR_IMGSZ", value_parser = parse_imgsz)]
+    pub imgsz: Option<InputSize>,
     /// Output layout override.
     #[arg(long, env = "GRAYGUARD_SIDECAR_OUTPUT_LAYOUT", value_enum, default_value_t = LayoutArg::Auto)]
     pub output_layout: LayoutArg,
     /// Largest accepted request body, bytes.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(64..))]
     pub max_body_bytes: usize,
     /// Largest accepted image, pixels (width × height), checked from the header before decoding.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_MAX_PIXELS",
-        default_value_t = 40_000_000
-    )]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_PIXELS", default_value_t = 40_000_000,
+          value_parser = value_parser!(u64).range(1..))]
     pub max_pixels: u64,
     /// Requests allowed to wait for a model worker; beyond it /infer answers 503 + Retry-After.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_QUEUE", default_value_t = 16)]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_QUEUE", default_value_t = 16,
+          value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000))]
     pub max_queue: usize,
     /// Model runs before /ready turns 200.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_WARMUP_RUNS", default_value_t = 3)]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WARMUP_RUNS", default_value_t = 3,
+          value_parser = value_parser!(u32).range(0..=1000))]
     pub warmup_runs: u32,
     /// Seconds between self-checks when no request succeeded meanwhile (0: off).
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_SELF_CHECK_INTERVAL_S",
-        default_value_t = 30.0
-    )]
-    pub self_check_interval_s: f64,
+    #[arg(long, env = "GRAYGUARD_SIDECAR_SELF_CHECK_INTERVAL_S", default_value = "30",
+          value_parser = seconds_or_zero)]
+    pub self_check_interval_s: Duration,
     /// A self-check slower than this many times the reference latency flips /ready to 503.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_SELF_CHECK_SLOW_FACTOR",
-        default_value_t = 5.0
-    )]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_SELF_CHECK_SLOW_FACTOR", default_value_t = 5.0,
+          value_parser = above_one)]
     pub self_check_slow_factor: f64,
     /// On SIGTERM, seconds to let in-flight requests finish.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_DRAIN_TIMEOUT_S",
-        default_value_t = 30.0
-    )]
-    pub drain_timeout_s: f64,
+    #[arg(long, env = "GRAYGUARD_SIDECAR_DRAIN_TIMEOUT_S", default_value = "30",
+          value_parser = seconds_or_zero)]
+    pub drain_timeout_s: Duration,
     /// Milliseconds between memory readings.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_MEMORY_POLL_MS", default_value_t = 1000)]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MEMORY_POLL_MS", default_value_t = 1000,
+          value_parser = value_parser!(u64).range(10..=3_600_000))]
     pub memory_poll_ms: u64,
     /// Raise `latency` when the window's mean request latency exceeds this, ms.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_LATENCY_BUDGET_MS",
-        default_value_t = 1000.0
-    )]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_LATENCY_BUDGET_MS", default_value_t = 1000.0,
+          value_parser = positive)]
     pub watchdog_latency_budget_ms: f64,
     /// Expected mean boxes per image (with --watchdog-box-std enables the `box_count` rule).
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_MEAN",
-        requires = "watchdog_box_std"
-    )]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_MEAN", requires = "watchdog_box_std",
+          value_parser = non_negative)]
     pub watchdog_box_mean: Option<f64>,
     /// Standard deviation of boxes per image.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_STD",
-        requires = "watchdog_box_mean"
-    )]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_STD", requires = "watchdog_box_mean",
+          value_parser = non_negative)]
     pub watchdog_box_std: Option<f64>,
     /// Raise `box_count` when the window mean is more than this many std from the mean.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_SIGMA",
-        default_value_t = 3.0
-    )]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_SIGMA", default_value_t = 3.0,
+          value_parser = positive)]
     pub watchdog_box_sigma: f64,
-    /// Raise `errors` when the share of server-side failures exceeds this.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_MAX_ERROR_RATE",
-        default_value_t = 0.2
-    )]
+    /// Raise `errors` when the share of server-side failures exceeds this, in (0, 1].
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_MAX_ERROR_RATE", default_value_t = 0.2,
+          value_parser = fraction)]
     pub watchdog_max_error_rate: f64,
     /// Length of the watchdog's rolling windows, seconds.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_WINDOW_S",
-        default_value_t = 30.0
-    )]
-    pub watchdog_window_s: f64,
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_WINDOW_S", default_value = "30",
+          value_parser = seconds)]
+    pub watchdog_window_s: Duration,
     /// Fewest samples in a window before its rule may fire.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_MIN_SAMPLES",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_MIN_SAMPLES", default_value_t = 10,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub watchdog_min_samples: usize,
     /// Raise `memory` when usage / limit stays above this fraction ...
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_MEMORY_FRACTION",
-        default_value_t = 0.95
-    )]
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_MEMORY_FRACTION", default_value_t = 0.95,
+          value_parser = fraction)]
     pub watchdog_memory_fraction: f64,
     /// ... for this many seconds.
-    #[arg(
-        long,
-        env = "GRAYGUARD_SIDECAR_WATCHDOG_MEMORY_HOLD_S",
-        default_value_t = 60.0
-    )]
-    pub watchdog_memory_hold_s: f64,
+    #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_MEMORY_HOLD_S", default_value = "60",
+          value_parser = seconds_or_zero)]
+    pub watchdog_memory_hold_s: Duration,
     /// Log filter (env_logger syntax), e.g. `info` or `grayguard_sidecar=debug`.
     #[arg(long, env = "GRAYGUARD_SIDECAR_LOG", default_value = "info")]
     pub log: String,
 }
 
-/// The validated configuration.
+/// The configuration: every value already range-checked by the parser.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub model: PathBuf,
@@ -201,10 +189,13 @@ pub struct Config {
     pub max_det: usize,
     pub threads: usize,
     pub workers: usize,
+    /// Most images per model run (batching needs a dynamic batch axis too).
+    pub max_batch: usize,
+    /// Longest wait for a batch to fill.
+    pub batch_wait: Duration,
     pub device: Device,
-    pub cuda_device: i32,
-    /// `(height, width)` override of the model input, pixels.
-    pub imgsz: Option<(u32, u32)>,
+    pub cuda_device: u32,
+    pub imgsz: Option<InputSize>,
     pub output_layout: Option<OutputLayout>,
     pub max_body_bytes: usize,
     pub max_pixels: u64,
@@ -218,247 +209,206 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
 }
 
-/// A flag with an unusable value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub flag: &'static str,
-    pub reason: String,
+/// What loading the model needs to know (and nothing else of the configuration).
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    pub path: PathBuf,
+    /// ONNX Runtime intra-op threads per session.
+    pub threads: usize,
+    /// Sessions (one per model worker).
+    pub workers: usize,
+    pub device: Device,
+    pub cuda_device: u32,
+    pub imgsz: Option<InputSize>,
+    pub output_layout: Option<OutputLayout>,
 }
 
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "--{}: {}", self.flag, self.reason)
+type Parsed<T> = Result<T, String>;
+
+fn number<T: std::str::FromStr>(s: &str) -> Parsed<T> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))
+}
+
+fn finite(s: &str) -> Parsed<f64> {
+    let v: f64 = number(s)?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a finite number"))
     }
 }
 
-impl std::error::Error for ConfigError {}
-
-fn err<T>(flag: &'static str, reason: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        flag,
-        reason: reason.into(),
-    })
-}
-
-fn seconds(flag: &'static str, v: f64, allow_zero: bool) -> Result<Duration, ConfigError> {
-    if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) || v > 1e7 {
-        return err(
-            flag,
-            format!("must be a positive number of seconds, got {v}"),
-        );
+fn readable_file(s: &str) -> Parsed<PathBuf> {
+    let p = PathBuf::from(s);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err("is not a readable file".into())
     }
-    Ok(Duration::from_secs_f64(v))
 }
 
-fn fraction(flag: &'static str, v: f64) -> Result<f64, ConfigError> {
-    if !(v.is_finite() && v > 0.0 && v <= 1.0) {
-        return err(flag, format!("must be in (0, 1], got {v}"));
+/// A header value (it is stamped into `x-model-version`).
+fn header_text(s: &str) -> Parsed<String> {
+    if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(s.to_string())
+    } else {
+        Err("must be 1-128 visible ASCII characters (it is a header value)".into())
     }
-    Ok(v)
 }
 
-/// `S` or `H,W` (also `HxW`), each a positive multiple of 32.
-pub fn parse_imgsz(s: &str) -> Option<(u32, u32)> {
+fn confidence(s: &str) -> Parsed<f32> {
+    match finite(s)? {
+        v if (0.0..1.0).contains(&v) => Ok(v as f32),
+        v => Err(format!("must be in [0, 1), got {v}")),
+    }
+}
+
+fn iou(s: &str) -> Parsed<f32> {
+    fraction(s).map(|v| v as f32)
+}
+
+fn fraction(s: &str) -> Parsed<f64> {
+    match finite(s)? {
+        v if v > 0.0 && v <= 1.0 => Ok(v),
+        v => Err(format!("must be in (0, 1], got {v}")),
+    }
+}
+
+fn positive(s: &str) -> Parsed<f64> {
+    match finite(s)? {
+        v if v > 0.0 => Ok(v),
+        v => Err(format!("must be positive, got {v}")),
+    }
+}
+
+fn non_negative(s: &str) -> Parsed<f64> {
+    match finite(s)? {
+        v if v >= 0.0 => Ok(v),
+        v => Err(format!("must be >= 0, got {v}")),
+    }
+}
+
+fn above_one(s: &str) -> Parsed<f64> {
+    match finite(s)? {
+        v if v > 1.0 => Ok(v),
+        v => Err(format!("must be greater than 1, got {v}")),
+    }
+}
+
+/// Seconds, positive, at most ~115 days.
+fn seconds(s: &str) -> Parsed<Duration> {
+    match finite(s)? {
+        v if v > 0.0 && v <= 1e7 => Ok(Duration::from_secs_f64(v)),
+        v => Err(format!("must be a positive number of seconds, got {v}")),
+    }
+}
+
+fn seconds_or_zero(s: &str) -> Parsed<Duration> {
+    if finite(s)? == 0.0 {
+        Ok(Duration::ZERO)
+    } else {
+        seconds(s)
+    }
+}
+
+/// `S` or `H,W` (also `HxW`), each a positive multiple of 32 up to 8192.
+pub fn parse_imgsz(s: &str) -> Parsed<InputSize> {
+    let bad = || format!("{s:?} is not S or H,W with multiples of 32 up to 8192");
     let parts: Vec<&str> = s.split([',', 'x']).map(str::trim).collect();
-    let (h, w) = match parts.as_slice() {
-        [s] => (s.parse().ok()?, s.parse().ok()?),
-        [h, w] => (h.parse().ok()?, w.parse().ok()?),
-        _ => return None,
+    let (h, w): (u32, u32) = match parts.as_slice() {
+        [s] => (s.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?),
+        [h, w] => (h.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?),
+        _ => return Err(bad()),
     };
     let ok = |v: u32| v > 0 && v.is_multiple_of(32) && v <= 8192;
-    (ok(h) && ok(w)).then_some((h, w))
+    if ok(h) && ok(w) {
+        Ok(InputSize {
+            height: h,
+            width: w,
+        })
+    } else {
+        Err(bad())
+    }
 }
 
 impl Args {
-    /// Checks every value and builds the typed configuration.
-    pub fn validate(self) -> Result<Config, ConfigError> {
-        if !self.model.is_file() {
-            return err(
-                "model",
-                format!("{} is not a readable file", self.model.display()),
-            );
-        }
-        let listen: SocketAddr = match self.listen.parse() {
-            Ok(a) => a,
-            Err(e) => {
-                return err(
-                    "listen",
-                    format!("{:?} is not HOST:PORT ({e})", self.listen),
-                );
-            }
-        };
-        let model_version = match self.model_version {
-            Some(v) => v,
-            None => self
-                .model
+    /// The typed configuration (values were checked while parsing; this fills in defaults
+    /// that depend on other values).
+    pub fn into_config(self) -> Config {
+        let model_version = self.model_version.unwrap_or_else(|| {
+            self.model
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "unknown".into()),
-        };
-        if model_version.is_empty()
-            || model_version.len() > 128
-            || !model_version.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return err(
-                "model-version",
-                format!(
-                    "{model_version:?} must be 1-128 visible ASCII characters (it is a header value)"
-                ),
-            );
-        }
-        if !(self.conf.is_finite() && self.conf >= 0.0 && self.conf < 1.0) {
-            return err("conf", format!("must be in [0, 1), got {}", self.conf));
-        }
-        if !(self.iou.is_finite() && self.iou > 0.0 && self.iou <= 1.0) {
-            return err("iou", format!("must be in (0, 1], got {}", self.iou));
-        }
-        if self.max_det == 0 || self.max_det > 100_000 {
-            return err(
-                "max-det",
-                format!("must be 1..=100000, got {}", self.max_det),
-            );
-        }
-        if self.workers == 0 || self.workers > 64 {
-            return err("workers", format!("must be 1..=64, got {}", self.workers));
-        }
+                .filter(|s| header_text(s).is_ok())
+                .unwrap_or_else(|| "unknown".into())
+        });
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = match self.threads {
-            Some(0) => return err("threads", "must be at least 1"),
-            Some(t) if t > 1024 => return err("threads", format!("must be at most 1024, got {t}")),
-            Some(t) => t,
-            None => (cores / self.workers).max(1),
-        };
-        if self.cuda_device < 0 {
-            return err(
-                "cuda-device",
-                format!("must be >= 0, got {}", self.cuda_device),
-            );
-        }
-        let imgsz = match self.imgsz.as_deref() {
-            None => None,
-            Some(s) => match parse_imgsz(s) {
-                Some(v) => Some(v),
-                None => {
-                    return err(
-                        "imgsz",
-                        format!("{s:?} is not S or H,W with multiples of 32 up to 8192"),
-                    );
-                }
-            },
-        };
+        let threads = self.threads.unwrap_or((cores / self.workers).max(1));
         let output_layout = match self.output_layout {
             LayoutArg::Auto => None,
             LayoutArg::Anchors => Some(OutputLayout::Anchors),
             LayoutArg::End2end => Some(OutputLayout::EndToEnd),
         };
-        if self.max_body_bytes < 64 {
-            return err(
-                "max-body-bytes",
-                format!("must be at least 64, got {}", self.max_body_bytes),
-            );
-        }
-        if self.max_pixels == 0 {
-            return err("max-pixels", "must be at least 1");
-        }
-        if self.max_queue > 100_000 {
-            return err(
-                "max-queue",
-                format!("must be at most 100000, got {}", self.max_queue),
-            );
-        }
-        if self.warmup_runs > 1000 {
-            return err(
-                "warmup-runs",
-                format!("must be at most 1000, got {}", self.warmup_runs),
-            );
-        }
-        let interval = seconds("self-check-interval-s", self.self_check_interval_s, true)?;
-        let self_check_interval = (!interval.is_zero()).then_some(interval);
-        if !(self.self_check_slow_factor.is_finite() && self.self_check_slow_factor > 1.0) {
-            return err(
-                "self-check-slow-factor",
-                format!(
-                    "must be greater than 1, got {}",
-                    self.self_check_slow_factor
-                ),
-            );
-        }
-        let drain_timeout = seconds("drain-timeout-s", self.drain_timeout_s, true)?;
-        if self.memory_poll_ms < 10 {
-            return err(
-                "memory-poll-ms",
-                format!("must be at least 10, got {}", self.memory_poll_ms),
-            );
-        }
-        if !(self.watchdog_latency_budget_ms.is_finite() && self.watchdog_latency_budget_ms > 0.0) {
-            return err(
-                "watchdog-latency-budget-ms",
-                format!("must be positive, got {}", self.watchdog_latency_budget_ms),
-            );
-        }
         let box_baseline = match (self.watchdog_box_mean, self.watchdog_box_std) {
-            (Some(mean), Some(std)) => {
-                if !(mean.is_finite() && mean >= 0.0) {
-                    return err("watchdog-box-mean", format!("must be >= 0, got {mean}"));
-                }
-                if !(std.is_finite() && std >= 0.0) {
-                    return err("watchdog-box-std", format!("must be >= 0, got {std}"));
-                }
-                if !(self.watchdog_box_sigma.is_finite() && self.watchdog_box_sigma > 0.0) {
-                    return err(
-                        "watchdog-box-sigma",
-                        format!("must be positive, got {}", self.watchdog_box_sigma),
-                    );
-                }
-                Some(BoxBaseline {
-                    mean,
-                    std,
-                    sigma: self.watchdog_box_sigma,
-                })
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return err("watchdog-box-std", "is required with --watchdog-box-mean");
-            }
-            (None, Some(_)) => {
-                return err("watchdog-box-mean", "is required with --watchdog-box-std");
-            }
+            (Some(mean), Some(std)) => Some(BoxBaseline {
+                mean,
+                std,
+                sigma: self.watchdog_box_sigma,
+            }),
+            // clap's `requires` makes the two flags come together.
+            _ => None,
         };
         let watchdog = WatchdogConfig {
             latency_budget_ms: self.watchdog_latency_budget_ms,
             box_baseline,
-            max_error_rate: fraction("watchdog-max-error-rate", self.watchdog_max_error_rate)?,
-            window: seconds("watchdog-window-s", self.watchdog_window_s, false)?,
-            min_samples: match self.watchdog_min_samples {
-                0 => return err("watchdog-min-samples", "must be at least 1"),
-                n => n,
-            },
-            memory_fraction: fraction("watchdog-memory-fraction", self.watchdog_memory_fraction)?,
-            memory_hold: seconds("watchdog-memory-hold-s", self.watchdog_memory_hold_s, true)?,
+            max_error_rate: self.watchdog_max_error_rate,
+            window: self.watchdog_window_s,
+            min_samples: self.watchdog_min_samples,
+            memory_fraction: self.watchdog_memory_fraction,
+            memory_hold: self.watchdog_memory_hold_s,
         };
-        Ok(Config {
+        Config {
             model: self.model,
-            listen,
+            listen: self.listen,
             model_version,
             conf: self.conf,
             iou: self.iou,
             max_det: self.max_det,
             threads,
             workers: self.workers,
+            max_batch: self.max_batch,
+            batch_wait: Duration::from_micros(self.batch_wait_us),
             device: self.device,
             cuda_device: self.cuda_device,
-            imgsz,
+            imgsz: self.imgsz,
             output_layout,
             max_body_bytes: self.max_body_bytes,
             max_pixels: self.max_pixels,
             max_queue: self.max_queue,
             warmup_runs: self.warmup_runs,
-            self_check_interval,
+            self_check_interval: (!self.self_check_interval_s.is_zero())
+                .then_some(self.self_check_interval_s),
             self_check_slow_factor: self.self_check_slow_factor,
-            drain_timeout,
+            drain_timeout: self.drain_timeout_s,
             memory_poll: Duration::from_millis(self.memory_poll_ms),
             watchdog,
-        })
+        }
+    }
+}
+
+impl Config {
+    pub fn model_options(&self) -> ModelOptions {
+        ModelOptions {
+            path: self.model.clone(),
+            threads: self.threads,
+            workers: self.workers,
+            device: self.device,
+            cuda_device: self.cuda_device,
+            imgsz: self.imgsz,
+            output_layout: self.output_layout,
+        }
     }
 }
 
@@ -467,13 +417,14 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> Result<Config, String> {
-        // Cargo.toml is a file that surely exists; validation does not open it as a model.
+        // Cargo.toml is a file that surely exists; it is not opened as a model here.
         let model = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
         let argv = ["grayguard-sidecar", "--model", model]
             .into_iter()
             .chain(extra.iter().copied());
-        let parsed = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
-        parsed.validate().map_err(|e| e.to_string())
+        Args::try_parse_from(argv)
+            .map(Args::into_config)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -485,6 +436,7 @@ mod tests {
         assert_eq!(c.device, Device::Cpu);
         assert_eq!(c.workers, 1);
         assert!(c.threads >= 1);
+        assert_eq!((c.max_batch, c.batch_wait), (8, Duration::ZERO));
         assert_eq!(c.max_queue, 16);
         assert_eq!(c.warmup_runs, 3);
         assert_eq!(c.watchdog.window, Duration::from_secs(30));
@@ -494,44 +446,46 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag() {
-        let cases: &[(&[&str], &str)] = &[
-            (&["--conf", "1.5"], "--conf:"),
-            (&["--iou", "0"], "--iou:"),
-            (&["--listen", "nowhere"], "--listen:"),
-            (&["--threads", "0"], "--threads:"),
-            (&["--workers", "0"], "--workers:"),
-            (&["--imgsz", "100"], "--imgsz:"),
-            (&["--max-body-bytes", "1"], "--max-body-bytes:"),
-            (&["--max-pixels", "0"], "--max-pixels:"),
-            (&["--model-version", "a b"], "--model-version:"),
-            (&["--watchdog-window-s", "0"], "--watchdog-window-s:"),
-            (
-                &["--watchdog-max-error-rate", "2"],
-                "--watchdog-max-error-rate:",
-            ),
-            (
-                &["--watchdog-memory-fraction", "NaN"],
-                "--watchdog-memory-fraction:",
-            ),
-            (&["--watchdog-min-samples", "0"], "--watchdog-min-samples:"),
-            (
-                &["--watchdog-box-mean", "3", "--watchdog-box-std=-1"],
-                "--watchdog-box-std:",
-            ),
-            (
-                &["--self-check-slow-factor", "1"],
-                "--self-check-slow-factor:",
-            ),
+        let cases: &[&[&str]] = &[
+            &["--conf", "1.5"],
+            &["--iou", "0"],
+            &["--listen", "nowhere"],
+            &["--threads", "0"],
+            &["--workers", "0"],
+            &["--max-batch", "0"],
+            &["--batch-wait-us", "2000000"],
+            &["--imgsz", "100"],
+            &["--max-body-bytes", "1"],
+            &["--max-pixels", "0"],
+            &["--model-version", "a b"],
+            &["--watchdog-window-s", "0"],
+            &["--watchdog-max-error-rate", "2"],
+            &["--watchdog-memory-fraction", "NaN"],
+            &["--watchdog-min-samples", "0"],
+            &["--watchdog-box-mean", "3", "--watchdog-box-std=-1"],
+            &["--self-check-slow-factor", "1"],
+            &["--cuda-device=-1"],
         ];
-        for (extra, want) in cases {
+        for extra in cases {
             let e = args(extra).unwrap_err();
-            assert!(e.starts_with(want), "{extra:?}: {e}");
+            let flag = extra[0].split('=').next().unwrap_or_default();
+            let flag = if flag == "--watchdog-box-mean" {
+                "--watchdog-box-std"
+            } else {
+                flag
+            };
+            assert!(
+                e.contains("invalid value") && e.contains(&format!("'{flag} <")),
+                "{extra:?}: {e}"
+            );
         }
-        let e = Args::try_parse_from(["x", "--model", "/nonexistent.onnx"])
-            .unwrap()
-            .validate()
-            .unwrap_err();
-        assert_eq!(e.flag, "model");
+        let e = Args::try_parse_from(["x", "--model", "/nonexistent.onnx"]).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "invalid value '/nonexistent.onnx' for '--model <MODEL>': is not a readable file"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -558,12 +512,13 @@ mod tests {
 
     #[test]
     fn imgsz_forms() {
-        assert_eq!(parse_imgsz("640"), Some((640, 640)));
-        assert_eq!(parse_imgsz("480,640"), Some((480, 640)));
-        assert_eq!(parse_imgsz("384x640"), Some((384, 640)));
-        assert_eq!(parse_imgsz("641"), None);
-        assert_eq!(parse_imgsz("0"), None);
-        assert_eq!(parse_imgsz("1,2,3"), None);
+        let size = |height, width| Ok(InputSize { height, width });
+        assert_eq!(parse_imgsz("640"), size(640, 640));
+        assert_eq!(parse_imgsz("480,640"), size(480, 640));
+        assert_eq!(parse_imgsz("384x640"), size(384, 640));
+        assert!(parse_imgsz("641").is_err());
+        assert!(parse_imgsz("0").is_err());
+        assert!(parse_imgsz("1,2,3").is_err());
     }
 
     #[test]
@@ -575,11 +530,20 @@ mod tests {
             "320",
             "--self-check-interval-s",
             "0",
+            "--batch-wait-us",
+            "1500",
         ])
         .unwrap();
         assert_eq!(c.output_layout, Some(OutputLayout::EndToEnd));
-        assert_eq!(c.imgsz, Some((320, 320)));
+        assert_eq!(
+            c.imgsz,
+            Some(InputSize {
+                height: 320,
+                width: 320
+            })
+        );
         assert_eq!(c.self_check_interval, None);
+        assert_eq!(c.batch_wait, Duration::from_micros(1500));
         // Every flag has an env twin named GRAYGUARD_SIDECAR_<FLAG>.
         use clap::CommandFactory;
         for arg in Args::command().get_arguments() {

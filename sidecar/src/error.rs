@@ -3,8 +3,8 @@
 
 use hyper::StatusCode;
 
-use crate::decode::DecodeError;
-use crate::multipart::MultipartError;
+use crate::http::multipart::MultipartError;
+use crate::vision::decode::DecodeError;
 
 /// A failure class. The table in [`ErrorKind::status`] and [`ErrorKind::as_str`] is the
 /// public contract (documented in the README).

@@ -2,28 +2,26 @@
 //! canary signals (`x-inference-latency-ms`, `x-nms-latency-ms`, `x-box-count`,
 //! `x-model-version`, `x-canary-breach`) on every `/infer` reply.
 //!
-//! Layers: HTTP ([`server`]) → [`detector::Detector`] → vision ([`decode`], [`letterbox`],
-//! [`layout`], [`nms`]) and the model ([`onnx`], the only user of `ort`).
+//! Layers, each knowing only the one below: [`http`] (hyper: routing, bodies, admission,
+//! replies) → [`detector`] (the [`detector::Detector`] seam, model workers, batching) →
+//! [`vision`] (decode, letterbox, output layouts, NMS: pure) and [`model`] (ONNX Runtime, the
+//! only user of `ort`). Around them: [`config`], the error table ([`error`]), one reply's
+//! metadata ([`meta`]) and [`metrics`], the [`watchdog`], [`memory`] readings, [`selfcheck`]s
+//! and the process [`lifecycle`].
 
 pub mod config;
-pub mod decode;
 pub mod detector;
 pub mod error;
-pub mod gpu;
+pub mod http;
 pub mod latch;
-pub mod layout;
-pub mod letterbox;
 pub mod lifecycle;
 pub mod memory;
 pub mod meta;
 pub mod metrics;
-pub mod model_info;
-pub mod multipart;
-pub mod nms;
-pub mod onnx;
+pub mod model;
 pub mod selfcheck;
-pub mod server;
+pub mod vision;
 pub mod watchdog;
 
 pub use config::{Args, Config};
-pub use lifecycle::{run, run_until};
+pub use lifecycle::{StartError, run, run_until};

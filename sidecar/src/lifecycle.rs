@@ -10,16 +10,38 @@ use tokio::sync::oneshot;
 
 use crate::config::{Config, Device};
 use crate::detector::{Detector, PostConfig, YoloDetector};
-use crate::gpu::GpuProbe;
+use crate::http::{App, serve};
 use crate::memory::MemoryProbe;
 use crate::metrics::Metrics;
-use crate::onnx;
+use crate::model::gpu::GpuProbe;
+use crate::model::onnx::{self, LoadError};
 use crate::selfcheck::{Verdict, due, judge};
-use crate::server::{App, serve};
+
+/// Why the sidecar could not start; reported in one line on stderr, exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Model(#[from] LoadError),
+    #[error("model loading crashed: {0}")]
+    LoadCrashed(String),
+    #[error("cannot start model workers: {0}")]
+    Workers(#[source] std::io::Error),
+    #[error("warm-up run {run} failed: {reason}")]
+    Warmup { run: u32, reason: String },
+}
 
 /// Runs the sidecar on `listener` until SIGTERM or SIGINT, then drains and returns. An error
-/// is a start-up failure (bad model, missing runtime) with a one-line explanation.
-pub async fn run(cfg: Config, listener: TcpListener) -> Result<(), String> {
+/// is a start-up failure (bad model, missing runtime).
+pub async fn run(cfg: Config, listener: TcpListener) -> Result<(), StartError> {
     run_until(cfg, listener, shutdown_signal()).await
 }
 
@@ -28,9 +50,9 @@ pub async fn run_until(
     cfg: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     let gpu = match cfg.device {
-        Device::Cuda => match GpuProbe::open(u32::try_from(cfg.cuda_device).unwrap_or(0)) {
+        Device::Cuda => match GpuProbe::open(cfg.cuda_device) {
             Ok(p) => Some(p),
             Err(e) => {
                 log::info!("GPU memory metrics off: {e}");
@@ -39,12 +61,12 @@ pub async fn run_until(
         },
         Device::Cpu => None,
     };
-    let metrics = Metrics::new(gpu.is_some()).map_err(|e| format!("metrics: {e}"))?;
+    let metrics = Metrics::new(gpu.is_some())?;
     let app = Arc::new(App::new(cfg, metrics));
-    let (fatal_tx, fatal_rx) = oneshot::channel::<String>();
+    let (fatal_tx, fatal_rx) = oneshot::channel::<StartError>();
     tokio::spawn(start_model(Arc::clone(&app), fatal_tx));
     tokio::spawn(memory_loop(Arc::clone(&app), gpu));
-    let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
+    let fatal = Arc::new(std::sync::Mutex::new(None::<StartError>));
     let stop = {
         let fatal = Arc::clone(&fatal);
         async move {
@@ -85,13 +107,13 @@ async fn shutdown_signal() {
 }
 
 /// Loads the model, warms it up and starts the self-checks; a failure ends the process.
-async fn start_model(app: Arc<App>, fatal: oneshot::Sender<String>) {
-    let cfg = app.cfg.clone();
+async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
+    let opts = app.cfg.model_options();
     let t0 = Instant::now();
-    let loaded = match tokio::task::spawn_blocking(move || onnx::load(&cfg)).await {
+    let loaded = match tokio::task::spawn_blocking(move || onnx::load(&opts)).await {
         Ok(Ok(l)) => l,
-        Ok(Err(e)) => return drop(fatal.send(e)),
-        Err(e) => return drop(fatal.send(format!("model loading crashed: {e}"))),
+        Ok(Err(e)) => return drop(fatal.send(e.into())),
+        Err(e) => return drop(fatal.send(StartError::LoadCrashed(e.to_string()))),
     };
     let cfg = &app.cfg;
     let spec = &loaded.spec;
@@ -124,11 +146,26 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<String>) {
         iou: cfg.iou,
         max_det: cfg.max_det,
         max_pixels: cfg.max_pixels,
+        max_batch: cfg.max_batch,
+        batch_wait: cfg.batch_wait,
+        overlap_decoding: loaded.device == Device::Cuda,
     };
-    let detector: Arc<dyn Detector> = match YoloDetector::new(loaded.spec, post, loaded.runners) {
-        Ok(d) => Arc::new(d),
-        Err(e) => return drop(fatal.send(format!("cannot start model workers: {e}"))),
+    let yolo = match YoloDetector::new(loaded.spec, post, loaded.runners) {
+        Ok(d) => d,
+        Err(e) => return drop(fatal.send(StartError::Workers(e))),
     };
+    match (yolo.spec().dynamic_batch, yolo.batch_limit()) {
+        (true, 1) => log::info!("dynamic batch axis; batching off (--max-batch 1)"),
+        (true, n) => log::info!(
+            "dynamic batching: up to {n} images per run, waiting up to {} us for a batch to fill",
+            cfg.batch_wait.as_micros()
+        ),
+        (false, _) => log::info!("fixed batch of 1: one image per model run"),
+    }
+    if post.overlap_decoding {
+        log::info!("two threads per session: decoding overlaps the model run");
+    }
+    let detector: Arc<dyn Detector> = Arc::new(yolo);
     app.set_detector(Arc::clone(&detector));
     let mut times = Vec::with_capacity(cfg.warmup_runs as usize);
     for i in 0..cfg.warmup_runs {
@@ -137,8 +174,14 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<String>) {
         let t = Instant::now();
         match tokio::task::spawn_blocking(move || d.detect(&image)).await {
             Ok(Ok(_)) => times.push(t.elapsed().as_secs_f64() * 1000.0),
-            Ok(Err(e)) => return drop(fatal.send(format!("warm-up run {} failed: {e}", i + 1))),
-            Err(e) => return drop(fatal.send(format!("warm-up run {} crashed: {e}", i + 1))),
+            Ok(Err(e)) => {
+                let reason = e.to_string();
+                return drop(fatal.send(StartError::Warmup { run: i + 1, reason }));
+            }
+            Err(e) => {
+                let reason = format!("crashed: {e}");
+                return drop(fatal.send(StartError::Warmup { run: i + 1, reason }));
+            }
         }
     }
     times.sort_by(f64::total_cmp);

@@ -22,6 +22,8 @@ pub enum Outcome {
         box_count: usize,
         inference_ms: f64,
         nms_ms: f64,
+        /// Images in the model run that served this request.
+        batch_size: usize,
     },
     Failed(ErrorKind),
 }
@@ -84,7 +86,9 @@ impl ReplyMeta {
                 box_count,
                 inference_ms,
                 nms_ms,
+                batch_size,
             } => {
+                metrics.batch_size.observe(batch_size as f64);
                 metrics.inference_duration.observe(inference_ms / 1000.0);
                 metrics.nms_duration.observe(nms_ms / 1000.0);
                 metrics.detections.observe(box_count as f64);
@@ -117,6 +121,7 @@ mod tests {
                 box_count: 3,
                 inference_ms: 140.0,
                 nms_ms: 0.0421,
+                batch_size: 1,
             },
             breach,
         };
@@ -152,6 +157,7 @@ mod tests {
                 box_count: 4,
                 inference_ms: 150.0,
                 nms_ms: 0.5,
+                batch_size: 2,
             },
             breach: BreachSet::default(),
         };
@@ -172,6 +178,7 @@ mod tests {
             1
         );
         assert_eq!(m.detections.get_sample_count(), 1);
+        assert_eq!(m.batch_size.get_sample_sum(), 2.0);
         assert_eq!(m.request_duration.get_sample_count(), 2);
         assert!((m.request_duration.get_sample_sum() - 0.201).abs() < 1e-9);
     }

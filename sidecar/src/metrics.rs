@@ -18,6 +18,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 const NMS_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05,
 ];
+/// Images per model run.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0, 128.0, 256.0,
+];
 /// Boxes per image.
 const BOX_BUCKETS: &[f64] = &[
     0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 300.0,
@@ -30,6 +34,7 @@ pub struct Metrics {
     pub inference_duration: Histogram,
     pub nms_duration: Histogram,
     pub detections: Histogram,
+    pub batch_size: Histogram,
     pub last_box_count: IntGauge,
     pub requests: IntCounterVec,
     pub errors: IntCounterVec,
@@ -78,6 +83,11 @@ impl Metrics {
                 names::DETECTIONS_PER_IMAGE,
                 "Boxes returned per successfully processed image.",
                 BOX_BUCKETS,
+            )?,
+            batch_size: histogram(
+                names::BATCH_SIZE,
+                "Images in the model run that served each successful /infer.",
+                BATCH_BUCKETS,
             )?,
             last_box_count: IntGauge::new(
                 names::LAST_BOX_COUNT,
@@ -133,6 +143,7 @@ impl Metrics {
         r.register(Box::new(m.inference_duration.clone()))?;
         r.register(Box::new(m.nms_duration.clone()))?;
         r.register(Box::new(m.detections.clone()))?;
+        r.register(Box::new(m.batch_size.clone()))?;
         r.register(Box::new(m.last_box_count.clone()))?;
         r.register(Box::new(m.requests.clone()))?;
         r.register(Box::new(m.errors.clone()))?;
@@ -182,6 +193,7 @@ mod tests {
             "grayguard_sidecar_inference_duration_seconds_count",
             "grayguard_sidecar_nms_duration_seconds_sum",
             "grayguard_sidecar_detections_per_image_bucket",
+            "grayguard_sidecar_batch_size_count",
             "grayguard_sidecar_last_box_count",
             "grayguard_sidecar_requests_total{status=\"200\"} 1",
             "grayguard_sidecar_errors_total{kind=\"queue_full\"} 0",

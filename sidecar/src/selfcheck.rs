@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::decode::encode_png;
+use crate::vision::decode::encode_png;
 
 /// Width and height of the synthetic image, pixels (a typical camera frame's aspect).
 const SYNTHETIC_W: u32 = 640;
@@ -104,14 +104,14 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{decode_rgb, sniff};
+    use crate::vision::decode::{decode_rgb, sniff};
 
     #[test]
     fn synthetic_image_decodes() {
         let img = synthetic_image();
         assert!(sniff(&img).is_some());
         let mut out = Vec::new();
-        let size = decode_rgb(&img, u64::MAX, &mut out).unwrap();
+        let size = decode_rgb(&img, u64::MAX, &mut out, &mut Vec::new()).unwrap();
         assert_eq!((size.width, size.height), (640, 480));
     }
 

@@ -102,11 +102,7 @@ pub fn wasm_filter_with_env(module: &Path, config: &str, env: &[(String, String)
     wasm_filter_value(module, config, env)
 }
 
-fn wasm_filter_value(
-    module: &Path,
-    config: &str,
-    env: serde_json::Map<String, Value>,
-) -> Value {
+fn wasm_filter_value(module: &Path, config: &str, env: serde_json::Map<String, Value>) -> Value {
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
@@ -299,12 +295,12 @@ impl Envoy {
         self.proc.log()
     }
 
-    /// Polls `metric` (see [`metric`]) until `pred` holds, returning its last value; fails
+    /// Polls `metric` (a [`prom::value`](crate::prom::value) selector) until `pred` holds, returning its last value; fails
     /// the test after `timeout`.
     pub fn wait_metric(&self, name: &str, timeout: Duration, pred: impl Fn(f64) -> bool) -> f64 {
         let deadline = Instant::now() + timeout;
         loop {
-            let v = metric(&self.prometheus(), name);
+            let v = crate::prom::value(&self.prometheus(), name);
             if let Some(v) = v {
                 if pred(v) {
                     return v;
@@ -317,43 +313,6 @@ impl Envoy {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// The sum of all samples of `name` (exactly that name, any labels) in a Prometheus text,
-/// or `None` if it does not appear.
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some(rest) = line.strip_prefix(name) else {
-            continue;
-        };
-        if !(rest.starts_with(' ') || rest.starts_with('{')) {
-            continue;
-        }
-        let value = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-        if let Some(v) = value {
-            found = Some(found.unwrap_or(0.0) + v);
-        }
-    }
-    found
-}
-
-/// The sample of `name` whose labels include all of `labels`, if present.
-pub fn labelled(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
-            let (set, value) = rest.split_once("} ")?;
-            labels
-                .iter()
-                .all(|(k, v)| set.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
-                .then(|| value.trim().parse::<f64>().ok())?
-        })
-        .next()
 }
 
 /// Runs `envoy --mode validate` on a front Envoy with the grayguard filter configured

@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod oci;
 pub mod paths;
 pub mod process;
+pub mod prom;
 pub mod prometheus;
 pub mod registry;
 pub mod sidecar;

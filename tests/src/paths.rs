@@ -55,6 +55,32 @@ pub fn model() -> PathBuf {
     )
 }
 
+/// The default model with a dynamic batch axis (`tests/reference/dynamic_batch.py`, run by
+/// `make setup`): same graph and weights.
+pub fn dynamic_batch_model() -> PathBuf {
+    from_env(
+        "GRAYGUARD_MODEL_DYNAMIC_BATCH",
+        root().join(".data/models/best_fp16_dynamic_batch.onnx"),
+    )
+}
+
+/// The reference YOLO pipeline (OpenCV + onnxruntime, the Ultralytics way).
+pub fn reference_pipeline() -> PathBuf {
+    root().join("tests/reference/yolo_reference.py")
+}
+
+/// Every real photo, sorted by name.
+pub fn images() -> Vec<PathBuf> {
+    let dir = from_env("GRAYGUARD_IMAGES", root().join(".data/images"));
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    photos.sort();
+    photos
+}
+
 /// One of the real photos from Debian's darknet package, e.g. `image("person.jpg")`.
 pub fn image(name: &str) -> PathBuf {
     from_env("GRAYGUARD_IMAGES", root().join(".data/images")).join(name)

@@ -136,12 +136,3 @@ impl Sidecar {
             .text()
     }
 }
-
-/// The value of the sample `series` (name with labels exactly as exposed, e.g.
-/// `grayguard_sidecar_requests_total{status="200"}`) in Prometheus text, if present.
-pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (name, value) = l.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok()).flatten()
-    })
-}

@@ -10,10 +10,10 @@
 use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
-use grayguard_e2e::envoy::metric;
 use grayguard_e2e::http::Response;
 use grayguard_e2e::mesh::{GRAY, Mesh, STABLE};
 use grayguard_e2e::paths;
+use grayguard_e2e::prom::value as metric;
 
 const MIN_SAMPLES: usize = 5;
 const SHED_FOR_S: u64 = 4;

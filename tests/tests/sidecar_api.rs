@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use grayguard_e2e::http::{self, Response};
 use grayguard_e2e::paths;
-use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder, sample};
+use grayguard_e2e::prom;
+use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
 
 /// Boxes of the Python reference server (PIL + numpy + onnxruntime, same model, conf 0.25,
 /// IoU 0.45): `tests/bench/sidecar/reference_server.py --once person.jpg`.
@@ -362,14 +363,14 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
     for (status, n) in &sent.by_status {
         let series = format!("grayguard_sidecar_requests_total{{status=\"{status}\"}}");
         assert_eq!(
-            sample(&text, &series),
+            prom::value(&text, &series),
             Some(f64::from(*n)),
             "{series}\n{text}"
         );
     }
     for (kind, n) in &sent.by_kind {
         let series = format!("grayguard_sidecar_errors_total{{kind=\"{kind}\"}}");
-        assert_eq!(sample(&text, &series), Some(f64::from(*n)), "{series}");
+        assert_eq!(prom::value(&text, &series), Some(f64::from(*n)), "{series}");
     }
     let successes = sent.boxes.len() as f64;
     let total_boxes: usize = sent.boxes.iter().sum();
@@ -378,26 +379,29 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         "grayguard_sidecar_inference_duration_seconds_count",
         "grayguard_sidecar_nms_duration_seconds_count",
     ] {
-        assert_eq!(sample(&text, series), Some(successes), "{series}");
+        assert_eq!(prom::value(&text, series), Some(successes), "{series}");
     }
     assert_eq!(
-        sample(&text, "grayguard_sidecar_detections_per_image_sum"),
+        prom::value(&text, "grayguard_sidecar_detections_per_image_sum"),
         Some(total_boxes as f64)
     );
     let all: u32 = sent.by_status.values().sum();
     assert_eq!(
-        sample(&text, "grayguard_sidecar_request_duration_seconds_count"),
+        prom::value(&text, "grayguard_sidecar_request_duration_seconds_count"),
         Some(f64::from(all))
     );
     assert_eq!(
-        sample(&text, "grayguard_sidecar_last_box_count"),
+        prom::value(&text, "grayguard_sidecar_last_box_count"),
         Some(boxes.len() as f64)
     );
-    assert_eq!(sample(&text, "grayguard_sidecar_ready"), Some(1.0));
-    assert_eq!(sample(&text, "grayguard_sidecar_in_flight"), Some(0.0));
-    assert_eq!(sample(&text, "grayguard_sidecar_queue_depth"), Some(0.0));
+    assert_eq!(prom::value(&text, "grayguard_sidecar_ready"), Some(1.0));
+    assert_eq!(prom::value(&text, "grayguard_sidecar_in_flight"), Some(0.0));
     assert_eq!(
-        sample(
+        prom::value(&text, "grayguard_sidecar_queue_depth"),
+        Some(0.0)
+    );
+    assert_eq!(
+        prom::value(
             &text,
             "grayguard_sidecar_info{device=\"cpu\",model_version=\"v-api\"}"
         ),
@@ -405,11 +409,11 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
     );
     for reason in ["latency", "box_count", "errors", "memory"] {
         let series = format!("grayguard_sidecar_breach_active{{reason=\"{reason}\"}}");
-        assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+        assert_eq!(prom::value(&text, &series), Some(0.0), "{series}");
     }
     assert!(
-        sample(&text, "grayguard_sidecar_memory_bytes").is_some_and(|v| v > 50e6),
+        prom::value(&text, "grayguard_sidecar_memory_bytes").is_some_and(|v| v > 50e6),
         "RSS of a loaded model"
     );
-    assert!(sample(&text, "grayguard_sidecar_memory_limit_bytes").is_some_and(|v| v > 0.0));
+    assert!(prom::value(&text, "grayguard_sidecar_memory_limit_bytes").is_some_and(|v| v > 0.0));
 }

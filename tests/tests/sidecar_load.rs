@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use grayguard_e2e::http;
 use grayguard_e2e::paths;
-use grayguard_e2e::sidecar::{SidecarBuilder, sample};
+use grayguard_e2e::prom;
+use grayguard_e2e::sidecar::SidecarBuilder;
 
 #[test]
 fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
@@ -56,14 +57,14 @@ fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
     assert!(elapsed < Duration::from_secs(60), "flood took {elapsed:?}");
     let text = sc.metrics();
     assert_eq!(
-        sample(&text, "grayguard_sidecar_errors_total{kind=\"queue_full\"}"),
+        prom::value(&text, "grayguard_sidecar_errors_total{kind=\"queue_full\"}"),
         Some(full.len() as f64)
     );
     assert_eq!(
-        sample(&text, "grayguard_sidecar_requests_total{status=\"200\"}"),
+        prom::value(&text, "grayguard_sidecar_requests_total{status=\"200\"}"),
         Some(ok as f64)
     );
-    assert_eq!(sample(&text, "grayguard_sidecar_in_flight"), Some(0.0));
+    assert_eq!(prom::value(&text, "grayguard_sidecar_in_flight"), Some(0.0));
     assert_eq!(
         sc.infer_file("person.jpg").status,
         200,
@@ -78,7 +79,7 @@ fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = sc.metrics();
-            if sample(&text, "grayguard_sidecar_in_flight") == Some(2.0) {
+            if prom::value(&text, "grayguard_sidecar_in_flight") == Some(2.0) {
                 break;
             }
             assert!(

@@ -35,11 +35,12 @@ fn run(model: &PathBuf, env: &[(&str, &str)]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// The error lines (env_logger INFO lines aside).
+/// The error lines (env_logger INFO lines aside): the sidecar's own start-up errors and
+/// clap's for bad flag values.
 fn errors(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
         .lines()
-        .filter(|l| l.starts_with("grayguard-sidecar:"))
+        .filter(|l| l.starts_with("grayguard-sidecar:") || l.starts_with("error:"))
         .map(str::to_string)
         .collect()
 }
@@ -63,7 +64,9 @@ fn bad_models_and_runtime_paths_exit_with_one_clear_message() {
     assert_eq!(out.status.code(), Some(2), "invalid flag value");
     assert_eq!(
         errors(&out),
-        ["grayguard-sidecar: --model: /nonexistent/model.onnx is not a readable file"]
+        [
+            "error: invalid value '/nonexistent/model.onnx' for '--model <MODEL>': is not a readable file"
+        ]
     );
 
     let photo = paths::image("person.jpg");
@@ -101,6 +104,6 @@ fn bad_models_and_runtime_paths_exit_with_one_clear_message() {
     );
     assert_eq!(
         errors(&out),
-        ["grayguard-sidecar: --conf: must be in [0, 1), got 2"]
+        ["error: invalid value '2' for '--conf <CONF>': must be in [0, 1), got 2"]
     );
 }

@@ -7,7 +7,8 @@ use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
 use grayguard_e2e::http;
-use grayguard_e2e::sidecar::{SidecarBuilder, sample};
+use grayguard_e2e::prom;
+use grayguard_e2e::sidecar::SidecarBuilder;
 
 #[test]
 fn forced_breaches_are_stamped_and_clear_with_the_window() {
@@ -33,7 +34,7 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
     assert_eq!(log.matches("falling back to CPU").count(), 1, "{log}");
     let text = sc.metrics();
     assert_eq!(
-        sample(
+        prom::value(
             &text,
             "grayguard_sidecar_info{device=\"cpu\",model_version=\"v-watchdog\"}"
         ),
@@ -58,7 +59,7 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
         ("memory", 1.0),
     ] {
         let series = format!("grayguard_sidecar_breach_active{{reason=\"{reason}\"}}");
-        assert_eq!(sample(&text, &series), Some(want), "{series}");
+        assert_eq!(prom::value(&text, &series), Some(want), "{series}");
     }
     // Error replies carry the flags too.
     let nope = http::get(&sc.url("/nope")).unwrap();
@@ -84,11 +85,11 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
     }
     let text = sc.metrics();
     assert_eq!(
-        sample(&text, "grayguard_sidecar_breach_active{reason=\"latency\"}"),
+        prom::value(&text, "grayguard_sidecar_breach_active{reason=\"latency\"}"),
         Some(0.0)
     );
     assert_eq!(
-        sample(&text, "grayguard_sidecar_breach_active{reason=\"memory\"}"),
+        prom::value(&text, "grayguard_sidecar_breach_active{reason=\"memory\"}"),
         Some(1.0)
     );
 

@@ -146,6 +146,9 @@ pub mod sidecar {
     pub const GPU_MEMORY_USED_BYTES: &str = "grayguard_sidecar_gpu_memory_used_bytes";
     /// GPU memory of the inference device, bytes.
     pub const GPU_MEMORY_TOTAL_BYTES: &str = "grayguard_sidecar_gpu_memory_total_bytes";
+    /// Images in the model run that served each successful `/infer` (histogram; 1 unless
+    /// the model has a dynamic batch axis and requests were batched).
+    pub const BATCH_SIZE: &str = "grayguard_sidecar_batch_size";
     /// Constant 1, labelled with what is served (`model_version`, `device`).
     pub const INFO: &str = "grayguard_sidecar_info";
 

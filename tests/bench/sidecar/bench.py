@@ -3,12 +3,16 @@
 HTTP, and (c) a bare onnxruntime session run in this process, for scale.
 
 Prints p50/p95 of the per-request overhead (client round trip minus the server's own
-inference_ms) and of end-to-end latency, requests/s at saturation, and the ratios.
+inference_ms) and of end-to-end latency, requests/s at saturation, the ratios (also as the
+median of ratios paired round by round / block by block, which a noisy shared machine moves
+less), the sidecar's boxes checked against the reference pipeline, and each target met or
+missed.
 """
 
 import argparse
 import http.client
 import json
+import os
 import statistics
 import sys
 import threading
@@ -19,8 +23,17 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "reference"))
 import reference_server  # noqa: E402  (same letterbox for the bare run)
+import yolo_reference  # noqa: E402  (the fidelity check)
+
+# What the sidecar is held to (README "Performance").
+TARGET_OVERHEAD_P50_MS = 3.0
+TARGET_OVERHEAD_VS_REFERENCE = 0.25  # at least 4x less overhead than the Flask server
+TARGET_RPS_VS_BARE = 0.97
+TARGET_NMS_P95_MS = 1.0
 
 
 class Client:
@@ -98,6 +111,38 @@ def saturate(client_factory, body, concurrency, seconds):
     return rate(stamps, t0, seconds)
 
 
+def iou(a, b):
+    iw = max(0.0, min(a["x2"], b["x2"]) - max(a["x1"], b["x1"]))
+    ih = max(0.0, min(a["y2"], b["y2"]) - max(a["y1"], b["y1"]))
+    inter = iw * ih
+    area = lambda d: max(0.0, d["x2"] - d["x1"]) * max(0.0, d["y2"] - d["y1"])  # noqa: E731
+    union = area(a) + area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def fidelity(sess, image_path, boxes, conf=0.25, iou_thres=0.45):
+    """Worst IoU of the sidecar's boxes against the reference pipeline's (None: the counts
+    or classes differ)."""
+    import cv2
+
+    img = cv2.imread(image_path)
+    inp = sess.get_inputs()[0]
+    canvas_shape = tuple(inp.shape[2:])
+    pred = sess.run(None, {inp.name: yolo_reference.to_tensor(yolo_reference.letterbox(img, canvas_shape))})[0][0]
+    det = yolo_reference.non_max_suppression(pred, conf, iou_thres, 300)
+    ref = yolo_reference.scale_boxes(canvas_shape, det, img.shape[:2])
+    want = [{"x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3], "class_id": int(d[5])} for b, d in zip(ref, det)]
+    if len(want) != len(boxes):
+        return None
+    worst = 1.0
+    for w in want:
+        same = [b for b in boxes if b["class_id"] == w["class_id"]]
+        if not same:
+            return None
+        worst = min(worst, max(iou(w, b) for b in same))
+    return float(worst)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sidecar", required=True)
@@ -122,11 +167,13 @@ def main():
         sess.run(None, {name: x})
         return (time.perf_counter() - t) * 1e3
 
+    load_before = os.getloadavg()
     sidecar, reference = Client(a.sidecar), Client(a.reference)
     for _ in range(3):  # warm connections and caches
-        timed_post(sidecar, body)
+        _, first = timed_post(sidecar, body)
         timed_post(reference, body)
         bare_once()
+    worst_iou = fidelity(sess, a.image, first["boxes"])
 
     # Latency: one request at a time, alternating a, b, c so drift hits all three alike.
     lat = {"sidecar": [], "reference": [], "bare": []}
@@ -141,6 +188,9 @@ def main():
             nms[key].append(j["nms_ms"])
             pre[key].append(j["preprocess_ms"])
         lat["bare"].append(bare_once())
+
+    # Paired per round: both servers measured back to back under the same conditions.
+    paired_overhead = [s_ / r_ for s_, r_ in zip(over["sidecar"], over["reference"]) if r_ > 0]
 
     # Saturation: alternating blocks of `concurrency` keep-alive clients vs a bare run loop.
     rps = {"sidecar": [], "reference": [], "bare": []}
@@ -162,7 +212,10 @@ def main():
         "preprocess_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in pre.items()},
         "nms_ms": {k: {"p50": pct(v, 50), "p95": pct(v, 95)} for k, v in nms.items()},
         "rps": {k: statistics.mean(v) for k, v in rps.items()},
+        "rps_blocks": rps,
         "latency_connections": {"sidecar": sidecar.connections, "reference": reference.connections},
+        "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "fidelity_worst_iou": worst_iou,
     }
     r["ratios"] = {
         "overhead_p50_sidecar_over_reference": r["overhead_ms"]["sidecar"]["p50"] / r["overhead_ms"]["reference"]["p50"],
@@ -170,6 +223,9 @@ def main():
         "rps_sidecar_over_bare": r["rps"]["sidecar"] / r["rps"]["bare"],
         "rps_reference_over_bare": r["rps"]["reference"] / r["rps"]["bare"],
         "rps_sidecar_over_reference": r["rps"]["sidecar"] / r["rps"]["reference"],
+        "overhead_sidecar_over_reference_paired_median": statistics.median(paired_overhead),
+        "rps_sidecar_over_bare_paired_median": statistics.median(
+            [s_ / b_ for s_, b_ in zip(rps["sidecar"], rps["bare"])]),
     }
 
     def row(label, d, unit="ms"):
@@ -196,10 +252,27 @@ def main():
     print("throughput at saturation (requests/s):")
     for k, label in (("sidecar", "(a) grayguard-sidecar"), ("reference", "(b) Python Flask reference"),
                      ("bare", "(c) bare onnxruntime session")):
-        print(f"  {label:<34} {r['rps'][k]:8.2f}")
+        blocks = " ".join(f"{v:.2f}" for v in r["rps_blocks"][k])
+        print(f"  {label:<34} {r['rps'][k]:8.2f}   (blocks: {blocks})")
     print("ratios:")
     for k, v in r["ratios"].items():
         print(f"  {k:<40} {v:6.3f}")
+    targets = [
+        ("overhead p50 (ms)", r["overhead_ms"]["sidecar"]["p50"], "<=", TARGET_OVERHEAD_P50_MS),
+        ("overhead p50, sidecar / Flask (paired median)",
+         r["ratios"]["overhead_sidecar_over_reference_paired_median"], "<=", TARGET_OVERHEAD_VS_REFERENCE),
+        ("throughput, sidecar / bare session (paired median)",
+         r["ratios"]["rps_sidecar_over_bare_paired_median"], ">=", TARGET_RPS_VS_BARE),
+        ("output decode + NMS p95 (ms)", r["nms_ms"]["sidecar"]["p95"], "<=", TARGET_NMS_P95_MS),
+        ("fidelity: worst IoU vs the reference pipeline", worst_iou if worst_iou is not None else 0.0, ">=", 0.9),
+    ]
+    print("targets:")
+    for label, value, op, target in targets:
+        ok = value <= target if op == "<=" else value >= target
+        print(f"  {label:<52} {value:8.3f} {op} {target:<5}  {'met' if ok else 'MISSED'}")
+    r["targets_met"] = {label: (v <= t if op == "<=" else v >= t) for label, v, op, t in targets}
+    print(f"load average (1 min) before / after: {r['load_average']['before']:.2f} / "
+          f"{r['load_average']['after']:.2f} on {os.cpu_count()} cores")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=2)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sidecar benchmark (make bench-sidecar): grayguard-sidecar vs the Python Flask + onnxruntime
 # reference server vs a bare onnxruntime session, same model, image and thread count, in one
-# run. Knobs (environment): BENCH_THREADS (2), BENCH_ROUNDS (40), BENCH_SATURATION_S (10),
-# BENCH_BLOCKS (2), BENCH_CONCURRENCY (4), BENCH_IMAGE (person.jpg), BENCH_NICE (unset: a
+# run; prints overhead, throughput, paired ratios, the fidelity check and the targets.
+# Knobs (environment): BENCH_THREADS (2), BENCH_ROUNDS (40), BENCH_SATURATION_S (8),
+# BENCH_BLOCKS (3), BENCH_CONCURRENCY (4), BENCH_IMAGE (person.jpg), BENCH_NICE (unset: a
 # niceness such as -10 runs all three contenders above other work on a shared machine; root).
 set -euo pipefail
 
@@ -52,7 +53,7 @@ wait_ready "$REF_PORT" "reference server" "$OUT_DIR/reference.log"
 "${NICE[@]}" "$PY" "$ROOT/tests/bench/sidecar/bench.py" \
   --sidecar "http://127.0.0.1:$SC_PORT/infer" --reference "http://127.0.0.1:$REF_PORT/infer" \
   --model "$MODEL" --image "$IMAGE" --threads "$THREADS" \
-  --rounds "${BENCH_ROUNDS:-40}" --saturation-s "${BENCH_SATURATION_S:-10}" \
-  --blocks "${BENCH_BLOCKS:-2}" --concurrency "${BENCH_CONCURRENCY:-4}" \
+  --rounds "${BENCH_ROUNDS:-40}" --saturation-s "${BENCH_SATURATION_S:-8}" \
+  --blocks "${BENCH_BLOCKS:-3}" --concurrency "${BENCH_CONCURRENCY:-4}" \
   --json "$OUT_DIR/sidecar.json"
 echo "results: $OUT_DIR/sidecar.json"

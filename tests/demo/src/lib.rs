@@ -7,7 +7,8 @@ pub mod cohort;
 pub mod config;
 pub mod decision;
 pub mod images;
-pub mod prom;
+/// Prometheus text reading, shared with the end-to-end tests.
+pub use grayguard_e2e::prom;
 pub mod reply;
 pub mod summary;
 pub mod timeline;

@@ -2,7 +2,7 @@
 //! dropped when its IoU with a higher-scoring kept box of the same class is *greater* than the
 //! threshold; exactly at the threshold it is kept).
 
-use crate::layout::Candidate;
+use super::layout::Candidate;
 
 /// Intersection over union of two corner-form boxes; 0 for degenerate boxes.
 pub fn iou(a: &Candidate, b: &Candidate) -> f32 {

@@ -1,12 +1,13 @@
 //! JPEG / PNG decoding into packed RGB8, with the pixel limit checked from the header before
 //! any pixel buffer is allocated (a few hundred bytes can declare a gigapixel image).
+//!
+//! JPEG goes through libjpeg-turbo (accurate integer IDCT, fancy chroma upsampling: the
+//! decoder and settings inside OpenCV's `imread`, so the pixels are the reference's, bit for
+//! bit), and the EXIF orientation tag is applied as `imread` applies it.
 
 use std::io::Cursor;
 
-use zune_jpeg::JpegDecoder;
-use zune_jpeg::zune_core::bytestream::ZCursor;
-use zune_jpeg::zune_core::colorspace::ColorSpace;
-use zune_jpeg::zune_core::options::DecoderOptions;
+use super::orientation::Orientation;
 
 /// Container formats the sidecar accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,36 +24,21 @@ pub struct ImageSize {
 }
 
 /// Why an image could not be decoded. Each variant maps to one HTTP status in `error.rs`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The body is empty.
+    #[error("empty image body")]
     Empty,
     /// Neither a JPEG nor a PNG signature.
+    #[error("unsupported image format (expected JPEG or PNG)")]
     Unsupported,
     /// The header declares more pixels than `--max-pixels` allows.
+    #[error("image is {width}x{height} = {} pixels, more than the limit of {max}", u64::from(*width) * u64::from(*height))]
     TooManyPixels { width: u32, height: u32, max: u64 },
     /// Corrupt or truncated data, or a zero-sized image.
+    #[error("corrupt or truncated image: {0}")]
     Corrupt(String),
 }
-
-impl std::fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DecodeError::Empty => f.write_str("empty image body"),
-            DecodeError::Unsupported => {
-                f.write_str("unsupported image format (expected JPEG or PNG)")
-            }
-            DecodeError::TooManyPixels { width, height, max } => write!(
-                f,
-                "image is {width}x{height} = {} pixels, more than the limit of {max}",
-                u64::from(*width) * u64::from(*height)
-            ),
-            DecodeError::Corrupt(why) => write!(f, "corrupt or truncated image: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for DecodeError {}
 
 /// Recognises the format from the file signature (the Content-Type is not trusted).
 pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
@@ -81,51 +67,53 @@ fn check_pixels(width: u32, height: u32, max_pixels: u64) -> Result<(), DecodeEr
     Ok(())
 }
 
-/// Decodes `bytes` into `out` as packed RGB8 (`out` is resized; its capacity is reused across
-/// calls). Images with more than `max_pixels` pixels are rejected from the header alone.
+/// Decodes `bytes` into `out` as packed RGB8, upright (`out` is resized; its capacity is
+/// reused across calls; `spare` is scratch for re-orienting EXIF-rotated photos). Images with
+/// more than `max_pixels` pixels are rejected from the header alone.
 pub fn decode_rgb(
     bytes: &[u8],
     max_pixels: u64,
     out: &mut Vec<u8>,
+    spare: &mut Vec<u8>,
 ) -> Result<ImageSize, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
     match sniff(bytes) {
-        Some(ImageFormat::Jpeg) => decode_jpeg(bytes, max_pixels, out),
+        Some(ImageFormat::Jpeg) => {
+            let size = decode_jpeg(bytes, max_pixels, out)?;
+            let orientation = Orientation::of_jpeg(bytes);
+            Ok(orientation.apply(out, spare, size))
+        }
         Some(ImageFormat::Png) => decode_png(bytes, max_pixels, out),
         None => Err(DecodeError::Unsupported),
     }
 }
 
 fn decode_jpeg(bytes: &[u8], max_pixels: u64, out: &mut Vec<u8>) -> Result<ImageSize, DecodeError> {
-    let options = DecoderOptions::default()
-        .jpeg_set_out_colorspace(ColorSpace::RGB)
-        // Truncated or damaged scans are errors, not silently grey-filled images.
-        .set_strict_mode(true)
-        .set_max_width(usize::from(u16::MAX))
-        .set_max_height(usize::from(u16::MAX));
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    decoder
-        .decode_headers()
-        .map_err(|e| DecodeError::Corrupt(format!("JPEG header: {e}")))?;
-    let (w, h) = decoder
-        .dimensions()
-        .ok_or_else(|| DecodeError::Corrupt("JPEG without a frame header".into()))?;
-    let (width, height) = (w as u32, h as u32);
+    let corrupt =
+        |what: &str, e: turbojpeg::Error| DecodeError::Corrupt(format!("JPEG {what}: {e}"));
+    let mut decoder = turbojpeg::Decompressor::new().map_err(|e| corrupt("decoder", e))?;
+    let header = decoder
+        .read_header(bytes)
+        .map_err(|e| corrupt("header", e))?;
+    let width = u32::try_from(header.width).unwrap_or(u32::MAX);
+    let height = u32::try_from(header.height).unwrap_or(u32::MAX);
     check_pixels(width, height, max_pixels)?;
-    let len = decoder
-        .output_buffer_size()
-        .ok_or_else(|| DecodeError::Corrupt("JPEG size overflows".into()))?;
-    if len != width as usize * height as usize * 3 {
-        return Err(DecodeError::Corrupt(format!(
-            "JPEG decodes to {len} bytes, not RGB"
-        )));
-    }
-    out.resize(len, 0);
+    let pitch = 3 * header.width;
+    out.resize(pitch * header.height, 0);
+    // libjpeg-turbo's defaults are OpenCV's: ISLOW IDCT and fancy upsampling. A warning
+    // (truncated scan, bad Huffman code) fails the decode instead of grey-filling the image.
+    let image = turbojpeg::Image {
+        pixels: out.as_mut_slice(),
+        width: header.width,
+        pitch,
+        height: header.height,
+        format: turbojpeg::PixelFormat::RGB,
+    };
     decoder
-        .decode_into(out)
-        .map_err(|e| DecodeError::Corrupt(format!("JPEG data: {e}")))?;
+        .decompress(bytes, image)
+        .map_err(|e| corrupt("data", e))?;
     Ok(ImageSize { width, height })
 }
 
@@ -219,7 +207,7 @@ mod tests {
         let png = encode_png(&rgb, 17, 9).unwrap();
         assert_eq!(sniff(&png), Some(ImageFormat::Png));
         let mut out = Vec::new();
-        let size = decode_rgb(&png, 1000, &mut out).unwrap();
+        let size = decode_rgb(&png, 1000, &mut out, &mut Vec::new()).unwrap();
         assert_eq!(
             size,
             ImageSize {
@@ -235,7 +223,7 @@ mod tests {
         let png = encode_png(&gradient(20, 10), 20, 10).unwrap();
         let mut out = Vec::new();
         assert_eq!(
-            decode_rgb(&png, 199, &mut out),
+            decode_rgb(&png, 199, &mut out, &mut Vec::new()),
             Err(DecodeError::TooManyPixels {
                 width: 20,
                 height: 10,
@@ -252,7 +240,7 @@ mod tests {
         png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
         let mut out = Vec::new();
-        let err = decode_rgb(&png, 40_000_000, &mut out).unwrap_err();
+        let err = decode_rgb(&png, 40_000_000, &mut out, &mut Vec::new()).unwrap_err();
         // Either the CRC check or the pixel limit stops it; never an allocation.
         assert!(matches!(
             err,
@@ -264,18 +252,78 @@ mod tests {
     #[test]
     fn garbage_empty_and_truncated_inputs_are_errors() {
         let mut out = Vec::new();
-        assert_eq!(decode_rgb(b"", 100, &mut out), Err(DecodeError::Empty));
         assert_eq!(
-            decode_rgb(b"GIF89a....", 100, &mut out),
+            decode_rgb(b"", 100, &mut out, &mut Vec::new()),
+            Err(DecodeError::Empty)
+        );
+        assert_eq!(
+            decode_rgb(b"GIF89a....", 100, &mut out, &mut Vec::new()),
             Err(DecodeError::Unsupported)
         );
         assert!(matches!(
-            decode_rgb(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10], 100, &mut out),
+            decode_rgb(
+                &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10],
+                100,
+                &mut out,
+                &mut Vec::new()
+            ),
             Err(DecodeError::Corrupt(_))
         ));
         let png = encode_png(&gradient(8, 8), 8, 8).unwrap();
         assert!(matches!(
-            decode_rgb(&png[..png.len() - 20], 100, &mut out),
+            decode_rgb(&png[..png.len() - 20], 100, &mut out, &mut Vec::new()),
+            Err(DecodeError::Corrupt(_))
+        ));
+    }
+
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let rgb = gradient(w, h);
+        let image = turbojpeg::Image {
+            pixels: rgb.as_slice(),
+            width: w as usize,
+            pitch: 3 * w as usize,
+            height: h as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        turbojpeg::compress(image, 95, turbojpeg::Subsamp::Sub2x2)
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn jpeg_decodes_close_to_its_source_and_checks_the_limit_first() {
+        let (w, h) = (48, 40);
+        let bytes = jpeg(w, h);
+        assert_eq!(sniff(&bytes), Some(ImageFormat::Jpeg));
+        let mut out = Vec::new();
+        let size = decode_rgb(&bytes, 10_000, &mut out, &mut Vec::new()).unwrap();
+        assert_eq!((size.width, size.height), (w, h));
+        let worst = out
+            .iter()
+            .zip(gradient(w, h))
+            .map(|(a, b)| a.abs_diff(b))
+            .max()
+            .unwrap();
+        assert!(worst <= 12, "lossy, but close: {worst}");
+        let mut fresh = Vec::new();
+        assert_eq!(
+            decode_rgb(&bytes, 1000, &mut fresh, &mut Vec::new()),
+            Err(DecodeError::TooManyPixels {
+                width: w,
+                height: h,
+                max: 1000
+            })
+        );
+        assert_eq!(fresh.capacity(), 0, "nothing was allocated");
+    }
+
+    #[test]
+    fn truncated_jpeg_is_an_error_not_a_grey_image() {
+        let bytes = jpeg(64, 64);
+        let mut out = Vec::new();
+        let cut = &bytes[..bytes.len() * 2 / 3];
+        assert!(matches!(
+            decode_rgb(cut, 10_000, &mut out, &mut Vec::new()),
             Err(DecodeError::Corrupt(_))
         ));
     }

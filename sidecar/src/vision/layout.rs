@@ -1,6 +1,10 @@
 //! Decoding of the raw model output into candidate boxes, for the two Ultralytics detection
 //! layouts: `[1, 4+C, N]` (YOLOv5u/v8/11: centre-size boxes and per-class scores per anchor)
 //! and end-to-end `[1, N, 6]` (YOLOv10: `x1, y1, x2, y2, score, class`, already de-duplicated).
+//! The batch axis may be dynamic (`-1`); each image's part is decoded through an `ndarray`
+//! view of the batch output, without copying.
+
+use ndarray::ArrayView2;
 
 /// How the output tensor is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +36,9 @@ pub struct Candidate {
 }
 
 /// Why an output shape cannot be decoded as detections.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct LayoutError(pub String);
-
-impl std::fmt::Display for LayoutError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for LayoutError {}
 
 /// Works out the layout of an output of `shape` (dynamic dims are negative), for a model with
 /// `classes` class names when known. `forced` overrides the guess but is still checked.
@@ -57,7 +54,7 @@ pub fn resolve(
     };
     if *batch > 1 {
         return Err(LayoutError(format!(
-            "output batch size is {batch}; export the model with batch=1"
+            "output batch size is fixed at {batch}; export the model with batch=1 or a dynamic batch"
         )));
     }
     let anchors_ok =
@@ -91,37 +88,30 @@ pub fn resolve(
     }
 }
 
-/// Decodes `[1, 4 + C, N]` (row-major, `data.len() == (4 + C) * N`): anchors whose best class
-/// score is above `conf` become candidates (Ultralytics' `> conf_thres`).
-pub fn decode_anchors(
-    data: &[f32],
-    channels: usize,
-    anchors: usize,
-    conf: f32,
-    out: &mut Vec<Candidate>,
-) {
+/// Decodes one image's `[4 + C, N]` output view: anchors whose best class score is above
+/// `conf` become candidates (Ultralytics' `> conf_thres`; ties keep the first class, as
+/// `argmax` does).
+pub fn decode_anchors(data: ArrayView2<'_, f32>, conf: f32, out: &mut Vec<Candidate>) {
     out.clear();
-    if channels <= 4 || data.len() < channels * anchors {
+    let (channels, anchors) = data.dim();
+    if channels <= 4 {
         return;
     }
     // Class rows are contiguous: scanning them row by row keeps the reads sequential even
     // for 80-class models, instead of striding across rows per anchor.
-    let mut best = data[4 * anchors..5 * anchors].to_vec();
+    let mut best = data.row(4).to_vec();
     let mut best_class = vec![0u16; anchors];
-    for c in 1..channels - 4 {
-        let row = &data[(4 + c) * anchors..(5 + c) * anchors];
-        for ((b, bc), &s) in best.iter_mut().zip(best_class.iter_mut()).zip(row) {
+    for (c, row) in data.outer_iter().enumerate().skip(5) {
+        let class = u16::try_from(c - 4).unwrap_or(u16::MAX);
+        for ((b, bc), &s) in best.iter_mut().zip(best_class.iter_mut()).zip(row.iter()) {
             if s > *b {
                 *b = s;
-                *bc = c as u16;
+                *bc = class;
             }
         }
     }
-    let (cx, rest) = data.split_at(anchors);
-    let (cy, rest) = rest.split_at(anchors);
-    let (w, h) = rest.split_at(anchors);
-    for i in 0..anchors {
-        let score = best[i];
+    let (cx, cy, w, h) = (data.row(0), data.row(1), data.row(2), data.row(3));
+    for (i, &score) in best.iter().enumerate() {
         // `>` also drops NaN scores.
         if score > conf {
             let (hw, hh) = (w[i] / 2.0, h[i] / 2.0);
@@ -137,10 +127,13 @@ pub fn decode_anchors(
     }
 }
 
-/// Decodes `[1, N, 6]` rows `x1, y1, x2, y2, score, class` above `conf`.
-pub fn decode_end_to_end(data: &[f32], conf: f32, out: &mut Vec<Candidate>) {
+/// Decodes one image's `[N, 6]` rows `x1, y1, x2, y2, score, class` above `conf`.
+pub fn decode_end_to_end(data: ArrayView2<'_, f32>, conf: f32, out: &mut Vec<Candidate>) {
     out.clear();
-    for row in data.chunks_exact(6) {
+    if data.ncols() != 6 {
+        return;
+    }
+    for row in data.outer_iter() {
         let (score, class) = (row[4], row[5]);
         if score > conf && class.is_finite() && class >= 0.0 {
             out.push(Candidate {
@@ -216,7 +209,11 @@ mod tests {
             (300.0, 300.0, 60.0, 80.0, &[0.5, 0.5, f32::NAN]),
         ]);
         let mut out = Vec::new();
-        decode_anchors(&data, ch, 3, 0.25, &mut out);
+        decode_anchors(
+            ArrayView2::from_shape((ch, 3), &data).unwrap(),
+            0.25,
+            &mut out,
+        );
         assert_eq!(out.len(), 2);
         assert_eq!(
             out[0],
@@ -233,12 +230,16 @@ mod tests {
         assert_eq!(out[1].class_id, 0);
         assert_eq!((out[1].x1, out[1].y2), (270.0, 340.0));
         // Threshold is strict.
-        decode_anchors(&data, ch, 3, 0.9, &mut out);
+        decode_anchors(
+            ArrayView2::from_shape((ch, 3), &data).unwrap(),
+            0.9,
+            &mut out,
+        );
         assert!(out.is_empty());
     }
 
     #[test]
-    fn anchors_layout_tolerates_short_buffers() {
+    fn anchors_layout_without_class_rows_is_empty() {
         let mut out = vec![Candidate {
             x1: 0.0,
             y1: 0.0,
@@ -247,7 +248,11 @@ mod tests {
             score: 1.0,
             class_id: 0,
         }];
-        decode_anchors(&[0.0; 10], 6, 8400, 0.25, &mut out);
+        decode_anchors(
+            ArrayView2::from_shape((4, 2), &[0.0; 8]).unwrap(),
+            0.25,
+            &mut out,
+        );
         assert!(out.is_empty());
     }
 
@@ -280,7 +285,11 @@ mod tests {
             f32::NAN,
         ];
         let mut out = Vec::new();
-        decode_end_to_end(&data, 0.25, &mut out);
+        decode_end_to_end(
+            ArrayView2::from_shape((4, 6), &data).unwrap(),
+            0.25,
+            &mut out,
+        );
         assert_eq!(
             out,
             vec![Candidate {

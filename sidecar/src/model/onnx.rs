@@ -9,10 +9,36 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, TensorRef};
 
-use crate::config::{Config, Device};
+use super::model_info::{parse_imgsz, parse_names};
+use crate::config::{Device, InputSize, ModelOptions};
 use crate::detector::{ModelRunner, ModelSpec};
-use crate::layout::resolve;
-use crate::model_info::{parse_imgsz, parse_names};
+use crate::vision::layout::{OutputLayout, resolve};
+
+/// Why the model could not be loaded; the process reports it in one line and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so (PyPI onnxruntime 1.31, or onnxruntime-gpu for --device cuda)"
+    )]
+    NoRuntimePath,
+    #[error("ORT_DYLIB_PATH={} does not exist", .0.display())]
+    RuntimeMissing(PathBuf),
+    #[error("cannot load ONNX Runtime from {}: {reason}", path.display())]
+    Runtime { path: PathBuf, reason: String },
+    #[error("cannot create the ONNX Runtime environment: {0}")]
+    Environment(String),
+    #[error("cannot configure an ONNX Runtime session: {0}")]
+    Session(String),
+    #[error("cannot load model {}: {reason}", model.display())]
+    Model { model: PathBuf, reason: String },
+    #[error("{} is not a YOLO detection model: {why}", model.display())]
+    NotDetector { model: PathBuf, why: String },
+    #[error("--imgsz {requested:?} does not match the model's fixed input {fixed:?}")]
+    ImgszMismatch {
+        requested: InputSize,
+        fixed: InputSize,
+    },
+}
 
 /// A loaded model: its spec, one runner per worker, and the device it actually runs on.
 pub struct LoadedModel {
@@ -27,32 +53,32 @@ pub struct LoadedModel {
 pub struct OrtRunner {
     session: Session,
     output_name: String,
-    shape: [usize; 4],
+    /// `[3, H, W]` of one image.
+    image_shape: [usize; 3],
 }
 
 /// Where ONNX Runtime's shared library is.
-pub fn dylib_path() -> Result<PathBuf, String> {
+pub fn dylib_path() -> Result<PathBuf, LoadError> {
     match std::env::var_os("ORT_DYLIB_PATH") {
         Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => Err(
-            "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so (PyPI onnxruntime 1.31, \
-                  or onnxruntime-gpu for --device cuda)"
-                .into(),
-        ),
+        _ => Err(LoadError::NoRuntimePath),
     }
 }
 
-fn environment() -> Result<Environment, String> {
+fn environment() -> Result<Environment, LoadError> {
     let path = dylib_path()?;
     if !path.exists() {
-        return Err(format!("ORT_DYLIB_PATH={} does not exist", path.display()));
+        return Err(LoadError::RuntimeMissing(path));
     }
     ort::init_from(&path)
-        .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?
+        .map_err(|e| LoadError::Runtime {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?
         .with_name("grayguard-sidecar")
         .with_telemetry(false)
         .build()
-        .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
+        .map_err(|e| LoadError::Environment(e.to_string()))
 }
 
 /// Builds one session; `cuda` asks for the CUDA execution provider and reports whether it
@@ -62,15 +88,16 @@ fn session(
     model: &Path,
     threads: usize,
     device: Device,
-    cuda_device: i32,
-) -> Result<(Session, Device), String> {
-    let builder = || -> Result<_, String> {
+    cuda_device: u32,
+) -> Result<(Session, Device), LoadError> {
+    let builder = || -> Result<_, LoadError> {
+        let e = |e: &dyn std::fmt::Display| LoadError::Session(e.to_string());
         Session::builder(env)
-            .map_err(|e| e.to_string())?
+            .map_err(|x| e(&x))?
             .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| e.to_string())?
+            .map_err(|x| e(&x))?
             .with_intra_threads(threads)
-            .map_err(|e| e.to_string())
+            .map_err(|x| e(&x))
     };
     let mut used = Device::Cpu;
     let mut b = builder()?;
@@ -86,21 +113,23 @@ fn session(
             }
         }
     }
-    let session = b
-        .commit_from_file(model)
-        .map_err(|e| format!("cannot load model {}: {e}", model.display()))?;
+    let session = b.commit_from_file(model).map_err(|e| LoadError::Model {
+        model: model.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     Ok((session, used))
 }
 
 #[cfg(feature = "cuda")]
 fn with_cuda(
     b: ort::session::builder::SessionBuilder,
-    device_id: i32,
+    device_id: u32,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     use ort::ep::{self, ExecutionProvider};
     if !ep::CUDA::is_available().unwrap_or(false) {
         return Err("this ONNX Runtime library has no CUDA execution provider".into());
     }
+    let device_id = i32::try_from(device_id).map_err(|e| e.to_string())?;
     b.with_execution_providers([ep::CUDA::default()
         .with_device_id(device_id)
         .build()
@@ -111,26 +140,29 @@ fn with_cuda(
 #[cfg(not(feature = "cuda"))]
 fn with_cuda(
     _: ort::session::builder::SessionBuilder,
-    _: i32,
+    _: u32,
 ) -> Result<ort::session::builder::SessionBuilder, String> {
     Err("this binary was built without the `cuda` feature".into())
 }
 
 /// Loads the runtime and the model, checks it is a detection model and builds the workers.
-pub fn load(cfg: &Config) -> Result<LoadedModel, String> {
+pub fn load(opts: &ModelOptions) -> Result<LoadedModel, LoadError> {
     let env = environment()?;
-    let mut runners = Vec::with_capacity(cfg.workers);
+    let workers = opts.workers.max(1);
+    let mut runners = Vec::with_capacity(workers);
     // The first session settles the device (and logs a CUDA fallback once); the rest follow.
-    let mut device = cfg.device;
+    let mut device = opts.device;
     let mut spec: Option<ModelSpec> = None;
-    for _ in 0..cfg.workers {
-        let (session, used) = session(&env, &cfg.model, cfg.threads, device, cfg.cuda_device)?;
+    for _ in 0..workers {
+        let (session, used) = session(&env, &opts.path, opts.threads, device, opts.cuda_device)?;
         device = used;
-        let (s, runner) = inspect(session, cfg)?;
+        let (s, runner) = inspect(session, opts)?;
         spec.get_or_insert(s);
         runners.push(runner);
     }
-    let spec = spec.ok_or("no model workers")?;
+    let Some(spec) = spec else {
+        return Err(LoadError::Session("no model workers".into()));
+    };
     Ok(LoadedModel {
         spec,
         runners,
@@ -140,12 +172,10 @@ pub fn load(cfg: &Config) -> Result<LoadedModel, String> {
 }
 
 /// Reads inputs, outputs and metadata; refuses anything that is not a single-image detector.
-fn inspect(session: Session, cfg: &Config) -> Result<(ModelSpec, OrtRunner), String> {
-    let not_detector = |why: String| {
-        format!(
-            "{} is not a YOLO detection model: {why}",
-            cfg.model.display()
-        )
+fn inspect(session: Session, opts: &ModelOptions) -> Result<(ModelSpec, OrtRunner), LoadError> {
+    let not_detector = |why: String| LoadError::NotDetector {
+        model: opts.path.clone(),
+        why,
     };
     let [input] = session.inputs() else {
         return Err(not_detector(format!(
@@ -180,7 +210,9 @@ fn inspect(session: Session, cfg: &Config) -> Result<(ModelSpec, OrtRunner), Str
         .tensor_shape()
         .map(|s| s.to_vec())
         .unwrap_or_default();
-    let meta = session.metadata().map_err(|e| e.to_string())?;
+    let meta = session
+        .metadata()
+        .map_err(|e| not_detector(format!("unreadable metadata: {e}")))?;
     if let Some(task) = meta.custom("task")
         && task != "detect"
     {
@@ -199,19 +231,23 @@ fn inspect(session: Session, cfg: &Config) -> Result<(ModelSpec, OrtRunner), Str
     };
     if !(batch == 1 || batch < 0) || !(channels == 3 || channels < 0) {
         return Err(not_detector(format!(
-            "input shape {in_shape:?} is not [1, 3, H, W]"
+            "input shape {in_shape:?} is not [1, 3, H, W] or [N, 3, H, W] with a dynamic N"
         )));
     }
+    // A dynamic batch axis on both sides lets one run take several images.
+    let dynamic_batch = batch < 0 && out_shape.first().is_some_and(|&b| b < 0);
     // Static input dims win; else --imgsz; else the metadata.
     let fixed = match (in_shape[2], in_shape[3]) {
-        (h, w) if h > 0 && w > 0 => Some((h as u32, w as u32)),
+        (h, w) if h > 0 && w > 0 => Some(InputSize {
+            height: h as u32,
+            width: w as u32,
+        }),
         _ => None,
     };
-    let (h, w) = match (fixed, cfg.imgsz, meta_imgsz) {
-        (Some(f), Some(o), _) if f != o => {
-            return Err(format!(
-                "--imgsz {o:?} does not match the model's fixed input {f:?}"
-            ));
+    let meta_imgsz = meta_imgsz.map(|(height, width)| InputSize { height, width });
+    let size = match (fixed, opts.imgsz, meta_imgsz) {
+        (Some(fixed), Some(requested), _) if fixed != requested => {
+            return Err(LoadError::ImgszMismatch { requested, fixed });
         }
         (Some(f), _, _) => f,
         (None, Some(o), _) => o,
@@ -222,13 +258,14 @@ fn inspect(session: Session, cfg: &Config) -> Result<(ModelSpec, OrtRunner), Str
             ));
         }
     };
-    let layout = resolve(&out_shape, names.as_ref().map(Vec::len), cfg.output_layout)
+    let (h, w) = (size.height, size.width);
+    let layout = resolve(&out_shape, names.as_ref().map(Vec::len), opts.output_layout)
         .map_err(|e| not_detector(e.to_string()))?;
     let names: Vec<Arc<str>> = names
         .unwrap_or_else(|| {
             // Without metadata the class count comes from the anchor layout.
             let classes = match (layout, out_shape.get(1)) {
-                (crate::layout::OutputLayout::Anchors, Some(&ch)) if ch > 4 => (ch - 4) as usize,
+                (OutputLayout::Anchors, Some(&ch)) if ch > 4 => (ch - 4) as usize,
                 _ => 0,
             };
             (0..classes).map(|i| i.to_string()).collect()
@@ -241,19 +278,27 @@ fn inspect(session: Session, cfg: &Config) -> Result<(ModelSpec, OrtRunner), Str
         input_w: w,
         names,
         layout,
+        dynamic_batch,
     };
     let runner = OrtRunner {
         output_name: output.name().to_string(),
-        shape: [1, 3, h as usize, w as usize],
+        image_shape: [3, h as usize, w as usize],
         session,
     };
     Ok((spec, runner))
 }
 
 impl ModelRunner for OrtRunner {
-    fn run(&mut self, input: &[f32], output: &mut Vec<f32>) -> Result<Vec<usize>, String> {
-        // Borrowed, not copied: ONNX Runtime reads the pooled buffer in place.
-        let tensor = TensorRef::from_array_view((self.shape, input)).map_err(|e| e.to_string())?;
+    fn run(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        output: &mut Vec<f32>,
+    ) -> Result<Vec<usize>, String> {
+        let [c, h, w] = self.image_shape;
+        // Borrowed, not copied: ONNX Runtime reads the worker's buffer in place.
+        let tensor =
+            TensorRef::from_array_view(([batch, c, h, w], input)).map_err(|e| e.to_string())?;
         let outputs = self
             .session
             .run(ort::inputs![tensor])

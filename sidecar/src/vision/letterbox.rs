@@ -1,6 +1,11 @@
 //! Letterbox geometry (the Ultralytics convention: keep the aspect ratio, centre the image on a
 //! grey canvas) and the fused resize + pad + normalise that writes a decoded RGB image straight
 //! into the model's planar CHW `f32` input tensor, with no intermediate image.
+//!
+//! The resize is OpenCV's `INTER_LINEAR` on 8-bit pixels reproduced to the bit: 11-bit fixed
+//! point weights rounded from `f32` coordinates, a horizontal pass into `i32`, and the vertical
+//! blend with the same shifts and rounding as OpenCV's vectorised path, giving the same `u8`
+//! values the reference pipeline feeds the model (then `/ 255`).
 
 /// Grey level of the letterbox border (Ultralytics pads with 114).
 pub const PAD_VALUE: u8 = 114;
@@ -21,7 +26,7 @@ pub struct Letterbox {
     pub left: u32,
     pub top: u32,
     /// Canvas pixels per original pixel.
-    pub scale: f32,
+    pub scale: f64,
 }
 
 impl Letterbox {
@@ -34,12 +39,16 @@ impl Letterbox {
             f64::from(dst_h) / f64::from(src_h),
             f64::from(dst_w) / f64::from(src_w),
         );
-        let new_w = ((f64::from(src_w) * r).round() as u32).clamp(1, dst_w);
-        let new_h = ((f64::from(src_h) * r).round() as u32).clamp(1, dst_h);
-        // Same rounding as Ultralytics' `LetterBox` and `scale_boxes` (the -0.1 puts the odd
-        // pixel of padding at the bottom/right).
-        let left = (f64::from(dst_w - new_w) / 2.0 - 0.1).round().max(0.0) as u32;
-        let top = (f64::from(dst_h - new_h) / 2.0 - 0.1).round().max(0.0) as u32;
+        // Python's round() (ties to even) as Ultralytics' `LetterBox` uses it; the -0.1 puts
+        // the odd pixel of padding at the bottom/right.
+        let new_w = ((f64::from(src_w) * r).round_ties_even() as u32).clamp(1, dst_w);
+        let new_h = ((f64::from(src_h) * r).round_ties_even() as u32).clamp(1, dst_h);
+        let left = (f64::from(dst_w - new_w) / 2.0 - 0.1)
+            .round_ties_even()
+            .max(0.0) as u32;
+        let top = (f64::from(dst_h - new_h) / 2.0 - 0.1)
+            .round_ties_even()
+            .max(0.0) as u32;
         Letterbox {
             src_w,
             src_h,
@@ -49,14 +58,20 @@ impl Letterbox {
             new_h,
             left,
             top,
-            scale: r as f32,
+            scale: r,
         }
     }
 
-    /// Maps a canvas point back to original-image pixels, clamped to the image.
+    /// Maps a canvas point back to original-image pixels, clamped to the image, as
+    /// Ultralytics' `scale_boxes` does: the padding is recomputed from the unrounded scaled
+    /// size (it can differ from `left`/`top` by a pixel for odd sizes).
     pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
-        let sx = (x - self.left as f32) / self.scale;
-        let sy = (y - self.top as f32) / self.scale;
+        let pad = |dst: u32, src: u32| {
+            ((f64::from(dst) - f64::from(src) * self.scale) / 2.0 - 0.1).round_ties_even() as f32
+        };
+        let gain = self.scale as f32;
+        let sx = (x - pad(self.dst_w, self.src_w)) / gain;
+        let sy = (y - pad(self.dst_h, self.src_h)) / gain;
         (
             sx.clamp(0.0, self.src_w as f32),
             sy.clamp(0.0, self.src_h as f32),
@@ -84,29 +99,18 @@ impl Letterbox {
 }
 
 /// Error of [`fill_tensor`]: the buffers do not match the geometry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FillError {
+    #[error("RGB buffer has {got} bytes, expected {expected}")]
     SourceSize { expected: usize, got: usize },
+    #[error("tensor buffer has {got} values, expected {expected}")]
     TensorSize { expected: usize, got: usize },
 }
 
-impl std::fmt::Display for FillError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FillError::SourceSize { expected, got } => {
-                write!(f, "RGB buffer has {got} bytes, expected {expected}")
-            }
-            FillError::TensorSize { expected, got } => {
-                write!(f, "tensor buffer has {got} values, expected {expected}")
-            }
-        }
-    }
-}
-
 /// Writes `rgb` (packed RGB8, `src_w`×`src_h`) letterboxed into `tensor` (planar CHW, values in
-/// 0..=1). Resizing is bilinear with pixel-centre alignment (OpenCV's `INTER_LINEAR`, which the
-/// Ultralytics pre-processing uses), so boxes match the reference pipeline. Every value of
-/// `tensor` is written, so the buffer can be reused without clearing.
+/// 0..=1): OpenCV's 8-bit `INTER_LINEAR` resize, grey 114 padding, `/ 255`, as the reference
+/// pipeline does. Every value of `tensor` is written, so the buffer can be reused without
+/// clearing.
 pub fn fill_tensor(rgb: &[u8], lb: &Letterbox, tensor: &mut [f32]) -> Result<(), FillError> {
     fill_tensor_reusing(rgb, lb, tensor, None)
 }
@@ -149,11 +153,17 @@ pub fn fill_tensor_reusing(
     Ok(())
 }
 
-const INV_255: f32 = 1.0 / 255.0;
+/// `v / 255` as numpy computes the reference's `float32` array: the correctly rounded `f32`
+/// quotient. Multiplying in `f64` and rounding once gives exactly that (`v / 255` is never
+/// within `f64` error of an `f32` rounding midpoint; the test checks all 256 values) and
+/// vectorises better than a division.
+fn unit(v: u8) -> f32 {
+    (f64::from(v) * (1.0 / 255.0)) as f32
+}
 
 /// Paints the four border bands (only they: the image area is overwritten anyway).
 fn fill_border(lb: &Letterbox, planes: &mut [&mut [f32]; 3]) {
-    let pad = f32::from(PAD_VALUE) * INV_255;
+    let pad = unit(PAD_VALUE);
     let w = lb.dst_w as usize;
     let top = lb.top as usize;
     let bottom = top + lb.new_h as usize;
@@ -170,70 +180,115 @@ fn fill_border(lb: &Letterbox, planes: &mut [&mut [f32]; 3]) {
     }
 }
 
+/// De-interleaves one packed RGB8 row into the three planes' rows, as `0..=1` values.
+fn spread_row(rgb: &[u8], r: &mut [f32], g: &mut [f32], b: &mut [f32]) {
+    for (((px, r), g), b) in rgb
+        .chunks_exact(3)
+        .zip(r.iter_mut())
+        .zip(g.iter_mut())
+        .zip(b.iter_mut())
+    {
+        *r = unit(px[0]);
+        *g = unit(px[1]);
+        *b = unit(px[2]);
+    }
+}
+
 fn copy_unscaled(rgb: &[u8], lb: &Letterbox, planes: &mut [&mut [f32]; 3]) {
     let sw = lb.src_w as usize;
     let w = lb.dst_w as usize;
     let [r, g, b] = planes;
     for (y, src_row) in rgb.chunks_exact(3 * sw).enumerate() {
         let start = (lb.top as usize + y) * w + lb.left as usize;
-        let r_row = &mut r[start..start + sw];
-        let g_row = &mut g[start..start + sw];
-        let b_row = &mut b[start..start + sw];
-        for (x, px) in src_row.chunks_exact(3).enumerate() {
-            r_row[x] = f32::from(px[0]) * INV_255;
-            g_row[x] = f32::from(px[1]) * INV_255;
-            b_row[x] = f32::from(px[2]) * INV_255;
-        }
+        let end = start + sw;
+        spread_row(
+            src_row,
+            &mut r[start..end],
+            &mut g[start..end],
+            &mut b[start..end],
+        );
     }
 }
 
-/// One axis of a bilinear resize: for each destination index, the two source indices and the
-/// weight of the second.
-fn axis_taps(src: u32, dst: u32) -> Vec<(usize, usize, f32)> {
-    let ratio = f64::from(src) / f64::from(dst);
-    let last = src as usize - 1;
+/// Fixed-point weights sum to 2^11 (OpenCV's `INTER_RESIZE_COEF_BITS`).
+const COEF_SCALE: f32 = 2048.0;
+
+/// One tap pair of a bilinear axis: the two source indices (clamped to the image) and their
+/// weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tap {
+    first: usize,
+    second: usize,
+    w0: i32,
+    w1: i32,
+}
+
+/// The taps of one axis, computed as OpenCV does: the source coordinate in `f32` from a
+/// `f64` expression, floored, each weight rounded (ties to even) from the `f32` fraction.
+/// `clamp` applies OpenCV's horizontal edge rule (weight 1 on the edge pixel); vertically the
+/// weights keep the unclamped fraction and the rows are clamped instead (OpenCV again).
+fn axis_taps(src: u32, dst: u32, clamp: bool) -> Vec<Tap> {
+    let scale = 1.0 / (f64::from(dst) / f64::from(src));
+    let last = src as i64 - 1;
     (0..dst)
         .map(|d| {
-            let s = ((f64::from(d) + 0.5) * ratio - 0.5).max(0.0);
-            let i0 = (s.floor() as usize).min(last);
-            let i1 = (i0 + 1).min(last);
-            let w = if i0 == last {
-                0.0
-            } else {
-                (s - i0 as f64) as f32
-            };
-            (i0, i1, w)
+            let f = ((f64::from(d) + 0.5) * scale - 0.5) as f32;
+            let mut i = f.floor() as i64;
+            let mut frac = f - i as f32;
+            if clamp && i < 0 {
+                (i, frac) = (0, 0.0);
+            }
+            if clamp && i >= last {
+                (i, frac) = (last, 0.0);
+            }
+            Tap {
+                first: i.clamp(0, last) as usize,
+                second: (i + 1).clamp(0, last) as usize,
+                w0: ((1.0 - frac) * COEF_SCALE).round_ties_even() as i32,
+                w1: (frac * COEF_SCALE).round_ties_even() as i32,
+            }
         })
         .collect()
 }
 
+/// OpenCV's vertical blend of two horizontally resized rows (`i32`, weights 2^11) into `u8`:
+/// each row value is shifted down 4 bits, multiplied by its 16-bit weight keeping the high
+/// half, and the sum rounded down by 2 more bits (22 bits in all).
+fn blend(top: i32, bottom: i32, w0: i16, w1: i16) -> u8 {
+    // `(a * b) >> 16` on 16-bit lanes is SSE2's `pmulhw`, as in OpenCV; the row values fit
+    // 16 bits after the first shift (255 * 2048 >> 4 = 32640).
+    let hi = |v: i32, w: i16| (i32::from((v >> 4) as i16) * i32::from(w)) >> 16;
+    ((hi(top, w0) + hi(bottom, w1) + 2) >> 2).clamp(0, 255) as u8
+}
+
 /// Separable bilinear resize: each source row is resized horizontally at most once (two rows
-/// are cached), then output rows are blended vertically and de-interleaved into the planes.
+/// are cached), then each output row is blended vertically into bytes and spread into the
+/// planes (separate passes, so the blend vectorises).
 fn resize_bilinear(rgb: &[u8], lb: &Letterbox, planes: &mut [&mut [f32]; 3]) {
-    let xs = axis_taps(lb.src_w, lb.new_w);
-    let ys = axis_taps(lb.src_h, lb.new_h);
+    let xs = axis_taps(lb.src_w, lb.new_w, true);
+    let ys = axis_taps(lb.src_h, lb.new_h, false);
     let sw = lb.src_w as usize;
     let nw = lb.new_w as usize;
     let w = lb.dst_w as usize;
-    let mut rows: [(usize, Vec<f32>); 2] = [
-        (usize::MAX, vec![0.0; nw * 3]),
-        (usize::MAX, vec![0.0; nw * 3]),
-    ];
-    let horizontal = |sy: usize, out: &mut [f32]| {
+    let mut rows: [(usize, Vec<i32>); 2] =
+        [(usize::MAX, vec![0; nw * 3]), (usize::MAX, vec![0; nw * 3])];
+    let mut blended = vec![0u8; nw * 3];
+    let horizontal = |sy: usize, out: &mut [i32]| {
         let src = &rgb[sy * sw * 3..(sy + 1) * sw * 3];
-        for (o, &(x0, x1, wx)) in out.chunks_exact_mut(3).zip(&xs) {
-            let a = &src[x0 * 3..x0 * 3 + 3];
-            let b = &src[x1 * 3..x1 * 3 + 3];
-            for c in 0..3 {
-                let (fa, fb) = (f32::from(a[c]), f32::from(b[c]));
-                o[c] = fa + (fb - fa) * wx;
-            }
+        for (o, t) in out.chunks_exact_mut(3).zip(&xs) {
+            let (a, b) = (
+                &src[t.first * 3..t.first * 3 + 3],
+                &src[t.second * 3..t.second * 3 + 3],
+            );
+            o[0] = i32::from(a[0]) * t.w0 + i32::from(b[0]) * t.w1;
+            o[1] = i32::from(a[1]) * t.w0 + i32::from(b[1]) * t.w1;
+            o[2] = i32::from(a[2]) * t.w0 + i32::from(b[2]) * t.w1;
         }
     };
     let [r, g, b] = planes;
-    for (dy, &(y0, y1, wy)) in ys.iter().enumerate() {
+    for (dy, ty) in ys.iter().enumerate() {
         // Reuse cached rows: consecutive output rows mostly share source rows.
-        for (slot, sy) in [(0usize, y0), (1usize, y1)] {
+        for (slot, sy) in [(0usize, ty.first), (1usize, ty.second)] {
             if rows[slot].0 != sy {
                 let other = 1 - slot;
                 if rows[other].0 == sy {
@@ -251,27 +306,30 @@ fn resize_bilinear(rgb: &[u8], lb: &Letterbox, planes: &mut [&mut [f32]; 3]) {
                 }
             }
         }
-        let (top_row, bottom_row) = (&rows[0].1, &rows[1].1);
-        let start = (lb.top as usize + dy) * w + lb.left as usize;
-        let r_row = &mut r[start..start + nw];
-        let g_row = &mut g[start..start + nw];
-        let b_row = &mut b[start..start + nw];
-        for x in 0..nw {
-            let i = x * 3;
-            let blend = |c: usize| {
-                let (t, u) = (top_row[i + c], bottom_row[i + c]);
-                (t + (u - t) * wy) * INV_255
-            };
-            r_row[x] = blend(0);
-            g_row[x] = blend(1);
-            b_row[x] = blend(2);
+        for ((o, &t), &u) in blended.iter_mut().zip(&rows[0].1).zip(&rows[1].1) {
+            *o = blend(t, u, ty.w0 as i16, ty.w1 as i16);
         }
+        let start = (lb.top as usize + dy) * w + lb.left as usize;
+        let end = start + nw;
+        spread_row(
+            &blended,
+            &mut r[start..end],
+            &mut g[start..end],
+            &mut b[start..end],
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_values_are_the_f32_quotients() {
+        for v in 0..=255u8 {
+            assert_eq!(unit(v), f32::from(v) / 255.0, "{v}");
+        }
+    }
 
     #[test]
     fn geometry_matches_ultralytics_for_a_wide_image() {
@@ -349,24 +407,56 @@ mod tests {
         let plane = 32 * 32;
         let y = lb.top as usize + lb.new_h as usize / 2;
         let i = y * 32 + 16;
-        assert!((t[i] - 10.0 / 255.0).abs() < 1e-5);
-        assert!((t[plane + i] - 20.0 / 255.0).abs() < 1e-5);
-        assert!((t[2 * plane + i] - 30.0 / 255.0).abs() < 1e-5);
+        assert_eq!(t[i], 10.0 / 255.0);
+        assert_eq!(t[plane + i], 20.0 / 255.0);
+        assert_eq!(t[2 * plane + i], 30.0 / 255.0);
+    }
+
+    /// The red plane of `fill_tensor` over a canvas exactly the resized size, as `u8`.
+    fn resized_red(rgb: &[u8], (w, h): (u32, u32), (nw, nh): (u32, u32)) -> Vec<u8> {
+        let mut lb = Letterbox::new(w, h, nw, nh);
+        // Force the exact target size (the letterbox would keep the aspect ratio).
+        (lb.new_w, lb.new_h, lb.left, lb.top) = (nw, nh, 0, 0);
+        let mut t = vec![0.0; lb.tensor_len()];
+        fill_tensor(rgb, &lb, &mut t).unwrap();
+        t[..(nw * nh) as usize]
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect()
     }
 
     #[test]
-    fn bilinear_upscale_interpolates_between_pixels() {
-        // 2x1 black/white upscaled to 4x2: OpenCV gives 0, 63.75, 191.25, 255 per row.
+    fn bilinear_upscale_rounds_to_bytes_as_opencv_does() {
+        // cv2.resize of [[0, 255]] to 4x2 with INTER_LINEAR: 0, 64, 191, 255 on both rows
+        // (the float result 63.75 / 191.25 rounded by the fixed-point arithmetic).
         let rgb = [0, 0, 0, 255, 255, 255];
-        let lb = Letterbox::new(2, 1, 4, 4);
-        assert_eq!((lb.new_w, lb.new_h, lb.top), (4, 2, 1));
-        let mut t = vec![0.0; lb.tensor_len()];
-        fill_tensor(&rgb, &lb, &mut t).unwrap();
-        let row: Vec<f32> = t[4..8].iter().map(|v| v * 255.0).collect();
-        let want = [0.0, 63.75, 191.25, 255.0];
-        for (a, b) in row.iter().zip(want) {
-            assert!((a - b).abs() < 1e-3, "{row:?}");
-        }
+        assert_eq!(
+            resized_red(&rgb, (2, 1), (4, 2)),
+            [0, 64, 191, 255, 0, 64, 191, 255]
+        );
+    }
+
+    #[test]
+    fn resize_matches_opencv_to_the_bit() {
+        // A 7x5 pattern, pixel (x, y) channel c = (37x + 11y + 5c) mod 256, resized with
+        // cv2.resize(..., interpolation=cv2.INTER_LINEAR) (opencv-python 4.13): red plane.
+        let rgb: Vec<u8> = (0..5u32)
+            .flat_map(|y| {
+                (0..7u32).flat_map(move |x| {
+                    (0..3u32).map(move |c| ((x * 37 + y * 11 + c * 5) % 256) as u8)
+                })
+            })
+            .collect();
+        let up: [u8; 88] = [
+            0, 17, 40, 64, 87, 111, 134, 158, 182, 205, 222, 5, 21, 45, 69, 92, 116, 139, 163, 186,
+            210, 227, 12, 28, 52, 75, 99, 123, 146, 170, 193, 217, 234, 18, 35, 59, 82, 106, 129,
+            153, 177, 200, 224, 241, 25, 42, 66, 89, 113, 136, 160, 183, 207, 230, 247, 32, 49, 73,
+            96, 120, 143, 167, 190, 214, 237, 254, 39, 56, 79, 103, 126, 150, 174, 197, 221, 166,
+            117, 44, 61, 84, 108, 131, 155, 178, 202, 226, 110, 10,
+        ];
+        assert_eq!(resized_red(&rgb, (7, 5), (11, 8)), up);
+        let down: [u8; 12] = [17, 82, 147, 212, 36, 101, 165, 230, 54, 119, 184, 142];
+        assert_eq!(resized_red(&rgb, (7, 5), (4, 3)), down);
     }
 
     #[test]

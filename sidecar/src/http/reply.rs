@@ -1,0 +1,52 @@
+//! Building replies: JSON bodies, and error replies with their signal headers and metrics.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+use super::app::App;
+use crate::error::{ApiError, ErrorKind};
+use crate::meta::{Outcome, ReplyMeta};
+
+pub type Reply = Response<Full<Bytes>>;
+
+pub(super) fn json_reply(status: StatusCode, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// An error reply with the signal headers (box count 0) and its metrics.
+pub(super) fn error_reply(app: &App, err: ApiError, started: Instant) -> Reply {
+    let now = Instant::now();
+    if err.kind.is_server_side() {
+        app.with_watchdog(|w| w.record_error(now));
+    }
+    let meta = ReplyMeta {
+        latency_ms: ms_since(started),
+        outcome: Outcome::Failed(err.kind),
+        breach: app.breaches(now),
+    };
+    let status = err.kind.status();
+    let mut r = json_reply(status, err.body());
+    meta.stamp(r.headers_mut(), &app.model_version);
+    if let Some(s) = err.kind.retry_after_s() {
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+    }
+    match err.kind {
+        ErrorKind::MethodNotAllowed => {}
+        ErrorKind::Internal | ErrorKind::Inference => log::error!("{err}"),
+        _ => log::debug!("{err}"),
+    }
+    meta.observe(&app.metrics, status.as_u16());
+    r
+}
+
+pub(super) fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}

@@ -1,0 +1,93 @@
+//! Routing of one request, and the small endpoints: `/healthz`, `/ready`, `/metrics`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::app::App;
+use super::body::read_body;
+use super::infer::infer;
+use super::reply::{Reply, error_reply, json_reply};
+use crate::error::{ApiError, ErrorKind};
+
+/// Routes one request.
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Reply, Infallible>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    if path == "/infer" && method == Method::POST {
+        return Ok(infer(&app, req, started).await);
+    }
+    // Whatever the route, a body the client is still sending is read (bounded) and dropped, so
+    // it sees the reply instead of a connection reset.
+    let _ = read_body(
+        req.into_body(),
+        0,
+        app.cfg.max_body_bytes.saturating_mul(2),
+        None,
+    )
+    .await;
+    let not_allowed = |allow: &'static str| {
+        let mut r = error_reply(
+            &app,
+            ApiError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("{method} {path} is not allowed; use {allow}"),
+            ),
+            started,
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allow));
+        r
+    };
+    let get = method == Method::GET || method == Method::HEAD;
+    let reply = match path.as_str() {
+        "/infer" => not_allowed("POST"),
+        "/healthz" | "/ready" | "/metrics" if !get => not_allowed("GET, HEAD"),
+        "/healthz" => json_reply(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        "/ready" => ready(&app),
+        "/metrics" => metrics(&app),
+        other => error_reply(
+            &app,
+            ApiError::new(ErrorKind::NotFound, format!("no route {other:?}")),
+            started,
+        ),
+    };
+    Ok(reply)
+}
+
+fn ready(app: &App) -> Reply {
+    app.refresh_gauges();
+    let (status, state) = if app.is_ready() {
+        (StatusCode::OK, "ready")
+    } else if app.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if !app.warmed.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "warming-up")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "self-check-failed")
+    };
+    json_reply(status, serde_json::json!({ "status": state }).to_string())
+}
+
+fn metrics(app: &App) -> Reply {
+    app.refresh_gauges();
+    app.breaches(Instant::now());
+    let mut r = Response::new(Full::new(Bytes::from(app.metrics.render())));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}

@@ -1,0 +1,352 @@
+//! Handler tests over a fake detector: routing, statuses, headers, admission, breaches.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, StatusCode};
+
+use super::{App, handle};
+use crate::config::Args;
+use crate::detector::{BoxOut, DetectError, Detections, Detector};
+use crate::metrics::Metrics;
+use crate::vision::decode::{DecodeError, sniff};
+
+/// Returns `boxes` boxes for any JPEG/PNG, a decode error otherwise; optionally slow.
+struct FakeDetector {
+    boxes: usize,
+    delay: Duration,
+    calls: AtomicUsize,
+}
+
+impl Detector for FakeDetector {
+    fn detect(&self, image: &[u8]) -> Result<Detections, DetectError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if sniff(image).is_none() {
+            return Err(DetectError::Decode(DecodeError::Unsupported));
+        }
+        if image.len() < 8 {
+            return Err(DetectError::Decode(DecodeError::Corrupt("short".into())));
+        }
+        std::thread::sleep(self.delay);
+        let b = BoxOut {
+            x1: 1.0,
+            y1: 2.0,
+            x2: 3.0,
+            y2: 4.0,
+            score: 0.9,
+            class_id: 0,
+            label: Arc::from("Normal"),
+        };
+        Ok(Detections {
+            boxes: vec![b; self.boxes],
+            preprocess_ms: 1.0,
+            inference_ms: 10.0,
+            nms_ms: 0.1,
+            batch_size: 1,
+        })
+    }
+}
+
+fn app(extra: &[&str], boxes: usize, delay: Duration) -> Arc<App> {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let argv = ["x", "--model", model, "--model-version", "v-test"]
+        .into_iter()
+        .chain(extra.iter().copied());
+    let cfg = Args::try_parse_from(argv).unwrap().into_config();
+    let app = Arc::new(App::new(cfg, Metrics::new(false).unwrap()));
+    app.set_detector(Arc::new(FakeDetector {
+        boxes,
+        delay,
+        calls: AtomicUsize::new(0),
+    }));
+    app.set_warmed();
+    app
+}
+
+const JPEG: &[u8] = b"\xFF\xD8\xFF\xE0fake-jpeg-body";
+
+fn req(method: &str, path: &str, ct: Option<&str>, body: &[u8]) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(method).uri(path);
+    if let Some(ct) = ct {
+        b = b.header(CONTENT_TYPE, ct);
+    }
+    b.body(Full::new(Bytes::copy_from_slice(body))).unwrap()
+}
+
+async fn call(
+    app: &Arc<App>,
+    r: Request<Full<Bytes>>,
+) -> (StatusCode, hyper::HeaderMap, serde_json::Value) {
+    let resp = handle(Arc::clone(app), r).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+fn h<'a>(headers: &'a hyper::HeaderMap, name: &str) -> &'a str {
+    headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+#[tokio::test]
+async fn success_headers_match_the_json() {
+    let app = app(&[], 3, Duration::ZERO);
+    let (status, headers, json) = call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
+    assert_eq!(status, 200);
+    assert_eq!(json["boxes"].as_array().unwrap().len(), 3);
+    assert_eq!(h(&headers, "x-box-count"), "3");
+    assert_eq!(h(&headers, "x-model-version"), "v-test");
+    assert_eq!(json["model_version"], "v-test");
+    let lat: f64 = h(&headers, "x-inference-latency-ms").parse().unwrap();
+    assert_eq!(lat, json["latency_ms"].as_f64().unwrap());
+    let nms: f64 = h(&headers, "x-nms-latency-ms").parse().unwrap();
+    assert_eq!(nms, json["nms_ms"].as_f64().unwrap());
+    assert_eq!(json["inference_ms"], 10.0);
+    assert!(headers.get("x-canary-breach").is_none());
+    assert_eq!(app.metrics.requests.with_label_values(&["200"]).get(), 1);
+    assert_eq!(app.metrics.last_box_count.get(), 3);
+}
+
+#[tokio::test]
+async fn every_error_has_its_status_json_and_signal_headers() {
+    let app = app(&["--max-body-bytes", "100"], 1, Duration::ZERO);
+    let multipart_ok = b"--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\n\xFF\xD8\xFF\xE0abcdefgh\r\n--B--\r\n";
+    let cases: Vec<(Request<Full<Bytes>>, u16, &str)> = vec![
+        (
+            req("POST", "/infer", Some("image/jpeg"), b"GIF89a-----"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            req("POST", "/infer", Some("text/plain"), JPEG),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            req("POST", "/infer", Some("image/jpeg"), b"\xFF\xD8\xFF"),
+            400,
+            "bad_image",
+        ),
+        (
+            req("POST", "/infer", Some("image/png"), &[0xFF; 200]),
+            413,
+            "body_too_large",
+        ),
+        (
+            req("POST", "/infer", Some("multipart/form-data"), JPEG),
+            400,
+            "bad_image",
+        ),
+        (
+            req(
+                "POST",
+                "/infer",
+                Some("multipart/form-data; boundary=B"),
+                b"--B\r\n\r\n",
+            ),
+            400,
+            "bad_image",
+        ),
+        (req("GET", "/infer", None, b""), 405, "method_not_allowed"),
+        (
+            req("POST", "/metrics", None, b""),
+            405,
+            "method_not_allowed",
+        ),
+        (req("GET", "/nope", None, b""), 404, "not_found"),
+    ];
+    for (r, status, kind) in cases {
+        let what = format!("{} {}", r.method(), r.uri());
+        let (s, headers, json) = call(&app, r).await;
+        assert_eq!(s.as_u16(), status, "{what}: {json}");
+        assert_eq!(json["kind"], kind, "{what}");
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}"
+        );
+        assert_eq!(h(&headers, "x-box-count"), "0", "{what}");
+        assert_eq!(h(&headers, "x-model-version"), "v-test", "{what}");
+        assert!(
+            h(&headers, "x-inference-latency-ms").parse::<f64>().is_ok(),
+            "{what}"
+        );
+    }
+    // The multipart form with a proper image field works.
+    let (s, _, _) = call(
+        &app,
+        req(
+            "POST",
+            "/infer",
+            Some("multipart/form-data; boundary=B"),
+            multipart_ok,
+        ),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        app.metrics
+            .errors
+            .with_label_values(&["unsupported_media_type"])
+            .get(),
+        2
+    );
+    assert_eq!(app.metrics.requests.with_label_values(&["404"]).get(), 1);
+}
+
+#[tokio::test]
+async fn not_ready_until_warmed_and_while_draining() {
+    let app = app(&[], 1, Duration::ZERO);
+    let cold = Arc::new(App::new(app.cfg.clone(), Metrics::new(false).unwrap()));
+    let (s, headers, json) = call(&cold, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
+    assert_eq!(
+        (s.as_u16(), json["kind"].as_str()),
+        (503, Some("not_ready"))
+    );
+    assert_eq!(h(&headers, "retry-after"), "1");
+    assert_eq!(call(&cold, req("GET", "/ready", None, b"")).await.0, 503);
+    assert_eq!(call(&cold, req("GET", "/healthz", None, b"")).await.0, 200);
+    assert_eq!(call(&app, req("GET", "/ready", None, b"")).await.0, 200);
+    app.set_check_ok(false);
+    let (s, _, json) = call(&app, req("GET", "/ready", None, b"")).await;
+    assert_eq!(
+        (s.as_u16(), json["status"].as_str()),
+        (503, Some("self-check-failed"))
+    );
+    app.set_check_ok(true);
+    app.set_draining();
+    assert_eq!(call(&app, req("GET", "/ready", None, b"")).await.0, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_full_is_503_with_retry_after() {
+    // 1 worker + 1 queued: of 6 concurrent requests at most 2 are admitted.
+    let app = app(&["--max-queue", "1"], 1, Duration::from_millis(300));
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move {
+                call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut full = 0;
+    for t in tasks {
+        let (s, headers, json) = t.await.unwrap();
+        match s.as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(json["kind"], "queue_full");
+                assert_eq!(h(&headers, "retry-after"), "1");
+                full += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!((1..=2).contains(&ok), "ok={ok}");
+    assert_eq!(ok + full, 6);
+    assert_eq!(app.in_flight.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn forced_latency_breach_is_stamped_and_clears() {
+    let app = app(
+        &[
+            "--watchdog-latency-budget-ms",
+            "0.000001",
+            "--watchdog-min-samples",
+            "2",
+            "--watchdog-window-s",
+            "0.3",
+        ],
+        1,
+        Duration::from_millis(2),
+    );
+    let (_, headers, _) = call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
+    assert!(
+        headers.get("x-canary-breach").is_none(),
+        "one sample < min_samples"
+    );
+    let (_, headers, _) = call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
+    assert_eq!(h(&headers, "x-canary-breach"), "latency");
+    assert_eq!(
+        app.metrics
+            .breach_active
+            .with_label_values(&["latency"])
+            .get(),
+        1
+    );
+    // Error replies carry the flag too.
+    let (_, headers, _) = call(&app, req("GET", "/nope", None, b"")).await;
+    assert_eq!(h(&headers, "x-canary-breach"), "latency");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, headers, _) = call(&app, req("GET", "/nope", None, b"")).await;
+    assert!(headers.get("x-canary-breach").is_none(), "window expired");
+    assert_eq!(
+        app.metrics
+            .breach_active
+            .with_label_values(&["latency"])
+            .get(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn box_count_breach_from_the_baseline() {
+    let app = app(
+        &[
+            "--watchdog-box-mean",
+            "2",
+            "--watchdog-box-std",
+            "1",
+            "--watchdog-min-samples",
+            "3",
+        ],
+        40,
+        Duration::ZERO,
+    );
+    let mut last = String::new();
+    for _ in 0..3 {
+        let (_, headers, _) = call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
+        last = h(&headers, "x-canary-breach").to_string();
+    }
+    assert_eq!(last, "box_count");
+}
+
+#[tokio::test]
+async fn metrics_endpoint_is_prometheus_text() {
+    let app = app(&[], 2, Duration::ZERO);
+    call(
+        &app,
+        req(
+            "POST",
+            "/infer",
+            Some("image/png"),
+            b"\x89PNG\r\n\x1a\nxxxxxxxx",
+        ),
+    )
+    .await;
+    let resp = handle(Arc::clone(&app), req("GET", "/metrics", None, b""))
+        .await
+        .unwrap();
+    assert!(h(resp.headers(), "content-type").starts_with("text/plain"));
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("grayguard_sidecar_requests_total{status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("grayguard_sidecar_ready 1"));
+    assert!(text.contains("grayguard_sidecar_detections_per_image_count 1"));
+}
