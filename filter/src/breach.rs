@@ -80,24 +80,23 @@ pub fn evaluate(
     if b.consecutive_failures.is_some_and(|n| consecutive >= n) {
         return Some(Trigger::ConsecutiveFailures);
     }
-    if let Some(t) = &b.error_rate {
-        if let (Some(max), true) = (t.max, gray.responses >= t.min_samples)
-            && gray.error_rate().is_some_and(|r| r > max)
-        {
-            return Some(Trigger::ErrorRate);
-        }
+    if let Some(t) = &b.error_rate
+        && let (Some(max), true) = (t.max, gray.responses >= t.min_samples)
+        && gray.error_rate().is_some_and(|r| r > max)
+    {
+        return Some(Trigger::ErrorRate);
     }
-    if let Some(t) = &b.latency {
-        if let (Some(max), true) = (t.max_mean_ms, gray.lat_n >= t.min_samples)
-            && gray.lat_mean().is_some_and(|m| m > max)
-        {
-            return Some(Trigger::Latency);
-        }
+    if let Some(t) = &b.latency
+        && let (Some(max), true) = (t.max_mean_ms, gray.lat_n >= t.min_samples)
+        && gray.lat_mean().is_some_and(|m| m > max)
+    {
+        return Some(Trigger::Latency);
     }
-    if let (Some(t), Some(base)) = (&b.box_count, baseline) {
-        if gray.box_n >= t.min_samples && gray.box_mean().is_some_and(|m| base.outside(t, m)) {
-            return Some(Trigger::BoxCount);
-        }
+    if let (Some(t), Some(base)) = (&b.box_count, baseline)
+        && gray.box_n >= t.min_samples
+        && gray.box_mean().is_some_and(|m| base.outside(t, m))
+    {
+        return Some(Trigger::BoxCount);
     }
     None
 }
@@ -136,15 +135,15 @@ fn judge_outright(b: &Breach, o: &Observation) -> Result<(), Trigger> {
 /// on), a latency above the mean threshold, or a box count outside the baseline band.
 pub fn judge_probe(b: &Breach, o: &Observation, baseline: Option<Baseline>) -> Result<(), Trigger> {
     judge_outright(b, o)?;
-    if let (Some(t), Some(ms)) = (&b.latency, o.latency_ms) {
-        if t.max_mean_ms.is_some_and(|max| ms > max) {
-            return Err(Trigger::Latency);
-        }
+    if let (Some(t), Some(ms)) = (&b.latency, o.latency_ms)
+        && t.max_mean_ms.is_some_and(|max| ms > max)
+    {
+        return Err(Trigger::Latency);
     }
-    if let (Some(t), Some(n), Some(base)) = (&b.box_count, o.boxes, baseline) {
-        if base.outside(t, n) {
-            return Err(Trigger::BoxCount);
-        }
+    if let (Some(t), Some(n), Some(base)) = (&b.box_count, o.boxes, baseline)
+        && base.outside(t, n)
+    {
+        return Err(Trigger::BoxCount);
     }
     Ok(())
 }

@@ -301,10 +301,10 @@ impl Envoy {
         let deadline = Instant::now() + timeout;
         loop {
             let v = crate::prom::value(&self.prometheus(), name);
-            if let Some(v) = v {
-                if pred(v) {
-                    return v;
-                }
+            if let Some(v) = v
+                && pred(v)
+            {
+                return v;
             }
             assert!(
                 Instant::now() < deadline,

@@ -105,10 +105,10 @@ impl Proc {
     pub fn wait_for_status(&mut self, url: &str, status: u16, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(r) = crate::http::get(url) {
-                if r.status == status {
-                    return;
-                }
+            if let Ok(r) = crate::http::get(url)
+                && r.status == status
+            {
+                return;
             }
             if let Some(exit) = self.exited() {
                 panic!(
