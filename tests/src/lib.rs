@@ -6,6 +6,8 @@
 //! Test code may panic freely: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod alerting;
+pub mod browser;
 pub mod envoy;
 pub mod http;
 pub mod mesh;

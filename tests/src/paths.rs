@@ -82,3 +82,19 @@ pub fn metric_names() -> PathBuf {
         root().join("target/metric-names.json"),
     )
 }
+
+/// The release `grayguard-report` binary (`make build`).
+pub fn report() -> PathBuf {
+    from_env(
+        "GRAYGUARD_REPORT",
+        root().join("target/release/grayguard-report"),
+    )
+}
+
+/// The release `grayguard-alert-sink` binary (`make build`).
+pub fn alert_sink() -> PathBuf {
+    from_env(
+        "GRAYGUARD_ALERT_SINK",
+        root().join("target/release/grayguard-alert-sink"),
+    )
+}

@@ -50,6 +50,8 @@ pub struct Options {
     pub max_log_bytes: u64,
     /// Most points per chart series (sets the query step).
     pub max_points: u32,
+    /// Smallest query step, seconds: Prometheus' scrape interval.
+    pub min_step_s: u32,
     pub now: Timestamp,
 }
 
@@ -121,12 +123,14 @@ pub fn gather(client: &Client, sources: &Sources, opts: &Options) -> Report {
     let window = incident
         .as_ref()
         .map(|i| i.window(opts.now, opts.before, opts.after));
-    let step_s = window.map_or(5, |(a, b)| step(a, b, opts.max_points));
+    let step_s = window.map_or(opts.min_step_s, |(a, b)| {
+        step(a, b, opts.max_points, opts.min_step_s)
+    });
     let mut charts = Vec::new();
     let mut decisions = Vec::new();
     if let (Some(i), Some((from, to))) = (&incident, window) {
-        charts = draw_charts(&prom, i, from, to, step_s);
-        decisions = count_decisions(&prom, i, opts.now, &mut problems);
+        charts = draw_charts(&prom, i, from, to, step_s, opts.min_step_s);
+        decisions = count_decisions(&prom, i, opts, &mut problems);
     }
 
     let gateways: Vec<Gateway> = sources
@@ -166,16 +170,18 @@ pub fn gather(client: &Client, sources: &Sources, opts: &Options) -> Report {
     }
 }
 
-/// The query step for a window: at most `max_points` points, at least 5 s (a scrape).
-pub fn step(from: Timestamp, to: Timestamp, max_points: u32) -> u32 {
+/// The query step for a window: at most `max_points` points, at least `min_step_s` (a
+/// scrape interval).
+pub fn step(from: Timestamp, to: Timestamp, max_points: u32, min_step_s: u32) -> u32 {
     let span = to.as_second().saturating_sub(from.as_second()).max(1) as u64;
     let raw = span.div_ceil(u64::from(max_points.max(1)));
-    (raw.max(5)).min(u64::from(u32::MAX)) as u32
+    raw.max(u64::from(min_step_s.max(1)))
+        .min(u64::from(u32::MAX)) as u32
 }
 
-/// The rate window for a step: two steps, and at least 20 s (four 5 s scrapes).
-pub fn rate_window(step_s: u32) -> String {
-    format!("{}s", (2 * step_s).max(20))
+/// The rate window for a step: two steps, and at least four scrapes.
+pub fn rate_window(step_s: u32, min_step_s: u32) -> String {
+    format!("{}s", (2 * step_s).max(4 * min_step_s.max(1)))
 }
 
 /// The last `n` lines of `text`.
@@ -191,7 +197,7 @@ pub fn last_lines(text: &str, n: usize) -> Vec<String> {
 /// lookback, per Prometheus.
 fn from_prometheus(prom: &Prometheus, opts: &Options) -> Result<Option<Incident>, String> {
     let from = opts.now.checked_sub(opts.lookback).unwrap_or(opts.now);
-    let step_s = step(from, opts.now, 1000);
+    let step_s = step(from, opts.now, 1000, opts.min_step_s);
     let mut found: Vec<Incident> = Vec::new();
     for gauge in [filter::RULE_BREAKER_STATE, ALERT] {
         let series = prom.range(&format!("max by (rule) ({gauge})"), from, opts.now, step_s)?;
@@ -233,6 +239,7 @@ fn draw_charts(
     from: Timestamp,
     to: Timestamp,
     step_s: u32,
+    min_step_s: u32,
 ) -> Vec<ChartOut> {
     let origin = i.start;
     let to_line = |legend: &str, s: &Series| Line {
@@ -258,7 +265,7 @@ fn draw_charts(
         }
     }
     let x_desc = format!("seconds from {} UTC", origin.strftime("%Y-%m-%d %H:%M:%S"));
-    let w = rate_window(step_s);
+    let w = rate_window(step_s, min_step_s);
     // Fetch everything first: the charts share one x range, cut to where there is data (a
     // mesh started a minute before the incident has nothing to show five minutes back).
     let fetched: Vec<(queries::Panel, Result<PanelData, String>)> = queries::panels(&i.rule, &w)
@@ -323,13 +330,13 @@ type PanelData = (Vec<Line>, Vec<(f64, f64)>);
 fn count_decisions(
     prom: &Prometheus,
     i: &Incident,
-    now: Timestamp,
+    opts: &Options,
     problems: &mut Vec<String>,
 ) -> Vec<(String, Option<f64>)> {
-    let end = i.end.unwrap_or(now).min(now);
+    let end = i.end.unwrap_or(opts.now).min(opts.now);
     let span_s = end.as_second().saturating_sub(i.start.as_second()).max(1);
-    // The counters are scraped every few seconds: reach back one scrape before the start.
-    let range = format!("{}s", span_s + 5);
+    // Reach back one scrape, to the last sample before the start.
+    let range = format!("{}s", span_s + i64::from(opts.min_step_s));
     let mut failed = false;
     queries::decision_counters()
         .into_iter()
@@ -359,11 +366,13 @@ mod tests {
     #[test]
     fn steps_and_rate_windows_fit_the_window() {
         let t = |s: i64| Timestamp::from_second(s).unwrap();
-        assert_eq!(step(t(0), t(60), 240), 5);
-        assert_eq!(step(t(0), t(3600), 240), 15);
-        assert_eq!(step(t(0), t(0), 240), 5);
-        assert_eq!(rate_window(5), "20s");
-        assert_eq!(rate_window(15), "30s");
+        assert_eq!(step(t(0), t(60), 240, 5), 5);
+        assert_eq!(step(t(0), t(3600), 240, 5), 15);
+        assert_eq!(step(t(0), t(0), 240, 5), 5);
+        assert_eq!(step(t(0), t(60), 240, 1), 1);
+        assert_eq!(rate_window(5, 5), "20s");
+        assert_eq!(rate_window(15, 5), "30s");
+        assert_eq!(rate_window(1, 1), "4s");
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub struct Args {
     /// Most points per chart series (10..=2000); sets the query step (at least 5 s).
     #[arg(long, default_value_t = 240)]
     pub max_points: u32,
+    /// Smallest query step, seconds (1..=3600): Prometheus' scrape interval. Rates are taken
+    /// over at least four of them.
+    #[arg(long, default_value_t = 5)]
+    pub min_step_s: u32,
     /// Timeout of each HTTP request, milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub timeout_ms: u64,
@@ -165,6 +169,9 @@ impl Args {
         if !(10..=2000).contains(&self.max_points) {
             return Err(err("max-points", "must be 10..=2000"));
         }
+        if !(1..=3600).contains(&self.min_step_s) {
+            return Err(err("min-step-s", "must be 1..=3600"));
+        }
         if self.max_log_bytes == 0 {
             return Err(err("max-log-bytes", "must be above 0"));
         }
@@ -177,6 +184,7 @@ impl Args {
             log_lines: self.log_lines,
             max_log_bytes: self.max_log_bytes,
             max_points: self.max_points,
+            min_step_s: self.min_step_s,
             now,
         })
     }
