@@ -1,7 +1,8 @@
 //! The report's charts as inline SVG (plotters): crisp at any zoom, searchable text, and a
 //! few tens of kilobytes each, so the report stays one self-contained file. Time runs along
 //! x in seconds from the incident's start; the incident's events are marked, and alerting
-//! spans shaded. Text is laid out with the embedded DejaVu font, as the demo's charts are.
+//! spans shaded. Text is laid out with the embedded DejaVu font, as the demo's charts are;
+//! the title and the legend are the page's (see `legend`).
 
 use std::sync::OnceLock;
 
@@ -46,6 +47,21 @@ pub struct Chart {
     pub step_s: f64,
     /// The x axis' description (what zero is).
     pub x_desc: String,
+}
+
+/// The legend of a chart: each series' name and its colour (`#rrggbb`), drawn by the page
+/// above the chart, where it can never cover data or the event labels.
+pub fn legend(chart: &Chart) -> Vec<(String, String)> {
+    chart
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.points.is_empty())
+        .map(|(k, l)| {
+            let RGBColor(r, g, b) = COLORS[k % COLORS.len()];
+            (l.legend.clone(), format!("#{r:02x}{g:02x}{b:02x}"))
+        })
+        .collect()
 }
 
 /// Line colours in order: gray first (red), stable second (blue), then the rest.
@@ -154,7 +170,6 @@ fn draw(chart: &Chart, out: &mut String) -> DrawResult {
     };
     let mut c = ChartBuilder::on(&root)
         .margin(10)
-        .caption(&chart.title, (FONT, 17))
         .x_label_area_size(36)
         .y_label_area_size(64)
         .build_cartesian_2d(x0..x1, y0..y1)?;
@@ -194,23 +209,16 @@ fn draw(chart: &Chart, out: &mut String) -> DrawResult {
     }
     for (k, line) in chart.lines.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let mut first = true;
         for seg in segments(&line.points, chart.step_s) {
             let seg = if chart.style == Style::Breaker {
                 steps(&seg)
             } else {
                 seg
             };
-            let drawn = if seg.len() == 1 {
-                c.draw_series(std::iter::once(Circle::new(seg[0], 2, color.filled())))?
+            if seg.len() == 1 {
+                c.draw_series(std::iter::once(Circle::new(seg[0], 2, color.filled())))?;
             } else {
-                c.draw_series(LineSeries::new(seg, color.stroke_width(2)))?
-            };
-            if first {
-                drawn.label(line.legend.as_str()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-                first = false;
+                c.draw_series(LineSeries::new(seg, color.stroke_width(2)))?;
             }
         }
     }
@@ -230,14 +238,7 @@ fn draw(chart: &Chart, out: &mut String) -> DrawResult {
             (FONT, 11).into_font().color(&MARKER),
         )))?;
     }
-    if chart.lines.iter().any(|l| !l.points.is_empty()) {
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .draw()?;
-    } else {
+    if chart.lines.iter().all(|l| l.points.is_empty()) {
         root.draw(&Text::new(
             "no data in this window",
             ((WIDTH / 2 - 70) as i32, (HEIGHT / 2) as i32),
@@ -281,17 +282,19 @@ mod tests {
                 points: vec![(-60.0, 1.0)],
             },
         ];
-        let s = svg(&chart(Style::Lines, lines)).unwrap();
+        let c = chart(Style::Lines, lines);
+        let s = svg(&c).unwrap();
         assert!(s.starts_with("<svg"), "{}", &s[..80]);
-        for text in [
-            "Boxes per reply",
-            "gray",
-            "stable",
-            "shed box_count",
-            "seconds from",
-        ] {
+        for text in ["shed box_count", "seconds from"] {
             assert!(s.contains(text), "no {text:?} in the SVG");
         }
+        assert_eq!(
+            legend(&c),
+            vec![
+                ("gray".to_string(), "#d62728".to_string()),
+                ("stable".to_string(), "#1f77b4".to_string())
+            ]
+        );
         assert!(s.contains("<polyline") || s.contains("<path"));
     }
 

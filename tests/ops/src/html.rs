@@ -32,7 +32,10 @@ tr.crossed td{background:#fdecea}
 .facts{display:flex;gap:12px;flex-wrap:wrap;margin:10px 0}
 .fact{background:#f5f5f7;border-radius:6px;padding:8px 12px;min-width:140px}
 .fact b{display:block;font-size:18px}
-.chart svg{width:100%;height:auto;display:block;margin:8px 0}
+.chart svg{width:100%;height:auto;display:block;margin:0 0 8px}
+.ctitle{font-weight:600;margin:22px 0 4px;text-align:center}
+.legend{font-size:12.5px;margin:0 0 0 64px;display:flex;gap:16px;flex-wrap:wrap;justify-content:center}
+.swatch{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:6px}
 pre{background:#1d1d1f;color:#e8eaed;padding:12px;border-radius:6px;font-size:11.5px;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
 pre .hl{color:#fbbc04}
 code{font-size:12px}
@@ -241,12 +244,18 @@ fn evidence(i: &Incident) -> Markup {
                 "Each test is an anytime-valid sequential test of gray against stable: it sheds when its log e-value reaches its threshold, ln(1/α′), whenever it is looked at; "
                 "the estimate is the effect (a latency ratio, a relative box-count shift, a failure-share difference, or a mean against a ceiling) with its anytime-valid interval."
             }
-            @for rec in starts {
+            @for (k, rec) in starts.iter().enumerate() {
                 h3 {
                     (rec.event.as_str()) " · " (rec.trigger.as_deref().unwrap_or("")) " · " (rec.at.strftime("%H:%M:%S%.3f"))
                     " · " code { (short_source(&rec.source)) }
                 }
                 @let f = &rec.fields;
+                // A re-shed after a probe often carries the tests as they stood: say so
+                // rather than repeat them.
+                @let repeats = k > 0 && starts[..k].iter().any(|p| p.fields.get("evidence") == f.get("evidence"));
+                @if repeats {
+                    p.note { "The same tests as above (the record carries them as last evaluated)." }
+                } @else {
                 p.note {
                     "detector " (f.get("detector").and_then(Value::as_str).unwrap_or("?"))
                     @if let Some(a) = f.get("alpha") { ", α " (number(a)) }
@@ -287,6 +296,7 @@ fn evidence(i: &Incident) -> Markup {
                 @if let Some(Value::Object(l)) = f.get("limits") {
                     (key_values("limits in force", l))
                 }
+                }
             }
         }
     }
@@ -315,6 +325,14 @@ fn charts(r: &Report) -> Markup {
             }
             @for c in &r.charts {
                 div.chart {
+                    p.ctitle { (c.title) }
+                    @if !c.legend.is_empty() {
+                        div.legend {
+                            @for (name, color) in &c.legend {
+                                span { span.swatch style={ "background:" (color) } {} (name) }
+                            }
+                        }
+                    }
                     @match &c.svg {
                         Ok(svg) => (PreEscaped(svg)),
                         Err(e) => p.note { (c.title) ": " (e) },

@@ -60,6 +60,8 @@ pub struct Options {
 pub struct ChartOut {
     pub title: String,
     pub svg: Result<String, String>,
+    /// Each series' name and colour.
+    pub legend: Vec<(String, String)>,
 }
 
 /// Everything a report shows.
@@ -304,9 +306,9 @@ fn draw_charts(
     };
     fetched
         .into_iter()
-        .map(|(p, data)| ChartOut {
-            svg: data.and_then(|(lines, spans)| {
-                chart::svg(&Chart {
+        .map(|(p, data)| match data {
+            Ok((lines, spans)) => {
+                let c = Chart {
                     title: p.title.clone(),
                     unit: p.unit.clone(),
                     style: p.style,
@@ -316,9 +318,18 @@ fn draw_charts(
                     x: (x0, x_to),
                     step_s: f64::from(step_s),
                     x_desc: x_desc.clone(),
-                })
-            }),
-            title: p.title,
+                };
+                ChartOut {
+                    legend: chart::legend(&c),
+                    svg: chart::svg(&c),
+                    title: p.title,
+                }
+            }
+            Err(e) => ChartOut {
+                title: p.title,
+                svg: Err(e),
+                legend: Vec::new(),
+            },
         })
         .collect()
 }
