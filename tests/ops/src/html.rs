@@ -252,7 +252,8 @@ fn evidence(i: &Incident) -> Markup {
                 @let f = &rec.fields;
                 // A re-shed after a probe often carries the tests as they stood: say so
                 // rather than repeat them.
-                @let repeats = k > 0 && starts[..k].iter().any(|p| p.fields.get("evidence") == f.get("evidence"));
+                @let tests = f.get("evidence").and_then(Value::as_array).filter(|t| !t.is_empty());
+                @let repeats = tests.is_some() && starts[..k].iter().any(|p| p.fields.get("evidence") == f.get("evidence"));
                 @if repeats {
                     p.note { "The same tests as above (the record carries them as last evaluated)." }
                 } @else {
@@ -264,7 +265,16 @@ fn evidence(i: &Incident) -> Markup {
                         ", gray " code { (g) } " vs stable " code { (s) }
                     }
                 }
-                @if let Some(tests) = f.get("evidence").and_then(Value::as_array) {
+                @if tests.is_none() && f.get("detector").and_then(Value::as_str) == Some("sequential") {
+                    p.note {
+                        @match (rec.trigger.as_deref(), f.get("flag_reason").and_then(Value::as_str)) {
+                            (Some("flag"), Some(reason)) => { "The sidecar's own watchdog flagged its replies (" code { (reason) } "), which sheds at once: no statistical test was needed." }
+                            (Some("consecutive_failures"), _) => { "Gray failed " (number(&f["consecutive_failures"])) " times in a row, which sheds at once: no statistical test was needed." }
+                            _ => { "The record carries no test." }
+                        }
+                    }
+                }
+                @if let Some(tests) = tests {
                     table {
                         tr {
                             th { "test" } th { "span" } th { "log e-value" } th { "threshold" } th { "crossed" }
@@ -496,6 +506,85 @@ fn footer(r: &Report) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::incident::group;
+    use crate::record::parse_line;
+    use crate::report::{Report, Sources};
+
+    fn report(lines: &[&str]) -> Report {
+        let records: Vec<Record> = lines
+            .iter()
+            .map(|l| parse_line("/logs/envoy.log", l).unwrap().unwrap())
+            .collect();
+        let all = group(&records);
+        Report {
+            generated_at: "2026-11-30T15:10:00Z".parse().unwrap(),
+            sources: Sources {
+                prometheus: "http://127.0.0.1:9090".into(),
+                gateways: vec!["http://127.0.0.1:9901".into()],
+                gray: vec![],
+                stable: vec![],
+                envoy_logs: vec!["/logs/envoy.log".into()],
+                gray_log: None,
+            },
+            incident: all.last().cloned(),
+            all,
+            window: None,
+            step_s: 5,
+            charts: vec![],
+            decisions: vec![],
+            gateways: vec![],
+            sidecars: vec![],
+            diff: vec![],
+            gray_log: Err("no gray sidecar log given (--gray-log)".into()),
+            problems: vec![
+                "GET http://127.0.0.1:9090/api/v1/query_range: connection refused".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_flag_shed_says_why_instead_of_an_empty_table() {
+        let page = render(&report(&[
+            r#"{"grayguard":"incident","event":"shed_start","trigger":"flag","flag_reason":"latency","rule":"crane-cameras","at":"2026-11-30T15:04:05Z","detector":"sequential","evidence":[]}"#,
+        ]));
+        assert!(
+            page.contains("The sidecar's own watchdog flagged its replies"),
+            "{page}"
+        );
+        assert!(!page.contains("<th>log e-value</th>"));
+        assert!(page.contains("Problems reading the sources"));
+        assert!(page.contains("connection refused"));
+    }
+
+    #[test]
+    fn a_confirmed_shed_and_its_evidence() {
+        let page = render(&report(&[
+            r#"{"grayguard":"incident","event":"alert_start","trigger":"box_count","rule":"crane-cameras","at":"2026-11-30T15:04:05Z","detector":"sequential","alpha":0.01,"evidence":[{"test":"box_count_above","span":"epoch","log_e":8.25,"threshold":6.62,"crossed":true,"gray_n":10,"control_n":10,"estimate":18.8,"interval":[-11.3,48.9]}]}"#,
+            r#"{"grayguard":"incident","event":"shed_start","trigger":"box_count","rule":"crane-cameras","at":"2026-11-30T15:05:35Z","confirmed_by":"ana <ana@example.com>","detector":"sequential","evidence":[{"test":"box_count_above","span":"epoch","log_e":9.1,"threshold":6.62,"crossed":true}]}"#,
+        ]));
+        assert!(page.contains("alerting") || page.contains("shedding"));
+        assert!(
+            page.contains("alert → shed"),
+            "time from the alert to the confirmation"
+        );
+        assert!(page.contains("1m 30s"));
+        // Values from logs are escaped, never markup.
+        assert!(
+            page.contains("confirmed by ana &lt;ana@example.com&gt;"),
+            "{page}"
+        );
+        assert!(!page.contains("<ana@example.com>"));
+        assert!(page.contains("<tr class=\"crossed\">"));
+        assert!(page.contains("[-11.300, 48.900]"));
+        assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn no_incident_is_said_plainly() {
+        let page = render(&report(&[]));
+        assert!(page.contains("No incident"));
+        assert!(page.contains("<title>grayguard incident report: no incident found</title>"));
+    }
 
     #[test]
     fn durations_and_numbers_read_well() {

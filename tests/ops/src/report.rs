@@ -72,6 +72,7 @@ pub struct Report {
     pub incident: Option<Incident>,
     /// Every incident found in the logs, newest first (the report is about one of them).
     pub all: Vec<Incident>,
+    /// The charted span (cut to where data starts).
     pub window: Option<(Timestamp, Timestamp)>,
     pub step_s: u32,
     pub charts: Vec<ChartOut>,
@@ -122,7 +123,7 @@ pub fn gather(client: &Client, sources: &Sources, opts: &Options) -> Report {
         }
     }
 
-    let window = incident
+    let mut window = incident
         .as_ref()
         .map(|i| i.window(opts.now, opts.before, opts.after));
     let step_s = window.map_or(opts.min_step_s, |(a, b)| {
@@ -131,7 +132,9 @@ pub fn gather(client: &Client, sources: &Sources, opts: &Options) -> Report {
     let mut charts = Vec::new();
     let mut decisions = Vec::new();
     if let (Some(i), Some((from, to))) = (&incident, window) {
-        charts = draw_charts(&prom, i, from, to, step_s, opts.min_step_s);
+        let (drawn, shown_from) = draw_charts(&prom, i, from, to, step_s, opts.min_step_s);
+        charts = drawn;
+        window = Some((shown_from, to));
         decisions = count_decisions(&prom, i, opts, &mut problems);
     }
 
@@ -242,7 +245,7 @@ fn draw_charts(
     to: Timestamp,
     step_s: u32,
     min_step_s: u32,
-) -> Vec<ChartOut> {
+) -> (Vec<ChartOut>, Timestamp) {
     let origin = i.start;
     let to_line = |legend: &str, s: &Series| Line {
         legend: queries::legend(legend, &s.labels),
@@ -304,7 +307,10 @@ fn draw_charts(
     } else {
         x_from
     };
-    fetched
+    let shown_from = origin
+        .checked_add(SignedDuration::from_secs_f64(x0))
+        .unwrap_or(from);
+    let charts = fetched
         .into_iter()
         .map(|(p, data)| match data {
             Ok((lines, spans)) => {
@@ -331,7 +337,8 @@ fn draw_charts(
                 legend: Vec::new(),
             },
         })
-        .collect()
+        .collect();
+    (charts, shown_from)
 }
 
 /// A panel's series and shaded spans.
