@@ -69,6 +69,10 @@ for entry in "${PORTS[@]}"; do
     if [ "$port" = 9090 ] && systemctl is-active --quiet prometheus 2>/dev/null; then
       printf '[run]   it is the prometheus system service installed with the Debian package: sudo systemctl disable --now prometheus\n' >&2
     fi
+    # --- alert path: the same for Debian's prometheus-alertmanager ---
+    if [ "$port" = 9093 ] && systemctl is-active --quiet prometheus-alertmanager 2>/dev/null; then
+      printf '[run]   it is the prometheus-alertmanager system service installed with the Debian package: sudo systemctl disable --now prometheus-alertmanager\n' >&2
+    fi
     taken=1
   fi
 done
