@@ -48,6 +48,8 @@ export GRAYGUARD_MODEL_DYNAMIC_BATCH := $(DATA)/models/best_fp16_dynamic_batch.o
 export GRAYGUARD_IMAGES  := $(DATA)/images
 export GRAYGUARD_WASM    := $(WASM)
 export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
+export GRAYGUARD_REPORT := $(ROOT)/target/release/grayguard-report
+export GRAYGUARD_ALERT_SINK := $(ROOT)/target/release/grayguard-alert-sink
 export GRAYGUARD_PYTHON  := $(PY)
 export GRAYGUARD_METRIC_NAMES := $(ROOT)/target/metric-names.json
 export GRAYGUARD_IMAGES_DIR := $(ROOT)/target/images
@@ -63,7 +65,7 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-filter-crash-test build-sidecar images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
+.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
@@ -93,11 +95,12 @@ define apt-install
 endef
 
 # Debian packages for building and testing: Prometheus + promtool, binaryen (wasm-opt), curl,
-# skopeo (pushes the images), docker-registry (the registry the image tests push to), and cmake +
-# nasm that build the sidecar's libjpeg-turbo (turbojpeg-sys, from its bundled source).
+# skopeo (pushes the images), docker-registry (the registry the image tests push to), cmake +
+# nasm that build the sidecar's libjpeg-turbo (turbojpeg-sys, from its bundled source),
+# Alertmanager + amtool (the alert path) and Chromium (renders the incident report in tests).
 $(STAMPS)/apt: Makefile
 	@mkdir -p $(STAMPS)
-	$(call apt-install,promtool:prometheus prometheus:prometheus wasm-opt:binaryen curl:curl skopeo:skopeo docker-registry:docker-registry cmake:cmake nasm:nasm)
+	$(call apt-install,promtool:prometheus prometheus:prometheus wasm-opt:binaryen curl:curl skopeo:skopeo docker-registry:docker-registry cmake:cmake nasm:nasm prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager chromium:chromium)
 	@touch $@
 
 # Benchmark-only Debian packages: wrk, hyperfine.
@@ -147,7 +150,7 @@ $(STAMPS)/images:
 
 # ---------------------------------------------------------------- build
 
-build: build-filter build-sidecar
+build: build-filter build-sidecar build-ops
 
 # The filter: built for wasm32-wasip1, then optimised for speed with wasm-opt (before stripping):
 # -O3 costs ~10 KB over -Oz and saves ~9 µs CPU per request (make bench-filter).
@@ -164,6 +167,11 @@ build-filter-crash-test: $(STAMPS)/rust
 
 build-sidecar: $(STAMPS)/rust $(STAMPS)/apt
 	cargo build --release -p grayguard-sidecar --bins
+
+# The operator tools: grayguard-report (incident reports) and grayguard-alert-sink (the local
+# mesh's stand-in for chat).
+build-ops: $(STAMPS)/rust
+	cargo build --release -p grayguard-ops --bins
 
 # The published metric names (from the contract crate), for the mesh-config validator.
 metric-names:
@@ -247,7 +255,8 @@ GATEWAYS ?= 1
 run: setup build
 	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash mesh-config/local/run.sh
 
-# The incident replayed through the mesh (started in the background if it is not running).
+# The incident replayed through the mesh (started in the background if it is not running),
+# then its report (.run/demo/report.html).
 # Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"
 DEMO_ARGS ?= --check
 demo: setup build

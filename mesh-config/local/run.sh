@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The local mesh on loopback (`make run`): two sidecars serving the real YOLO model (v9-prod,
 # stable, and v10-gray, deliberately oversensitive), one or more front Envoys (gateways) with
-# the grayguard filter, and Prometheus scraping them all. Runs until Ctrl-C or SIGTERM, then stops everything it
-# started. Logs go to .run/logs/.
+# the grayguard filter, Prometheus scraping them all, and the alert path: Alertmanager, the
+# alert sink (what a person would receive) and the report server the alerts link to. Runs
+# until Ctrl-C or SIGTERM, then stops everything it started. Logs go to .run/logs/.
 #
 #   bash mesh-config/local/run.sh            (after `make setup build`; `make run` does both)
 #
 # Environment (defaults are what `make setup build` produces):
-#   GRAYGUARD_ENVOY, GRAYGUARD_SIDECAR, GRAYGUARD_MODEL, ORT_DYLIB_PATH, GRAYGUARD_WASM
+#   GRAYGUARD_ENVOY, GRAYGUARD_SIDECAR, GRAYGUARD_MODEL, ORT_DYLIB_PATH, GRAYGUARD_WASM,
+#   GRAYGUARD_ALERT_SINK, GRAYGUARD_REPORT
 #   GRAYGUARD_GATEWAYS          front Envoys to start (default 1, at most 16): gateway i listens on
 #                               10000+i, admin 9901+i, operator 10100+i (`make run GATEWAYS=3`)
 #   GRAYGUARD_RUN_THREADS       ONNX Runtime threads per sidecar (default 1: two sidecars share the cores)
@@ -28,6 +30,10 @@ export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.data/lib/libonnxruntime.so}"
 THREADS="${GRAYGUARD_RUN_THREADS:-1}"
 READY_S="${GRAYGUARD_RUN_READY_S:-180}"
 GRAY_CONF="${GRAYGUARD_GRAY_CONF:-0.001}"
+# --- alert path (Alertmanager, alert sink, report server) ---
+ALERT_SINK="${GRAYGUARD_ALERT_SINK:-$ROOT/target/release/grayguard-alert-sink}"
+REPORT="${GRAYGUARD_REPORT:-$ROOT/target/release/grayguard-report}"
+# --- end alert path ---
 
 RUN_DIR="$ROOT/.run"
 LOGS="$RUN_DIR/logs"
@@ -47,17 +53,21 @@ PORTS=(v9-prod:8081 v10-gray:8082 prometheus:9090)
 for ((i = 0; i < GATEWAYS; i++)); do
   PORTS+=("gw-$i-listener:$((10000 + i))" "gw-$i-admin:$((9901 + i))" "gw-$i-operator:$((10100 + i))")
 done
+# --- alert path ---
+PORTS+=(alertmanager:9093 alert-sink:9095 report:9096)
+# --- end alert path ---
 
 say() { printf '[run] %s\n' "$*"; }
 die() { printf '[run] error: %s\n' "$*" >&2; exit 1; }
 
-for bin in "$ENVOY" "$SIDECAR"; do
+for bin in "$ENVOY" "$SIDECAR" "$ALERT_SINK" "$REPORT"; do
   [ -x "$bin" ] || die "$bin is missing; run \`make setup build\` first"
 done
 for f in "$MODEL" "$WASM" "$ORT_DYLIB_PATH" mesh-config/local/envoy.yaml mesh-config/local/prometheus.yml; do
   [ -e "$f" ] || die "$f is missing; run \`make setup build\` first"
 done
 command -v prometheus >/dev/null || die "prometheus is not installed; run \`make setup\` (Debian package prometheus)"
+command -v prometheus-alertmanager >/dev/null || die "prometheus-alertmanager is not installed; run \`make setup\` (Debian package prometheus-alertmanager)"
 command -v curl >/dev/null || die "curl is needed to wait for readiness"
 
 # A port is taken if something accepts connections on it or holds a listening socket.
@@ -76,12 +86,19 @@ for entry in "${PORTS[@]}"; do
     if [ "$port" = 9090 ] && systemctl is-active --quiet prometheus 2>/dev/null; then
       printf '[run]   it is the prometheus system service installed with the Debian package: sudo systemctl disable --now prometheus\n' >&2
     fi
+    # --- alert path: the same for Debian's prometheus-alertmanager ---
+    if [ "$port" = 9093 ] && systemctl is-active --quiet prometheus-alertmanager 2>/dev/null; then
+      printf '[run]   it is the prometheus-alertmanager system service installed with the Debian package: sudo systemctl disable --now prometheus-alertmanager\n' >&2
+    fi
     taken=1
   fi
 done
 [ "$taken" = 0 ] || die "free the port(s) above (is another \`make run\` still running?) and try again"
 
-mkdir -p "$LOGS" "$RUN_DIR/prometheus"
+# Each run starts afresh, its logs and its metrics alike: a previous run's last breaker
+# state would otherwise read as current (the same series) for five minutes and fire alerts.
+rm -rf "$RUN_DIR/prometheus" "$RUN_DIR/alertmanager"
+mkdir -p "$LOGS" "$RUN_DIR/prometheus" "$RUN_DIR/alertmanager"
 
 # The operator links' secret reaches the filter through Envoy's environment (host_env_keys).
 if [ -z "${GRAYGUARD_OPERATOR_SECRET:-}" ]; then
@@ -156,6 +173,7 @@ wait_ready v10-gray "$V10_PID" http://127.0.0.1:8082/ready
 # configuration's operator port too), as node gw-i: the id its latch calls carry.
 mkdir -p "$RUN_DIR/gateways"
 targets=""
+REPORT_GATEWAYS=()
 for ((i = 0; i < GATEWAYS; i++)); do
   cfg="$RUN_DIR/gateways/gw-$i.yaml"
   sed -e "s/port_value: 10000 }/port_value: $((10000 + i)) }/" \
@@ -163,7 +181,8 @@ for ((i = 0; i < GATEWAYS; i++)); do
       -e "s/port_value: 10100 }/port_value: $((10100 + i)) }/" \
       -e "s/\"port\": 10100,/\"port\": $((10100 + i)),/" \
       mesh-config/local/envoy.yaml > "$cfg"
-  targets="$targets${targets:+, }{\"targets\": [\"127.0.0.1:$((9901 + i))\"], \"labels\": {\"gateway\": \"gw-$i\"}}"
+  targets="$targets${targets:+, }{\"targets\": [\"127.0.0.1:$((9901 + i))\"], \"labels\": {\"gateway\": \"gw-$i\", \"operator_url\": \"http://127.0.0.1:$((10100 + i))\"}}"
+  REPORT_GATEWAYS+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/$(gw_name "$i").log")
 done
 # Prometheus finds the gateways through this file (file_sd_configs in prometheus.yml).
 printf '[%s]\n' "$targets" > "$RUN_DIR/gateways.json"
@@ -178,6 +197,22 @@ done
 for ((i = 0; i < GATEWAYS; i++)); do
   wait_ready "$(gw_name "$i")" "${GW_PIDS[$i]}" "http://127.0.0.1:$((9901 + i))/ready"
 done
+
+# --- alert path: where Prometheus' alerts go, started before it ---
+say "starting the alert path: alert sink, report server, Alertmanager"
+start alert-sink "$ALERT_SINK" --listen 127.0.0.1:9095
+SINK_PID="${PIDS[-1]}"
+wait_ready alert-sink "$SINK_PID" http://127.0.0.1:9095/messages
+start report "$REPORT" --serve 127.0.0.1:9096 --prometheus http://127.0.0.1:9090 \
+  "${REPORT_GATEWAYS[@]}" --gray http://127.0.0.1:8082 --stable http://127.0.0.1:8081 \
+  --gray-log "$LOGS/v10-gray.log"
+REPORT_PID="${PIDS[-1]}"
+wait_ready report "$REPORT_PID" http://127.0.0.1:9096/healthz
+start alertmanager prometheus-alertmanager --config.file=mesh-config/local/alertmanager.yml \
+  --storage.path="$RUN_DIR/alertmanager" --web.listen-address=127.0.0.1:9093 --cluster.listen-address=
+AM_PID="${PIDS[-1]}"
+wait_ready alertmanager "$AM_PID" http://127.0.0.1:9093/-/ready
+# --- end alert path ---
 
 say "starting Prometheus"
 start prometheus prometheus --config.file=mesh-config/local/prometheus.yml \
@@ -194,6 +229,9 @@ grayguard local mesh is up (logs in .run/logs/, Ctrl-C stops it):
   v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
   v10-gray         http://127.0.0.1:8082/metrics    (gray, conf $GRAY_CONF)
   Prometheus       http://127.0.0.1:9090/
+  Alertmanager     http://127.0.0.1:9093/
+  alert sink       http://127.0.0.1:9095/               (what a person would receive)
+  reports          http://127.0.0.1:9096/report         (the latest incident; the alerts link here)
 
 try:
   curl -si -H 'content-type: image/jpeg' -H 'x-device-type: crane-camera' -H 'x-device-id: crane-001' --data-binary @.data/images/person.jpg http://127.0.0.1:10000/infer

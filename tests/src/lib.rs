@@ -1,11 +1,15 @@
 //! Harness for grayguard's end-to-end tests: where the real binaries live, how to start
 //! them on free loopback ports and make sure they die with the test (Envoy, the sidecars,
-//! Prometheus, a container registry), how to read and unpack the OCI images, and a small
-//! HTTP client that returns every status (4xx/5xx included) as data rather than as an error.
+//! Prometheus, Alertmanager with the alert sink and the report server, a container
+//! registry), how to look at a page with headless Chromium, how to read and unpack the OCI
+//! images, and a small HTTP client that returns every status (4xx/5xx included) as data
+//! rather than as an error.
 //!
 //! Test code may panic freely: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod alerting;
+pub mod browser;
 pub mod envoy;
 pub mod http;
 pub mod mesh;

@@ -76,6 +76,12 @@ fn front_envoy(plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers: u
         Cluster::new(GRAY, at(gray.port)),
     );
     opts.concurrency = workers;
+    // A configuration with confirm mode's `operator` gets its operator listener, on the port
+    // the configuration names.
+    opts.operator_port = serde_json::from_str::<serde_json::Value>(plugin_config)
+        .ok()
+        .and_then(|v| v["operator"]["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok());
     Envoy::start(&opts)
 }
 

@@ -117,3 +117,19 @@ pub fn crash_test_wasm() -> PathBuf {
         root().join("target/crash-test/wasm32-wasip1/release/grayguard_filter.wasm"),
     )
 }
+
+/// The release `grayguard-report` binary (`make build`).
+pub fn report() -> PathBuf {
+    from_env(
+        "GRAYGUARD_REPORT",
+        root().join("target/release/grayguard-report"),
+    )
+}
+
+/// The release `grayguard-alert-sink` binary (`make build`).
+pub fn alert_sink() -> PathBuf {
+    from_env(
+        "GRAYGUARD_ALERT_SINK",
+        root().join("target/release/grayguard-alert-sink"),
+    )
+}

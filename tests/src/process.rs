@@ -51,6 +51,11 @@ impl Proc {
         self.child.id()
     }
 
+    /// The file the process writes its output to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Everything the process has written so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

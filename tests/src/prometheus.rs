@@ -27,8 +27,6 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `jobs` every second and waits until it is ready.
     pub fn start(jobs: &[Job]) -> Prometheus {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let mut config = String::from(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
         );
@@ -41,6 +39,18 @@ impl Prometheus {
                 targets.join(", ")
             );
         }
+        Prometheus::start_config(&config)
+    }
+
+    /// Starts Prometheus with the configuration `config` (YAML) and waits until it is ready.
+    pub fn start_config(config: &str) -> Prometheus {
+        Prometheus::start_config_on(config, free_port())
+    }
+
+    /// [`Prometheus::start_config`] on a given port (chosen with `free_port`), for clients
+    /// that must know it before Prometheus starts.
+    pub fn start_config_on(config: &str, port: u16) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("prometheus.yml");
         std::fs::write(&file, config).unwrap();
         let mut cmd = Command::new("prometheus");

@@ -423,3 +423,211 @@ fn deployments_pass_only_flags_the_sidecar_has() {
         text(&out)
     );
 }
+
+fn amtool(args: &[&str], dir: &Path) -> Output {
+    let mut cmd = Command::new("amtool");
+    cmd.args(args).current_dir(dir);
+    run(cmd)
+}
+
+/// The receivers every grayguard alert must reach, in route order.
+const GRAYGUARD_RECEIVERS: &str = "grayguard-webhook,grayguard-slack,grayguard-wechat";
+
+/// The cluster's Alertmanager configuration with its templates, in a temp dir, its template
+/// path (where the Operator mounts the Secret) pointed there.
+fn cluster_alertmanager_config() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let alerting = mesh_config().join("alerting");
+    for name in ["alertmanager.yaml", "grayguard.tmpl", "links.tmpl"] {
+        std::fs::copy(alerting.join(name), dir.path().join(name)).unwrap();
+    }
+    let config = dir.path().join("alertmanager.yaml");
+    edit(
+        &config,
+        "/etc/alertmanager/config/*.tmpl",
+        &format!("{}/*.tmpl", dir.path().display()),
+    );
+    (dir, config)
+}
+
+#[test]
+fn alertmanager_configs_pass_amtool_and_route_every_grayguard_alert_to_all_receivers() {
+    // From another folder: the local config's templates resolve relative to the file.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let local = mesh_config().join("local/alertmanager.yml");
+    let (_dir, cluster) = cluster_alertmanager_config();
+    let rules = std::fs::read_to_string(mesh_config().join("prometheus/rules.yaml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(
+        alerts.contains(&"GrayguardShedAwaitsConfirmation") && alerts.len() >= 9,
+        "{alerts:?}"
+    );
+    for config in [&local, &cluster] {
+        let out = amtool(
+            &["check-config", config.to_str().unwrap()],
+            elsewhere.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("3 receivers"), "{}", text(&out));
+        let file = format!("--config.file={}", config.display());
+        for alert in &alerts {
+            let label = format!("alertname={alert}");
+            let out = amtool(
+                &[
+                    "config",
+                    "routes",
+                    "test",
+                    &file,
+                    &format!("--verify.receivers={GRAYGUARD_RECEIVERS}"),
+                    &label,
+                    "rule=crane-cameras",
+                    "severity=critical",
+                ],
+                elsewhere.path(),
+            );
+            assert!(
+                out.status.success(),
+                "{alert} does not reach {GRAYGUARD_RECEIVERS}:\n{}",
+                text(&out)
+            );
+        }
+    }
+    // The routes bite: another team's alert is not sent to grayguard's chat receivers.
+    let out = amtool(
+        &[
+            "config",
+            "routes",
+            "test",
+            &format!("--config.file={}", local.display()),
+            &format!("--verify.receivers={GRAYGUARD_RECEIVERS}"),
+            "alertname=NodeDiskFull",
+        ],
+        elsewhere.path(),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+}
+
+/// Alertmanager's template data for one alert (`status` firing or resolved).
+fn template_data(status: &str, confirm_url: &str) -> String {
+    let labels = serde_json::json!({
+        "alertname": "GrayguardShedAwaitsConfirmation", "rule": "crane-cameras",
+        "trigger": "box_count", "instance": "127.0.0.1:9901", "severity": "critical",
+    });
+    serde_json::json!({
+        "receiver": "grayguard-slack", "status": status, "externalURL": "http://127.0.0.1:9093",
+        "groupLabels": {"alertname": "GrayguardShedAwaitsConfirmation"},
+        "commonLabels": labels, "commonAnnotations": {},
+        "alerts": [{
+            "status": status, "labels": labels, "fingerprint": "f",
+            "annotations": {"summary": "Gray is worse", "description": "Read the report.", "confirm_url": confirm_url},
+            "startsAt": "2026-11-30T15:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
+        }],
+    })
+    .to_string()
+}
+
+#[test]
+fn message_templates_carry_the_confirmation_while_firing_and_the_report_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let confirm = "http://127.0.0.1:10100/grayguard/confirm?rule=crane-cameras&trigger=box_count&exp=1796054400&sig=0a1b";
+    let report =
+        "http://127.0.0.1:9096/report?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
+    let render = |status: &str, template: &str| {
+        let data = dir.path().join(format!("{status}.json"));
+        std::fs::write(&data, template_data(status, confirm)).unwrap();
+        let out = amtool(
+            &[
+                "template",
+                "render",
+                &format!(
+                    "--template.glob={}",
+                    mesh_config().join("alerting/grayguard.tmpl").display()
+                ),
+                &format!(
+                    "--template.glob={}",
+                    mesh_config().join("local/links.tmpl").display()
+                ),
+                &format!("--template.data={}", data.display()),
+                &format!("--template.text={{{{ template \"{template}\" . }}}}"),
+            ],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let slack = render("firing", "grayguard.slack.text");
+    assert!(
+        slack.contains(&format!("<{confirm}|Shed gray now>")),
+        "{slack}"
+    );
+    assert!(
+        slack.contains(&format!("<{report}|Incident report>")),
+        "{slack}"
+    );
+    let wechat = render("firing", "grayguard.wechat.message");
+    assert!(
+        wechat.starts_with(
+            "## [FIRING:1] GrayguardShedAwaitsConfirmation · rule crane-cameras · box_count"
+        ),
+        "{wechat}"
+    );
+    assert!(
+        wechat.contains(&format!("[Shed gray now]({confirm})")),
+        "{wechat}"
+    );
+    assert!(
+        wechat.contains(&format!("[Incident report]({report})")),
+        "{wechat}"
+    );
+    assert_eq!(render("firing", "grayguard.slack.title_link"), report);
+    // Resolved: the report still, the confirmation no more.
+    for template in ["grayguard.slack.text", "grayguard.wechat.message"] {
+        let resolved = render("resolved", template);
+        assert!(!resolved.contains(confirm), "{resolved}");
+        assert!(resolved.contains(report), "{resolved}");
+    }
+}
+
+#[test]
+fn validator_rejects_alertmanager_configs_that_drift_apart() {
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    // The local mesh routing differently from the cluster.
+    edit(
+        &m.join("local/alertmanager.yml"),
+        "group_wait: 5s",
+        "group_wait: 30s",
+    );
+    // A receiver sending another message.
+    edit(
+        &m.join("local/alertmanager.yml"),
+        "message: '{{ template \"grayguard.wechat.message\" . }}'",
+        "message: '{{ template \"grayguard.slack.text\" . }}'",
+    );
+    // A template nobody defines.
+    edit(
+        &m.join("alerting/alertmanager.yaml"),
+        "color: '{{ template \"grayguard.slack.color\" . }}'",
+        "color: '{{ template \"grayguard.slack.colour\" . }}'",
+    );
+    let out = validator(&m, &[]);
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken copy accepted:\n{report}"
+    );
+    for expected in [
+        "mesh-config/local/alertmanager.yml: route differs from mesh-config/alerting/alertmanager.yaml's",
+        "mesh-config/local/alertmanager.yml: receiver 'grayguard-wechat' sends other messages than in mesh-config/alerting/alertmanager.yaml",
+        "mesh-config/alerting/alertmanager.yaml: template 'grayguard.slack.colour' is used but defined in none of",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
+}

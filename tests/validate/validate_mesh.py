@@ -25,6 +25,8 @@ Checks, for every YAML/JSON file under the root:
     the files and in every built kustomization, including Flagger's Canary and Argo
     Rollouts' Rollout (header match, subsets, routes, templates);
   * Flagger's and Argo Rollouts' analyses ask the same questions with the same thresholds;
+  * the Alertmanager configurations (the cluster's and the local mesh's) route alike, give
+    each receiver the same messages, and use only templates that are defined beside them;
   * with --sidecar-help, every flag the Deployments pass to grayguard-sidecar exists.
 
 Prints one line per problem naming the file, the resource and the error, and exits 1 if
@@ -73,6 +75,8 @@ ARGO_INTERVAL = re.compile(r"\{\{\s*args\.interval\s*\}\}")
 CONDITION_RE = re.compile(r"^\s*result\[0\]\s*(<=|<)\s*(-?[0-9.]+)\s*$")
 # A metric name (or a recording rule name level:metric:operations) mentioning grayguard.
 METRIC_RE = re.compile(r"(?<![\w:])(?:[a-zA-Z_]\w*:)?grayguard_\w*(?::\w+)*")
+
+
 
 
 class Published:
@@ -551,7 +555,7 @@ def check_stats_patch(where: str, doc: dict, published: Published, report: Repor
     if not any(tagged.startswith(p) for p in prefixes) and not any(r.fullmatch(tagged) for r in regexps):
         report.error(where, f"proxyStatsMatcher does not expose the per-rule gauges ({tagged})")
     config = json.loads(annotations[PROXY_CONFIG])
-    missing = {"rule", "trigger"} - set(config.get("extraStatTags") or [])
+    missing = {"rule", "trigger", "confirm"} - set(config.get("extraStatTags") or [])
     if missing:
         report.error(where, f"extraStatTags lacks {sorted(missing)}: the per-rule gauges would lose their labels")
 
@@ -625,6 +629,69 @@ def compare_analyses(queries: list[dict], report: Report) -> None:
         elif flagger[name] != argo[name]:
             report.error(where["argo-rollouts"], f"analysis metric {name!r} differs from Flagger's "
                          "(query or threshold)")
+
+
+# Receiver settings that name where a message goes or the credentials to send it: they
+# differ between the cluster and the local mesh. Everything else (the messages) must not.
+ENDPOINT_KEYS = {"url", "url_file", "api_url", "api_url_file", "api_secret", "api_secret_file",
+                 "corp_id", "agent_id", "to_user", "to_party", "to_tag", "channel", "http_config"}
+TEMPLATE_USE = re.compile(r'\{\{-?\s*template\s+"([^"]+)"')
+TEMPLATE_DEFINE = re.compile(r'\{\{-?\s*define\s+"([^"]+)"')
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from strings(v)
+
+
+def is_alertmanager_config(doc: Any) -> bool:
+    return (isinstance(doc, dict) and not is_resource(doc)
+            and isinstance(doc.get("route"), dict) and isinstance(doc.get("receivers"), list))
+
+
+def check_alertmanager(configs: list[tuple[pathlib.Path, dict]], root: pathlib.Path,
+                       report: Report) -> None:
+    """Each Alertmanager configuration uses only templates defined in the template files
+    beside it (or that it lists by a relative path); any two route alike and send the same
+    messages through receivers of the same names and kinds."""
+    for path, config in configs:
+        where = rel(path, root)
+        files = set(path.parent.glob("*.tmpl"))
+        for entry in config.get("templates") or []:
+            if not pathlib.PurePath(entry).is_absolute():
+                files |= set(path.parent.glob(entry))
+        defined = {name for f in files for name in TEMPLATE_DEFINE.findall(f.read_text(encoding="utf-8"))}
+        used = {name for text in strings(config) for name in TEMPLATE_USE.findall(text)}
+        for f in files:
+            used |= set(TEMPLATE_USE.findall(f.read_text(encoding="utf-8")))
+        for name in sorted(used - defined):
+            report.error(where, f"template {name!r} is used but defined in none of "
+                         f"{sorted(rel(f, root) for f in files) or 'its template files'}")
+
+    def messages(config: dict) -> dict:
+        return {r.get("name"): {kind: [{k: v for k, v in c.items() if k not in ENDPOINT_KEYS}
+                                       for c in r.get(kind) or []]
+                                for kind in sorted(r) if kind.endswith("_configs")}
+                for r in config.get("receivers") or []}
+
+    for (path, config), (ref_path, reference) in zip(configs[1:], configs):
+        where = rel(path, root)
+        if config.get("route") != reference.get("route"):
+            report.error(where, f"route differs from {rel(ref_path, root)}'s: the local mesh "
+                         "must route as the cluster does")
+        mine, theirs = messages(config), messages(reference)
+        for name in sorted(set(mine) | set(theirs), key=str):
+            if name not in mine or name not in theirs:
+                report.error(where, f"receiver {name!r} is in only one of this and {rel(ref_path, root)}")
+            elif mine[name] != theirs[name]:
+                report.error(where, f"receiver {name!r} sends other messages than in "
+                             f"{rel(ref_path, root)} (only endpoints and credentials may differ)")
 
 
 def check_built(where: str, docs: list[dict], report: Report) -> None:
@@ -726,6 +793,7 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
     plugin_configs: list[tuple[str, Any]] = []
     rule_files: list[tuple[str, list]] = []
     prometheus_rules: list[tuple[str, dict]] = []
+    alertmanager_configs: list[tuple[pathlib.Path, dict]] = []
     exprs: list[tuple[str, str]] = []
 
     def validate(doc: dict, where: str, patch: bool = False) -> bool:
@@ -760,6 +828,8 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
                 exprs += [(name, r["expr"]) for g in groups for r in g["rules"] if "expr" in r]
             if isinstance(doc, dict) and isinstance(doc.get("panels"), list):
                 exprs += [(name, e) for e in dashboard_exprs(doc)]
+            if is_alertmanager_config(doc):
+                alertmanager_configs.append((path, doc))
             if not is_resource(doc):
                 continue
             if not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
@@ -791,6 +861,8 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
         elif not any(groups == g for _, g in rule_files):
             report.error(where, "spec.groups differ from " + ", ".join(n for n, _ in rule_files)
                          + " (run mesh-config/prometheus/generate.py)")
+
+    check_alertmanager(alertmanager_configs, root, report)
 
     queries = analysis_queries(all_resources, report)
     compare_analyses(queries, report)
@@ -826,6 +898,7 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
         print(line)
     print(f"{report.checked} files, {len(resources)} valid resources, {len(built)} kustomizations built, "
           f"{len(plugin_configs)} plugin configurations, {len(rule_files)} rules files, "
+          f"{len(alertmanager_configs)} Alertmanager configurations, "
           f"{len(queries)} analysis queries: {len(report.problems)} problems")
     return 1 if report.problems else 0
 

@@ -1,0 +1,252 @@
+//! What the report charts: one panel per question an on-call engineer asks about an
+//! incident, each a few PromQL queries on the metric names of the contract crate.
+
+use grayguard_contract::metrics::{filter, sidecar};
+
+/// The confirm-mode alert gauge (labels `rule`, `trigger`, `confirm`): 1 while a rule waits
+/// for a person.
+pub const ALERT: &str = filter::ALERT;
+
+/// How a panel draws its series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Lines, y from zero.
+    Lines,
+    /// Lines with a dashed limit at this value (the evidence panel: 100 sheds).
+    LinesWithLimit(u32),
+    /// Breaker states as steps on the closed / open / half-open scale.
+    Breaker,
+}
+
+/// One query of a panel: its legend (`{label}` is replaced by that label's value) and PromQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub legend: String,
+    pub expr: String,
+}
+
+/// One chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panel {
+    pub title: String,
+    pub unit: String,
+    pub style: Style,
+    pub queries: Vec<Query>,
+    /// Series drawn as shaded spans where they are above zero (alerting).
+    pub spans: Option<Query>,
+}
+
+fn q(legend: &str, expr: String) -> Query {
+    Query {
+        legend: legend.to_string(),
+        expr,
+    }
+}
+
+/// A gateway-side mean: the rate of a sum over the rate of its count.
+fn mean(sum: &str, count: &str, w: &str) -> String {
+    format!("sum(rate({sum}[{w}])) / sum(rate({count}[{w}]))")
+}
+
+/// The panels for `rule`, with rates over `w` (a PromQL duration such as `20s`).
+pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
+    let r = rule.replace('\\', "\\\\").replace('"', "\\\"");
+    let p95 = |track: &str| {
+        format!(
+            "1000 * histogram_quantile(0.95, sum by (le) (rate({}_bucket{{track=\"{track}\"}}[{w}])))",
+            sidecar::REQUEST_DURATION_SECONDS
+        )
+    };
+    let errors = |track: &str| {
+        format!(
+            // No 5xx series at all is zero errors, not no data.
+            "100 * (sum(rate({n}{{track=\"{track}\",status=~\"5..\"}}[{w}])) or vector(0)) / sum(rate({n}{{track=\"{track}\"}}[{w}]))",
+            n = sidecar::REQUESTS_TOTAL
+        )
+    };
+    let per_s = |name: &str| format!("sum(rate({name}[{w}]))");
+    vec![
+        Panel {
+            title: "Latency: gray vs stable".into(),
+            unit: "ms".into(),
+            style: Style::Lines,
+            queries: vec![
+                q(
+                    "gray mean (gateway)",
+                    format!(
+                        "{} / 1000",
+                        mean(filter::GRAY_LATENCY_US, filter::GRAY_LATENCY_SAMPLES, w)
+                    ),
+                ),
+                q(
+                    "stable mean (gateway)",
+                    format!(
+                        "{} / 1000",
+                        mean(filter::STABLE_LATENCY_US, filter::STABLE_LATENCY_SAMPLES, w)
+                    ),
+                ),
+                q("gray p95 (sidecar)", p95("gray")),
+                q("stable p95 (sidecar)", p95("stable")),
+            ],
+            spans: None,
+        },
+        Panel {
+            title: "Boxes per reply: gray vs stable".into(),
+            unit: "boxes".into(),
+            style: Style::Lines,
+            queries: vec![
+                q(
+                    "gray",
+                    mean(filter::GRAY_BOXES, filter::GRAY_BOX_SAMPLES, w),
+                ),
+                q(
+                    "stable",
+                    mean(filter::STABLE_BOXES, filter::STABLE_BOX_SAMPLES, w),
+                ),
+            ],
+            spans: None,
+        },
+        Panel {
+            title: "Errors".into(),
+            unit: "% of replies".into(),
+            style: Style::Lines,
+            queries: vec![
+                q(
+                    "gray failures (gateway)",
+                    format!(
+                        "100 * {} / {}",
+                        per_s(filter::GRAY_FAILURES),
+                        per_s(filter::GRAY_RESPONSES)
+                    ),
+                ),
+                q("gray 5xx (sidecar)", errors("gray")),
+                q("stable 5xx (sidecar)", errors("stable")),
+            ],
+            spans: None,
+        },
+        Panel {
+            title: format!("Evidence of rule {rule} (100 sheds)"),
+            unit: "% of threshold".into(),
+            style: Style::LinesWithLimit(100),
+            queries: vec![q(
+                "{trigger}",
+                format!(
+                    "max by (trigger) ({}{{rule=\"{r}\"}})",
+                    filter::EVIDENCE_PCT
+                ),
+            )],
+            spans: None,
+        },
+        Panel {
+            title: format!("Breaker of rule {rule}, alerting shaded"),
+            unit: "state".into(),
+            style: Style::Breaker,
+            queries: vec![q(
+                "{instance}",
+                format!(
+                    "max by (instance) ({}{{rule=\"{r}\"}})",
+                    filter::RULE_BREAKER_STATE
+                ),
+            )],
+            spans: Some(q("alerting", format!("max({ALERT}{{rule=\"{r}\"}})"))),
+        },
+        Panel {
+            title: "Decisions".into(),
+            unit: "requests/s".into(),
+            style: Style::Lines,
+            queries: vec![
+                q("routed to gray", per_s(filter::ROUTED_GRAY)),
+                q("routed to stable", per_s(filter::ROUTED_STABLE)),
+                q("shed to stable", per_s(filter::SHED_REQUESTS)),
+                q("probes to gray", per_s(filter::PROBE_REQUESTS)),
+            ],
+            spans: None,
+        },
+    ]
+}
+
+/// The counters of the decisions table: what the gateways did during the incident.
+pub fn decision_counters() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
+        ("routed to gray", filter::ROUTED_GRAY),
+        ("routed to stable", filter::ROUTED_STABLE),
+        ("shed to stable", filter::SHED_REQUESTS),
+        ("half-open probes to gray", filter::PROBE_REQUESTS),
+        ("would have been shed (dry run)", filter::DRY_RUN_REQUESTS),
+        ("failed gray replies", filter::GRAY_FAILURES),
+    ]
+    .into_iter()
+    .map(|(label, name)| (label.to_string(), name.to_string()))
+    .collect();
+    v.extend(
+        grayguard_contract::Trigger::ALL
+            .into_iter()
+            .map(|t| (format!("breaker openings: {t}"), filter::breaches(t))),
+    );
+    v
+}
+
+/// The legend of a series: `{label}` in `template` replaced by the series' label value.
+pub fn legend(template: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = template.to_string();
+    for (k, v) in labels {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    // A placeholder whose label the series lacks.
+    if out.contains('{') {
+        template.replace(['{', '}'], "")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_panel_names_only_published_metrics() {
+        let published: Vec<String> = filter::all()
+            .into_iter()
+            .chain(sidecar::SCALARS.iter().map(|s| s.to_string()))
+            .chain(sidecar::HISTOGRAMS.iter().map(|h| format!("{h}_bucket")))
+            .chain([ALERT.to_string()])
+            .collect();
+        for p in panels("crane-cameras", "20s") {
+            for query in p.queries.iter().chain(&p.spans) {
+                for word in query
+                    .expr
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                {
+                    if word.starts_with("grayguard_") {
+                        assert!(
+                            published.iter().any(|n| n == word),
+                            "{word} in {}",
+                            query.expr
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rule_names_are_quoted_and_legends_filled() {
+        let p = panels("a\"b", "20s");
+        assert!(p[3].queries[0].expr.contains("rule=\"a\\\"b\""));
+        let labels = [("trigger".to_string(), "box_count".to_string())]
+            .into_iter()
+            .collect();
+        assert_eq!(legend("{trigger}", &labels), "box_count");
+        assert_eq!(legend("{instance}", &labels), "instance");
+        assert_eq!(legend("gray", &labels), "gray");
+    }
+
+    #[test]
+    fn the_decisions_table_counts_every_trigger() {
+        let names: Vec<String> = decision_counters().into_iter().map(|(_, n)| n).collect();
+        for t in grayguard_contract::Trigger::ALL {
+            assert!(names.contains(&filter::breaches(t)));
+        }
+    }
+}

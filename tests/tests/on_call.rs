@@ -1,0 +1,461 @@
+//! The on-call engineer's path, end to end with real processes: the front Envoy with the
+//! filter, the stable and the oversensitive gray sidecar with the real model, a real
+//! Prometheus evaluating mesh-config/prometheus/rules.yaml, the real Alertmanager with the
+//! local mesh's configuration and templates, grayguard-alert-sink standing in for Slack,
+//! WeChat Work and the webhook consumer, and grayguard-report serving the reports the
+//! messages link to.
+//!
+//! grayguard sheds the gray cohort; Prometheus fires the shed alert; Alertmanager delivers it
+//! to all three receivers with the report link; the link opens a report of this incident
+//! (its record, evidence, charts, decisions, gray vs stable, the gray sidecar's log); and
+//! headless Chromium renders that report (the PNG and the page are kept in
+//! target/test-artifacts/on_call/ for a person to look at).
+//!
+//! In confirm mode the same path carries the one-click confirmation: the alert asks a
+//! person, the link in the message sheds the rule at the gateway, the decision header and
+//! the incident record say so.
+//!
+//! Test code may panic freely: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use grayguard_contract::headers;
+use grayguard_contract::operator::SECRET_ENV;
+use grayguard_e2e::alerting::{AlertSink, Alertmanager, ReportServer, link};
+use grayguard_e2e::mesh::{GRAY, Mesh, STABLE};
+use grayguard_e2e::prometheus::Prometheus;
+use grayguard_e2e::{browser, http, paths};
+
+const MIN_SAMPLES: usize = 5;
+
+/// The canonical rule; box count decides (latency and failure margins far away); the shed
+/// outlasts the test.
+fn plugin_config() -> String {
+    plugin_config_with(None)
+}
+
+/// [`plugin_config`] with `breach.action` set (`shed` or `confirm`); confirm mode gets an
+/// operator listener on a free port (its secret comes from the VM's environment, which the
+/// harness sets).
+fn plugin_config_with(action: Option<&str>) -> String {
+    let operator = match action {
+        Some("confirm") => format!(
+            "\"operator\": {{ \"port\": {}, \"secret_env\": \"{SECRET_ENV}\", \"identity_header\": \"x-auth-request-email\" }},\n  ",
+            grayguard_e2e::process::free_port()
+        ),
+        _ => String::new(),
+    };
+    let action = action.map_or(String::new(), |a| format!("\"action\": \"{a}\",\n    "));
+    format!(
+        r#"{{
+  {operator}"route_header": "x-canary-route",
+  "stable": "{STABLE}",
+  "gray": "{GRAY}",
+  "rules": [
+    {{ "name": "crane-cameras",
+      "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }},
+      "percent": 100,
+      "sticky_header": "x-device-id" }}
+  ],
+  "breach": {{
+    "detector": "sequential",
+    {action}"flag_header": "x-canary-breach",
+    "latency": {{ "header": "x-inference-latency-ms", "max_ratio": 5, "min_samples": {MIN_SAMPLES} }},
+    "box_count": {{ "header": "x-box-count", "max_shift": 0.25, "min_samples": {MIN_SAMPLES} }},
+    "error_rate": {{ "max_excess": 0.3, "min_samples": {MIN_SAMPLES} }},
+    "consecutive_failures": 5,
+    "shed_for_s": 300,
+    "probe_percent": 10,
+    "scope": "rule",
+    "dry_run": false
+  }}
+}}"#
+    )
+}
+
+/// Prometheus as the local mesh's: the project's rules, alerts to `alertmanager`, the
+/// gateway's `operator_url`, the sidecars' `track` and `version`; 1 s scrapes and
+/// evaluations.
+fn prometheus_config(mesh: &Mesh, alertmanager: u16, operator: &str) -> String {
+    let rules = paths::root().join("mesh-config/prometheus/rules.yaml");
+    format!(
+        r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: ["{rules}"]
+alerting:
+  alertmanagers:
+    - static_configs: [{{ targets: ["127.0.0.1:{alertmanager}"] }}]
+scrape_configs:
+  - job_name: envoy
+    metrics_path: /stats/prometheus
+    static_configs:
+      - targets: ["127.0.0.1:{admin}"]
+        labels: {{ operator_url: "{operator}" }}
+  - job_name: yolo-detector
+    static_configs:
+      - targets: ["127.0.0.1:{stable}"]
+        labels: {{ version: {STABLE}, track: stable }}
+      - targets: ["127.0.0.1:{gray}"]
+        labels: {{ version: {GRAY}, track: gray }}
+"#,
+        rules = rules.display(),
+        admin = mesh.envoy.admin,
+        stable = mesh.stable.port,
+        gray = mesh.gray.port,
+    )
+}
+
+#[test]
+fn a_shed_reaches_people_with_a_report_that_renders() {
+    let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
+        .iter()
+        .map(|n| std::fs::read(paths::image(n)).unwrap())
+        .collect();
+    let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
+    let mesh = Mesh::start(
+        &plugin_config(),
+        &[&common[..], &["--conf", "0.25"]].concat(),
+        &[&common[..], &["--conf", "0.001"]].concat(),
+        2,
+    );
+    let sink = AlertSink::start();
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    // The report server starts before Prometheus exists: it reads its sources per request.
+    let prom_port = grayguard_e2e::process::free_port();
+    let sources: Vec<String> = [
+        ("--prometheus", url(prom_port)),
+        ("--gateway", url(mesh.envoy.admin)),
+        ("--gray", url(mesh.gray.port)),
+        ("--stable", url(mesh.stable.port)),
+        (
+            "--envoy-log",
+            mesh.envoy.proc.log_path().display().to_string(),
+        ),
+        (
+            "--gray-log",
+            mesh.gray.proc.log_path().display().to_string(),
+        ),
+        // This Prometheus scrapes every second, since the mesh started (a minute before).
+        ("--min-step-s", "1".to_string()),
+        ("--before-s", "60".to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    let reports = ReportServer::start(&sources);
+    let am = Alertmanager::start(sink.port, reports.port);
+    // No operator listener here: a shed needs no confirmation, so the link is never used.
+    let unused = format!("http://127.0.0.1:{}", grayguard_e2e::process::free_port());
+    let prom_config = prometheus_config(&mesh, am.port, &unused);
+    let prom = Prometheus::start_config_on(&prom_config, prom_port);
+    prom.wait_targets_up(3, Duration::from_secs(30));
+
+    // Traffic until grayguard sheds the crane cameras' gray cohort (the oversensitive gray
+    // floods boxes); dock cameras go to stable and are the control.
+    let mut shed = false;
+    for k in 0..16 * MIN_SAMPLES {
+        let photo = &photos[k % photos.len()];
+        let crane = mesh.infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
+        let dock = mesh.infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
+        for r in [&crane, &dock] {
+            assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
+        }
+        let decision = crane
+            .header(headers::DECISION)
+            .unwrap_or_default()
+            .to_string();
+        if decision.contains("shed=") {
+            assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
+            shed = true;
+            break;
+        }
+    }
+    assert!(
+        shed,
+        "grayguard did not shed the oversensitive gray:\n{}",
+        mesh.envoy.log()
+    );
+    let shed_at = Instant::now();
+
+    // Prometheus fires GrayguardRuleShedding; Alertmanager delivers it to every receiver.
+    let firing = |channel: &'static str| {
+        move |m: &serde_json::Value| {
+            m["channel"] == channel
+                && m["status"] == "firing"
+                && m["alertnames"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|n| n == "GrayguardRuleShedding"))
+        }
+    };
+    let slack = sink.wait_for("Slack message", Duration::from_secs(60), firing("slack"));
+    eprintln!("alert delivered {:?} after the shed", shed_at.elapsed());
+    let wechat = sink.wait_for("WeChat message", Duration::from_secs(20), firing("wechat"));
+    let webhook = sink.wait_for("webhook call", Duration::from_secs(20), firing("webhook"));
+    assert!(
+        slack["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING:1] GrayguardRuleShedding · rule crane-cameras"),
+        "{slack:#}"
+    );
+    let text = slack["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "Gateway 127.0.0.1:{} sheds the gray traffic of rule crane-cameras to stable",
+            mesh.envoy.admin
+        )),
+        "{text}"
+    );
+    // A shed needs no confirmation: no confirmation link, the report link in both chats.
+    assert!(!text.contains("Shed gray now"), "{text}");
+    let report_url = link(&slack, "Incident report").expect("the Slack message links the report");
+    assert_eq!(
+        link(&wechat, "Incident report").as_deref(),
+        Some(report_url.as_str())
+    );
+    assert_eq!(
+        link(&slack, "title link").as_deref(),
+        Some(report_url.as_str())
+    );
+    assert!(
+        report_url.starts_with(&format!(
+            "http://127.0.0.1:{}/report?rule=crane-cameras&instance=",
+            reports.port
+        )),
+        "{report_url}"
+    );
+    assert!(
+        webhook["text"]
+            .as_str()
+            .unwrap()
+            .contains("rule=crane-cameras"),
+        "{webhook:#}"
+    );
+
+    // The link opens the report of this incident.
+    let r = http::get(&report_url).expect("the report server answers");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+    let html = r.text();
+    for expected in [
+        "<title>grayguard incident: crane-cameras box_count at ",
+        "shed_start",
+        "box_count_above",
+        "The detector's evidence",
+        "Around the incident",
+        "Decisions during the incident",
+        "Gray vs stable",
+        "v10-gray",
+        "v9-prod",
+        "Gateways now",
+        "Gray sidecar log (last lines)",
+    ] {
+        assert!(html.contains(expected), "the report lacks {expected:?}");
+    }
+    assert_eq!(html.matches("<svg").count(), 6, "six charts");
+    assert!(
+        html.contains("one point every 1 s"),
+        "the charts' step is the scrape interval"
+    );
+    // The charts have data: the evidence crossed 100 and the breaker opened (the SVG has
+    // lines, not just the axes and "no data").
+    assert!(
+        !html.contains("no data in this window"),
+        "a chart without data"
+    );
+    assert!(!html.contains("Problems reading the sources"), "{html}");
+    // Self-contained: nothing is fetched when it is opened.
+    for outside in ["<script", "<link", "src=\"http", "@import"] {
+        assert!(
+            !html.contains(outside),
+            "the report refers outside itself: {outside}"
+        );
+    }
+
+    // Headless Chromium renders it: the same document comes out of its parser, and the
+    // screenshot is a page, not a blank.
+    let artifacts = paths::root().join("target/test-artifacts/on_call");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let page = artifacts.join("report.html");
+    let png = artifacts.join("report.png");
+    std::fs::write(&page, &html).unwrap();
+    let _ = std::fs::remove_file(&png);
+    let dom = browser::dom(&page);
+    assert_eq!(dom.matches("<svg").count(), 6, "Chromium's DOM lost charts");
+    assert!(dom.contains("box_count_above"));
+    browser::screenshot(&page, &png, 1100, 1600);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(browser::png_size(&bytes), Some((1100, 1600)));
+    assert!(
+        bytes.len() > 100_000,
+        "a {} byte screenshot is too small to hold the report",
+        bytes.len()
+    );
+    eprintln!(
+        "report rendered: {} ({} KB)",
+        png.display(),
+        bytes.len() / 1024
+    );
+}
+
+/// The base URL of the front Envoy's operator listener, where confirmations go (it has one
+/// when the plugin configuration has confirm mode's `operator`).
+fn operator_url(mesh: &Mesh) -> Option<String> {
+    mesh.envoy.operator.map(|p| format!("http://127.0.0.1:{p}"))
+}
+
+/// A confirmation link with the last hex digit of its signature changed.
+fn tampered(url: &str) -> String {
+    let mut s = url.to_string();
+    let last = s.pop().expect("a non-empty link");
+    s.push(if last == '0' { '1' } else { '0' });
+    s
+}
+
+#[test]
+fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
+    let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
+        .iter()
+        .map(|n| std::fs::read(paths::image(n)).unwrap())
+        .collect();
+    let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
+    let mesh = Mesh::start(
+        &plugin_config_with(Some("confirm")),
+        &[&common[..], &["--conf", "0.25"]].concat(),
+        &[&common[..], &["--conf", "0.001"]].concat(),
+        2,
+    );
+    let operator = operator_url(&mesh).expect("the front Envoy has an operator listener");
+    let sink = AlertSink::start();
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let prom_port = grayguard_e2e::process::free_port();
+    let sources: Vec<String> = [
+        ("--prometheus", url(prom_port)),
+        ("--gateway", url(mesh.envoy.admin)),
+        ("--gray", url(mesh.gray.port)),
+        ("--stable", url(mesh.stable.port)),
+        (
+            "--envoy-log",
+            mesh.envoy.proc.log_path().display().to_string(),
+        ),
+        ("--min-step-s", "1".to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    let reports = ReportServer::start(&sources);
+    let am = Alertmanager::start(sink.port, reports.port);
+    let config = prometheus_config(&mesh, am.port, &operator);
+    let prom = Prometheus::start_config_on(&config, prom_port);
+    prom.wait_targets_up(3, Duration::from_secs(30));
+
+    let mut k = 0usize;
+    let mut crane = |mesh: &Mesh| -> String {
+        let photo = &photos[k % photos.len()];
+        let r = mesh.infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
+        let dock = mesh.infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
+        k += 1;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(dock.status, 200, "{}", dock.text());
+        r.header(headers::DECISION).unwrap_or_default().to_string()
+    };
+
+    // The trigger fires, but in confirm mode the cohort stays on gray, flagged as alerting.
+    let mut alerting = false;
+    for _ in 0..16 * MIN_SAMPLES {
+        let decision = crane(&mesh);
+        assert!(
+            !decision.contains("shed="),
+            "confirm mode shed on its own: {decision}"
+        );
+        if decision.contains("alert=") {
+            assert_eq!(decision, "gray; rule=crane-cameras; alert=box_count");
+            alerting = true;
+            break;
+        }
+    }
+    assert!(
+        alerting,
+        "the box-count trigger did not alert:\n{}",
+        mesh.envoy.log()
+    );
+
+    // A person receives the question with the one-click link, in both chats and the webhook.
+    let asks = |channel: &'static str| {
+        move |m: &serde_json::Value| {
+            m["channel"] == channel
+                && m["status"] == "firing"
+                && m["alertnames"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|n| n == "GrayguardShedAwaitsConfirmation"))
+        }
+    };
+    let slack = sink.wait_for(
+        "confirmation request",
+        Duration::from_secs(60),
+        asks("slack"),
+    );
+    let wechat = sink.wait_for("WeChat request", Duration::from_secs(20), asks("wechat"));
+    let webhook = sink.wait_for("webhook request", Duration::from_secs(20), asks("webhook"));
+    let confirm = link(&slack, "Shed gray now").expect("the Slack message carries the link");
+    assert!(
+        confirm.starts_with(&format!(
+            "{operator}/grayguard/confirm?rule=crane-cameras&trigger=box_count&exp="
+        )),
+        "{confirm}"
+    );
+    assert_eq!(
+        link(&wechat, "Shed gray now").as_deref(),
+        Some(confirm.as_str())
+    );
+    assert_eq!(
+        link(&webhook, "confirm_url").as_deref(),
+        Some(confirm.as_str())
+    );
+    assert_eq!(
+        crane(&mesh),
+        "gray; rule=crane-cameras; alert=box_count",
+        "nobody clicked yet"
+    );
+
+    // Only a valid signature, only on the operator listener.
+    let forged = http::get(&tampered(&confirm)).unwrap();
+    assert_eq!(forged.status, 403, "{}", forged.text());
+    let query = confirm.split_once('?').unwrap().1;
+    let public = http::get(&mesh.envoy.url(&format!("/grayguard/confirm?{query}"))).unwrap();
+    assert_ne!(
+        public.status, 200,
+        "the public listener took a confirmation"
+    );
+    assert_eq!(crane(&mesh), "gray; rule=crane-cameras; alert=box_count");
+
+    // The click sheds the rule as the trigger would have; a second click changes nothing.
+    let clicked = http::get(&confirm).unwrap();
+    assert_eq!(clicked.status, 200, "{}", clicked.text());
+    assert_eq!(crane(&mesh), "stable; rule=crane-cameras; shed=box_count");
+    let again = http::get(&confirm).unwrap();
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(crane(&mesh), "stable; rule=crane-cameras; shed=box_count");
+
+    // The incident record names who confirmed, and so does the report.
+    let log = mesh.envoy.log();
+    let record = log
+        .lines()
+        .find(|l| l.contains("\"grayguard\":\"incident\"") && l.contains("\"confirmed_by\""))
+        .unwrap_or_else(|| panic!("no confirmed shed_start record:\n{log}"));
+    assert!(record.contains("\"event\":\"shed_start\""), "{record}");
+    let report = http::get(&link(&slack, "Incident report").unwrap())
+        .unwrap()
+        .text();
+    assert!(
+        report.contains("confirmed by"),
+        "the report does not say who confirmed"
+    );
+    assert!(report.contains("alert_start"), "the report lacks the alert");
+}
