@@ -105,6 +105,11 @@ if [ -z "${GRAYGUARD_OPERATOR_SECRET:-}" ]; then
   GRAYGUARD_OPERATOR_SECRET="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
 fi
 export GRAYGUARD_OPERATOR_SECRET
+# The latch token: the gateways send it, the gray sidecar requires it.
+if [ -z "${GRAYGUARD_LATCH_TOKEN:-}" ]; then
+  GRAYGUARD_LATCH_TOKEN="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+fi
+export GRAYGUARD_LATCH_TOKEN
 ( umask 077; printf '%s\n' "$GRAYGUARD_OPERATOR_SECRET" > "$RUN_DIR/operator-secret" )
 
 PIDS=()

@@ -4,6 +4,7 @@
 //! plus helpers for `/stats/prometheus` and `envoy --mode validate`.
 
 use grayguard_contract::headers;
+use grayguard_contract::latch::TOKEN_ENV;
 use grayguard_contract::operator::SECRET_ENV;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,7 +85,10 @@ impl Options {
             stats_flush_ms: 200,
             operator_port: None,
             // The shipped configurations read the operator secret from the VM's environment.
-            vm_env: vec![(SECRET_ENV.into(), "grayguard-test-operator-secret".into())],
+            vm_env: vec![
+                (SECRET_ENV.into(), "grayguard-test-operator-secret".into()),
+                (TOKEN_ENV.into(), "grayguard-test-latch-token".into()),
+            ],
             failure_policy: None,
         }
     }

@@ -11,6 +11,7 @@
 //! Test code may panic freely: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_contract::latch::TOKEN_ENV;
 use grayguard_contract::operator::SECRET_ENV;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -291,7 +292,8 @@ fn envoy_validate(config: &Path, cwd: &Path) -> Output {
     .arg(config)
     .current_dir(cwd)
     // The shipped configuration reads the operator secret from Envoy's environment.
-    .env(SECRET_ENV, "grayguard-test-operator-secret");
+    .env(SECRET_ENV, "grayguard-test-operator-secret")
+    .env(TOKEN_ENV, "grayguard-test-latch-token");
     run(cmd)
 }
 
@@ -316,11 +318,12 @@ fn local_envoy_config_passes_envoy_validation_with_the_real_filter() {
     ])
     .arg(&config)
     .current_dir(&root)
-    .env_remove(SECRET_ENV);
+    .env_remove(SECRET_ENV)
+    .env_remove(TOKEN_ENV);
     let out = run(bare);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("GRAYGUARD_OPERATOR_SECRET is not set"),
+        text(&out).contains("is not set in the Wasm VM's environment"),
         "{}",
         text(&out)
     );

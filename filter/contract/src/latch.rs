@@ -22,6 +22,11 @@ use crate::reason::Trigger;
 /// The latch endpoint on the workload's control listener.
 pub const PATH: &str = "/grayguard/latch";
 
+/// The conventional environment variable holding the latch token: the gateway's Wasm VM
+/// reads it (`breach.latch.token_env` in the shipped configurations) and the gray sidecar
+/// requires it (its `--control-token` twin reads the same secret).
+pub const TOKEN_ENV: &str = "GRAYGUARD_LATCH_TOKEN";
+
 /// Longest gateway id kept, in bytes.
 pub const MAX_GATEWAY_LEN: usize = 128;
 
