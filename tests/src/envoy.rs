@@ -72,6 +72,52 @@ pub struct Options {
     pub vm_env: Vec<(String, String)>,
     /// The plugin's `failure_policy` (`FAIL_CLOSED`, Envoy's default, unless set).
     pub failure_policy: Option<String>,
+    /// Upstream timeouts of the gray and the stable route.
+    pub timeouts: RouteTimeouts,
+}
+
+/// The routes' upstream timeouts (Envoy's route `timeout`: from the end of the request to the
+/// end of the response; a request past it gets a 504).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    pub gray: Duration,
+    pub stable: Duration,
+}
+
+impl RouteTimeouts {
+    /// The timeouts of the `gray` and `stable` routes of `mesh-config/local/envoy.yaml`, so
+    /// that the tests' Envoys time out as the shipped one does.
+    pub fn local() -> RouteTimeouts {
+        let path = paths::root().join("mesh-config/local/envoy.yaml");
+        let yaml =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let get = |route: &str| {
+            route_timeout(&yaml, route).unwrap_or_else(|| {
+                panic!("{}: no `timeout: Ns` under route `{route}`", path.display())
+            })
+        };
+        RouteTimeouts {
+            gray: get("gray"),
+            stable: get("stable"),
+        }
+    }
+}
+
+/// The `timeout: Ns` of the route named `route` in an Envoy YAML (routes as `- name: X`
+/// items whose `route:` block holds the timeout).
+fn route_timeout(yaml: &str, route: &str) -> Option<Duration> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let (start, item) = yaml
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.trim() == format!("- name: {route}"))?;
+    // The route's item ends at the next line indented no deeper than its dash.
+    yaml.lines()
+        .skip(start + 1)
+        .take_while(|l| l.trim().is_empty() || indent(l) > indent(item))
+        .find_map(|l| l.trim().strip_prefix("timeout:"))
+        .and_then(|v| v.trim().strip_suffix('s')?.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
 }
 
 impl Options {
@@ -90,6 +136,7 @@ impl Options {
                 (TOKEN_ENV.into(), "grayguard-test-latch-token".into()),
             ],
             failure_policy: None,
+            timeouts: RouteTimeouts::local(),
         }
     }
 }
@@ -142,6 +189,11 @@ fn cluster(c: &Cluster) -> Value {
     })
 }
 
+/// A protobuf JSON duration (`"1.5s"`).
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
 /// The bootstrap (JSON, which Envoy reads as YAML) for `opts` on the given ports.
 pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
     let mut filters = Vec::new();
@@ -175,8 +227,9 @@ pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
         "filter_chains": [hcm("front", json!([
             { "match": { "prefix": "/", "headers": [{ "name": opts.route_header,
                 "string_match": { "exact": opts.gray.name } }] },
-              "route": { "cluster": opts.gray.name } },
-            { "match": { "prefix": "/" }, "route": { "cluster": opts.stable.name } },
+              "route": { "cluster": opts.gray.name, "timeout": secs(opts.timeouts.gray) } },
+            { "match": { "prefix": "/" },
+              "route": { "cluster": opts.stable.name, "timeout": secs(opts.timeouts.stable) } },
         ]))],
     })];
     if let Some(op) = opts.operator_port {
@@ -339,4 +392,28 @@ pub fn validate(filter_config: &str) -> (bool, String) {
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_timeouts_are_read_per_route() {
+        let yaml = "routes:\n- name: gray\n  match:\n    headers:\n    - name: x\n  route:\n    cluster: g\n    timeout: 2.5s\n- name: stable\n  route: { cluster: s }\n- name: other\n  route:\n    timeout: 9s\n";
+        assert_eq!(
+            route_timeout(yaml, "gray"),
+            Some(Duration::from_millis(2500))
+        );
+        // A route without its own timeout does not borrow the next route's.
+        assert_eq!(route_timeout(yaml, "stable"), None);
+        assert_eq!(route_timeout(yaml, "missing"), None);
+    }
+
+    #[test]
+    fn the_shipped_local_config_times_gray_out_sooner_than_stable() {
+        let t = RouteTimeouts::local();
+        assert!(t.gray < t.stable, "{t:?}");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5s");
+    }
 }

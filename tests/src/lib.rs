@@ -2,8 +2,8 @@
 //! them on free loopback ports and make sure they die with the test (Envoy, the sidecars,
 //! Prometheus, Alertmanager with the alert sink and the report server, a container
 //! registry), how to look at a page with headless Chromium, how to read and unpack the OCI
-//! images, and a small HTTP client that returns every status (4xx/5xx included) as data
-//! rather than as an error.
+//! images, a small HTTP client that returns every status (4xx/5xx included) as data rather
+//! than as an error, and background traffic for fault injection.
 //!
 //! Test code may panic freely: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,6 +12,7 @@ pub mod alerting;
 pub mod browser;
 pub mod envoy;
 pub mod http;
+pub mod load;
 pub mod mesh;
 pub mod oci;
 pub mod paths;

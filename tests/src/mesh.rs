@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use crate::envoy::{Cluster, Envoy, Filter, Options};
 use crate::http;
 use crate::paths;
-use crate::sidecar::{Sidecar, SidecarBuilder};
+use crate::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
 
 /// The Envoy cluster names (and `x-model-version`s) of the two versions.
 pub const STABLE: &str = "v9-prod";
@@ -32,8 +32,11 @@ impl Mesh {
         gray_flags: &[&str],
         workers: u32,
     ) -> Mesh {
-        let stable = SidecarBuilder::new(STABLE).args(stable_flags).start();
-        let gray = SidecarBuilder::new(GRAY).args(gray_flags).start();
+        // Both load their model at once; each must be ready before Envoy starts.
+        let mut stable = SidecarBuilder::new(STABLE).args(stable_flags).spawn();
+        let mut gray = SidecarBuilder::new(GRAY).args(gray_flags).spawn();
+        stable.wait_ready(READY_TIMEOUT);
+        gray.wait_ready(READY_TIMEOUT);
         let envoy = front_envoy(plugin_config, &stable, &gray, workers);
         Mesh {
             envoy,

@@ -71,7 +71,7 @@ pub fn reference_pipeline() -> PathBuf {
 
 /// Every real photo, sorted by name.
 pub fn images() -> Vec<PathBuf> {
-    let dir = from_env("GRAYGUARD_IMAGES", root().join(".data/images"));
+    let dir = images_dir();
     let mut photos: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -83,7 +83,7 @@ pub fn images() -> Vec<PathBuf> {
 
 /// One of the real photos from Debian's darknet package, e.g. `image("person.jpg")`.
 pub fn image(name: &str) -> PathBuf {
-    from_env("GRAYGUARD_IMAGES", root().join(".data/images")).join(name)
+    images_dir().join(name)
 }
 
 /// The project's Python (virtualenv with the validators).
@@ -132,4 +132,17 @@ pub fn alert_sink() -> PathBuf {
         "GRAYGUARD_ALERT_SINK",
         root().join("target/release/grayguard-alert-sink"),
     )
+}
+
+/// The release `grayguard-soak` binary (`make build-soak`).
+pub fn soak() -> PathBuf {
+    from_env(
+        "GRAYGUARD_SOAK",
+        root().join("target/release/grayguard-soak"),
+    )
+}
+
+/// The folder of the real photos.
+pub fn images_dir() -> PathBuf {
+    from_env("GRAYGUARD_IMAGES", root().join(".data/images"))
 }

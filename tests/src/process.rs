@@ -1,5 +1,6 @@
 //! Background processes for tests: free loopback ports, children that are killed when the
-//! guard drops (also when the test panics), and bounded waits for readiness.
+//! guard drops (also when the test panics), bounded waits for readiness, and signals for
+//! fault injection (a crash is SIGKILL, a hang SIGSTOP).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,21 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind an ephemeral port on loopback")
+}
+
+/// Sends `signal` (a name `kill -l` knows: `KILL`, `STOP`, `CONT`, `TERM`, `INT`) to `pid`;
+/// false when there is no such process (or it may not be signalled).
+pub fn send_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether a process `pid` exists (a zombie still does).
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// A child process whose stdout+stderr go to a log file, killed on drop.
@@ -64,6 +80,22 @@ impl Proc {
     /// `Some(code)` if the process has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
+    }
+
+    /// Sends `signal` to the process (see [`send_signal`]), failing the test if it cannot.
+    pub fn signal(&self, signal: &str) {
+        assert!(
+            send_signal(self.child.id(), signal),
+            "{}: cannot send SIG{signal} to pid {}",
+            self.name,
+            self.child.id()
+        );
+    }
+
+    /// Kills the process with SIGKILL, as a crash would (no drain, no clean-up), and reaps it.
+    pub fn crash(&mut self) -> std::process::ExitStatus {
+        self.signal("KILL");
+        self.child.wait().expect("reap the killed process")
     }
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit.

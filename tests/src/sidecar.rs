@@ -87,10 +87,23 @@ impl SidecarBuilder {
 
     /// Starts the process without waiting for it to be ready.
     pub fn spawn(self) -> Sidecar {
-        let port = free_port();
+        self.spawn_at(free_port())
+    }
+
+    /// Starts the process on a given port (one a front Envoy already routes to), without
+    /// waiting for it to be ready.
+    pub fn spawn_at(self, port: u16) -> Sidecar {
+        let proc = self.spawn_on(port);
+        Sidecar {
+            proc,
+            port,
+            builder: self,
+        }
+    }
+
+    fn spawn_on(&self, port: u16) -> Proc {
         let dir = tempfile::tempdir().expect("temp dir for the sidecar log");
-        let proc = Proc::spawn(&self.version, self.command(port), dir.path()).own_dir(dir);
-        Sidecar { proc, port }
+        Proc::spawn(&self.version, self.command(port), dir.path()).own_dir(dir)
     }
 
     /// Starts the process and waits until `/ready` answers 200.
@@ -105,11 +118,23 @@ impl SidecarBuilder {
 pub struct Sidecar {
     pub proc: Proc,
     pub port: u16,
+    builder: SidecarBuilder,
 }
 
 impl Sidecar {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Starts the same command again on the same port, as a kubelet restarts a crashed
+    /// container (the previous process must be gone); does not wait for readiness.
+    pub fn respawn(&mut self) {
+        assert!(
+            self.proc.exited().is_some(),
+            "{}: respawn while the previous process still runs",
+            self.builder.version
+        );
+        self.proc = self.builder.spawn_on(self.port);
     }
 
     pub fn wait_ready(&mut self, timeout: Duration) {

@@ -15,11 +15,13 @@ use crate::timeline::{Breaker, Second};
 pub const WIDTH: u32 = 1200;
 pub const HEIGHT: u32 = 960;
 
-const FONT: &str = "sans-serif";
+/// The family every chart's text is drawn in (the embedded DejaVu Sans).
+pub const FONT: &str = "sans-serif";
 
 static FONT_LOADED: OnceLock<bool> = OnceLock::new();
 
-fn register_font() -> Result<(), String> {
+/// Registers the embedded font under [`FONT`] (once per process); charts call it first.
+pub fn register_font() -> Result<(), String> {
     let loaded = *FONT_LOADED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
     });
@@ -47,7 +49,7 @@ pub fn draw(
 }
 
 /// Colours of the cohorts' lines, in mix order.
-const COHORT_COLORS: [RGBColor; 6] = [
+pub const COHORT_COLORS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
@@ -58,7 +60,7 @@ const COHORT_COLORS: [RGBColor; 6] = [
 
 /// The breaker readings as a step line: each state holds until the next reading (the last
 /// one until `x_end`).
-fn steps(readings: &[(Duration, Breaker)], x_end: f64) -> Vec<(f64, f64)> {
+pub fn steps(readings: &[(Duration, Breaker)], x_end: f64) -> Vec<(f64, f64)> {
     let mut pts = Vec::with_capacity(readings.len() * 2 + 1);
     for (k, (at, b)) in readings.iter().enumerate() {
         let y = f64::from(b.gauge());

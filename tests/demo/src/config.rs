@@ -89,6 +89,8 @@ pub struct Plan {
     pub admin_poll: Duration,
     pub gray_version: String,
     pub stable_version: String,
+    /// Print one line per second of the run (the live view).
+    pub live: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +127,9 @@ fn http_host(url: &str) -> Result<&str, String> {
     Ok(host)
 }
 
-fn check_url(flag: &'static str, url: &str, allow_remote: bool) -> Result<(), ConfigError> {
+/// Refuses a URL that is not `http://` or, unless `allow_remote`, not on loopback; the error
+/// names `flag`.
+pub fn check_url(flag: &'static str, url: &str, allow_remote: bool) -> Result<(), ConfigError> {
     let host = http_host(url).map_err(|e| ConfigError::Flag(flag, e))?;
     let loopback = host == "localhost"
         || host
@@ -212,6 +216,7 @@ impl Args {
             admin_poll: Duration::from_millis(self.admin_poll_ms),
             gray_version: self.gray_version.clone(),
             stable_version: self.stable_version.clone(),
+            live: true,
         })
     }
 }

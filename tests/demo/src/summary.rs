@@ -293,6 +293,7 @@ mod tests {
             sent: Duration::from_millis(2_600),
             done: Duration::from_millis(2_700),
             cohort: 0,
+            image: 0,
             outcome: Outcome::Transport("reset".into()),
         });
         let s = Summary::compute(&samples, &breaker);

@@ -79,6 +79,7 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
                     sent,
                     done: start.elapsed(),
                     cohort: job.cohort,
+                    image: job.image,
                     outcome,
                 };
                 if tx.send(sample).is_err() {
@@ -175,7 +176,7 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
         }
         result.timeline.extend_to(now);
         let complete = usize::try_from(now.saturating_sub(PRINT_GRACE).as_secs()).unwrap_or(0);
-        while printed < complete.min(result.timeline.seconds().len()) {
+        while plan.live && printed < complete.min(result.timeline.seconds().len()) {
             let line = result.timeline.seconds()[printed].describe(printed);
             bar.suspend(|| println!("{line}"));
             printed += 1;
@@ -203,7 +204,11 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
     if let Some(text) = fetch_text(&agent, &plan.admin_metrics) {
         result.last_admin = Some(text);
     }
-    let seconds = result.timeline.seconds().len();
+    let seconds = if plan.live {
+        result.timeline.seconds().len()
+    } else {
+        printed
+    };
     for i in printed..seconds {
         let line = result.timeline.seconds()[i].describe(i);
         bar.suspend(|| println!("{line}"));

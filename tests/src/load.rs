@@ -1,0 +1,281 @@
+//! Background traffic for fault tests: lanes of sender threads, each lane one device cohort
+//! sending the real photos in turn through the front Envoy at its own pace, every reply
+//! recorded with its send and reply times, while the test injects a fault. Bounded: every
+//! lane stops at the test's [`Load::stop`], after its `max_requests`, or after the load's
+//! `max_duration`, whichever comes first.
+
+use grayguard_contract::headers;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::http;
+use crate::paths;
+
+/// The photos every lane sends in the same order, so that cohorts see the same scenes.
+pub const PHOTOS: [&str; 7] = [
+    "person.jpg",
+    "dog.jpg",
+    "kite.jpg",
+    "giraffe.jpg",
+    "horses.jpg",
+    "eagle.jpg",
+    "scream.jpg",
+];
+
+/// One cohort's traffic.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    /// `x-device-type` of every request.
+    pub device_type: String,
+    /// Sender threads (each has one request in flight at most).
+    pub senders: usize,
+    /// Gap between two sends of one sender; a reply slower than this is followed at once.
+    pub pace: Duration,
+    /// Most requests of the whole lane.
+    pub max_requests: usize,
+}
+
+impl Lane {
+    /// One sender at `pace`, at most `max_requests` requests.
+    pub fn new(device_type: &str, pace: Duration, max_requests: usize) -> Lane {
+        Lane {
+            device_type: device_type.to_string(),
+            senders: 1,
+            pace,
+            max_requests,
+        }
+    }
+
+    /// `n` senders instead of one.
+    pub fn senders(mut self, n: usize) -> Lane {
+        self.senders = n;
+        self
+    }
+}
+
+/// What one request got.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Index of the lane in [`Load::start`]'s list.
+    pub lane: usize,
+    /// When it was sent and when its reply (or transport error) came, from the load's start.
+    pub sent: Duration,
+    pub done: Duration,
+    /// HTTP status; `None` for a transport error (connection refused, reset, client timeout).
+    pub status: Option<u16>,
+    pub decision: Option<String>,
+    pub model_version: Option<String>,
+    pub retry_after: Option<String>,
+    pub breach: Option<String>,
+    /// The body (an error's text) or the transport error.
+    pub text: String,
+}
+
+impl Outcome {
+    /// A 200 reply.
+    pub fn ok(&self) -> bool {
+        self.status == Some(200)
+    }
+
+    /// The reply came from the version `x-model-version` names.
+    pub fn served_by(&self, version: &str) -> bool {
+        self.model_version.as_deref() == Some(version)
+    }
+
+    /// The decision header contains `part` (e.g. `shed=`, `; probe`).
+    pub fn decided(&self, part: &str) -> bool {
+        self.decision.as_deref().is_some_and(|d| d.contains(part))
+    }
+}
+
+/// Running lanes; dropping it stops them.
+pub struct Load {
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    outcomes: Arc<Mutex<Vec<Outcome>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `lanes` against `url` (the front Envoy's `/infer`); nothing runs past
+    /// `max_duration`.
+    pub fn start(url: &str, lanes: &[Lane], max_duration: Duration) -> Load {
+        let photos: Arc<Vec<Vec<u8>>> = Arc::new(
+            PHOTOS
+                .iter()
+                .map(|n| std::fs::read(paths::image(n)).expect("read photo"))
+                .collect(),
+        );
+        let start = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for (lane_index, lane) in lanes.iter().enumerate() {
+            // The lane's request budget, shared by its senders.
+            let budget = Arc::new(Mutex::new(lane.max_requests));
+            for sender in 0..lane.senders {
+                let (url, lane, photos) = (url.to_string(), lane.clone(), Arc::clone(&photos));
+                let (stop, outcomes, budget) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&outcomes),
+                    Arc::clone(&budget),
+                );
+                threads.push(std::thread::spawn(move || {
+                    let device_id = format!("{}-{sender:03}", lane.device_type);
+                    let mut next = Instant::now();
+                    for n in 0.. {
+                        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        if stop.load(Ordering::Relaxed) || start.elapsed() >= max_duration {
+                            return;
+                        }
+                        match budget.lock() {
+                            Ok(mut left) if *left > 0 => *left -= 1,
+                            _ => return,
+                        }
+                        next = Instant::now() + lane.pace;
+                        let photo = &photos[(n * lane.senders + sender) % photos.len()];
+                        let sent = start.elapsed();
+                        let outcome = send(&url, &lane.device_type, &device_id, photo);
+                        let record = Outcome {
+                            lane: lane_index,
+                            sent,
+                            done: start.elapsed(),
+                            ..outcome
+                        };
+                        if let Ok(mut all) = outcomes.lock() {
+                            all.push(record);
+                        }
+                    }
+                }));
+            }
+        }
+        Load {
+            start,
+            stop,
+            outcomes,
+            threads,
+        }
+    }
+
+    /// Time since the load started (the clock of [`Outcome::sent`]).
+    pub fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Every outcome so far, in the order the replies came.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Polls the outcomes until `done` holds for them, failing the test with `what` after
+    /// `timeout`; returns them.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Outcome]) -> bool,
+    ) -> Vec<Outcome> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let all = self.outcomes();
+            if done(&all) {
+                return all;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {timeout:?}; {} replies so far, the last ones:\n{}",
+                all.len(),
+                describe(&all[all.len().saturating_sub(12)..])
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops every lane, waits for the requests in flight, and returns every outcome.
+    pub fn stop(mut self) -> Vec<Outcome> {
+        self.halt();
+        self.outcomes()
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// One line per outcome, for failure messages.
+pub fn describe(outcomes: &[Outcome]) -> String {
+    outcomes
+        .iter()
+        .map(|o| {
+            format!(
+                "  lane {} sent {:.2}s done {:.2}s status {:?} decision {:?} version {:?} {}",
+                o.lane,
+                o.sent.as_secs_f64(),
+                o.done.as_secs_f64(),
+                o.status,
+                o.decision.as_deref().unwrap_or("-"),
+                o.model_version.as_deref().unwrap_or("-"),
+                o.text.chars().take(120).collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn send(url: &str, device_type: &str, device_id: &str, photo: &[u8]) -> Outcome {
+    let reply = http::post(
+        url,
+        &[
+            ("content-type", "image/jpeg"),
+            (headers::DEVICE_TYPE, device_type),
+            (headers::DEVICE_ID, device_id),
+        ],
+        photo,
+    );
+    let blank = Outcome {
+        lane: 0,
+        sent: Duration::ZERO,
+        done: Duration::ZERO,
+        status: None,
+        decision: None,
+        model_version: None,
+        retry_after: None,
+        breach: None,
+        text: String::new(),
+    };
+    match reply {
+        Ok(r) => {
+            let header = |name: &str| r.header(name).map(str::to_string);
+            Outcome {
+                status: Some(r.status),
+                decision: header(headers::DECISION),
+                model_version: header(headers::MODEL_VERSION),
+                retry_after: header("retry-after"),
+                breach: header(headers::BREACH),
+                text: if r.status == 200 {
+                    String::new()
+                } else {
+                    r.text()
+                },
+                ..blank
+            }
+        }
+        Err(e) => Outcome {
+            text: e.to_string(),
+            ..blank
+        },
+    }
+}
