@@ -258,10 +258,11 @@ run: setup build
 # The incident replayed through the mesh (started in the background if it is not running),
 # then its report (.run/demo/report.html).
 # Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"
+# make demo GATEWAYS=3 drives three gateways round-robin; the chart shows each one's breaker.
 DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
-	bash tests/demo/demo.sh $(DEMO_ARGS)
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash tests/demo/demo.sh $(DEMO_ARGS)
 
 # ---------------------------------------------------------------- fuzz
 

@@ -8,7 +8,9 @@
 #
 # Environment: GRAYGUARD_DEMO_BIN (default target/release/grayguard-demo),
 #              GRAYGUARD_REPORT (default target/release/grayguard-report),
-#              GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240).
+#              GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
+#              GRAYGUARD_GATEWAYS (front Envoys to drive, default 1: `make demo GATEWAYS=3`
+#              starts or expects `make run GATEWAYS=3` and sends round-robin through all).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -18,7 +20,12 @@ DEMO="${GRAYGUARD_DEMO_BIN:-$ROOT/target/release/grayguard-demo}"
 REPORT="${GRAYGUARD_REPORT:-$ROOT/target/release/grayguard-report}"
 READY_S="${GRAYGUARD_RUN_READY_S:-240}"
 LOGS="$ROOT/.run/logs"
-PORTS=(10000 9901 10100 8081 8082 9090 9093 9095 9096)
+GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
+case "$GATEWAYS" in
+  ''|*[!0-9]*) printf '[demo] error: GRAYGUARD_GATEWAYS must be a number, got %s\n' "$GATEWAYS" >&2; exit 1 ;;
+esac
+PORTS=(8081 8082 9090 9093 9095 9096)
+for ((i = 0; i < GATEWAYS; i++)); do PORTS+=($((10000 + i)) $((9901 + i)) $((10100 + i))); done
 
 say() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
@@ -50,7 +57,7 @@ if [ "$up" = "${#PORTS[@]}" ]; then
 elif [ "$up" = 0 ]; then
   mkdir -p "$LOGS"
   say "starting the local mesh in the background (log: .run/logs/run.log)"
-  bash mesh-config/local/run.sh >"$LOGS/run.log" 2>&1 &
+  GRAYGUARD_GATEWAYS="$GATEWAYS" bash mesh-config/local/run.sh >"$LOGS/run.log" 2>&1 &
   MESH_PID=$!
   deadline=$((SECONDS + READY_S))
   until grep -q '^\[run\] ready' "$LOGS/run.log" 2>/dev/null; do
@@ -68,6 +75,12 @@ fi
 
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(--check)
+[ "$GATEWAYS" = 1 ] || args+=(--gateways "$GATEWAYS")
+# The report's defaults are gateway 0's; name every gateway and its log (run.sh's names).
+report_gateways=(--gateway http://127.0.0.1:9901 --envoy-log "$LOGS/envoy.log")
+for ((i = 1; i < GATEWAYS; i++)); do
+  report_gateways+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/envoy-gw$i.log")
+done
 status=0
 "$DEMO" "${args[@]}" || status=$?
 
@@ -75,5 +88,5 @@ status=0
 # and logs (the defaults of grayguard-report are the local mesh's). Prometheus scrapes every
 # 5 s: wait for one more scrape so the charts reach the end of the replay.
 sleep 6
-"$REPORT" --out .run/demo/report.html --require-incident || status=$((status == 0 ? 1 : status))
+"$REPORT" --out .run/demo/report.html --require-incident "${report_gateways[@]}" || status=$((status == 0 ? 1 : status))
 exit "$status"

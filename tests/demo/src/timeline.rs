@@ -88,6 +88,8 @@ pub struct Sample {
     pub done: Duration,
     /// Index of its cohort in the mix.
     pub cohort: usize,
+    /// Index of the gateway it went through.
+    pub gateway: usize,
     pub outcome: Outcome,
 }
 
@@ -283,6 +285,7 @@ pub(crate) mod tests {
             sent: Duration::from_millis(sent_ms),
             done: Duration::from_millis(done_ms),
             cohort: 0,
+            gateway: 0,
             outcome: Outcome::Reply(Reply {
                 status: 200,
                 served_by: Some(d.side),
@@ -314,6 +317,7 @@ pub(crate) mod tests {
             sent: Duration::from_millis(1_000),
             done: Duration::from_millis(1_500),
             cohort: 1,
+            gateway: 0,
             outcome: Outcome::Transport("connection refused".into()),
         });
         t.record_breaker(Duration::from_millis(1_200), Breaker::Open);
