@@ -72,6 +72,11 @@ pub struct Options {
     pub vm_env: Vec<(String, String)>,
     /// The plugin's `failure_policy` (`FAIL_CLOSED`, Envoy's default, unless set).
     pub failure_policy: Option<String>,
+    /// Clusters besides the two versions' (e.g. the gray workload's control port that
+    /// `breach.latch` calls).
+    pub extra_clusters: Vec<Cluster>,
+    /// `--service-node`: the node id, which the filter sends as its gateway id.
+    pub node: Option<String>,
 }
 
 impl Options {
@@ -90,6 +95,8 @@ impl Options {
                 (TOKEN_ENV.into(), "grayguard-test-latch-token".into()),
             ],
             failure_policy: None,
+            extra_clusters: Vec::new(),
+            node: None,
         }
     }
 }
@@ -189,6 +196,11 @@ pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
             ]))],
         }));
     }
+    let clusters: Vec<Value> = [&opts.stable, &opts.gray]
+        .into_iter()
+        .chain(&opts.extra_clusters)
+        .map(cluster)
+        .collect();
     json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
         "stats_flush_interval": format!("{}s", opts.stats_flush_ms as f64 / 1000.0),
@@ -201,7 +213,7 @@ pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
         ] },
         "static_resources": {
             "listeners": listeners,
-            "clusters": [cluster(&opts.stable), cluster(&opts.gray)],
+            "clusters": clusters,
         },
     })
 }
@@ -235,6 +247,14 @@ impl Envoy {
         std::fs::write(&config, text).expect("write bootstrap");
         let mut cmd = envoy_command(&config);
         cmd.args(["--concurrency", &opts.concurrency.to_string()]);
+        if let Some(node) = &opts.node {
+            cmd.args([
+                "--service-node",
+                node,
+                "--service-cluster",
+                "grayguard-gateway",
+            ]);
+        }
         let mut proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
         let timeout = Duration::from_secs(30);
         proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);
