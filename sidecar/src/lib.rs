@@ -10,9 +10,11 @@
 //! and the process [`lifecycle`].
 
 pub mod config;
+pub mod connection;
 pub mod detector;
 pub mod error;
 pub mod http;
+pub mod info;
 pub mod latch;
 pub mod lifecycle;
 pub mod memory;
