@@ -25,5 +25,8 @@ pub mod selfcheck;
 pub mod vision;
 pub mod watchdog;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use config::{Args, Config};
 pub use lifecycle::{StartError, run, run_until};
