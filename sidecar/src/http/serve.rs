@@ -54,6 +54,9 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     http.timer(TokioTimer::new())
         .header_read_timeout(None)
         .max_header_size(limits.max_header_bytes)
+        // A client that shuts down its sending side once its request is out still gets the
+        // reply (hyper would otherwise take the end of its input for a hang-up and drop it).
+        .half_close(true)
         .keep_alive(true);
     let waits = Waits {
         header_read: limits.header_read,
