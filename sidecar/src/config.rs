@@ -266,7 +266,7 @@ pub struct Args {
     #[serde(serialize_with = "serialize_secs")]
     pub latch_max_s: Duration,
     /// Most open client connections per listener; more are answered 503 and closed.
-    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_CONNECTIONS", default_value_t = 1024,
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_CONNECTIONS", default_value_t = 256,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_connections: usize,
     /// Seconds a client may take to send a request head (request line and headers), counted
@@ -624,7 +624,7 @@ mod tests {
         assert_eq!(
             c.limits,
             ConnLimits {
-                max_connections: 1024,
+                max_connections: 256,
                 header_read: Duration::from_secs(10),
                 idle: Duration::from_secs(90),
                 body_read: Duration::from_secs(30),
