@@ -20,6 +20,18 @@ use crate::http::multipart::{MultipartError, boundary, extract_field};
 use crate::vision::decode::{decode_rgb, encode_png};
 use crate::vision::letterbox::{Letterbox, fill_tensor};
 
+/// `PROPTEST_CASES` cases (256 by default), nothing persisted: `make fuzz` raises the count.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
 // ---------------------------------------------------------------- multipart
 
 /// A boundary as RFC 2046 allows (1–70 characters of its set), or anything printable.
@@ -65,11 +77,7 @@ fn form(boundary: &str, parts: &[(String, Vec<u8>)], close: bool) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config())]
 
     #[test]
     fn fuzz_any_body_and_boundary_is_a_slice_of_the_body_or_an_error(
@@ -362,11 +370,7 @@ fn decode_like_a_worker(bytes: &[u8], max_pixels: u64) -> Result<(), String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config())]
 
     #[test]
     fn fuzz_mutated_photos_decode_or_are_client_errors(
