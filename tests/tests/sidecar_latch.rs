@@ -99,9 +99,8 @@ fn gateways_latch_and_clear_the_gray_workload_on_its_control_port_only() {
     assert!(flag(&infer(&sc, false)).is_none(), "nothing latched");
     // The control port serves nothing but the latch.
     assert_eq!(http::get(&sc.control_url("/metrics")).unwrap().status, 404);
-    let image = std::fs::read(paths::image("person.jpg")).unwrap();
-    let r = http::post(&sc.control_url("/infer"), &[], &image).unwrap();
-    assert_eq!(r.status, 404);
+    let r = post(&sc.control_url("/infer"), &body, Some(TOKEN));
+    assert_eq!(r.status, 404, "{}", r.text());
     // A body outside the grammar.
     let r = post(&control, "action=latch&rule=crane-cameras", Some(TOKEN));
     assert_eq!(r.status, 400, "{}", r.text());

@@ -50,6 +50,39 @@ fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Rep
     json_reply(status, body.to_string())
 }
 
+/// The reply to a call on another path or method (`known` false), or without the token.
+fn refusal(app: &App, method: &Method, path: &str, known: bool) -> Reply {
+    if path != latch::PATH {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route {path:?} on the control listener"),
+        );
+    }
+    if !known {
+        let mut r = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} {path} is not allowed; use GET or POST"),
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+        return r;
+    }
+    count(app, Action::Unknown, Some(Refusal::BadToken));
+    log::warn!("latch: refused {method} {path} without the control token");
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the control listener requires authorization: Bearer <token>",
+    );
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"grayguard-control\""),
+    );
+    r
+}
+
 /// Counts a call and, for a refused one, why.
 fn count(app: &App, action: Action, refusal: Option<Refusal>) {
     let result = if refusal.is_some() { "refused" } else { "ok" };
@@ -71,40 +104,20 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let path = req.uri().path();
-    if path != latch::PATH {
-        return Ok(error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no route {path:?} on the control listener"),
-        ));
-    }
+    let path = req.uri().path().to_string();
     let method = req.method().clone();
-    if !matches!(method, Method::GET | Method::HEAD | Method::POST) {
-        let mut r = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{method} {path} is not allowed; use GET or POST"),
-        );
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
-        return Ok(r);
-    }
-    if let Some(token) = &app.cfg.control_token
-        && !authorized(req.headers(), token)
-    {
-        count(&app, Action::Unknown, Some(Refusal::BadToken));
-        log::warn!("latch: refused {method} {path} without the control token");
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the control listener requires authorization: Bearer <token>",
-        );
-        r.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"grayguard-control\""),
-        );
-        return Ok(r);
+    let known = path == latch::PATH && matches!(method, Method::GET | Method::HEAD | Method::POST);
+    let allowed = app
+        .cfg
+        .control_token
+        .as_ref()
+        .is_none_or(|token| authorized(req.headers(), token));
+    if !known || !allowed {
+        // A small body still on its way is read first, so that the caller sees the reply
+        // rather than a reset; a larger one is not this endpoint's business.
+        let deadline = tokio::time::Instant::now() + app.cfg.limits.body_read;
+        let _ = read_body(req.into_body(), 0, MAX_LATCH_BODY_BYTES, None, deadline).await;
+        return Ok(refusal(&app, &method, &path, known));
     }
     if method != Method::POST {
         count(&app, Action::List, None);
