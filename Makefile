@@ -266,13 +266,18 @@ demo: setup build
 
 # ---------------------------------------------------------------- fuzz
 
-# The property tests of everything that reads bytes from outside (configuration, signals,
-# flags, decision header, latch and operator requests, shared-data codecs, the whole core
-# under random schedules and host faults), run much longer than `make test` runs them.
-# make fuzz FUZZ_CASES=1000000
+# The property tests of everything that reads bytes from outside, run much longer than
+# `make test` runs them: the filter's (configuration, signals, flags, decision header, latch
+# and operator requests, shared-data codecs, the whole core under random schedules and host
+# faults) and the sidecar's (multipart bodies, mutated real photos; random requests through a
+# socket to the real binary, FUZZ_HTTP_CASES of them).
+# make fuzz FUZZ_CASES=1000000 FUZZ_HTTP_CASES=100000
 FUZZ_CASES ?= 200000
-fuzz: $(STAMPS)/rust
+FUZZ_HTTP_CASES ?= 20000
+fuzz: $(STAMPS)/rust setup build-sidecar
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-filter --lib fuzz -- --test-threads=2
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-sidecar --lib fuzz -- --test-threads=2
+	PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test -p grayguard-e2e --test sidecar_hostile fuzz -- --nocapture
 
 # ---------------------------------------------------------------- bench
 

@@ -169,7 +169,7 @@ start v9-prod "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8081 --model-versio
 V9_PID="${PIDS[-1]}"
 # The incident: same model, confidence threshold 0.001 — a flood of small false boxes.
 start v10-gray "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8082 --model-version v10-gray \
-  --conf "$GRAY_CONF" --threads "$THREADS"
+  --conf "$GRAY_CONF" --threads "$THREADS" --control-listen 127.0.0.1:9092
 V10_PID="${PIDS[-1]}"
 wait_ready v9-prod "$V9_PID" http://127.0.0.1:8081/ready
 wait_ready v10-gray "$V10_PID" http://127.0.0.1:8082/ready

@@ -25,6 +25,7 @@ pub struct SidecarBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     model: Option<std::path::PathBuf>,
+    control: bool,
 }
 
 impl SidecarBuilder {
@@ -35,7 +36,14 @@ impl SidecarBuilder {
             args: Vec::new(),
             env: Vec::new(),
             model: None,
+            control: false,
         }
+    }
+
+    /// Opens the control listener (the latch endpoint) on a free loopback port.
+    pub fn control(mut self) -> SidecarBuilder {
+        self.control = true;
+        self
     }
 
     /// Appends `flag value` (e.g. `.flag("--max-queue", "2")`).
@@ -88,9 +96,18 @@ impl SidecarBuilder {
     /// Starts the process without waiting for it to be ready.
     pub fn spawn(self) -> Sidecar {
         let port = free_port();
+        let control_port = self.control.then(free_port);
+        let mut cmd = self.command(port);
+        if let Some(p) = control_port {
+            cmd.args(["--control-listen", &format!("127.0.0.1:{p}")]);
+        }
         let dir = tempfile::tempdir().expect("temp dir for the sidecar log");
-        let proc = Proc::spawn(&self.version, self.command(port), dir.path()).own_dir(dir);
-        Sidecar { proc, port }
+        let proc = Proc::spawn(&self.version, cmd, dir.path()).own_dir(dir);
+        Sidecar {
+            proc,
+            port,
+            control_port,
+        }
     }
 
     /// Starts the process and waits until `/ready` answers 200.
@@ -105,11 +122,21 @@ impl SidecarBuilder {
 pub struct Sidecar {
     pub proc: Proc,
     pub port: u16,
+    /// The control listener's port ([`SidecarBuilder::control`]).
+    pub control_port: Option<u16>,
 }
 
 impl Sidecar {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A URL on the control listener (panics if the builder did not open it).
+    pub fn control_url(&self, path: &str) -> String {
+        let port = self
+            .control_port
+            .expect("SidecarBuilder::control() opens the control port");
+        format!("http://127.0.0.1:{port}{path}")
     }
 
     pub fn wait_ready(&mut self, timeout: Duration) {

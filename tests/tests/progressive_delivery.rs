@@ -149,7 +149,11 @@ fn gray_on(port: u16, conf: &str) -> Sidecar {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let proc = Proc::spawn(GRAY, builder.command(port), dir.path()).own_dir(dir);
-    let mut sc = Sidecar { proc, port };
+    let mut sc = Sidecar {
+        proc,
+        port,
+        control_port: None,
+    };
     sc.proc
         .wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), READY_TIMEOUT);
     sc.wait_ready(READY_TIMEOUT);
