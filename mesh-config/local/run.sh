@@ -49,7 +49,7 @@ fi
 # Gateway i: its name (gateway 0 keeps the plain name `envoy` for its log), and its ports.
 gw_name() { if [ "$1" = 0 ]; then echo envoy; else echo "envoy-gw$1"; fi; }
 
-PORTS=(v9-prod:8081 v10-gray:8082 prometheus:9090)
+PORTS=(v9-prod:8081 v10-gray:8082 v10-gray-control:9092 prometheus:9090)
 for ((i = 0; i < GATEWAYS; i++)); do
   PORTS+=("gw-$i-listener:$((10000 + i))" "gw-$i-admin:$((9901 + i))" "gw-$i-operator:$((10100 + i))")
 done
@@ -168,7 +168,9 @@ start v9-prod "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8081 --model-versio
   --conf 0.25 --threads "$THREADS"
 V9_PID="${PIDS[-1]}"
 # The incident: same model, confidence threshold 0.001 — a flood of small false boxes.
-start v10-gray "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8082 --model-version v10-gray \
+# Its control listener (the latch endpoint, 9092) requires the token the gateways send.
+start v10-gray env GRAYGUARD_SIDECAR_CONTROL_TOKEN="$GRAYGUARD_LATCH_TOKEN" \
+  "$SIDECAR" --model "$MODEL" --listen 127.0.0.1:8082 --model-version v10-gray \
   --conf "$GRAY_CONF" --threads "$THREADS" --control-listen 127.0.0.1:9092
 V10_PID="${PIDS[-1]}"
 wait_ready v9-prod "$V9_PID" http://127.0.0.1:8081/ready

@@ -24,7 +24,7 @@ GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
 case "$GATEWAYS" in
   ''|*[!0-9]*) printf '[demo] error: GRAYGUARD_GATEWAYS must be a number, got %s\n' "$GATEWAYS" >&2; exit 1 ;;
 esac
-PORTS=(8081 8082 9090 9093 9095 9096)
+PORTS=(8081 8082 9092 9090 9093 9095 9096)
 for ((i = 0; i < GATEWAYS; i++)); do PORTS+=($((10000 + i)) $((9901 + i)) $((10100 + i))); done
 
 say() { printf '[demo] %s\n' "$*"; }

@@ -93,10 +93,17 @@ impl SidecarBuilder {
         cmd
     }
 
-    /// Starts the process without waiting for it to be ready.
+    /// Starts the process on a free port (and the control listener on another, if opened)
+    /// without waiting for it to be ready.
     pub fn spawn(self) -> Sidecar {
-        let port = free_port();
         let control_port = self.control.then(free_port);
+        self.spawn_at(free_port(), control_port)
+    }
+
+    /// Starts the process on `port`, its control listener (if [`SidecarBuilder::control`]
+    /// opened it) on `control_port` or a free one, without waiting for it to be ready.
+    pub fn spawn_at(self, port: u16, control_port: Option<u16>) -> Sidecar {
+        let control_port = self.control.then(|| control_port.unwrap_or_else(free_port));
         let mut cmd = self.command(port);
         if let Some(p) = control_port {
             cmd.args(["--control-listen", &format!("127.0.0.1:{p}")]);
@@ -137,6 +144,15 @@ impl Sidecar {
             .control_port
             .expect("SidecarBuilder::control() opens the control port");
         format!("http://127.0.0.1:{port}{path}")
+    }
+
+    /// Replaces the process with `builder`'s on the same ports, as a rollout replaces a pod
+    /// behind the same Service: the old one is stopped (SIGTERM, then killed), the new one
+    /// is waited for until ready.
+    pub fn replace(&mut self, builder: SidecarBuilder) {
+        let _ = self.proc.terminate(Duration::from_secs(10));
+        *self = builder.spawn_at(self.port, self.control_port);
+        self.wait_ready(READY_TIMEOUT);
     }
 
     pub fn wait_ready(&mut self, timeout: Duration) {

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use grayguard_contract::headers;
 use grayguard_e2e::mesh::{GRAY, Mesh, STABLE};
 use grayguard_e2e::paths;
-use grayguard_e2e::process::Proc;
 use grayguard_e2e::prometheus::{Job, Prometheus};
 use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
 use serde_json::Value;
@@ -147,13 +146,7 @@ fn gray_on(port: u16, conf: &str) -> Sidecar {
         "--conf",
         conf,
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let proc = Proc::spawn(GRAY, builder.command(port), dir.path()).own_dir(dir);
-    let mut sc = Sidecar {
-        proc,
-        port,
-        control_port: None,
-    };
+    let mut sc = builder.spawn_at(port, None);
     sc.proc
         .wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), READY_TIMEOUT);
     sc.wait_ready(READY_TIMEOUT);
