@@ -252,6 +252,11 @@ impl Engine {
         self.gateway = latching::gateway_id(id);
     }
 
+    /// The id this gateway's latch calls carry.
+    pub fn gateway(&self) -> &str {
+        &self.gateway
+    }
+
     /// Re-seeds the per-request draws (the glue seeds from the clock and context id).
     pub fn reseed(&mut self, seed: u64) {
         self.draw = Draw::new(seed);
