@@ -240,7 +240,6 @@ test: setup build build-filter-crash-test images lint test-unit test-e2e
 test-unit:
 	cargo test --workspace --lib --bins
 
-# End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images.
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images; the OCI
 # images run and pushed for real; mesh-config validated and its analyses run on Prometheus.
 test-e2e: setup build images metric-names

@@ -253,7 +253,7 @@ pub struct Args {
     pub control_listen: Option<SocketAddr>,
     /// Bearer token every control call must carry, 16-1024 visible ASCII bytes (prefer the
     /// environment variable: a flag shows in the process list).
-    #[arg(long, env = "GRAYGUARD_SIDECAR_CONTROL_TOKEN", hide_env_values = true,
+    #[arg(long, env = grayguard_contract::latch::WORKLOAD_TOKEN_ENV, hide_env_values = true,
           value_parser = SecretParser)]
     pub control_token: Option<Secret>,
     /// Most latches held at once; the one ending first makes room for a new one.

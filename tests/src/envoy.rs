@@ -16,6 +16,10 @@ use serde_json::{Value, json};
 use crate::paths;
 use crate::process::{Proc, free_port};
 
+/// The latch token in every test gateway's VM environment ([`TOKEN_ENV`]); a gray sidecar
+/// that requires it takes it in `WORKLOAD_TOKEN_ENV`.
+pub const TEST_LATCH_TOKEN: &str = "grayguard-test-latch-token";
+
 /// One upstream cluster: its name (the route value) and where it listens.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -92,7 +96,7 @@ impl Options {
             // The shipped configurations read the operator secret from the VM's environment.
             vm_env: vec![
                 (SECRET_ENV.into(), "grayguard-test-operator-secret".into()),
-                (TOKEN_ENV.into(), "grayguard-test-latch-token".into()),
+                (TOKEN_ENV.into(), TEST_LATCH_TOKEN.into()),
             ],
             failure_policy: None,
             extra_clusters: Vec::new(),

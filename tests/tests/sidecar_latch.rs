@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use grayguard_contract::latch::{PATH, Request};
+use grayguard_contract::latch::{PATH, Request, WORKLOAD_TOKEN_ENV};
 use grayguard_contract::{Flag, Trigger, headers};
 
 use grayguard_e2e::http::{self, Response};
@@ -70,7 +70,7 @@ fn metric(sc: &Sidecar, series: &str) -> f64 {
 fn gateways_latch_and_clear_the_gray_workload_on_its_control_port_only() {
     let sc = SidecarBuilder::new("v-latch")
         .control()
-        .env("GRAYGUARD_SIDECAR_CONTROL_TOKEN", TOKEN)
+        .env(WORKLOAD_TOKEN_ENV, TOKEN)
         .flag("--latch-max-s", "60")
         .flag("--watchdog-latency-budget-ms", "60000")
         .start();
