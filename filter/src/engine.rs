@@ -1117,7 +1117,27 @@ impl Engine {
             set.push((Gauge::UnitState(u), p.gauge()));
         }
         if let Some(seq) = &self.seq {
-            for (u, findings) in seq.findings.iter().enumerate() {
+            // Envoy's gauges are shared by every VM, so each VM publishes the evidence of the
+            // shared record (not its own last evaluation, which goes stale on a VM that saw
+            // no traffic or whose breaker opened elsewhere): the last writer cannot disagree.
+            let record = host
+                .get_shared(&self.keys.evidence)
+                .0
+                .and_then(|b| Record::decode(&b, self.units).ok())
+                .map(|r| r.0);
+            // A closed breaker shows its current epoch; an open one the epoch that it ended.
+            let current = |u: usize, e: &UnitEvidence| {
+                phases.get(u).is_some_and(|p| *p != Phase::Closed)
+                    || board.0.get(u).is_some_and(|b| b.generation == e.generation)
+            };
+            for (u, own) in seq.findings.iter().enumerate() {
+                let shared = record.as_ref().map(|r| {
+                    r.get(u)
+                        .filter(|e| current(u, e))
+                        .map(|e| evidence::evaluate(&seq.plan, &self.cfg.breach, e))
+                        .unwrap_or_default()
+                });
+                let findings = shared.as_deref().unwrap_or(own);
                 for t in seq.plan.tests.iter().map(|t| t.hypothesis.trigger()) {
                     let pct = findings
                         .iter()
@@ -1523,11 +1543,22 @@ mod tests {
             text(&mut vms[1], &shed),
             "stable; rule=cranes; shed=box_count"
         );
-        // The gauges say so.
-        vms[0].tick(&h);
-        let gauge = |g| h.gauge(&gauge_name(g, vms[0].unit_names(), ""));
-        assert_eq!(gauge(Gauge::BreakerState), Some(1));
-        assert!(gauge(Gauge::Evidence(0, Trigger::BoxCount)).unwrap() >= 100);
+        // The gauges say so, whichever VM writes them last: Envoy shares one gauge among
+        // all VMs, and a VM that saw none of the traffic must not overwrite the evidence.
+        let mut idle = engine(&h, SEQ, 3);
+        let names = idle.unit_names().to_vec();
+        let gauge = |g| h.gauge(&gauge_name(g, &names, ""));
+        for last in 0..3 {
+            vms[0].tick(&h);
+            vms[1].tick(&h);
+            idle.tick(&h);
+            if last < 2 {
+                vms[last].tick(&h);
+            }
+            assert_eq!(gauge(Gauge::BreakerState), Some(1));
+            let pct = gauge(Gauge::Evidence(0, Trigger::BoxCount)).unwrap();
+            assert!(pct >= 100, "last writer {last}: {pct}");
+        }
     }
 
     #[test]
@@ -1548,6 +1579,10 @@ mod tests {
         assert_eq!(text(e, &back), "gray; rule=cranes");
         let i = incidents(&h);
         assert_eq!(i.last().unwrap()["event"], "shed_end");
+        // The evidence gauge starts the new epoch from nothing.
+        e.tick(&h);
+        let g = gauge_name(Gauge::Evidence(0, Trigger::BoxCount), e.unit_names(), "");
+        assert_eq!(h.gauge(&g), Some(0));
         // The incident's observations do not count against the new epoch.
         traffic(&mut vms, &h, 10, |_| 5);
         let ev = vms[0].evidence(&h, 0).unwrap();
