@@ -248,7 +248,6 @@ test: setup build build-filter-crash-test images lint test-unit test-e2e
 test-unit:
 	cargo test --workspace --lib --bins
 
-# End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images.
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images; the OCI
 # images run and pushed for real; mesh-config validated and its analyses run on Prometheus.
 test-e2e: setup build build-soak images metric-names
@@ -266,10 +265,11 @@ run: setup build
 # The incident replayed through the mesh (started in the background if it is not running),
 # then its report (.run/demo/report.html).
 # Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"
+# make demo GATEWAYS=3 drives three gateways round-robin; the chart shows each one's breaker.
 DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
-	bash tests/demo/demo.sh $(DEMO_ARGS)
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash tests/demo/demo.sh $(DEMO_ARGS)
 
 # ---------------------------------------------------------------- soak
 
@@ -287,13 +287,18 @@ soak: setup build build-soak
 
 # ---------------------------------------------------------------- fuzz
 
-# The property tests of everything that reads bytes from outside (configuration, signals,
-# flags, decision header, latch and operator requests, shared-data codecs, the whole core
-# under random schedules and host faults), run much longer than `make test` runs them.
-# make fuzz FUZZ_CASES=1000000
+# The property tests of everything that reads bytes from outside, run much longer than
+# `make test` runs them: the filter's (configuration, signals, flags, decision header, latch
+# and operator requests, shared-data codecs, the whole core under random schedules and host
+# faults) and the sidecar's (multipart bodies, mutated real photos; random requests through a
+# socket to the real binary, FUZZ_HTTP_CASES of them).
+# make fuzz FUZZ_CASES=1000000 FUZZ_HTTP_CASES=100000
 FUZZ_CASES ?= 200000
-fuzz: $(STAMPS)/rust
+FUZZ_HTTP_CASES ?= 20000
+fuzz: $(STAMPS)/rust setup build-sidecar
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-filter --lib fuzz -- --test-threads=2
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-sidecar --lib fuzz -- --test-threads=2
+	PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test -p grayguard-e2e --test sidecar_hostile fuzz -- --nocapture
 
 # ---------------------------------------------------------------- bench
 

@@ -252,6 +252,11 @@ impl Engine {
         self.gateway = latching::gateway_id(id);
     }
 
+    /// The id this gateway's latch calls carry.
+    pub fn gateway(&self) -> &str {
+        &self.gateway
+    }
+
     /// Re-seeds the per-request draws (the glue seeds from the clock and context id).
     pub fn reseed(&mut self, seed: u64) {
         self.draw = Draw::new(seed);
@@ -438,15 +443,19 @@ impl Engine {
             boxes: None,
         };
         let text = |v: &'h [u8]| std::str::from_utf8(v).map_err(|_| signals::Malformed);
+        // A failed reply's signals describe the refusal, not the model (a full queue answers
+        // 503 at once, with no boxes): it counts as a failure only, never as a latency or box
+        // sample, or an overloaded control would make a healthy gray look slow and noisy.
+        let sample = !obs.failed;
         if let Some(v) = lat_raw {
             match text(v).and_then(signals::latency_ms) {
-                Ok(ms) => obs.latency_ms = Some(ms),
+                Ok(ms) => obs.latency_ms = sample.then_some(ms),
                 Err(_) => self.pending.count(Counter::MalformedSignals),
             }
         }
         if let Some(v) = box_raw {
             match text(v).and_then(signals::box_count) {
-                Ok(n) => obs.boxes = Some(n),
+                Ok(n) => obs.boxes = sample.then_some(n),
                 Err(_) => self.pending.count(Counter::MalformedSignals),
             }
         }
@@ -1112,7 +1121,27 @@ impl Engine {
             set.push((Gauge::UnitState(u), p.gauge()));
         }
         if let Some(seq) = &self.seq {
-            for (u, findings) in seq.findings.iter().enumerate() {
+            // Envoy's gauges are shared by every VM, so each VM publishes the evidence of the
+            // shared record (not its own last evaluation, which goes stale on a VM that saw
+            // no traffic or whose breaker opened elsewhere): the last writer cannot disagree.
+            let record = host
+                .get_shared(&self.keys.evidence)
+                .0
+                .and_then(|b| Record::decode(&b, self.units).ok())
+                .map(|r| r.0);
+            // A closed breaker shows its current epoch; an open one the epoch that it ended.
+            let current = |u: usize, e: &UnitEvidence| {
+                phases.get(u).is_some_and(|p| *p != Phase::Closed)
+                    || board.0.get(u).is_some_and(|b| b.generation == e.generation)
+            };
+            for (u, own) in seq.findings.iter().enumerate() {
+                let shared = record.as_ref().map(|r| {
+                    r.get(u)
+                        .filter(|e| current(u, e))
+                        .map(|e| evidence::evaluate(&seq.plan, &self.cfg.breach, e))
+                        .unwrap_or_default()
+                });
+                let findings = shared.as_deref().unwrap_or(own);
                 for t in seq.plan.tests.iter().map(|t| t.hypothesis.trigger()) {
                     let pct = findings
                         .iter()
@@ -1518,11 +1547,22 @@ mod tests {
             text(&mut vms[1], &shed),
             "stable; rule=cranes; shed=box_count"
         );
-        // The gauges say so.
-        vms[0].tick(&h);
-        let gauge = |g| h.gauge(&gauge_name(g, vms[0].unit_names(), ""));
-        assert_eq!(gauge(Gauge::BreakerState), Some(1));
-        assert!(gauge(Gauge::Evidence(0, Trigger::BoxCount)).unwrap() >= 100);
+        // The gauges say so, whichever VM writes them last: Envoy shares one gauge among
+        // all VMs, and a VM that saw none of the traffic must not overwrite the evidence.
+        let mut idle = engine(&h, SEQ, 3);
+        let names = idle.unit_names().to_vec();
+        let gauge = |g| h.gauge(&gauge_name(g, &names, ""));
+        for last in 0..3 {
+            vms[0].tick(&h);
+            vms[1].tick(&h);
+            idle.tick(&h);
+            if last < 2 {
+                vms[last].tick(&h);
+            }
+            assert_eq!(gauge(Gauge::BreakerState), Some(1));
+            let pct = gauge(Gauge::Evidence(0, Trigger::BoxCount)).unwrap();
+            assert!(pct >= 100, "last writer {last}: {pct}");
+        }
     }
 
     #[test]
@@ -1543,6 +1583,10 @@ mod tests {
         assert_eq!(text(e, &back), "gray; rule=cranes");
         let i = incidents(&h);
         assert_eq!(i.last().unwrap()["event"], "shed_end");
+        // The evidence gauge starts the new epoch from nothing.
+        e.tick(&h);
+        let g = gauge_name(Gauge::Evidence(0, Trigger::BoxCount), e.unit_names(), "");
+        assert_eq!(h.gauge(&g), Some(0));
         // The incident's observations do not count against the new epoch.
         traffic(&mut vms, &h, 10, |_| 5);
         let ev = vms[0].evidence(&h, 0).unwrap();
@@ -2036,6 +2080,65 @@ mod tests {
         e.settle(&h, &r, &reply);
         e.tick(&h);
         assert_eq!(h.counter(Counter::MalformedSignals), 2);
+    }
+
+    #[test]
+    fn a_failed_reply_is_a_failure_not_a_sample() {
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, SEQ, 1);
+        // What a sidecar with a full queue stamps on its 503.
+        let reply = e.read(Some(503), |name| match name {
+            "x-inference-latency-ms" => Some(&b"0.412"[..]),
+            "x-box-count" => Some(&b"0"[..]),
+            _ => None,
+        });
+        assert_eq!(
+            (reply.obs.latency_ms, reply.obs.boxes, reply.obs.failed),
+            (None, None, true)
+        );
+    }
+
+    #[test]
+    fn an_overloaded_control_does_not_shed_a_healthy_gray() {
+        let h = MemoryHost::new(T0);
+        let mut e = engine(&h, SEQ, 1);
+        for i in 0..400 {
+            let g = ask(&mut e, &h, "crane");
+            assert_eq!(text(&mut e, &g), "gray; rule=cranes", "request {i}");
+            answer(
+                &mut e,
+                &h,
+                &g,
+                100.0 + (i % 7) as f64,
+                5 + (i % 3) as u32,
+                None,
+            );
+            // Stable refuses two requests in three at once, as its full queue does.
+            let s = ask(&mut e, &h, "dock");
+            if i % 3 == 0 {
+                let k = i / 3;
+                answer(
+                    &mut e,
+                    &h,
+                    &s,
+                    100.0 + (k % 7) as f64,
+                    5 + (k % 3) as u32,
+                    None,
+                );
+            } else {
+                let refusal = e.read(Some(503), |name| match name {
+                    "x-inference-latency-ms" => Some(&b"0.4"[..]),
+                    "x-box-count" => Some(&b"0"[..]),
+                    _ => None,
+                });
+                e.settle(&h, &s, &refusal);
+            }
+            if i % 5 == 4 {
+                h.advance_ms(100);
+                e.tick(&h);
+            }
+        }
+        assert!(incidents(&h).is_empty(), "{:?}", incidents(&h));
     }
 
     #[test]

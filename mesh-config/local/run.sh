@@ -61,7 +61,7 @@ fi
 # Gateway i: its name (gateway 0 keeps the plain name `envoy` for its log), and its ports.
 gw_name() { if [ "$1" = 0 ]; then echo envoy; else echo "envoy-gw$1"; fi; }
 
-PORTS=(v9-prod:8081 v10-gray:8082 prometheus:9090)
+PORTS=(v9-prod:8081 v10-gray:8082 v10-gray-control:9092 prometheus:9090)
 for ((i = 0; i < GATEWAYS; i++)); do
   PORTS+=("gw-$i-listener:$((10000 + i))" "gw-$i-admin:$((9901 + i))" "gw-$i-operator:$((10100 + i))")
 done
@@ -273,6 +273,11 @@ run_sidecar() {
   exec "$SIDECAR" --model "$MODEL" --listen "127.0.0.1:$port" --model-version "$version" \
     --conf "$conf" --threads "$THREADS"
 }
+run_gray_sidecar() {
+  GRAYGUARD_SIDECAR_CONTROL_TOKEN="$GRAYGUARD_LATCH_TOKEN" exec "$SIDECAR" --model "$MODEL" \
+    --listen 127.0.0.1:8082 --model-version v10-gray --conf "$GRAY_CONF" --threads "$THREADS" \
+    --control-listen 127.0.0.1:9092
+}
 run_gateway() {
   exec "$ENVOY" -c "$RUN_DIR/gateways/gw-$1.yaml" --disable-hot-restart \
     --log-level warn --service-node "gw-$1" --service-cluster grayguard-gateway
@@ -298,7 +303,9 @@ say "starting the sidecars (model $(basename "$MODEL"), $THREADS thread(s) each)
 start v9-prod http://127.0.0.1:8081/ready run_sidecar v9-prod 8081 0.25
 V9=$(last)
 # The incident: same model, confidence threshold 0.001 — a flood of small false boxes.
-start v10-gray http://127.0.0.1:8082/ready run_sidecar v10-gray 8082 "$GRAY_CONF"
+# Its control listener (the latch endpoint, 9092) requires the token the gateways send; a
+# restarted gray sidecar gets the same token and port (the launcher is run again as is).
+start v10-gray http://127.0.0.1:8082/ready run_gray_sidecar
 V10=$(last)
 wait_ready "$V9"
 wait_ready "$V10"

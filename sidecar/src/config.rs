@@ -6,14 +6,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::RangedU64ValueParser;
+use clap::builder::{RangedU64ValueParser, TypedValueParser};
 use clap::{Parser, ValueEnum, value_parser};
+use serde::{Serialize, Serializer};
 
 use crate::vision::layout::OutputLayout;
 use crate::watchdog::{BoxBaseline, WatchdogConfig};
 
 /// Execution device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Device {
     Cpu,
     Cuda,
@@ -29,7 +31,8 @@ impl Device {
 }
 
 /// `--output-layout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LayoutArg {
     /// Decide from the output shape.
     Auto,
@@ -40,16 +43,83 @@ pub enum LayoutArg {
 }
 
 /// Model input size, pixels (`--imgsz`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct InputSize {
     pub height: u32,
     pub width: u32,
 }
 
+/// A secret from the command line or the environment: never printed (`Debug`, `/info`, clap's
+/// errors and `--help` all leave it out).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Shortest secret accepted, bytes.
+    pub const MIN_BYTES: usize = 16;
+    /// Longest secret accepted, bytes (it travels in a header).
+    pub const MAX_BYTES: usize = 1024;
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Parses a [`Secret`]: 16–1024 visible ASCII bytes (a bearer token in a header). Its error
+/// names the flag but not the value, which would otherwise land in logs.
+#[derive(Debug, Clone, Copy)]
+struct SecretParser;
+
+impl TypedValueParser for SecretParser {
+    type Value = Secret;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Secret, clap::Error> {
+        let why = match value.to_str() {
+            Some(s) if s.len() < Secret::MIN_BYTES => "is shorter than 16 bytes",
+            Some(s) if s.len() > Secret::MAX_BYTES => "is longer than 1024 bytes",
+            Some(s) if !s.bytes().all(|b| b.is_ascii_graphic()) => {
+                "must be visible ASCII (it is sent as a bearer token)"
+            }
+            Some(s) => return Ok(Secret(s.to_string())),
+            None => "is not UTF-8",
+        };
+        let name = arg.map_or_else(|| "the secret".to_string(), |a| format!("'{a}'"));
+        Err(clap::Error::raw(
+            clap::error::ErrorKind::ValueValidation,
+            format!("invalid value for {name}: the value {why} (not shown)\n"),
+        )
+        .with_cmd(cmd))
+    }
+}
+
+fn serialize_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 /// grayguard sidecar: a YOLO inference server on ONNX Runtime that stamps grayguard's
 /// in-band canary signals on every reply. ONNX Runtime is loaded from ORT_DYLIB_PATH.
-#[derive(Debug, Clone, Parser)]
+///
+/// Serialises (for `GET /info`) as the flags' names and values, secrets redacted.
+#[derive(Debug, Clone, Parser, Serialize)]
 #[command(name = "grayguard-sidecar", version, about, long_about = None)]
+#[serde(rename_all = "kebab-case")]
 pub struct Args {
     /// Ultralytics detection model (.onnx).
     #[arg(long, env = "GRAYGUARD_SIDECAR_MODEL", value_parser = readable_file)]
@@ -124,6 +194,7 @@ pub struct Args {
     /// Seconds between self-checks when no request succeeded meanwhile (0: off).
     #[arg(long, env = "GRAYGUARD_SIDECAR_SELF_CHECK_INTERVAL_S", default_value = "30",
           value_parser = seconds_or_zero)]
+    #[serde(serialize_with = "serialize_secs")]
     pub self_check_interval_s: Duration,
     /// A self-check slower than this many times the reference latency flips /ready to 503.
     #[arg(long, env = "GRAYGUARD_SIDECAR_SELF_CHECK_SLOW_FACTOR", default_value_t = 5.0,
@@ -132,6 +203,7 @@ pub struct Args {
     /// On SIGTERM, seconds to let in-flight requests finish.
     #[arg(long, env = "GRAYGUARD_SIDECAR_DRAIN_TIMEOUT_S", default_value = "30",
           value_parser = seconds_or_zero)]
+    #[serde(serialize_with = "serialize_secs")]
     pub drain_timeout_s: Duration,
     /// Milliseconds between memory readings.
     #[arg(long, env = "GRAYGUARD_SIDECAR_MEMORY_POLL_MS", default_value_t = 1000,
@@ -160,6 +232,7 @@ pub struct Args {
     /// Length of the watchdog's rolling windows, seconds.
     #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_WINDOW_S", default_value = "30",
           value_parser = seconds)]
+    #[serde(serialize_with = "serialize_secs")]
     pub watchdog_window_s: Duration,
     /// Fewest samples in a window before its rule may fire.
     #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_MIN_SAMPLES", default_value_t = 10,
@@ -172,7 +245,50 @@ pub struct Args {
     /// ... for this many seconds.
     #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_MEMORY_HOLD_S", default_value = "60",
           value_parser = seconds_or_zero)]
+    #[serde(serialize_with = "serialize_secs")]
     pub watchdog_memory_hold_s: Duration,
+    /// Address of the control listener, which serves the latch endpoint to the gateways
+    /// (default: none, no control listener).
+    #[arg(long, env = "GRAYGUARD_SIDECAR_CONTROL_LISTEN")]
+    pub control_listen: Option<SocketAddr>,
+    /// Bearer token every control call must carry, 16-1024 visible ASCII bytes (prefer the
+    /// environment variable: a flag shows in the process list).
+    #[arg(long, env = grayguard_contract::latch::WORKLOAD_TOKEN_ENV, hide_env_values = true,
+          value_parser = SecretParser)]
+    pub control_token: Option<Secret>,
+    /// Most latches held at once; the one ending first makes room for a new one.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_LATCH_MAX_ENTRIES", default_value_t = 64,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub latch_max_entries: usize,
+    /// Longest latch, seconds; longer requests are cut to it.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_LATCH_MAX_S", default_value = "3600",
+          value_parser = seconds)]
+    #[serde(serialize_with = "serialize_secs")]
+    pub latch_max_s: Duration,
+    /// Most open client connections per listener; more are answered 503 and closed.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_CONNECTIONS", default_value_t = 256,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request head (request line and headers), counted
+    /// from the connection's start or from the first byte of a later request.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_HEADER_READ_TIMEOUT_S", default_value = "10",
+          value_parser = seconds)]
+    #[serde(serialize_with = "serialize_secs")]
+    pub header_read_timeout_s: Duration,
+    /// Seconds a keep-alive connection may stay idle between requests.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_IDLE_TIMEOUT_S", default_value = "90",
+          value_parser = seconds)]
+    #[serde(serialize_with = "serialize_secs")]
+    pub idle_timeout_s: Duration,
+    /// Seconds a client may take to send a request body; slower ones get 408.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_BODY_READ_TIMEOUT_S", default_value = "30",
+          value_parser = seconds)]
+    #[serde(serialize_with = "serialize_secs")]
+    pub body_read_timeout_s: Duration,
+    /// Largest request head (request line and headers), bytes; larger ones get 431.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_HEADER_BYTES", default_value_t = 16 * 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1024..=256 * 1024))]
+    pub max_header_bytes: usize,
     /// Log filter (env_logger syntax), e.g. `info` or `grayguard_sidecar=debug`.
     #[arg(long, env = "GRAYGUARD_SIDECAR_LOG", default_value = "info")]
     pub log: String,
@@ -207,6 +323,33 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub memory_poll: Duration,
     pub watchdog: WatchdogConfig,
+    /// The control listener's address (`None`: no control listener).
+    pub control_listen: Option<SocketAddr>,
+    /// Bearer token of control calls (`None`: none required).
+    pub control_token: Option<Secret>,
+    /// Most latches held.
+    pub latch_max_entries: usize,
+    /// Longest latch.
+    pub latch_max: Duration,
+    /// What one client connection may cost.
+    pub limits: ConnLimits,
+    /// Every flag's effective value, secrets redacted (for `GET /info`).
+    pub flags: serde_json::Value,
+}
+
+/// Limits on client connections (the hostile-client defences).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Open connections per listener.
+    pub max_connections: usize,
+    /// From a connection's start, or a later request's first byte, to its complete head.
+    pub header_read: Duration,
+    /// Between a reply and the next request's first byte.
+    pub idle: Duration,
+    /// From the head to the end of the body.
+    pub body_read: Duration,
+    /// Request line and headers, bytes.
+    pub max_header_bytes: usize,
 }
 
 /// What loading the model needs to know (and nothing else of the configuration).
@@ -337,15 +480,9 @@ impl Args {
     /// The typed configuration (values were checked while parsing; this fills in defaults
     /// that depend on other values).
     pub fn into_config(self) -> Config {
-        let model_version = self.model_version.unwrap_or_else(|| {
-            self.model
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .filter(|s| header_text(s).is_ok())
-                .unwrap_or_else(|| "unknown".into())
-        });
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = self.threads.unwrap_or((cores / self.workers).max(1));
+        let flags = self.effective_flags();
+        let model_version = self.effective_model_version();
+        let threads = self.effective_threads();
         let output_layout = match self.output_layout {
             LayoutArg::Auto => None,
             LayoutArg::Anchors => Some(OutputLayout::Anchors),
@@ -394,7 +531,46 @@ impl Args {
             drain_timeout: self.drain_timeout_s,
             memory_poll: Duration::from_millis(self.memory_poll_ms),
             watchdog,
+            control_listen: self.control_listen,
+            control_token: self.control_token,
+            latch_max_entries: self.latch_max_entries,
+            latch_max: self.latch_max_s,
+            limits: ConnLimits {
+                max_connections: self.max_connections,
+                header_read: self.header_read_timeout_s,
+                idle: self.idle_timeout_s,
+                body_read: self.body_read_timeout_s,
+                max_header_bytes: self.max_header_bytes,
+            },
+            flags,
         }
+    }
+
+    /// Every flag by name with its effective value (defaults filled in, secrets redacted).
+    fn effective_flags(&self) -> serde_json::Value {
+        let mut flags = serde_json::to_value(self).unwrap_or_default();
+        let threads = self.effective_threads();
+        let model_version = self.effective_model_version();
+        if let Some(map) = flags.as_object_mut() {
+            map.insert("threads".into(), threads.into());
+            map.insert("model-version".into(), model_version.into());
+        }
+        flags
+    }
+
+    fn effective_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.threads.unwrap_or((cores / self.workers).max(1))
+    }
+
+    fn effective_model_version(&self) -> String {
+        self.model_version.clone().unwrap_or_else(|| {
+            self.model
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .filter(|s| header_text(s).is_ok())
+                .unwrap_or_else(|| "unknown".into())
+        })
     }
 }
 
@@ -442,6 +618,19 @@ mod tests {
         assert_eq!(c.watchdog.window, Duration::from_secs(30));
         assert_eq!(c.watchdog.box_baseline, None);
         assert_eq!(c.self_check_interval, Some(Duration::from_secs(30)));
+        assert_eq!((c.control_listen, c.control_token.as_ref()), (None, None));
+        assert_eq!(c.latch_max_entries, 64);
+        assert_eq!(c.latch_max, Duration::from_secs(3600));
+        assert_eq!(
+            c.limits,
+            ConnLimits {
+                max_connections: 256,
+                header_read: Duration::from_secs(10),
+                idle: Duration::from_secs(90),
+                body_read: Duration::from_secs(30),
+                max_header_bytes: 16 * 1024,
+            }
+        );
     }
 
     #[test]
@@ -465,6 +654,16 @@ mod tests {
             &["--watchdog-box-mean", "3", "--watchdog-box-std=-1"],
             &["--self-check-slow-factor", "1"],
             &["--cuda-device=-1"],
+            &["--control-listen", "9092"],
+            &["--control-token", "too-short"],
+            &["--control-token", "sixteen bytes or more, but with spaces"],
+            &["--latch-max-entries", "0"],
+            &["--latch-max-s", "0"],
+            &["--max-connections", "0"],
+            &["--header-read-timeout-s=-1"],
+            &["--idle-timeout-s", "0"],
+            &["--body-read-timeout-s", "inf"],
+            &["--max-header-bytes", "100"],
         ];
         for extra in cases {
             let e = args(extra).unwrap_err();
@@ -486,6 +685,45 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let token = "s3cret-token-0123456789";
+        let c = args(&[
+            "--control-token",
+            token,
+            "--control-listen",
+            "127.0.0.1:9092",
+        ])
+        .unwrap();
+        assert_eq!(c.control_token.as_ref().map(Secret::expose), Some(token));
+        assert!(!format!("{c:?}").contains(token));
+        assert_eq!(c.flags["control-token"], "<redacted>");
+        assert_eq!(c.flags["control-listen"], "127.0.0.1:9092");
+        // A refused value is not echoed either (clap's own errors quote the value).
+        let e = args(&["--control-token", "short-secret"]).unwrap_err();
+        assert!(!e.contains("short-secret"), "{e}");
+        assert!(e.contains("shorter than 16 bytes"), "{e}");
+    }
+
+    #[test]
+    fn flags_report_every_flag_with_its_effective_value() {
+        use clap::CommandFactory;
+        let c = args(&["--idle-timeout-s", "2.5", "--workers", "2"]).unwrap();
+        let flags = c.flags.as_object().unwrap();
+        for arg in Args::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long != "help" && long != "version" {
+                assert!(flags.contains_key(long), "--{long} missing from {flags:?}");
+            }
+        }
+        assert_eq!(flags["idle-timeout-s"], 2.5);
+        assert_eq!(flags["model-version"], "Cargo");
+        assert_eq!(flags["threads"], c.threads);
+        assert_eq!(flags["control-token"], serde_json::Value::Null);
+        assert_eq!(flags["device"], "cpu");
+        assert_eq!(flags["output-layout"], "auto");
     }
 
     #[test]

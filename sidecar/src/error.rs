@@ -16,12 +16,16 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// Body larger than `--max-body-bytes`.
     BodyTooLarge,
+    /// Body not received within `--body-read-timeout-s`.
+    BodyTimeout,
     /// Image header declares more than `--max-pixels` pixels.
     TooManyPixels,
     MethodNotAllowed,
     NotFound,
     /// More than `--max-queue` requests waiting for the model.
     QueueFull,
+    /// `--max-connections` connections already open (answered at accept, then closed).
+    TooManyConnections,
     /// Warm-up not finished (or shutting down).
     NotReady,
     /// ONNX Runtime failed to run the model.
@@ -31,14 +35,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::BadImage,
         ErrorKind::UnsupportedMediaType,
         ErrorKind::BodyTooLarge,
+        ErrorKind::BodyTimeout,
         ErrorKind::TooManyPixels,
         ErrorKind::MethodNotAllowed,
         ErrorKind::NotFound,
         ErrorKind::QueueFull,
+        ErrorKind::TooManyConnections,
         ErrorKind::NotReady,
         ErrorKind::Inference,
         ErrorKind::Internal,
@@ -49,10 +55,12 @@ impl ErrorKind {
             ErrorKind::BadImage => StatusCode::BAD_REQUEST,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::TooManyPixels => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Inference => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,10 +73,12 @@ impl ErrorKind {
             ErrorKind::BadImage => "bad_image",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::BodyTimeout => "body_timeout",
             ErrorKind::TooManyPixels => "too_many_pixels",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::NotFound => "not_found",
             ErrorKind::QueueFull => "queue_full",
+            ErrorKind::TooManyConnections => "too_many_connections",
             ErrorKind::NotReady => "not_ready",
             ErrorKind::Inference => "inference",
             ErrorKind::Internal => "internal",
@@ -78,7 +88,7 @@ impl ErrorKind {
     /// Seconds a client should wait before retrying (`Retry-After`), for transient kinds.
     pub fn retry_after_s(self) -> Option<u32> {
         match self {
-            ErrorKind::QueueFull | ErrorKind::NotReady => Some(1),
+            ErrorKind::QueueFull | ErrorKind::TooManyConnections | ErrorKind::NotReady => Some(1),
             _ => None,
         }
     }
@@ -156,6 +166,9 @@ mod tests {
         assert_eq!(ErrorKind::BadImage.status(), 400);
         assert_eq!(ErrorKind::UnsupportedMediaType.status(), 415);
         assert_eq!(ErrorKind::BodyTooLarge.status(), 413);
+        assert_eq!(ErrorKind::BodyTimeout.status(), 408);
+        assert!(!ErrorKind::BodyTimeout.is_server_side());
+        assert_eq!(ErrorKind::TooManyConnections.status(), 503);
         assert_eq!(ErrorKind::TooManyPixels.status(), 413);
         assert_eq!(ErrorKind::MethodNotAllowed.status(), 405);
         assert_eq!(ErrorKind::NotFound.status(), 404);

@@ -8,6 +8,64 @@ use std::time::{Duration, Instant};
 use grayguard_contract::Trigger;
 use grayguard_contract::latch::Request;
 
+/// What a call to the latch endpoint asked for (`latch_requests_total{action}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Latch,
+    Clear,
+    /// `GET`: the live latches.
+    List,
+    /// Refused before its body was read, or a body that is not a latch request.
+    Unknown,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [Action::Latch, Action::Clear, Action::List, Action::Unknown];
+
+    pub fn of(req: &Request) -> Action {
+        match req {
+            Request::Latch { .. } => Action::Latch,
+            Request::Clear { .. } => Action::Clear,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Latch => "latch",
+            Action::Clear => "clear",
+            Action::List => "list",
+            Action::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a latch call was refused (`latch_refused_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A latch path on the public listener: latches are pulled on the control listener only.
+    PublicListener,
+    /// The control listener requires a bearer token and the call had another or none.
+    BadToken,
+    /// The body is not a latch request (the contract's grammar), or too long.
+    BadRequest,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [
+        Refusal::PublicListener,
+        Refusal::BadToken,
+        Refusal::BadRequest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::PublicListener => "public_listener",
+            Refusal::BadToken => "bad_token",
+            Refusal::BadRequest => "bad_request",
+        }
+    }
+}
+
 /// One gateway's latch on one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {

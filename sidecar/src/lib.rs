@@ -3,16 +3,19 @@
 //! `x-model-version`, `x-canary-breach`) on every `/infer` reply.
 //!
 //! Layers, each knowing only the one below: [`http`] (hyper: routing, bodies, admission,
-//! replies) → [`detector`] (the [`detector::Detector`] seam, model workers, batching) →
-//! [`vision`] (decode, letterbox, output layouts, NMS: pure) and [`model`] (ONNX Runtime, the
-//! only user of `ort`). Around them: [`config`], the error table ([`error`]), one reply's
-//! metadata ([`meta`]) and [`metrics`], the [`watchdog`], [`memory`] readings, [`selfcheck`]s
-//! and the process [`lifecycle`].
+//! replies, the control listener's latch endpoint, connection guards) → [`detector`] (the
+//! [`detector::Detector`] seam, model workers, batching) → [`vision`] (decode, letterbox,
+//! output layouts, NMS: pure) and [`model`] (ONNX Runtime, the only user of `ort`). Around
+//! them: [`config`], the error table ([`error`]), one reply's metadata ([`meta`]) and
+//! [`metrics`], the [`watchdog`], the gateways' [`latch`]es, a [`connection`]'s time limits,
+//! what [`info`] reports, [`memory`] readings, [`selfcheck`]s and the process [`lifecycle`].
 
 pub mod config;
+pub mod connection;
 pub mod detector;
 pub mod error;
 pub mod http;
+pub mod info;
 pub mod latch;
 pub mod lifecycle;
 pub mod memory;
@@ -22,6 +25,9 @@ pub mod model;
 pub mod selfcheck;
 pub mod vision;
 pub mod watchdog;
+
+#[cfg(test)]
+mod fuzz;
 
 pub use config::{Args, Config};
 pub use lifecycle::{StartError, run, run_until};

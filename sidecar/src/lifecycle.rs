@@ -5,12 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::config::{Config, Device};
 use crate::detector::{Detector, PostConfig, YoloDetector};
-use crate::http::{App, serve};
+use crate::http::{App, Listeners, serve};
+use crate::info::{ModelFacts, sha256_file};
 use crate::memory::MemoryProbe;
 use crate::metrics::Metrics;
 use crate::model::gpu::GpuProbe;
@@ -27,6 +27,11 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot read model {}: {source}", path.display())]
+    ModelFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
@@ -39,16 +44,44 @@ pub enum StartError {
     Warmup { run: u32, reason: String },
 }
 
-/// Runs the sidecar on `listener` until SIGTERM or SIGINT, then drains and returns. An error
-/// is a start-up failure (bad model, missing runtime).
-pub async fn run(cfg: Config, listener: TcpListener) -> Result<(), StartError> {
-    run_until(cfg, listener, shutdown_signal()).await
+/// Binds the public listener and, with `--control-listen`, the control listener.
+pub async fn bind(cfg: &Config) -> Result<Listeners, StartError> {
+    async fn one(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+        let listen = |source| StartError::Listen { addr, source };
+        let l = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
+        log::info!("listening on http://{}", l.local_addr().map_err(listen)?);
+        Ok(l)
+    }
+    let public = one(cfg.listen).await?;
+    let control = match cfg.control_listen {
+        Some(addr) => {
+            let l = one(addr).await?;
+            let auth = if cfg.control_token.is_some() {
+                "bearer token required"
+            } else {
+                "no token"
+            };
+            log::info!(
+                "control listener: {} ({auth})",
+                grayguard_contract::latch::PATH
+            );
+            Some(l)
+        }
+        None => None,
+    };
+    Ok(Listeners { public, control })
+}
+
+/// Runs the sidecar on `listeners` until SIGTERM or SIGINT, then drains and returns. An
+/// error is a start-up failure (bad model, missing runtime).
+pub async fn run(cfg: Config, listeners: Listeners) -> Result<(), StartError> {
+    run_until(cfg, listeners, shutdown_signal()).await
 }
 
 /// [`run`] with an explicit shutdown trigger.
 pub async fn run_until(
     cfg: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let gpu = match cfg.device {
@@ -80,7 +113,7 @@ pub async fn run_until(
             }
         }
     };
-    serve(Arc::clone(&app), listener, stop).await;
+    serve(Arc::clone(&app), listeners, stop).await;
     match fatal.lock().ok().and_then(|mut f| f.take()) {
         Some(msg) => Err(msg),
         None => Ok(()),
@@ -110,15 +143,23 @@ async fn shutdown_signal() {
 async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
     let opts = app.cfg.model_options();
     let t0 = Instant::now();
-    let loaded = match tokio::task::spawn_blocking(move || onnx::load(&opts)).await {
+    // The file's digest (for /info) from the same bytes the runtime then loads.
+    let loading = tokio::task::spawn_blocking(move || {
+        let sha256 = sha256_file(&opts.path).map_err(|source| StartError::ModelFile {
+            path: opts.path.clone(),
+            source,
+        })?;
+        Ok::<_, StartError>((sha256, onnx::load(&opts)?))
+    });
+    let (sha256, loaded) = match loading.await {
         Ok(Ok(l)) => l,
-        Ok(Err(e)) => return drop(fatal.send(e.into())),
+        Ok(Err(e)) => return drop(fatal.send(e)),
         Err(e) => return drop(fatal.send(StartError::LoadCrashed(e.to_string()))),
     };
     let cfg = &app.cfg;
     let spec = &loaded.spec;
     log::info!(
-        "model {} ({}) loaded in {:.1} s: input {}x{}, {} classes [{}], {} layout, {} on {} worker(s) x {} thread(s), {}",
+        "model {} ({}) loaded in {:.1} s: input {}x{}, {} classes [{}], {} layout, {} on {} worker(s) x {} thread(s), ONNX Runtime {} ({})",
         cfg.model.display(),
         cfg.model_version,
         t0.elapsed().as_secs_f64(),
@@ -136,11 +177,22 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         cfg.workers,
         cfg.threads,
         loaded.runtime_version,
+        loaded.runtime_build,
     );
     app.metrics
         .info
         .with_label_values(&[cfg.model_version.as_str(), loaded.device.as_str()])
         .set(1);
+    app.set_model_facts(ModelFacts {
+        sha256,
+        input_w: spec.input_w,
+        input_h: spec.input_h,
+        classes: spec.names.iter().map(|n| n.to_string()).collect(),
+        onnxruntime: loaded.runtime_version.clone(),
+        device: loaded.device,
+        intra_threads: cfg.threads,
+        inter_threads: onnx::INTER_THREADS,
+    });
     let post = PostConfig {
         conf: cfg.conf,
         iou: cfg.iou,

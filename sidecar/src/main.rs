@@ -1,4 +1,4 @@
-//! `grayguard-sidecar`: parses flags, binds the listener and hands over to the library.
+//! `grayguard-sidecar`: parses flags, binds the listeners and hands over to the library.
 
 use std::process::ExitCode;
 
@@ -23,14 +23,8 @@ fn main() -> ExitCode {
         .build();
     let result = runtime.map_err(StartError::Runtime).and_then(|runtime| {
         runtime.block_on(async {
-            let addr = cfg.listen;
-            let listen = |source| StartError::Listen { addr, source };
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(listen)?;
-            log::info!(
-                "listening on http://{}",
-                listener.local_addr().map_err(listen)?
-            );
-            grayguard_sidecar::run(cfg, listener).await
+            let listeners = grayguard_sidecar::lifecycle::bind(&cfg).await?;
+            grayguard_sidecar::run(cfg, listeners).await
         })
     });
     match result {

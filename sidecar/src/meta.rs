@@ -1,7 +1,7 @@
 //! The metadata of one `/infer` reply. The same value becomes the signal headers and the
 //! metric observations, so what Envoy reads and what Prometheus scrapes cannot disagree.
 
-use grayguard_contract::headers;
+use grayguard_contract::{Flag, Trigger, headers};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::ErrorKind;
@@ -35,6 +35,9 @@ pub struct ReplyMeta {
     pub outcome: Outcome,
     /// Active watchdog reasons at reply time.
     pub breach: BreachSet,
+    /// `(trigger, rule)` of the latches gateways hold on this workload, for a reply that is
+    /// not a half-open probe (empty for a probe).
+    pub latched: Vec<(Trigger, String)>,
 }
 
 /// Milliseconds as a header / JSON decimal: microsecond resolution.
@@ -57,6 +60,19 @@ impl ReplyMeta {
         }
     }
 
+    /// The `x-canary-breach` value: the watchdog's reasons, then the latches (`None`: quiet).
+    pub fn flag(&self) -> Option<String> {
+        if self.breach.is_empty() && self.latched.is_empty() {
+            return None;
+        }
+        let flag = Flag {
+            reasons: self.breach.iter().collect(),
+            latched: self.latched.clone(),
+            unknown: 0,
+        };
+        Some(flag.render())
+    }
+
     /// Writes the signal headers (on every reply, success or failure).
     pub fn stamp(&self, headers: &mut HeaderMap, model_version: &HeaderValue) {
         let num = |v: String| HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("0"));
@@ -67,8 +83,8 @@ impl ReplyMeta {
         headers.insert(NMS_LATENCY, num(format!("{:.3}", round_ms(self.nms_ms()))));
         headers.insert(BOX_COUNT, HeaderValue::from(self.box_count()));
         headers.insert(MODEL_VERSION, model_version.clone());
-        if !self.breach.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&self.breach.to_string())
+        if let Some(flag) = self.flag()
+            && let Ok(v) = HeaderValue::from_str(&flag)
         {
             headers.insert(CANARY_BREACH, v);
         }
@@ -124,6 +140,7 @@ mod tests {
                 batch_size: 1,
             },
             breach,
+            latched: Vec::new(),
         };
         let mut h = HeaderMap::new();
         meta.stamp(&mut h, &HeaderValue::from_static("v10-gray"));
@@ -140,12 +157,44 @@ mod tests {
             latency_ms: 0.5,
             outcome: Outcome::Failed(ErrorKind::BadImage),
             breach: BreachSet::default(),
+            latched: Vec::new(),
         };
         let mut h = HeaderMap::new();
         meta.stamp(&mut h, &HeaderValue::from_static("v9"));
         assert_eq!(header(&h, &BOX_COUNT), "0");
         assert_eq!(header(&h, &NMS_LATENCY), "0.000");
         assert!(h.get(&CANARY_BREACH).is_none());
+    }
+
+    #[test]
+    fn latches_follow_the_watchdog_reasons_in_the_flag() {
+        let mut breach = BreachSet::default();
+        breach.insert(Reason::Memory);
+        let mut meta = ReplyMeta {
+            latency_ms: 1.0,
+            outcome: Outcome::Failed(ErrorKind::BadImage),
+            breach,
+            latched: vec![
+                (Trigger::BoxCount, "crane-cameras".into()),
+                (Trigger::Flag, "*".into()),
+            ],
+        };
+        let mut h = HeaderMap::new();
+        meta.stamp(&mut h, &HeaderValue::from_static("v10"));
+        let value = header(&h, &CANARY_BREACH);
+        assert_eq!(
+            value,
+            "memory,latched:box_count@crane-cameras,latched:flag@*"
+        );
+        // What the filter reads back: a latch alone is not first-hand news.
+        let read = Flag::parse(value);
+        assert!(read.first_hand());
+        meta.breach = BreachSet::default();
+        let mut h = HeaderMap::new();
+        meta.stamp(&mut h, &HeaderValue::from_static("v10"));
+        let read = Flag::parse(header(&h, &CANARY_BREACH));
+        assert!(!read.first_hand());
+        assert_eq!(read.latched.len(), 2);
     }
 
     #[test]
@@ -160,12 +209,14 @@ mod tests {
                 batch_size: 2,
             },
             breach: BreachSet::default(),
+            latched: Vec::new(),
         };
         ok.observe(&m, 200);
         let bad = ReplyMeta {
             latency_ms: 1.0,
             outcome: Outcome::Failed(ErrorKind::UnsupportedMediaType),
             breach: BreachSet::default(),
+            latched: Vec::new(),
         };
         bad.observe(&m, 415);
         assert_eq!(m.last_box_count.get(), 4);

@@ -6,7 +6,9 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::connection::Cut;
 use crate::error::ErrorKind;
+use crate::latch::{Action, Refusal};
 use crate::watchdog::Reason;
 
 /// Request and model latency buckets, seconds (CPU inference sits at 0.1–0.3 s, GPU at a few ms).
@@ -47,6 +49,11 @@ pub struct Metrics {
     pub gpu_memory_used_bytes: IntGauge,
     pub gpu_memory_total_bytes: IntGauge,
     pub info: IntGaugeVec,
+    pub latches: IntGauge,
+    pub latch_requests: IntCounterVec,
+    pub latch_refused: IntCounterVec,
+    pub open_connections: IntGauge,
+    pub connections_dropped: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -137,6 +144,35 @@ impl Metrics {
                 Opts::new(names::INFO, "Constant 1, labelled with what is served."),
                 &["model_version", "device"],
             )?,
+            latches: IntGauge::new(
+                names::LATCHES,
+                "Live latches held for gateways (each adds latched:<trigger>@<rule> to x-canary-breach).",
+            )?,
+            latch_requests: IntCounterVec::new(
+                Opts::new(
+                    names::LATCH_REQUESTS_TOTAL,
+                    "Calls to the latch endpoint on the control listener.",
+                ),
+                &["action", "result"],
+            )?,
+            latch_refused: IntCounterVec::new(
+                Opts::new(
+                    names::LATCH_REFUSED_TOTAL,
+                    "Latch calls refused, by reason.",
+                ),
+                &["reason"],
+            )?,
+            open_connections: IntGauge::new(
+                names::OPEN_CONNECTIONS,
+                "Open client connections, both listeners.",
+            )?,
+            connections_dropped: IntCounterVec::new(
+                Opts::new(
+                    names::CONNECTIONS_DROPPED_TOTAL,
+                    "Connections refused at the cap or cut by a time limit, by reason.",
+                ),
+                &["reason"],
+            )?,
         };
         let r = &m.registry;
         r.register(Box::new(m.request_duration.clone()))?;
@@ -154,6 +190,11 @@ impl Metrics {
         r.register(Box::new(m.memory_bytes.clone()))?;
         r.register(Box::new(m.memory_limit_bytes.clone()))?;
         r.register(Box::new(m.info.clone()))?;
+        r.register(Box::new(m.latches.clone()))?;
+        r.register(Box::new(m.latch_requests.clone()))?;
+        r.register(Box::new(m.latch_refused.clone()))?;
+        r.register(Box::new(m.open_connections.clone()))?;
+        r.register(Box::new(m.connections_dropped.clone()))?;
         if gpu {
             r.register(Box::new(m.gpu_memory_used_bytes.clone()))?;
             r.register(Box::new(m.gpu_memory_total_bytes.clone()))?;
@@ -164,6 +205,18 @@ impl Metrics {
         }
         for reason in Reason::ALL {
             m.breach_active.with_label_values(&[reason.as_str()]);
+        }
+        for action in Action::ALL {
+            for result in ["ok", "refused"] {
+                m.latch_requests
+                    .with_label_values(&[action.as_str(), result]);
+            }
+        }
+        for refusal in Refusal::ALL {
+            m.latch_refused.with_label_values(&[refusal.as_str()]);
+        }
+        for cut in Cut::ALL {
+            m.connections_dropped.with_label_values(&[cut.as_str()]);
         }
         Ok(m)
     }
@@ -206,8 +259,27 @@ mod tests {
             "grayguard_sidecar_gpu_memory_used_bytes",
             "grayguard_sidecar_gpu_memory_total_bytes",
             "grayguard_sidecar_info{device=\"cpu\",model_version=\"v1\"} 1",
+            "grayguard_sidecar_latches 0",
+            "grayguard_sidecar_latch_requests_total{action=\"clear\",result=\"refused\"} 0",
+            "grayguard_sidecar_latch_refused_total{reason=\"public_listener\"} 0",
+            "grayguard_sidecar_open_connections 0",
+            "grayguard_sidecar_connections_dropped_total{reason=\"idle_timeout\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        // Everything the contract lists is registered, under its exact name.
+        let series = |name: &str| {
+            text.lines()
+                .any(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        };
+        for name in names::SCALARS {
+            assert!(series(name), "contract scalar {name} not exported");
+        }
+        for name in names::HISTOGRAMS {
+            assert!(
+                series(&format!("{name}_count")),
+                "contract histogram {name}"
+            );
         }
         assert!(!Metrics::new(false).unwrap().render().contains("gpu_memory"));
     }

@@ -8,7 +8,9 @@
 #
 # Environment: GRAYGUARD_DEMO_BIN (default target/release/grayguard-demo),
 #              GRAYGUARD_REPORT (default target/release/grayguard-report),
-#              GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240).
+#              GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
+#              GRAYGUARD_GATEWAYS (front Envoys to drive, default 1: `make demo GATEWAYS=3`
+#              starts or expects `make run GATEWAYS=3` and sends round-robin through all).
 # The mesh is started (or found) by tests/demo/mesh.sh, shared with `make soak`.
 set -euo pipefail
 
@@ -17,6 +19,10 @@ cd "$ROOT"
 
 DEMO="${GRAYGUARD_DEMO_BIN:-$ROOT/target/release/grayguard-demo}"
 REPORT="${GRAYGUARD_REPORT:-$ROOT/target/release/grayguard-report}"
+GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
+case "$GATEWAYS" in
+  ''|*[!0-9]*) printf '[demo] error: GRAYGUARD_GATEWAYS must be a number, got %s\n' "$GATEWAYS" >&2; exit 1 ;;
+esac
 
 die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 
@@ -26,9 +32,16 @@ die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=tests/demo/mesh.sh
 source "$ROOT/tests/demo/mesh.sh"
 mesh_up demo
+LOGS="$RUN_DIR/logs"
 
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(--check)
+[ "$GATEWAYS" = 1 ] || args+=(--gateways "$GATEWAYS")
+# The report's defaults are gateway 0's; name every gateway and its log (run.sh's names).
+report_gateways=(--gateway http://127.0.0.1:9901 --envoy-log "$LOGS/envoy.log")
+for ((i = 1; i < GATEWAYS; i++)); do
+  report_gateways+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/envoy-gw$i.log")
+done
 status=0
 "$DEMO" "${args[@]}" || status=$?
 
@@ -36,5 +49,5 @@ status=0
 # and logs (the defaults of grayguard-report are the local mesh's). Prometheus scrapes every
 # 5 s: wait for one more scrape so the charts reach the end of the replay.
 sleep 6
-"$REPORT" --out .run/demo/report.html --require-incident || status=$((status == 0 ? 1 : status))
+"$REPORT" --out .run/demo/report.html --require-incident "${report_gateways[@]}" || status=$((status == 0 ? 1 : status))
 exit "$status"

@@ -6,12 +6,18 @@
 #                      $RUN_DIR/logs/run.log) and stops it again when the calling script exits
 #
 # Needs ROOT (the repository). Environment: GRAYGUARD_RUN_DIR (the mesh's folder, default
-# .run), GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240).
+# .run), GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
+# GRAYGUARD_GATEWAYS (front Envoys the mesh has or is started with, default 1).
 
 RUN_DIR="${GRAYGUARD_RUN_DIR:-$ROOT/.run}"
 MESH_READY_S="${GRAYGUARD_RUN_READY_S:-240}"
-# Every port of the mesh with one gateway (run.sh's list).
-MESH_PORTS=(10000 9901 10100 8081 8082 9090 9093 9095 9096)
+MESH_GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
+# Every port of the mesh (run.sh's list): the sidecars (and the gray one's control port),
+# Prometheus, the alert path, and each gateway's listener, admin and operator ports.
+MESH_PORTS=(8081 8082 9092 9090 9093 9095 9096)
+for ((mesh_i = 0; mesh_i < MESH_GATEWAYS; mesh_i++)); do
+  MESH_PORTS+=($((10000 + mesh_i)) $((9901 + mesh_i)) $((10100 + mesh_i)))
+done
 MESH_PID=""
 MESH_TAG=mesh
 
@@ -45,7 +51,7 @@ mesh_up() {
   trap mesh_down EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
-  bash "$ROOT/mesh-config/local/run.sh" >"$RUN_DIR/logs/run.log" 2>&1 &
+  GRAYGUARD_GATEWAYS="$MESH_GATEWAYS" bash "$ROOT/mesh-config/local/run.sh" >"$RUN_DIR/logs/run.log" 2>&1 &
   MESH_PID=$!
   local deadline=$((SECONDS + MESH_READY_S))
   until grep -q '^\[run\] ready' "$RUN_DIR/logs/run.log" 2>/dev/null; do

@@ -16,6 +16,10 @@ use serde_json::{Value, json};
 use crate::paths;
 use crate::process::{Proc, free_port};
 
+/// The latch token in every test gateway's VM environment ([`TOKEN_ENV`]); a gray sidecar
+/// that requires it takes it in `WORKLOAD_TOKEN_ENV`.
+pub const TEST_LATCH_TOKEN: &str = "grayguard-test-latch-token";
+
 /// One upstream cluster: its name (the route value) and where it listens.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -74,6 +78,11 @@ pub struct Options {
     pub failure_policy: Option<String>,
     /// Upstream timeouts of the gray and the stable route.
     pub timeouts: RouteTimeouts,
+    /// Clusters besides the two versions' (e.g. the gray workload's control port that
+    /// `breach.latch` calls).
+    pub extra_clusters: Vec<Cluster>,
+    /// `--service-node`: the node id, which the filter sends as its gateway id.
+    pub node: Option<String>,
 }
 
 /// The routes' upstream timeouts (Envoy's route `timeout`: from the end of the request to the
@@ -133,10 +142,12 @@ impl Options {
             // The shipped configurations read the operator secret from the VM's environment.
             vm_env: vec![
                 (SECRET_ENV.into(), "grayguard-test-operator-secret".into()),
-                (TOKEN_ENV.into(), "grayguard-test-latch-token".into()),
+                (TOKEN_ENV.into(), TEST_LATCH_TOKEN.into()),
             ],
             failure_policy: None,
             timeouts: RouteTimeouts::local(),
+            extra_clusters: Vec::new(),
+            node: None,
         }
     }
 }
@@ -242,6 +253,11 @@ pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
             ]))],
         }));
     }
+    let clusters: Vec<Value> = [&opts.stable, &opts.gray]
+        .into_iter()
+        .chain(&opts.extra_clusters)
+        .map(cluster)
+        .collect();
     json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
         "stats_flush_interval": format!("{}s", opts.stats_flush_ms as f64 / 1000.0),
@@ -254,7 +270,7 @@ pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
         ] },
         "static_resources": {
             "listeners": listeners,
-            "clusters": [cluster(&opts.stable), cluster(&opts.gray)],
+            "clusters": clusters,
         },
     })
 }
@@ -288,6 +304,14 @@ impl Envoy {
         std::fs::write(&config, text).expect("write bootstrap");
         let mut cmd = envoy_command(&config);
         cmd.args(["--concurrency", &opts.concurrency.to_string()]);
+        if let Some(node) = &opts.node {
+            cmd.args([
+                "--service-node",
+                node,
+                "--service-cluster",
+                "grayguard-gateway",
+            ]);
+        }
         let mut proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
         let timeout = Duration::from_secs(30);
         proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);

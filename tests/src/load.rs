@@ -1,10 +1,10 @@
 //! Background traffic for fault tests: lanes of sender threads, each lane one device cohort
-//! sending the real photos in turn through the front Envoy at its own pace, every reply
+//! sending the real photos in turn through one front Envoy at its own pace, every reply
 //! recorded with its send and reply times, while the test injects a fault. Bounded: every
 //! lane stops at the test's [`Load::stop`], after its `max_requests`, or after the load's
 //! `max_duration`, whichever comes first.
 
-use grayguard_contract::headers;
+use grayguard_contract::{Decision, Note, Side, Trigger, headers};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -35,6 +35,8 @@ pub struct Lane {
     pub pace: Duration,
     /// Most requests of the whole lane.
     pub max_requests: usize,
+    /// Index of the gateway (in [`Load::start`]'s targets) it sends through.
+    pub gateway: usize,
 }
 
 impl Lane {
@@ -45,7 +47,14 @@ impl Lane {
             senders: 1,
             pace,
             max_requests,
+            gateway: 0,
         }
+    }
+
+    /// Through gateway `i` of the load's targets instead of the first.
+    pub fn via(mut self, i: usize) -> Lane {
+        self.gateway = i;
+        self
     }
 
     /// `n` senders instead of one.
@@ -60,6 +69,8 @@ impl Lane {
 pub struct Outcome {
     /// Index of the lane in [`Load::start`]'s list.
     pub lane: usize,
+    /// Index of the gateway it went through.
+    pub gateway: usize,
     /// When it was sent and when its reply (or transport error) came, from the load's start.
     pub sent: Duration,
     pub done: Duration,
@@ -84,9 +95,28 @@ impl Outcome {
         self.model_version.as_deref() == Some(version)
     }
 
-    /// The decision header contains `part` (e.g. `shed=`, `; probe`).
-    pub fn decided(&self, part: &str) -> bool {
-        self.decision.as_deref().is_some_and(|d| d.contains(part))
+    /// The filter's decision, parsed strictly (a header outside the grammar fails the test);
+    /// `None` when the reply had none.
+    pub fn parsed(&self) -> Option<Decision<'_>> {
+        self.decision
+            .as_deref()
+            .map(|d| Decision::parse(d).unwrap_or_else(|e| panic!("decision header {d:?}: {e}")))
+    }
+
+    /// What opened the rule's breaker, if the decision says it is shed.
+    pub fn shed(&self) -> Option<Trigger> {
+        self.parsed().and_then(|d| d.shed())
+    }
+
+    /// A half-open probe.
+    pub fn probe(&self) -> bool {
+        self.parsed().is_some_and(|d| d.note == Some(Note::Probe))
+    }
+
+    /// Sent to gray by a rule whose breaker is closed (no note: not a probe, not shed).
+    pub fn closed_gray(&self) -> bool {
+        self.parsed()
+            .is_some_and(|d| d.side == Side::Gray && d.rule.is_some() && d.note.is_none())
     }
 }
 
@@ -99,9 +129,9 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts `lanes` against `url` (the front Envoy's `/infer`); nothing runs past
-    /// `max_duration`.
-    pub fn start(url: &str, lanes: &[Lane], max_duration: Duration) -> Load {
+    /// Starts `lanes` against `targets` (front Envoys' `/infer` URLs; each lane sends through
+    /// its [`Lane::gateway`]); nothing runs past `max_duration`.
+    pub fn start(targets: &[String], lanes: &[Lane], max_duration: Duration) -> Load {
         let photos: Arc<Vec<Vec<u8>>> = Arc::new(
             PHOTOS
                 .iter()
@@ -116,7 +146,11 @@ impl Load {
             // The lane's request budget, shared by its senders.
             let budget = Arc::new(Mutex::new(lane.max_requests));
             for sender in 0..lane.senders {
-                let (url, lane, photos) = (url.to_string(), lane.clone(), Arc::clone(&photos));
+                let url = targets
+                    .get(lane.gateway)
+                    .unwrap_or_else(|| panic!("lane {lane_index}: no gateway {}", lane.gateway))
+                    .clone();
+                let (lane, photos) = (lane.clone(), Arc::clone(&photos));
                 let (stop, outcomes, budget) = (
                     Arc::clone(&stop),
                     Arc::clone(&outcomes),
@@ -142,6 +176,7 @@ impl Load {
                         let outcome = send(&url, &lane.device_type, &device_id, photo);
                         let record = Outcome {
                             lane: lane_index,
+                            gateway: lane.gateway,
                             sent,
                             done: start.elapsed(),
                             ..outcome
@@ -221,8 +256,9 @@ pub fn describe(outcomes: &[Outcome]) -> String {
         .iter()
         .map(|o| {
             format!(
-                "  lane {} sent {:.2}s done {:.2}s status {:?} decision {:?} version {:?} {}",
+                "  lane {} gw-{} sent {:.2}s done {:.2}s status {:?} decision {:?} version {:?} {}",
                 o.lane,
+                o.gateway,
                 o.sent.as_secs_f64(),
                 o.done.as_secs_f64(),
                 o.status,
@@ -247,6 +283,7 @@ fn send(url: &str, device_type: &str, device_id: &str, photo: &[u8]) -> Outcome 
     );
     let blank = Outcome {
         lane: 0,
+        gateway: 0,
         sent: Duration::ZERO,
         done: Duration::ZERO,
         status: None,

@@ -1,15 +1,17 @@
-//! The whole local mesh on free loopback ports, for the end-to-end test and benchmark: a
+//! The whole local mesh on free loopback ports, for the end-to-end tests and benchmarks: a
 //! stable and a gray sidecar serving the real model and a front Envoy running the filter with
 //! a caller-chosen plugin configuration, routing on the filter's route header to clusters
-//! named like the versions (as `mesh-config/local/envoy.yaml` does). Every process dies with
-//! the [`Mesh`].
+//! named like the versions (as `mesh-config/local/envoy.yaml` does); or a [`Fleet`] of such
+//! gateways sharing the sidecars, latching the gray one. Every process dies with its owner.
 
 use grayguard_contract::headers;
+use grayguard_contract::latch::WORKLOAD_TOKEN_ENV;
 use std::net::SocketAddr;
 
-use crate::envoy::{Cluster, Envoy, Filter, Options};
+use crate::envoy::{Cluster, Envoy, Filter, Options, TEST_LATCH_TOKEN};
 use crate::http;
 use crate::paths;
+use crate::process::free_port;
 use crate::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
 
 /// The Envoy cluster names (and `x-model-version`s) of the two versions.
@@ -60,18 +62,129 @@ impl Mesh {
         image: &[u8],
         extra: &[(&str, &str)],
     ) -> http::Response {
-        let mut headers = vec![
-            ("content-type", "image/jpeg"),
-            (headers::DEVICE_TYPE, device_type),
-            (headers::DEVICE_ID, device_id),
-        ];
-        headers.extend_from_slice(extra);
-        http::post(&self.envoy.url("/infer"), &headers, image)
-            .unwrap_or_else(|e| panic!("front Envoy: transport error: {e}"))
+        infer_via(&self.envoy, device_type, device_id, image, extra)
     }
 }
 
+/// POSTs `image` (JPEG) to `envoy`'s `/infer` as device `device_id` of type `device_type`,
+/// plus `extra` headers; a transport error fails the test.
+pub fn infer_via(
+    envoy: &Envoy,
+    device_type: &str,
+    device_id: &str,
+    image: &[u8],
+    extra: &[(&str, &str)],
+) -> http::Response {
+    let mut headers = vec![
+        ("content-type", "image/jpeg"),
+        (headers::DEVICE_TYPE, device_type),
+        (headers::DEVICE_ID, device_id),
+    ];
+    headers.extend_from_slice(extra);
+    http::post(&envoy.url("/infer"), &headers, image)
+        .unwrap_or_else(|e| panic!("front Envoy on {}: transport error: {e}", envoy.port))
+}
+
+/// Several gateways in front of the same two sidecars, as replicas of an ingress gateway
+/// are: gateway `i` runs with node id `gw-i` (the id its latch calls carry), and the gray
+/// sidecar's control listener (requiring [`TEST_LATCH_TOKEN`], which the gateways' VMs hold)
+/// is the cluster that the plugin configuration's `breach.latch.cluster` names. Fields drop
+/// in declaration order: the gateways first.
+pub struct Fleet {
+    pub gateways: Vec<Envoy>,
+    pub stable: Sidecar,
+    pub gray: Sidecar,
+}
+
+impl Fleet {
+    /// Starts the sidecars from `stable` and `gray` (the gray one gets its control listener
+    /// and token here), then `n` gateways, each with `workers` worker threads and
+    /// `plugin_config`, which must name `breach.latch.cluster`.
+    pub fn start(
+        plugin_config: &str,
+        stable: SidecarBuilder,
+        gray: SidecarBuilder,
+        n: usize,
+        workers: u32,
+    ) -> Fleet {
+        let mut stable = stable.spawn();
+        let mut gray = Fleet::gray(gray).spawn();
+        stable.wait_ready(READY_TIMEOUT);
+        gray.wait_ready(READY_TIMEOUT);
+        let gateways = (0..n)
+            .map(|i| gateway(i, plugin_config, &stable, &gray, workers))
+            .collect();
+        Fleet {
+            gateways,
+            stable,
+            gray,
+        }
+    }
+
+    /// `builder` as the fleet runs its gray sidecar: with the control listener and the token
+    /// the gateways send (for [`Sidecar::replace`] with a new gray process).
+    pub fn gray(builder: SidecarBuilder) -> SidecarBuilder {
+        builder.control().env(WORKLOAD_TOKEN_ENV, TEST_LATCH_TOKEN)
+    }
+
+    /// Replaces gateway `i` with a fresh Envoy process (new ports, no filter state, the same
+    /// node id) running `plugin_config`, in front of the same sidecars.
+    pub fn restart_gateway(&mut self, i: usize, plugin_config: &str, workers: u32) {
+        self.gateways[i] = gateway(i, plugin_config, &self.stable, &self.gray, workers);
+    }
+
+    /// Every gateway's `/infer` URL, in order.
+    pub fn targets(&self) -> Vec<String> {
+        self.gateways.iter().map(|g| g.url("/infer")).collect()
+    }
+
+    /// POSTs `image` through gateway `gateway` (see [`infer_via`]).
+    pub fn infer(
+        &self,
+        gateway: usize,
+        device_type: &str,
+        device_id: &str,
+        image: &[u8],
+        extra: &[(&str, &str)],
+    ) -> http::Response {
+        infer_via(
+            &self.gateways[gateway],
+            device_type,
+            device_id,
+            image,
+            extra,
+        )
+    }
+}
+
+/// Gateway `i` of a fleet: node id `gw-i`, its own operator port (as `make run GATEWAYS=N`
+/// moves it), and the gray sidecar's control listener as the cluster that the plugin
+/// configuration's `breach.latch.cluster` names.
+fn gateway(i: usize, plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers: u32) -> Envoy {
+    let mut config: serde_json::Value =
+        serde_json::from_str(plugin_config).expect("the plugin configuration is JSON");
+    let latch_cluster = config["breach"]["latch"]["cluster"]
+        .as_str()
+        .expect("a fleet's plugin configuration names breach.latch.cluster")
+        .to_string();
+    let control = gray.control_port.expect("the gray sidecar's control port");
+    if config.get("operator").is_some() {
+        config["operator"]["port"] = free_port().into();
+    }
+    let mut opts = front_options(&config.to_string(), stable, gray, workers);
+    opts.node = Some(format!("gw-{i}"));
+    opts.extra_clusters.push(Cluster::new(
+        &latch_cluster,
+        SocketAddr::from(([127, 0, 0, 1], control)),
+    ));
+    Envoy::start(&opts)
+}
+
 fn front_envoy(plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers: u32) -> Envoy {
+    Envoy::start(&front_options(plugin_config, stable, gray, workers))
+}
+
+fn front_options(plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers: u32) -> Options {
     let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let mut opts = Options::new(
         Filter::grayguard(plugin_config),
@@ -85,7 +198,7 @@ fn front_envoy(plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers: u
         .ok()
         .and_then(|v| v["operator"]["port"].as_u64())
         .and_then(|p| u16::try_from(p).ok());
-    Envoy::start(&opts)
+    opts
 }
 
 /// The canonical plugin configuration, as `mesh-config/local/envoy.yaml` ships it (the

@@ -25,6 +25,7 @@ pub struct SidecarBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     model: Option<std::path::PathBuf>,
+    control: bool,
 }
 
 impl SidecarBuilder {
@@ -35,7 +36,14 @@ impl SidecarBuilder {
             args: Vec::new(),
             env: Vec::new(),
             model: None,
+            control: false,
         }
+    }
+
+    /// Opens the control listener (the latch endpoint) on a free loopback port.
+    pub fn control(mut self) -> SidecarBuilder {
+        self.control = true;
+        self
     }
 
     /// Appends `flag value` (e.g. `.flag("--max-queue", "2")`).
@@ -85,25 +93,28 @@ impl SidecarBuilder {
         cmd
     }
 
-    /// Starts the process without waiting for it to be ready.
+    /// Starts the process on a free port (and the control listener on another, if opened)
+    /// without waiting for it to be ready.
     pub fn spawn(self) -> Sidecar {
-        self.spawn_at(free_port())
+        let control_port = self.control.then(free_port);
+        self.spawn_at(free_port(), control_port)
     }
 
-    /// Starts the process on a given port (one a front Envoy already routes to), without
-    /// waiting for it to be ready.
-    pub fn spawn_at(self, port: u16) -> Sidecar {
-        let proc = self.spawn_on(port);
+    /// Starts the process on `port`, its control listener (if [`SidecarBuilder::control`]
+    /// opened it) on `control_port` or a free one, without waiting for it to be ready.
+    pub fn spawn_at(self, port: u16, control_port: Option<u16>) -> Sidecar {
+        let control_port = self.control.then(|| control_port.unwrap_or_else(free_port));
+        let mut cmd = self.command(port);
+        if let Some(p) = control_port {
+            cmd.args(["--control-listen", &format!("127.0.0.1:{p}")]);
+        }
+        let dir = tempfile::tempdir().expect("temp dir for the sidecar log");
+        let proc = Proc::spawn(&self.version, cmd, dir.path()).own_dir(dir);
         Sidecar {
             proc,
             port,
-            builder: self,
+            control_port,
         }
-    }
-
-    fn spawn_on(&self, port: u16) -> Proc {
-        let dir = tempfile::tempdir().expect("temp dir for the sidecar log");
-        Proc::spawn(&self.version, self.command(port), dir.path()).own_dir(dir)
     }
 
     /// Starts the process and waits until `/ready` answers 200.
@@ -118,7 +129,8 @@ impl SidecarBuilder {
 pub struct Sidecar {
     pub proc: Proc,
     pub port: u16,
-    builder: SidecarBuilder,
+    /// The control listener's port ([`SidecarBuilder::control`]).
+    pub control_port: Option<u16>,
 }
 
 impl Sidecar {
@@ -126,15 +138,21 @@ impl Sidecar {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// Starts the same command again on the same port, as a kubelet restarts a crashed
-    /// container (the previous process must be gone); does not wait for readiness.
-    pub fn respawn(&mut self) {
-        assert!(
-            self.proc.exited().is_some(),
-            "{}: respawn while the previous process still runs",
-            self.builder.version
-        );
-        self.proc = self.builder.spawn_on(self.port);
+    /// A URL on the control listener (panics if the builder did not open it).
+    pub fn control_url(&self, path: &str) -> String {
+        let port = self
+            .control_port
+            .expect("SidecarBuilder::control() opens the control port");
+        format!("http://127.0.0.1:{port}{path}")
+    }
+
+    /// Replaces the process with `builder`'s on the same ports, as a rollout replaces a pod
+    /// behind the same Service: the old one is stopped (SIGTERM, then killed), the new one
+    /// is waited for until ready.
+    pub fn replace(&mut self, builder: SidecarBuilder) {
+        let _ = self.proc.terminate(Duration::from_secs(10));
+        *self = builder.spawn_at(self.port, self.control_port);
+        self.wait_ready(READY_TIMEOUT);
     }
 
     pub fn wait_ready(&mut self, timeout: Duration) {

@@ -1,16 +1,18 @@
 //! `make run`'s script (mesh-config/local/run.sh) supervises its processes like a kubelet:
 //! the gray sidecar killed with SIGKILL mid-traffic is logged and started again after its
-//! back-off while the front Envoy and the stable sidecar keep serving (the stable cohort sees
-//! no error, no request goes unanswered); a killed front Envoy comes back on its ports too;
-//! Ctrl-C still stops everything.
+//! back-off, with its control listener and latch token, while the front Envoy and the stable
+//! sidecar keep serving (the stable cohort sees no error, no request goes unanswered); a
+//! killed front Envoy comes back on its ports too; Ctrl-C still stops everything, the
+//! restarted processes included.
 //!
-//! run.sh listens on fixed ports (8081, 8082, 9090, 9093, 9095, 9096, 9901, 10000, 10100):
+//! run.sh listens on fixed ports (8081, 8082, 9092, 9090, 9093, 9095, 9096, 9901, 10000, 10100):
 //! when one is taken (a `make run` in another terminal, a Prometheus service) it refuses to
 //! start and names the port, and this test fails with that message. Its files go to a
 //! temporary folder (GRAYGUARD_RUN_DIR), never to the checkout's .run/.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use grayguard_contract::headers;
+use grayguard_contract::latch::PATH as LATCH_PATH;
+use grayguard_contract::{Decision, Side, headers};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,6 +26,10 @@ use grayguard_e2e::process::{Proc, alive, send_signal};
 const FRONT: &str = "http://127.0.0.1:10000/infer";
 const ADMIN_READY: &str = "http://127.0.0.1:9901/ready";
 const GRAY_SIDECAR: &str = "http://127.0.0.1:8082";
+const GRAY_CONTROL: &str = "http://127.0.0.1:9092";
+/// The latch token the gateways send and the gray sidecar requires (run.sh takes it from the
+/// environment when set).
+const LATCH_TOKEN: &str = "grayguard-supervision-test-token";
 
 /// run.sh in the background; on drop (a failed test too) it gets Ctrl-C and the time its
 /// clean-up takes, so that no process of the mesh outlives the test.
@@ -49,6 +55,7 @@ impl LocalMesh {
             .env("GRAYGUARD_WASM", paths::wasm())
             .env("GRAYGUARD_REPORT", paths::report())
             .env("GRAYGUARD_ALERT_SINK", paths::alert_sink())
+            .env("GRAYGUARD_LATCH_TOKEN", LATCH_TOKEN)
             // A healthy gray release (stable's threshold), so that the crash is all that
             // happens to the gray cohort.
             .env("GRAYGUARD_GRAY_CONF", "0.25");
@@ -162,7 +169,7 @@ fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
     // Traffic from both cohorts, then the gray sidecar crashes.
     let pace = Duration::from_millis(400);
     let load = Load::start(
-        FRONT,
+        &[FRONT.to_string()],
         &[
             Lane::new("crane-camera", pace, 300),
             Lane::new("dock-camera", pace, 300),
@@ -232,6 +239,17 @@ fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
     )
     .unwrap();
     assert_eq!(direct.status, 200, "{}", direct.text());
+    // With the same control listener and token: the latches answer to the run's token only.
+    let latches = |token: &str| {
+        http::get_with(
+            &format!("{GRAY_CONTROL}{LATCH_PATH}"),
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .expect("the restarted gray sidecar's control listener answers")
+        .status
+    };
+    assert_eq!(latches(LATCH_TOKEN), 200);
+    assert_ne!(latches("not-the-token"), 200);
 
     // The front Envoy crashes too: it is back on its ports, with the filter.
     let envoy = mesh.pid("envoy").unwrap();
@@ -248,7 +266,11 @@ fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header(headers::DECISION), Some("stable; no-rule"));
+    let decision = Decision::parse(r.header(headers::DECISION).expect("a decision")).unwrap();
+    assert!(
+        decision.side == Side::Stable && decision.rule.is_none(),
+        "{decision}"
+    );
 
     // Ctrl-C stops every process, the restarted ones included.
     let last = mesh.status();

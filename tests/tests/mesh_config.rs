@@ -212,6 +212,18 @@ fn validator_rejects_built_deployments_that_do_not_fit_the_filter_or_the_images(
         "  sha256: ",
         "  # sha256: ",
     );
+    // The gray pods' latch endpoint: left out of the AuthorizationPolicy, and in the
+    // progressive-delivery workload a token written into the YAML.
+    edit(
+        &m.join("common/authorization-policy.yaml"),
+        "ports: [\"9092\"]",
+        "ports: [\"9093\"]",
+    );
+    edit(
+        &m.join("workload/deployment.yaml"),
+        "              valueFrom:\n                secretKeyRef:\n                  name: grayguard-latch\n                  key: token",
+        "              value: not-a-secret-anymore",
+    );
     let out = validator(&m, &[]);
     let report = text(&out);
     assert_eq!(
@@ -224,6 +236,8 @@ fn validator_rejects_built_deployments_that_do_not_fit_the_filter_or_the_images(
         "kustomize build mesh-config/variants/argo-rollouts: Rollout yolo/yolo-detector: stableSubsetName/canarySubsetName must be the filter's stable/gray (v9-prod/v10-gray)",
         "kustomize build mesh-config: Deployment yolo/yolo-v10-gray: container model-server: image 'yolo-sidecar' names no registry",
         "kustomize build mesh-config: WasmPlugin istio-system/grayguard: sha256 must pin the image's manifest digest",
+        "kustomize build mesh-config/variants/argo-rollouts: Deployment yolo/yolo-detector: container model-server: no AuthorizationPolicy in yolo admits calls to the control port 9092",
+        "kustomize build mesh-config/variants/argo-rollouts: Deployment yolo/yolo-detector: container model-server: control listener on 9092 without GRAYGUARD_SIDECAR_CONTROL_TOKEN from a Secret",
     ] {
         assert!(
             report.contains(expected),

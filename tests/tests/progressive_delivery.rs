@@ -146,7 +146,7 @@ fn gray_on(port: u16, conf: &str) -> Sidecar {
         "--conf",
         conf,
     ]);
-    let mut sc = builder.spawn_at(port);
+    let mut sc = builder.spawn_at(port, None);
     sc.proc
         .wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), READY_TIMEOUT);
     sc.wait_ready(READY_TIMEOUT);

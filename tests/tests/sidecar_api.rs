@@ -1,8 +1,9 @@
 //! The sidecar's HTTP API against the real binary, ONNX Runtime, model and photos: readiness
 //! around warm-up, detections in original-image pixels (checked against the Python reference
-//! pipeline's boxes), headers that match the JSON, every bad input with its status, and
-//! `/metrics` that `promtool` accepts and that counts exactly what was sent. One process
-//! serves the whole file's assertions to keep the suite short.
+//! pipeline's boxes), headers that match the JSON, every bad input with its status,
+//! `/metrics` that `promtool` accepts and that counts exactly what was sent, and `/info`
+//! (checked against the model file's digest, ONNX Runtime's own version and the host). One
+//! process serves the whole file's assertions to keep the suite short.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::headers;
@@ -416,4 +417,59 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         "RSS of a loaded model"
     );
     assert!(prom::value(&text, "grayguard_sidecar_memory_limit_bytes").is_some_and(|v| v > 0.0));
+
+    check_info(&sc);
+}
+
+/// `/info`: what the incident report compares between the gray and the stable pods.
+fn check_info(sc: &Sidecar) {
+    let r = http::get(&sc.url("/info")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let info = r.json();
+    let model = paths::model();
+    let out = Command::new("sha256sum").arg(&model).output().unwrap();
+    let digest = String::from_utf8(out.stdout).unwrap();
+    let digest = digest.split_whitespace().next().unwrap();
+    assert_eq!(info["model"]["sha256"], digest, "{info}");
+    assert_eq!(info["model"]["path"], model.display().to_string());
+    assert_eq!(info["model"]["version"], "v-api");
+    assert_eq!(info["model"]["input"], serde_json::json!([640, 640]));
+    assert_eq!(
+        info["model"]["classes"],
+        serde_json::json!(["Normal", "Fall"])
+    );
+    let out = Command::new(paths::python())
+        .args(["-c", "import onnxruntime; print(onnxruntime.__version__)"])
+        .output()
+        .unwrap();
+    let ort_version = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(info["runtime"]["onnxruntime"], ort_version.trim());
+    assert_eq!(info["runtime"]["device"], "cpu");
+    assert_eq!(
+        info["runtime"]["intra_threads"], 2,
+        "the harness's --threads 2"
+    );
+    assert_eq!(info["runtime"]["inter_threads"], 1);
+    let flags = &info["flags"];
+    assert_eq!(flags["max-body-bytes"], MAX_BODY);
+    assert_eq!(flags["warmup-runs"], 8);
+    assert_eq!(flags["conf"], 0.25);
+    assert_eq!(flags["watchdog-latency-budget-ms"], 60000.0);
+    assert_eq!(flags["control-token"], serde_json::Value::Null);
+    assert_eq!(info["sidecar"]["version"], env!("CARGO_PKG_VERSION"));
+    let started = info["sidecar"]["started_at"].as_str().unwrap();
+    assert!(
+        started.len() == 24 && started.ends_with('Z') && started.as_bytes()[10] == b'T',
+        "{started}"
+    );
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(info["host"]["hostname"], hostname.trim());
+    assert!(info["host"]["os"].as_str().unwrap().starts_with("linux "));
+    assert_eq!(info["host"]["arch"], std::env::consts::ARCH);
+    assert!(info["host"]["cpus"].as_u64().is_some_and(|n| n >= 1));
+    assert!(
+        info["host"]["memory_bytes"]
+            .as_u64()
+            .is_some_and(|n| n > 1 << 20)
+    );
 }

@@ -9,9 +9,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use grayguard_e2e::mesh::{GRAY, Mesh, STABLE, local_plugin_config};
+use grayguard_e2e::mesh::{Fleet, GRAY, STABLE, local_plugin_config};
 use grayguard_e2e::paths;
 use grayguard_e2e::process::Proc;
+use grayguard_e2e::sidecar::SidecarBuilder;
 use serde_json::Value;
 
 const RATE: f64 = 3.0;
@@ -19,22 +20,23 @@ const DURATION_S: u64 = 45;
 
 #[test]
 fn a_short_soak_of_the_local_mesh_meets_every_target() {
-    // The gray sidecar's control listener (the latch's target) is not started here.
-    let mut config: Value = serde_json::from_str(&local_plugin_config()).unwrap();
-    config["breach"].as_object_mut().unwrap().remove("latch");
-    let mesh = Mesh::start(
-        &config.to_string(),
-        &["--threads", "1", "--conf", "0.25"],
-        &["--threads", "1", "--conf", "0.001"],
+    // As `make run`: the canonical configuration, the gray sidecar with its control listener
+    // (the latch's target), one gateway.
+    let mesh = Fleet::start(
+        &local_plugin_config(),
+        SidecarBuilder::new(STABLE).args(&["--threads", "1", "--conf", "0.25"]),
+        SidecarBuilder::new(GRAY).args(&["--threads", "1", "--conf", "0.001"]),
+        1,
         2,
     );
+    let envoy = &mesh.gateways[0];
     let out = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(paths::soak());
-    cmd.args(["--target", &mesh.envoy.url("/infer")])
-        .args(["--admin", &mesh.envoy.admin_url("")])
+    cmd.args(["--target", &envoy.url("/infer")])
+        .args(["--admin", &envoy.admin_url("")])
         .args(["--sidecar", &format!("{STABLE}={}", mesh.stable.url(""))])
         .args(["--sidecar", &format!("{GRAY}={}", mesh.gray.url(""))])
-        .args(["--process", &format!("envoy={}", mesh.envoy.proc.pid())])
+        .args(["--process", &format!("envoy={}", envoy.proc.pid())])
         .args(["--process", &format!("{STABLE}={}", mesh.stable.proc.pid())])
         .args(["--process", &format!("{GRAY}={}", mesh.gray.proc.pid())])
         .args([

@@ -27,6 +27,10 @@ Checks, for every YAML/JSON file under the root:
   * Flagger's and Argo Rollouts' analyses ask the same questions with the same thresholds;
   * the Alertmanager configurations (the cluster's and the local mesh's) route alike, give
     each receiver the same messages, and use only templates that are defined beside them;
+  * every sidecar with a control listener (the latch endpoint) declares its port, takes its
+    token from a Secret (never from the command line or the YAML), and is reachable there
+    only through an AuthorizationPolicy rule that names principals and allows nothing but
+    `POST /grayguard/latch`;
   * with --sidecar-help, every flag the Deployments pass to grayguard-sidecar exists.
 
 Prints one line per problem naming the file, the resource and the error, and exits 1 if
@@ -66,6 +70,11 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 WASM_FILTER = "envoy.filters.http.wasm"
 SIDECAR_IMAGE = "grayguard-sidecar"
+# The sidecar's control listener (the latch endpoint the gateways call) and its token.
+CONTROL_LISTEN_FLAG = "--control-listen"
+CONTROL_TOKEN_FLAG = "--control-token"
+CONTROL_TOKEN_ENV = "GRAYGUARD_SIDECAR_CONTROL_TOKEN"
+LATCH_PATH = "/grayguard/latch"
 # The annotation carrying an Istio proxy's ProxyConfig.
 PROXY_CONFIG = "proxy.istio.io/config"
 # Template variables of the analysis queries: Flagger's {{ interval }}, Argo's {{args.interval}}.
@@ -767,6 +776,49 @@ def check_built(where: str, docs: list[dict], report: Report) -> None:
                 report.error(rid, f"analysis template {t.get('templateName')!r} is not in this build")
 
 
+def check_control_listeners(where: str, docs: list[dict], report: Report) -> None:
+    """A sidecar's control listener lets whoever reaches it latch the gray release off every
+    gateway: its port must be declared, its token must come from a Secret, and only named
+    identities may reach it, for the latch call alone."""
+    policies = [d for d in docs if d["kind"] == "AuthorizationPolicy"
+                and (d.get("spec") or {}).get("action", "ALLOW") == "ALLOW"]
+    for d in docs:
+        ns = (d.get("metadata") or {}).get("namespace")
+        for spec in pod_specs(d):
+            for c in spec.get("containers") or []:
+                if SIDECAR_IMAGE not in c.get("image", ""):
+                    continue
+                rid = f"{where}: {resource_id(d)}: container {c.get('name')}"
+                args = [str(a) for a in c.get("args") or []]
+                if any(a.split("=", 1)[0] == CONTROL_TOKEN_FLAG for a in args):
+                    report.error(rid, f"{CONTROL_TOKEN_FLAG} on the command line shows the token in the "
+                                 f"process list; set {CONTROL_TOKEN_ENV} from a Secret")
+                listen = [a.split("=", 1)[1] for a in args if a.startswith(CONTROL_LISTEN_FLAG + "=")]
+                if not listen:
+                    continue
+                port = listen[-1].rsplit(":", 1)[-1]
+                if not any(str(p.get("containerPort")) == port for p in c.get("ports") or []):
+                    report.error(rid, f"the control listener's port {port} is not a declared container port")
+                token = next((e for e in c.get("env") or [] if e.get("name") == CONTROL_TOKEN_ENV), None)
+                if token is None or "secretKeyRef" not in (token.get("valueFrom") or {}):
+                    report.error(rid, f"control listener on {port} without {CONTROL_TOKEN_ENV} from a Secret")
+                rules = [r for p in policies if (p.get("metadata") or {}).get("namespace") == ns
+                         for r in (p.get("spec") or {}).get("rules") or []
+                         if any(port in [str(x) for x in (t.get("operation") or {}).get("ports") or []]
+                                for t in r.get("to") or [])]
+                if not rules:
+                    report.error(rid, f"no AuthorizationPolicy in {ns} admits calls to the control port {port}")
+                for r in rules:
+                    principals = [p for f in r.get("from") or [] for p in (f.get("source") or {}).get("principals") or []]
+                    if not principals or "*" in principals:
+                        report.error(rid, f"control port {port}: an AuthorizationPolicy rule admits any caller")
+                    for t in r.get("to") or []:
+                        op = t.get("operation") or {}
+                        if op.get("paths") != [LATCH_PATH] or op.get("methods") != ["POST"]:
+                            report.error(rid, f"control port {port}: an AuthorizationPolicy rule allows more "
+                                         f"than POST {LATCH_PATH}")
+
+
 def pod_specs(doc: dict) -> list[dict]:
     spec = ((doc.get("spec") or {}).get("template") or {}).get("spec")
     return [spec] if isinstance(spec, dict) else []
@@ -851,6 +903,7 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
         valid = [(w, d) for w, d in rendered if validate(d, w)]
         if deployable:
             check_built(where, docs, report)
+            check_control_listeners(where, docs, report)
         cross_check(valid, [d for _, d in rendered if d["kind"] == "Deployment"],
                     [(w, c) for w, d in valid for c in plugin_configs_of(d)], report)
 

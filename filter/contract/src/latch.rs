@@ -22,10 +22,13 @@ use crate::reason::Trigger;
 /// The latch endpoint on the workload's control listener.
 pub const PATH: &str = "/grayguard/latch";
 
-/// The conventional environment variable holding the latch token: the gateway's Wasm VM
-/// reads it (`breach.latch.token_env` in the shipped configurations) and the gray sidecar
-/// requires it (its `--control-token` twin reads the same secret).
+/// The conventional environment variable holding the latch token on the gateway: its Wasm VM
+/// reads it (`breach.latch.token_env` in the shipped configurations).
 pub const TOKEN_ENV: &str = "GRAYGUARD_LATCH_TOKEN";
+
+/// The gray sidecar's environment variable for the same token (the `--control-token`
+/// twin), which it then requires on every control call.
+pub const WORKLOAD_TOKEN_ENV: &str = "GRAYGUARD_SIDECAR_CONTROL_TOKEN";
 
 /// Longest gateway id kept, in bytes.
 pub const MAX_GATEWAY_LEN: usize = 128;

@@ -151,6 +151,18 @@ pub mod sidecar {
     pub const BATCH_SIZE: &str = "grayguard_sidecar_batch_size";
     /// Constant 1, labelled with what is served (`model_version`, `device`).
     pub const INFO: &str = "grayguard_sidecar_info";
+    /// Live latches the workload holds (see [`crate::latch`]).
+    pub const LATCHES: &str = "grayguard_sidecar_latches";
+    /// Calls to the latch endpoint on the control listener (labels `action`: latch, clear,
+    /// list or unknown; `result`: ok or refused).
+    pub const LATCH_REQUESTS_TOTAL: &str = "grayguard_sidecar_latch_requests_total";
+    /// Latch calls refused (label `reason`: public_listener, bad_token, bad_request).
+    pub const LATCH_REFUSED_TOTAL: &str = "grayguard_sidecar_latch_refused_total";
+    /// Open client connections, both listeners.
+    pub const OPEN_CONNECTIONS: &str = "grayguard_sidecar_open_connections";
+    /// Connections the sidecar refused or cut to protect itself (label `reason`:
+    /// max_connections, header_timeout, idle_timeout).
+    pub const CONNECTIONS_DROPPED_TOTAL: &str = "grayguard_sidecar_connections_dropped_total";
 
     /// Every counter and gauge the sidecar publishes.
     pub const SCALARS: &[&str] = &[
@@ -166,6 +178,11 @@ pub mod sidecar {
         GPU_MEMORY_USED_BYTES,
         GPU_MEMORY_TOTAL_BYTES,
         INFO,
+        LATCHES,
+        LATCH_REQUESTS_TOTAL,
+        LATCH_REFUSED_TOTAL,
+        OPEN_CONNECTIONS,
+        CONNECTIONS_DROPPED_TOTAL,
     ];
 
     /// Every histogram the sidecar publishes (`_bucket`, `_sum`, `_count` in the text).
@@ -174,5 +191,6 @@ pub mod sidecar {
         INFERENCE_DURATION_SECONDS,
         NMS_DURATION_SECONDS,
         DETECTIONS_PER_IMAGE,
+        BATCH_SIZE,
     ];
 }

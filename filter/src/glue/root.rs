@@ -78,19 +78,25 @@ impl RootContext for Root {
         // Seeds differ between VMs and starts; worker ids do not depend on them.
         engine.reseed(host.now_ns() ^ (u64::from(self.context_id) << 32));
         // The gateway's name in latch calls: Envoy's node id (`--service-node`; Istio sets
-        // it to the pod's identity).
-        if let Some(id) = hostcalls::get_property(vec!["node", "id"])
-            .ok()
-            .flatten()
-            .filter(|b| !b.is_empty())
+        // it to the pod's identity). Envoy names the attribute `xds.node`; older proxies
+        // named it `node`.
+        if let Some(id) = [vec!["xds", "node", "id"], vec!["node", "id"]]
+            .into_iter()
+            .find_map(|path| {
+                hostcalls::get_property(path)
+                    .ok()
+                    .flatten()
+                    .filter(|b| !b.is_empty())
+            })
         {
             engine.set_gateway(&String::from_utf8_lossy(&id));
         }
         engine.start(&host);
         info!(
-            "grayguard configured: {rules} rule(s), {} breaker unit(s), {detector:?} detector, sync every {} ms",
+            "grayguard configured: {rules} rule(s), {} breaker unit(s), {detector:?} detector, sync every {} ms, gateway {}",
             engine.units(),
-            sync.as_millis()
+            sync.as_millis(),
+            engine.gateway()
         );
         self.vm = Some(Rc::new(RefCell::new(Vm { engine, host })));
         let _ = hostcalls::set_tick_period(sync);

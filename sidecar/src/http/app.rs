@@ -1,15 +1,20 @@
 //! The server's shared state: configuration, metrics, the detector once loaded, readiness
-//! flags, the watchdog, admission (the bounded queue) and the self-check image memory.
+//! flags, the watchdog, the latches gateways hold, admission (the bounded queue), the
+//! self-check image memory and what `/info` reports.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Instant, SystemTime};
 
+use grayguard_contract::Trigger;
+use grayguard_contract::latch::Request as LatchRequest;
 use hyper::header::HeaderValue;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::detector::Detector;
+use crate::info::{Host, ModelFacts};
+use crate::latch::{Applied, Latches};
 use crate::metrics::Metrics;
 use crate::selfcheck::ImageMemory;
 use crate::watchdog::{BreachSet, Reason, Watchdog};
@@ -31,6 +36,18 @@ pub struct App {
     pub(super) in_flight: AtomicUsize,
     pub images: ImageMemory,
     pub(super) last_success: Mutex<Option<Instant>>,
+    latches: Mutex<Latches>,
+    /// When the process started serving (for `/info`).
+    pub started_at: SystemTime,
+    /// The model's facts, once it is loaded (for `/info`).
+    model_facts: OnceLock<ModelFacts>,
+    /// The machine, read once at start (for `/info`).
+    pub host: Host,
+}
+
+/// A lock that survives a panic elsewhere: the guarded values stay consistent between calls.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl App {
@@ -39,6 +56,10 @@ impl App {
             .unwrap_or(HeaderValue::from_static("unknown"));
         let permits = cfg.workers + cfg.max_queue;
         App {
+            latches: Mutex::new(Latches::new(cfg.latch_max_entries, cfg.latch_max)),
+            started_at: SystemTime::now(),
+            model_facts: OnceLock::new(),
+            host: Host::read(),
             watchdog: Mutex::new(Watchdog::new(cfg.watchdog.clone())),
             admission: Arc::new(Semaphore::new(permits)),
             cfg,
@@ -93,11 +114,41 @@ impl App {
     }
 
     pub fn with_watchdog<T>(&self, f: impl FnOnce(&mut Watchdog) -> T) -> T {
-        let mut guard = match self.watchdog.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&mut guard)
+        f(&mut lock(&self.watchdog))
+    }
+
+    /// Records what the loaded model is (once).
+    pub fn set_model_facts(&self, facts: ModelFacts) {
+        let _ = self.model_facts.set(facts);
+    }
+
+    pub fn model_facts(&self) -> Option<&ModelFacts> {
+        self.model_facts.get()
+    }
+
+    /// Applies a gateway's latch or clear request and updates the gauge.
+    pub fn apply_latch(&self, req: &LatchRequest, now: Instant) -> Applied {
+        let mut latches = lock(&self.latches);
+        let applied = latches.apply(req, now);
+        self.metrics.latches.set(latches.len(now) as i64);
+        applied
+    }
+
+    /// The live latches as JSON objects.
+    pub fn describe_latches(&self, now: Instant) -> Vec<serde_json::Value> {
+        lock(&self.latches).describe(now)
+    }
+
+    /// The latch items of a reply's flag: the live latches, or none for a half-open probe,
+    /// which is judged on its own merits.
+    pub fn latched(&self, now: Instant, probe: bool) -> Vec<(Trigger, String)> {
+        if probe {
+            return Vec::new();
+        }
+        let mut latches = lock(&self.latches);
+        let items = latches.items(now);
+        self.metrics.latches.set(latches.len(now) as i64);
+        items
     }
 
     /// Evaluates the watchdog and mirrors the result into `breach_active`.
@@ -121,5 +172,8 @@ impl App {
             .queue_depth
             .set(in_flight.saturating_sub(busy) as i64);
         self.metrics.ready.set(i64::from(self.is_ready()));
+        let now = Instant::now();
+        let live = lock(&self.latches).len(now);
+        self.metrics.latches.set(live as i64);
     }
 }

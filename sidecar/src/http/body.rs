@@ -1,10 +1,12 @@
-//! Reading request bodies: what the Content-Type announces, and bounded reading (with the
-//! over-limit drain that lets a client still sending see its 413).
+//! Reading request bodies: what the Content-Type announces, and bounded reading — in size
+//! (with the over-limit drain that lets a client still sending see its 413) and in time (a
+//! body that trickles in gets 408).
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::header::HeaderValue;
+use tokio::time::Instant;
 
 use super::multipart;
 use crate::error::{ApiError, ErrorKind};
@@ -43,12 +45,13 @@ pub(super) fn payload_kind(content_type: Option<&HeaderValue>) -> Result<Payload
 }
 
 /// Reads at most `max` bytes of `body`; `Ok(None)` when it is longer (the excess is drained up
-/// to `drain_cap` bytes in all).
+/// to `drain_cap` bytes in all). The whole body must arrive by `deadline`.
 pub(super) async fn read_body<B>(
     mut body: B,
     max: usize,
     drain_cap: usize,
     declared: Option<u64>,
+    deadline: Instant,
 ) -> Result<Option<Bytes>, ApiError>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -56,7 +59,16 @@ where
 {
     let mut buf = BytesMut::with_capacity(declared.map_or(0, |n| n.min(max as u64) as usize));
     let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            return Err(ApiError::new(
+                ErrorKind::BodyTimeout,
+                format!(
+                    "the request body did not arrive in time (--body-read-timeout-s); {total} bytes received"
+                ),
+            ));
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| {
             ApiError::new(
                 ErrorKind::BadImage,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::app::App;
 use super::body::{Payload, payload_kind, read_body};
 use super::multipart;
-use super::reply::{Reply, error_reply, json_reply, ms_since};
+use super::reply::{Reply, error_reply, is_probe, json_reply, ms_since};
 use crate::detector::{BoxOut, DetectError};
 use crate::error::{ApiError, ErrorKind};
 use crate::meta::{Outcome, ReplyMeta, round_ms};
@@ -48,9 +48,10 @@ where
 {
     // Reset to "body received" by `infer_inner`: the latency is decode to reply.
     let mut clock = started;
-    match infer_inner(app, req, &mut clock).await {
+    let probe = is_probe(req.headers());
+    match infer_inner(app, req, &mut clock, probe).await {
         Ok(reply) => reply,
-        Err(e) => error_reply(app, e, clock),
+        Err(e) => error_reply(app, e, clock, probe),
     }
 }
 
@@ -58,6 +59,7 @@ async fn infer_inner<B>(
     app: &Arc<App>,
     req: Request<B>,
     clock: &mut Instant,
+    probe: bool,
 ) -> Result<Reply, ApiError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -82,7 +84,8 @@ where
     if declared.is_some_and(|n| n > drain_cap as u64) {
         return Err(too_large());
     }
-    let body = read_body(req.into_body(), max, drain_cap, declared)
+    let deadline = tokio::time::Instant::now() + app.cfg.limits.body_read;
+    let body = read_body(req.into_body(), max, drain_cap, declared, deadline)
         .await?
         .ok_or_else(too_large)?;
     let kind = kind?;
@@ -159,6 +162,7 @@ where
             batch_size: det.batch_size,
         },
         breach: app.breaches(now),
+        latched: app.latched(now, probe),
     };
     let body = serde_json::to_string(&InferReply {
         model_version: &app.cfg.model_version,

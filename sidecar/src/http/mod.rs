@@ -1,8 +1,11 @@
-//! The HTTP layer (hyper 1): state, routing, body reading, the `/infer` handler and the serve
-//! loop. It knows the [`Detector`](crate::detector::Detector) trait, never the model.
+//! The HTTP layer (hyper 1): state, routing, body reading, the `/infer` handler, the control
+//! listener's latch endpoint, connection guards and the serve loop. It knows the
+//! [`Detector`](crate::detector::Detector) trait, never the model.
 
 pub mod app;
 pub mod body;
+pub mod conn;
+pub mod control;
 pub mod infer;
 pub mod multipart;
 pub mod reply;
@@ -11,7 +14,7 @@ pub mod serve;
 
 pub use app::App;
 pub use router::handle;
-pub use serve::serve;
+pub use serve::{Listeners, serve};
 
 #[cfg(test)]
 mod tests;

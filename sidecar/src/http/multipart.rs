@@ -1,7 +1,13 @@
 //! A small `multipart/form-data` reader for one already-buffered body: finds the part named
 //! `image` and returns it without copying.
+//!
+//! The client picks the boundary, so the search for it must not degrade on a boundary and
+//! body made to look alike: `memchr::memmem` (Two-Way with a SIMD prefilter) finds it in
+//! time linear in the body whatever the boundary, and every search starts where the last
+//! one ended, so the whole body is read a bounded number of times.
 
 use bytes::Bytes;
+use memchr::memmem::Finder;
 
 /// Why the form could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,13 +45,10 @@ pub fn boundary(content_type: &str) -> Option<&str> {
     })
 }
 
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || from > hay.len() {
-        return None;
-    }
-    hay[from..]
-        .windows(needle.len())
-        .position(|w| w == needle)
+/// The first `finder` match in `hay` at or after `from`.
+fn find(finder: &Finder<'_>, hay: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)
+        .and_then(|rest| finder.find(rest))
         .map(|p| p + from)
 }
 
@@ -69,12 +72,16 @@ fn part_name(headers: &[u8]) -> Option<String> {
 
 /// Returns the content of the part named `field` (a zero-copy slice of `body`).
 pub fn extract_field(body: &Bytes, boundary: &str, field: &str) -> Result<Bytes, MultipartError> {
+    if boundary.is_empty() {
+        return Err(MultipartError::NoBoundary);
+    }
     let delimiter = format!("--{boundary}");
-    let delimiter = delimiter.as_bytes();
-    let next_delimiter = [b"\r\n", delimiter].concat();
-    let mut pos = find(body, delimiter, 0)
+    let next_delimiter = format!("\r\n--{boundary}");
+    let mut pos = find(&Finder::new(&delimiter), body, 0)
         .ok_or(MultipartError::Malformed("no opening boundary"))?
         + delimiter.len();
+    let next = Finder::new(&next_delimiter);
+    let blank_line = Finder::new(b"\r\n\r\n");
     loop {
         if body[pos..].starts_with(b"--") {
             return Err(MultipartError::MissingField(field.to_string()));
@@ -83,12 +90,12 @@ pub fn extract_field(body: &Bytes, boundary: &str, field: &str) -> Result<Bytes,
             return Err(MultipartError::Malformed("boundary not followed by CRLF"));
         }
         let headers_start = pos + 2;
-        let headers_end = find(body, b"\r\n\r\n", headers_start)
+        let headers_end = find(&blank_line, body, headers_start)
             .ok_or(MultipartError::Malformed("part headers not terminated"))?;
         let content_start = headers_end + 4;
-        let content_end = find(body, &next_delimiter, content_start).ok_or(
-            MultipartError::Malformed("part not terminated by a boundary"),
-        )?;
+        let content_end = find(&next, body, content_start).ok_or(MultipartError::Malformed(
+            "part not terminated by a boundary",
+        ))?;
         if part_name(&body[headers_start..headers_end]).as_deref() == Some(field) {
             return Ok(body.slice(content_start..content_end));
         }

@@ -1,4 +1,6 @@
-//! Routing of one request, and the small endpoints: `/healthz`, `/ready`, `/metrics`.
+//! Routing of one request on the public listener, and the small endpoints: `/healthz`,
+//! `/ready`, `/metrics`, `/info`. Latch paths are refused here: gateways pull latches on the
+//! control listener only (`control.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,8 +16,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::app::App;
 use super::body::read_body;
 use super::infer::infer;
-use super::reply::{Reply, error_reply, json_reply};
+use super::reply::{Reply, error_reply, is_probe, json_reply};
 use crate::error::{ApiError, ErrorKind};
+use crate::latch::Refusal;
+use grayguard_contract::operator::PREFIX;
 
 /// Routes one request.
 pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Reply, Infallible>
@@ -29,13 +33,15 @@ where
     if path == "/infer" && method == Method::POST {
         return Ok(infer(&app, req, started).await);
     }
-    // Whatever the route, a body the client is still sending is read (bounded) and dropped, so
-    // it sees the reply instead of a connection reset.
+    let probe = is_probe(req.headers());
+    // Whatever the route, a body the client is still sending is read (bounded in size and
+    // time) and dropped, so it sees the reply instead of a connection reset.
     let _ = read_body(
         req.into_body(),
         0,
         app.cfg.max_body_bytes.saturating_mul(2),
         None,
+        tokio::time::Instant::now() + app.cfg.limits.body_read,
     )
     .await;
     let not_allowed = |allow: &'static str| {
@@ -46,6 +52,7 @@ where
                 format!("{method} {path} is not allowed; use {allow}"),
             ),
             started,
+            probe,
         );
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static(allow));
@@ -54,14 +61,34 @@ where
     let get = method == Method::GET || method == Method::HEAD;
     let reply = match path.as_str() {
         "/infer" => not_allowed("POST"),
-        "/healthz" | "/ready" | "/metrics" if !get => not_allowed("GET, HEAD"),
+        "/healthz" | "/ready" | "/metrics" | "/info" if !get => not_allowed("GET, HEAD"),
         "/healthz" => json_reply(StatusCode::OK, r#"{"status":"ok"}"#.into()),
         "/ready" => ready(&app),
         "/metrics" => metrics(&app),
+        "/info" => info(&app),
+        other if other.starts_with(PREFIX) => {
+            app.metrics
+                .latch_refused
+                .with_label_values(&[Refusal::PublicListener.as_str()])
+                .inc();
+            log::warn!(
+                "refused {method} {other} on the public listener (latches are pulled on the control listener)"
+            );
+            error_reply(
+                &app,
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("no route {other:?} on this listener"),
+                ),
+                started,
+                probe,
+            )
+        }
         other => error_reply(
             &app,
             ApiError::new(ErrorKind::NotFound, format!("no route {other:?}")),
             started,
+            probe,
         ),
     };
     Ok(reply)
@@ -79,6 +106,11 @@ fn ready(app: &App) -> Reply {
         (StatusCode::SERVICE_UNAVAILABLE, "self-check-failed")
     };
     json_reply(status, serde_json::json!({ "status": state }).to_string())
+}
+
+fn info(app: &App) -> Reply {
+    let doc = crate::info::report(&app.cfg, app.started_at, app.model_facts(), &app.host);
+    json_reply(StatusCode::OK, doc.to_string())
 }
 
 fn metrics(app: &App) -> Reply {

@@ -1,4 +1,6 @@
-//! The accept loop: HTTP/1.1 keep-alive connections until shutdown, then a bounded drain.
+//! The accept loops: HTTP/1.1 keep-alive connections on the public listener (and the control
+//! listener, when there is one), each within `--max-connections` and the time and size
+//! limits of a connection, until shutdown; then a bounded drain.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,47 +10,115 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use super::app::App;
+use super::conn::{Guarded, Phase, refuse};
+use super::control;
 use super::router::handle;
+use crate::connection::Waits;
+
+/// The sockets the sidecar serves.
+pub struct Listeners {
+    /// `/infer` and the small endpoints (`--listen`).
+    pub public: TcpListener,
+    /// The latch endpoint for the gateways (`--control-listen`).
+    pub control: Option<TcpListener>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Public,
+    Control,
+}
+
+async fn accept(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Accepts connections until `shutdown` resolves, then stops accepting, lets in-flight
 /// requests finish (at most `--drain-timeout-s`) and returns.
-pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let limits = app.cfg.limits;
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    // Slow-header clients are cut off instead of holding a connection forever.
+    // hyper's header timer would also cut idle keep-alive connections at the header limit;
+    // `Guarded` keeps the two limits apart.
     http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(None)
+        .max_header_size(limits.max_header_bytes)
+        // A client that shuts down its sending side once its request is out still gets the
+        // reply (hyper would otherwise take the end of its input for a hang-up and drop it).
+        .half_close(true)
         .keep_alive(true);
+    let waits = Waits {
+        header_read: limits.header_read,
+        idle: limits.idle,
+    };
+    // One cap per listener: a flood on one cannot lock the gateways out of the other.
+    let public_slots = Arc::new(Semaphore::new(limits.max_connections));
+    let control_slots = Arc::new(Semaphore::new(limits.max_connections));
+    let Listeners { public, control } = listeners;
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // EMFILE and friends: back off rather than spin.
-                        log::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = Arc::clone(&app);
-                let service = service_fn(move |req| handle(Arc::clone(&app), req));
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        log::debug!("connection: {e}");
-                    }
-                });
-            }
+        let (accepted, side) = tokio::select! {
+            a = public.accept() => (a, Side::Public),
+            a = accept(control.as_ref()) => (a, Side::Control),
             () = &mut shutdown => break,
-        }
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and friends: back off rather than spin.
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slots = match side {
+            Side::Public => &public_slots,
+            Side::Control => &control_slots,
+        };
+        let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+            refuse(&app, stream, side == Side::Public);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let phase = Phase::new(waits);
+        let io = TokioIo::new(Guarded::new(stream, phase.clone(), Arc::clone(&app)));
+        let service_app = Arc::clone(&app);
+        let service = service_fn(move |req| {
+            let (app, phase) = (Arc::clone(&service_app), phase.clone());
+            phase.request();
+            async move {
+                let reply = match side {
+                    Side::Public => handle(app, req).await,
+                    Side::Control => control::handle(app, req).await,
+                };
+                phase.reply();
+                reply
+            }
+        });
+        let conn = graceful.watch(http.serve_connection(io, service));
+        let app = Arc::clone(&app);
+        app.metrics.open_connections.inc();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                log::debug!("connection: {e}");
+            }
+            app.metrics.open_connections.dec();
+            drop(permit);
+        });
     }
-    drop(listener);
+    drop(public);
+    drop(control);
     app.set_draining();
     let in_flight = app.in_flight.load(Ordering::SeqCst);
     log::info!("shutting down: draining {in_flight} in-flight request(s)");

@@ -350,3 +350,346 @@ async fn metrics_endpoint_is_prometheus_text() {
     assert!(text.contains("grayguard_sidecar_ready 1"));
     assert!(text.contains("grayguard_sidecar_detections_per_image_count 1"));
 }
+
+// ---------------------------------------------------------------- the latch
+
+const TOKEN: &str = "grayguard-test-control-token";
+
+fn form(method: &str, body: &str, token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(grayguard_contract::latch::PATH)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(t) = token {
+        b = b.header("authorization", t);
+    }
+    b.body(Full::new(Bytes::from(body.to_string()))).unwrap()
+}
+
+async fn control(
+    app: &Arc<App>,
+    r: Request<Full<Bytes>>,
+) -> (StatusCode, hyper::HeaderMap, serde_json::Value) {
+    let resp = super::control::handle(Arc::clone(app), r).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+fn latch_body(rule: &str, trigger: &str, for_ms: u64, gateway: &str) -> String {
+    format!("action=latch&rule={rule}&trigger={trigger}&for_ms={for_ms}&gateway={gateway}")
+}
+
+fn clear_body(rule: &str, healthy_for_ms: u64, gateway: &str) -> String {
+    format!("action=clear&rule={rule}&healthy_for_ms={healthy_for_ms}&gateway={gateway}")
+}
+
+fn infer_req(probe: Option<&str>) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method("POST")
+        .uri("/infer")
+        .header(CONTENT_TYPE, "image/jpeg");
+    if let Some(p) = probe {
+        b = b.header(grayguard_contract::headers::PROBE, p);
+    }
+    b.body(Full::new(Bytes::from_static(JPEG))).unwrap()
+}
+
+fn counted(app: &App, action: &str, result: &str) -> u64 {
+    app.metrics
+        .latch_requests
+        .with_label_values(&[action, result])
+        .get()
+}
+
+fn refused(app: &App, reason: &str) -> u64 {
+    app.metrics.latch_refused.with_label_values(&[reason]).get()
+}
+
+#[tokio::test]
+async fn a_latch_flags_every_reply_but_a_probe_until_cleared() {
+    let app = app(&[], 2, Duration::ZERO);
+    let (s, _, json) = control(
+        &app,
+        form(
+            "POST",
+            &latch_body("cranes", "box_count", 60_000, "gw-1"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{json}");
+    assert_eq!(json["applied"], "latched");
+    assert_eq!(json["latches"][0]["gateway"], "gw-1");
+    assert_eq!(app.metrics.latches.get(), 1);
+    assert_eq!(counted(&app, "latch", "ok"), 1);
+
+    let (s, headers, _) = call(&app, infer_req(None)).await;
+    assert_eq!(s, 200);
+    assert_eq!(h(&headers, "x-canary-breach"), "latched:box_count@cranes");
+    // A half-open probe is judged on its own merits; any other value is not a probe.
+    let (_, headers, _) = call(&app, infer_req(Some("1"))).await;
+    assert!(
+        headers.get("x-canary-breach").is_none(),
+        "probe bypasses the latch"
+    );
+    let (_, headers, _) = call(&app, infer_req(Some("yes"))).await;
+    assert_eq!(h(&headers, "x-canary-breach"), "latched:box_count@cranes");
+    // Error replies carry it too (a gateway sheds on any gray response).
+    let (s, headers, _) = call(&app, req("GET", "/nope", None, b"")).await;
+    assert_eq!(s, 404);
+    assert_eq!(h(&headers, "x-canary-breach"), "latched:box_count@cranes");
+
+    // A second gateway latches another rule; GET lists both.
+    control(
+        &app,
+        form(
+            "POST",
+            &latch_body("gates", "latency", 60_000, "gw-2"),
+            None,
+        ),
+    )
+    .await;
+    let (s, _, json) = control(&app, form("GET", "", None)).await;
+    assert_eq!(s, 200);
+    assert_eq!(json["latches"].as_array().unwrap().len(), 2);
+    assert_eq!(counted(&app, "list", "ok"), 1);
+    let (_, headers, _) = call(&app, infer_req(None)).await;
+    assert_eq!(
+        h(&headers, "x-canary-breach"),
+        "latched:latency@gates,latched:box_count@cranes"
+    );
+
+    // A clear whose healthy evidence began after the latch was set drops nothing ...
+    let (s, _, json) = control(
+        &app,
+        form("POST", &clear_body("cranes", 60_000, "gw-3"), None),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), json["cleared"].as_u64()),
+        (200, Some(0)),
+        "{json}"
+    );
+    // ... one whose evidence is younger than the latch drops it.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (_, _, json) = control(&app, form("POST", &clear_body("cranes", 10, "gw-3"), None)).await;
+    assert_eq!(json["applied"], "cleared");
+    assert_eq!(json["cleared"], 1);
+    assert_eq!(counted(&app, "clear", "ok"), 2);
+    let (_, headers, _) = call(&app, infer_req(None)).await;
+    assert_eq!(h(&headers, "x-canary-breach"), "latched:latency@gates");
+    assert_eq!(app.metrics.latches.get(), 1);
+}
+
+#[tokio::test]
+async fn latches_expire_and_are_capped_by_the_flags() {
+    let app = app(
+        &["--latch-max-s", "0.15", "--latch-max-entries", "2"],
+        1,
+        Duration::ZERO,
+    );
+    for (rule, gw) in [("a", "g1"), ("b", "g2"), ("c", "g3")] {
+        let (s, _, _) = control(
+            &app,
+            form("POST", &latch_body(rule, "flag", 3_600_000, gw), None),
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    let (_, _, json) = control(&app, form("GET", "", None)).await;
+    let live = json["latches"].as_array().unwrap();
+    assert_eq!(live.len(), 2, "{json}");
+    assert!(live.iter().all(|l| l["remaining_ms"].as_u64() <= Some(150)));
+    let (_, headers, _) = call(&app, infer_req(None)).await;
+    assert!(h(&headers, "x-canary-breach").contains("latched:flag@"));
+    // An hour asked, 0.15 s held (--latch-max-s).
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (_, headers, _) = call(&app, infer_req(None)).await;
+    assert!(headers.get("x-canary-breach").is_none(), "expired");
+    app.refresh_gauges();
+    assert_eq!(app.metrics.latches.get(), 0);
+}
+
+#[tokio::test]
+async fn bad_latch_calls_are_refused_and_counted() {
+    let app = app(&[], 1, Duration::ZERO);
+    let long = format!(
+        "{}&x={}",
+        latch_body("r", "flag", 1, "g"),
+        "y".repeat(super::control::MAX_LATCH_BODY_BYTES)
+    );
+    let cases: Vec<(Request<Full<Bytes>>, u16, &str)> = vec![
+        (form("POST", "", None), 400, "bad_request"),
+        (
+            form("POST", "action=pull&rule=r&gateway=g", None),
+            400,
+            "bad_request",
+        ),
+        (
+            form("POST", &latch_body("a b", "flag", 1, "g"), None),
+            400,
+            "bad_request",
+        ),
+        (
+            form("POST", &latch_body("r", "boxes", 1, "g"), None),
+            400,
+            "bad_request",
+        ),
+        (form("POST", &long, None), 413, "body_too_large"),
+    ];
+    for (r, status, kind) in cases {
+        let (s, _, json) = control(&app, r).await;
+        assert_eq!(
+            (s.as_u16(), json["kind"].as_str()),
+            (status, Some(kind)),
+            "{json}"
+        );
+    }
+    let mut bytes = latch_body("r", "flag", 1, "g").into_bytes();
+    bytes.push(0xFF);
+    let r = Request::builder()
+        .method("POST")
+        .uri(grayguard_contract::latch::PATH)
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap();
+    assert_eq!(control(&app, r).await.0, 400, "not UTF-8");
+    assert_eq!(refused(&app, "bad_request"), 6);
+    assert_eq!(counted(&app, "unknown", "refused"), 6);
+    // Other paths and methods on the control listener.
+    let other = Request::builder()
+        .uri("/infer")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(control(&app, other).await.0, 404);
+    let (s, headers, _) = control(&app, form("DELETE", "", None)).await;
+    assert_eq!(s, 405);
+    assert_eq!(h(&headers, "allow"), "GET, HEAD, POST");
+    assert_eq!(app.metrics.latches.get(), 0, "nothing latched");
+}
+
+#[tokio::test]
+async fn with_a_token_every_control_call_needs_it() {
+    let app = app(&["--control-token", TOKEN], 1, Duration::ZERO);
+    let body = latch_body("cranes", "flag", 60_000, "gw-1");
+    let wrong = format!("Bearer {TOKEN}x");
+    let basic = format!("Basic {TOKEN}");
+    for auth in [
+        None,
+        Some(wrong.as_str()),
+        Some(basic.as_str()),
+        Some("Bearer"),
+    ] {
+        let (s, headers, json) = control(&app, form("POST", &body, auth)).await;
+        assert_eq!(
+            (s.as_u16(), json["kind"].as_str()),
+            (401, Some("unauthorized")),
+            "{auth:?}"
+        );
+        assert!(h(&headers, "www-authenticate").starts_with("Bearer"));
+    }
+    assert_eq!(control(&app, form("GET", "", None)).await.0, 401);
+    assert_eq!(refused(&app, "bad_token"), 5);
+    assert_eq!(app.metrics.latches.get(), 0);
+    let good = format!("Bearer {TOKEN}");
+    assert_eq!(control(&app, form("POST", &body, Some(&good))).await.0, 200);
+    let lower = format!("bearer  {TOKEN} ");
+    assert_eq!(control(&app, form("GET", "", Some(&lower))).await.0, 200);
+    assert_eq!(app.metrics.latches.get(), 1);
+}
+
+#[tokio::test]
+async fn the_public_listener_refuses_latch_paths() {
+    let app = app(&[], 1, Duration::ZERO);
+    let body = latch_body("cranes", "flag", 60_000, "intruder");
+    for path in [grayguard_contract::latch::PATH, "/grayguard/anything"] {
+        let r = Request::builder()
+            .method("POST")
+            .uri(path)
+            .body(Full::new(Bytes::from(body.clone())))
+            .unwrap();
+        let (s, headers, json) = call(&app, r).await;
+        assert_eq!(
+            (s.as_u16(), json["kind"].as_str()),
+            (404, Some("not_found"))
+        );
+        assert_eq!(h(&headers, "x-box-count"), "0");
+    }
+    assert_eq!(refused(&app, "public_listener"), 2);
+    let (_, headers, _) = call(&app, infer_req(None)).await;
+    assert!(headers.get("x-canary-breach").is_none(), "nothing latched");
+}
+
+// ---------------------------------------------------------------- bodies, /info
+
+/// A body that sends one chunk and then nothing, ever.
+struct Trickle(bool);
+
+impl hyper::body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.0 {
+            std::task::Poll::Pending
+        } else {
+            self.0 = true;
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+                b"\xFF\xD8\xFF",
+            )))))
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_gets_408_and_closes_the_connection() {
+    let app = app(&["--body-read-timeout-s", "0.2"], 1, Duration::ZERO);
+    for path in ["/infer", "/healthz"] {
+        let r = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header(CONTENT_TYPE, "image/jpeg")
+            .body(Trickle(false))
+            .unwrap();
+        let resp = handle(Arc::clone(&app), r).await.unwrap();
+        if path == "/infer" {
+            assert_eq!(resp.status(), 408);
+            assert_eq!(h(resp.headers(), "connection"), "close");
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["kind"], "body_timeout");
+        } else {
+            // Elsewhere the body is only drained: the route answers once the wait is over.
+            assert_eq!(resp.status(), 405);
+        }
+    }
+    assert_eq!(
+        app.metrics
+            .errors
+            .with_label_values(&["body_timeout"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn info_reports_flags_and_host_before_the_model_is_known() {
+    let app = app(&["--control-token", TOKEN], 1, Duration::ZERO);
+    let (s, _, json) = call(&app, req("GET", "/info", None, b"")).await;
+    assert_eq!(s, 200);
+    assert_eq!(json["model"]["version"], "v-test");
+    assert_eq!(json["model"]["sha256"], serde_json::Value::Null);
+    assert_eq!(json["flags"]["control-token"], "<redacted>");
+    assert_eq!(json["flags"]["max-queue"], 16);
+    assert!(!json.to_string().contains(TOKEN));
+    assert!(
+        json["host"]["hostname"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+    );
+    assert_eq!(call(&app, req("POST", "/info", None, b"")).await.0, 405);
+}

@@ -12,6 +12,7 @@ use ort::value::{TensorElementType, TensorRef};
 use super::model_info::{parse_imgsz, parse_names};
 use crate::config::{Device, InputSize, ModelOptions};
 use crate::detector::{ModelRunner, ModelSpec};
+use crate::info::runtime_version_from_file_name;
 use crate::vision::layout::{OutputLayout, resolve};
 
 /// Why the model could not be loaded; the process reports it in one line and exits 1.
@@ -45,9 +46,16 @@ pub struct LoadedModel {
     pub spec: ModelSpec,
     pub runners: Vec<OrtRunner>,
     pub device: Device,
-    /// ONNX Runtime version string.
+    /// ONNX Runtime's version (`1.31.1`; `unknown` when the library's file name does not say).
     pub runtime_version: String,
+    /// ONNX Runtime's build information (branch, commit, build type).
+    pub runtime_build: String,
 }
+
+/// ONNX Runtime inter-op threads per session. The sessions run sequentially (one operator at
+/// a time, each spread over the intra-op threads), where inter-op threads are unused; set
+/// anyway so that `/info` reports what is, not a default.
+pub const INTER_THREADS: usize = 1;
 
 /// One session (sessions are not shared between threads: `run` takes `&mut`).
 pub struct OrtRunner {
@@ -97,6 +105,8 @@ fn session(
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|x| e(&x))?
             .with_intra_threads(threads)
+            .map_err(|x| e(&x))?
+            .with_inter_threads(INTER_THREADS)
             .map_err(|x| e(&x))
     };
     let mut used = Device::Cpu;
@@ -167,8 +177,21 @@ pub fn load(opts: &ModelOptions) -> Result<LoadedModel, LoadError> {
         spec,
         runners,
         device,
-        runtime_version: ort::info().to_string(),
+        runtime_version: runtime_version(),
+        runtime_build: ort::info().to_string(),
     })
+}
+
+/// The version in the (resolved) file name of `ORT_DYLIB_PATH`, or `unknown`.
+fn runtime_version() -> String {
+    dylib_path()
+        .ok()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| {
+            p.file_name()
+                .and_then(|n| runtime_version_from_file_name(&n.to_string_lossy()))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Reads inputs, outputs and metadata; refuses anything that is not a single-image detector.

@@ -32,19 +32,39 @@ pub fn register_font() -> Result<(), String> {
     }
 }
 
-/// Draws `seconds` to a PNG at `path`; `trigger` marks the shed.
-/// `cohorts` names the cohorts of the mix, in order; `breaker` holds the admin readings in
-/// time order.
+/// The gateways' breakers as their admin endpoints reported them.
+#[derive(Debug, Clone, Copy)]
+pub struct Breakers<'a> {
+    /// Gateway names, by index.
+    pub gateways: &'a [String],
+    /// `(at, gateway index, state)`, in time order.
+    pub readings: &'a [(Duration, usize, Breaker)],
+}
+
+impl Breakers<'_> {
+    /// One gateway's readings, in time order.
+    fn of(&self, gateway: usize) -> Vec<(Duration, Breaker)> {
+        self.readings
+            .iter()
+            .filter(|(_, g, _)| *g == gateway)
+            .map(|(at, _, b)| (*at, *b))
+            .collect()
+    }
+}
+
+/// Draws `seconds` to a PNG at `path`; `trigger` marks the first shed.
+/// `cohorts` names the cohorts of the mix, in order; `breakers` draws one step line per
+/// gateway.
 pub fn draw(
     path: &Path,
     seconds: &[Second],
     cohorts: &[String],
-    breaker: &[(Duration, Breaker)],
+    breakers: &Breakers<'_>,
     trigger: Option<Duration>,
     title: &str,
 ) -> Result<(), String> {
     register_font()?;
-    draw_inner(path, seconds, cohorts, breaker, trigger, title)
+    draw_inner(path, seconds, cohorts, breakers, trigger, title)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -57,6 +77,24 @@ pub const COHORT_COLORS: [RGBColor; 6] = [
     RGBColor(255, 127, 14),
     RGBColor(23, 190, 207),
 ];
+
+/// Colours of the gateways' breaker lines, by gateway index.
+const GATEWAY_COLORS: [RGBColor; 5] = [
+    RGBColor(0, 0, 0),
+    RGBColor(214, 39, 40),
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+];
+
+/// Vertical offset of gateway `g` of `n` on the breaker panel (states are 1 apart).
+fn nudge(g: usize, n: usize) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    let spread = 0.12;
+    -spread / 2.0 + spread * g as f64 / (n - 1) as f64
+}
 
 /// The breaker readings as a step line: each state holds until the next reading (the last
 /// one until `x_end`).
@@ -94,7 +132,7 @@ fn draw_inner(
     path: &Path,
     seconds: &[Second],
     cohorts: &[String],
-    breaker: &[(Duration, Breaker)],
+    breakers: &Breakers<'_>,
     trigger: Option<Duration>,
     title: &str,
 ) -> DrawResult {
@@ -192,7 +230,8 @@ fn draw_inner(
         legend(&mut c)?;
     }
 
-    // 3: breaker state, held between readings.
+    // 3: breaker state per gateway, held between readings. Lines are nudged apart so that
+    // gateways in the same state stay visible side by side.
     {
         let mut c = ChartBuilder::on(&panels[2])
             .margin(12)
@@ -214,11 +253,26 @@ fn draw_inner(
             })
             .label_style((FONT, 13))
             .draw()?;
-        c.draw_series(LineSeries::new(
-            steps(breaker, x_end),
-            BLACK.stroke_width(2),
-        ))?;
+        let n = breakers.gateways.len();
+        for (g, name) in breakers.gateways.iter().enumerate() {
+            let color = if n == 1 {
+                BLACK
+            } else {
+                GATEWAY_COLORS[g % GATEWAY_COLORS.len()]
+            };
+            let nudge = nudge(g, n);
+            let pts: Vec<(f64, f64)> = steps(&breakers.of(g), x_end)
+                .into_iter()
+                .map(|(x, y)| (x, y + nudge))
+                .collect();
+            c.draw_series(LineSeries::new(pts, color.stroke_width(2)))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
         trigger_line(&mut c, trigger_x, -0.2, 2.2, marker)?;
+        if n > 1 {
+            legend(&mut c)?;
+        }
     }
     root.present()?;
     Ok(())
@@ -272,15 +326,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("timeline.png");
         let cohorts = ["crane-camera".to_string()];
-        let breaker = [
-            (Duration::from_millis(500), Breaker::Closed),
-            (Duration::from_millis(1_500), Breaker::Open),
+        let gateways = ["gw-0".to_string(), "gw-1".to_string()];
+        let readings = [
+            (Duration::from_millis(500), 0, Breaker::Closed),
+            (Duration::from_millis(600), 1, Breaker::Closed),
+            (Duration::from_millis(1_500), 0, Breaker::Open),
+            (Duration::from_millis(1_700), 1, Breaker::Open),
         ];
         draw(
             &path,
             t.seconds(),
             &cohorts,
-            &breaker,
+            &Breakers {
+                gateways: &gateways,
+                readings: &readings,
+            },
             Some(Duration::from_millis(1_000)),
             "test",
         )
@@ -308,6 +368,14 @@ mod tests {
     }
 
     #[test]
+    fn gateways_are_nudged_apart_within_a_state() {
+        assert_eq!(nudge(0, 1), 0.0);
+        let n: Vec<f64> = (0..3).map(|g| nudge(g, 3)).collect();
+        assert!(n[0] < n[1] && n[1] < n[2], "{n:?}");
+        assert!(n.iter().all(|x| x.abs() < 0.1), "{n:?}");
+    }
+
+    #[test]
     fn segments_break_at_gaps() {
         let segs = segments(&[(0, 1.0), (1, 2.0), (3, 3.0), (4, 4.0), (6, 5.0)]);
         let lens: Vec<usize> = segs.iter().map(Vec::len).collect();
@@ -320,17 +388,25 @@ mod tests {
     fn draws_an_empty_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty.png");
-        draw(&path, &[], &[], &[], None, "empty").unwrap();
+        let none = Breakers {
+            gateways: &[],
+            readings: &[],
+        };
+        draw(&path, &[], &[], &none, None, "empty").unwrap();
         assert!(path.exists());
     }
 
     #[test]
     fn reports_an_unwritable_path() {
+        let none = Breakers {
+            gateways: &[],
+            readings: &[],
+        };
         let err = draw(
             Path::new("/nonexistent-dir/x.png"),
             &[],
             &[],
-            &[],
+            &none,
             None,
             "x",
         )

@@ -15,6 +15,8 @@ pub const MAX_RATE: f64 = 200.0;
 pub const MAX_DURATION_S: u64 = 3_600;
 /// Most requests in flight at once.
 pub const MAX_CONCURRENCY: usize = 64;
+/// Most gateways (front Envoys) driven at once.
+pub const MAX_GATEWAYS: usize = 16;
 
 /// Replays the gray-release incident through the local mesh: steady traffic of real photos
 /// from device cohorts, a live per-second view of where it went and why, then a timeline
@@ -22,12 +24,18 @@ pub const MAX_CONCURRENCY: usize = 64;
 #[derive(Debug, Parser)]
 #[command(name = "grayguard-demo", version)]
 pub struct Args {
-    /// Inference URL of the front Envoy (http, loopback unless --allow-remote).
-    #[arg(long, default_value = "http://127.0.0.1:10000/infer")]
-    pub target: String,
-    /// Envoy admin base URL, polled for `grayguard_breaker_state` and the filter's counters.
-    #[arg(long, default_value = "http://127.0.0.1:9901")]
-    pub admin: String,
+    /// Inference URL of a front Envoy (http, loopback unless --allow-remote); repeat it, one
+    /// per gateway, with as many --admin (requests go round-robin over the gateways).
+    #[arg(long, default_values_t = ["http://127.0.0.1:10000/infer".to_string()])]
+    pub target: Vec<String>,
+    /// Envoy admin base URL of a gateway, polled for `grayguard_breaker_state` and the
+    /// filter's counters; one per --target.
+    #[arg(long, default_values_t = ["http://127.0.0.1:9901".to_string()])]
+    pub admin: Vec<String>,
+    /// Drive this many gateways of `make run GATEWAYS=N`: gateway i is the one --target and
+    /// --admin with their ports moved by i (1..=16).
+    #[arg(long, default_value_t = 1)]
+    pub gateways: usize,
     /// Requests per second, sent on a fixed schedule (1..=200 per second; fractions allowed).
     #[arg(long, default_value_t = 2.0)]
     pub rate: f64,
@@ -75,11 +83,20 @@ pub struct Args {
     pub allow_remote: bool,
 }
 
+/// One front Envoy the demo drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// `gw-i`.
+    pub name: String,
+    pub target: String,
+    pub admin_metrics: String,
+}
+
 /// A validated run plan.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub target: String,
-    pub admin_metrics: String,
+    /// The gateways, in order; request `i` goes to gateway `i mod len`.
+    pub gateways: Vec<Gateway>,
     /// Gap between two scheduled requests.
     pub interval: Duration,
     pub requests: u64,
@@ -127,6 +144,22 @@ fn http_host(url: &str) -> Result<&str, String> {
     Ok(host)
 }
 
+/// `url` with its port moved by `by` (`http://host:port/...`).
+fn shift_port(flag: &'static str, url: &str, by: usize) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::Flag(flag, format!("{url:?}: {why}"));
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("must start with http://"))?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = authority
+        .rsplit_once(':')
+        .ok_or_else(|| bad("needs an explicit port for --gateways"))?;
+    let port: usize = port.parse().map_err(|_| bad("has a bad port"))?;
+    let moved = u16::try_from(port + by).map_err(|_| bad("port out of range"))?;
+    Ok(format!("http://{host}:{moved}{tail}"))
+}
+
 /// Refuses a URL that is not `http://` or, unless `allow_remote`, not on loopback; the error
 /// names `flag`.
 pub fn check_url(flag: &'static str, url: &str, allow_remote: bool) -> Result<(), ConfigError> {
@@ -145,9 +178,69 @@ pub fn check_url(flag: &'static str, url: &str, allow_remote: bool) -> Result<()
 }
 
 impl Args {
+    /// The gateways from --target, --admin and --gateways.
+    fn gateways(&self) -> Result<Vec<Gateway>, ConfigError> {
+        if !(1..=MAX_GATEWAYS).contains(&self.gateways) {
+            return Err(ConfigError::Flag(
+                "gateways",
+                format!("{} is outside 1..={MAX_GATEWAYS}", self.gateways),
+            ));
+        }
+        if self.target.len() != self.admin.len() {
+            return Err(ConfigError::Flag(
+                "admin",
+                format!(
+                    "give one --admin per --target ({} targets, {} admins)",
+                    self.target.len(),
+                    self.admin.len()
+                ),
+            ));
+        }
+        let listed: Vec<(String, String)> = if self.gateways > 1 {
+            if self.target.len() != 1 {
+                return Err(ConfigError::Flag(
+                    "gateways",
+                    "derives the gateways from one --target and one --admin".into(),
+                ));
+            }
+            (0..self.gateways)
+                .map(|i| {
+                    Ok((
+                        shift_port("target", &self.target[0], i)?,
+                        shift_port("admin", &self.admin[0], i)?,
+                    ))
+                })
+                .collect::<Result<_, ConfigError>>()?
+        } else {
+            self.target
+                .iter()
+                .cloned()
+                .zip(self.admin.iter().cloned())
+                .collect()
+        };
+        if listed.len() > MAX_GATEWAYS {
+            return Err(ConfigError::Flag(
+                "target",
+                format!("at most {MAX_GATEWAYS} gateways"),
+            ));
+        }
+        Ok(listed
+            .into_iter()
+            .enumerate()
+            .map(|(i, (target, admin))| Gateway {
+                name: format!("gw-{i}"),
+                target,
+                admin_metrics: format!("{}/stats/prometheus", admin.trim_end_matches('/')),
+            })
+            .collect())
+    }
+
     pub fn plan(&self) -> Result<Plan, ConfigError> {
-        check_url("target", &self.target, self.allow_remote)?;
-        check_url("admin", &self.admin, self.allow_remote)?;
+        let gateways = self.gateways()?;
+        for g in &gateways {
+            check_url("target", &g.target, self.allow_remote)?;
+            check_url("admin", &g.admin_metrics, self.allow_remote)?;
+        }
         if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= MAX_RATE) {
             return Err(ConfigError::Flag(
                 "rate",
@@ -206,8 +299,7 @@ impl Args {
         // Whole requests only: the schedule is i / rate for i in 0..requests.
         let requests = ((self.duration_s as f64) * self.rate).floor().max(1.0) as u64;
         Ok(Plan {
-            target: self.target.clone(),
-            admin_metrics: format!("{}/stats/prometheus", self.admin.trim_end_matches('/')),
+            gateways,
             interval: Duration::from_secs_f64(1.0 / self.rate),
             requests,
             concurrency: self.concurrency,
@@ -235,7 +327,11 @@ mod tests {
     fn defaults_make_a_valid_plan() {
         let p = args(&[]).plan().unwrap();
         assert_eq!(p.requests, 120);
-        assert_eq!(p.admin_metrics, "http://127.0.0.1:9901/stats/prometheus");
+        assert_eq!(p.gateways.len(), 1);
+        assert_eq!(
+            p.gateways[0].admin_metrics,
+            "http://127.0.0.1:9901/stats/prometheus"
+        );
         assert_eq!(p.mix.cohorts().len(), 2);
         assert_eq!(p.mix.cohorts()[0].device_type, "crane-camera");
     }
@@ -257,6 +353,21 @@ mod tests {
             (&["--target", "https://127.0.0.1/infer"], "--target"),
             (&["--target", "http://10.0.0.1:10000/infer"], "--target"),
             (&["--admin", "http://:9901"], "--admin"),
+            (&["--gateways", "0"], "--gateways"),
+            (&["--gateways", "17"], "--gateways"),
+            (
+                &[
+                    "--admin",
+                    "http://127.0.0.1:1",
+                    "--admin",
+                    "http://127.0.0.1:2",
+                ],
+                "--admin",
+            ),
+            (
+                &["--gateways", "2", "--target", "http://127.0.0.1/infer"],
+                "--target",
+            ),
         ];
         for (flags, name) in cases {
             let e = args(flags).plan().unwrap_err().to_string();
@@ -281,6 +392,37 @@ mod tests {
                 .plan()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn gateways_are_derived_or_listed() {
+        let p = args(&["--gateways", "3"]).plan().unwrap();
+        let g: Vec<(&str, &str, &str)> = p
+            .gateways
+            .iter()
+            .map(|g| (g.name.as_str(), g.target.as_str(), g.admin_metrics.as_str()))
+            .collect();
+        assert_eq!(
+            g[2],
+            (
+                "gw-2",
+                "http://127.0.0.1:10002/infer",
+                "http://127.0.0.1:9903/stats/prometheus"
+            )
+        );
+        let listed = args(&[
+            "--target",
+            "http://127.0.0.1:1/infer",
+            "--admin",
+            "http://127.0.0.1:2",
+            "--target",
+            "http://127.0.0.1:3/infer",
+            "--admin",
+            "http://127.0.0.1:4",
+        ])
+        .plan()
+        .unwrap();
+        assert_eq!(listed.gateways[1].target, "http://127.0.0.1:3/infer");
     }
 
     #[test]

@@ -59,16 +59,22 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             )
         })
         .collect();
+    let targets: Vec<&str> = plan.gateways.iter().map(|g| g.target.as_str()).collect();
+    let admins: Vec<&str> = plan
+        .gateways
+        .iter()
+        .map(|g| g.admin_metrics.as_str())
+        .collect();
     println!(
         "grayguard demo: {} requests at {}/s for {} s to {}\n  cohorts: {}\n  photos: {} from {}\n  breaker from {}",
         plan.requests,
         args.rate,
         args.duration_s,
-        plan.target,
+        targets.join(", "),
         cohorts.join(", "),
         imgs.len(),
         args.images.display(),
-        plan.admin_metrics,
+        admins.join(", "),
     );
 
     let bar = ProgressBar::new(plan.requests);
@@ -89,8 +95,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             plan.concurrency, result.skipped
         );
     }
-    if let Some(admin) = &result.last_admin {
-        let _ = writeln!(text, "Envoy filter metrics at the end");
+    for (gateway, admin) in plan.gateways.iter().zip(&result.last_admin) {
+        let Some(admin) = admin else { continue };
+        let _ = writeln!(text, "Envoy filter metrics at the end ({})", gateway.name);
         for name in envoy_counters() {
             let v = prom::value(admin, &name).map_or("-".to_string(), |v| format!("{v}"));
             let _ = writeln!(text, "  {name:<40} {v}");
@@ -115,11 +122,15 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         .iter()
         .map(|c| c.device_type.clone())
         .collect();
+    let gateway_names: Vec<String> = plan.gateways.iter().map(|g| g.name.clone()).collect();
     chart::draw(
         &png,
         result.timeline.seconds(),
         &names,
-        &result.breaker,
+        &chart::Breakers {
+            gateways: &gateway_names,
+            readings: &result.readings,
+        },
         summary.shed_at,
         &title,
     )?;

@@ -39,7 +39,24 @@ pub struct Summary {
     /// Box counts of gray replies before the trigger, and of all stable replies.
     pub gray_boxes_before: BoxStats,
     pub stable_boxes: BoxStats,
+    /// Each gateway's view, by gateway index (one entry per gateway that carried a request).
+    pub gateways: Vec<GatewayShed>,
 }
+
+/// How one gateway followed the first trip anywhere in the mesh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayShed {
+    pub requests: usize,
+    /// When the first request this gateway shed was sent.
+    pub first_shed: Option<Duration>,
+    /// Non-probe gray replies to requests it took between the first trip anywhere and its
+    /// own first shed: what the mesh-wide latch leaves through.
+    pub gray_before_own_shed: usize,
+}
+
+/// Gray replies a gateway may still serve after another gateway tripped, before the latch
+/// reaches it: the one request its next response check or tick can let through.
+pub const LATCH_GRAY_ALLOWANCE: usize = 1;
 
 impl Summary {
     /// Folds every sample of a run and every breaker reading (in time order) into numbers.
@@ -69,6 +86,20 @@ impl Summary {
         s.shed_reason = first_shed.map(|(_, r)| r);
         let until = s.breaker_closed_again.unwrap_or(Duration::MAX);
 
+        let n_gateways = by_sent.iter().map(|x| x.gateway + 1).max().unwrap_or(0);
+        s.gateways = vec![GatewayShed::default(); n_gateways];
+        for x in &by_sent {
+            let g = &mut s.gateways[x.gateway];
+            g.requests += 1;
+            if g.first_shed.is_none()
+                && x.reply()
+                    .and_then(|r| r.decision())
+                    .is_some_and(|d| d.shed().is_some())
+            {
+                g.first_shed = Some(x.sent);
+            }
+        }
+
         for x in &by_sent {
             if let Some(kind) = x.error_kind() {
                 *s.errors.entry(kind).or_default() += 1;
@@ -89,10 +120,18 @@ impl Summary {
             if r.breach.is_some() {
                 s.first_breach_flag = Some(s.first_breach_flag.map_or(x.done, |t| t.min(x.done)));
             }
-            let after_trigger = s.shed_at.is_some_and(|t| x.sent >= t && x.sent < until);
+            // After this gateway's own trip nothing but probes may reach gray; between the
+            // first trip anywhere and its own, the latch allowance applies.
+            let own = s.gateways[x.gateway].first_shed;
+            let after_trigger = own.is_some_and(|t| x.sent >= t && x.sent < until);
+            let latch_window =
+                s.shed_at.is_some_and(|t| x.sent >= t) && own.is_none_or(|o| x.sent < o);
             match r.route() {
                 Some(Route::Gray) => {
                     s.first_gray_reply = Some(s.first_gray_reply.map_or(x.done, |t| t.min(x.done)));
+                    if latch_window && !probe {
+                        s.gateways[x.gateway].gray_before_own_shed += 1;
+                    }
                     if after_trigger {
                         if probe {
                             s.probes_after_trigger += 1;
@@ -142,6 +181,19 @@ impl Summary {
         }
         if self.client_errors() > 0 {
             failed.push(format!("clients saw {} error(s)", self.client_errors()));
+        }
+        if self.gateways.len() > 1 && self.shed_at.is_some() {
+            for (i, g) in self.gateways.iter().enumerate() {
+                if g.first_shed.is_none() {
+                    failed.push(format!("gateway {i} never shed the gray version"));
+                } else if g.gray_before_own_shed > LATCH_GRAY_ALLOWANCE {
+                    failed.push(format!(
+                        "gateway {i} sent {} request(s) to gray after the first trip, before \
+                         it shed (allowance {LATCH_GRAY_ALLOWANCE})",
+                        g.gray_before_own_shed
+                    ));
+                }
+            }
         }
         failed
     }
@@ -228,6 +280,25 @@ impl Summary {
         for (label, n) in &self.decisions {
             let _ = writeln!(out, "  {label:<28} {n}");
         }
+        if self.gateways.len() > 1 {
+            let _ = writeln!(
+                out,
+                "gateways (shed after the first trip; gray before own shed, allowance {LATCH_GRAY_ALLOWANCE})"
+            );
+            for (i, g) in self.gateways.iter().enumerate() {
+                let lag = match (g.first_shed, self.shed_at) {
+                    (Some(own), Some(first)) => {
+                        format!("+{:.2} s", own.saturating_sub(first).as_secs_f64())
+                    }
+                    _ => "never".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  gateway {i:<20} shed {lag:<10} gray {} of {} requests",
+                    g.gray_before_own_shed, g.requests
+                );
+            }
+        }
         out
     }
 }
@@ -294,6 +365,7 @@ mod tests {
             done: Duration::from_millis(2_700),
             cohort: 0,
             image: 0,
+            gateway: 0,
             outcome: Outcome::Transport("reset".into()),
         });
         let s = Summary::compute(&samples, &breaker);
@@ -312,6 +384,40 @@ mod tests {
         let s = Summary::compute(&samples, &breaker);
         assert_eq!(s.breaker_closed_again, Some(Duration::from_millis(5_000)));
         assert_eq!(s.gray_after_trigger, 0);
+    }
+
+    fn via(gateway: usize, mut x: Sample) -> Sample {
+        x.gateway = gateway;
+        x
+    }
+
+    #[test]
+    fn each_gateway_is_held_to_the_latch_allowance() {
+        let samples = vec![
+            via(0, sample(0, 300, "gray; rule=r", 60)),
+            via(1, sample(100, 400, "gray; rule=r", 60)),
+            via(0, sample(1_000, 1_100, "stable; rule=r; shed=box_count", 4)),
+            // Gateway 1 has not heard yet: one gray reply is the allowance.
+            via(1, sample(1_050, 1_300, "gray; rule=r", 70)),
+            via(1, sample(1_200, 1_300, "stable; rule=r; shed=latch", 4)),
+            via(1, sample(1_400, 1_600, "stable; rule=r; shed=latch", 4)),
+        ];
+        let s = Summary::compute(&samples, &[]);
+        assert_eq!(s.gateways.len(), 2);
+        assert_eq!(s.gateways[1].first_shed, Some(Duration::from_millis(1_200)));
+        assert_eq!(s.gateways[1].gray_before_own_shed, 1);
+        assert_eq!(s.gateways[0].gray_before_own_shed, 0);
+        assert_eq!(s.gray_after_trigger, 0);
+        assert!(s.failed_checks().is_empty(), "{:?}", s.failed_checks());
+        assert!(s.render().contains("shed +0.20 s"), "{}", s.render());
+
+        let mut leaky = samples.clone();
+        leaky.push(via(1, sample(1_100, 1_350, "gray; rule=r", 70)));
+        leaky.push(via(2, sample(1_500, 1_700, "gray; rule=r", 70)));
+        let failed = Summary::compute(&leaky, &[]).failed_checks();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(failed[0].contains("gateway 1 sent 2"), "{failed:?}");
+        assert!(failed[1].contains("gateway 2 never shed"), "{failed:?}");
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct Sample {
     pub cohort: usize,
     /// Index of the body it sent in the run's image list.
     pub image: usize,
+    /// Index of the gateway it went through.
+    pub gateway: usize,
     pub outcome: Outcome,
 }
 
@@ -286,6 +288,7 @@ pub(crate) mod tests {
             done: Duration::from_millis(done_ms),
             cohort: 0,
             image: 0,
+            gateway: 0,
             outcome: Outcome::Reply(Reply {
                 status: 200,
                 served_by: Some(d.side),
@@ -318,6 +321,7 @@ pub(crate) mod tests {
             done: Duration::from_millis(1_500),
             cohort: 1,
             image: 0,
+            gateway: 0,
             outcome: Outcome::Transport("connection refused".into()),
         });
         t.record_breaker(Duration::from_millis(1_200), Breaker::Open);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use crate::config::Plan;
+use crate::config::{Gateway, Plan};
 use crate::images::Image;
 use crate::prom;
 use crate::reply::{self, Headers};
@@ -28,18 +28,49 @@ const PRINT_GRACE: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub struct RunResult {
     pub samples: Vec<Sample>,
+    /// The worst breaker over the gateways, at each admin reading.
     pub breaker: Vec<(Duration, Breaker)>,
+    /// Each gateway's readings: `(at, gateway, state)`, in time order.
+    pub readings: Vec<(Duration, usize, Breaker)>,
     pub timeline: Timeline,
     /// Scheduled requests not sent because every sender was busy.
     pub skipped: u64,
-    /// The last admin `/stats/prometheus` text read, if any.
-    pub last_admin: Option<String>,
+    /// The last admin `/stats/prometheus` text read from each gateway, if any.
+    pub last_admin: Vec<Option<String>>,
+    /// Each gateway's latest breaker reading.
+    latest: Vec<Breaker>,
+}
+
+impl RunResult {
+    /// Files one gateway's reading: its own, and the worst over the gateways' latest.
+    fn reading(&mut self, at: Duration, gateway: usize, state: Breaker, text: String) {
+        self.readings.push((at, gateway, state));
+        if let Some(slot) = self.latest.get_mut(gateway) {
+            *slot = state;
+        }
+        let worst = self
+            .latest
+            .iter()
+            .copied()
+            .max_by_key(|s| match s {
+                Breaker::Closed => 0,
+                Breaker::HalfOpen => 1,
+                Breaker::Open => 2,
+            })
+            .unwrap_or(Breaker::Closed);
+        self.timeline.record_breaker(at, worst);
+        self.breaker.push((at, worst));
+        if let Some(slot) = self.last_admin.get_mut(gateway) {
+            *slot = Some(text);
+        }
+    }
 }
 
 struct Job {
     cohort: usize,
     device_id: String,
     image: usize,
+    gateway: usize,
 }
 
 /// Sends the plan's traffic and prints one line per second through `bar`.
@@ -48,7 +79,7 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
     let (job_tx, job_rx) = mpsc::sync_channel::<Job>(plan.concurrency);
     let job_rx = Arc::new(std::sync::Mutex::new(job_rx));
     let (sample_tx, sample_rx) = mpsc::channel::<Sample>();
-    let (admin_tx, admin_rx) = mpsc::channel::<(Duration, Breaker, String)>();
+    let (admin_tx, admin_rx) = mpsc::channel::<(Duration, usize, Breaker, String)>();
     let skipped = Arc::new(AtomicU64::new(0));
     let stop_admin = Arc::new(AtomicBool::new(false));
 
@@ -74,12 +105,14 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
                 };
                 let Ok(job) = job else { return };
                 let sent = start.elapsed();
-                let outcome = send(&agent, &plan, &images[job.image], &job);
+                let gateway = &plan.gateways[job.gateway % plan.gateways.len()];
+                let outcome = send(&agent, &plan, gateway, &images[job.image], &job);
                 let sample = Sample {
                     sent,
                     done: start.elapsed(),
                     cohort: job.cohort,
                     image: job.image,
+                    gateway: job.gateway,
                     outcome,
                 };
                 if tx.send(sample).is_err() {
@@ -94,6 +127,7 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
         let mut mix = plan.mix.clone();
         let skipped = Arc::clone(&skipped);
         let (requests, interval, n_images) = (plan.requests, plan.interval, images.len());
+        let n_gateways = plan.gateways.len().max(1);
         thread::spawn(move || {
             for i in 0..requests {
                 let due = start + interval.mul_f64(i as f64);
@@ -106,6 +140,7 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
                     cohort,
                     device_id,
                     image,
+                    gateway: usize::try_from(i).unwrap_or(0) % n_gateways,
                 }) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
@@ -117,34 +152,44 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
         })
     };
 
-    let poller = {
-        let stop = Arc::clone(&stop_admin);
-        let url = plan.admin_metrics.clone();
-        let every = plan.admin_poll;
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(2))
-            .build();
-        thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(text) = fetch_text(&agent, &url) {
-                    let state = prom::value(&text, BREAKER_STATE)
-                        .and_then(Breaker::from_gauge)
-                        .unwrap_or(Breaker::Closed);
-                    if admin_tx.send((start.elapsed(), state, text)).is_err() {
-                        return;
+    // One poller per gateway.
+    let pollers: Vec<_> = plan
+        .gateways
+        .iter()
+        .enumerate()
+        .map(|(g, gateway)| {
+            let stop = Arc::clone(&stop_admin);
+            let url = gateway.admin_metrics.clone();
+            let every = plan.admin_poll;
+            let tx = admin_tx.clone();
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(2))
+                .build();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(text) = fetch_text(&agent, &url) {
+                        let state = prom::value(&text, BREAKER_STATE)
+                            .and_then(Breaker::from_gauge)
+                            .unwrap_or(Breaker::Closed);
+                        if tx.send((start.elapsed(), g, state, text)).is_err() {
+                            return;
+                        }
                     }
+                    thread::sleep(every);
                 }
-                thread::sleep(every);
-            }
+            })
         })
-    };
+        .collect();
+    drop(admin_tx);
 
     let mut result = RunResult {
         samples: Vec::new(),
         breaker: Vec::new(),
+        readings: Vec::new(),
         timeline: Timeline::default(),
         skipped: 0,
-        last_admin: None,
+        last_admin: vec![None; plan.gateways.len()],
+        latest: vec![Breaker::Closed; plan.gateways.len()],
     };
     let mut printed = 0usize;
     let mut admin_warned = false;
@@ -159,20 +204,22 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        for (at, state, text) in admin_rx.try_iter() {
-            result.timeline.record_breaker(at, state);
-            result.breaker.push((at, state));
-            result.last_admin = Some(text);
+        for (at, g, state, text) in admin_rx.try_iter() {
+            result.reading(at, g, state, text);
         }
         let now = start.elapsed();
-        if !admin_warned && result.last_admin.is_none() && now > Duration::from_secs(3) {
-            admin_warned = true;
-            bar.suspend(|| {
-                eprintln!(
-                    "warning: no answer from {}; breaker state unknown",
-                    plan.admin_metrics
-                )
-            });
+        if !admin_warned && now > Duration::from_secs(3) {
+            for (g, gateway) in plan.gateways.iter().enumerate() {
+                if result.last_admin.get(g).is_some_and(Option::is_none) {
+                    admin_warned = true;
+                    bar.suspend(|| {
+                        eprintln!(
+                            "warning: no answer from {}; its breaker state is unknown",
+                            gateway.admin_metrics
+                        )
+                    });
+                }
+            }
         }
         result.timeline.extend_to(now);
         let complete = usize::try_from(now.saturating_sub(PRINT_GRACE).as_secs()).unwrap_or(0);
@@ -194,15 +241,20 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
         let _ = s.join();
     }
     stop_admin.store(true, Ordering::Relaxed);
-    let _ = poller.join();
-    for (at, state, text) in admin_rx.try_iter() {
-        result.timeline.record_breaker(at, state);
-        result.breaker.push((at, state));
-        result.last_admin = Some(text);
+    for p in pollers {
+        let _ = p.join();
+    }
+    for (at, g, state, text) in admin_rx.try_iter() {
+        result.reading(at, g, state, text);
     }
     // One last reading once every reply is in, so the final counters cover the whole run.
-    if let Some(text) = fetch_text(&agent, &plan.admin_metrics) {
-        result.last_admin = Some(text);
+    for (g, gateway) in plan.gateways.iter().enumerate() {
+        if let (Some(text), Some(slot)) = (
+            fetch_text(&agent, &gateway.admin_metrics),
+            result.last_admin.get_mut(g),
+        ) {
+            *slot = Some(text);
+        }
     }
     let seconds = if plan.live {
         result.timeline.seconds().len()
@@ -217,9 +269,9 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
     result
 }
 
-fn send(agent: &ureq::Agent, plan: &Plan, image: &Image, job: &Job) -> Outcome {
+fn send(agent: &ureq::Agent, plan: &Plan, gateway: &Gateway, image: &Image, job: &Job) -> Outcome {
     let resp = agent
-        .post(&plan.target)
+        .post(&gateway.target)
         .set("content-type", image.content_type)
         .set(
             headers::DEVICE_TYPE,

@@ -238,6 +238,7 @@ mod tests {
             done: Duration::from_secs(done_s),
             cohort,
             image: 0,
+            gateway: 0,
             outcome: Outcome::Transport("reset".into()),
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use grayguard_demo::cohort::{Cohort, Mix};
-use grayguard_demo::config::{ConfigError, MAX_CONCURRENCY, MAX_RATE, Plan, check_url};
+use grayguard_demo::config::{ConfigError, Gateway, MAX_CONCURRENCY, MAX_RATE, Plan, check_url};
 
 /// Most requests one soak may schedule: every outcome is kept for the summary (about
 /// 150 bytes each).
@@ -311,8 +311,12 @@ impl Args {
         let admin = self.admin.trim_end_matches('/');
         Ok(Soak {
             traffic: Plan {
-                target: self.target.clone(),
-                admin_metrics: format!("{admin}/stats/prometheus"),
+                // One gateway: the soak's counters are one Envoy's against the sidecars'.
+                gateways: vec![Gateway {
+                    name: "gw-0".into(),
+                    target: self.target.clone(),
+                    admin_metrics: format!("{admin}/stats/prometheus"),
+                }],
                 interval: Duration::from_secs_f64(1.0 / self.rate),
                 requests: requests as u64,
                 concurrency: self.concurrency,
@@ -353,7 +357,7 @@ mod tests {
         let s = args(&[]).soak().unwrap();
         assert_eq!(s.duration, Duration::from_secs(600));
         assert_eq!(s.traffic.requests, 1200);
-        assert_eq!(s.traffic.target, "http://127.0.0.1:10000/infer");
+        assert_eq!(s.traffic.gateways[0].target, "http://127.0.0.1:10000/infer");
         assert_eq!(s.admin_metrics, "http://127.0.0.1:9901/stats/prometheus");
         assert!(!s.traffic.live);
         let versions: Vec<&str> = s.sidecars.iter().map(|c| c.version.as_str()).collect();

@@ -93,7 +93,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         soak.traffic.requests,
         args.rate,
         soak.duration.as_secs(),
-        soak.traffic.target,
+        soak.traffic.gateways[0].target,
         bad,
         bodies.kinds.len(),
         names.join(", "),

@@ -552,6 +552,7 @@ mod tests {
             done: Duration::ZERO,
             cohort,
             image,
+            gateway: 0,
             outcome,
         }
     }
