@@ -147,10 +147,13 @@ impl Sidecar {
     }
 
     /// Replaces the process with `builder`'s on the same ports, as a rollout replaces a pod
-    /// behind the same Service: the old one is stopped (SIGTERM, then killed), the new one
-    /// is waited for until ready.
+    /// behind the same Service (or a kubelet restarts a crashed one): the old one, if still
+    /// running, is stopped (SIGTERM, then killed), the new one is waited for until ready.
     pub fn replace(&mut self, builder: SidecarBuilder) {
-        let _ = self.proc.terminate(Duration::from_secs(10));
+        // A crashed one (a kubelet's restart) has nothing left to stop.
+        if self.proc.exited().is_none() {
+            let _ = self.proc.terminate(Duration::from_secs(10));
+        }
         *self = builder.spawn_at(self.port, self.control_port);
         self.wait_ready(READY_TIMEOUT);
     }

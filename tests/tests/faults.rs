@@ -82,9 +82,14 @@ fn sidecar(version: &str, conf: &str) -> SidecarBuilder {
 /// Starts both sidecars and the front Envoy: stable at the canonical 0.25, gray at
 /// `gray_conf`.
 fn start_mesh(config: &str, gray_conf: &str, stable_extra: &[&str]) -> Mesh {
+    start_mesh_with(config, gray_conf, stable_extra, 2)
+}
+
+/// [`start_mesh`] with `workers` Envoy worker threads.
+fn start_mesh_with(config: &str, gray_conf: &str, stable_extra: &[&str], workers: u32) -> Mesh {
     let stable = [&SIDECAR_FLAGS[..], &["--conf", "0.25"], stable_extra].concat();
     let gray = [&SIDECAR_FLAGS[..], &["--conf", gray_conf]].concat();
-    Mesh::start(config, &stable, &gray, 2)
+    Mesh::start(config, &stable, &gray, workers)
 }
 
 fn lane(all: &[Outcome], lane: usize) -> Vec<Outcome> {
@@ -296,9 +301,11 @@ fn hung_gray_sidecar_times_out_is_shed_and_comes_back_after_sigcont() {
     let (config, v) = config(3);
     let streak = setting(&v, &["consecutive_failures"]);
     let timeouts = RouteTimeouts::local();
-    let mut mesh = start_mesh(&config, "0.25", &[]);
+    // One worker: the bounds below count requests against one breaker, without the up to
+    // one sync interval (100 ms) in which a second worker has not yet seen a trip.
+    let mut mesh = start_mesh_with(&config, "0.25", &[], 1);
     let targets = [mesh.envoy.url("/infer")];
-    // As many gray senders as the streak, so that the hung version's first timeouts fill it
+    // As many gray senders as the streak, so that the hung version's timeouts fill it
     // together rather than one route timeout after another.
     let gray_senders = streak;
     let load = Load::start(
@@ -359,12 +366,27 @@ fn hung_gray_sidecar_times_out_is_shed_and_comes_back_after_sigcont() {
             describe(std::slice::from_ref(e))
         );
     }
-    // The streak, plus the requests already on their way to the hung version when it was
-    // shed (one per sender at most).
-    let before_shed = errors.iter().filter(|o| o.sent < shed.sent).count();
+    // The streak counts failures of requests sent after the newest success, so the requests
+    // already on their way when the process stopped (one per sender) are apart from it; of
+    // those sent later, the streak's, plus what the other senders had in flight when it
+    // filled, reach the hung version.
+    let at_stop = errors.iter().filter(|o| o.sent < stopped_at).count();
     assert!(
-        before_shed <= streak + gray_senders,
-        "{before_shed} gray-cohort errors before the shed (limit {streak} + {gray_senders} in flight):\n{}",
+        at_stop <= gray_senders,
+        "{at_stop} gray-cohort errors of requests sent before the stop (at most {gray_senders} in flight):\n{}",
+        describe(&errors)
+    );
+    let closed_after: Vec<Outcome> = errors
+        .iter()
+        .filter(|o| o.sent >= stopped_at && o.closed_gray())
+        .cloned()
+        .collect();
+    let limit = streak + gray_senders - 1;
+    assert!(
+        (1..=limit).contains(&closed_after.len()),
+        "{} gray-cohort errors routed to the hung version after the stop (expected 1..={limit}: the streak {streak} and {} more in flight):\n{}",
+        closed_after.len(),
+        gray_senders - 1,
         describe(&errors)
     );
     let after_shed: Vec<Outcome> = errors
@@ -380,8 +402,9 @@ fn hung_gray_sidecar_times_out_is_shed_and_comes_back_after_sigcont() {
         describe(std::slice::from_ref(last))
     );
     eprintln!(
-        "SIGSTOP: {} gray-cohort 504s ({before_shed} before the shed by {:?}), gray route timeout {:?}",
+        "SIGSTOP: {} gray-cohort 504s ({at_stop} in flight at the stop, {} routed to the hung version after it, shed by {:?}), gray route timeout {:?}",
         errors.len(),
+        closed_after.len(),
         shed.shed().unwrap(),
         timeouts.gray
     );
@@ -571,7 +594,12 @@ fn restarted_gateway_starts_closed_and_resheds_on_the_first_latched_gray_reply()
 
     // A new Envoy process as gw-0, in front of the same sidecars.
     fleet.restart_gateway(0, &config, 2);
-    assert_eq!(gw(&fleet), Some(0.0), "a new Envoy starts closed");
+    // No breaker reading yet, or closed.
+    assert!(
+        matches!(gw(&fleet), None | Some(0.0)),
+        "a new Envoy starts closed: {:?}",
+        gw(&fleet)
+    );
     let load = Load::start(&fleet.targets(), &lanes, MAX_LOAD);
     let second = until_shed(load);
     let (served_second, shed_second) = gray_before_shed(&second);
