@@ -162,6 +162,16 @@ fn cohorts(samples: &[Sample], f: &Frame<'_>) -> Vec<CohortReport> {
     out
 }
 
+/// `errors N` and, when there are any, how many of each kind.
+fn error_kinds(c: &CohortReport) -> String {
+    let kinds: Vec<String> = c.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    if kinds.is_empty() {
+        format!("errors {}", c.error_count())
+    } else {
+        format!("errors {} ({})", c.error_count(), kinds.join(", "))
+    }
+}
+
 fn mean(v: &[u64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64)
 }
@@ -344,7 +354,7 @@ impl Verdict {
             ),
             met: stable.is_some_and(|c| c.sent > 0 && c.error_count() == 0),
             detail: stable.map_or(String::new(), |c| {
-                format!("{} sent, errors {:?}", c.sent, c.errors)
+                format!("{} sent, {}", c.sent, error_kinds(c))
             }),
         });
         let bad_sent: u64 = cohorts.iter().map(|c| c.bad_sent).sum();
@@ -420,7 +430,7 @@ impl Verdict {
         for c in &self.cohorts {
             let _ = writeln!(
                 t,
-                "  {:<14} sent {:>6}  photos ok {:>6}  bad inputs {:>5} ({} got their 4xx)  served gray {:>6} stable {:>6}  errors {} {:?}",
+                "  {:<14} sent {:>6}  photos ok {:>6}  bad inputs {:>5} ({} got their 4xx)  served gray {:>6} stable {:>6}  {}",
                 c.name,
                 c.sent,
                 c.photos_ok,
@@ -428,8 +438,7 @@ impl Verdict {
                 c.bad_as_expected,
                 c.served_gray,
                 c.served_stable,
-                c.error_count(),
-                c.errors
+                error_kinds(c)
             );
         }
         let _ = writeln!(
