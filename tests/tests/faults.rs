@@ -10,7 +10,11 @@
 //! | gray sidecar hung (SIGSTOP) | every gray request that meets it ends at the gray route's timeout (504; nothing waits longer); the cohort is shed; none in the stable cohort; SIGCONT and the probes bring gray back |
 //! | stable sidecar slow (queueing) | gray is not shed: a slow control lowers gray's latency ratio, and the detector has no evidence against gray |
 //! | stable sidecar overloaded | its bounded queue answers 503 + `Retry-After` at once, through Envoy, to the stable cohort; the filter books each refusal as a control failure (which can only make gray look better), never as a latency or box sample, so gray is not shed |
-//! | front Envoy restarted while shedding | the breaker and the evidence were that Envoy's shared data and are gone; the latch lives in the gray sidecar and survives: the new Envoy starts closed, sends the cohort to gray once, and re-sheds on that first reply (`shed=latch`) instead of after `min_samples`; the sidecars are untouched |
+//! | front Envoy restarted while shedding (a fleet of one, with the latch) | the breaker and the evidence were that Envoy's shared data and are gone; the latch lives in the gray sidecar and survives: the new Envoy starts closed, sends the cohort to gray once, and re-sheds on that first reply (`shed=latch`) instead of after `min_samples`; the sidecars are untouched |
+//!
+//! The sidecar's start-up failures (model file unreadable, `libonnxruntime` missing: one
+//! clear message, exit non-zero) are in `sidecar_startup.rs`; `run.sh`'s restarts in
+//! `local_mesh_supervision.rs`.
 //!
 //! Both sidecars run one ONNX Runtime thread and have their own latency watchdog pushed out
 //! of the way, so what is tested is the filter's judgement and the route timeouts, not the
