@@ -106,8 +106,8 @@ fn validator_rejects_broken_resources_naming_file_resource_and_error() {
     // Istio schema: an unknown field in a route, and an unknown plugin phase.
     edit(
         &m.join("routing/virtual-service.yaml"),
-        "      timeout: 15s",
-        "      timeoutSeconds: 15",
+        "      timeout: 5s",
+        "      timeoutSeconds: 5",
     );
     edit(
         &m.join("wasm-plugin/wasm-plugin.yaml"),
