@@ -56,6 +56,9 @@ if [ "$up" = "${#PORTS[@]}" ]; then
   say "using the mesh that is already running"
 elif [ "$up" = 0 ]; then
   mkdir -p "$LOGS"
+  # Emptied here, not by the background job's redirection: that runs after the fork, and the
+  # wait below could otherwise read the previous run's "ready" line.
+  : >"$LOGS/run.log"
   say "starting the local mesh in the background (log: .run/logs/run.log)"
   GRAYGUARD_GATEWAYS="$GATEWAYS" bash mesh-config/local/run.sh >"$LOGS/run.log" 2>&1 &
   MESH_PID=$!
