@@ -47,6 +47,9 @@ mesh_up() {
   fi
   [ "$up" = 0 ] || mesh_die "some of the mesh ports (${MESH_PORTS[*]}) are in use and some are not: stop what holds them, or start the whole mesh with \`make run\`"
   mkdir -p "$RUN_DIR/logs"
+  # Emptied here, not by the background job's redirection: that runs after the fork, and the
+  # wait below could otherwise read the previous run's "ready" line.
+  : >"$RUN_DIR/logs/run.log"
   mesh_say "starting the local mesh in the background (log: $RUN_DIR/logs/run.log)"
   trap mesh_down EXIT
   trap 'exit 130' INT

@@ -13,9 +13,14 @@
 //!    and to the first client reply served by stable instead, and any gray request sent
 //!    after the breaker opened (target: none).
 //!
+//! 3. Convergence of 1, 3 and 5 gateways through the mesh-wide latch (`converge.rs`).
+//!
 //! Knobs (environment): GRAYGUARD_BENCH_E2E_PAIRS (request pairs for 1, default 60, at most
-//! 5000), GRAYGUARD_BENCH_E2E_RUNS (runs of 2, default 5, at most 50).
+//! 5000), GRAYGUARD_BENCH_E2E_RUNS (runs of 2, default 5, at most 50),
+//! GRAYGUARD_BENCH_E2E_CONVERGE_RUNS (runs of 3 per fleet size, default 3, at most 20).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod converge;
 
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
@@ -177,8 +182,12 @@ fn overhead(pairs: usize, photo: &[u8]) {
     );
 }
 
-/// When the breaker gauge first reads non-zero, polled on the admin until `stop`.
-fn watch_gauge(admin: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<Option<Instant>> {
+/// When the breaker gauge first reads non-zero, polled on the admin every `poll` until `stop`.
+fn watch_gauge(
+    admin: String,
+    stop: Arc<AtomicBool>,
+    poll: Duration,
+) -> thread::JoinHandle<Option<Instant>> {
     thread::spawn(move || {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(2))
@@ -200,7 +209,7 @@ fn watch_gauge(admin: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<Optio
                     return Some(Instant::now());
                 }
             }
-            thread::sleep(GAUGE_POLL);
+            thread::sleep(poll);
         }
         None
     })
@@ -237,7 +246,7 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
             assert_eq!(r.status, 200, "baseline request failed: {}", r.text());
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let gauge = watch_gauge(mesh.envoy.admin_url(""), Arc::clone(&stop));
+        let gauge = watch_gauge(mesh.envoy.admin_url(""), Arc::clone(&stop), GAUGE_POLL);
         // (sent, received) of every gray reply, and when the first shed reply came.
         let mut gray: Vec<(Instant, Instant)> = Vec::new();
         let mut shed_received = None;
@@ -327,6 +336,7 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
 fn main() {
     let pairs = knob("GRAYGUARD_BENCH_E2E_PAIRS", 60, 5_000);
     let runs = knob("GRAYGUARD_BENCH_E2E_RUNS", 5, 50);
+    let converge_runs = knob("GRAYGUARD_BENCH_E2E_CONVERGE_RUNS", 3, 20);
     // Photos on which the gray threshold clearly adds boxes (stable 2 1 2 1, gray 4 5 14 3);
     // on photos where both find the same few boxes there is nothing to detect.
     let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
@@ -335,4 +345,5 @@ fn main() {
         .collect();
     overhead(pairs, &photos[0]);
     detection_to_shed(runs, &photos);
+    converge::convergence(&[1, 3, 5], converge_runs, &photos);
 }
