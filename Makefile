@@ -73,7 +73,7 @@ help:
 	@echo "make run     set up, build and run the local mesh"
 	@echo "make demo    replay the gray-release incident through the local mesh"
 	@echo "make soak    the local mesh under mixed traffic for 10 minutes (SOAK_DURATION_S, SOAK_RATE)"
-	@echo "make fuzz    the filter's property tests, long (FUZZ_CASES)"
+	@echo "make fuzz    the property tests of the filter and the sidecar, long (FUZZ_CASES)"
 	@echo "make test    set up, build, lint and run all tests"
 	@echo "make images  build the filter and sidecar OCI images into target/images/"
 	@echo "make push REGISTRY=host/prefix [INSECURE=1]   push both images, print their digests"
