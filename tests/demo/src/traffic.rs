@@ -66,6 +66,34 @@ impl RunResult {
     }
 }
 
+/// Round-robin over the gateways *within each cohort*: every gateway gets its share of every
+/// cohort, so each one sees gray traffic and its stable control (a plain round-robin over
+/// alternating cohorts would send one cohort only to the even gateways, the other only to the
+/// odd ones, with an even number of gateways).
+struct Spread {
+    gateways: usize,
+    sent: Vec<usize>,
+}
+
+impl Spread {
+    fn new(gateways: usize, cohorts: usize) -> Spread {
+        Spread {
+            gateways: gateways.max(1),
+            sent: vec![0; cohorts],
+        }
+    }
+
+    /// The gateway of the cohort's next request.
+    fn next(&mut self, cohort: usize) -> usize {
+        let Some(n) = self.sent.get_mut(cohort) else {
+            return 0;
+        };
+        let g = *n % self.gateways;
+        *n += 1;
+        g
+    }
+}
+
 struct Job {
     cohort: usize,
     device_id: String,
@@ -127,7 +155,7 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
         let mut mix = plan.mix.clone();
         let skipped = Arc::clone(&skipped);
         let (requests, interval, n_images) = (plan.requests, plan.interval, images.len());
-        let n_gateways = plan.gateways.len().max(1);
+        let mut spread = Spread::new(plan.gateways.len(), plan.mix.cohorts().len());
         thread::spawn(move || {
             for i in 0..requests {
                 let due = start + interval.mul_f64(i as f64);
@@ -140,7 +168,7 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
                     cohort,
                     device_id,
                     image,
-                    gateway: usize::try_from(i).unwrap_or(0) % n_gateways,
+                    gateway: spread.next(cohort),
                 }) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
@@ -315,4 +343,29 @@ fn send(agent: &ureq::Agent, plan: &Plan, gateway: &Gateway, image: &Image, job:
 
 fn fetch_text(agent: &ureq::Agent, url: &str) -> Option<String> {
     agent.get(url).call().ok()?.into_string().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spread;
+
+    #[test]
+    fn every_gateway_gets_every_cohort_with_an_even_number_of_gateways() {
+        let mut s = Spread::new(2, 2);
+        // The cohorts alternate, as the demo's default mix does.
+        let got: Vec<(usize, usize)> = (0..8).map(|i| (i % 2, s.next(i % 2))).collect();
+        for cohort in 0..2 {
+            for gateway in 0..2 {
+                let n = got.iter().filter(|&&c| c == (cohort, gateway)).count();
+                assert_eq!(n, 2, "cohort {cohort} on gateway {gateway}: {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn one_gateway_and_unknown_cohorts_go_to_gateway_zero() {
+        let mut s = Spread::new(1, 2);
+        assert!((0..5).all(|i| s.next(i % 2) == 0));
+        assert_eq!(Spread::new(3, 1).next(7), 0);
+    }
 }
