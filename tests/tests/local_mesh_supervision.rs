@@ -43,8 +43,13 @@ impl LocalMesh {
     fn start() -> LocalMesh {
         let dir = tempfile::tempdir().unwrap();
         let run_dir = dir.path().join("run");
-        let mut cmd = Command::new("bash");
-        cmd.arg(paths::root().join("mesh-config/local/run.sh"))
+        // Ctrl-C reaches run.sh as it does from a terminal even when this test was started
+        // in the background of a non-interactive shell (as CI may), which leaves SIGINT
+        // ignored, and a signal ignored on entry cannot be trapped by bash.
+        let mut cmd = Command::new("env");
+        cmd.arg("--default-signal=INT")
+            .arg("bash")
+            .arg(paths::root().join("mesh-config/local/run.sh"))
             .current_dir(paths::root())
             .env("GRAYGUARD_RUN_DIR", &run_dir)
             .env("GRAYGUARD_RUN_BACKOFF_S", "1")
@@ -144,9 +149,23 @@ impl LocalMesh {
 }
 
 impl Drop for LocalMesh {
+    /// Stops the mesh even when the test failed on the way, Ctrl-C handling included: then
+    /// SIGTERM, and at last SIGKILL to every process the supervisor listed, so that nothing
+    /// keeps the fixed ports after the test.
     fn drop(&mut self) {
-        if self.proc.exited().is_none() {
-            self.interrupt();
+        if self.proc.exited().is_some() || self.interrupt().is_some() {
+            return;
+        }
+        let listed = self.status();
+        send_signal(self.proc.pid(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.proc.exited().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for (_, pid, _) in listed {
+            if let Some(pid) = pid.filter(|&p| alive(p)) {
+                send_signal(pid, "KILL");
+            }
         }
     }
 }
