@@ -236,6 +236,23 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(held);
+    // The cases below each need a slot: wait until the server has seen every close (the
+    // scrape's own connection is the one left open).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = http::get(&sc.url("/metrics"))
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| prom::value(&r.text(), "grayguard_sidecar_open_connections"));
+        if open.is_some_and(|n| n <= 1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections still open: {open:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // --- oversized headers: 431; headers within the limit are served ----------------------
     let mut s = connect(&sc);
