@@ -21,6 +21,34 @@ pub const MAX_GATEWAYS: usize = 16;
 /// Replays the gray-release incident through the local mesh: steady traffic of real photos
 /// from device cohorts, a live per-second view of where it went and why, then a timeline
 /// chart and a summary.
+/// The photos a traffic generator sends, in turn (the demo's and the soak's flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Photos {
+    /// Folder of JPEG/PNG photos to send, in turn.
+    #[arg(long, env = "GRAYGUARD_IMAGES", default_value = ".data/images")]
+    pub images: PathBuf,
+    /// Most photos read from --images.
+    #[arg(long, default_value_t = 64)]
+    pub max_images: usize,
+    /// Largest photo accepted, bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_image_bytes: u64,
+}
+
+impl Photos {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_images == 0 {
+            return Err(ConfigError::Flag("max-images", "must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// Reads them (see [`crate::images::load`]).
+    pub fn load(&self) -> Result<Vec<crate::images::Image>, crate::images::ImageError> {
+        crate::images::load(&self.images, self.max_images, self.max_image_bytes)
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "grayguard-demo", version)]
 pub struct Args {
@@ -50,15 +78,8 @@ pub struct Args {
     /// sticky ids `TYPE-000`.. sent in turn, WEIGHT its share of the traffic.
     #[arg(long = "cohort", default_values_t = ["crane-camera:4:1".to_string(), "dock-camera:4:1".to_string()])]
     pub cohorts: Vec<String>,
-    /// Folder of JPEG/PNG photos to send, in turn.
-    #[arg(long, env = "GRAYGUARD_IMAGES", default_value = ".data/images")]
-    pub images: PathBuf,
-    /// Most photos read from --images.
-    #[arg(long, default_value_t = 64)]
-    pub max_images: usize,
-    /// Largest photo accepted, bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    pub max_image_bytes: u64,
+    #[command(flatten)]
+    pub photos: Photos,
     /// Where the chart, the summary and the per-request CSV go.
     #[arg(long, default_value = ".run/demo")]
     pub out: PathBuf,
@@ -271,9 +292,7 @@ impl Args {
                 format!("{} is outside 50..=10000", self.admin_poll_ms),
             ));
         }
-        if self.max_images == 0 {
-            return Err(ConfigError::Flag("max-images", "must be positive".into()));
-        }
+        self.photos.check()?;
         for (flag, v) in [
             ("gray-version", &self.gray_version),
             ("stable-version", &self.stable_version),

@@ -15,7 +15,7 @@ use grayguard_demo::config::{Args, Plan};
 use grayguard_demo::decision::DecisionExt;
 use grayguard_demo::summary::Summary;
 use grayguard_demo::timeline::{Outcome, Sample};
-use grayguard_demo::{chart, images, prom, traffic};
+use grayguard_demo::{chart, prom, traffic};
 
 /// The filter's counters shown at the end, read from Envoy's admin.
 fn envoy_counters() -> [String; 7] {
@@ -43,8 +43,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<ExitCode, String> {
     let plan = args.plan().map_err(|e| e.to_string())?;
-    let imgs = images::load(&args.images, args.max_images, args.max_image_bytes)
-        .map_err(|e| e.to_string())?;
+    let imgs = args.photos.load().map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("--out: cannot create {}: {e}", args.out.display()))?;
 
@@ -73,7 +72,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         targets.join(", "),
         cohorts.join(", "),
         imgs.len(),
-        args.images.display(),
+        args.photos.images.display(),
         admins.join(", "),
     );
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 
 use grayguard_demo::cohort::{Cohort, Mix};
-use grayguard_demo::config::{ConfigError, Gateway, MAX_CONCURRENCY, MAX_RATE, Plan, check_url};
+use grayguard_demo::config::{
+    ConfigError, Gateway, MAX_CONCURRENCY, MAX_RATE, Photos, Plan, check_url,
+};
 
 /// Most requests one soak may schedule: every outcome is kept for the summary (about
 /// 150 bytes each).
@@ -82,15 +84,8 @@ pub struct Args {
     /// counted (the mesh did not keep up), so the rate stays bounded (at most 64).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Folder of JPEG/PNG photos to send, in turn.
-    #[arg(long, env = "GRAYGUARD_IMAGES", default_value = ".data/images")]
-    pub images: PathBuf,
-    /// Most photos read from --images.
-    #[arg(long, default_value_t = 64)]
-    pub max_images: usize,
-    /// Largest photo accepted, bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    pub max_image_bytes: u64,
+    #[command(flatten)]
+    pub photos: Photos,
     /// Timeout of one request, milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
@@ -236,9 +231,7 @@ impl Args {
         if self.timeout_ms == 0 {
             return Err(flag("timeout-ms", "must be positive"));
         }
-        if self.max_images == 0 {
-            return Err(flag("max-images", "must be positive"));
-        }
+        self.photos.check()?;
         if self.gray_version == self.stable_version || self.gray_version.trim().is_empty() {
             return Err(flag(
                 "gray-version",

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use grayguard_demo::images;
 use grayguard_demo::timeline::Breaker;
 use grayguard_demo::traffic;
 use grayguard_soak::bodies::{self, Kind};
@@ -50,8 +49,7 @@ fn shed_seconds(readings: &[(Duration, Breaker)], end: Duration) -> f64 {
 
 fn run(args: &Args) -> Result<ExitCode, String> {
     let soak = args.soak().map_err(|e| e.to_string())?;
-    let photos = images::load(&args.images, args.max_images, args.max_image_bytes)
-        .map_err(|e| e.to_string())?;
+    let photos = args.photos.load().map_err(|e| e.to_string())?;
     let cohorts = soak.traffic.mix.cohorts();
     let period: usize = cohorts.iter().map(|c| c.weight as usize).sum();
     let bodies = bodies::mix(&photos, soak.bad_share, period);
