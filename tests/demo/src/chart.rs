@@ -126,7 +126,34 @@ fn segments(pts: &[(usize, f64)]) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
+pub type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A panel of breaker states over the seconds of a run: 0 closed, 1 open, 2 half-open, named
+/// on the y axis (the demo's and the soak's charts).
+pub fn breaker_panel<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    x_end: f64,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut c = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .caption(caption, (FONT, 18))
+        .build_cartesian_2d(0f64..x_end, -0.2f64..2.2f64)?;
+    c.configure_mesh()
+        .x_desc("seconds")
+        .y_labels(3)
+        .y_label_formatter(&|y| match y.round() as i64 {
+            0 => "closed".to_string(),
+            1 => "open".to_string(),
+            2 => "half-open".to_string(),
+            _ => String::new(),
+        })
+        .label_style((FONT, 13))
+        .draw()?;
+    Ok(c)
+}
 
 fn draw_inner(
     path: &Path,
@@ -233,26 +260,11 @@ fn draw_inner(
     // 3: breaker state per gateway, held between readings. Lines are nudged apart so that
     // gateways in the same state stay visible side by side.
     {
-        let mut c = ChartBuilder::on(&panels[2])
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption(
-                "breaker (Envoy admin): 0 closed, 1 open, 2 half-open",
-                (FONT, 18),
-            )
-            .build_cartesian_2d(0f64..x_end, -0.2f64..2.2f64)?;
-        c.configure_mesh()
-            .x_desc("seconds")
-            .y_labels(3)
-            .y_label_formatter(&|y| match y.round() as i64 {
-                0 => "closed".to_string(),
-                1 => "open".to_string(),
-                2 => "half-open".to_string(),
-                _ => String::new(),
-            })
-            .label_style((FONT, 13))
-            .draw()?;
+        let mut c = breaker_panel(
+            &panels[2],
+            "breaker (Envoy admin): 0 closed, 1 open, 2 half-open",
+            x_end,
+        )?;
         let n = breakers.gateways.len();
         for (g, name) in breakers.gateways.iter().enumerate() {
             let color = if n == 1 {
@@ -278,14 +290,14 @@ fn draw_inner(
     Ok(())
 }
 
-type Chart<'a, 'b> = ChartContext<
+pub type Chart<'a, 'b> = ChartContext<
     'a,
     BitMapBackend<'b>,
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-fn trigger_line<'a>(
-    c: &mut Chart<'a, 'a>,
+fn trigger_line(
+    c: &mut Chart<'_, '_>,
     x: Option<f64>,
     y0: f64,
     y1: f64,
@@ -299,7 +311,7 @@ fn trigger_line<'a>(
     Ok(())
 }
 
-fn legend<'a>(c: &mut Chart<'a, 'a>) -> DrawResult {
+fn legend<'a, 'b: 'a>(c: &mut Chart<'a, 'b>) -> DrawResult {
     c.configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .label_font((FONT, 14))

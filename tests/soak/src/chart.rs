@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use plotters::prelude::*;
 
-use grayguard_demo::chart::{COHORT_COLORS, FONT, register_font, steps};
+use grayguard_demo::chart::{COHORT_COLORS, FONT, breaker_panel, register_font, steps};
 use grayguard_demo::timeline::{Breaker, Sample};
 
 use crate::bodies::Kind;
@@ -181,26 +181,11 @@ fn draw_inner(path: &Path, d: &Data<'_>) -> DrawResult {
 
     // 3: the breaker, held between admin readings.
     {
-        let mut c = ChartBuilder::on(&panels[2])
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption(
-                "shed state (Envoy admin): 0 closed, 1 open (shedding), 2 half-open (probing)",
-                (FONT, 18),
-            )
-            .build_cartesian_2d(0f64..x_end, -0.2f64..2.2f64)?;
-        c.configure_mesh()
-            .x_desc("seconds")
-            .y_labels(3)
-            .y_label_formatter(&|y| match y.round() as i64 {
-                0 => "closed".to_string(),
-                1 => "open".to_string(),
-                2 => "half-open".to_string(),
-                _ => String::new(),
-            })
-            .label_style((FONT, 13))
-            .draw()?;
+        let mut c = breaker_panel(
+            &panels[2],
+            "shed state (Envoy admin): 0 closed, 1 open (shedding), 2 half-open (probing)",
+            x_end,
+        )?;
         c.draw_series(LineSeries::new(
             steps(d.breaker, x_end),
             BLACK.stroke_width(2),
