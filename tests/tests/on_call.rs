@@ -107,50 +107,84 @@ scrape_configs:
     )
 }
 
+/// The whole alert path around a mesh with the real model: the stable and the oversensitive
+/// gray sidecar, the alert sink, the report server (reading its sources per request, so it
+/// starts before Prometheus exists), Alertmanager with the local configuration, and a
+/// Prometheus scraping the mesh every second with the project's rules. Dropped in reverse.
+struct AlertPath {
+    photos: Vec<Vec<u8>>,
+    mesh: Mesh,
+    sink: AlertSink,
+    reports: ReportServer,
+    am: Alertmanager,
+    prom: Prometheus,
+}
+
+impl AlertPath {
+    fn start(plugin_config: &str) -> AlertPath {
+        let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
+            .iter()
+            .map(|n| std::fs::read(paths::image(n)).unwrap())
+            .collect();
+        let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
+        let mesh = Mesh::start(
+            plugin_config,
+            &[&common[..], &["--conf", "0.25"]].concat(),
+            &[&common[..], &["--conf", "0.001"]].concat(),
+            2,
+        );
+        let sink = AlertSink::start();
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let prom_port = grayguard_e2e::process::free_port();
+        let sources: Vec<String> = [
+            ("--prometheus", url(prom_port)),
+            ("--gateway", url(mesh.envoy.admin)),
+            ("--gray", url(mesh.gray.port)),
+            ("--stable", url(mesh.stable.port)),
+            (
+                "--envoy-log",
+                mesh.envoy.proc.log_path().display().to_string(),
+            ),
+            (
+                "--gray-log",
+                mesh.gray.proc.log_path().display().to_string(),
+            ),
+            // This Prometheus scrapes every second, since the mesh started (a minute before).
+            ("--min-step-s", "1".to_string()),
+            ("--before-s", "60".to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect();
+        let reports = ReportServer::start(&sources);
+        let am = Alertmanager::start(sink.port, reports.port);
+        // Without confirm mode there is no operator listener and the link is never used.
+        let operator =
+            operator_url(&mesh).unwrap_or_else(|| url(grayguard_e2e::process::free_port()));
+        let prom =
+            Prometheus::start_config_on(&prometheus_config(&mesh, am.port, &operator), prom_port);
+        prom.wait_targets_up(3, Duration::from_secs(30));
+        AlertPath {
+            photos,
+            mesh,
+            sink,
+            reports,
+            am,
+            prom,
+        }
+    }
+}
+
 #[test]
 fn a_shed_reaches_people_with_a_report_that_renders() {
-    let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
-        .iter()
-        .map(|n| std::fs::read(paths::image(n)).unwrap())
-        .collect();
-    let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
-    let mesh = Mesh::start(
-        &plugin_config(),
-        &[&common[..], &["--conf", "0.25"]].concat(),
-        &[&common[..], &["--conf", "0.001"]].concat(),
-        2,
-    );
-    let sink = AlertSink::start();
-    let url = |port: u16| format!("http://127.0.0.1:{port}");
-    // The report server starts before Prometheus exists: it reads its sources per request.
-    let prom_port = grayguard_e2e::process::free_port();
-    let sources: Vec<String> = [
-        ("--prometheus", url(prom_port)),
-        ("--gateway", url(mesh.envoy.admin)),
-        ("--gray", url(mesh.gray.port)),
-        ("--stable", url(mesh.stable.port)),
-        (
-            "--envoy-log",
-            mesh.envoy.proc.log_path().display().to_string(),
-        ),
-        (
-            "--gray-log",
-            mesh.gray.proc.log_path().display().to_string(),
-        ),
-        // This Prometheus scrapes every second, since the mesh started (a minute before).
-        ("--min-step-s", "1".to_string()),
-        ("--before-s", "60".to_string()),
-    ]
-    .into_iter()
-    .flat_map(|(k, v)| [k.to_string(), v])
-    .collect();
-    let reports = ReportServer::start(&sources);
-    let am = Alertmanager::start(sink.port, reports.port);
-    // No operator listener here: a shed needs no confirmation, so the link is never used.
-    let unused = format!("http://127.0.0.1:{}", grayguard_e2e::process::free_port());
-    let prom_config = prometheus_config(&mesh, am.port, &unused);
-    let prom = Prometheus::start_config_on(&prom_config, prom_port);
-    prom.wait_targets_up(3, Duration::from_secs(30));
+    let AlertPath {
+        photos,
+        mesh,
+        sink,
+        reports,
+        am: _am,
+        prom: _prom,
+    } = AlertPath::start(&plugin_config());
 
     // Traffic until grayguard sheds the crane cameras' gray cohort (the oversensitive gray
     // floods boxes); dock cameras go to stable and are the control.
@@ -320,40 +354,15 @@ fn tampered(url: &str) -> String {
 
 #[test]
 fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
-    let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
-        .iter()
-        .map(|n| std::fs::read(paths::image(n)).unwrap())
-        .collect();
-    let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
-    let mesh = Mesh::start(
-        &plugin_config_with(Some("confirm")),
-        &[&common[..], &["--conf", "0.25"]].concat(),
-        &[&common[..], &["--conf", "0.001"]].concat(),
-        2,
-    );
+    let AlertPath {
+        photos,
+        mesh,
+        sink,
+        reports: _reports,
+        am: _am,
+        prom: _prom,
+    } = AlertPath::start(&plugin_config_with(Some("confirm")));
     let operator = operator_url(&mesh).expect("the front Envoy has an operator listener");
-    let sink = AlertSink::start();
-    let url = |port: u16| format!("http://127.0.0.1:{port}");
-    let prom_port = grayguard_e2e::process::free_port();
-    let sources: Vec<String> = [
-        ("--prometheus", url(prom_port)),
-        ("--gateway", url(mesh.envoy.admin)),
-        ("--gray", url(mesh.gray.port)),
-        ("--stable", url(mesh.stable.port)),
-        (
-            "--envoy-log",
-            mesh.envoy.proc.log_path().display().to_string(),
-        ),
-        ("--min-step-s", "1".to_string()),
-    ]
-    .into_iter()
-    .flat_map(|(k, v)| [k.to_string(), v])
-    .collect();
-    let reports = ReportServer::start(&sources);
-    let am = Alertmanager::start(sink.port, reports.port);
-    let config = prometheus_config(&mesh, am.port, &operator);
-    let prom = Prometheus::start_config_on(&config, prom_port);
-    prom.wait_targets_up(3, Duration::from_secs(30));
 
     let mut k = 0usize;
     let mut crane = |mesh: &Mesh| -> String {
