@@ -201,6 +201,23 @@ fn front_options(plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers:
     opts
 }
 
+/// A plugin configuration with the canonical rule alone (every crane camera to gray, sticky
+/// by device id) and the given `breach` object: for tests that tune the detector.
+pub fn crane_rule_config(breach: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "route_header": headers::ROUTE,
+        "stable": STABLE,
+        "gray": GRAY,
+        "rules": [{
+            "name": "crane-cameras",
+            "headers": { (headers::DEVICE_TYPE): { "exact": "crane-camera" } },
+            "percent": 100,
+            "sticky_header": headers::DEVICE_ID,
+        }],
+        "breach": breach,
+    })
+}
+
 /// The canonical plugin configuration, as `mesh-config/local/envoy.yaml` ships it (the
 /// block scalar under `configuration: ... value: |`).
 pub fn local_plugin_config() -> String {

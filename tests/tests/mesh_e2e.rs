@@ -11,9 +11,10 @@ use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
 use grayguard_e2e::http::Response;
-use grayguard_e2e::mesh::{GRAY, Mesh, STABLE};
+use grayguard_e2e::mesh::{GRAY, Mesh, STABLE, crane_rule_config};
 use grayguard_e2e::paths;
 use grayguard_e2e::prom::value as metric;
+use serde_json::json;
 
 const MIN_SAMPLES: usize = 5;
 const SHED_FOR_S: u64 = 4;
@@ -22,31 +23,19 @@ const SHED_FOR_S: u64 = 4;
 /// a few seconds; the latency and error margins are wide so that the box count alone
 /// decides.
 fn plugin_config() -> String {
-    format!(
-        r#"{{
-  "route_header": "x-canary-route",
-  "stable": "{STABLE}",
-  "gray": "{GRAY}",
-  "rules": [
-    {{ "name": "crane-cameras",
-      "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }},
-      "percent": 100,
-      "sticky_header": "x-device-id" }}
-  ],
-  "breach": {{
-    "flag_header": "x-canary-breach",
-    "detector": "sequential",
-    "latency": {{ "header": "x-inference-latency-ms", "max_ratio": 5, "min_samples": {MIN_SAMPLES} }},
-    "box_count": {{ "header": "x-box-count", "max_shift": 0.25, "min_samples": {MIN_SAMPLES} }},
-    "error_rate": {{ "max_excess": 0.3, "min_samples": {MIN_SAMPLES} }},
-    "consecutive_failures": 5,
-    "shed_for_s": {SHED_FOR_S},
-    "probe_percent": 50,
-    "scope": "rule",
-    "dry_run": false
-  }}
-}}"#
-    )
+    crane_rule_config(json!({
+        "flag_header": headers::BREACH,
+        "detector": "sequential",
+        "latency": { "header": headers::INFERENCE_LATENCY_MS, "max_ratio": 5, "min_samples": MIN_SAMPLES },
+        "box_count": { "header": headers::BOX_COUNT, "max_shift": 0.25, "min_samples": MIN_SAMPLES },
+        "error_rate": { "max_excess": 0.3, "min_samples": MIN_SAMPLES },
+        "consecutive_failures": 5,
+        "shed_for_s": SHED_FOR_S,
+        "probe_percent": 50,
+        "scope": "rule",
+        "dry_run": false,
+    }))
+    .to_string()
 }
 
 /// What the clients saw, counted as the test goes.

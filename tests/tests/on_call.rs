@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 use grayguard_contract::headers;
 use grayguard_contract::operator::SECRET_ENV;
 use grayguard_e2e::alerting::{AlertSink, Alertmanager, ReportServer, link};
-use grayguard_e2e::mesh::{GRAY, Mesh, STABLE};
+use grayguard_e2e::mesh::{GRAY, Mesh, STABLE, crane_rule_config};
 use grayguard_e2e::prometheus::Prometheus;
 use grayguard_e2e::{browser, http, paths};
+use serde_json::json;
 
 const MIN_SAMPLES: usize = 5;
 
@@ -39,39 +40,29 @@ fn plugin_config() -> String {
 /// operator listener on a free port (its secret comes from the VM's environment, which the
 /// harness sets).
 fn plugin_config_with(action: Option<&str>) -> String {
-    let operator = match action {
-        Some("confirm") => format!(
-            "\"operator\": {{ \"port\": {}, \"secret_env\": \"{SECRET_ENV}\", \"identity_header\": \"x-auth-request-email\" }},\n  ",
-            grayguard_e2e::process::free_port()
-        ),
-        _ => String::new(),
-    };
-    let action = action.map_or(String::new(), |a| format!("\"action\": \"{a}\",\n    "));
-    format!(
-        r#"{{
-  {operator}"route_header": "x-canary-route",
-  "stable": "{STABLE}",
-  "gray": "{GRAY}",
-  "rules": [
-    {{ "name": "crane-cameras",
-      "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }},
-      "percent": 100,
-      "sticky_header": "x-device-id" }}
-  ],
-  "breach": {{
-    "detector": "sequential",
-    {action}"flag_header": "x-canary-breach",
-    "latency": {{ "header": "x-inference-latency-ms", "max_ratio": 5, "min_samples": {MIN_SAMPLES} }},
-    "box_count": {{ "header": "x-box-count", "max_shift": 0.25, "min_samples": {MIN_SAMPLES} }},
-    "error_rate": {{ "max_excess": 0.3, "min_samples": {MIN_SAMPLES} }},
-    "consecutive_failures": 5,
-    "shed_for_s": 300,
-    "probe_percent": 10,
-    "scope": "rule",
-    "dry_run": false
-  }}
-}}"#
-    )
+    let mut config = crane_rule_config(json!({
+        "detector": "sequential",
+        "flag_header": headers::BREACH,
+        "latency": { "header": headers::INFERENCE_LATENCY_MS, "max_ratio": 5, "min_samples": MIN_SAMPLES },
+        "box_count": { "header": headers::BOX_COUNT, "max_shift": 0.25, "min_samples": MIN_SAMPLES },
+        "error_rate": { "max_excess": 0.3, "min_samples": MIN_SAMPLES },
+        "consecutive_failures": 5,
+        "shed_for_s": 300,
+        "probe_percent": 10,
+        "scope": "rule",
+        "dry_run": false,
+    }));
+    if let Some(a) = action {
+        config["breach"]["action"] = json!(a);
+    }
+    if action == Some("confirm") {
+        config["operator"] = json!({
+            "port": grayguard_e2e::process::free_port(),
+            "secret_env": SECRET_ENV,
+            "identity_header": "x-auth-request-email",
+        });
+    }
+    config.to_string()
 }
 
 /// Prometheus as the local mesh's: the project's rules, alerts to `alertmanager`, the

@@ -18,11 +18,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use grayguard_contract::headers;
-use grayguard_e2e::mesh::{GRAY, Mesh, STABLE};
+use grayguard_e2e::mesh::{GRAY, Mesh, crane_rule_config};
 use grayguard_e2e::paths;
 use grayguard_e2e::prometheus::{Job, Prometheus};
 use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The interval put into the queries: long enough for several 1 s scrapes, short enough
 /// that the replay takes about a minute.
@@ -35,30 +35,18 @@ const MIN_SAMPLES: usize = 5;
 /// The canonical rule with short windows and a shed long enough to outlast the replay; only
 /// the box count can trip (latency and error thresholds far away).
 fn plugin_config() -> String {
-    format!(
-        r#"{{
-  "route_header": "x-canary-route",
-  "stable": "{STABLE}",
-  "gray": "{GRAY}",
-  "rules": [
-    {{ "name": "crane-cameras",
-      "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }},
-      "percent": 100,
-      "sticky_header": "x-device-id" }}
-  ],
-  "breach": {{
-    "flag_header": "x-canary-breach",
-    "latency": {{ "header": "x-inference-latency-ms", "max_mean_ms": 60000, "window_s": 60, "min_samples": {MIN_SAMPLES} }},
-    "box_count": {{ "header": "x-box-count", "max_sigma": 3, "window_s": 60, "min_samples": {MIN_SAMPLES} }},
-    "error_rate": {{ "max": 0.5, "window_s": 60, "min_samples": {MIN_SAMPLES} }},
-    "consecutive_failures": 5,
-    "shed_for_s": 120,
-    "probe_percent": 10,
-    "scope": "rule",
-    "dry_run": false
-  }}
-}}"#
-    )
+    crane_rule_config(json!({
+        "flag_header": headers::BREACH,
+        "latency": { "header": headers::INFERENCE_LATENCY_MS, "max_mean_ms": 60000, "window_s": 60, "min_samples": MIN_SAMPLES },
+        "box_count": { "header": headers::BOX_COUNT, "max_sigma": 3, "window_s": 60, "min_samples": MIN_SAMPLES },
+        "error_rate": { "max": 0.5, "window_s": 60, "min_samples": MIN_SAMPLES },
+        "consecutive_failures": 5,
+        "shed_for_s": 120,
+        "probe_percent": 10,
+        "scope": "rule",
+        "dry_run": false,
+    }))
+    .to_string()
 }
 
 /// One analysis metric: which tool, its name, the query (interval substituted) and the
