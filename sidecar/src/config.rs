@@ -10,8 +10,8 @@ use clap::builder::{RangedU64ValueParser, TypedValueParser};
 use clap::{Parser, ValueEnum, value_parser};
 use serde::{Serialize, Serializer};
 
+use crate::signals::watchdog::{BoxBaseline, WatchdogConfig};
 use crate::vision::layout::OutputLayout;
-use crate::watchdog::{BoxBaseline, WatchdogConfig};
 
 /// Execution device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]

@@ -11,20 +11,14 @@
 //! what [`info`] reports, [`memory`] readings, [`selfcheck`]s and the process [`lifecycle`].
 
 pub mod config;
-pub mod connection;
 pub mod detector;
 pub mod error;
 pub mod http;
-pub mod info;
-pub mod latch;
+pub mod introspect;
 pub mod lifecycle;
-pub mod memory;
-pub mod meta;
-pub mod metrics;
 pub mod model;
-pub mod selfcheck;
+pub mod signals;
 pub mod vision;
-pub mod watchdog;
 
 #[cfg(test)]
 mod fuzz;

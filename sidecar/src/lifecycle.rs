@@ -10,12 +10,12 @@ use tokio::sync::oneshot;
 use crate::config::{Config, Device};
 use crate::detector::{Detector, PostConfig, YoloDetector};
 use crate::http::{App, Listeners, serve};
-use crate::info::{ModelFacts, sha256_file};
-use crate::memory::MemoryProbe;
-use crate::metrics::Metrics;
+use crate::introspect::info::{ModelFacts, sha256_file};
+use crate::introspect::memory::MemoryProbe;
+use crate::introspect::metrics::Metrics;
+use crate::introspect::selfcheck::{Verdict, due, judge};
 use crate::model::gpu::GpuProbe;
 use crate::model::onnx::{self, LoadError};
-use crate::selfcheck::{Verdict, due, judge};
 
 /// Why the sidecar could not start; reported in one line on stderr, exit status 1.
 #[derive(Debug, thiserror::Error)]

@@ -13,11 +13,11 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::detector::Detector;
-use crate::info::{Host, ModelFacts};
-use crate::latch::{Applied, Latches};
-use crate::metrics::Metrics;
-use crate::selfcheck::ImageMemory;
-use crate::watchdog::{BreachSet, Reason, Watchdog};
+use crate::introspect::info::{Host, ModelFacts};
+use crate::introspect::metrics::Metrics;
+use crate::introspect::selfcheck::ImageMemory;
+use crate::signals::latch::{Applied, Latches};
+use crate::signals::watchdog::{BreachSet, Reason, Watchdog};
 
 /// Shared state of the server.
 pub struct App {

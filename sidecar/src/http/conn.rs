@@ -1,5 +1,5 @@
 //! One client connection's guard: the socket wrapped so that the time limits of
-//! [`crate::connection`] apply while the connection waits for the client (a slow request head,
+//! [`super::connection`] apply while the connection waits for the client (a slow request head,
 //! an idle keep-alive connection), and the answer a connection gets when `--max-connections`
 //! are already open.
 
@@ -15,9 +15,9 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::app::App;
-use crate::connection::{ConnState, Cut, Waits};
+use super::connection::{ConnState, Cut, Waits};
 use crate::error::{ApiError, ErrorKind};
-use crate::meta::{Outcome, ReplyMeta};
+use crate::signals::meta::{Outcome, ReplyMeta};
 
 /// The phase of one connection, shared by its socket and its request handlers.
 #[derive(Clone)]

@@ -21,7 +21,7 @@ use super::app::App;
 use super::body::read_body;
 use super::reply::{Reply, json_reply};
 use crate::config::Secret;
-use crate::latch::{Action, Applied, Refusal};
+use crate::signals::latch::{Action, Applied, Refusal};
 
 /// Longest latch request body, bytes. The grammar's longest request (a 64-byte rule name, a
 /// 128-byte gateway id, the longest trigger and a 20-digit duration) is under 300 bytes; this

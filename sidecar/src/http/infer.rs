@@ -16,7 +16,7 @@ use super::multipart;
 use super::reply::{Reply, error_reply, is_probe, json_reply, ms_since};
 use crate::detector::{BoxOut, DetectError};
 use crate::error::{ApiError, ErrorKind};
-use crate::meta::{Outcome, ReplyMeta, round_ms};
+use crate::signals::meta::{Outcome, ReplyMeta, round_ms};
 
 #[derive(Serialize)]
 struct InferReply<'a> {

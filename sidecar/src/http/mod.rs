@@ -5,6 +5,7 @@
 pub mod app;
 pub mod body;
 pub mod conn;
+pub mod connection;
 pub mod control;
 pub mod infer;
 pub mod multipart;

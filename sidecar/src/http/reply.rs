@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 
 use super::app::App;
 use crate::error::{ApiError, ErrorKind};
-use crate::meta::{Outcome, ReplyMeta};
+use crate::signals::meta::{Outcome, ReplyMeta};
 
 pub type Reply = Response<Full<Bytes>>;
 

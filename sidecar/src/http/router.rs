@@ -18,7 +18,7 @@ use super::body::read_body;
 use super::infer::infer;
 use super::reply::{Reply, error_reply, is_probe, json_reply};
 use crate::error::{ApiError, ErrorKind};
-use crate::latch::Refusal;
+use crate::signals::latch::Refusal;
 use grayguard_contract::operator::PREFIX;
 
 /// Routes one request.
@@ -109,7 +109,8 @@ fn ready(app: &App) -> Reply {
 }
 
 fn info(app: &App) -> Reply {
-    let doc = crate::info::report(&app.cfg, app.started_at, app.model_facts(), &app.host);
+    let doc =
+        crate::introspect::info::report(&app.cfg, app.started_at, app.model_facts(), &app.host);
     json_reply(StatusCode::OK, doc.to_string())
 }
 

@@ -15,9 +15,9 @@ use tokio::sync::Semaphore;
 
 use super::app::App;
 use super::conn::{Guarded, Phase, refuse};
+use super::connection::Waits;
 use super::control;
 use super::router::handle;
-use crate::connection::Waits;
 
 /// The sockets the sidecar serves.
 pub struct Listeners {

@@ -12,7 +12,7 @@ use hyper::{Request, StatusCode};
 use super::{App, handle};
 use crate::config::Args;
 use crate::detector::{BoxOut, DetectError, Detections, Detector};
-use crate::metrics::Metrics;
+use crate::introspect::metrics::Metrics;
 use crate::vision::decode::{DecodeError, sniff};
 
 /// Returns `boxes` boxes for any JPEG/PNG, a decode error otherwise; optionally slow.

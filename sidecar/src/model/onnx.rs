@@ -12,7 +12,7 @@ use ort::value::{TensorElementType, TensorRef};
 use super::model_info::{parse_imgsz, parse_names};
 use crate::config::{Device, InputSize, ModelOptions};
 use crate::detector::{ModelRunner, ModelSpec};
-use crate::info::runtime_version_from_file_name;
+use crate::introspect::info::runtime_version_from_file_name;
 use crate::vision::layout::{OutputLayout, resolve};
 
 /// Why the model could not be loaded; the process reports it in one line and exits 1.

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::memory::MemoryProbe;
 use crate::config::{Config, Device};
-use crate::memory::MemoryProbe;
 
 /// What the loaded model and runtime are.
 #[derive(Debug, Clone, PartialEq)]

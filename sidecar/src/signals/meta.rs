@@ -4,9 +4,9 @@
 use grayguard_contract::{Flag, Trigger, headers};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::watchdog::BreachSet;
 use crate::error::ErrorKind;
-use crate::metrics::Metrics;
-use crate::watchdog::BreachSet;
+use crate::introspect::metrics::Metrics;
 
 pub const INFERENCE_LATENCY: HeaderName = HeaderName::from_static(headers::INFERENCE_LATENCY_MS);
 pub const NMS_LATENCY: HeaderName = HeaderName::from_static(headers::NMS_LATENCY_MS);
@@ -120,7 +120,7 @@ impl ReplyMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchdog::Reason;
+    use crate::signals::watchdog::Reason;
 
     fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> &'a str {
         h.get(name).unwrap().to_str().unwrap()

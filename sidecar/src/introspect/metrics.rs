@@ -6,10 +6,10 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::connection::Cut;
 use crate::error::ErrorKind;
-use crate::latch::{Action, Refusal};
-use crate::watchdog::Reason;
+use crate::http::connection::Cut;
+use crate::signals::latch::{Action, Refusal};
+use crate::signals::watchdog::Reason;
 
 /// Request and model latency buckets, seconds (CPU inference sits at 0.1–0.3 s, GPU at a few ms).
 const LATENCY_BUCKETS: &[f64] = &[
