@@ -15,8 +15,8 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::app::App;
-use super::connection::{ConnState, Cut, Waits};
-use crate::error::{ApiError, ErrorKind};
+use super::connection::{ConnState, Waits};
+use crate::error::{ApiError, Cut, ErrorKind};
 use crate::signals::meta::{Outcome, ReplyMeta};
 
 /// The phase of one connection, shared by its socket and its request handlers.

@@ -176,6 +176,6 @@ where
     .map_err(|e| ApiError::new(ErrorKind::Internal, format!("cannot encode the reply: {e}")))?;
     let mut r = json_reply(StatusCode::OK, body);
     meta.stamp(r.headers_mut(), &app.model_version);
-    meta.observe(&app.metrics, 200);
+    app.metrics.observe(&meta, 200);
     Ok(r)
 }

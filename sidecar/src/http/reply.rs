@@ -50,7 +50,7 @@ pub(super) fn error_reply(app: &App, err: ApiError, started: Instant, probe: boo
         ErrorKind::Internal | ErrorKind::Inference => log::error!("{err}"),
         _ => log::debug!("{err}"),
     }
-    meta.observe(&app.metrics, status.as_u16());
+    app.metrics.observe(&meta, status.as_u16());
     r
 }
 
