@@ -13,6 +13,7 @@ use bytes::Bytes;
 use ndarray::{ArrayView3, Axis};
 use serde::Serialize;
 
+use crate::model::runner::{ModelRunner, ModelSpec};
 use crate::vision::decode::{DecodeError, decode_rgb};
 use crate::vision::layout::{Candidate, OutputLayout, decode_anchors, decode_end_to_end};
 use crate::vision::letterbox::{Letterbox, fill_tensor_reusing};
@@ -70,31 +71,6 @@ pub trait Detector: Send + Sync + 'static {
     fn busy(&self) -> usize {
         0
     }
-}
-
-/// What the pipeline needs to know about the model.
-#[derive(Debug, Clone)]
-pub struct ModelSpec {
-    /// Model input size, pixels.
-    pub input_h: u32,
-    pub input_w: u32,
-    /// Class names by id.
-    pub names: Vec<Arc<str>>,
-    pub layout: OutputLayout,
-    /// Whether the batch axis is dynamic (the model takes several images per run).
-    pub dynamic_batch: bool,
-}
-
-/// Runs the model. Implementations own their session; one per worker thread.
-pub trait ModelRunner: Send + 'static {
-    /// Runs on a `[batch, 3, H, W]` tensor, writing the output values into `output` (cleared
-    /// first) and returning the output shape.
-    fn run(
-        &mut self,
-        input: &[f32],
-        batch: usize,
-        output: &mut Vec<f32>,
-    ) -> Result<Vec<usize>, String>;
 }
 
 /// Post-processing and batching settings.

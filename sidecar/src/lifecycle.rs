@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::config::{Config, Device};
+use crate::config::Config;
 use crate::detector::{Detector, PostConfig, YoloDetector};
 use crate::http::{App, Listeners, serve};
 use crate::introspect::info::{ModelFacts, sha256_file};
@@ -16,6 +16,7 @@ use crate::introspect::metrics::Metrics;
 use crate::introspect::selfcheck::{Verdict, due, judge};
 use crate::model::gpu::GpuProbe;
 use crate::model::onnx::{self, LoadError};
+use crate::model::options::Device;
 
 /// Why the sidecar could not start; reported in one line on stderr, exit status 1.
 #[derive(Debug, thiserror::Error)]
