@@ -11,7 +11,7 @@
 //! what [`info`] reports, [`memory`] readings, [`selfcheck`]s and the process [`lifecycle`].
 
 pub mod config;
-pub mod detector;
+pub mod detect;
 pub mod error;
 pub mod http;
 pub mod introspect;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
-use crate::detector::{Detector, PostConfig, YoloDetector};
+use crate::detect::{BatchConfig, Batcher, Detector, Pipeline, PipelineConfig};
 use crate::http::{App, Listeners, serve};
 use crate::introspect::info::{ModelFacts, sha256_file};
 use crate::introspect::memory::MemoryProbe;
@@ -194,20 +194,25 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         intra_threads: cfg.threads,
         inter_threads: onnx::INTER_THREADS,
     });
-    let post = PostConfig {
-        conf: cfg.conf,
-        iou: cfg.iou,
-        max_det: cfg.max_det,
-        max_pixels: cfg.max_pixels,
+    let pipeline = Pipeline::new(
+        loaded.spec,
+        PipelineConfig {
+            conf: cfg.conf,
+            iou: cfg.iou,
+            max_det: cfg.max_det,
+            max_pixels: cfg.max_pixels,
+        },
+    );
+    let batching = BatchConfig {
         max_batch: cfg.max_batch,
         batch_wait: cfg.batch_wait,
         overlap_decoding: loaded.device == Device::Cuda,
     };
-    let yolo = match YoloDetector::new(loaded.spec, post, loaded.runners) {
+    let batcher = match Batcher::new(pipeline, batching, loaded.runners) {
         Ok(d) => d,
         Err(e) => return drop(fatal.send(StartError::Workers(e))),
     };
-    match (yolo.spec().dynamic_batch, yolo.batch_limit()) {
+    match (batcher.spec().dynamic_batch, batcher.batch_limit()) {
         (true, 1) => log::info!("dynamic batch axis; batching off (--max-batch 1)"),
         (true, n) => log::info!(
             "dynamic batching: up to {n} images per run, waiting up to {} us for a batch to fill",
@@ -215,10 +220,10 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         ),
         (false, _) => log::info!("fixed batch of 1: one image per model run"),
     }
-    if post.overlap_decoding {
+    if batching.overlap_decoding {
         log::info!("two threads per session: decoding overlaps the model run");
     }
-    let detector: Arc<dyn Detector> = Arc::new(yolo);
+    let detector: Arc<dyn Detector> = Arc::new(batcher);
     app.set_detector(Arc::clone(&detector));
     let mut times = Vec::with_capacity(cfg.warmup_runs as usize);
     for i in 0..cfg.warmup_runs {

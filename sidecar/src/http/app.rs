@@ -12,7 +12,7 @@ use hyper::header::HeaderValue;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::detector::Detector;
+use crate::detect::Detector;
 use crate::introspect::info::{Host, ModelFacts};
 use crate::introspect::metrics::Metrics;
 use crate::introspect::selfcheck::ImageMemory;

@@ -14,7 +14,7 @@ use super::app::App;
 use super::body::{Payload, payload_kind, read_body};
 use super::multipart;
 use super::reply::{Reply, error_reply, is_probe, json_reply, ms_since};
-use crate::detector::{BoxOut, DetectError};
+use crate::detect::{BoxOut, DetectError};
 use crate::error::{ApiError, ErrorKind};
 use crate::signals::meta::{Outcome, ReplyMeta, round_ms};
 

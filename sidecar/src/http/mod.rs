@@ -1,6 +1,6 @@
 //! The HTTP layer (hyper 1): state, routing, body reading, the `/infer` handler, the control
 //! listener's latch endpoint, connection guards and the serve loop. It knows the
-//! [`Detector`](crate::detector::Detector) trait, never the model.
+//! [`Detector`](crate::detect::Detector) trait, never the model.
 
 pub mod app;
 pub mod body;

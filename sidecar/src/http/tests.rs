@@ -11,7 +11,7 @@ use hyper::{Request, StatusCode};
 
 use super::{App, handle};
 use crate::config::Args;
-use crate::detector::{BoxOut, DetectError, Detections, Detector};
+use crate::detect::{BoxOut, DetectError, Detections, Detector};
 use crate::introspect::metrics::Metrics;
 use crate::vision::decode::{DecodeError, sniff};
 
