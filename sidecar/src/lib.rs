@@ -10,6 +10,7 @@
 //! [`metrics`], the [`watchdog`], the gateways' [`latch`]es, a [`connection`]'s time limits,
 //! what [`info`] reports, [`memory`] readings, [`selfcheck`]s and the process [`lifecycle`].
 
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod error;

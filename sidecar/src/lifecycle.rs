@@ -3,10 +3,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::detect::{BatchConfig, Batcher, Detector, Pipeline, PipelineConfig};
 use crate::http::{App, Listeners, serve};
@@ -96,7 +96,7 @@ pub async fn run_until(
         Device::Cpu => None,
     };
     let metrics = Metrics::new(gpu.is_some())?;
-    let app = Arc::new(App::new(cfg, metrics));
+    let app = Arc::new(App::new(cfg, metrics, Arc::new(SystemClock)));
     let (fatal_tx, fatal_rx) = oneshot::channel::<StartError>();
     tokio::spawn(start_model(Arc::clone(&app), fatal_tx));
     tokio::spawn(memory_loop(Arc::clone(&app), gpu));
@@ -143,7 +143,7 @@ async fn shutdown_signal() {
 /// Loads the model, warms it up and starts the self-checks; a failure ends the process.
 async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
     let opts = app.cfg.model_options();
-    let t0 = Instant::now();
+    let t0 = app.clock.now();
     // The file's digest (for /info) from the same bytes the runtime then loads.
     let loading = tokio::task::spawn_blocking(move || {
         let sha256 = sha256_file(&opts.path).map_err(|source| StartError::ModelFile {
@@ -163,7 +163,7 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         "model {} ({}) loaded in {:.1} s: input {}x{}, {} classes [{}], {} layout, {} on {} worker(s) x {} thread(s), ONNX Runtime {} ({})",
         cfg.model.display(),
         cfg.model_version,
-        t0.elapsed().as_secs_f64(),
+        app.clock.ms_since(t0) / 1000.0,
         spec.input_w,
         spec.input_h,
         spec.names.len(),
@@ -229,9 +229,9 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
     for i in 0..cfg.warmup_runs {
         let (image, _) = app.images.current();
         let d = Arc::clone(&detector);
-        let t = Instant::now();
+        let t = app.clock.now();
         match tokio::task::spawn_blocking(move || d.detect(&image)).await {
-            Ok(Ok(_)) => times.push(t.elapsed().as_secs_f64() * 1000.0),
+            Ok(Ok(_)) => times.push(app.clock.ms_since(t)),
             Ok(Err(e)) => {
                 let reason = e.to_string();
                 return drop(fatal.send(StartError::Warmup { run: i + 1, reason }));
@@ -261,19 +261,24 @@ async fn self_check_loop(app: Arc<App>, detector: Arc<dyn Detector>, warmup_ms: 
     };
     loop {
         tokio::time::sleep(interval).await;
-        if !due(Instant::now(), app.last_success(), interval, app.check_ok()) {
+        if !due(
+            app.clock.now(),
+            app.last_success(),
+            interval,
+            app.check_ok(),
+        ) {
             continue;
         }
         let (image, real) = app.images.current();
         let d = Arc::clone(&detector);
-        let t = Instant::now();
+        let t = app.clock.now();
         let result = match tokio::task::spawn_blocking(move || d.detect(&image)).await {
             Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(format!("self-check crashed: {e}")),
         };
-        let latency = t.elapsed().as_secs_f64() * 1000.0;
+        let latency = app.clock.ms_since(t);
         let reference = app
-            .with_watchdog(|w| w.mean_latency_ms(Instant::now()))
+            .with_watchdog(|w| w.mean_latency_ms(app.clock.now()))
             .or(warmup_ms);
         let verdict = judge(result, latency, reference, app.cfg.self_check_slow_factor);
         let healthy = verdict == Verdict::Healthy;
@@ -333,7 +338,7 @@ async fn memory_loop(app: Arc<App>, gpu: Option<GpuProbe>) {
         .into_iter()
         .flatten()
         .reduce(f64::max);
-        let now = Instant::now();
+        let now = app.clock.now();
         app.with_watchdog(|w| w.record_memory(now, fraction));
         // Also lets flags clear (and their gauges drop) when no traffic arrives.
         app.breaches(now);

@@ -32,6 +32,8 @@ pub struct BatchConfig {
 struct Job {
     image: Bytes,
     reply: DetectReply,
+    /// When it was queued, by the system's monotonic clock: the batch wait is a real wait on
+    /// the queue (see [`crate::clock`]).
     arrived: Instant,
 }
 

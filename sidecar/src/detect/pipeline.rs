@@ -238,6 +238,8 @@ impl Pipeline {
     }
 }
 
+/// Stage times are real work on the worker's own thread, timed by the system's monotonic
+/// clock (see [`crate::clock`]).
 fn ms_since(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }

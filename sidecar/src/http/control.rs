@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use grayguard_contract::latch::{self, Request as LatchRequest};
@@ -121,7 +120,7 @@ where
     }
     if method != Method::POST {
         count(&app, Action::List, None);
-        let latches = app.describe_latches(Instant::now());
+        let latches = app.describe_latches(app.clock.now());
         return Ok(json_reply(
             StatusCode::OK,
             serde_json::json!({ "latches": latches }).to_string(),
@@ -171,7 +170,7 @@ where
             return Ok(error(status, kind, message));
         }
     };
-    let now = Instant::now();
+    let now = app.clock.now();
     let applied = app.apply_latch(&request, now);
     count(&app, Action::of(&request), None);
     log_applied(&app, &request, applied);

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -27,7 +26,7 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let started = Instant::now();
+    let started = app.clock.now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     if path == "/infer" && method == Method::POST {
@@ -116,7 +115,7 @@ fn info(app: &App) -> Reply {
 
 fn metrics(app: &App) -> Reply {
     app.refresh_gauges();
-    app.breaches(Instant::now());
+    app.breaches(app.clock.now());
     let mut r = Response::new(Full::new(Bytes::from(app.metrics.render())));
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -10,6 +10,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Request, StatusCode};
 
 use super::{App, handle};
+use crate::clock::SystemClock;
 use crate::config::Args;
 use crate::detect::{BoxOut, DetectError, Detections, Detector};
 use crate::introspect::metrics::Metrics;
@@ -57,7 +58,11 @@ fn app(extra: &[&str], boxes: usize, delay: Duration) -> Arc<App> {
         .into_iter()
         .chain(extra.iter().copied());
     let cfg = Args::try_parse_from(argv).unwrap().into_config();
-    let app = Arc::new(App::new(cfg, Metrics::new(false).unwrap()));
+    let app = Arc::new(App::new(
+        cfg,
+        Metrics::new(false).unwrap(),
+        Arc::new(SystemClock),
+    ));
     app.set_detector(Arc::new(FakeDetector {
         boxes,
         delay,
@@ -200,7 +205,11 @@ async fn every_error_has_its_status_json_and_signal_headers() {
 #[tokio::test]
 async fn not_ready_until_warmed_and_while_draining() {
     let app = app(&[], 1, Duration::ZERO);
-    let cold = Arc::new(App::new(app.cfg.clone(), Metrics::new(false).unwrap()));
+    let cold = Arc::new(App::new(
+        app.cfg.clone(),
+        Metrics::new(false).unwrap(),
+        Arc::clone(&app.clock),
+    ));
     let (s, headers, json) = call(&cold, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
     assert_eq!(
         (s.as_u16(), json["kind"].as_str()),
