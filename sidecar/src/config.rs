@@ -10,25 +10,9 @@ use clap::builder::{RangedU64ValueParser, TypedValueParser};
 use clap::{Parser, ValueEnum, value_parser};
 use serde::{Serialize, Serializer};
 
+use crate::model::options::{Device, InputSize, ModelOptions};
+use crate::signals::watchdog::{BoxBaseline, WatchdogConfig};
 use crate::vision::layout::OutputLayout;
-use crate::watchdog::{BoxBaseline, WatchdogConfig};
-
-/// Execution device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    Cpu,
-    Cuda,
-}
-
-impl Device {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-        }
-    }
-}
 
 /// `--output-layout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -40,13 +24,6 @@ pub enum LayoutArg {
     Anchors,
     /// `[1, N, 6]` (YOLOv10 end-to-end).
     End2end,
-}
-
-/// Model input size, pixels (`--imgsz`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct InputSize {
-    pub height: u32,
-    pub width: u32,
 }
 
 /// A secret from the command line or the environment: never printed (`Debug`, `/info`, clap's
@@ -350,20 +327,6 @@ pub struct ConnLimits {
     pub body_read: Duration,
     /// Request line and headers, bytes.
     pub max_header_bytes: usize,
-}
-
-/// What loading the model needs to know (and nothing else of the configuration).
-#[derive(Debug, Clone)]
-pub struct ModelOptions {
-    pub path: PathBuf,
-    /// ONNX Runtime intra-op threads per session.
-    pub threads: usize,
-    /// Sessions (one per model worker).
-    pub workers: usize,
-    pub device: Device,
-    pub cuda_device: u32,
-    pub imgsz: Option<InputSize>,
-    pub output_layout: Option<OutputLayout>,
 }
 
 type Parsed<T> = Result<T, String>;

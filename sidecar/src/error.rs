@@ -1,9 +1,11 @@
 //! Every way a request can fail, and the one table that maps each to its HTTP status, its
-//! `errors_total{kind}` label and its JSON body `{"error": "...", "kind": "..."}`.
+//! `errors_total{kind}` label and its JSON body `{"error": "...", "kind": "..."}`; and every
+//! way the sidecar drops a connection (`connections_dropped_total{reason}`). Failures of the
+//! layers below map into the table here ([`DecodeError`]); the HTTP layer maps its own (a
+//! malformed form) where it detects them.
 
 use hyper::StatusCode;
 
-use crate::http::multipart::MultipartError;
 use crate::vision::decode::DecodeError;
 
 /// A failure class. The table in [`ErrorKind::status`] and [`ErrorKind::as_str`] is the
@@ -138,9 +140,26 @@ impl From<DecodeError> for ApiError {
     }
 }
 
-impl From<MultipartError> for ApiError {
-    fn from(e: MultipartError) -> ApiError {
-        ApiError::new(ErrorKind::BadImage, e.to_string())
+/// Why the sidecar dropped a connection (`grayguard_sidecar_connections_dropped_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Refused at accept: `--max-connections` were open.
+    MaxConnections,
+    /// A request head took longer than `--header-read-timeout-s`.
+    HeaderTimeout,
+    /// Nothing arrived for `--idle-timeout-s` after a reply.
+    IdleTimeout,
+}
+
+impl Cut {
+    pub const ALL: [Cut; 3] = [Cut::MaxConnections, Cut::HeaderTimeout, Cut::IdleTimeout];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cut::MaxConnections => "max_connections",
+            Cut::HeaderTimeout => "header_timeout",
+            Cut::IdleTimeout => "idle_timeout",
+        }
     }
 }
 
@@ -202,5 +221,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
         assert_eq!(v["error"], "no route \"/x\"");
         assert_eq!(v["kind"], "not_found");
+    }
+
+    #[test]
+    fn cut_reasons_are_distinct_labels() {
+        let labels: std::collections::HashSet<_> = Cut::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(labels.len(), Cut::ALL.len());
     }
 }

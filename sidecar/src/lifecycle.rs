@@ -3,19 +3,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use crate::config::{Config, Device};
-use crate::detector::{Detector, PostConfig, YoloDetector};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::detect::{BatchConfig, Batcher, Detector, Pipeline, PipelineConfig};
 use crate::http::{App, Listeners, serve};
-use crate::info::{ModelFacts, sha256_file};
-use crate::memory::MemoryProbe;
-use crate::metrics::Metrics;
+use crate::introspect::info::{ModelFacts, sha256_file};
+use crate::introspect::memory::MemoryProbe;
+use crate::introspect::metrics::Metrics;
+use crate::introspect::selfcheck::{Verdict, due, judge};
 use crate::model::gpu::GpuProbe;
 use crate::model::onnx::{self, LoadError};
-use crate::selfcheck::{Verdict, due, judge};
+use crate::model::options::Device;
 
 /// Why the sidecar could not start; reported in one line on stderr, exit status 1.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +96,7 @@ pub async fn run_until(
         Device::Cpu => None,
     };
     let metrics = Metrics::new(gpu.is_some())?;
-    let app = Arc::new(App::new(cfg, metrics));
+    let app = Arc::new(App::new(cfg, metrics, Arc::new(SystemClock)));
     let (fatal_tx, fatal_rx) = oneshot::channel::<StartError>();
     tokio::spawn(start_model(Arc::clone(&app), fatal_tx));
     tokio::spawn(memory_loop(Arc::clone(&app), gpu));
@@ -142,7 +143,7 @@ async fn shutdown_signal() {
 /// Loads the model, warms it up and starts the self-checks; a failure ends the process.
 async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
     let opts = app.cfg.model_options();
-    let t0 = Instant::now();
+    let t0 = app.clock.now();
     // The file's digest (for /info) from the same bytes the runtime then loads.
     let loading = tokio::task::spawn_blocking(move || {
         let sha256 = sha256_file(&opts.path).map_err(|source| StartError::ModelFile {
@@ -162,7 +163,7 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         "model {} ({}) loaded in {:.1} s: input {}x{}, {} classes [{}], {} layout, {} on {} worker(s) x {} thread(s), ONNX Runtime {} ({})",
         cfg.model.display(),
         cfg.model_version,
-        t0.elapsed().as_secs_f64(),
+        app.clock.ms_since(t0) / 1000.0,
         spec.input_w,
         spec.input_h,
         spec.names.len(),
@@ -193,20 +194,25 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         intra_threads: cfg.threads,
         inter_threads: onnx::INTER_THREADS,
     });
-    let post = PostConfig {
-        conf: cfg.conf,
-        iou: cfg.iou,
-        max_det: cfg.max_det,
-        max_pixels: cfg.max_pixels,
+    let pipeline = Pipeline::new(
+        loaded.spec,
+        PipelineConfig {
+            conf: cfg.conf,
+            iou: cfg.iou,
+            max_det: cfg.max_det,
+            max_pixels: cfg.max_pixels,
+        },
+    );
+    let batching = BatchConfig {
         max_batch: cfg.max_batch,
         batch_wait: cfg.batch_wait,
         overlap_decoding: loaded.device == Device::Cuda,
     };
-    let yolo = match YoloDetector::new(loaded.spec, post, loaded.runners) {
+    let batcher = match Batcher::new(pipeline, batching, loaded.runners) {
         Ok(d) => d,
         Err(e) => return drop(fatal.send(StartError::Workers(e))),
     };
-    match (yolo.spec().dynamic_batch, yolo.batch_limit()) {
+    match (batcher.spec().dynamic_batch, batcher.batch_limit()) {
         (true, 1) => log::info!("dynamic batch axis; batching off (--max-batch 1)"),
         (true, n) => log::info!(
             "dynamic batching: up to {n} images per run, waiting up to {} us for a batch to fill",
@@ -214,18 +220,18 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         ),
         (false, _) => log::info!("fixed batch of 1: one image per model run"),
     }
-    if post.overlap_decoding {
+    if batching.overlap_decoding {
         log::info!("two threads per session: decoding overlaps the model run");
     }
-    let detector: Arc<dyn Detector> = Arc::new(yolo);
+    let detector: Arc<dyn Detector> = Arc::new(batcher);
     app.set_detector(Arc::clone(&detector));
     let mut times = Vec::with_capacity(cfg.warmup_runs as usize);
     for i in 0..cfg.warmup_runs {
         let (image, _) = app.images.current();
         let d = Arc::clone(&detector);
-        let t = Instant::now();
+        let t = app.clock.now();
         match tokio::task::spawn_blocking(move || d.detect(&image)).await {
-            Ok(Ok(_)) => times.push(t.elapsed().as_secs_f64() * 1000.0),
+            Ok(Ok(_)) => times.push(app.clock.ms_since(t)),
             Ok(Err(e)) => {
                 let reason = e.to_string();
                 return drop(fatal.send(StartError::Warmup { run: i + 1, reason }));
@@ -255,19 +261,24 @@ async fn self_check_loop(app: Arc<App>, detector: Arc<dyn Detector>, warmup_ms: 
     };
     loop {
         tokio::time::sleep(interval).await;
-        if !due(Instant::now(), app.last_success(), interval, app.check_ok()) {
+        if !due(
+            app.clock.now(),
+            app.last_success(),
+            interval,
+            app.check_ok(),
+        ) {
             continue;
         }
         let (image, real) = app.images.current();
         let d = Arc::clone(&detector);
-        let t = Instant::now();
+        let t = app.clock.now();
         let result = match tokio::task::spawn_blocking(move || d.detect(&image)).await {
             Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(format!("self-check crashed: {e}")),
         };
-        let latency = t.elapsed().as_secs_f64() * 1000.0;
+        let latency = app.clock.ms_since(t);
         let reference = app
-            .with_watchdog(|w| w.mean_latency_ms(Instant::now()))
+            .with_watchdog(|w| w.mean_latency_ms(app.clock.now()))
             .or(warmup_ms);
         let verdict = judge(result, latency, reference, app.cfg.self_check_slow_factor);
         let healthy = verdict == Verdict::Healthy;
@@ -327,7 +338,7 @@ async fn memory_loop(app: Arc<App>, gpu: Option<GpuProbe>) {
         .into_iter()
         .flatten()
         .reduce(f64::max);
-        let now = Instant::now();
+        let now = app.clock.now();
         app.with_watchdog(|w| w.record_memory(now, fraction));
         // Also lets flags clear (and their gauges drop) when no traffic arrives.
         app.breaches(now);

@@ -1,6 +1,6 @@
-//! The server's shared state: configuration, metrics, the detector once loaded, readiness
-//! flags, the watchdog, the latches gateways hold, admission (the bounded queue), the
-//! self-check image memory and what `/info` reports.
+//! The server's shared state: configuration, the clock, metrics, the detector once loaded,
+//! readiness flags, the watchdog, the latches gateways hold, admission (the bounded queue),
+//! the self-check image memory and what `/info` reports.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -11,17 +11,20 @@ use grayguard_contract::latch::Request as LatchRequest;
 use hyper::header::HeaderValue;
 use tokio::sync::Semaphore;
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::detector::Detector;
-use crate::info::{Host, ModelFacts};
-use crate::latch::{Applied, Latches};
-use crate::metrics::Metrics;
-use crate::selfcheck::ImageMemory;
-use crate::watchdog::{BreachSet, Reason, Watchdog};
+use crate::detect::Detector;
+use crate::introspect::info::{Host, ModelFacts};
+use crate::introspect::metrics::Metrics;
+use crate::introspect::selfcheck::ImageMemory;
+use crate::signals::latch::{Applied, Latches};
+use crate::signals::watchdog::{BreachSet, Reason, Watchdog};
 
 /// Shared state of the server.
 pub struct App {
     pub cfg: Config,
+    /// Where every handler, guard and loop reads the time.
+    pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub(super) model_version: HeaderValue,
     pub(super) detector: OnceLock<Arc<dyn Detector>>,
@@ -51,18 +54,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl App {
-    pub fn new(cfg: Config, metrics: Metrics) -> App {
+    pub fn new(cfg: Config, metrics: Metrics, clock: Arc<dyn Clock>) -> App {
         let model_version = HeaderValue::from_str(&cfg.model_version)
             .unwrap_or(HeaderValue::from_static("unknown"));
         let permits = cfg.workers + cfg.max_queue;
         App {
             latches: Mutex::new(Latches::new(cfg.latch_max_entries, cfg.latch_max)),
-            started_at: SystemTime::now(),
+            started_at: clock.wall(),
             model_facts: OnceLock::new(),
             host: Host::read(),
             watchdog: Mutex::new(Watchdog::new(cfg.watchdog.clone())),
             admission: Arc::new(Semaphore::new(permits)),
             cfg,
+            clock,
             metrics,
             model_version,
             detector: OnceLock::new(),
@@ -172,8 +176,7 @@ impl App {
             .queue_depth
             .set(in_flight.saturating_sub(busy) as i64);
         self.metrics.ready.set(i64::from(self.is_ready()));
-        let now = Instant::now();
-        let live = lock(&self.latches).len(now);
+        let live = lock(&self.latches).len(self.clock.now());
         self.metrics.latches.set(live as i64);
     }
 }

@@ -1,5 +1,5 @@
 //! One client connection's guard: the socket wrapped so that the time limits of
-//! [`crate::connection`] apply while the connection waits for the client (a slow request head,
+//! [`super::connection`] apply while the connection waits for the client (a slow request head,
 //! an idle keep-alive connection), and the answer a connection gets when `--max-connections`
 //! are already open.
 
@@ -15,17 +15,18 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::app::App;
-use crate::connection::{ConnState, Cut, Waits};
-use crate::error::{ApiError, ErrorKind};
-use crate::meta::{Outcome, ReplyMeta};
+use super::connection::{ConnState, Waits};
+use crate::error::{ApiError, Cut, ErrorKind};
+use crate::signals::meta::{Outcome, ReplyMeta};
 
 /// The phase of one connection, shared by its socket and its request handlers.
 #[derive(Clone)]
 pub struct Phase(Arc<Mutex<ConnState>>);
 
 impl Phase {
-    pub fn new(waits: Waits) -> Phase {
-        Phase(Arc::new(Mutex::new(ConnState::new(Instant::now(), waits))))
+    /// A connection accepted at `now`.
+    pub fn new(waits: Waits, now: Instant) -> Phase {
+        Phase(Arc::new(Mutex::new(ConnState::new(now, waits))))
     }
 
     fn state(&self) -> MutexGuard<'_, ConnState> {
@@ -37,9 +38,9 @@ impl Phase {
         self.state().on_request();
     }
 
-    /// A handler produced its reply.
-    pub fn reply(&self) {
-        self.state().on_reply(Instant::now());
+    /// A handler produced its reply at `now`.
+    pub fn reply(&self, now: Instant) {
+        self.state().on_reply(now);
     }
 }
 
@@ -103,7 +104,7 @@ impl AsyncRead for Guarded {
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    this.phase.state().on_bytes(Instant::now());
+                    this.phase.state().on_bytes(this.app.clock.now());
                 }
                 Poll::Ready(Ok(()))
             }
@@ -160,7 +161,7 @@ fn refusal(app: &App, public: bool) -> Vec<u8> {
     let body = err.body();
     let mut headers = HeaderMap::new();
     if public {
-        let now = Instant::now();
+        let now = app.clock.now();
         let meta = ReplyMeta {
             latency_ms: 0.0,
             outcome: Outcome::Failed(err.kind),

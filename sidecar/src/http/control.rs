@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use grayguard_contract::latch::{self, Request as LatchRequest};
@@ -21,7 +20,7 @@ use super::app::App;
 use super::body::read_body;
 use super::reply::{Reply, json_reply};
 use crate::config::Secret;
-use crate::latch::{Action, Applied, Refusal};
+use crate::signals::latch::{Action, Applied, Refusal};
 
 /// Longest latch request body, bytes. The grammar's longest request (a 64-byte rule name, a
 /// 128-byte gateway id, the longest trigger and a 20-digit duration) is under 300 bytes; this
@@ -121,7 +120,7 @@ where
     }
     if method != Method::POST {
         count(&app, Action::List, None);
-        let latches = app.describe_latches(Instant::now());
+        let latches = app.describe_latches(app.clock.now());
         return Ok(json_reply(
             StatusCode::OK,
             serde_json::json!({ "latches": latches }).to_string(),
@@ -171,7 +170,7 @@ where
             return Ok(error(status, kind, message));
         }
     };
-    let now = Instant::now();
+    let now = app.clock.now();
     let applied = app.apply_latch(&request, now);
     count(&app, Action::of(&request), None);
     log_applied(&app, &request, applied);

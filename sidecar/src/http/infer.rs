@@ -13,10 +13,10 @@ use serde::Serialize;
 use super::app::App;
 use super::body::{Payload, payload_kind, read_body};
 use super::multipart;
-use super::reply::{Reply, error_reply, is_probe, json_reply, ms_since};
-use crate::detector::{BoxOut, DetectError};
+use super::reply::{Reply, error_reply, is_probe, json_reply};
+use crate::detect::{BoxOut, DetectError};
 use crate::error::{ApiError, ErrorKind};
-use crate::meta::{Outcome, ReplyMeta, round_ms};
+use crate::signals::meta::{Outcome, ReplyMeta, round_ms};
 
 #[derive(Serialize)]
 struct InferReply<'a> {
@@ -47,18 +47,18 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // Reset to "body received" by `infer_inner`: the latency is decode to reply.
-    let mut clock = started;
+    let mut since = started;
     let probe = is_probe(req.headers());
-    match infer_inner(app, req, &mut clock, probe).await {
+    match infer_inner(app, req, &mut since, probe).await {
         Ok(reply) => reply,
-        Err(e) => error_reply(app, e, clock, probe),
+        Err(e) => error_reply(app, e, since, probe),
     }
 }
 
 async fn infer_inner<B>(
     app: &Arc<App>,
     req: Request<B>,
-    clock: &mut Instant,
+    since: &mut Instant,
     probe: bool,
 ) -> Result<Reply, ApiError>
 where
@@ -89,8 +89,8 @@ where
         .await?
         .ok_or_else(too_large)?;
     let kind = kind?;
-    *clock = Instant::now();
-    let started = *clock;
+    *since = app.clock.now();
+    let started = *since;
     let image = match kind {
         Payload::Raw => body,
         Payload::Multipart(boundary) => multipart::extract_field(&body, &boundary, "image")?,
@@ -147,11 +147,11 @@ where
         }
     };
     app.images.remember(image);
-    let now = Instant::now();
+    let now = app.clock.now();
     if let Ok(mut l) = app.last_success.lock() {
         *l = Some(now);
     }
-    let latency_ms = round_ms(ms_since(started));
+    let latency_ms = round_ms(app.clock.ms_since(started));
     app.with_watchdog(|w| w.record_success(now, latency_ms, det.boxes.len()));
     let meta = ReplyMeta {
         latency_ms,
@@ -176,6 +176,6 @@ where
     .map_err(|e| ApiError::new(ErrorKind::Internal, format!("cannot encode the reply: {e}")))?;
     let mut r = json_reply(StatusCode::OK, body);
     meta.stamp(r.headers_mut(), &app.model_version);
-    meta.observe(&app.metrics, 200);
+    app.metrics.observe(&meta, 200);
     Ok(r)
 }

@@ -9,6 +9,8 @@
 use bytes::Bytes;
 use memchr::memmem::Finder;
 
+use crate::error::{ApiError, ErrorKind};
+
 /// Why the form could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultipartError {
@@ -26,6 +28,13 @@ impl std::fmt::Display for MultipartError {
                 write!(f, "multipart body has no field named {name:?}")
             }
         }
+    }
+}
+
+/// A form that cannot be read is a bad image request (400 `bad_image`).
+impl From<MultipartError> for ApiError {
+    fn from(e: MultipartError) -> ApiError {
+        ApiError::new(ErrorKind::BadImage, e.to_string())
     }
 }
 

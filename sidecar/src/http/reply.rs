@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 
 use super::app::App;
 use crate::error::{ApiError, ErrorKind};
-use crate::meta::{Outcome, ReplyMeta};
+use crate::signals::meta::{Outcome, ReplyMeta};
 
 pub type Reply = Response<Full<Bytes>>;
 
@@ -24,12 +24,12 @@ pub(super) fn json_reply(status: StatusCode, body: String) -> Reply {
 /// An error reply with the signal headers (box count 0; the latches unless the request is a
 /// half-open `probe`) and its metrics.
 pub(super) fn error_reply(app: &App, err: ApiError, started: Instant, probe: bool) -> Reply {
-    let now = Instant::now();
+    let now = app.clock.now();
     if err.kind.is_server_side() {
         app.with_watchdog(|w| w.record_error(now));
     }
     let meta = ReplyMeta {
-        latency_ms: ms_since(started),
+        latency_ms: app.clock.ms_since(started),
         outcome: Outcome::Failed(err.kind),
         breach: app.breaches(now),
         latched: app.latched(now, probe),
@@ -50,7 +50,7 @@ pub(super) fn error_reply(app: &App, err: ApiError, started: Instant, probe: boo
         ErrorKind::Internal | ErrorKind::Inference => log::error!("{err}"),
         _ => log::debug!("{err}"),
     }
-    meta.observe(&app.metrics, status.as_u16());
+    app.metrics.observe(&meta, status.as_u16());
     r
 }
 
@@ -60,8 +60,4 @@ pub(super) fn is_probe(headers: &hyper::HeaderMap) -> bool {
     headers
         .get(grayguard_contract::headers::PROBE)
         .is_some_and(|v| v.as_bytes() == b"1")
-}
-
-pub(super) fn ms_since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1000.0
 }

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -18,7 +17,7 @@ use super::body::read_body;
 use super::infer::infer;
 use super::reply::{Reply, error_reply, is_probe, json_reply};
 use crate::error::{ApiError, ErrorKind};
-use crate::latch::Refusal;
+use crate::signals::latch::Refusal;
 use grayguard_contract::operator::PREFIX;
 
 /// Routes one request.
@@ -27,7 +26,7 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let started = Instant::now();
+    let started = app.clock.now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     if path == "/infer" && method == Method::POST {
@@ -109,13 +108,14 @@ fn ready(app: &App) -> Reply {
 }
 
 fn info(app: &App) -> Reply {
-    let doc = crate::info::report(&app.cfg, app.started_at, app.model_facts(), &app.host);
+    let doc =
+        crate::introspect::info::report(&app.cfg, app.started_at, app.model_facts(), &app.host);
     json_reply(StatusCode::OK, doc.to_string())
 }
 
 fn metrics(app: &App) -> Reply {
     app.refresh_gauges();
-    app.breaches(Instant::now());
+    app.breaches(app.clock.now());
     let mut r = Response::new(Full::new(Bytes::from(app.metrics.render())));
     r.headers_mut().insert(
         CONTENT_TYPE,

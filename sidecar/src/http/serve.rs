@@ -15,9 +15,9 @@ use tokio::sync::Semaphore;
 
 use super::app::App;
 use super::conn::{Guarded, Phase, refuse};
+use super::connection::Waits;
 use super::control;
 use super::router::handle;
-use crate::connection::Waits;
 
 /// The sockets the sidecar serves.
 pub struct Listeners {
@@ -91,7 +91,7 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let phase = Phase::new(waits);
+        let phase = Phase::new(waits, app.clock.now());
         let io = TokioIo::new(Guarded::new(stream, phase.clone(), Arc::clone(&app)));
         let service_app = Arc::clone(&app);
         let service = service_fn(move |req| {
@@ -99,10 +99,10 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             phase.request();
             async move {
                 let reply = match side {
-                    Side::Public => handle(app, req).await,
-                    Side::Control => control::handle(app, req).await,
+                    Side::Public => handle(Arc::clone(&app), req).await,
+                    Side::Control => control::handle(Arc::clone(&app), req).await,
                 };
-                phase.reply();
+                phase.reply(app.clock.now());
                 reply
             }
         });

@@ -1,6 +1,7 @@
-//! Handler tests over a fake detector: routing, statuses, headers, admission, breaches.
-use std::sync::Arc;
+//! Handler tests over a fake detector: routing, statuses, headers, admission, breaches. Time
+//! is a manual clock the tests move (a fake model run moves it by its delay); nothing sleeps.
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,16 +11,48 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Request, StatusCode};
 
 use super::{App, handle};
+use crate::clock::ManualClock;
 use crate::config::Args;
-use crate::detector::{BoxOut, DetectError, Detections, Detector};
-use crate::metrics::Metrics;
+use crate::detect::{BoxOut, DetectError, Detections, Detector};
+use crate::introspect::metrics::Metrics;
 use crate::vision::decode::{DecodeError, sniff};
 
-/// Returns `boxes` boxes for any JPEG/PNG, a decode error otherwise; optionally slow.
+/// Returns `boxes` boxes for any JPEG/PNG, a decode error otherwise. A model run takes
+/// `delay` on the test's clock, and waits at the gate when there is one.
 struct FakeDetector {
     boxes: usize,
     delay: Duration,
+    clock: Arc<ManualClock>,
+    gate: Option<Arc<Gate>>,
     calls: AtomicUsize,
+}
+
+/// Holds the fake model's runs until the test opens it.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let open = self.open.lock().unwrap();
+        let _open = self.opened.wait_while(open, |open| !*open).unwrap();
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// Opens the gate when dropped, so that a failing test ends instead of waiting for held runs.
+struct Opener(Arc<Gate>);
+
+impl Drop for Opener {
+    fn drop(&mut self) {
+        self.0.open();
+    }
 }
 
 impl Detector for FakeDetector {
@@ -31,7 +64,10 @@ impl Detector for FakeDetector {
         if image.len() < 8 {
             return Err(DetectError::Decode(DecodeError::Corrupt("short".into())));
         }
-        std::thread::sleep(self.delay);
+        if let Some(gate) = &self.gate {
+            gate.pass();
+        }
+        self.clock.advance(self.delay);
         let b = BoxOut {
             x1: 1.0,
             y1: 2.0,
@@ -51,20 +87,32 @@ impl Detector for FakeDetector {
     }
 }
 
-fn app(extra: &[&str], boxes: usize, delay: Duration) -> Arc<App> {
+fn app(extra: &[&str], boxes: usize, delay: Duration) -> (Arc<App>, Arc<ManualClock>) {
+    gated_app(extra, boxes, delay, None)
+}
+
+fn gated_app(
+    extra: &[&str],
+    boxes: usize,
+    delay: Duration,
+    gate: Option<Arc<Gate>>,
+) -> (Arc<App>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let argv = ["x", "--model", model, "--model-version", "v-test"]
         .into_iter()
         .chain(extra.iter().copied());
     let cfg = Args::try_parse_from(argv).unwrap().into_config();
-    let app = Arc::new(App::new(cfg, Metrics::new(false).unwrap()));
+    let app = Arc::new(App::new(cfg, Metrics::new(false).unwrap(), clock.clone()));
     app.set_detector(Arc::new(FakeDetector {
         boxes,
         delay,
+        clock: Arc::clone(&clock),
+        gate,
         calls: AtomicUsize::new(0),
     }));
     app.set_warmed();
-    app
+    (app, clock)
 }
 
 const JPEG: &[u8] = b"\xFF\xD8\xFF\xE0fake-jpeg-body";
@@ -94,7 +142,7 @@ fn h<'a>(headers: &'a hyper::HeaderMap, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn success_headers_match_the_json() {
-    let app = app(&[], 3, Duration::ZERO);
+    let (app, _) = app(&[], 3, Duration::ZERO);
     let (status, headers, json) = call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
     assert_eq!(status, 200);
     assert_eq!(json["boxes"].as_array().unwrap().len(), 3);
@@ -113,7 +161,7 @@ async fn success_headers_match_the_json() {
 
 #[tokio::test]
 async fn every_error_has_its_status_json_and_signal_headers() {
-    let app = app(&["--max-body-bytes", "100"], 1, Duration::ZERO);
+    let (app, _) = app(&["--max-body-bytes", "100"], 1, Duration::ZERO);
     let multipart_ok = b"--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\n\xFF\xD8\xFF\xE0abcdefgh\r\n--B--\r\n";
     let cases: Vec<(Request<Full<Bytes>>, u16, &str)> = vec![
         (
@@ -199,8 +247,12 @@ async fn every_error_has_its_status_json_and_signal_headers() {
 
 #[tokio::test]
 async fn not_ready_until_warmed_and_while_draining() {
-    let app = app(&[], 1, Duration::ZERO);
-    let cold = Arc::new(App::new(app.cfg.clone(), Metrics::new(false).unwrap()));
+    let (app, _) = app(&[], 1, Duration::ZERO);
+    let cold = Arc::new(App::new(
+        app.cfg.clone(),
+        Metrics::new(false).unwrap(),
+        Arc::clone(&app.clock),
+    ));
     let (s, headers, json) = call(&cold, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
     assert_eq!(
         (s.as_u16(), json["kind"].as_str()),
@@ -223,21 +275,23 @@ async fn not_ready_until_warmed_and_while_draining() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_full_is_503_with_retry_after() {
-    // 1 worker + 1 queued: of 6 concurrent requests at most 2 are admitted.
-    let app = app(&["--max-queue", "1"], 1, Duration::from_millis(300));
-    let tasks: Vec<_> = (0..6)
-        .map(|_| {
-            let app = Arc::clone(&app);
-            tokio::spawn(async move {
-                call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await
-            })
-        })
-        .collect();
+    // 1 worker + 1 queued: of 6 concurrent requests at most 2 are admitted, and the model
+    // holds those until the test has seen the others refused.
+    let gate = Arc::new(Gate::default());
+    let opener = Opener(Arc::clone(&gate));
+    let (app, _) = gated_app(&["--max-queue", "1"], 1, Duration::ZERO, Some(gate));
+    let (tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..6 {
+        let (app, tx) = (Arc::clone(&app), tx.clone());
+        tokio::spawn(async move {
+            let _ = tx.send(call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await);
+        });
+    }
+    drop(tx);
     let mut ok = 0;
     let mut full = 0;
-    for t in tasks {
-        let (s, headers, json) = t.await.unwrap();
-        match s.as_u16() {
+    let mut count =
+        |(s, headers, json): (StatusCode, hyper::HeaderMap, serde_json::Value)| match s.as_u16() {
             200 => ok += 1,
             503 => {
                 assert_eq!(json["kind"], "queue_full");
@@ -245,7 +299,16 @@ async fn queue_full_is_503_with_retry_after() {
                 full += 1;
             }
             other => panic!("unexpected {other}"),
-        }
+        };
+    // While the gate is shut only refusals can come back: the admitted requests wait at it.
+    for _ in 0..4 {
+        let answer = answers.recv().await.expect("a refusal");
+        assert_eq!(answer.0, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.2);
+        count(answer);
+    }
+    drop(opener);
+    while let Some(answer) = answers.recv().await {
+        count(answer);
     }
     assert!((1..=2).contains(&ok), "ok={ok}");
     assert_eq!(ok + full, 6);
@@ -254,7 +317,7 @@ async fn queue_full_is_503_with_retry_after() {
 
 #[tokio::test]
 async fn forced_latency_breach_is_stamped_and_clears() {
-    let app = app(
+    let (app, clock) = app(
         &[
             "--watchdog-latency-budget-ms",
             "0.000001",
@@ -283,7 +346,7 @@ async fn forced_latency_breach_is_stamped_and_clears() {
     // Error replies carry the flag too.
     let (_, headers, _) = call(&app, req("GET", "/nope", None, b"")).await;
     assert_eq!(h(&headers, "x-canary-breach"), "latency");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    clock.advance(Duration::from_millis(400));
     let (_, headers, _) = call(&app, req("GET", "/nope", None, b"")).await;
     assert!(headers.get("x-canary-breach").is_none(), "window expired");
     assert_eq!(
@@ -297,7 +360,7 @@ async fn forced_latency_breach_is_stamped_and_clears() {
 
 #[tokio::test]
 async fn box_count_breach_from_the_baseline() {
-    let app = app(
+    let (app, _) = app(
         &[
             "--watchdog-box-mean",
             "2",
@@ -319,7 +382,7 @@ async fn box_count_breach_from_the_baseline() {
 
 #[tokio::test]
 async fn metrics_endpoint_is_prometheus_text() {
-    let app = app(&[], 2, Duration::ZERO);
+    let (app, _) = app(&[], 2, Duration::ZERO);
     call(
         &app,
         req(
@@ -409,7 +472,7 @@ fn refused(app: &App, reason: &str) -> u64 {
 
 #[tokio::test]
 async fn a_latch_flags_every_reply_but_a_probe_until_cleared() {
-    let app = app(&[], 2, Duration::ZERO);
+    let (app, clock) = app(&[], 2, Duration::ZERO);
     let (s, _, json) = control(
         &app,
         form(
@@ -473,7 +536,7 @@ async fn a_latch_flags_every_reply_but_a_probe_until_cleared() {
         "{json}"
     );
     // ... one whose evidence is younger than the latch drops it.
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    clock.advance(Duration::from_millis(30));
     let (_, _, json) = control(&app, form("POST", &clear_body("cranes", 10, "gw-3"), None)).await;
     assert_eq!(json["applied"], "cleared");
     assert_eq!(json["cleared"], 1);
@@ -485,7 +548,7 @@ async fn a_latch_flags_every_reply_but_a_probe_until_cleared() {
 
 #[tokio::test]
 async fn latches_expire_and_are_capped_by_the_flags() {
-    let app = app(
+    let (app, clock) = app(
         &["--latch-max-s", "0.15", "--latch-max-entries", "2"],
         1,
         Duration::ZERO,
@@ -505,7 +568,7 @@ async fn latches_expire_and_are_capped_by_the_flags() {
     let (_, headers, _) = call(&app, infer_req(None)).await;
     assert!(h(&headers, "x-canary-breach").contains("latched:flag@"));
     // An hour asked, 0.15 s held (--latch-max-s).
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    clock.advance(Duration::from_millis(250));
     let (_, headers, _) = call(&app, infer_req(None)).await;
     assert!(headers.get("x-canary-breach").is_none(), "expired");
     app.refresh_gauges();
@@ -514,7 +577,7 @@ async fn latches_expire_and_are_capped_by_the_flags() {
 
 #[tokio::test]
 async fn bad_latch_calls_are_refused_and_counted() {
-    let app = app(&[], 1, Duration::ZERO);
+    let (app, _) = app(&[], 1, Duration::ZERO);
     let long = format!(
         "{}&x={}",
         latch_body("r", "flag", 1, "g"),
@@ -571,7 +634,7 @@ async fn bad_latch_calls_are_refused_and_counted() {
 
 #[tokio::test]
 async fn with_a_token_every_control_call_needs_it() {
-    let app = app(&["--control-token", TOKEN], 1, Duration::ZERO);
+    let (app, _) = app(&["--control-token", TOKEN], 1, Duration::ZERO);
     let body = latch_body("cranes", "flag", 60_000, "gw-1");
     let wrong = format!("Bearer {TOKEN}x");
     let basic = format!("Basic {TOKEN}");
@@ -601,7 +664,7 @@ async fn with_a_token_every_control_call_needs_it() {
 
 #[tokio::test]
 async fn the_public_listener_refuses_latch_paths() {
-    let app = app(&[], 1, Duration::ZERO);
+    let (app, _) = app(&[], 1, Duration::ZERO);
     let body = latch_body("cranes", "flag", 60_000, "intruder");
     for path in [grayguard_contract::latch::PATH, "/grayguard/anything"] {
         let r = Request::builder()
@@ -647,7 +710,7 @@ impl hyper::body::Body for Trickle {
 
 #[tokio::test]
 async fn a_body_that_stops_arriving_gets_408_and_closes_the_connection() {
-    let app = app(&["--body-read-timeout-s", "0.2"], 1, Duration::ZERO);
+    let (app, _) = app(&["--body-read-timeout-s", "0.2"], 1, Duration::ZERO);
     for path in ["/infer", "/healthz"] {
         let r = Request::builder()
             .method("POST")
@@ -678,7 +741,7 @@ async fn a_body_that_stops_arriving_gets_408_and_closes_the_connection() {
 
 #[tokio::test]
 async fn info_reports_flags_and_host_before_the_model_is_known() {
-    let app = app(&["--control-token", TOKEN], 1, Duration::ZERO);
+    let (app, _) = app(&["--control-token", TOKEN], 1, Duration::ZERO);
     let (s, _, json) = call(&app, req("GET", "/info", None, b"")).await;
     assert_eq!(s, 200);
     assert_eq!(json["model"]["version"], "v-test");

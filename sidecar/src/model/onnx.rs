@@ -10,9 +10,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, TensorRef};
 
 use super::model_info::{parse_imgsz, parse_names};
-use crate::config::{Device, InputSize, ModelOptions};
-use crate::detector::{ModelRunner, ModelSpec};
-use crate::info::runtime_version_from_file_name;
+use super::options::{Device, InputSize, ModelOptions};
+use super::runner::{ModelRunner, ModelSpec};
 use crate::vision::layout::{OutputLayout, resolve};
 
 /// Why the model could not be loaded; the process reports it in one line and exits 1.
@@ -194,6 +193,19 @@ fn runtime_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// ONNX Runtime's version from its library's file name (`libonnxruntime.so.1.31.1`, as the
+/// wheel installs it and the image keeps it): the build info string ONNX Runtime returns
+/// names a branch and commit, not the release.
+pub fn runtime_version_from_file_name(name: &str) -> Option<String> {
+    let version = name.strip_prefix("libonnxruntime.so.")?;
+    let parts: Vec<&str> = version.split('.').collect();
+    let numeric = parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric.then(|| version.to_string())
+}
+
 /// Reads inputs, outputs and metadata; refuses anything that is not a single-image detector.
 fn inspect(session: Session, opts: &ModelOptions) -> Result<(ModelSpec, OrtRunner), LoadError> {
     let not_detector = |why: String| LoadError::NotDetector {
@@ -340,5 +352,25 @@ impl ModelRunner for OrtRunner {
                 usize::try_from(d).map_err(|_| format!("negative output dimension in {shape:?}"))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_version_from_the_library_name() {
+        assert_eq!(
+            runtime_version_from_file_name("libonnxruntime.so.1.31.1").as_deref(),
+            Some("1.31.1")
+        );
+        assert_eq!(runtime_version_from_file_name("libonnxruntime.so"), None);
+        assert_eq!(runtime_version_from_file_name("libonnxruntime.so.1"), None);
+        assert_eq!(
+            runtime_version_from_file_name("libonnxruntime.so.1.x"),
+            None
+        );
+        assert_eq!(runtime_version_from_file_name("libfoo.so.1.2"), None);
     }
 }

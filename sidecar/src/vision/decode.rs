@@ -7,6 +7,7 @@
 
 use std::io::Cursor;
 
+use super::image::ImageSize;
 use super::orientation::Orientation;
 
 /// Container formats the sidecar accepts.
@@ -14,13 +15,6 @@ use super::orientation::Orientation;
 pub enum ImageFormat {
     Jpeg,
     Png,
-}
-
-/// Size of a decoded image, pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageSize {
-    pub width: u32,
-    pub height: u32,
 }
 
 /// Why an image could not be decoded. Each variant maps to one HTTP status in `error.rs`.

@@ -5,7 +5,7 @@
 
 use std::io::Cursor;
 
-use super::decode::ImageSize;
+use super::image::ImageSize;
 
 /// The EXIF `Orientation` tag (0x0112): how the stored pixels map onto the upright image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! What one client connection may cost in time: where a connection is (waiting for a request
-//! head, serving a request, idle between requests), which limit applies there, and why a
-//! connection was dropped. Pure logic with the clock passed in; `http/conn.rs` drives it from
-//! the socket.
+//! head, serving a request, idle between requests), which limit applies there, and which
+//! [`Cut`] ends it when the limit passes. Pure logic with the time passed in; `conn.rs`
+//! drives it from the socket.
 //!
 //! hyper's own header timer starts whenever hyper waits for a request, so on a keep-alive
 //! connection it would also cut the wait between requests at the header limit. The two are
@@ -11,28 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-/// Why the sidecar dropped a connection (`grayguard_sidecar_connections_dropped_total{reason}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cut {
-    /// Refused at accept: `--max-connections` were open.
-    MaxConnections,
-    /// A request head took longer than `--header-read-timeout-s`.
-    HeaderTimeout,
-    /// Nothing arrived for `--idle-timeout-s` after a reply.
-    IdleTimeout,
-}
-
-impl Cut {
-    pub const ALL: [Cut; 3] = [Cut::MaxConnections, Cut::HeaderTimeout, Cut::IdleTimeout];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cut::MaxConnections => "max_connections",
-            Cut::HeaderTimeout => "header_timeout",
-            Cut::IdleTimeout => "idle_timeout",
-        }
-    }
-}
+use crate::error::Cut;
 
 /// The two waits a connection may be cut in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,11 +137,5 @@ mod tests {
         // A stray reply (none outstanding) leaves it idle.
         c.on_reply(at(t0, 3));
         assert_eq!(c.deadline(), Some((at(t0, 93), Cut::IdleTimeout)));
-    }
-
-    #[test]
-    fn reasons_are_distinct_labels() {
-        let labels: std::collections::HashSet<_> = Cut::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(labels.len(), Cut::ALL.len());
     }
 }

@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Device};
-use crate::memory::MemoryProbe;
+use super::memory::MemoryProbe;
+use crate::config::Config;
+use crate::model::options::Device;
 
 /// What the loaded model and runtime are.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,19 +85,6 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
-}
-
-/// ONNX Runtime's version from its library's file name (`libonnxruntime.so.1.31.1`, as the
-/// wheel installs it and the image keeps it): the build info string ONNX Runtime returns
-/// names a branch and commit, not the release.
-pub fn runtime_version_from_file_name(name: &str) -> Option<String> {
-    let version = name.strip_prefix("libonnxruntime.so.")?;
-    let parts: Vec<&str> = version.split('.').collect();
-    let numeric = parts.len() >= 2
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    numeric.then(|| version.to_string())
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -172,21 +160,6 @@ mod tests {
         );
         assert!(sha256_file(&dir.join("missing")).is_err());
         let _ = std::fs::remove_dir_all(dir);
-    }
-
-    #[test]
-    fn runtime_version_from_the_library_name() {
-        assert_eq!(
-            runtime_version_from_file_name("libonnxruntime.so.1.31.1").as_deref(),
-            Some("1.31.1")
-        );
-        assert_eq!(runtime_version_from_file_name("libonnxruntime.so"), None);
-        assert_eq!(runtime_version_from_file_name("libonnxruntime.so.1"), None);
-        assert_eq!(
-            runtime_version_from_file_name("libonnxruntime.so.1.x"),
-            None
-        );
-        assert_eq!(runtime_version_from_file_name("libfoo.so.1.2"), None);
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! The metadata of one `/infer` reply. The same value becomes the signal headers and the
-//! metric observations, so what Envoy reads and what Prometheus scrapes cannot disagree.
+//! The metadata of one `/infer` reply. The same value becomes the signal headers (here) and
+//! the metric observations ([`Metrics::observe`](crate::introspect::metrics::Metrics::observe)),
+//! so what Envoy reads and what Prometheus scrapes cannot disagree.
 
 use grayguard_contract::{Flag, Trigger, headers};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::watchdog::BreachSet;
 use crate::error::ErrorKind;
-use crate::metrics::Metrics;
-use crate::watchdog::BreachSet;
 
 pub const INFERENCE_LATENCY: HeaderName = HeaderName::from_static(headers::INFERENCE_LATENCY_MS);
 pub const NMS_LATENCY: HeaderName = HeaderName::from_static(headers::NMS_LATENCY_MS);
@@ -89,38 +89,12 @@ impl ReplyMeta {
             headers.insert(CANARY_BREACH, v);
         }
     }
-
-    /// Records this reply in the metrics.
-    pub fn observe(&self, metrics: &Metrics, status: u16) {
-        metrics
-            .requests
-            .with_label_values(&[&status.to_string()])
-            .inc();
-        metrics.request_duration.observe(self.latency_ms / 1000.0);
-        match self.outcome {
-            Outcome::Detected {
-                box_count,
-                inference_ms,
-                nms_ms,
-                batch_size,
-            } => {
-                metrics.batch_size.observe(batch_size as f64);
-                metrics.inference_duration.observe(inference_ms / 1000.0);
-                metrics.nms_duration.observe(nms_ms / 1000.0);
-                metrics.detections.observe(box_count as f64);
-                metrics.last_box_count.set(box_count as i64);
-            }
-            Outcome::Failed(kind) => {
-                metrics.errors.with_label_values(&[kind.as_str()]).inc();
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchdog::Reason;
+    use crate::signals::watchdog::Reason;
 
     fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> &'a str {
         h.get(name).unwrap().to_str().unwrap()
@@ -195,42 +169,5 @@ mod tests {
         let read = Flag::parse(header(&h, &CANARY_BREACH));
         assert!(!read.first_hand());
         assert_eq!(read.latched.len(), 2);
-    }
-
-    #[test]
-    fn observations_match_the_headers() {
-        let m = Metrics::new(false).unwrap();
-        let ok = ReplyMeta {
-            latency_ms: 200.0,
-            outcome: Outcome::Detected {
-                box_count: 4,
-                inference_ms: 150.0,
-                nms_ms: 0.5,
-                batch_size: 2,
-            },
-            breach: BreachSet::default(),
-            latched: Vec::new(),
-        };
-        ok.observe(&m, 200);
-        let bad = ReplyMeta {
-            latency_ms: 1.0,
-            outcome: Outcome::Failed(ErrorKind::UnsupportedMediaType),
-            breach: BreachSet::default(),
-            latched: Vec::new(),
-        };
-        bad.observe(&m, 415);
-        assert_eq!(m.last_box_count.get(), 4);
-        assert_eq!(m.requests.with_label_values(&["200"]).get(), 1);
-        assert_eq!(m.requests.with_label_values(&["415"]).get(), 1);
-        assert_eq!(
-            m.errors
-                .with_label_values(&["unsupported_media_type"])
-                .get(),
-            1
-        );
-        assert_eq!(m.detections.get_sample_count(), 1);
-        assert_eq!(m.batch_size.get_sample_sum(), 2.0);
-        assert_eq!(m.request_duration.get_sample_count(), 2);
-        assert!((m.request_duration.get_sample_sum() - 0.201).abs() < 1e-9);
     }
 }

@@ -6,10 +6,10 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::connection::Cut;
-use crate::error::ErrorKind;
-use crate::latch::{Action, Refusal};
-use crate::watchdog::Reason;
+use crate::error::{Cut, ErrorKind};
+use crate::signals::latch::{Action, Refusal};
+use crate::signals::meta::{Outcome, ReplyMeta};
+use crate::signals::watchdog::Reason;
 
 /// Request and model latency buckets, seconds (CPU inference sits at 0.1–0.3 s, GPU at a few ms).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -221,6 +221,31 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Records one reply, from the same value its signal headers were stamped from.
+    pub fn observe(&self, reply: &ReplyMeta, status: u16) {
+        self.requests
+            .with_label_values(&[&status.to_string()])
+            .inc();
+        self.request_duration.observe(reply.latency_ms / 1000.0);
+        match reply.outcome {
+            Outcome::Detected {
+                box_count,
+                inference_ms,
+                nms_ms,
+                batch_size,
+            } => {
+                self.batch_size.observe(batch_size as f64);
+                self.inference_duration.observe(inference_ms / 1000.0);
+                self.nms_duration.observe(nms_ms / 1000.0);
+                self.detections.observe(box_count as f64);
+                self.last_box_count.set(box_count as i64);
+            }
+            Outcome::Failed(kind) => {
+                self.errors.with_label_values(&[kind.as_str()]).inc();
+            }
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -234,6 +259,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signals::watchdog::BreachSet;
 
     #[test]
     fn renders_every_contract_name() {
@@ -282,5 +308,42 @@ mod tests {
             );
         }
         assert!(!Metrics::new(false).unwrap().render().contains("gpu_memory"));
+    }
+
+    #[test]
+    fn observations_match_the_headers() {
+        let m = Metrics::new(false).unwrap();
+        let ok = ReplyMeta {
+            latency_ms: 200.0,
+            outcome: Outcome::Detected {
+                box_count: 4,
+                inference_ms: 150.0,
+                nms_ms: 0.5,
+                batch_size: 2,
+            },
+            breach: BreachSet::default(),
+            latched: Vec::new(),
+        };
+        m.observe(&ok, 200);
+        let bad = ReplyMeta {
+            latency_ms: 1.0,
+            outcome: Outcome::Failed(ErrorKind::UnsupportedMediaType),
+            breach: BreachSet::default(),
+            latched: Vec::new(),
+        };
+        m.observe(&bad, 415);
+        assert_eq!(m.last_box_count.get(), 4);
+        assert_eq!(m.requests.with_label_values(&["200"]).get(), 1);
+        assert_eq!(m.requests.with_label_values(&["415"]).get(), 1);
+        assert_eq!(
+            m.errors
+                .with_label_values(&["unsupported_media_type"])
+                .get(),
+            1
+        );
+        assert_eq!(m.detections.get_sample_count(), 1);
+        assert_eq!(m.batch_size.get_sample_sum(), 2.0);
+        assert_eq!(m.request_duration.get_sample_count(), 2);
+        assert!((m.request_duration.get_sample_sum() - 0.201).abs() < 1e-9);
     }
 }
