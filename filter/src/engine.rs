@@ -13,14 +13,14 @@ use grayguard_contract::{Flag, Trigger};
 
 use crate::breach::{self, Baseline, Observation};
 use crate::breaker::{Board, Breaker, Phase, ProbeOutcome};
-use crate::config::{Action, Config, Control, DetectorKind, Scope};
+use crate::config::{Action, BUCKETS, Config, Control, DetectorKind, Scope};
 use crate::decision::{self, BreakerView, Decision, Why};
 use crate::evidence::{self, Finding, Plan, Record, Tally, UnitEvidence};
 use crate::host::{Host, Level};
 use crate::incident::{self, Detail, Event, Incident};
 use crate::link;
 use crate::metrics::{Counter, Gauge, Pending, gauge_name};
-use crate::rules::{self, BUCKETS, Draw};
+use crate::rules::{self, Draw};
 use crate::schedule;
 use crate::shared::{self, Keys};
 use crate::signals;

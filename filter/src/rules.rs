@@ -1,9 +1,6 @@
 //! Rule matching (first match wins) and the sticky / per-request share of gray traffic.
 
-use crate::config::Rule;
-
-/// Buckets a share is drawn over: 10,000, so percent has two decimals (basis points).
-pub const BUCKETS: u32 = 10_000;
+use crate::config::{BUCKETS, Rule};
 
 /// The index of the first rule whose headers and hours match, if any. `header(name)` looks
 /// a (lower-case) request header up; `minute()` gives the local minute of the day, asked
