@@ -20,6 +20,7 @@ mod fuzz;
 pub mod host;
 pub mod incident;
 pub mod link;
+pub mod rand;
 pub mod rules;
 pub mod schedule;
 pub mod sequential;

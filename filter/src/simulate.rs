@@ -10,37 +10,8 @@ use crate::engine::{Engine, Reply};
 use crate::host::{Host, MemoryHost};
 use grayguard_contract::Trigger;
 
-/// A small deterministic generator (splitmix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1).
-    pub fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    pub fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-
-    pub fn binomial(&mut self, n: u32, p: f64) -> f64 {
-        (0..n).filter(|_| self.unit() < p).count() as f64
-    }
-}
+/// The streams' generator: the filter's one (splitmix64).
+pub use crate::rand::Rng;
 
 /// How a side's latencies spread.
 #[derive(Debug, Clone, Copy, PartialEq)]
