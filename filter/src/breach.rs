@@ -2,11 +2,12 @@
 //! judgement of single half-open probes for both detectors. Nothing fires below
 //! `min_samples`.
 
+use grayguard_contract::Trigger;
+
 use crate::config::{BoxCount, Breach};
 use crate::evidence::Tally;
+use crate::signals::Observation;
 use crate::window::Stats;
-
-pub use grayguard_contract::Trigger;
 
 /// The box-count reference: mean and std of stable responses (or the configured one).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,19 +100,6 @@ pub fn evaluate(
         return Some(Trigger::BoxCount);
     }
     None
-}
-
-/// What one gray response said.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Observation {
-    /// The breach flag header was present.
-    pub flagged: bool,
-    /// 5xx, reset, or a configured signal header missing.
-    pub failed: bool,
-    /// Parsed latency, ms.
-    pub latency_ms: Option<f64>,
-    /// Parsed box count.
-    pub boxes: Option<f64>,
 }
 
 /// What sinks a probe whatever the detector: the flag, or a failure when a failure trigger

@@ -4,7 +4,8 @@
 //! Open → half-open needs no write: it is read off the clock (`now ≥ until`). Every other
 //! transition is a new [`Breaker`] value that the glue writes with a compare-and-swap.
 
-use crate::breach::Trigger;
+use grayguard_contract::Trigger;
+
 use crate::window::{Corrupt, Reader};
 
 /// Where a breaker stands at a given instant.

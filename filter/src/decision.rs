@@ -1,8 +1,8 @@
 //! The per-request routing decision; its `x-canary-decision` text is the contract's.
 
+use grayguard_contract::Trigger;
 use grayguard_contract::decision::{self as contract, Note, Side};
 
-use crate::breach::Trigger;
 use crate::breaker::Phase;
 use crate::rules::in_share;
 

@@ -11,7 +11,7 @@ use grayguard_contract::headers::TIME_OF_DAY;
 use grayguard_contract::latch::{self as latching, Request as LatchRequest};
 use grayguard_contract::{Flag, Trigger};
 
-use crate::breach::{self, Baseline, Observation};
+use crate::breach::{self, Baseline};
 use crate::breaker::{Board, Breaker, Phase, ProbeOutcome};
 use crate::config::{Action, BUCKETS, Config, Control, DetectorKind, Scope};
 use crate::decision::{self, BreakerView, Decision, Why};
@@ -23,7 +23,7 @@ use crate::metrics::{Counter, Gauge, Pending, gauge_name};
 use crate::rules::{self, Draw};
 use crate::schedule;
 use crate::shared::{self, Keys};
-use crate::signals;
+use crate::signals::{self, Observation, Reply};
 use crate::window::{Layout, Local, Merged, Spans};
 
 /// This VM's copy of the shared board.
@@ -82,14 +82,6 @@ pub struct Routed {
     /// The local hour, `HH`, for the `x-time-of-day` upstream stamp (`--` when
     /// `time_header_upstream` is off and the hour was not needed).
     pub hour: [u8; 2],
-}
-
-/// What one response said, as read from its headers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub obs: Observation,
-    /// The breach flag's reason, when the flag was present.
-    pub flag_reason: Option<String>,
 }
 
 /// The sequential detector's per-VM state.
@@ -417,52 +409,10 @@ impl Engine {
         status: Option<u16>,
         header: impl Fn(&str) -> Option<&'h [u8]>,
     ) -> Reply {
-        let b = &self.cfg.breach;
-        let lat_header = b
-            .latency
-            .as_ref()
-            .map_or(grayguard_contract::headers::INFERENCE_LATENCY_MS, |t| {
-                t.header.as_str()
-            });
-        let box_header = b
-            .box_count
-            .as_ref()
-            .map_or(grayguard_contract::headers::BOX_COUNT, |t| {
-                t.header.as_str()
-            });
-        let lat_raw = header(lat_header);
-        let box_raw = header(box_header);
-        let flag = header(&b.flag_header);
-        let missing = (b.latency.is_some() && lat_raw.is_none())
-            || (b.box_count.is_some() && box_raw.is_none());
-        let status = status.unwrap_or(0);
-        let mut obs = Observation {
-            flagged: flag.is_some(),
-            failed: status == 0 || status >= 500 || missing,
-            latency_ms: None,
-            boxes: None,
-        };
-        let text = |v: &'h [u8]| std::str::from_utf8(v).map_err(|_| signals::Malformed);
-        // A failed reply's signals describe the refusal, not the model (a full queue answers
-        // 503 at once, with no boxes): it counts as a failure only, never as a latency or box
-        // sample, or an overloaded control would make a healthy gray look slow and noisy.
-        let sample = !obs.failed;
-        if let Some(v) = lat_raw {
-            match text(v).and_then(signals::latency_ms) {
-                Ok(ms) => obs.latency_ms = sample.then_some(ms),
-                Err(_) => self.pending.count(Counter::MalformedSignals),
-            }
-        }
-        if let Some(v) = box_raw {
-            match text(v).and_then(signals::box_count) {
-                Ok(n) => obs.boxes = sample.then_some(n),
-                Err(_) => self.pending.count(Counter::MalformedSignals),
-            }
-        }
-        Reply {
-            obs,
-            flag_reason: flag.map(|v| signals::flag_reason(&String::from_utf8_lossy(v))),
-        }
+        let (reply, malformed) = signals::read(&self.cfg.breach, status, header);
+        self.pending
+            .add(Counter::MalformedSignals, u64::from(malformed));
+        reply
     }
 
     /// Books one response (or a reset: `Reply` with `failed`): windows, streaks, evidence,

@@ -18,9 +18,9 @@
 
 use grayguard_contract::Trigger;
 
-use crate::breach::Observation;
 use crate::config::{Breach, Control};
 use crate::sequential::{Contrast, Moments, Rate, cs_width, rho2_for};
+use crate::signals::Observation;
 use crate::window::{Corrupt, Reader};
 
 /// Share of a test's alpha given to the epoch-long test; the rest is spread over segments.

@@ -17,10 +17,10 @@ use grayguard_contract::{Flag, Reason, Trigger};
 
 use crate::breaker::Board;
 use crate::config;
-use crate::engine::{Engine, Reply};
+use crate::engine::Engine;
 use crate::evidence::Record;
 use crate::host::{Faults, Host, MemoryHost};
-use crate::signals;
+use crate::signals::{self, Reply};
 use crate::window::{Layout, Merged, Spans};
 
 fn trigger() -> impl Strategy<Value = Trigger> {
@@ -249,7 +249,7 @@ proptest! {
                 }
                 _ => {
                     let r = e.decide(&h, |n| (n == "x-device-type").then_some(kind));
-                    let reply = Reply { obs: crate::breach::Observation { failed: true, ..Default::default() }, flag_reason: None };
+                    let reply = Reply::reset();
                     e.settle(&h, &r, &reply);
                     e.answered(&h, if x % 2 == 0 { Some(200) } else { None });
                 }

@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::breach::{Baseline, Trigger};
+use grayguard_contract::Trigger;
+
+use crate::breach::Baseline;
 use crate::config::{Config, DetectorKind, Scope};
 use crate::evidence::{Finding, Span};
 use crate::window::Stats;

@@ -4,11 +4,12 @@
 //! interleaved at a chosen share, fed through the real decision core ([`Engine`]) on an
 //! in-memory host whose clock advances with the traffic and ticks like Envoy's.
 
-use crate::breach::Observation;
-use crate::config;
-use crate::engine::{Engine, Reply};
-use crate::host::{Host, MemoryHost};
 use grayguard_contract::Trigger;
+
+use crate::config;
+use crate::engine::Engine;
+use crate::host::{Host, MemoryHost};
+use crate::signals::{Observation, Reply};
 
 /// The streams' generator: the filter's one (splitmix64).
 pub use crate::rand::Rng;

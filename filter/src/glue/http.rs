@@ -12,9 +12,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Bytes, MapType};
 
 use super::Vm;
-use crate::breach::Observation;
 use crate::decision::Why;
-use crate::engine::{Reply, Routed};
+use crate::engine::Routed;
+use crate::signals::Reply;
 
 pub struct Http {
     vm: Option<Rc<RefCell<Vm>>>,
@@ -180,14 +180,7 @@ impl HttpContext for Http {
         if let Ok(mut guard) = vm.try_borrow_mut() {
             let Vm { engine, host } = &mut *guard;
             if engine.reads_response(&routed) {
-                let reply = Reply {
-                    obs: Observation {
-                        failed: true,
-                        ..Observation::default()
-                    },
-                    flag_reason: None,
-                };
-                engine.settle(host, &routed, &reply);
+                engine.settle(host, &routed, &Reply::reset());
             }
         }
     }
