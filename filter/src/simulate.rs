@@ -9,6 +9,7 @@ use grayguard_contract::Trigger;
 use crate::config;
 use crate::engine::Engine;
 use crate::host::{Host, MemoryHost};
+use crate::metrics::Counter;
 use crate::signals::{Observation, Reply};
 
 /// The streams' generator: the filter's one (splitmix64).
@@ -201,7 +202,7 @@ pub fn play(config_json: &str, release: &Release, seed: u64) -> Result<Outcome, 
 fn opened(host: &MemoryHost) -> Option<Trigger> {
     Trigger::ALL
         .into_iter()
-        .find(|t| host.counter(crate::metrics::Counter::Breaches(*t)) > 0)
+        .find(|t| host.counter(Counter::Breaches(*t)) > 0)
 }
 
 /// Median and 90th percentile of a sample (nearest rank), if any.

@@ -1,4 +1,4 @@
-//! Anytime-valid sequential tests: the arithmetic behind the `sequential` detector.
+//! Anytime-valid sequential tests: the arithmetic behind the sequential detector.
 //!
 //! Every statistical trigger reduces to one question about a difference of means `D`
 //! ("gray minus what is acceptable", positive when gray is worse than the margin allows),
