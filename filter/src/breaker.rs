@@ -2,10 +2,9 @@
 //! closed → open (for `shed_for_s`) → half-open (probes) → closed, or open again.
 //!
 //! Open → half-open needs no write: it is read off the clock (`now ≥ until`). Every other
-//! transition is a new [`Breaker`] value that the glue writes with a compare-and-swap.
+//! transition is a new [`Breaker`] value that the engine writes with a compare-and-swap.
 
-use crate::breach::Trigger;
-use crate::window::{Corrupt, Reader};
+use grayguard_contract::Trigger;
 
 /// Where a breaker stands at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,88 +150,13 @@ impl Breaker {
     }
 }
 
-/// Every unit's breaker: the shared record, encoded in 35 bytes per unit.
+/// Every unit's breaker: the shared board (its bytes: `crate::shared::codec`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board(pub Vec<Breaker>);
-
-const BOARD_VERSION: u8 = 2;
-
-/// A trigger's byte in the board encoding (0 is "none").
-fn trigger_code(t: Trigger) -> u8 {
-    match t {
-        Trigger::Flag => 1,
-        Trigger::Latency => 2,
-        Trigger::BoxCount => 3,
-        Trigger::ErrorRate => 4,
-        Trigger::ConsecutiveFailures => 5,
-        Trigger::Latch => 6,
-    }
-}
-
-fn trigger_from_code(code: u8) -> Option<Trigger> {
-    Trigger::ALL.into_iter().find(|t| trigger_code(*t) == code)
-}
 
 impl Board {
     pub fn new(units: usize) -> Board {
         Board(vec![Breaker::default(); units])
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + 30 * self.0.len());
-        out.push(BOARD_VERSION);
-        out.extend_from_slice(&(self.0.len() as u16).to_le_bytes());
-        for b in &self.0 {
-            out.push(u8::from(b.tripped));
-            out.push(b.trigger.map_or(0, trigger_code));
-            out.extend_from_slice(&b.since_ns.to_le_bytes());
-            out.extend_from_slice(&b.until_ns.to_le_bytes());
-            out.extend_from_slice(&b.probes_ok.to_le_bytes());
-            out.extend_from_slice(&b.generation.to_le_bytes());
-            out.push(b.alert.map_or(0, trigger_code));
-            out.extend_from_slice(&b.alert_since_ns.to_le_bytes());
-        }
-        out
-    }
-
-    /// Decodes a board of exactly `units` breakers.
-    pub fn decode(bytes: &[u8], units: usize) -> Result<Board, Corrupt> {
-        let mut r = Reader(bytes);
-        if r.u8()? != BOARD_VERSION || usize::from(r.u16()?) != units {
-            return Err(Corrupt);
-        }
-        let mut v = Vec::with_capacity(units);
-        for _ in 0..units {
-            let tripped = match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(Corrupt),
-            };
-            let trigger = match r.u8()? {
-                0 => None,
-                c => Some(trigger_from_code(c).ok_or(Corrupt)?),
-            };
-            let (since_ns, until_ns, probes_ok, generation) =
-                (r.u64()?, r.u64()?, r.u32()?, r.u32()?);
-            let alert = match r.u8()? {
-                0 => None,
-                c => Some(trigger_from_code(c).ok_or(Corrupt)?),
-            };
-            v.push(Breaker {
-                tripped,
-                trigger,
-                since_ns,
-                until_ns,
-                probes_ok,
-                generation,
-                alert,
-                alert_since_ns: r.u64()?,
-            });
-        }
-        if !r.0.is_empty() {
-            return Err(Corrupt);
-        }
-        Ok(Board(v))
     }
 }
 
@@ -289,26 +213,6 @@ mod tests {
     }
 
     #[test]
-    fn board_round_trip_and_corruption() {
-        let mut board = Board::new(3);
-        board.0[1] = Breaker::default().trip(42, Trigger::ConsecutiveFailures, 7);
-        board.0[2] = Breaker::default().raise_alert(7, Trigger::Latency).unwrap();
-        let bytes = board.encode();
-        assert_eq!(bytes.len(), 3 + 3 * 35);
-        assert_eq!(Board::decode(&bytes, 3), Ok(board.clone()));
-        assert_eq!(Board::decode(&bytes, 2), Err(Corrupt));
-        for cut in 0..bytes.len() {
-            assert_eq!(Board::decode(&bytes[..cut], 3), Err(Corrupt));
-        }
-        let mut extra = bytes.clone();
-        extra.push(0);
-        assert_eq!(Board::decode(&extra, 3), Err(Corrupt));
-        let mut bad = bytes;
-        bad[3 + 35 + 1] = 77;
-        assert_eq!(Board::decode(&bad, 3), Err(Corrupt));
-    }
-
-    #[test]
     fn alerts_are_raised_once_then_confirmed_or_dismissed() {
         let b = Breaker::default();
         let a = b.raise_alert(S, Trigger::BoxCount).unwrap();
@@ -332,15 +236,6 @@ mod tests {
             (None, Phase::Closed, 1, 4 * S)
         );
         assert_eq!(d.dismiss(5 * S), None);
-    }
-
-    #[test]
-    fn trigger_codes_round_trip() {
-        for t in Trigger::ALL {
-            assert_eq!(trigger_from_code(trigger_code(t)), Some(t));
-        }
-        assert_eq!(trigger_from_code(0), None);
-        assert_eq!(trigger_from_code(99), None);
     }
 
     #[test]

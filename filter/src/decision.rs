@@ -1,8 +1,9 @@
-//! The per-request routing decision; its `x-canary-decision` text is the contract's.
+//! The per-request routing decision and where one request went; the decision's
+//! `x-canary-decision` text is the contract's.
 
+use grayguard_contract::Trigger;
 use grayguard_contract::decision::{self as contract, Note, Side};
 
-use crate::breach::Trigger;
 use crate::breaker::Phase;
 use crate::rules::in_share;
 
@@ -32,6 +33,21 @@ pub struct Decision {
     /// Index of the matched rule.
     pub rule: Option<usize>,
     pub why: Why,
+}
+
+/// Where one request went, kept by its HTTP context until the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routed {
+    pub decision: Decision,
+    /// The breaker generation of the rule's unit when the request was offered to gray.
+    pub generation: u32,
+    /// When the request was decided, ns since the epoch: the clock when the decision read
+    /// it, else this VM's last reading plus one ns per request since (distinct and
+    /// increasing within the VM, at most a tick behind).
+    pub at_ns: u64,
+    /// The local hour, `HH`, for the `x-time-of-day` upstream stamp (`--` when
+    /// `time_header_upstream` is off and the hour was not needed).
+    pub hour: [u8; 2],
 }
 
 /// The state of the matched rule's breaker at the time of the request.

@@ -17,11 +17,11 @@ use grayguard_contract::{Flag, Reason, Trigger};
 
 use crate::breaker::Board;
 use crate::config;
-use crate::engine::{Engine, Reply};
-use crate::evidence::Record;
+use crate::detect::sequential::evidence::Record;
+use crate::engine::Engine;
 use crate::host::{Faults, Host, MemoryHost};
-use crate::signals;
-use crate::window::{Layout, Merged, Spans};
+use crate::shared::codec;
+use crate::signals::{self, Reply};
 
 fn trigger() -> impl Strategy<Value = Trigger> {
     prop::sample::select(Trigger::ALL.to_vec())
@@ -171,26 +171,24 @@ proptest! {
 
     #[test]
     fn shared_data_codecs_take_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..600), units in 0usize..4) {
-        let _ = Board::decode(&bytes, units);
-        let _ = Record::decode(&bytes, units);
-        let layout = Layout::new(1_000, 10_000);
-        let spans = Spans { latency_ms: 10_000, box_ms: 10_000, error_ms: 10_000 };
-        let mut m = Merged::new(units);
-        let _ = m.add(&bytes, layout, spans, 1_000_000, &vec![0; units]);
+        let _ = codec::decode_board(&bytes, units);
+        let _ = codec::decode_record(&bytes, units);
+        let _ = codec::decode_snapshot(&bytes, units);
+        let _ = codec::decode_workers(&bytes);
     }
 
     #[test]
     fn mutated_codec_bytes_decode_or_err(flip in any::<(usize, u8)>()) {
         let mut board = Board::new(3);
         board.0[1] = board.0[1].trip(5, Trigger::BoxCount, 10);
-        let mut bytes = board.encode();
+        let mut bytes = codec::encode_board(&board);
         let i = flip.0 % bytes.len();
         bytes[i] ^= flip.1.max(1);
-        let _ = Board::decode(&bytes, 3);
-        let mut rec = Record::new(2).encode();
+        let _ = codec::decode_board(&bytes, 3);
+        let mut rec = codec::encode_record(&Record::new(2));
         let i = flip.0 % rec.len();
         rec[i] ^= flip.1.max(1);
-        let _ = Record::decode(&rec, 2);
+        let _ = codec::decode_record(&rec, 2);
     }
 
     /// The whole core under a random schedule of requests, replies (good, failed, flagged,
@@ -249,7 +247,7 @@ proptest! {
                 }
                 _ => {
                     let r = e.decide(&h, |n| (n == "x-device-type").then_some(kind));
-                    let reply = Reply { obs: crate::breach::Observation { failed: true, ..Default::default() }, flag_reason: None };
+                    let reply = Reply::reset();
                     e.settle(&h, &r, &reply);
                     e.answered(&h, if x % 2 == 0 { Some(200) } else { None });
                 }

@@ -3,10 +3,11 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::breach::{Baseline, Trigger};
+use grayguard_contract::Trigger;
+
 use crate::config::{Config, DetectorKind, Scope};
-use crate::evidence::{Finding, Span};
-use crate::window::Stats;
+use crate::detect::Detail;
+use crate::detect::sequential::plan::{Finding, Span};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,19 +31,6 @@ pub struct Operator<'a> {
     pub from: Option<&'a str>,
     /// AlertStart: the signed one-click link's query string.
     pub link: Option<&'a str>,
-}
-
-/// The detector's view of the unit at that moment.
-#[derive(Debug, Clone)]
-pub enum Detail {
-    /// The window detector: the unit's merged window (`None` if not known to this worker)
-    /// and the box-count baseline.
-    Window {
-        window: Option<Stats>,
-        baseline: Option<Baseline>,
-    },
-    /// The sequential detector: the trigger's tests as last evaluated.
-    Sequential { findings: Vec<Finding> },
 }
 
 /// Everything the record says.
@@ -283,6 +271,8 @@ pub fn rfc3339(epoch_ns: u64) -> String {
 mod tests {
     use super::*;
     use crate::config::parse;
+    use crate::detect::window::breach::Baseline;
+    use crate::detect::window::windows::Stats;
 
     #[test]
     fn timestamps() {
@@ -372,7 +362,7 @@ mod tests {
 
     #[test]
     fn sequential_records_carry_the_evidence() {
-        use crate::evidence::{Hypothesis, Span};
+        use crate::detect::sequential::plan::Hypothesis;
         let cfg = parse(
             br#"{"stable":"v9","gray":"v10","rules":[{"name":"cranes"}],"breach":{
               "box_count":{"header":"b"}}}"#,

@@ -2,34 +2,46 @@
 //! proxy-wasm HTTP filter for Envoy.
 //!
 //! Everything with a decision in it is plain Rust behind a small host interface
-//! ([`host::Host`]) and is tested on the host: the configuration (`config`), routing
-//! (`schedule`, `rules`, `decision`), signals (`signals`), the two detectors (`window` +
-//! `breach`; `sequential` + `evidence`), the breaker (`breaker`), the shared state
-//! (`shared`), metrics (`metrics`), incident records (`incident`), and the per-VM core that
-//! ties them together (`engine`). `glue` is the proxy-wasm side: it only moves headers,
-//! time, shared data and metrics between Envoy and the core.
+//! ([`host::Host`]) and is tested on the host. Where to find what:
+//!
+//! - [`config`]: the JSON configuration — `raw` serde shapes, `validate`, the typed
+//!   `Config`, `limits`;
+//! - routing: [`schedule`] (time of day), [`rules`] (first match, shares, draws),
+//!   [`decision`] (where a request goes, its `x-canary-decision`);
+//! - [`signals`]: what a reply says (status, latency, box count, flag);
+//! - [`detect`]: the two detectors behind one trait — `sequential` (math, evidence,
+//!   plan) and `window` (windows, breach) — what the workers share (`workers`,
+//!   `snapshot`), a probe's verdict (`probe`);
+//! - [`breaker`]: one unit's shed state machine and the board of all units;
+//! - [`shared`]: proxy shared data — keys, the codecs of every record, compare-and-swap,
+//!   the board, the worker list, the detectors' store;
+//! - [`engine`]: one VM's core, in rooms — `request`, `route`, `reply`, `tick`,
+//!   `breaker`, `latch`, `operator`;
+//! - [`incident`] (the JSON line), [`metrics`] (names, pending counters), [`link`]
+//!   (confirm mode's signed links), [`rand`] (the one generator);
+//! - [`host`]: the host interface and [`host::MemoryHost`], Envoy in memory;
+//! - `simulate` (feature `simulate`): synthetic releases for `make bench-detect`;
+//! - `glue`: the proxy-wasm side — host calls only: it looks values up, writes what the
+//!   core returns, and calls the core.
 
-pub mod breach;
 pub mod breaker;
 pub mod config;
 pub mod decision;
+pub mod detect;
 pub mod engine;
-pub mod evidence;
 #[cfg(test)]
 mod fuzz;
 pub mod host;
 pub mod incident;
 pub mod link;
+pub mod metrics;
+pub mod rand;
 pub mod rules;
 pub mod schedule;
-pub mod sequential;
+pub mod shared;
 pub mod signals;
 #[cfg(any(test, feature = "simulate"))]
 pub mod simulate;
-pub mod window;
-
-pub mod metrics;
-pub mod shared;
 
 mod glue;
 

@@ -1,9 +1,7 @@
 //! Rule matching (first match wins) and the sticky / per-request share of gray traffic.
 
-use crate::config::Rule;
-
-/// Buckets a share is drawn over: 10,000, so percent has two decimals (basis points).
-pub const BUCKETS: u32 = 10_000;
+use crate::config::{BUCKETS, Rule};
+use crate::rand::{Rng, mix64};
 
 /// The index of the first rule whose headers and hours match, if any. `header(name)` looks
 /// a (lower-case) request header up; `minute()` gives the local minute of the day, asked
@@ -34,13 +32,6 @@ pub fn sticky_hash(value: &[u8]) -> u64 {
     mix64(h)
 }
 
-/// splitmix64's finaliser.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The bucket (0..10,000) of a sticky key: the same key always lands in the same bucket.
 pub fn sticky_bucket(value: &[u8]) -> u32 {
     (sticky_hash(value) % u64::from(BUCKETS)) as u32
@@ -52,24 +43,21 @@ pub fn in_share(bucket: u32, share_bp: u32) -> bool {
     bucket < share_bp
 }
 
-/// A small per-VM generator (xorshift64*) for per-request draws; not for secrets.
+/// A VM's per-request draws (a share without a sticky key, a probe) and worker ids, from
+/// the filter's one generator; not for secrets.
 #[derive(Debug, Clone)]
-pub struct Draw(u64);
+pub struct Draw(Rng);
 
 impl Draw {
-    /// Seeds from anything that differs between VMs and starts (e.g. clock ns ^ context id).
+    /// Seeds from anything that differs between VMs and starts (e.g. clock ns ^ context id),
+    /// mixed first so that nearby seeds start far apart.
     pub fn new(seed: u64) -> Draw {
-        Draw(mix64(seed) | 1)
+        Draw(Rng::new(mix64(seed)))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
 
     /// A bucket in 0..10,000.

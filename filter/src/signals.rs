@@ -1,5 +1,10 @@
-//! The in-band signals a sidecar puts on every response: parsing that never lets a bad
-//! value crash the VM or poison the statistics.
+//! The in-band signals a sidecar puts on every response, and what one reply said: the
+//! status, the latency and box count, the breach flag. Parsing never lets a bad value
+//! crash the VM or poison the statistics.
+
+use grayguard_contract::headers::{BOX_COUNT, INFERENCE_LATENCY_MS};
+
+use crate::config::Breach;
 
 /// Largest latency accepted as real, in ms (one hour); anything above is malformed.
 pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
@@ -67,6 +72,97 @@ pub fn flag_reason(text: &str) -> String {
     }
 }
 
+/// What one reply said.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Observation {
+    /// The breach flag header was present.
+    pub flagged: bool,
+    /// 5xx, reset, or a configured signal header missing.
+    pub failed: bool,
+    /// Parsed latency, ms.
+    pub latency_ms: Option<f64>,
+    /// Parsed box count.
+    pub boxes: Option<f64>,
+}
+
+/// What one response said, as read from its headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub obs: Observation,
+    /// The breach flag's reason, when the flag was present.
+    pub flag_reason: Option<String>,
+}
+
+impl Reply {
+    /// A request that never got response headers (reset): a failure.
+    pub fn reset() -> Reply {
+        Reply {
+            obs: Observation {
+                failed: true,
+                ..Observation::default()
+            },
+            flag_reason: None,
+        }
+    }
+}
+
+/// A `:status` value.
+pub fn status(text: &[u8]) -> Option<u16> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// Reads a reply's status and signal headers (`header` looks one up, as bytes). Returns the
+/// reply and how many signal values were malformed (ignored, never trusted).
+pub fn read<'h>(
+    b: &Breach,
+    status: Option<u16>,
+    header: impl Fn(&str) -> Option<&'h [u8]>,
+) -> (Reply, u32) {
+    let lat_header = b
+        .latency
+        .as_ref()
+        .map_or(INFERENCE_LATENCY_MS, |t| t.header.as_str());
+    let box_header = b
+        .box_count
+        .as_ref()
+        .map_or(BOX_COUNT, |t| t.header.as_str());
+    let lat_raw = header(lat_header);
+    let box_raw = header(box_header);
+    let flag = header(&b.flag_header);
+    let missing =
+        (b.latency.is_some() && lat_raw.is_none()) || (b.box_count.is_some() && box_raw.is_none());
+    let status = status.unwrap_or(0);
+    let mut obs = Observation {
+        flagged: flag.is_some(),
+        failed: status == 0 || status >= 500 || missing,
+        latency_ms: None,
+        boxes: None,
+    };
+    let mut malformed = 0;
+    let text = |v: &'h [u8]| std::str::from_utf8(v).map_err(|_| Malformed);
+    // A failed reply's signals describe the refusal, not the model (a full queue answers
+    // 503 at once, with no boxes): it counts as a failure only, never as a latency or box
+    // sample, or an overloaded control would make a healthy gray look slow and noisy.
+    let sample = !obs.failed;
+    if let Some(v) = lat_raw {
+        match text(v).and_then(latency_ms) {
+            Ok(ms) => obs.latency_ms = sample.then_some(ms),
+            Err(_) => malformed += 1,
+        }
+    }
+    if let Some(v) = box_raw {
+        match text(v).and_then(box_count) {
+            Ok(n) => obs.boxes = sample.then_some(n),
+            Err(_) => malformed += 1,
+        }
+    }
+    let reply = Reply {
+        obs,
+        flag_reason: flag.map(|v| flag_reason(&String::from_utf8_lossy(v))),
+    };
+    (reply, malformed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +223,14 @@ mod tests {
             flag_reason(&"x".repeat(2 * MAX_FLAG_LEN)).len(),
             MAX_FLAG_LEN
         );
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(status(b"200"), Some(200));
+        assert_eq!(status(b"503"), Some(503));
+        for bad in [&b""[..], b"2OO", b"-1", b"70000", b"\xff"] {
+            assert_eq!(status(bad), None, "{bad:?}");
+        }
     }
 }

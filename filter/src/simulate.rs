@@ -4,43 +4,16 @@
 //! interleaved at a chosen share, fed through the real decision core ([`Engine`]) on an
 //! in-memory host whose clock advances with the traffic and ticks like Envoy's.
 
-use crate::breach::Observation;
-use crate::config;
-use crate::engine::{Engine, Reply};
-use crate::host::{Host, MemoryHost};
 use grayguard_contract::Trigger;
 
-/// A small deterministic generator (splitmix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+use crate::config;
+use crate::engine::Engine;
+use crate::host::{Host, MemoryHost};
+use crate::metrics::Counter;
+use crate::signals::{Observation, Reply};
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1).
-    pub fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    pub fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-
-    pub fn binomial(&mut self, n: u32, p: f64) -> f64 {
-        (0..n).filter(|_| self.unit() < p).count() as f64
-    }
-}
+/// The streams' generator: the filter's one (splitmix64).
+pub use crate::rand::Rng;
 
 /// How a side's latencies spread.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -229,7 +202,7 @@ pub fn play(config_json: &str, release: &Release, seed: u64) -> Result<Outcome, 
 fn opened(host: &MemoryHost) -> Option<Trigger> {
     Trigger::ALL
         .into_iter()
-        .find(|t| host.counter(crate::metrics::Counter::Breaches(*t)) > 0)
+        .find(|t| host.counter(Counter::Breaches(*t)) > 0)
 }
 
 /// Median and 90th percentile of a sample (nearest rank), if any.

@@ -1,20 +1,19 @@
-//! The HTTP context: hands each request's headers to the core and writes back the route
-//! (and, when configured, the hour); stamps the decision on the response and hands the
-//! response's status and signal headers to the core.
+//! The HTTP context: hands each request's headers (and, when the core asks, the listener's
+//! port and the peer) to the core, then removes the headers it names and writes the ones
+//! it returns, or sends its answer; stamps the decision on the response and hands the
+//! response's headers to the core.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use grayguard_contract::headers::{DECISION, PROBE, TIME_OF_DAY};
-use grayguard_contract::operator::PREFIX as OPERATOR_PATHS;
+use grayguard_contract::headers::DECISION;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Bytes, MapType};
 
 use super::Vm;
-use crate::breach::Observation;
-use crate::decision::Why;
-use crate::engine::{Reply, Routed};
+use crate::decision::Routed;
+use crate::engine::Request;
 
 pub struct Http {
     vm: Option<Rc<RefCell<Vm>>>,
@@ -44,10 +43,6 @@ fn lookup<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-fn lookup_str<'a>(headers: &'a HeaderPairs, name: &str) -> Option<&'a str> {
-    lookup(headers, name).and_then(|v| std::str::from_utf8(v).ok())
-}
-
 /// An integer property (Envoy hands them over as 8 little-endian bytes).
 fn property_u16(path: &[&str]) -> Option<u16> {
     let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
@@ -73,75 +68,41 @@ impl HttpContext for Http {
         if lookup(&headers, "x-grayguard-test-panic").is_some() {
             panic!("grayguard crash test: a panic inside the VM on purpose");
         }
-        // Operator requests never reach an upstream: answered here, or refused.
-        if let Some(path) = lookup_str(&headers, ":path").filter(|p| p.starts_with(OPERATOR_PATHS))
-        {
-            let (path, query) = path.split_once('?').unwrap_or((path, ""));
-            let port = property_u16(&["destination", "port"]);
-            let operator_port = engine.config().operator.as_ref().map(|o| o.port);
-            let on_operator = port.is_some() && port == operator_port;
-            let by = engine
-                .config()
-                .operator
-                .as_ref()
-                .and_then(|o| o.identity_header.as_deref())
-                .and_then(|h| lookup_str(&headers, h));
-            let from = on_operator
-                .then(|| {
-                    hostcalls::get_property(vec!["source", "address"])
-                        .ok()
-                        .flatten()
-                })
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned());
-            let reply = engine.operator(host, path, query, on_operator, by, from.as_deref());
-            let _ = hostcalls::send_http_response(
-                u32::from(reply.status),
-                vec![("content-type", "application/json")],
-                Some(reply.body.as_bytes()),
-            );
-            return Action::Pause;
-        }
-        // A client must not pick its route or fake a breach: drop what it sent. Requests
-        // without them (the normal case) cost no host call here.
-        let cfg = engine.config();
-        let spoofable = [
-            cfg.route_header.clone(),
-            DECISION.to_string(),
-            cfg.breach.flag_header.clone(),
-            PROBE.to_string(),
-        ];
-        for name in &spoofable {
-            if lookup(&headers, name).is_some() {
+        let request = engine.request(
+            host,
+            |name| lookup(&headers, name),
+            || property_u16(&["destination", "port"]),
+            || {
+                hostcalls::get_property(vec!["source", "address"])
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            },
+            |name| {
                 let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
-                engine.stripped();
+            },
+        );
+        match request {
+            Request::Answer(reply) => {
+                let _ = hostcalls::send_http_response(
+                    u32::from(reply.status),
+                    vec![("content-type", "application/json")],
+                    Some(reply.body.as_bytes()),
+                );
+                Action::Pause
+            }
+            Request::Route(routed) => {
+                for (name, value) in engine.upstream_headers(&routed) {
+                    let _ = hostcalls::set_map_value_bytes(
+                        MapType::HttpRequestHeaders,
+                        name,
+                        Some(value),
+                    );
+                }
+                self.routed = Some(routed);
+                Action::Continue
             }
         }
-        let routed = engine.decide(host, |name| lookup_str(&headers, name));
-        let cfg = engine.config();
-        let route = if routed.decision.gray {
-            &cfg.gray
-        } else {
-            &cfg.stable
-        };
-        let _ = hostcalls::set_map_value_bytes(
-            MapType::HttpRequestHeaders,
-            &cfg.route_header,
-            Some(route.as_bytes()),
-        );
-        if routed.decision.why == Why::Probe {
-            // The gray workload answers a probe on its own merits, without any latch.
-            let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, PROBE, Some(b"1"));
-        }
-        if cfg.time_header_upstream {
-            let _ = hostcalls::set_map_value_bytes(
-                MapType::HttpRequestHeaders,
-                TIME_OF_DAY,
-                Some(&routed.hour),
-            );
-        }
-        self.routed = Some(routed);
-        Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
@@ -158,19 +119,17 @@ impl HttpContext for Http {
             DECISION,
             Some(engine.decision_text(&routed).as_bytes()),
         );
-        if !engine.reads_response(&routed) {
-            return Action::Continue;
+        if engine.reads_response(&routed) {
+            // One host call for all response headers (cheaper than a lookup per signal).
+            let headers =
+                hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+            engine.on_response(host, &routed, |name| lookup(&headers, name));
         }
-        // One host call for all response headers (cheaper than a lookup per signal).
-        let headers = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
-        let status = lookup_str(&headers, ":status").and_then(|v| v.parse::<u16>().ok());
-        let reply = engine.read(status, |name| lookup(&headers, name));
-        engine.settle(host, &routed, &reply);
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        // A request that never got response headers was reset: a failure.
+        // A request that never got response headers was reset.
         if self.responded {
             return;
         }
@@ -179,16 +138,7 @@ impl HttpContext for Http {
         };
         if let Ok(mut guard) = vm.try_borrow_mut() {
             let Vm { engine, host } = &mut *guard;
-            if engine.reads_response(&routed) {
-                let reply = Reply {
-                    obs: Observation {
-                        failed: true,
-                        ..Observation::default()
-                    },
-                    flag_reason: None,
-                };
-                engine.settle(host, &routed, &reply);
-            }
+            engine.on_reset(host, &routed);
         }
     }
 }

@@ -14,6 +14,7 @@ use super::{EnvoyHost, Vm};
 use crate::config;
 use crate::engine::Engine;
 use crate::host::Host;
+use crate::signals;
 
 /// Most bytes of plugin configuration read.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
@@ -41,10 +42,10 @@ impl Context for Root {
         _body_size: usize,
         _trailers: usize,
     ) {
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
-            .and_then(|s| s.parse::<u16>().ok());
+            .and_then(|s| signals::status(&s));
         if let Some(vm) = &self.vm
             && let Ok(mut vm) = vm.try_borrow_mut()
         {
@@ -70,9 +71,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let rules = cfg.rules.len();
         let sync = Duration::from_millis(cfg.sync_ms);
-        let detector = cfg.breach.detector;
         let mut engine = Engine::new(cfg, &text, 0);
         let host = EnvoyHost::define();
         // Seeds differ between VMs and starts; worker ids do not depend on them.
@@ -92,12 +91,7 @@ impl RootContext for Root {
             engine.set_gateway(&String::from_utf8_lossy(&id));
         }
         engine.start(&host);
-        info!(
-            "grayguard configured: {rules} rule(s), {} breaker unit(s), {detector:?} detector, sync every {} ms, gateway {}",
-            engine.units(),
-            sync.as_millis(),
-            engine.gateway()
-        );
+        info!("{}", engine.describe());
         self.vm = Some(Rc::new(RefCell::new(Vm { engine, host })));
         let _ = hostcalls::set_tick_period(sync);
         true

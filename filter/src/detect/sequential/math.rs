@@ -1,4 +1,4 @@
-//! Anytime-valid sequential tests: the arithmetic behind the `sequential` detector.
+//! Anytime-valid sequential tests: the arithmetic behind the sequential detector.
 //!
 //! Every statistical trigger reduces to one question about a difference of means `D`
 //! ("gray minus what is acceptable", positive when gray is worse than the margin allows),
@@ -241,29 +241,7 @@ impl Contrast {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator for the tests (splitmix64).
-    pub(crate) struct Rng(u64);
-
-    impl Rng {
-        pub(crate) fn new(seed: u64) -> Rng {
-            Rng(seed)
-        }
-        pub(crate) fn u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        pub(crate) fn unit(&mut self) -> f64 {
-            ((self.u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-        pub(crate) fn normal(&mut self) -> f64 {
-            let (u, v) = (self.unit(), self.unit());
-            (-2.0 * u.ln()).sqrt() * (2.0 * PI * v).cos()
-        }
-    }
+    use crate::rand::Rng;
 
     #[test]
     fn ln_phi_matches_known_values_in_both_tails() {

@@ -1,12 +1,11 @@
-//! The window detector's triggers (which one fires for a unit's merged window) and the
-//! judgement of single half-open probes for both detectors. Nothing fires below
-//! `min_samples`.
+//! The window detector's triggers: which one fires for a unit's merged window, against
+//! the box-count baseline (configured, or learned from stable and held while stable is
+//! thin). Nothing fires below `min_samples`.
+
+use grayguard_contract::Trigger;
 
 use crate::config::{BoxCount, Breach};
-use crate::evidence::Tally;
-use crate::window::Stats;
-
-pub use grayguard_contract::Trigger;
+use crate::detect::window::windows::Stats;
 
 /// The box-count reference: mean and std of stable responses (or the configured one).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,7 +63,8 @@ impl Baseline {
         t.max_sigma * self.std.max(t.min_std)
     }
 
-    fn outside(&self, t: &BoxCount, value: f64) -> bool {
+    /// Whether `value` lies outside the band around the mean.
+    pub fn outside(&self, t: &BoxCount, value: f64) -> bool {
         (value - self.mean).abs() > self.band(t)
     }
 }
@@ -101,92 +101,13 @@ pub fn evaluate(
     None
 }
 
-/// What one gray response said.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Observation {
-    /// The breach flag header was present.
-    pub flagged: bool,
-    /// 5xx, reset, or a configured signal header missing.
-    pub failed: bool,
-    /// Parsed latency, ms.
-    pub latency_ms: Option<f64>,
-    /// Parsed box count.
-    pub boxes: Option<f64>,
-}
-
-/// What sinks a probe whatever the detector: the flag, or a failure when a failure trigger
-/// is on.
-fn judge_outright(b: &Breach, o: &Observation) -> Result<(), Trigger> {
-    if o.flagged {
-        return Err(Trigger::Flag);
-    }
-    if o.failed {
-        if b.error_rate.is_some() {
-            return Err(Trigger::ErrorRate);
-        }
-        if b.consecutive_failures.is_some() {
-            return Err(Trigger::ConsecutiveFailures);
-        }
-    }
-    Ok(())
-}
-
-/// Judges one half-open probe on its own: the flag, a failure (when a failure trigger is
-/// on), a latency above the mean threshold, or a box count outside the baseline band.
-pub fn judge_probe(b: &Breach, o: &Observation, baseline: Option<Baseline>) -> Result<(), Trigger> {
-    judge_outright(b, o)?;
-    if let (Some(t), Some(ms)) = (&b.latency, o.latency_ms)
-        && t.max_mean_ms.is_some_and(|max| ms > max)
-    {
-        return Err(Trigger::Latency);
-    }
-    if let (Some(t), Some(n), Some(base)) = (&b.box_count, o.boxes, baseline)
-        && base.outside(t, n)
-    {
-        return Err(Trigger::BoxCount);
-    }
-    Ok(())
-}
-
-/// Judges one half-open probe of the sequential detector on its own: the flag, a failure
-/// (when a failure trigger is on), a latency above the ceiling or beyond the control's
-/// mean × `max_ratio` + 3 sd, or a box count outside the control's mean × (1 ± `max_shift`)
-/// ∓ 3 sd. `control` is the control of the epoch that tripped (none: only the flag, failures
-/// and the ceiling judge).
-pub fn judge_probe_against(
-    b: &Breach,
-    o: &Observation,
-    control: Option<&Tally>,
-) -> Result<(), Trigger> {
-    judge_outright(b, o)?;
-    if let (Some(t), Some(ms)) = (&b.latency, o.latency_ms) {
-        let ceiling = t.max_mean_ms.unwrap_or(f64::INFINITY);
-        let band = control
-            .and_then(|c| Some(c.latency.mean()? * t.max_ratio + 3.0 * c.latency.var().sqrt()))
-            .unwrap_or(f64::INFINITY);
-        if ms > ceiling || ms > band {
-            return Err(Trigger::Latency);
-        }
-    }
-    if let (Some(t), Some(n), Some(c)) = (&b.box_count, o.boxes, control)
-        && let Some(mean) = c.boxes.mean()
-    {
-        let sd3 = 3.0 * c.boxes.var().sqrt();
-        let lo = mean * (1.0 - t.max_shift).max(0.0) - sd3;
-        let hi = mean * (1.0 + t.max_shift) + sd3;
-        if n < lo || n > hi {
-            return Err(Trigger::BoxCount);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::parse;
 
-    fn breach() -> Breach {
+    /// Every trigger on, with the window detector's thresholds (also judges probes).
+    pub(crate) fn breach() -> Breach {
         parse(
             br#"{"stable":"s","gray":"g","rules":[],"breach":{
               "latency":{"header":"l","max_mean_ms":100,"window_s":10,"min_samples":10},
@@ -356,74 +277,5 @@ mod tests {
         // A full window again replaces it.
         let fresh = Baseline::next(t, &stable(&[7.0; 12]), Some(held)).unwrap();
         assert_eq!((fresh.mean, fresh.samples, fresh.held), (7.0, 12, false));
-    }
-
-    #[test]
-    fn probes_are_judged_alone() {
-        let b = breach();
-        let base = Some(Baseline {
-            mean: 5.0,
-            std: 1.0,
-            samples: 50,
-            held: false,
-        });
-        let ok = Observation {
-            latency_ms: Some(20.0),
-            boxes: Some(6.0),
-            ..Default::default()
-        };
-        let cases = [
-            (ok, Ok(())),
-            (
-                Observation {
-                    flagged: true,
-                    ..ok
-                },
-                Err(Trigger::Flag),
-            ),
-            (Observation { failed: true, ..ok }, Err(Trigger::ErrorRate)),
-            (
-                Observation {
-                    latency_ms: Some(101.0),
-                    ..ok
-                },
-                Err(Trigger::Latency),
-            ),
-            (
-                Observation {
-                    boxes: Some(9.0),
-                    ..ok
-                },
-                Err(Trigger::BoxCount),
-            ),
-            (
-                Observation {
-                    boxes: Some(8.0),
-                    ..ok
-                },
-                Ok(()),
-            ),
-        ];
-        for (o, want) in cases {
-            assert_eq!(judge_probe(&b, &o, base), want, "{o:?}");
-        }
-        assert_eq!(
-            judge_probe(
-                &b,
-                &Observation {
-                    boxes: Some(90.0),
-                    ..ok
-                },
-                None
-            ),
-            Ok(())
-        );
-        let only_flag = parse(br#"{"stable":"s","gray":"g","rules":[]}"#)
-            .unwrap()
-            .breach;
-        assert_eq!(
-            judge_probe(&only_flag, &Observation { failed: true, ..ok }, None),
-            Ok(())
-        );
     }
 }

@@ -1,120 +1,21 @@
-//! Proxy shared data: the keys one configuration uses and the reads and compare-and-swap
-//! writes on them, over any [`Host`]. Shared data is per Envoy process and VM id, visible to
-//! every worker's VM.
-//!
-//! Keys (`<cfg>` is a hash of the configuration text, so a changed configuration starts
-//! from clean state and an unchanged reload keeps it):
-//! - `grayguard/<cfg>/board`: the breaker board, written only on transitions (CAS);
-//! - `grayguard/<cfg>/workers`: ids of the VMs publishing windows (unique; CAS append);
-//! - `grayguard/<cfg>/w/<id>`: one VM's window snapshot, written by that VM only;
-//! - `grayguard/<cfg>/evidence`: the sequential detector's evidence record (CAS).
+//! The worker list in shared data: the ids of the VMs that publish snapshots, each taken
+//! by exactly one VM.
 
-use crate::breaker::Board;
 use crate::host::{Host, ShareError};
-use crate::rules::sticky_hash;
+use crate::shared::cas::CAS_ATTEMPTS;
+use crate::shared::codec::{decode_workers, encode_workers};
 
 /// Most VMs remembered in the worker list (older ids are dropped first).
 pub const MAX_WORKERS: usize = 256;
-/// Attempts of a compare-and-swap loop before giving up until the next event or tick.
-const CAS_ATTEMPTS: usize = 16;
 
-/// The keys of one configuration.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    pub board: String,
-    pub workers: String,
-    pub evidence: String,
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(config_text: &[u8]) -> Keys {
-        let prefix = format!("grayguard/{:016x}/", sticky_hash(config_text));
-        Keys {
-            board: format!("{prefix}board"),
-            workers: format!("{prefix}workers"),
-            evidence: format!("{prefix}evidence"),
-            prefix,
-        }
-    }
-
-    pub fn worker(&self, id: u32) -> String {
-        format!("{}w/{id:08x}", self.prefix)
-    }
-}
-
-/// The board as stored, with its CAS, or a fresh all-closed board.
-pub fn read_board(host: &impl Host, key: &str, units: usize) -> (Board, Option<u32>) {
-    let (bytes, cas) = host.get_shared(key);
-    let board = bytes
-        .and_then(|b| Board::decode(&b, units).ok())
-        .unwrap_or_else(|| Board::new(units));
-    (board, cas)
-}
-
-/// Applies `change` to a shared value with compare-and-swap, retrying on conflicts.
-/// `decode` reads the stored bytes (`None` when missing or undecodable: start afresh);
-/// `change` returns `None` when there is nothing to do (e.g. another worker already made
-/// the transition). Returns the written value and what `change` said.
-pub fn update<V, T>(
-    host: &impl Host,
-    key: &str,
-    decode: impl Fn(Option<Vec<u8>>) -> V,
-    encode: impl Fn(&V) -> Vec<u8>,
-    mut change: impl FnMut(&V) -> Option<(V, T)>,
-) -> Option<(V, T)> {
-    for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = host.get_shared(key);
-        let current = decode(bytes);
-        let (next, out) = change(&current)?;
-        match host.set_shared(key, &encode(&next), cas) {
-            Ok(()) => return Some((next, out)),
-            Err(ShareError::CasMismatch) => continue,
-            Err(ShareError::Failed) => return None,
-        }
-    }
-    None
-}
-
-/// [`update`] on the breaker board.
-pub fn update_board<T>(
-    host: &impl Host,
-    key: &str,
-    units: usize,
-    change: impl FnMut(&Board) -> Option<(Board, T)>,
-) -> Option<(Board, T)> {
-    update(
-        host,
-        key,
-        |bytes| {
-            bytes
-                .and_then(|b| Board::decode(&b, units).ok())
-                .unwrap_or_else(|| Board::new(units))
-        },
-        Board::encode,
-        change,
-    )
-}
-
-/// Creates the board if it does not exist yet (so later writes always carry a CAS).
-pub fn ensure_board(host: &impl Host, key: &str, units: usize) {
-    if host.get_shared(key).0.is_none() {
-        let _ = host.set_shared(key, &Board::new(units).encode(), None);
-    }
-}
-
-/// Worker ids in the list.
+/// Worker ids in the list (none when missing or unreadable).
 pub fn workers(host: &impl Host, key: &str) -> Vec<u32> {
     decode_ids(host.get_shared(key).0)
 }
 
 fn decode_ids(bytes: Option<Vec<u8>>) -> Vec<u32> {
     bytes
-        .map(|b| {
-            b.chunks_exact(4)
-                .filter_map(|c| c.try_into().ok().map(u32::from_le_bytes))
-                .collect()
-        })
+        .and_then(|b| decode_workers(&b).ok())
         .unwrap_or_default()
 }
 
@@ -137,7 +38,7 @@ pub fn claim_worker(
     for _ in 0..CAS_ATTEMPTS {
         let (bytes, cas) = host.get_shared(key);
         let Some(cas) = cas else {
-            host.set_shared(key, &[], None).ok()?;
+            host.set_shared(key, &encode_workers(&[]), None).ok()?;
             continue;
         };
         let mut ids = decode_ids(bytes);
@@ -152,8 +53,7 @@ pub fn claim_worker(
         if ids.len() > MAX_WORKERS {
             ids.remove(0);
         }
-        let out: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
-        match host.set_shared(key, &out, Some(cas)) {
+        match host.set_shared(key, &encode_workers(&ids), Some(cas)) {
             Ok(()) => return Some(pick),
             Err(ShareError::CasMismatch) => {}
             Err(ShareError::Failed) => return None,
@@ -226,7 +126,7 @@ mod tests {
     #[test]
     fn a_vm_losing_the_race_rereads_and_draws_again() {
         let h = MemoryHost::new(0);
-        h.set_shared("w", &[], None).unwrap();
+        h.set_shared("w", &encode_workers(&[]), None).unwrap();
         // Both VMs draw 5 first; the other VM's append lands between this one's read and write.
         let racing = Racing {
             inner: &h,
@@ -245,9 +145,9 @@ mod tests {
         let h = MemoryHost::new(0);
         assert_eq!(claim(&h, None, &[3]), Some(3));
         // A late creation of the list wipes the entry.
-        h.set_shared("w", &[], None).unwrap();
+        h.set_shared("w", &encode_workers(&[]), None).unwrap();
         assert_eq!(claim(&h, Some(3), &[8]), Some(3));
-        h.set_shared("w", &[], None).unwrap();
+        h.set_shared("w", &encode_workers(&[]), None).unwrap();
         // Another VM took 3 meanwhile: the old owner moves to a fresh id.
         assert_eq!(claim(&h, None, &[3]), Some(3));
         assert_eq!(claim(&h, Some(3), &[3, 8]), Some(8));
@@ -262,25 +162,12 @@ mod tests {
     }
 
     #[test]
-    fn updates_retry_on_contention_and_give_up_on_host_errors() {
+    fn a_claim_gives_up_on_host_errors() {
         let h = MemoryHost::new(0);
-        ensure_board(&h, "b", 1);
-        h.set_faults(crate::host::Faults {
-            cas_conflicts: 3,
-            ..Default::default()
-        });
-        let done = update_board(&h, "b", 1, |b| Some((b.clone(), ())));
-        assert!(done.is_some(), "three conflicts are retried");
-        h.set_faults(crate::host::Faults {
-            cas_conflicts: 1_000,
-            ..Default::default()
-        });
-        assert!(update_board(&h, "b", 1, |b| Some((b.clone(), ()))).is_none());
         h.set_faults(crate::host::Faults {
             writes_fail: true,
             ..Default::default()
         });
-        assert!(update_board(&h, "b", 1, |b| Some((b.clone(), ()))).is_none());
         assert_eq!(claim(&h, None, &[1]), None);
     }
 }

@@ -1,12 +1,5 @@
-//! The sequential detector: what each unit has seen of gray and of its stable control,
-//! the shared evidence record that merges every worker's observations, and the tests that
-//! decide from it (the arithmetic is in [`crate::sequential`]).
-//!
-//! Each worker tallies its responses locally (counts, sums and sums of squares: constant
-//! memory per unit) and on the tick adds them to one record in proxy shared data with a
-//! compare-and-swap. The record therefore holds every response any worker saw, added in
-//! one total order; a test evaluated after each addition sees a growing prefix of one
-//! sequence of batches, which is all an anytime-valid test needs.
+//! The sequential detector's tests: which one-sided hypotheses the configuration asks for,
+//! each with its share of `alpha` and its mixture, and what they find on a unit's evidence.
 //!
 //! Per unit and trigger, several one-sided tests run at once, each with its share of
 //! `alpha` (a union bound keeps the total): gray against the control beyond the margin
@@ -15,13 +8,13 @@
 //! over the whole epoch (since the breaker last closed) and one over the current segment
 //! of `segment_responses` gray responses, so that a regression starting after a long
 //! healthy period is not drowned by it. Segment `j` gets `1/(j(j+1))` of the segment share.
+//! The arithmetic is [`super::math`]'s.
 
 use grayguard_contract::Trigger;
 
-use crate::breach::Observation;
 use crate::config::{Breach, Control};
-use crate::sequential::{Contrast, Moments, Rate, cs_width, rho2_for};
-use crate::window::{Corrupt, Reader};
+use crate::detect::sequential::evidence::{Pair, UnitEvidence};
+use crate::detect::sequential::math::{Contrast, cs_width, rho2_for};
 
 /// Share of a test's alpha given to the epoch-long test; the rest is spread over segments.
 pub const EPOCH_SHARE: f64 = 0.8;
@@ -31,194 +24,6 @@ pub const EPOCH_SHARE: f64 = 0.8;
 pub const DESIGN_LATENCY: f64 = 40.0;
 pub const DESIGN_BOX_COUNT: f64 = 100.0;
 pub const DESIGN_ERROR_RATE: f64 = 400.0;
-
-/// What one side (gray, or the control) of one unit saw.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Tally {
-    pub latency: Moments,
-    pub boxes: Moments,
-    pub rate: Rate,
-}
-
-impl Tally {
-    pub fn observe(&mut self, o: &Observation) {
-        self.rate.n += 1.0;
-        if o.failed {
-            self.rate.failures += 1.0;
-        }
-        if let Some(ms) = o.latency_ms {
-            self.latency.add(ms);
-        }
-        if let Some(n) = o.boxes {
-            self.boxes.add(n);
-        }
-    }
-
-    pub fn merge(&mut self, o: &Tally) {
-        self.latency.merge(&o.latency);
-        self.boxes.merge(&o.boxes);
-        self.rate.merge(&o.rate);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rate.n == 0.0 && self.latency.n == 0.0 && self.boxes.n == 0.0
-    }
-}
-
-/// Gray and control over one stretch of time.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Pair {
-    pub gray: Tally,
-    pub control: Tally,
-}
-
-impl Pair {
-    fn merge(&mut self, gray: &Tally, control: &Tally) {
-        self.gray.merge(gray);
-        self.control.merge(control);
-    }
-}
-
-/// One unit's evidence in the shared record.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct UnitEvidence {
-    /// The breaker generation this epoch belongs to (a close starts a new epoch).
-    pub generation: u32,
-    /// Since the breaker last closed (or the configuration started).
-    pub epoch: Pair,
-    /// Since the current segment started.
-    pub segment: Pair,
-    /// 1-based index of the current segment in this epoch.
-    pub segment_index: u32,
-}
-
-impl UnitEvidence {
-    fn fresh(generation: u32) -> UnitEvidence {
-        UnitEvidence {
-            generation,
-            segment_index: 1,
-            ..UnitEvidence::default()
-        }
-    }
-
-    /// Adds one worker's tallies; a segment full of gray responses is closed first.
-    pub fn add(&mut self, gray: &Tally, control: &Tally, segment_responses: u32) {
-        if self.segment.gray.rate.n >= f64::from(segment_responses) {
-            self.segment = Pair::default();
-            self.segment_index = self.segment_index.saturating_add(1);
-        }
-        self.epoch.merge(gray, control);
-        self.segment.merge(gray, control);
-    }
-}
-
-/// Every unit's evidence: the shared record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record(pub Vec<UnitEvidence>);
-
-const RECORD_VERSION: u8 = 1;
-
-impl Record {
-    pub fn new(units: usize) -> Record {
-        Record(vec![UnitEvidence::fresh(0); units])
-    }
-
-    /// The unit's evidence for breaker `generation`: started afresh when the stored one
-    /// belongs to an earlier epoch.
-    pub fn unit_for(&mut self, unit: usize, generation: u32) -> Option<&mut UnitEvidence> {
-        let u = self.0.get_mut(unit)?;
-        if u.generation != generation {
-            *u = UnitEvidence::fresh(generation);
-        }
-        Some(u)
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(3 + self.0.len() * 264);
-        out.push(RECORD_VERSION);
-        out.extend_from_slice(&(self.0.len() as u16).to_le_bytes());
-        for u in &self.0 {
-            out.extend_from_slice(&u.generation.to_le_bytes());
-            out.extend_from_slice(&u.segment_index.to_le_bytes());
-            for pair in [&u.epoch, &u.segment] {
-                for t in [&pair.gray, &pair.control] {
-                    for v in tally_fields(t) {
-                        out.extend_from_slice(&v.to_le_bytes());
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Decodes a record of exactly `units` units.
-    pub fn decode(bytes: &[u8], units: usize) -> Result<Record, Corrupt> {
-        let mut r = Reader(bytes);
-        if r.u8()? != RECORD_VERSION || usize::from(r.u16()?) != units {
-            return Err(Corrupt);
-        }
-        let mut v = Vec::with_capacity(units);
-        for _ in 0..units {
-            let generation = r.u32()?;
-            let segment_index = r.u32()?;
-            let mut pairs = [Pair::default(); 2];
-            for pair in &mut pairs {
-                for t in [&mut pair.gray, &mut pair.control] {
-                    let mut f = [0.0; 8];
-                    for x in &mut f {
-                        *x = r.f64()?;
-                    }
-                    *t = tally_from(f).ok_or(Corrupt)?;
-                }
-            }
-            v.push(UnitEvidence {
-                generation,
-                epoch: pairs[0],
-                segment: pairs[1],
-                segment_index,
-            });
-        }
-        if !r.0.is_empty() {
-            return Err(Corrupt);
-        }
-        Ok(Record(v))
-    }
-}
-
-fn tally_fields(t: &Tally) -> [f64; 8] {
-    [
-        t.latency.n,
-        t.latency.sum,
-        t.latency.sumsq,
-        t.boxes.n,
-        t.boxes.sum,
-        t.boxes.sumsq,
-        t.rate.n,
-        t.rate.failures,
-    ]
-}
-
-/// A tally from its fields; counts must be whole, non-negative and consistent.
-fn tally_from(f: [f64; 8]) -> Option<Tally> {
-    let count = |x: f64| x >= 0.0 && x.fract() == 0.0;
-    let ok = count(f[0]) && count(f[3]) && count(f[6]) && count(f[7]) && f[7] <= f[6];
-    ok.then_some(Tally {
-        latency: Moments {
-            n: f[0],
-            sum: f[1],
-            sumsq: f[2],
-        },
-        boxes: Moments {
-            n: f[3],
-            sum: f[4],
-            sumsq: f[5],
-        },
-        rate: Rate {
-            n: f[6],
-            failures: f[7],
-        },
-    })
-}
 
 /// One of the one-sided hypotheses a trigger tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -527,6 +332,9 @@ fn finding(t: &Test, m: &Margins, p: &Pair, span: Span, alpha: f64) -> Option<Fi
 mod tests {
     use super::*;
     use crate::config::parse;
+    use crate::detect::sequential::evidence::Tally;
+    use crate::detect::sequential::evidence::tests::obs;
+    use crate::signals::Observation;
 
     fn breach(extra: &str) -> Breach {
         parse(
@@ -540,15 +348,6 @@ mod tests {
         )
         .unwrap()
         .breach
-    }
-
-    fn obs(lat: f64, boxes: f64, failed: bool) -> Observation {
-        Observation {
-            failed,
-            latency_ms: (!failed).then_some(lat),
-            boxes: (!failed).then_some(boxes),
-            ..Observation::default()
-        }
     }
 
     #[test]
@@ -573,46 +372,6 @@ mod tests {
         let p = Plan::for_breach(&with_baseline);
         assert_eq!(p.tests.len(), 4);
         assert!(p.tests.iter().all(|t| (t.alpha - 0.005).abs() < 1e-12));
-    }
-
-    #[test]
-    fn record_round_trips_and_rejects_corruption() {
-        let mut r = Record::new(2);
-        let mut g = Tally::default();
-        g.observe(&obs(12.5, 3.0, false));
-        g.observe(&obs(0.0, 0.0, true));
-        r.unit_for(1, 4).unwrap().add(&g, &Tally::default(), 1000);
-        let bytes = r.encode();
-        assert_eq!(Record::decode(&bytes, 2), Ok(r.clone()));
-        assert_eq!(Record::decode(&bytes, 3), Err(Corrupt));
-        for cut in 0..bytes.len() {
-            assert_eq!(Record::decode(&bytes[..cut], 2), Err(Corrupt));
-        }
-        // A failure count above the responses is not a tally.
-        let mut bad = r.clone();
-        bad.0[0].epoch.gray.rate = Rate {
-            n: 1.0,
-            failures: 2.0,
-        };
-        assert_eq!(Record::decode(&bad.encode(), 2), Err(Corrupt));
-    }
-
-    #[test]
-    fn a_new_generation_starts_a_new_epoch_and_segments_roll_over() {
-        let mut r = Record::new(1);
-        let mut g = Tally::default();
-        for _ in 0..6 {
-            g.observe(&obs(10.0, 5.0, false));
-        }
-        let u = r.unit_for(0, 1).unwrap();
-        u.add(&g, &g, 10);
-        u.add(&g, &g, 10);
-        assert_eq!((u.segment_index, u.segment.gray.rate.n), (1, 12.0));
-        u.add(&g, &g, 10);
-        assert_eq!((u.segment_index, u.segment.gray.rate.n), (2, 6.0));
-        assert_eq!(u.epoch.gray.rate.n, 18.0);
-        let again = r.unit_for(0, 2).unwrap();
-        assert_eq!((again.generation, again.epoch.gray.rate.n), (2, 0.0));
     }
 
     /// Deterministic streams: clear regressions cross, equal streams do not.

@@ -1,0 +1,111 @@
+//! The tick, every `sync_ms`: the detector's tick (what every worker saw, merged and
+//! evaluated), each trigger that fires acted on (shed, or in confirm mode an alert), the
+//! gauges set from the shared board and evidence, the latch calls sent and the counters
+//! handed over.
+
+use crate::breaker::Phase;
+use crate::config::{Action, Scope};
+use crate::detect::Tick;
+use crate::engine::Engine;
+use crate::host::Host;
+use crate::metrics::{Gauge, gauge_name};
+use crate::shared::HostStore;
+
+impl Engine {
+    /// The tick: the detector publishes and merges this VM's observations and evaluates
+    /// every closed unit; what fires trips (or alerts), then the gauges, the latch calls
+    /// and the counters.
+    pub fn tick(&mut self, host: &impl Host) {
+        let now = host.now_ns();
+        self.last_now_ns = self.last_now_ns.max(now);
+        let board = self
+            .board
+            .refresh(host, &self.keys.board, self.units)
+            .clone();
+        let store = HostStore::new(host, &self.keys, self.units);
+        let fire = self.detector.tick(&mut Tick {
+            store: &store,
+            now_ns: now,
+            board: &board,
+            draw: &mut self.draw,
+        });
+        for f in fire {
+            if f.statistical && self.action_of(f.unit) == Action::Confirm {
+                self.raise_alert(host, f.unit, f.trigger);
+            } else {
+                self.trip(host, f.unit, f.trigger, None);
+            }
+        }
+        self.set_gauges(host, now);
+        self.send_latches(host);
+        for (c, n) in self.pending.drain() {
+            host.add_counter(c, n);
+        }
+    }
+
+    /// What a statistical trigger does for `unit`: its rule's action (`scope: rule`) or
+    /// `breach.action` (`scope: all`).
+    fn action_of(&self, unit: usize) -> Action {
+        match self.cfg.breach.scope {
+            Scope::Rule => self
+                .cfg
+                .rules
+                .get(unit)
+                .map_or(self.cfg.breach.action, |r| r.action),
+            Scope::All => self.cfg.breach.action,
+        }
+    }
+
+    /// The breaker gauges, the detector's, and confirm mode's alert gauges; a host call only
+    /// for a gauge whose value changed.
+    fn set_gauges(&mut self, host: &impl Host, now: u64) {
+        let board = self.board.board().clone();
+        let phases: Vec<Phase> = board.0.iter().map(|b| b.phase(now)).collect();
+        let worst = phases
+            .iter()
+            .copied()
+            .max_by_key(|p| p.severity())
+            .unwrap_or(Phase::Closed);
+        let open = phases.iter().filter(|p| **p != Phase::Closed).count();
+        let mut set = vec![
+            (Gauge::BreakerState, worst.gauge()),
+            (Gauge::BreakersOpen, open as u64),
+        ];
+        for (u, p) in phases.iter().enumerate() {
+            set.push((Gauge::UnitState(u), p.gauge()));
+        }
+        self.detector
+            .gauges(&self.store(host), &board, &phases, &mut set);
+        for (u, b) in board.0.iter().enumerate() {
+            let name = match (b.alert, &self.cfg.operator) {
+                (Some(t), Some(_)) if !b.tripped => Some(gauge_name(
+                    Gauge::Alert(u, t),
+                    &self.unit_names,
+                    &self.link(u, t, b.alert_since_ns, now).query(),
+                )),
+                _ => None,
+            };
+            if let Some(slot) = self.alert_gauges.get_mut(u)
+                && *slot != name
+            {
+                // The alert ended, or its link was renewed: the old series goes to 0.
+                if let Some(old) = slot.take() {
+                    host.set_gauge(&old, 0);
+                    self.gauges.insert(old, 0);
+                }
+                if let Some(new) = &name {
+                    host.set_gauge(new, 1);
+                    self.gauges.insert(new.clone(), 1);
+                }
+                *slot = name;
+            }
+        }
+        for (g, v) in set {
+            let name = gauge_name(g, &self.unit_names, "");
+            if self.gauges.get(&name) != Some(&v) {
+                host.set_gauge(&name, v);
+                self.gauges.insert(name, v);
+            }
+        }
+    }
+}
