@@ -24,6 +24,9 @@ pub const NMS_LATENCY_MS: &str = "x-nms-latency-ms";
 pub const BOX_COUNT: &str = "x-box-count";
 /// The model version that answered.
 pub const MODEL_VERSION: &str = "x-model-version";
+/// How far gray's boxes agreed with stable's on one earlier frame the gray sidecar had
+/// stable answer too: agreement F1, a decimal in `0..=1`, one value per comparison.
+pub const AGREEMENT: &str = "x-canary-agreement";
 
 /// The camera kind; the local mesh's rule routes `crane-camera` to gray.
 pub const DEVICE_TYPE: &str = "x-device-type";
