@@ -269,7 +269,7 @@ run: setup build
 DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
-	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash tests/demo/demo.sh $(DEMO_ARGS)
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash tests/tools/demo/demo.sh $(DEMO_ARGS)
 
 # ---------------------------------------------------------------- soak
 
@@ -283,7 +283,7 @@ SOAK_DURATION_S ?= 600
 SOAK_RATE ?= 3
 SOAK_ARGS ?=
 soak: setup build build-soak
-	bash tests/soak/soak.sh --duration-s $(SOAK_DURATION_S) --rate $(SOAK_RATE) --check $(SOAK_ARGS)
+	bash tests/tools/soak/soak.sh --duration-s $(SOAK_DURATION_S) --rate $(SOAK_RATE) --check $(SOAK_ARGS)
 
 # ---------------------------------------------------------------- fuzz
 

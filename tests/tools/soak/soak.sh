@@ -3,22 +3,22 @@
 # inputs for ten minutes by default, every process of the mesh watched through run.sh's pid
 # files — and writes .run/soak/{summary.txt,summary.json,soak.png}. Uses a mesh that is
 # already running (`make run` in another terminal); otherwise starts one in the background
-# and stops it again (tests/demo/mesh.sh).
+# and stops it again (tests/tools/mesh.sh).
 #
-#   bash tests/soak/soak.sh [grayguard-soak flags...]
+#   bash tests/tools/soak/soak.sh [grayguard-soak flags...]
 #
 # Environment: GRAYGUARD_SOAK (default target/release/grayguard-soak), GRAYGUARD_RUN_DIR,
-#              GRAYGUARD_RUN_READY_S (see tests/demo/mesh.sh).
+#              GRAYGUARD_RUN_READY_S (see tests/tools/mesh.sh).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$ROOT"
 
 SOAK="${GRAYGUARD_SOAK:-$ROOT/target/release/grayguard-soak}"
 [ -x "$SOAK" ] || { echo "[soak] error: $SOAK is missing; run \`make build-soak\`" >&2; exit 1; }
 
-# shellcheck source=tests/demo/mesh.sh
-source "$ROOT/tests/demo/mesh.sh"
+# shellcheck source=tests/tools/mesh.sh
+source "$ROOT/tests/tools/mesh.sh"
 mesh_up soak
 
 status=0

@@ -1,6 +1,6 @@
 # The local mesh for the tools that drive it (`make demo`, `make soak`); sourced, not run.
 #
-#   source tests/demo/mesh.sh
+#   source tests/tools/mesh.sh
 #   mesh_up TAG        uses the mesh of a `make run` in another terminal, or starts
 #                      mesh-config/local/run.sh in the background (its output in
 #                      $RUN_DIR/logs/run.log) and stops it again when the calling script exits

@@ -4,17 +4,17 @@
 # (`make run` in another terminal); otherwise starts one in the background with
 # mesh-config/local/run.sh, runs grayguard-demo against it, and stops it again.
 #
-#   bash tests/demo/demo.sh [grayguard-demo flags...]     (default flags: --check)
+#   bash tests/tools/demo/demo.sh [grayguard-demo flags...]     (default flags: --check)
 #
 # Environment: GRAYGUARD_DEMO_BIN (default target/release/grayguard-demo),
 #              GRAYGUARD_REPORT (default target/release/grayguard-report),
 #              GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
 #              GRAYGUARD_GATEWAYS (front Envoys to drive, default 1: `make demo GATEWAYS=3`
 #              starts or expects `make run GATEWAYS=3` and sends round-robin through all).
-# The mesh is started (or found) by tests/demo/mesh.sh, shared with `make soak`.
+# The mesh is started (or found) by tests/tools/mesh.sh, shared with `make soak`.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$ROOT"
 
 DEMO="${GRAYGUARD_DEMO_BIN:-$ROOT/target/release/grayguard-demo}"
@@ -29,8 +29,8 @@ die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
 [ -x "$DEMO" ] || die "$DEMO is missing; run \`cargo build --release -p grayguard-demo\` (make demo does)"
 [ -x "$REPORT" ] || die "$REPORT is missing; run \`make build\`"
 
-# shellcheck source=tests/demo/mesh.sh
-source "$ROOT/tests/demo/mesh.sh"
+# shellcheck source=tests/tools/mesh.sh
+source "$ROOT/tests/tools/mesh.sh"
 mesh_up demo
 LOGS="$RUN_DIR/logs"
 
