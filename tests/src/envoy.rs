@@ -376,12 +376,12 @@ impl Envoy {
         self.proc.log()
     }
 
-    /// Polls `metric` (a [`prom::value`](crate::prom::value) selector) until `pred` holds, returning its last value; fails
+    /// Polls `metric` (a [`exposition::value`](grayguard_client::exposition::value) selector) until `pred` holds, returning its last value; fails
     /// the test after `timeout`.
     pub fn wait_metric(&self, name: &str, timeout: Duration, pred: impl Fn(f64) -> bool) -> f64 {
         let deadline = Instant::now() + timeout;
         loop {
-            let v = crate::prom::value(&self.prometheus(), name);
+            let v = grayguard_client::exposition::value(&self.prometheus(), name);
             if let Some(v) = v
                 && pred(v)
             {

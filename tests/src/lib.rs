@@ -17,7 +17,6 @@ pub mod mesh;
 pub mod oci;
 pub mod paths;
 pub mod process;
-pub mod prom;
 pub mod prometheus;
 pub mod registry;
 pub mod sidecar;

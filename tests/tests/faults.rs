@@ -24,12 +24,12 @@
 
 use std::time::Duration;
 
+use grayguard_client::exposition;
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::{Side, Trigger};
 use grayguard_e2e::envoy::RouteTimeouts;
 use grayguard_e2e::load::{Lane, Load, Outcome, describe};
 use grayguard_e2e::mesh::{Fleet, GRAY, Mesh, STABLE, local_plugin_config};
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::{READY_TIMEOUT, SidecarBuilder};
 use serde_json::Value;
 
@@ -125,7 +125,7 @@ fn first_shed_after(all: &[Outcome], lane: usize, t: Duration) -> Option<Outcome
 }
 
 fn metric(mesh: &Mesh, name: &str) -> f64 {
-    prom::value(&mesh.envoy.prometheus(), name).unwrap_or(0.0)
+    exposition::value(&mesh.envoy.prometheus(), name).unwrap_or(0.0)
 }
 
 /// Every breaker opening Envoy counted, by trigger.
@@ -133,7 +133,12 @@ fn breaches(mesh: &Mesh) -> Vec<(Trigger, f64)> {
     let text = mesh.envoy.prometheus();
     Trigger::ALL
         .into_iter()
-        .map(|t| (t, prom::value(&text, &names::breaches(t)).unwrap_or(0.0)))
+        .map(|t| {
+            (
+                t,
+                exposition::value(&text, &names::breaches(t)).unwrap_or(0.0),
+            )
+        })
         .collect()
 }
 
@@ -287,7 +292,7 @@ fn killed_gray_sidecar_costs_each_gateway_at_most_consecutive_failures_errors() 
         let text = gw.prometheus();
         let opened = [Trigger::ConsecutiveFailures, Trigger::ErrorRate]
             .iter()
-            .map(|&t| prom::value(&text, &names::breaches(t)).unwrap_or(0.0))
+            .map(|&t| exposition::value(&text, &names::breaches(t)).unwrap_or(0.0))
             .sum::<f64>();
         assert!(opened >= 1.0, "gw-{l} counted no breach");
         report.push(format!(
@@ -455,8 +460,8 @@ fn slow_or_overloaded_stable_answers_503_with_retry_after_and_does_not_shed_gray
     std::thread::sleep(Duration::from_millis(500));
     let text = mesh.envoy.prometheus();
     let mean_ms = |sum: &str, n: &str| {
-        prom::value(&text, sum).unwrap_or(0.0)
-            / prom::value(&text, n).unwrap_or(1.0).max(1.0)
+        exposition::value(&text, sum).unwrap_or(0.0)
+            / exposition::value(&text, n).unwrap_or(1.0).max(1.0)
             / 1000.0
     };
     let gray_ms = mean_ms(names::GRAY_LATENCY_US, names::GRAY_LATENCY_SAMPLES);
@@ -471,7 +476,7 @@ fn slow_or_overloaded_stable_answers_503_with_retry_after_and_does_not_shed_gray
     assert_eq!(metric(&mesh, names::BREAKER_STATE), 0.0);
     let evidence = format!("{}{{trigger=\"latency\"}}", names::EVIDENCE_PCT);
     assert_eq!(
-        prom::value(&text, &evidence),
+        exposition::value(&text, &evidence),
         Some(0.0),
         "no evidence against gray's latency"
     );
@@ -584,12 +589,13 @@ fn restarted_gateway_starts_closed_and_resheds_on_the_first_latched_gray_reply()
 
     let load = Load::start(&fleet.targets(), &lanes, MAX_LOAD);
     let first = until_shed(load);
-    let gw = |fleet: &Fleet| prom::value(&fleet.gateways[0].prometheus(), names::BREAKER_STATE);
+    let gw =
+        |fleet: &Fleet| exposition::value(&fleet.gateways[0].prometheus(), names::BREAKER_STATE);
     assert_eq!(gw(&fleet), Some(1.0), "shedding");
     // The gateway latches the gray workload on its next tick.
     fleet.gateways[0].wait_metric(names::LATCH_CALLS, Duration::from_secs(10), |n| n >= 1.0);
     assert_eq!(
-        prom::value(&fleet.gateways[0].prometheus(), names::LATCH_FAILURES).unwrap_or(0.0),
+        exposition::value(&fleet.gateways[0].prometheus(), names::LATCH_FAILURES).unwrap_or(0.0),
         0.0,
         "the latch call failed"
     );

@@ -9,13 +9,13 @@
 
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::operator::SECRET_ENV;
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::http;
 use grayguard_e2e::process::free_port;
-use grayguard_e2e::prom;
 use grayguard_e2e::upstream::Upstream;
 use serde_json::Value;
 
@@ -156,7 +156,7 @@ fn a_person_confirms_the_shed_with_a_signed_link_on_the_operator_listener() {
     assert_eq!(refused, 2.0);
     let stats = e.prometheus();
     assert_eq!(
-        prom::value(
+        exposition::value(
             &stats,
             &format!("{}{{rule=\"cranes\"}}", names::RULE_BREAKER_STATE)
         ),

@@ -7,9 +7,9 @@
 use grayguard_contract::headers;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use grayguard_client::exposition::value as metric;
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::http;
-use grayguard_e2e::prom::value as metric;
 use grayguard_e2e::upstream::Upstream;
 
 fn start(config: &str, stable: &Upstream, gray: &Upstream) -> Envoy {

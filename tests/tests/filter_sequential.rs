@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::{Decision, Note, Trigger};
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::http;
-use grayguard_e2e::prom;
 use grayguard_e2e::upstream::{Answer, Seen, Upstream};
 use grayguard_filter::simulate::{Rng, Side};
 use serde_json::Value;
@@ -218,7 +218,7 @@ fn a_a_is_never_shed_and_real_regressions_are() {
     let gauge = |name: &str, labels: &[(&str, &str)]| {
         let set: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
         let selector = format!("{name}{{{}}}", set.join(","));
-        prom::value(&text, &selector).unwrap_or_else(|| panic!("{selector} missing"))
+        exposition::value(&text, &selector).unwrap_or_else(|| panic!("{selector} missing"))
     };
     let t = Trigger::BoxCount.as_str();
     assert!(gauge(names::EVIDENCE_PCT, &[("rule", "boxes"), ("trigger", t)]) >= 100.0);

@@ -10,9 +10,9 @@ use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition::value as metric;
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::http;
-use grayguard_e2e::prom::value as metric;
 use grayguard_e2e::upstream::Upstream;
 use serde_json::Value;
 

@@ -10,10 +10,10 @@
 use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition::value as metric;
 use grayguard_e2e::http::Response;
 use grayguard_e2e::mesh::{GRAY, Mesh, STABLE, crane_rule_config};
 use grayguard_e2e::paths;
-use grayguard_e2e::prom::value as metric;
 use serde_json::json;
 
 const MIN_SAMPLES: usize = 5;

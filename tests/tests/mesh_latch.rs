@@ -11,6 +11,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition;
 use grayguard_contract::latch::{PATH, Request, WORKLOAD_TOKEN_ENV};
 use grayguard_contract::metrics::{filter as gw_metrics, sidecar as sc_metrics};
 use grayguard_contract::{Decision, Note, Trigger, headers};
@@ -18,7 +19,6 @@ use grayguard_e2e::envoy::TEST_LATCH_TOKEN;
 use grayguard_e2e::http;
 use grayguard_e2e::mesh::{Fleet, GRAY, STABLE, local_plugin_config};
 use grayguard_e2e::paths;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::SidecarBuilder;
 use serde_json::Value;
 
@@ -128,7 +128,7 @@ fn send(fleet: &Fleet, photos: &Photos, gw: usize, device_type: &str, i: usize) 
 }
 
 fn metric(text: &str, selector: &str) -> f64 {
-    prom::value(text, selector).unwrap_or(0.0)
+    exposition::value(text, selector).unwrap_or(0.0)
 }
 
 fn control_post(fleet: &Fleet, body: &str, token: Option<&str>) -> http::Response {

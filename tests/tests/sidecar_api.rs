@@ -12,9 +12,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition;
 use grayguard_e2e::http::{self, Response};
 use grayguard_e2e::paths;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
 
 /// Boxes of the Python reference server (PIL + numpy + onnxruntime, same model, conf 0.25,
@@ -364,14 +364,18 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
     for (status, n) in &sent.by_status {
         let series = format!("grayguard_sidecar_requests_total{{status=\"{status}\"}}");
         assert_eq!(
-            prom::value(&text, &series),
+            exposition::value(&text, &series),
             Some(f64::from(*n)),
             "{series}\n{text}"
         );
     }
     for (kind, n) in &sent.by_kind {
         let series = format!("grayguard_sidecar_errors_total{{kind=\"{kind}\"}}");
-        assert_eq!(prom::value(&text, &series), Some(f64::from(*n)), "{series}");
+        assert_eq!(
+            exposition::value(&text, &series),
+            Some(f64::from(*n)),
+            "{series}"
+        );
     }
     let successes = sent.boxes.len() as f64;
     let total_boxes: usize = sent.boxes.iter().sum();
@@ -380,29 +384,39 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         "grayguard_sidecar_inference_duration_seconds_count",
         "grayguard_sidecar_nms_duration_seconds_count",
     ] {
-        assert_eq!(prom::value(&text, series), Some(successes), "{series}");
+        assert_eq!(
+            exposition::value(&text, series),
+            Some(successes),
+            "{series}"
+        );
     }
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_detections_per_image_sum"),
+        exposition::value(&text, "grayguard_sidecar_detections_per_image_sum"),
         Some(total_boxes as f64)
     );
     let all: u32 = sent.by_status.values().sum();
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_request_duration_seconds_count"),
+        exposition::value(&text, "grayguard_sidecar_request_duration_seconds_count"),
         Some(f64::from(all))
     );
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_last_box_count"),
+        exposition::value(&text, "grayguard_sidecar_last_box_count"),
         Some(boxes.len() as f64)
     );
-    assert_eq!(prom::value(&text, "grayguard_sidecar_ready"), Some(1.0));
-    assert_eq!(prom::value(&text, "grayguard_sidecar_in_flight"), Some(0.0));
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_queue_depth"),
+        exposition::value(&text, "grayguard_sidecar_ready"),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition::value(&text, "grayguard_sidecar_in_flight"),
         Some(0.0)
     );
     assert_eq!(
-        prom::value(
+        exposition::value(&text, "grayguard_sidecar_queue_depth"),
+        Some(0.0)
+    );
+    assert_eq!(
+        exposition::value(
             &text,
             "grayguard_sidecar_info{device=\"cpu\",model_version=\"v-api\"}"
         ),
@@ -410,13 +424,15 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
     );
     for reason in ["latency", "box_count", "errors", "memory"] {
         let series = format!("grayguard_sidecar_breach_active{{reason=\"{reason}\"}}");
-        assert_eq!(prom::value(&text, &series), Some(0.0), "{series}");
+        assert_eq!(exposition::value(&text, &series), Some(0.0), "{series}");
     }
     assert!(
-        prom::value(&text, "grayguard_sidecar_memory_bytes").is_some_and(|v| v > 50e6),
+        exposition::value(&text, "grayguard_sidecar_memory_bytes").is_some_and(|v| v > 50e6),
         "RSS of a loaded model"
     );
-    assert!(prom::value(&text, "grayguard_sidecar_memory_limit_bytes").is_some_and(|v| v > 0.0));
+    assert!(
+        exposition::value(&text, "grayguard_sidecar_memory_limit_bytes").is_some_and(|v| v > 0.0)
+    );
 
     check_info(&sc);
 }

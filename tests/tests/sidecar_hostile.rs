@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use grayguard_contract::headers;
 use proptest::prelude::*;
 
+use grayguard_client::exposition;
 use grayguard_e2e::http;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::{Sidecar, SidecarBuilder};
 
 /// The limits of the test process.
@@ -122,7 +122,7 @@ fn start() -> Sidecar {
 
 fn dropped(text: &str, reason: &str) -> f64 {
     let series = format!("grayguard_sidecar_connections_dropped_total{{reason=\"{reason}\"}}");
-    prom::value(text, &series).unwrap_or_else(|| panic!("no {series}"))
+    exposition::value(text, &series).unwrap_or_else(|| panic!("no {series}"))
 }
 
 #[test]
@@ -243,7 +243,7 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
         let open = http::get(&sc.url("/metrics"))
             .ok()
             .filter(|r| r.status == 200)
-            .and_then(|r| prom::value(&r.text(), "grayguard_sidecar_open_connections"));
+            .and_then(|r| exposition::value(&r.text(), "grayguard_sidecar_open_connections"));
         if open.is_some_and(|n| n <= 1.0) {
             break;
         }
@@ -288,13 +288,15 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
     assert!(dropped(&text, "idle_timeout") >= 1.0, "{text}");
     assert!(dropped(&text, "max_connections") >= 1.0, "{text}");
     assert!(
-        prom::value(
+        exposition::value(
             &text,
             "grayguard_sidecar_errors_total{kind=\"body_timeout\"}"
         ) == Some(1.0),
         "{text}"
     );
-    assert!(prom::value(&text, "grayguard_sidecar_open_connections").is_some_and(|n| n >= 1.0));
+    assert!(
+        exposition::value(&text, "grayguard_sidecar_open_connections").is_some_and(|n| n >= 1.0)
+    );
     assert_eq!(sc.infer_file("person.jpg").status, 200);
     assert!(!sc.proc.log().contains("panicked"), "{}", sc.proc.log());
 }

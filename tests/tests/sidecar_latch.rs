@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use grayguard_contract::latch::{PATH, Request, WORKLOAD_TOKEN_ENV};
 use grayguard_contract::{Flag, Trigger, headers};
 
+use grayguard_client::exposition;
 use grayguard_e2e::http::{self, Response};
 use grayguard_e2e::paths;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::{Sidecar, SidecarBuilder};
 
 const TOKEN: &str = "e2e-latch-token-7f3a9c1d";
@@ -63,7 +63,7 @@ fn flag(r: &Response) -> Option<Flag> {
 }
 
 fn metric(sc: &Sidecar, series: &str) -> f64 {
-    prom::value(&sc.metrics(), series).unwrap_or_else(|| panic!("no {series}"))
+    exposition::value(&sc.metrics(), series).unwrap_or_else(|| panic!("no {series}"))
 }
 
 #[test]
@@ -208,7 +208,11 @@ fn gateways_latch_and_clear_the_gray_workload_on_its_control_port_only() {
         ),
         ("grayguard_sidecar_latches", 0.0),
     ] {
-        assert_eq!(prom::value(&text, series), Some(want), "{series}\n{text}");
+        assert_eq!(
+            exposition::value(&text, series),
+            Some(want),
+            "{series}\n{text}"
+        );
     }
     let log = sc.proc.log();
     for line in [

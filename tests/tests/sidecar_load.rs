@@ -6,9 +6,9 @@
 use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition;
 use grayguard_e2e::http;
 use grayguard_e2e::paths;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::SidecarBuilder;
 
 #[test]
@@ -57,14 +57,17 @@ fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
     assert!(elapsed < Duration::from_secs(60), "flood took {elapsed:?}");
     let text = sc.metrics();
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_errors_total{kind=\"queue_full\"}"),
+        exposition::value(&text, "grayguard_sidecar_errors_total{kind=\"queue_full\"}"),
         Some(full.len() as f64)
     );
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_requests_total{status=\"200\"}"),
+        exposition::value(&text, "grayguard_sidecar_requests_total{status=\"200\"}"),
         Some(ok as f64)
     );
-    assert_eq!(prom::value(&text, "grayguard_sidecar_in_flight"), Some(0.0));
+    assert_eq!(
+        exposition::value(&text, "grayguard_sidecar_in_flight"),
+        Some(0.0)
+    );
     assert_eq!(
         sc.infer_file("person.jpg").status,
         200,
@@ -79,7 +82,7 @@ fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let text = sc.metrics();
-            if prom::value(&text, "grayguard_sidecar_in_flight") == Some(2.0) {
+            if exposition::value(&text, "grayguard_sidecar_in_flight") == Some(2.0) {
                 break;
             }
             assert!(

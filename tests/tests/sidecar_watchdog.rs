@@ -6,8 +6,8 @@
 use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition;
 use grayguard_e2e::http;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::SidecarBuilder;
 
 #[test]
@@ -34,7 +34,7 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
     assert_eq!(log.matches("falling back to CPU").count(), 1, "{log}");
     let text = sc.metrics();
     assert_eq!(
-        prom::value(
+        exposition::value(
             &text,
             "grayguard_sidecar_info{device=\"cpu\",model_version=\"v-watchdog\"}"
         ),
@@ -59,7 +59,7 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
         ("memory", 1.0),
     ] {
         let series = format!("grayguard_sidecar_breach_active{{reason=\"{reason}\"}}");
-        assert_eq!(prom::value(&text, &series), Some(want), "{series}");
+        assert_eq!(exposition::value(&text, &series), Some(want), "{series}");
     }
     // Error replies carry the flags too.
     let nope = http::get(&sc.url("/nope")).unwrap();
@@ -85,11 +85,11 @@ fn forced_breaches_are_stamped_and_clear_with_the_window() {
     }
     let text = sc.metrics();
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_breach_active{reason=\"latency\"}"),
+        exposition::value(&text, "grayguard_sidecar_breach_active{reason=\"latency\"}"),
         Some(0.0)
     );
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_breach_active{reason=\"memory\"}"),
+        exposition::value(&text, "grayguard_sidecar_breach_active{reason=\"memory\"}"),
         Some(1.0)
     );
 

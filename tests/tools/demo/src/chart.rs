@@ -1,36 +1,21 @@
 //! The timeline chart (PNG): gray share of the traffic, gray vs stable box count, and the
-//! breaker state, one panel each over the seconds of the run, with the trigger marked.
-//! Text is drawn with an embedded DejaVu font, so no system font is needed.
+//! breaker state, one panel each over the seconds of the run, with the trigger marked; in
+//! the client library's chart style (embedded font, palette, axes).
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
-use crate::timeline::{Breaker, Second};
+use grayguard_client::breaker::Breaker;
+use grayguard_client::chart::{
+    self, BREAKER_Y, DrawResult, FONT, MARKER, Panel, breaker_panel, color, legend, panel,
+};
+use grayguard_client::timeline::Second;
 
 /// Chart size in pixels.
 pub const WIDTH: u32 = 1200;
 pub const HEIGHT: u32 = 960;
-
-/// The family every chart's text is drawn in (the embedded DejaVu Sans).
-pub const FONT: &str = "sans-serif";
-
-static FONT_LOADED: OnceLock<bool> = OnceLock::new();
-
-/// Registers the embedded font under [`FONT`] (once per process); charts call it first.
-pub fn register_font() -> Result<(), String> {
-    let loaded = *FONT_LOADED.get_or_init(|| {
-        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
-    });
-    if loaded {
-        Ok(())
-    } else {
-        Err("the embedded DejaVu Sans font did not load".to_string())
-    }
-}
 
 /// The gateways' breakers as their admin endpoints reported them.
 #[derive(Debug, Clone, Copy)]
@@ -63,29 +48,15 @@ pub fn draw(
     trigger: Option<Duration>,
     title: &str,
 ) -> Result<(), String> {
-    register_font()?;
+    chart::register_font()?;
     draw_inner(path, seconds, cohorts, breakers, trigger, title)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Colours of the cohorts' lines, in mix order.
-pub const COHORT_COLORS: [RGBColor; 6] = [
-    RGBColor(214, 39, 40),
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(23, 190, 207),
-];
-
-/// Colours of the gateways' breaker lines, by gateway index.
-const GATEWAY_COLORS: [RGBColor; 5] = [
-    RGBColor(0, 0, 0),
-    RGBColor(214, 39, 40),
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
-];
+/// Colour of gateway `g` on the breaker panel: the first black, the others the palette's.
+fn gateway_color(g: usize) -> RGBColor {
+    g.checked_sub(1).map_or(BLACK, color)
+}
 
 /// Vertical offset of gateway `g` of `n` on the breaker panel (states are 1 apart).
 fn nudge(g: usize, n: usize) -> f64 {
@@ -99,60 +70,17 @@ fn nudge(g: usize, n: usize) -> f64 {
 /// The breaker readings as a step line: each state holds until the next reading (the last
 /// one until `x_end`).
 pub fn steps(readings: &[(Duration, Breaker)], x_end: f64) -> Vec<(f64, f64)> {
-    let mut pts = Vec::with_capacity(readings.len() * 2 + 1);
-    for (k, (at, b)) in readings.iter().enumerate() {
-        let y = f64::from(b.gauge());
-        let until = readings
-            .get(k + 1)
-            .map_or(x_end.max(at.as_secs_f64()), |(next, _)| next.as_secs_f64());
-        pts.push((at.as_secs_f64(), y));
-        pts.push((until, y));
-    }
-    pts
+    let points: Vec<(f64, f64)> = readings
+        .iter()
+        .map(|(at, b)| (at.as_secs_f64(), f64::from(b.gauge())))
+        .collect();
+    chart::steps(&points, Some(x_end))
 }
 
-/// Splits per-second points into runs of consecutive seconds, each centred in its second.
+/// Per-second points, each centred in its second, split where a second has none.
 fn segments(pts: &[(usize, f64)]) -> Vec<Vec<(f64, f64)>> {
-    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut prev: Option<usize> = None;
-    for &(i, y) in pts {
-        let point = (i as f64 + 0.5, y);
-        match (prev, out.last_mut()) {
-            (Some(p), Some(seg)) if p + 1 == i => seg.push(point),
-            _ => out.push(vec![point]),
-        }
-        prev = Some(i);
-    }
-    out
-}
-
-pub type DrawResult = Result<(), Box<dyn std::error::Error>>;
-
-/// A panel of breaker states over the seconds of a run: 0 closed, 1 open, 2 half-open, named
-/// on the y axis (the demo's and the soak's charts).
-pub fn breaker_panel<'a, 'b>(
-    area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
-    caption: &str,
-    x_end: f64,
-) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
-    let mut c = ChartBuilder::on(area)
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .caption(caption, (FONT, 18))
-        .build_cartesian_2d(0f64..x_end, -0.2f64..2.2f64)?;
-    c.configure_mesh()
-        .x_desc("seconds")
-        .y_labels(3)
-        .y_label_formatter(&|y| match y.round() as i64 {
-            0 => "closed".to_string(),
-            1 => "open".to_string(),
-            2 => "half-open".to_string(),
-            _ => String::new(),
-        })
-        .label_style((FONT, 13))
-        .draw()?;
-    Ok(c)
+    let centred: Vec<(f64, f64)> = pts.iter().map(|&(i, y)| (i as f64 + 0.5, y)).collect();
+    chart::segments(&centred, 1.0)
 }
 
 fn draw_inner(
@@ -171,27 +99,22 @@ fn draw_inner(
     let x_end = (seconds.len().max(1)) as f64;
     let mid = |i: usize| i as f64 + 0.5;
     let trigger_x = trigger.map(|t| t.as_secs_f64());
-    let gray = RGBColor(214, 39, 40);
-    let stable = RGBColor(31, 119, 180);
-    let marker = RGBColor(90, 90, 90);
+    let (gray, stable) = (color(0), color(1));
 
     // 1: per cohort, the share of its replies that gray served.
     {
-        let mut c = ChartBuilder::on(&panels[0])
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption(
-                "share of each cohort's replies served by gray (%)",
-                (FONT, 18),
-            )
-            .build_cartesian_2d(0f64..x_end, -2f64..102f64)?;
+        let mut c = panel(
+            &panels[0],
+            "share of each cohort's replies served by gray (%)",
+            x_end,
+            -2f64..102f64,
+        )?;
         c.configure_mesh()
             .x_desc("seconds")
             .label_style((FONT, 13))
             .draw()?;
         for (k, name) in cohorts.iter().enumerate() {
-            let color = COHORT_COLORS[k % COHORT_COLORS.len()];
+            let color = color(k);
             let pts: Vec<(usize, f64)> = seconds
                 .iter()
                 .enumerate()
@@ -207,8 +130,8 @@ fn draw_inner(
                 c.draw_series(LineSeries::new(seg, color.stroke_width(2)))?;
             }
         }
-        trigger_line(&mut c, trigger_x, -2.0, 102.0, marker)?;
-        legend(&mut c)?;
+        trigger_line(&mut c, trigger_x, -2.0, 102.0)?;
+        legend(&mut c, 14)?;
     }
 
     // 2: box count per reply, gray vs stable.
@@ -219,12 +142,12 @@ fn draw_inner(
             .flatten()
             .fold(1.0f64, f64::max)
             * 1.1;
-        let mut c = ChartBuilder::on(&panels[1])
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption("boxes per reply (mean per second)", (FONT, 18))
-            .build_cartesian_2d(0f64..x_end, 0f64..max_boxes)?;
+        let mut c = panel(
+            &panels[1],
+            "boxes per reply (mean per second)",
+            x_end,
+            0f64..max_boxes,
+        )?;
         c.configure_mesh()
             .x_desc("seconds")
             .label_style((FONT, 13))
@@ -253,8 +176,8 @@ fn draw_inner(
                 c.draw_series(LineSeries::new(seg, color.stroke_width(1)))?;
             }
         }
-        trigger_line(&mut c, trigger_x, 0.0, max_boxes, marker)?;
-        legend(&mut c)?;
+        trigger_line(&mut c, trigger_x, 0.0, max_boxes)?;
+        legend(&mut c, 14)?;
     }
 
     // 3: breaker state per gateway, held between readings. Lines are nudged apart so that
@@ -267,11 +190,7 @@ fn draw_inner(
         )?;
         let n = breakers.gateways.len();
         for (g, name) in breakers.gateways.iter().enumerate() {
-            let color = if n == 1 {
-                BLACK
-            } else {
-                GATEWAY_COLORS[g % GATEWAY_COLORS.len()]
-            };
+            let color = gateway_color(g);
             let nudge = nudge(g, n);
             let pts: Vec<(f64, f64)> = steps(&breakers.of(g), x_end)
                 .into_iter()
@@ -281,51 +200,30 @@ fn draw_inner(
                 .label(name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
-        trigger_line(&mut c, trigger_x, -0.2, 2.2, marker)?;
+        trigger_line(&mut c, trigger_x, BREAKER_Y.start, BREAKER_Y.end)?;
         if n > 1 {
-            legend(&mut c)?;
+            legend(&mut c, 14)?;
         }
     }
     root.present()?;
     Ok(())
 }
 
-pub type Chart<'a, 'b> = ChartContext<
-    'a,
-    BitMapBackend<'b>,
-    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
->;
-
-fn trigger_line(
-    c: &mut Chart<'_, '_>,
-    x: Option<f64>,
-    y0: f64,
-    y1: f64,
-    color: RGBColor,
-) -> DrawResult {
+/// The first shed, as a vertical line from `y0` to `y1` with its legend entry.
+fn trigger_line(c: &mut Panel<'_, '_>, x: Option<f64>, y0: f64, y1: f64) -> DrawResult {
     if let Some(x) = x {
-        c.draw_series(LineSeries::new([(x, y0), (x, y1)], color.stroke_width(1)))?
+        c.draw_series(LineSeries::new([(x, y0), (x, y1)], MARKER.stroke_width(1)))?
             .label("shed")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MARKER));
     }
-    Ok(())
-}
-
-fn legend<'a, 'b: 'a>(c: &mut Chart<'a, 'b>) -> DrawResult {
-    c.configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::Timeline;
-    use crate::timeline::tests::sample;
+    use crate::summary::tests::sample;
+    use grayguard_client::timeline::Timeline;
 
     #[test]
     fn draws_a_png_with_text_without_system_fonts() {

@@ -1,54 +1,24 @@
 //! Command-line flags of `grayguard-demo` and their validation into a typed run plan; every
 //! error names the flag.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cohort::{Cohort, CohortError, Mix};
+use grayguard_client::cohort::Mix;
+pub use grayguard_client::flags::{ConfigError, check_url};
+use grayguard_client::photos::Photos;
+use grayguard_client::traffic::{Gateway, MAX_CONCURRENCY, MAX_RATE, Plan};
 
-/// Highest request rate, requests per second.
-pub const MAX_RATE: f64 = 200.0;
 /// Longest run, seconds.
 pub const MAX_DURATION_S: u64 = 3_600;
-/// Most requests in flight at once.
-pub const MAX_CONCURRENCY: usize = 64;
 /// Most gateways (front Envoys) driven at once.
 pub const MAX_GATEWAYS: usize = 16;
 
 /// Replays the gray-release incident through the local mesh: steady traffic of real photos
 /// from device cohorts, a live per-second view of where it went and why, then a timeline
 /// chart and a summary.
-/// The photos a traffic generator sends, in turn (the demo's and the soak's flags).
-#[derive(Debug, Clone, clap::Args)]
-pub struct Photos {
-    /// Folder of JPEG/PNG photos to send, in turn.
-    #[arg(long, env = "GRAYGUARD_IMAGES", default_value = ".data/images")]
-    pub images: PathBuf,
-    /// Most photos read from --images.
-    #[arg(long, default_value_t = 64)]
-    pub max_images: usize,
-    /// Largest photo accepted, bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    pub max_image_bytes: u64,
-}
-
-impl Photos {
-    pub fn check(&self) -> Result<(), ConfigError> {
-        if self.max_images == 0 {
-            return Err(ConfigError::Flag("max-images", "must be positive".into()));
-        }
-        Ok(())
-    }
-
-    /// Reads them (see [`crate::images::load`]).
-    pub fn load(&self) -> Result<Vec<crate::images::Image>, crate::images::ImageError> {
-        crate::images::load(&self.images, self.max_images, self.max_image_bytes)
-    }
-}
-
 #[derive(Debug, Parser)]
 #[command(name = "grayguard-demo", version)]
 pub struct Args {
@@ -104,67 +74,6 @@ pub struct Args {
     pub allow_remote: bool,
 }
 
-/// One front Envoy the demo drives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Gateway {
-    /// `gw-i`.
-    pub name: String,
-    pub target: String,
-    pub admin_metrics: String,
-}
-
-/// A validated run plan.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The gateways, in order; request `i` goes to gateway `i mod len`.
-    pub gateways: Vec<Gateway>,
-    /// Gap between two scheduled requests.
-    pub interval: Duration,
-    pub requests: u64,
-    pub concurrency: usize,
-    pub mix: Mix,
-    pub timeout: Duration,
-    pub admin_poll: Duration,
-    pub gray_version: String,
-    pub stable_version: String,
-    /// Print one line per second of the run (the live view).
-    pub live: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConfigError {
-    Flag(&'static str, String),
-    Cohort(CohortError),
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Flag(flag, why) => write!(f, "--{flag}: {why}"),
-            ConfigError::Cohort(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// `http://host[:port]/...` → `host`, or why not.
-fn http_host(url: &str) -> Result<&str, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} must start with http://"))?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
-    Ok(host)
-}
-
 /// `url` with its port moved by `by` (`http://host:port/...`).
 fn shift_port(flag: &'static str, url: &str, by: usize) -> Result<String, ConfigError> {
     let bad = |why: &str| ConfigError::Flag(flag, format!("{url:?}: {why}"));
@@ -179,23 +88,6 @@ fn shift_port(flag: &'static str, url: &str, by: usize) -> Result<String, Config
     let port: usize = port.parse().map_err(|_| bad("has a bad port"))?;
     let moved = u16::try_from(port + by).map_err(|_| bad("port out of range"))?;
     Ok(format!("http://{host}:{moved}{tail}"))
-}
-
-/// Refuses a URL that is not `http://` or, unless `allow_remote`, not on loopback; the error
-/// names `flag`.
-pub fn check_url(flag: &'static str, url: &str, allow_remote: bool) -> Result<(), ConfigError> {
-    let host = http_host(url).map_err(|e| ConfigError::Flag(flag, e))?;
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback && !allow_remote {
-        return Err(ConfigError::Flag(
-            flag,
-            format!("{host} is not loopback; pass --allow-remote to send traffic there"),
-        ));
-    }
-    Ok(())
 }
 
 impl Args {
@@ -307,14 +199,7 @@ impl Args {
                 "must differ from --stable-version".into(),
             ));
         }
-        let cohorts = self
-            .cohorts
-            .iter()
-            .map(|c| Cohort::parse(c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::Cohort)?;
-        let mix = Mix::new(cohorts)
-            .ok_or_else(|| ConfigError::Flag("cohort", "give at least one cohort".into()))?;
+        let mix = Mix::parse(&self.cohorts)?;
         // Whole requests only: the schedule is i / rate for i in 0..requests.
         let requests = ((self.duration_s as f64) * self.rate).floor().max(1.0) as u64;
         Ok(Plan {

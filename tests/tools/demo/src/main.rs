@@ -9,13 +9,15 @@ use std::sync::Arc;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use grayguard_client::decision::DecisionExt;
+use grayguard_client::exposition;
+use grayguard_client::sample::{Outcome, Sample};
+use grayguard_client::traffic::{self, Plan};
 use grayguard_contract::Trigger;
 use grayguard_contract::metrics::filter as names;
-use grayguard_demo::config::{Args, Plan};
-use grayguard_demo::decision::DecisionExt;
+use grayguard_demo::chart;
+use grayguard_demo::config::Args;
 use grayguard_demo::summary::Summary;
-use grayguard_demo::timeline::{Outcome, Sample};
-use grayguard_demo::{chart, prom, traffic};
 
 /// The filter's counters shown at the end, read from Envoy's admin.
 fn envoy_counters() -> [String; 7] {
@@ -98,7 +100,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         let Some(admin) = admin else { continue };
         let _ = writeln!(text, "Envoy filter metrics at the end ({})", gateway.name);
         for name in envoy_counters() {
-            let v = prom::value(admin, &name).map_or("-".to_string(), |v| format!("{v}"));
+            let v = exposition::value(admin, &name).map_or("-".to_string(), |v| format!("{v}"));
             let _ = writeln!(text, "  {name:<40} {v}");
         }
     }

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::decision::{DecisionExt, Route};
-use crate::timeline::{BoxStats, Breaker, Sample};
+use grayguard_client::breaker::Breaker;
+use grayguard_client::decision::{DecisionExt, Route};
+use grayguard_client::sample::Sample;
+use grayguard_client::timeline::BoxStats;
 
 /// What the run showed.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -304,10 +306,17 @@ impl Summary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::timeline::Outcome;
-    use crate::timeline::tests::sample;
+    use grayguard_client::decision;
+    use grayguard_client::sample::Outcome;
+
+    /// A 200 reply `decision` sent to the side that served it, sent and answered at these
+    /// milliseconds of the run.
+    pub(crate) fn sample(sent_ms: u64, done_ms: u64, decision: &str, boxes: u32) -> Sample {
+        let ms = Duration::from_millis;
+        Sample::served(ms(sent_ms), ms(done_ms), decision::parse(decision).unwrap(), boxes)
+    }
 
     fn incident() -> (Vec<Sample>, Vec<(Duration, Breaker)>) {
         let samples = vec![

@@ -1,21 +1,19 @@
 //! The report's charts as inline SVG (plotters): crisp at any zoom, searchable text, and a
 //! few tens of kilobytes each, so the report stays one self-contained file. Time runs along
 //! x in seconds from the incident's start; the incident's events are marked, and alerting
-//! spans shaded. Text is laid out with the embedded DejaVu font, as the demo's charts are;
-//! the title and the legend are the page's (see `legend`).
-
-use std::sync::OnceLock;
+//! spans shaded. In the client library's chart style (the embedded font, the palette, the
+//! breaker axis), as the demo's and the soak's charts are; the title and the legend are the
+//! page's (see `legend`).
 
 use plotters::prelude::*;
-use plotters::style::FontStyle;
+
+use grayguard_client::chart::{self as style, BREAKER_Y, FONT, MARKER, breaker_label};
 
 use crate::queries::Style;
 
 /// Chart size in pixels (the SVG scales with the page).
 pub const WIDTH: u32 = 900;
 pub const HEIGHT: u32 = 300;
-
-const FONT: &str = "sans-serif";
 
 /// One series, x in seconds from the incident's start.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,39 +55,16 @@ pub fn legend(chart: &Chart) -> Vec<(String, String)> {
         .iter()
         .enumerate()
         .filter(|(_, l)| !l.points.is_empty())
-        .map(|(k, l)| {
-            let RGBColor(r, g, b) = COLORS[k % COLORS.len()];
-            (l.legend.clone(), format!("#{r:02x}{g:02x}{b:02x}"))
-        })
+        .map(|(k, l)| (l.legend.clone(), style::hex(style::color(k))))
         .collect()
 }
 
-/// Line colours in order: gray first (red), stable second (blue), then the rest.
-const COLORS: [RGBColor; 6] = [
-    RGBColor(214, 39, 40),
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(23, 190, 207),
-];
-const MARKER: RGBColor = RGBColor(90, 90, 90);
+/// Alerting spans.
 const SHADE: RGBColor = RGBColor(255, 165, 0);
-
-static FONT_LOADED: OnceLock<bool> = OnceLock::new();
-
-fn register_font() -> Result<(), String> {
-    let loaded = *FONT_LOADED.get_or_init(|| {
-        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()
-    });
-    loaded
-        .then_some(())
-        .ok_or_else(|| "the embedded DejaVu Sans font did not load".to_string())
-}
 
 /// The chart as an SVG document.
 pub fn svg(chart: &Chart) -> Result<String, String> {
-    register_font()?;
+    style::register_font()?;
     let mut out = String::new();
     draw(chart, &mut out).map_err(|e| format!("chart {:?}: {e}", chart.title))?;
     Ok(out)
@@ -102,30 +77,6 @@ fn axis_number(y: f64) -> String {
     } else {
         format!("{y:.1}")
     }
-}
-
-/// Runs of points no further apart than 1.5 steps.
-pub fn segments(points: &[(f64, f64)], step_s: f64) -> Vec<Vec<(f64, f64)>> {
-    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
-    for &p in points {
-        match out.last_mut() {
-            Some(seg) if seg.last().is_some_and(|l| p.0 - l.0 <= 1.5 * step_s) => seg.push(p),
-            _ => out.push(vec![p]),
-        }
-    }
-    out
-}
-
-/// A state series as steps: each value holds until the next sample.
-fn steps(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let mut out = Vec::with_capacity(points.len() * 2);
-    for (k, &(x, y)) in points.iter().enumerate() {
-        out.push((x, y));
-        if let Some(&(next, _)) = points.get(k + 1) {
-            out.push((next, y));
-        }
-    }
-    out
 }
 
 /// The spans in which `points` are above zero, each closed one step after its last point.
@@ -164,7 +115,7 @@ fn draw(chart: &Chart, out: &mut String) -> DrawResult {
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .fold(0.0f64, f64::max);
     let (y0, y1) = match chart.style {
-        Style::Breaker => (-0.2, 2.3),
+        Style::Breaker => (BREAKER_Y.start, BREAKER_Y.end),
         Style::LinesWithLimit(limit) => (0.0, (f64::from(limit) * 1.15).max(max_y * 1.1)),
         Style::Lines => (0.0, (max_y * 1.15).max(1.0)),
     };
@@ -182,13 +133,7 @@ fn draw(chart: &Chart, out: &mut String) -> DrawResult {
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| axis_number(*y));
     if chart.style == Style::Breaker {
-        mesh.y_labels(3)
-            .y_label_formatter(&|y| match y.round() as i64 {
-                0 => "closed".to_string(),
-                1 => "open".to_string(),
-                2 => "half-open".to_string(),
-                _ => String::new(),
-            });
+        mesh.y_labels(3).y_label_formatter(&breaker_label);
     }
     mesh.draw()?;
 
@@ -208,10 +153,10 @@ fn draw(chart: &Chart, out: &mut String) -> DrawResult {
         ))?;
     }
     for (k, line) in chart.lines.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
-        for seg in segments(&line.points, chart.step_s) {
+        let color = style::color(k);
+        for seg in style::segments(&line.points, chart.step_s) {
             let seg = if chart.style == Style::Breaker {
-                steps(&seg)
+                style::steps(&seg, None)
             } else {
                 seg
             };
@@ -308,16 +253,6 @@ mod tests {
         assert!(s.contains("half-open"));
         let empty = svg(&chart(Style::LinesWithLimit(100), vec![])).unwrap();
         assert!(empty.contains("no data in this window"));
-    }
-
-    #[test]
-    fn gaps_split_lines_and_steps_hold() {
-        let segs = segments(&[(0.0, 1.0), (5.0, 1.0), (20.0, 1.0), (25.0, 1.0)], 5.0);
-        assert_eq!(segs.len(), 2);
-        assert_eq!(
-            steps(&[(0.0, 0.0), (5.0, 1.0)]),
-            vec![(0.0, 0.0), (5.0, 0.0), (5.0, 1.0)]
-        );
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use grayguard_contract::metrics::filter;
 use serde_json::Value;
 
-use crate::expo;
-use crate::fetch::Client;
+use grayguard_client::exposition;
+use grayguard_client::fetch::Client;
+
 use crate::queries::ALERT;
 
 /// One gateway's state; each part is an error when its admin endpoint did not answer.
@@ -81,12 +82,12 @@ pub fn server(body: &str) -> Result<Server, String> {
 /// Rule states from the admin's Prometheus text.
 pub fn rules(text: &str) -> BTreeMap<String, RuleState> {
     let mut out: BTreeMap<String, RuleState> = BTreeMap::new();
-    for s in expo::samples(text, filter::RULE_BREAKER_STATE) {
+    for s in exposition::samples(text, filter::RULE_BREAKER_STATE) {
         if let Some(rule) = s.labels.get("rule") {
             out.entry(rule.clone()).or_default().breaker = Some(s.value.clamp(0.0, 255.0) as u8);
         }
     }
-    for s in expo::samples(text, ALERT) {
+    for s in exposition::samples(text, ALERT) {
         if let Some(rule) = s.labels.get("rule") {
             let e = out.entry(rule.clone()).or_default();
             e.alerting |= s.value > 0.0;

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use grayguard_contract::metrics::sidecar;
 use serde_json::Value;
 
-use crate::expo;
-use crate::fetch::Client;
+use grayguard_client::exposition;
+use grayguard_client::fetch::Client;
 
 /// Which side a sidecar serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -140,7 +140,7 @@ pub fn bytes(b: u64) -> String {
 /// The fields the `grayguard_sidecar_info` metric gives (its labels `model_version`,
 /// `device`), or `None` when the metrics lack it.
 pub fn from_metrics(text: &str) -> Option<BTreeMap<String, String>> {
-    let sample = expo::samples(text, sidecar::INFO).into_iter().next()?;
+    let sample = exposition::samples(text, sidecar::INFO).into_iter().next()?;
     let mut out = BTreeMap::new();
     for (label, key) in [
         ("model_version", "model.version"),

@@ -3,20 +3,20 @@
 //!
 //! - `grayguard-report` writes (or serves) the postmortem of an incident as one
 //!   self-contained HTML page: the filter's incident records (`record`, `incident`), charts
-//!   from Prometheus around it (`prom`, `queries`, `chart`), the gateways' state
+//!   from Prometheus around it (`queries`, `chart`), the gateways' state
 //!   (`gateway`), what the gray and stable sidecars serve (`info`), the gray sidecar's log;
 //!   assembled by `report`, rendered by `html`, served by `serve`.
 //! - `grayguard-alert-sink` receives Alertmanager's webhook, Slack and WeChat Work
 //!   notifications on loopback and shows what a person would receive (`sink`).
+//!
+//! Prometheus' API, the HTTP reads, the metrics text and the chart style are the client
+//! library's (`grayguard-client`), shared with the demo and the soak.
 
 pub mod chart;
-pub mod expo;
-pub mod fetch;
 pub mod gateway;
 pub mod html;
 pub mod incident;
 pub mod info;
-pub mod prom;
 pub mod queries;
 pub mod record;
 pub mod report;

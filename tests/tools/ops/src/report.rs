@@ -9,12 +9,13 @@ use jiff::{SignedDuration, Timestamp};
 
 use grayguard_contract::metrics::filter;
 
+use grayguard_client::fetch::Client;
+use grayguard_client::prometheus::{Prometheus, Series};
+
 use crate::chart::{self, Chart, Line, Marker};
-use crate::fetch::Client;
 use crate::gateway::{self, Gateway};
 use crate::incident::{self, Incident};
 use crate::info::{self, Role, Row, Sidecar};
-use crate::prom::{Prometheus, Series};
 use crate::queries::{self, ALERT};
 use crate::record::{self, Event, Record};
 

@@ -1,7 +1,7 @@
 //! What the soak sends: the real photos and, spread evenly among them, a share of bad inputs
 //! a careless or broken client sends, each with the status the mesh must answer.
 
-use grayguard_demo::images::Image;
+use grayguard_client::photos::Image;
 
 /// One kind of request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

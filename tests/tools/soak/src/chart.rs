@@ -1,14 +1,15 @@
 //! The soak's chart (PNG): every process's memory over time, the errors per cohort per
 //! sample interval, and the breaker state (shed or not), on one time axis; the warm-up is
-//! marked. Drawn with the demo's embedded font and colours.
+//! marked. In the client library's chart style (embedded font, palette, axes).
 
 use std::path::Path;
 use std::time::Duration;
 
 use plotters::prelude::*;
 
-use grayguard_demo::chart::{COHORT_COLORS, FONT, breaker_panel, register_font, steps};
-use grayguard_demo::timeline::{Breaker, Sample};
+use grayguard_client::breaker::Breaker;
+use grayguard_client::chart::{self, DrawResult, FONT, breaker_panel, color, legend, panel};
+use grayguard_client::sample::Sample;
 
 use crate::bodies::Kind;
 use crate::sample::Reading;
@@ -80,11 +81,9 @@ pub fn memory_series(readings: &[Reading]) -> Vec<(String, Vec<(f64, f64)>)> {
 
 /// Draws the chart to a PNG at `path`.
 pub fn draw(path: &Path, d: &Data<'_>) -> Result<(), String> {
-    register_font()?;
+    chart::register_font()?;
     draw_inner(path, d).map_err(|e| format!("{}: {e}", path.display()))
 }
-
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn draw_inner(path: &Path, d: &Data<'_>) -> DrawResult {
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
@@ -108,15 +107,12 @@ fn draw_inner(path: &Path, d: &Data<'_>) -> DrawResult {
         let low = values().fold(f64::INFINITY, f64::min).clamp(0.1, 1e6) / 1.5;
         // Room above the lines for the legend.
         let high = values().fold(1.0, f64::max) * 8.0;
-        let mut c = ChartBuilder::on(&panels[0])
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption(
-                "resident memory per process (MiB, log scale); the shaded start is the warm-up",
-                (FONT, 18),
-            )
-            .build_cartesian_2d(0f64..x_end, (low..high).log_scale())?;
+        let mut c = panel(
+            &panels[0],
+            "resident memory per process (MiB, log scale); the shaded start is the warm-up",
+            x_end,
+            (low..high).log_scale(),
+        )?;
         c.configure_mesh()
             .x_desc("seconds")
             .y_label_formatter(&|y| format!("{y:.0}"))
@@ -127,17 +123,12 @@ fn draw_inner(path: &Path, d: &Data<'_>) -> DrawResult {
             grey.mix(0.15).filled(),
         )))?;
         for (k, (name, pts)) in series.iter().enumerate() {
-            let color = Palette99::pick(k).to_rgba();
+            let color = color(k);
             c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
                 .label(name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut c, 13)?;
     }
 
     // 2: errors per cohort per bin (bad inputs answered with their 4xx are not errors).
@@ -148,35 +139,23 @@ fn draw_inner(path: &Path, d: &Data<'_>) -> DrawResult {
             .flat_map(|b| b.iter().map(|&(_, y)| y))
             .fold(1.0, f64::max)
             * 1.2;
-        let mut c = ChartBuilder::on(&panels[1])
-            .margin(12)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .caption(
-                format!(
-                    "client-visible errors per cohort per {:.0} s (bad inputs answered with their 4xx excluded)",
-                    d.bin.as_secs_f64()
-                ),
-                (FONT, 18),
-            )
-            .build_cartesian_2d(0f64..x_end, 0f64..top)?;
+        let caption = format!(
+            "client-visible errors per cohort per {:.0} s (bad inputs answered with their 4xx excluded)",
+            d.bin.as_secs_f64()
+        );
+        let mut c = panel(&panels[1], &caption, x_end, 0f64..top)?;
         c.configure_mesh()
             .x_desc("seconds")
             .label_style((FONT, 13))
             .draw()?;
         for (k, name) in d.cohorts.iter().enumerate() {
-            let color = COHORT_COLORS[k % COHORT_COLORS.len()];
+            let color = color(k);
             let pts = bins.get(k).cloned().unwrap_or_default();
             c.draw_series(LineSeries::new(pts, color.stroke_width(2)))?
                 .label(name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut c, 13)?;
     }
 
     // 3: the breaker, held between admin readings.
@@ -186,8 +165,13 @@ fn draw_inner(path: &Path, d: &Data<'_>) -> DrawResult {
             "shed state (Envoy admin): 0 closed, 1 open (shedding), 2 half-open (probing)",
             x_end,
         )?;
+        let states: Vec<(f64, f64)> = d
+            .breaker
+            .iter()
+            .map(|(at, b)| (at.as_secs_f64(), f64::from(b.gauge())))
+            .collect();
         c.draw_series(LineSeries::new(
-            steps(d.breaker, x_end),
+            chart::steps(&states, Some(x_end)),
             BLACK.stroke_width(2),
         ))?;
     }
@@ -200,7 +184,7 @@ mod tests {
     use super::*;
     use crate::procfs::Usage;
     use crate::sample::Proc;
-    use grayguard_demo::timeline::Outcome;
+    use grayguard_client::sample::Outcome;
 
     fn reading(at: u64, rss_mib: u64) -> Reading {
         Reading {

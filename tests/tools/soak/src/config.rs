@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use grayguard_demo::cohort::{Cohort, Mix};
-use grayguard_demo::config::{
-    ConfigError, Gateway, MAX_CONCURRENCY, MAX_RATE, Photos, Plan, check_url,
-};
+use grayguard_client::cohort::Mix;
+use grayguard_client::flags::{ConfigError, check_url};
+use grayguard_client::photos::Photos;
+use grayguard_client::traffic::{Gateway, MAX_CONCURRENCY, MAX_RATE, Plan};
 
 /// Most requests one soak may schedule: every outcome is kept for the summary (about
 /// 150 bytes each).
@@ -285,13 +285,9 @@ impl Args {
         {
             return Err(flag("process", format!("watch at most {MAX_WATCHED}")));
         }
-        let cohorts = self
-            .cohorts
-            .iter()
-            .map(|c| Cohort::parse(c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::Cohort)?;
-        let stable_cohort = cohorts
+        let mix = Mix::parse(&self.cohorts)?;
+        let stable_cohort = mix
+            .cohorts()
             .iter()
             .position(|c| c.device_type == self.stable_cohort)
             .ok_or_else(|| {
@@ -300,7 +296,6 @@ impl Args {
                     format!("{} is not one of the --cohort types", self.stable_cohort),
                 )
             })?;
-        let mix = Mix::new(cohorts).ok_or_else(|| flag("cohort", "give at least one cohort"))?;
         let admin = self.admin.trim_end_matches('/');
         Ok(Soak {
             traffic: Plan {

@@ -2,7 +2,7 @@
 //! inputs, from device cohorts) for minutes to hours, while every process's memory and open
 //! files and the filter's and the sidecars' counters are sampled; then the targets are
 //! checked and a summary and a chart written. The traffic engine, the photos, the cohorts and
-//! the chart's font are the demo's (`grayguard-demo`, used as a library).
+//! the chart style are the client library's (`grayguard-client`), as the demo's are.
 
 pub mod bodies;
 pub mod chart;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use grayguard_demo::timeline::Breaker;
-use grayguard_demo::traffic;
+use grayguard_client::breaker::Breaker;
+use grayguard_client::traffic;
 use grayguard_soak::bodies::{self, Kind};
 use grayguard_soak::chart;
 use grayguard_soak::config::{Args, Pids};

@@ -11,15 +11,13 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
+use grayguard_client::breaker::Breaker;
+use grayguard_client::exposition;
+use grayguard_client::fetch::{self, Client};
 use grayguard_contract::metrics::{filter, sidecar};
-use grayguard_demo::prom;
-use grayguard_demo::timeline::Breaker;
 
 use crate::config::{Pids, Soak};
 use crate::procfs::{self, Usage};
-
-/// Largest metrics page read, bytes.
-const MAX_METRICS_BYTES: u64 = 16 * 1024 * 1024;
 
 /// One process at one sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,14 +69,14 @@ pub fn upstream_selector(cluster: &str) -> String {
 
 /// The filter's counters and the clusters' of `versions` in an admin `/stats/prometheus` text.
 pub fn envoy_counters(text: &str, versions: &[&str]) -> EnvoyCounters {
-    let v = |name: &str| prom::value(text, name).unwrap_or(0.0);
+    let v = |name: &str| exposition::value(text, name).unwrap_or(0.0);
     EnvoyCounters {
         routed_gray: v(filter::ROUTED_GRAY),
         routed_stable: v(filter::ROUTED_STABLE),
         shed: v(filter::SHED_REQUESTS),
         probes: v(filter::PROBE_REQUESTS),
         gray_failures: v(filter::GRAY_FAILURES),
-        breaker: prom::value(text, filter::BREAKER_STATE).and_then(Breaker::from_gauge),
+        breaker: Breaker::read(text),
         upstream: versions
             .iter()
             .map(|c| (c.to_string(), v(&upstream_selector(c))))
@@ -89,8 +87,8 @@ pub fn envoy_counters(text: &str, versions: &[&str]) -> EnvoyCounters {
 /// A sidecar's counters in its `/metrics` text.
 pub fn sidecar_counters(text: &str) -> SidecarCounters {
     SidecarCounters {
-        requests: prom::value(text, sidecar::REQUESTS_TOTAL).unwrap_or(0.0),
-        errors: prom::value(text, sidecar::ERRORS_TOTAL).unwrap_or(0.0),
+        requests: exposition::value(text, sidecar::REQUESTS_TOTAL).unwrap_or(0.0),
+        errors: exposition::value(text, sidecar::ERRORS_TOTAL).unwrap_or(0.0),
     }
 }
 
@@ -120,19 +118,20 @@ pub fn pids_in(dir: &Path) -> Vec<(String, u32)> {
 /// Reads the processes and the counters.
 #[derive(Debug, Clone)]
 pub struct Sampler {
-    agent: ureq::Agent,
+    client: Client,
     admin: String,
     sidecars: Vec<(String, String)>,
     pids: Pids,
     start: Instant,
 }
 
+/// How long one reading of a metrics page may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Sampler {
     pub fn new(soak: &Soak, start: Instant) -> Sampler {
         Sampler {
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(5))
-                .build(),
+            client: Client::new(READ_TIMEOUT, fetch::MAX_METRICS_BYTES),
             admin: soak.admin_metrics.clone(),
             sidecars: soak
                 .sidecars
@@ -144,15 +143,9 @@ impl Sampler {
         }
     }
 
+    /// The page at `url`, or `None` when it could not be read (counted as not answering).
     fn fetch(&self, url: &str) -> Option<String> {
-        let resp = self.agent.get(url).call().ok()?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut std::io::Read::take(resp.into_reader(), MAX_METRICS_BYTES),
-            &mut text,
-        )
-        .ok()?;
-        Some(text)
+        self.client.get(url, &[]).ok()
     }
 
     /// One reading, now.

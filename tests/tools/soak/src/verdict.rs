@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use grayguard_demo::decision::Route;
-use grayguard_demo::timeline::{Outcome, Sample};
+use grayguard_client::decision::Route;
+use grayguard_client::sample::{Outcome, Sample};
 
 use crate::bodies::Kind;
 use crate::sample::Reading;
@@ -543,7 +543,7 @@ mod tests {
     use super::*;
     use crate::procfs::Usage;
     use crate::sample::{EnvoyCounters, Proc, SidecarCounters};
-    use grayguard_demo::timeline::Reply;
+    use grayguard_client::reply::Reply;
 
     fn reply(status: u16, served_by: Route) -> Outcome {
         Outcome::Reply(Reply {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use jiff::Timestamp;
 
-use grayguard_ops::fetch::Client;
+use grayguard_client::fetch::Client;
 use grayguard_ops::report_cli::{ArgError, Args};
 use grayguard_ops::{html, report, serve};
 

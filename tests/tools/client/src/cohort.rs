@@ -83,6 +83,15 @@ pub struct Mix {
 }
 
 impl Mix {
+    /// The mix of the `--cohort` flags, in order (at least one).
+    pub fn parse(specs: &[String]) -> Result<Mix, CohortError> {
+        let cohorts = specs
+            .iter()
+            .map(|c| Cohort::parse(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Mix::new(cohorts).ok_or_else(|| CohortError("give at least one cohort".into()))
+    }
+
     /// `cohorts` must not be empty.
     pub fn new(cohorts: Vec<Cohort>) -> Option<Mix> {
         if cohorts.is_empty() {
@@ -191,5 +200,23 @@ mod tests {
     #[test]
     fn empty_mix_is_refused() {
         assert!(Mix::new(vec![]).is_none());
+        assert_eq!(
+            Mix::parse(&[]).unwrap_err().to_string(),
+            "--cohort: give at least one cohort"
+        );
+    }
+
+    #[test]
+    fn parses_the_flags_in_order_and_names_the_bad_one() {
+        let specs = ["a:2:1".to_string(), "b".to_string()];
+        let mix = Mix::parse(&specs).unwrap();
+        let types: Vec<&str> = mix
+            .cohorts()
+            .iter()
+            .map(|c| c.device_type.as_str())
+            .collect();
+        assert_eq!(types, ["a", "b"]);
+        let e = Mix::parse(&["a".to_string(), "b c".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("\"b c\""), "{e}");
     }
 }

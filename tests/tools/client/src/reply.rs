@@ -1,7 +1,38 @@
-//! Turning one HTTP reply (status, grayguard headers, JSON body) into a [`Reply`].
+//! One HTTP reply as a client of the mesh saw it ([`Reply`]: status, the filter's decision,
+//! the version that served it, its boxes and breach flag), read from the status, the
+//! grayguard headers and the JSON body.
 
-use crate::decision::{self, Route};
-use crate::timeline::Reply;
+use crate::decision::{self, Decision, Route};
+
+/// An HTTP reply as the client saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    /// The parsed `x-canary-decision`; `None` when the header was missing, `Err` text when
+    /// it did not parse.
+    pub decision: Option<Result<Decision, String>>,
+    /// Which version answered, from `x-model-version` (falls back to the decision's route).
+    pub served_by: Option<Route>,
+    /// `x-box-count`, or the length of `boxes` in the body.
+    pub box_count: Option<u32>,
+    /// `x-canary-breach`, if the sidecar flagged one and the proxy let it through.
+    pub breach: Option<String>,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref().and_then(|d| d.as_ref().ok())
+    }
+
+    /// The route that served the request: the model version if known, else the decision.
+    pub fn route(&self) -> Option<Route> {
+        self.served_by.or_else(|| self.decision().map(|d| d.side))
+    }
+}
 
 /// The grayguard headers of one reply, as received (`None` when absent).
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,9 +1,14 @@
-//! The one HTTP client of the operator tools: plain GETs with a timeout and a size limit,
-//! every failure an error that names the URL (a report renders what it could fetch and
-//! lists what it could not).
+//! The one HTTP client the tools read the mesh with (Envoy's admin, the sidecars' `/info`
+//! and `/metrics`, Prometheus' API): plain GETs with a timeout and a size limit, every
+//! failure an error that names the URL (a report renders what it could fetch and lists what
+//! it could not; the demo and the soak count a reading that failed as missing).
 
 use std::io::Read;
 use std::time::Duration;
+
+/// Largest metrics page the tools read (Envoy's `/stats/prometheus`, a sidecar's
+/// `/metrics`), bytes.
+pub const MAX_METRICS_BYTES: u64 = 16 * 1024 * 1024;
 
 /// A GET client with fixed limits.
 #[derive(Debug, Clone)]

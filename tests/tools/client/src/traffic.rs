@@ -1,5 +1,6 @@
-//! The run itself: a scheduler that releases requests on a fixed clock, a bounded pool of
-//! senders, and a poller of Envoy's admin, all feeding the timeline that the live view prints.
+//! Steady image traffic through the front Envoys (the demo's and the soak's): a scheduler
+//! that releases requests on a fixed clock, a bounded pool of senders, and a poller of each
+//! gateway's admin, all feeding the timeline that the live view prints.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -10,16 +11,50 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use crate::config::{Gateway, Plan};
-use crate::images::Image;
-use crate::prom;
+use crate::breaker::Breaker;
+use crate::cohort::Mix;
+use crate::fetch::{self, Client};
+use crate::photos::Image;
 use crate::reply::{self, Headers};
-use crate::timeline::{Breaker, Outcome, Sample, Timeline};
+use crate::sample::{Outcome, Sample};
+use crate::timeline::Timeline;
 use grayguard_contract::headers;
-use grayguard_contract::metrics::filter::BREAKER_STATE;
 
+/// Highest request rate, requests per second.
+pub const MAX_RATE: f64 = 200.0;
+/// Most requests in flight at once.
+pub const MAX_CONCURRENCY: usize = 64;
 /// Largest reply body read, bytes (a reply with thousands of boxes stays far below).
 pub const MAX_REPLY_BYTES: u64 = 4 * 1024 * 1024;
+/// How long one poll of a gateway's admin may take.
+const ADMIN_POLL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One front Envoy the traffic goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// `gw-i`.
+    pub name: String,
+    pub target: String,
+    pub admin_metrics: String,
+}
+
+/// A validated run plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The gateways, in order; request `i` goes to gateway `i mod len`.
+    pub gateways: Vec<Gateway>,
+    /// Gap between two scheduled requests.
+    pub interval: Duration,
+    pub requests: u64,
+    pub concurrency: usize,
+    pub mix: Mix,
+    pub timeout: Duration,
+    pub admin_poll: Duration,
+    pub gray_version: String,
+    pub stable_version: String,
+    /// Print one line per second of the run (the live view).
+    pub live: bool,
+}
 /// A second is printed this long after it ends, so replies that complete at its very end
 /// are in it.
 const PRINT_GRACE: Duration = Duration::from_millis(200);
@@ -52,11 +87,7 @@ impl RunResult {
             .latest
             .iter()
             .copied()
-            .max_by_key(|s| match s {
-                Breaker::Closed => 0,
-                Breaker::HalfOpen => 1,
-                Breaker::Open => 2,
-            })
+            .max_by_key(|s| s.severity())
             .unwrap_or(Breaker::Closed);
         self.timeline.record_breaker(at, worst);
         self.breaker.push((at, worst));
@@ -190,15 +221,11 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
             let url = gateway.admin_metrics.clone();
             let every = plan.admin_poll;
             let tx = admin_tx.clone();
-            let agent = ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(2))
-                .build();
+            let admin = Client::new(ADMIN_POLL_TIMEOUT, fetch::MAX_METRICS_BYTES);
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(text) = fetch_text(&agent, &url) {
-                        let state = prom::value(&text, BREAKER_STATE)
-                            .and_then(Breaker::from_gauge)
-                            .unwrap_or(Breaker::Closed);
+                    if let Ok(text) = admin.get(&url, &[]) {
+                        let state = Breaker::read(&text).unwrap_or(Breaker::Closed);
                         if tx.send((start.elapsed(), g, state, text)).is_err() {
                             return;
                         }
@@ -276,9 +303,10 @@ pub fn run(plan: &Plan, images: Arc<Vec<Image>>, bar: &ProgressBar) -> RunResult
         result.reading(at, g, state, text);
     }
     // One last reading once every reply is in, so the final counters cover the whole run.
+    let admin = Client::new(plan.timeout, fetch::MAX_METRICS_BYTES);
     for (g, gateway) in plan.gateways.iter().enumerate() {
-        if let (Some(text), Some(slot)) = (
-            fetch_text(&agent, &gateway.admin_metrics),
+        if let (Ok(text), Some(slot)) = (
+            admin.get(&gateway.admin_metrics, &[]),
             result.last_admin.get_mut(g),
         ) {
             *slot = Some(text);
@@ -339,10 +367,6 @@ fn send(agent: &ureq::Agent, plan: &Plan, gateway: &Gateway, image: &Image, job:
         &plan.gray_version,
         &plan.stable_version,
     ))
-}
-
-fn fetch_text(agent: &ureq::Agent, url: &str) -> Option<String> {
-    agent.get(url).call().ok()?.into_string().ok()
 }
 
 #[cfg(test)]

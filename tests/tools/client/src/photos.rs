@@ -1,7 +1,39 @@
-//! The photos the demo sends: every JPEG/PNG of a folder, read once, within named limits.
+//! The photos a traffic generator sends (the demo's and the soak's `--images`,
+//! `--max-images`, `--max-image-bytes`): every JPEG/PNG of a folder, read once, within named
+//! limits.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use crate::flags::ConfigError;
+
+/// The flags that choose the photos.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Photos {
+    /// Folder of JPEG/PNG photos to send, in turn.
+    #[arg(long, env = "GRAYGUARD_IMAGES", default_value = ".data/images")]
+    pub images: PathBuf,
+    /// Most photos read from --images.
+    #[arg(long, default_value_t = 64)]
+    pub max_images: usize,
+    /// Largest photo accepted, bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_image_bytes: u64,
+}
+
+impl Photos {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_images == 0 {
+            return Err(ConfigError::Flag("max-images", "must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// Reads them (see [`load`]).
+    pub fn load(&self) -> Result<Vec<Image>, ImageError> {
+        load(&self.images, self.max_images, self.max_image_bytes)
+    }
+}
 
 /// One photo, ready to be sent as a request body.
 #[derive(Debug, Clone)]

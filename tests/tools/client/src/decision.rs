@@ -1,4 +1,4 @@
-//! The `x-canary-decision` header as the demo reads it: the contract's grammar
+//! The `x-canary-decision` header as the tools read it: the contract's grammar
 //! (`grayguard_contract::decision`, the same code the filter renders with) and a short label
 //! per decision for counting.
 
@@ -12,7 +12,7 @@ pub fn parse(text: &str) -> Result<Decision, ParseError> {
     grayguard_contract::Decision::parse(text).map(grayguard_contract::Decision::into_owned)
 }
 
-/// What the demo asks of a decision.
+/// What the tools ask of a decision.
 pub trait DecisionExt {
     /// A short label naming where the request went and why, used to count decisions:
     /// `gray rule`, `gray probe`, `stable shed=box_count`, `stable no-rule`, ...

@@ -1,122 +1,13 @@
 //! What happened, second by second: every request outcome and every breaker reading from
-//! Envoy's admin, folded into one bucket per second of the run.
+//! Envoy's admin, folded into one bucket per second of the run (the demo's live view and
+//! chart).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::decision::{Decision, DecisionExt, Route};
-
-/// The breaker as Envoy reports it in the `grayguard_breaker_state` gauge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Breaker {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl Breaker {
-    /// Maps the gauge value (0 closed, 1 open, 2 half-open).
-    pub fn from_gauge(v: f64) -> Option<Breaker> {
-        match v {
-            0.0 => Some(Breaker::Closed),
-            1.0 => Some(Breaker::Open),
-            2.0 => Some(Breaker::HalfOpen),
-            _ => None,
-        }
-    }
-
-    pub fn gauge(self) -> u8 {
-        match self {
-            Breaker::Closed => 0,
-            Breaker::Open => 1,
-            Breaker::HalfOpen => 2,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Breaker::Closed => "closed",
-            Breaker::Open => "OPEN",
-            Breaker::HalfOpen => "half-open",
-        }
-    }
-}
-
-/// An HTTP reply as the client saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    /// The parsed `x-canary-decision`; `None` when the header was missing, `Err` text when
-    /// it did not parse.
-    pub decision: Option<Result<Decision, String>>,
-    /// Which version answered, from `x-model-version` (falls back to the decision's route).
-    pub served_by: Option<Route>,
-    /// `x-box-count`, or the length of `boxes` in the body.
-    pub box_count: Option<u32>,
-    /// `x-canary-breach`, if the sidecar flagged one and the proxy let it through.
-    pub breach: Option<String>,
-}
-
-impl Reply {
-    pub fn ok(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    pub fn decision(&self) -> Option<&Decision> {
-        self.decision.as_ref().and_then(|d| d.as_ref().ok())
-    }
-
-    /// The route that served the request: the model version if known, else the decision.
-    pub fn route(&self) -> Option<Route> {
-        self.served_by.or_else(|| self.decision().map(|d| d.side))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Reply(Reply),
-    /// Connection refused/reset, timeout: the client got no HTTP reply at all.
-    Transport(String),
-}
-
-/// One request of the run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// When it was sent, from the start of the run.
-    pub sent: Duration,
-    /// When its reply (or failure) arrived, from the start of the run.
-    pub done: Duration,
-    /// Index of its cohort in the mix.
-    pub cohort: usize,
-    /// Index of the body it sent in the run's image list.
-    pub image: usize,
-    /// Index of the gateway it went through.
-    pub gateway: usize,
-    pub outcome: Outcome,
-}
-
-impl Sample {
-    pub fn reply(&self) -> Option<&Reply> {
-        match &self.outcome {
-            Outcome::Reply(r) => Some(r),
-            Outcome::Transport(_) => None,
-        }
-    }
-
-    /// A client-visible error: a transport failure or a non-2xx status.
-    pub fn is_error(&self) -> bool {
-        self.reply().is_none_or(|r| !r.ok())
-    }
-
-    /// A short name of the error, for counting (`HTTP 503`, `transport`), `None` if none.
-    pub fn error_kind(&self) -> Option<String> {
-        match &self.outcome {
-            Outcome::Transport(_) => Some("transport".to_string()),
-            Outcome::Reply(r) if !r.ok() => Some(format!("HTTP {}", r.status)),
-            Outcome::Reply(_) => None,
-        }
-    }
-}
+use crate::breaker::Breaker;
+use crate::decision::{DecisionExt, Route};
+use crate::sample::Sample;
 
 /// Running mean and standard deviation of box counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -277,27 +168,10 @@ impl Timeline {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A successful reply with a decision header, served by its route.
-    pub(crate) fn sample(sent_ms: u64, done_ms: u64, decision: &str, boxes: u32) -> Sample {
-        let d = crate::decision::parse(decision).unwrap();
-        Sample {
-            sent: Duration::from_millis(sent_ms),
-            done: Duration::from_millis(done_ms),
-            cohort: 0,
-            image: 0,
-            gateway: 0,
-            outcome: Outcome::Reply(Reply {
-                status: 200,
-                served_by: Some(d.side),
-                decision: Some(Ok(d)),
-                box_count: Some(boxes),
-                breach: None,
-            }),
-        }
-    }
+    use crate::sample::Outcome;
+    use crate::sample::tests::sample;
 
     #[test]
     fn box_stats_mean_and_std() {
@@ -361,14 +235,5 @@ pub(crate) mod tests {
         t.record(&s);
         let sec = &t.seconds()[0];
         assert_eq!((sec.errors, sec.served_gray, sec.gray_boxes.n), (1, 0, 0));
-    }
-
-    #[test]
-    fn breaker_gauge_mapping() {
-        assert_eq!(Breaker::from_gauge(0.0), Some(Breaker::Closed));
-        assert_eq!(Breaker::from_gauge(1.0), Some(Breaker::Open));
-        assert_eq!(Breaker::from_gauge(2.0), Some(Breaker::HalfOpen));
-        assert_eq!(Breaker::from_gauge(3.0), None);
-        assert_eq!(Breaker::HalfOpen.gauge(), 2);
     }
 }
