@@ -298,7 +298,7 @@ FUZZ_HTTP_CASES ?= 20000
 fuzz: $(STAMPS)/rust setup build-sidecar
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-filter --lib fuzz -- --test-threads=2
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-sidecar --lib fuzz -- --test-threads=2
-	PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test -p grayguard-e2e --test sidecar_hostile fuzz -- --nocapture
+	PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test -p grayguard-e2e --test e2e sidecar_hostile::fuzz -- --nocapture
 
 # ---------------------------------------------------------------- bench
 

@@ -20,7 +20,6 @@
 //! of the way, so what is tested is the filter's judgement and the route timeouts, not the
 //! sidecar's flag. The gray cohort is paced at one request per sender every few hundred ms,
 //! more than one filter tick apart.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

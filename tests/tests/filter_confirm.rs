@@ -5,8 +5,6 @@
 //! listener sheds the rule (once: a second click changes nothing), with the person in the
 //! incident record; the flag still sheds at once without anyone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::{Duration, Instant};
 
 use grayguard_client::exposition;

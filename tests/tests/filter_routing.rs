@@ -2,8 +2,6 @@
 //! of two scripted upstreams: device type, time window, first match, sticky and drawn
 //! shares, header stripping, the decision header and the metrics.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use grayguard_contract::headers;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -5,8 +5,6 @@
 //! each shed by the right trigger, with the evidence in the incident record and the
 //! per-rule gauges.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -4,8 +4,6 @@
 //! or re-open the breaker, malformed signals are ignored and counted, dry run never sheds,
 //! and every start and end of shedding leaves one JSON incident line in the log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
 use std::time::{Duration, Instant};

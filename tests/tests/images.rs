@@ -4,9 +4,6 @@
 //! into a root file system and run with its own entrypoint, environment and user in a chroot
 //! (the real model answering /ready and /infer on a real photo); both pushed with skopeo to a
 //! real registry on loopback and their digests read back.
-//!
-//! Test code may panic freely: a failed expectation is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,7 +9,6 @@
 //! when one is taken (a `make run` in another terminal, a Prometheus service) it refuses to
 //! start and names the port, and this test fails with that message. Its files go to a
 //! temporary folder (GRAYGUARD_RUN_DIR), never to the checkout's .run/.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::latch::PATH as LATCH_PATH;
 use grayguard_contract::{Decision, Side, headers};

@@ -6,7 +6,6 @@
 //! the cohort after at most one gray reply, with no client error. Clients cannot latch or
 //! clear through a gateway, nor reach the control port without the token. Once a healthy gray
 //! replaces the bad one, half-open probes close every gateway and the first clears its latch.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::thread;
 use std::time::{Duration, Instant};

@@ -14,9 +14,6 @@
 //! In confirm mode the same path carries the one-click confirmation: the alert asks a
 //! person, the link in the message sheds the rule at the gateway, the decision header and
 //! the incident record say so.
-//!
-//! Test code may panic freely: a failed expectation is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 

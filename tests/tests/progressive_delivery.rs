@@ -9,9 +9,6 @@
 //! returns no data), stay within its threshold while gray is healthy, and cross it once
 //! grayguard has shed gray. The queries and thresholds are read from the variants themselves
 //! (through the validator), with a short interval in place of the production one.
-//!
-//! Test code may panic freely: a failed expectation is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::process::Command;

@@ -4,7 +4,6 @@
 //! `/metrics` that `promtool` accepts and that counts exactly what was sent, and `/info`
 //! (checked against the model file's digest, ONNX Runtime's own version and the host). One
 //! process serves the whole file's assertions to keep the suite short.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::headers;
 use std::collections::BTreeMap;

@@ -3,7 +3,6 @@
 //! same weights: `tests/reference/dynamic_batch.py`). Concurrent requests share model runs
 //! (`batch_size` in the JSON and the `grayguard_sidecar_batch_size` histogram) and get the
 //! boxes each image gets alone; the fixed-batch model never batches.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_client::exposition;
 use grayguard_e2e::http;

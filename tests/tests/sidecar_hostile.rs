@@ -3,7 +3,6 @@
 //! connections than `--max-connections`, oversized headers; and random request lines,
 //! headers and bodies (proptest), after which the process still serves. Each limit is set
 //! small here so that the test takes seconds; the defaults are in sidecar/README.md.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -4,7 +4,6 @@
 //! except a half-open probe's, a clear drops only latches older than the clearing gateway's
 //! healthy evidence, latches lapse on their own, the public port refuses latch paths, and
 //! every call is counted and logged.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 

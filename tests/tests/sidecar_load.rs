@@ -1,7 +1,6 @@
 //! The sidecar under load and at shutdown, with the real model: a flood beyond `--max-queue`
 //! is answered with fast 503s (never a hang), and SIGTERM lets in-flight requests finish
 //! before the process exits 0.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::headers;
 use std::time::{Duration, Instant};

@@ -1,6 +1,5 @@
 //! Start-up failures of the real sidecar binary: each exits non-zero at once with one clear
 //! message instead of serving nothing (or crashing later).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,7 +1,6 @@
 //! The sidecar's watchdog raising `x-canary-breach` with the real model under forced breaches
 //! (a tiny latency budget, a box baseline nothing matches, a memory fraction every process
 //! exceeds), clearing them as the window empties, and self-checks reusing the last real image.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::headers;
 use std::time::{Duration, Instant};

@@ -4,7 +4,6 @@
 //! gray sidecar (confidence 0.001, shed and probed as in `make run`), one ONNX Runtime thread
 //! each — with real photos and a tenth of bad inputs. Every soak target must be met (the
 //! binary's `--check`), and its summary must show that the soak really measured something.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
