@@ -25,6 +25,25 @@ pub struct Mesh {
     pub gray: Sidecar,
 }
 
+/// Photos whose boxes differ between the stable (0.25) and the oversensitive gray (0.001)
+/// threshold: 2/10, 1/21, 2/39, 1/20.
+pub const PHOTOS: [&str; 4] = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"];
+
+/// A sidecar of `version` as the mesh tests run it, at confidence `conf` (0.25: a healthy
+/// release; 0.001: the incident's flood of false boxes): one ONNX Runtime thread (the two
+/// sidecars share the machine's cores) and its own latency watchdog out of the way, so that
+/// the filter decides.
+pub fn sidecar(version: &str, conf: &str) -> SidecarBuilder {
+    SidecarBuilder::new(version).args(&[
+        "--threads",
+        "1",
+        "--watchdog-latency-budget-ms",
+        "60000",
+        "--conf",
+        conf,
+    ])
+}
+
 impl Mesh {
     /// Starts the stable sidecar with `stable_flags`, the gray one with `gray_flags`, and the
     /// front Envoy (`workers` worker threads) with `plugin_config` (JSON).
@@ -34,9 +53,25 @@ impl Mesh {
         gray_flags: &[&str],
         workers: u32,
     ) -> Mesh {
+        Mesh::start_with(
+            plugin_config,
+            SidecarBuilder::new(STABLE).args(stable_flags),
+            SidecarBuilder::new(GRAY).args(gray_flags),
+            workers,
+        )
+    }
+
+    /// Starts the sidecars from `stable` and `gray` and the front Envoy (`workers` worker
+    /// threads) with `plugin_config` (JSON).
+    pub fn start_with(
+        plugin_config: &str,
+        stable: SidecarBuilder,
+        gray: SidecarBuilder,
+        workers: u32,
+    ) -> Mesh {
         // Both load their model at once; each must be ready before Envoy starts.
-        let mut stable = SidecarBuilder::new(STABLE).args(stable_flags).spawn();
-        let mut gray = SidecarBuilder::new(GRAY).args(gray_flags).spawn();
+        let mut stable = stable.spawn();
+        let mut gray = gray.spawn();
         stable.wait_ready(READY_TIMEOUT);
         gray.wait_ready(READY_TIMEOUT);
         let envoy = front_envoy(plugin_config, &stable, &gray, workers);
