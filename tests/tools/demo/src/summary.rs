@@ -315,7 +315,12 @@ pub(crate) mod tests {
     /// milliseconds of the run.
     pub(crate) fn sample(sent_ms: u64, done_ms: u64, decision: &str, boxes: u32) -> Sample {
         let ms = Duration::from_millis;
-        Sample::served(ms(sent_ms), ms(done_ms), decision::parse(decision).unwrap(), boxes)
+        Sample::served(
+            ms(sent_ms),
+            ms(done_ms),
+            decision::parse(decision).unwrap(),
+            boxes,
+        )
     }
 
     fn incident() -> (Vec<Sample>, Vec<(Duration, Breaker)>) {

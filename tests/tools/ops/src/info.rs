@@ -140,7 +140,9 @@ pub fn bytes(b: u64) -> String {
 /// The fields the `grayguard_sidecar_info` metric gives (its labels `model_version`,
 /// `device`), or `None` when the metrics lack it.
 pub fn from_metrics(text: &str) -> Option<BTreeMap<String, String>> {
-    let sample = exposition::samples(text, sidecar::INFO).into_iter().next()?;
+    let sample = exposition::samples(text, sidecar::INFO)
+        .into_iter()
+        .next()?;
     let mut out = BTreeMap::new();
     for (label, key) in [
         ("model_version", "model.version"),
