@@ -244,9 +244,10 @@ lint: $(STAMPS)/rust $(STAMPS)/apt
 
 test: setup build build-filter-crash-test images lint test-unit test-e2e
 
-# Host unit tests of every crate (pure logic, no processes).
+# Host unit tests of every crate (pure logic, no processes), and the examples in the docs.
 test-unit:
 	cargo test --workspace --lib --bins
+	cargo test --workspace --doc
 
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images; the OCI
 # images run and pushed for real; mesh-config validated and its analyses run on Prometheus.

@@ -4,13 +4,21 @@
 //! saw instead); [`Wait`] sets the polling interval, or gives the timeout back as a value
 //! for a caller that must clean up before it fails.
 //!
-//! ```no_run
-//! # use std::time::Duration;
-//! # use grayguard_e2e::wait::eventually;
-//! # fn gauge() -> Option<f64> { None }
+//! ```
+//! use std::time::Duration;
+//! use grayguard_e2e::wait::eventually;
+//!
+//! // Stands in for a gauge read from a running process.
+//! let mut reads = 0;
+//! let mut gauge = || {
+//!     reads += 1;
+//!     if reads < 3 { 0.0 } else { 1.0 }
+//! };
 //! let open = eventually("the breaker opens", Duration::from_secs(5), || {
-//!     gauge().filter(|&v| v == 1.0).ok_or(format!("gauge {:?}", gauge()))
+//!     let v = gauge();
+//!     if v == 1.0 { Ok(v) } else { Err(format!("gauge {v}")) }
 //! });
+//! assert_eq!(open, 1.0);
 //! ```
 
 use std::fmt;

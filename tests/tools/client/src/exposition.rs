@@ -6,6 +6,19 @@
 //! `grayguard_sidecar_requests_total`, `grayguard_sidecar_requests_total{status="200"}`.
 //! [`value`] sums every series that matches, so a name alone reads the total over all label
 //! sets (and a gauge Envoy renders once per label set still reads as one number).
+//!
+//! ```
+//! use grayguard_client::exposition;
+//!
+//! let text = "# TYPE grayguard_sidecar_requests_total counter\n\
+//!             grayguard_sidecar_requests_total{status=\"200\"} 9\n\
+//!             grayguard_sidecar_requests_total{status=\"503\"} 1\n";
+//! assert_eq!(exposition::value(text, "grayguard_sidecar_requests_total"), Some(10.0));
+//! let refused = r#"grayguard_sidecar_requests_total{status="503"}"#;
+//! assert_eq!(exposition::value(text, refused), Some(1.0));
+//! let series = exposition::samples(text, "grayguard_sidecar_requests_total");
+//! assert_eq!(series[0].labels["status"], "200");
+//! ```
 
 use std::collections::BTreeMap;
 
