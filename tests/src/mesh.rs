@@ -88,6 +88,23 @@ impl Mesh {
         self.envoy = front_envoy(plugin_config, &self.stable, &self.gray, workers);
     }
 
+    /// Request `k` of each cohort, the same photo (`photos[k]`, in turn): a crane camera's
+    /// (the canonical rule's cohort, as device `crane-{k mod 2}`) and a dock camera's (no
+    /// rule: the control, `dock-{k mod 3}`); neither client may see an error. The crane
+    /// camera's decision header.
+    pub fn crane_and_dock(&self, photos: &[Vec<u8>], k: usize) -> String {
+        let photo = &photos[k % photos.len()];
+        let crane = self.infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
+        let dock = self.infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
+        for r in [&crane, &dock] {
+            assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
+        }
+        crane
+            .header(headers::DECISION)
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// POSTs `image` (JPEG) to the front Envoy as device `device_id` of type `device_type`,
     /// plus `extra` headers.
     pub fn infer(

@@ -415,6 +415,29 @@ fn start_with_small_stable_queue(shed_for_s: u64) -> (Mesh, usize) {
     )
 }
 
+/// Runs `lanes` (the gray cohort's first) through the mesh until gray has replied twice as
+/// often as the latency test needs before it may shed (`min_samples`); every request was
+/// answered, and gray (judged against the control of `situation`) was neither shed nor
+/// failed. Every outcome.
+fn gray_judged(mesh: &Mesh, lanes: &[Lane], min_samples: usize, situation: &str) -> Vec<Outcome> {
+    let load = Load::start(&[mesh.envoy.url("/infer")], lanes, MAX_LOAD);
+    load.wait_until(
+        &format!("enough gray replies to judge {situation}"),
+        Duration::from_secs(90),
+        |all| lane(all, GRAY_LANE).len() >= 2 * min_samples,
+    );
+    let all = load.stop();
+    assert_all_answered(&all);
+    let gray = lane(&all, GRAY_LANE);
+    let shed: Vec<Outcome> = gray.iter().filter(|o| !served_closed(o)).cloned().collect();
+    assert!(
+        shed.is_empty(),
+        "gray was shed or failed {situation}:\n{}",
+        describe(&shed)
+    );
+    all
+}
+
 /// No breaker opened by any trigger, and none open now.
 fn assert_never_shed(mesh: &Mesh) {
     for (t, n) in breaches(mesh) {
@@ -426,36 +449,15 @@ fn assert_never_shed(mesh: &Mesh) {
 #[test]
 fn a_slow_stable_is_a_slower_control_and_does_not_shed_gray() {
     let (mesh, min_samples) = start_with_small_stable_queue(30);
-    let url = [mesh.envoy.url("/infer")];
     // Two stable senders back to back keep its queue busy (each request waits for the
     // other's run), never full. Gray is judged against a control that is slower than itself.
-    let load = Load::start(
-        &url,
-        &[
-            Lane::new(GRAY_COHORT, Duration::from_millis(400), 400),
-            Lane::new(STABLE_COHORT, Duration::ZERO, 1000).senders(2),
-        ],
-        MAX_LOAD,
-    );
-    // Twice what the latency test needs before it may shed.
-    let all = load.wait_until(
-        "enough gray replies to judge",
-        Duration::from_secs(90),
-        |all| lane(all, GRAY_LANE).len() >= 2 * min_samples,
-    );
-    let all = {
-        drop(all);
-        load.stop()
-    };
-    assert_all_answered(&all);
+    let lanes = [
+        Lane::new(GRAY_COHORT, Duration::from_millis(400), 400),
+        Lane::new(STABLE_COHORT, Duration::ZERO, 1000).senders(2),
+    ];
+    let all = gray_judged(&mesh, &lanes, min_samples, "against a slow stable");
     assert_no_stable_errors(&all);
     let gray = lane(&all, GRAY_LANE);
-    let shed: Vec<Outcome> = gray.iter().filter(|o| !served_closed(o)).cloned().collect();
-    assert!(
-        shed.is_empty(),
-        "gray was shed or failed:\n{}",
-        describe(&shed)
-    );
     // Every reply's latency is in the filter's sums once it has handed them over.
     let stable_replies = lane(&all, STABLE_LANE).len() as f64;
     let text = eventually(
@@ -502,29 +504,15 @@ fn a_slow_stable_is_a_slower_control_and_does_not_shed_gray() {
 #[test]
 fn an_overloaded_stable_answers_503_with_retry_after_and_does_not_shed_gray() {
     let (mesh, min_samples) = start_with_small_stable_queue(30);
-    let url = [mesh.envoy.url("/infer")];
     // Six stable senders against a queue of two. The sidecar refuses what it cannot queue at
     // once with 503 + Retry-After, which Envoy hands to the client unchanged; the filter
     // books each refusal as a control failure, not as a fast, empty control sample, so gray
     // (judged against that control) is not shed.
-    let load = Load::start(
-        &url,
-        &[
-            Lane::new(GRAY_COHORT, Duration::from_millis(300), 400),
-            Lane::new(STABLE_COHORT, Duration::from_millis(50), 4000).senders(6),
-        ],
-        MAX_LOAD,
-    );
-    let all = load.wait_until(
-        "enough gray replies under the overload",
-        Duration::from_secs(90),
-        |all| lane(all, GRAY_LANE).len() >= 2 * min_samples,
-    );
-    let all = {
-        drop(all);
-        load.stop()
-    };
-    assert_all_answered(&all);
+    let lanes = [
+        Lane::new(GRAY_COHORT, Duration::from_millis(300), 400),
+        Lane::new(STABLE_COHORT, Duration::from_millis(50), 4000).senders(6),
+    ];
+    let all = gray_judged(&mesh, &lanes, min_samples, "while stable is overloaded");
     let stable = lane(&all, STABLE_LANE);
     let refused: Vec<&Outcome> = stable.iter().filter(|o| o.status == Some(503)).collect();
     assert!(
@@ -550,12 +538,6 @@ fn an_overloaded_stable_answers_503_with_retry_after_and_does_not_shed_gray() {
         .collect();
     assert!(other.is_empty(), "{}", describe(&other));
     let gray = lane(&all, GRAY_LANE);
-    let shed: Vec<Outcome> = gray.iter().filter(|o| !served_closed(o)).cloned().collect();
-    assert!(
-        shed.is_empty(),
-        "gray was shed or failed while stable was overloaded:\n{}",
-        describe(&shed)
-    );
     assert_never_shed(&mesh);
     eprintln!(
         "overloaded stable: {} of {} stable requests refused with 503 + Retry-After, {} gray replies, no shed",

@@ -132,6 +132,41 @@ impl Shedding {
         assert!(v >= min, "{name} = {v}, want ≥ {min}");
     }
 
+    /// The incident records of `rule` starting a shed by `trigger`, in order; `n` of them.
+    fn shed_starts(&self, rule: &str, trigger: &str, n: usize) -> Vec<Value> {
+        let all = self.envoy.incidents();
+        let starts: Vec<Value> = incident(&all, "shed_start", rule, trigger)
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(starts.len(), n, "{all:#?}");
+        starts
+    }
+
+    /// The one incident record of `rule` starting a shed by `trigger`.
+    fn shed_start(&self, rule: &str, trigger: &str) -> Value {
+        self.shed_starts(rule, trigger, 1).remove(0)
+    }
+
+    /// Five gray replies to `kind` (of `rule`), once the filter has judged them as
+    /// `samples`: the next request still goes to gray (5 samples < `min_samples`).
+    fn five_samples_do_not_shed(&self, kind: &str, rule: &str, samples: &str) {
+        gray_n(&self.envoy, kind, 5);
+        published(&self.envoy, samples, 5.0);
+        assert_eq!(
+            ask(&self.envoy, kind).0,
+            format!("gray; rule={rule}"),
+            "5 samples < min_samples"
+        );
+    }
+
+    /// Three gray replies to the flagged cohort, then the flag on one more (`box_count`): the
+    /// rule is shed from then on.
+    fn shed_by_the_flag(&self) {
+        gray_n(&self.envoy, "cam-flag", 3);
+        self.flag_once("box_count");
+    }
+
     /// Gray raises its flag on one reply of the flagged cohort (which still went to gray),
     /// and clears it: the rule is shed from then on.
     fn flag_once(&self, reason: &str) {
@@ -148,8 +183,7 @@ impl Shedding {
 fn the_flag_sheds_the_very_next_request_on_every_worker_and_only_its_rule() {
     // A shed period longer than the test: every request after the flag is shed.
     let t = Shedding::start(60.0);
-    gray_n(&t.envoy, "cam-flag", 3);
-    t.flag_once("box_count");
+    t.shed_by_the_flag();
     for _ in 0..60 {
         assert_eq!(
             ask(&t.envoy, "cam-flag"),
@@ -168,18 +202,15 @@ fn the_flag_sheds_the_very_next_request_on_every_worker_and_only_its_rule() {
     t.at_least("grayguard_breaches_flag", 1.0);
     t.at_least("grayguard_breakers_open", 1.0);
     t.at_least("grayguard_breaker_state", 1.0);
-    let all = t.envoy.incidents();
-    let starts = incident(&all, "shed_start", "flagged", "flag");
-    assert_eq!(starts.len(), 1, "{all:#?}");
-    assert_eq!(starts[0]["flag_reason"], "box_count");
-    assert_eq!(starts[0]["after_probe"], false);
+    let start = t.shed_start("flagged", "flag");
+    assert_eq!(start["flag_reason"], "box_count");
+    assert_eq!(start["after_probe"], false);
 }
 
 #[test]
 fn half_open_probes_close_the_breaker_and_a_bad_probe_opens_it_again() {
     let t = Shedding::start(1.5);
-    gray_n(&t.envoy, "cam-flag", 3);
-    t.flag_once("box_count");
+    t.shed_by_the_flag();
     assert_eq!(
         ask(&t.envoy, "cam-flag").0,
         "stable; rule=flagged; shed=flag"
@@ -213,16 +244,19 @@ fn half_open_probes_close_the_breaker_and_a_bad_probe_opens_it_again() {
     published(&t.envoy, names::PROBE_REQUESTS, 4.0);
     t.at_least("grayguard_breaches_flag", 3.0);
     t.at_least("grayguard_shed_requests", 1.0);
-    let all = t.envoy.incidents();
-    let starts = incident(&all, "shed_start", "flagged", "flag");
     // The first flag, the second one, and the flagged probe.
-    assert_eq!(starts.len(), 3, "{all:#?}");
+    let starts = t.shed_starts("flagged", "flag", 3);
     assert_eq!(starts[0]["flag_reason"], "box_count");
     assert_eq!(starts[0]["after_probe"], false);
     assert_eq!(starts[1]["after_probe"], false);
     assert_eq!(starts[2]["after_probe"], true);
     assert_eq!(starts[2]["flag_reason"], "latency");
-    assert_eq!(incident(&all, "shed_end", "flagged", "flag").len(), 1);
+    let all = t.envoy.incidents();
+    assert_eq!(
+        incident(&all, "shed_end", "flagged", "flag").len(),
+        1,
+        "{all:#?}"
+    );
 }
 
 #[test]
@@ -250,13 +284,7 @@ fn a_flood_of_boxes_sheds_on_the_learned_baseline_once_min_samples_is_reached() 
         assert_eq!(ask(&t.envoy, "conveyor").0, "stable; no-rule");
     }
     t.gray.set_signals("20", "30");
-    gray_n(&t.envoy, "cam-box", 5);
-    published(&t.envoy, names::GRAY_BOX_SAMPLES, 5.0);
-    assert_eq!(
-        ask(&t.envoy, "cam-box").0,
-        "gray; rule=boxes",
-        "5 samples < min_samples"
-    );
+    t.five_samples_do_not_shed("cam-box", "boxes", names::GRAY_BOX_SAMPLES);
     let sixth = Instant::now();
     ask_until(
         &t.envoy,
@@ -282,10 +310,8 @@ fn a_flood_of_boxes_sheds_on_the_learned_baseline_once_min_samples_is_reached() 
     ] {
         published(&t.envoy, name, 1.0);
     }
-    let all = t.envoy.incidents();
-    let boxes = incident(&all, "shed_start", "boxes", "box_count");
-    assert_eq!(boxes.len(), 1, "{all:#?}");
-    let w = &boxes[0]["window"];
+    let start = t.shed_start("boxes", "box_count");
+    let w = &start["window"];
     assert!(w["box_mean"].as_f64().unwrap() > 20.0, "{w}");
     assert_eq!(w["baseline_mean"], 3.0, "{w}");
     assert!(w["box_samples"].as_u64().unwrap() >= 6, "{w}");
@@ -296,20 +322,12 @@ fn a_slow_gray_sheds_on_latency_once_min_samples_is_reached() {
     let t = Shedding::start(1.5);
     // Gray mean 500 ms > 100 ms.
     t.gray.set_signals("500", "3");
-    gray_n(&t.envoy, "cam-slow", 5);
-    published(&t.envoy, names::GRAY_LATENCY_SAMPLES, 5.0);
-    assert_eq!(
-        ask(&t.envoy, "cam-slow").0,
-        "gray; rule=slow",
-        "5 samples < min_samples"
-    );
+    t.five_samples_do_not_shed("cam-slow", "slow", names::GRAY_LATENCY_SAMPLES);
     ask_until(&t.envoy, "cam-slow", "stable; rule=slow; shed=latency", 100);
 
     t.at_least("grayguard_breaches_latency", 1.0);
-    let all = t.envoy.incidents();
-    let slow = incident(&all, "shed_start", "slow", "latency");
-    assert_eq!(slow.len(), 1, "{all:#?}");
-    assert!(slow[0]["window"]["latency_mean_ms"].as_f64().unwrap() > 100.0);
+    let slow = t.shed_start("slow", "latency");
+    assert!(slow["window"]["latency_mean_ms"].as_f64().unwrap() > 100.0);
 }
 
 #[test]
@@ -335,12 +353,7 @@ fn consecutive_failures_shed_on_the_fourth_in_a_row() {
 
     t.at_least("grayguard_breaches_consecutive_failures", 1.0);
     t.at_least("grayguard_gray_failures", 4.0);
-    let all = t.envoy.incidents();
-    assert_eq!(
-        incident(&all, "shed_start", "streak", "consecutive_failures").len(),
-        1,
-        "{all:#?}"
-    );
+    t.shed_start("streak", "consecutive_failures");
 }
 
 #[test]
@@ -371,10 +384,8 @@ fn an_error_rate_above_its_ceiling_sheds_without_a_streak() {
     );
 
     t.at_least("grayguard_gray_failures", 3.0);
-    let all = t.envoy.incidents();
-    let errs = incident(&all, "shed_start", "errors", "error_rate");
-    assert_eq!(errs.len(), 1, "{all:#?}");
-    assert!(errs[0]["window"]["error_rate"].as_f64().unwrap() > 0.4);
+    let errs = t.shed_start("errors", "error_rate");
+    assert!(errs["window"]["error_rate"].as_f64().unwrap() > 0.4);
 }
 
 #[test]

@@ -166,22 +166,8 @@ impl AlertPath {
     /// cameras (stable, the control), the same photo; neither client may see an error. The
     /// crane camera's decision.
     fn pair(&mut self) -> String {
-        let k = self.sent;
         self.sent += 1;
-        let photo = &self.photos[k % self.photos.len()];
-        let crane = self
-            .mesh
-            .infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
-        let dock = self
-            .mesh
-            .infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
-        for r in [&crane, &dock] {
-            assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
-        }
-        crane
-            .header(headers::DECISION)
-            .unwrap_or_default()
-            .to_string()
+        self.mesh.crane_and_dock(&self.photos, self.sent - 1)
     }
 
     /// Pairs of requests until the crane camera's decision is one `done` accepts (it may

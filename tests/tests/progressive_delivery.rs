@@ -167,17 +167,8 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
     // One request of each cohort, the same photo: gray (crane cameras) and stable (the rest).
     let mut sent = 0usize;
     let mut pair = |mesh: &Mesh| -> String {
-        let photo = &photos[sent % photos.len()];
-        let crane = mesh.infer("crane-camera", &format!("crane-{}", sent % 2), photo, &[]);
-        let dock = mesh.infer("dock-camera", &format!("dock-{}", sent % 3), photo, &[]);
         sent += 1;
-        for r in [&crane, &dock] {
-            assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
-        }
-        crane
-            .header(headers::DECISION)
-            .unwrap_or_default()
-            .to_string()
+        mesh.crane_and_dock(&photos, sent - 1)
     };
 
     // 1. Gray is healthy: every check passes at every evaluation.

@@ -97,6 +97,17 @@ fn latch_sidecar() -> Sidecar {
         .start()
 }
 
+/// gw-1 latches the crane cameras' rule on its box count for 30 s.
+fn latch_by_gw1(sc: &Sidecar) -> Response {
+    let r = post(
+        &sc.control_url(PATH),
+        &latch("crane-cameras", Trigger::BoxCount, 30_000, "gw-1"),
+        Some(TOKEN),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r
+}
+
 fn bearer() -> String {
     format!("Bearer {TOKEN}")
 }
@@ -165,12 +176,7 @@ fn only_the_token_on_the_control_port_pulls_the_latch_and_the_token_stays_secret
 fn a_latched_workload_flags_every_reply_but_a_half_open_probes() {
     let sc = latch_sidecar();
     let control = sc.control_url(PATH);
-    let r = post(
-        &control,
-        &latch("crane-cameras", Trigger::BoxCount, 30_000, "gw-1"),
-        Some(TOKEN),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    let r = latch_by_gw1(&sc);
     assert_eq!(r.json()["applied"], "latched");
     let f = flag(&infer(&sc, false)).expect("latched reply flagged");
     assert_eq!(
@@ -219,12 +225,7 @@ fn a_latched_workload_flags_every_reply_but_a_half_open_probes() {
 fn a_clear_drops_only_latches_older_than_the_clearing_gateways_healthy_probes() {
     let sc = latch_sidecar();
     let control = sc.control_url(PATH);
-    let r = post(
-        &control,
-        &latch("crane-cameras", Trigger::BoxCount, 30_000, "gw-1"),
-        Some(TOKEN),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
+    latch_by_gw1(&sc);
     // gw-2's probes have been healthy for a minute, since before gw-1 latched: gw-1 saw a
     // fresher breach, so its latch stays.
     let r = post(
