@@ -164,7 +164,7 @@ impl Upstream {
         self.shared.count.load(Ordering::SeqCst)
     }
 
-    /// The requests seen so far (the newest [`MAX_SEEN`]).
+    /// The requests seen so far (the newest `MAX_SEEN`).
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }

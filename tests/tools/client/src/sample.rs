@@ -6,8 +6,10 @@ use std::time::Duration;
 use crate::decision::Decision;
 use crate::reply::Reply;
 
+/// What came back for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
+    /// An HTTP reply, whatever its status.
     Reply(Reply),
     /// Connection refused/reset, timeout: the client got no HTTP reply at all.
     Transport(String),
