@@ -244,9 +244,10 @@ lint: $(STAMPS)/rust $(STAMPS)/apt
 
 test: setup build build-filter-crash-test images lint test-unit test-e2e
 
-# Host unit tests of every crate (pure logic, no processes).
+# Host unit tests of every crate (pure logic, no processes), and the examples in the docs.
 test-unit:
 	cargo test --workspace --lib --bins
+	cargo test --workspace --doc
 
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images; the OCI
 # images run and pushed for real; mesh-config validated and its analyses run on Prometheus.
@@ -269,7 +270,7 @@ run: setup build
 DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
-	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash tests/demo/demo.sh $(DEMO_ARGS)
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash tests/tools/demo/demo.sh $(DEMO_ARGS)
 
 # ---------------------------------------------------------------- soak
 
@@ -283,7 +284,7 @@ SOAK_DURATION_S ?= 600
 SOAK_RATE ?= 3
 SOAK_ARGS ?=
 soak: setup build build-soak
-	bash tests/soak/soak.sh --duration-s $(SOAK_DURATION_S) --rate $(SOAK_RATE) --check $(SOAK_ARGS)
+	bash tests/tools/soak/soak.sh --duration-s $(SOAK_DURATION_S) --rate $(SOAK_RATE) --check $(SOAK_ARGS)
 
 # ---------------------------------------------------------------- fuzz
 
@@ -298,7 +299,7 @@ FUZZ_HTTP_CASES ?= 20000
 fuzz: $(STAMPS)/rust setup build-sidecar
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-filter --lib fuzz -- --test-threads=2
 	PROPTEST_CASES=$(FUZZ_CASES) cargo test --release -p grayguard-sidecar --lib fuzz -- --test-threads=2
-	PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test -p grayguard-e2e --test sidecar_hostile fuzz -- --nocapture
+	PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test -p grayguard-e2e --test e2e sidecar_hostile::fuzz -- --nocapture
 
 # ---------------------------------------------------------------- bench
 

@@ -6,13 +6,14 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::http;
 use crate::paths;
 use crate::process::{Proc, free_port};
+use crate::wait::Wait;
 
 fn at(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -46,19 +47,14 @@ impl AlertSink {
     /// Polls until a message satisfies `pred`, failing the test (with what arrived) after
     /// `timeout`.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let all = self.messages();
-            if let Some(m) = all.iter().find(|m| pred(m)) {
-                return m.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within {timeout:?}; received: {all:#?}\nsink log:\n{}",
-                self.proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        let outcome = Wait::new(format!("a {what}"), timeout)
+            .every(Duration::from_millis(250))
+            .poll(|| {
+                let all = self.messages();
+                let found = all.iter().find(|m| pred(m)).cloned();
+                found.ok_or(format!("received: {all:#?}"))
+            });
+        outcome.unwrap_or_else(|t| panic!("{t}\nsink log:\n{}", self.proc.log()))
     }
 }
 

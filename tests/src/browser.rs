@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait::Wait;
 
 /// How long one Chromium run may take on a busy 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
@@ -47,21 +49,17 @@ fn run(args: &[String]) -> Output {
                 chromium().display()
             )
         });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium did not finish within {TIMEOUT:?}:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let finished = Wait::new("chromium finishes", TIMEOUT)
+        .every(Duration::from_millis(100))
+        .poll(|| child.try_wait().expect("wait for chromium"));
+    let status = finished.unwrap_or_else(|t| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{t}:\n{}",
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        )
+    });
     Output {
         status,
         stdout: std::fs::read(&out_path).unwrap_or_default(),

@@ -9,12 +9,14 @@ use grayguard_contract::operator::SECRET_ENV;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use grayguard_client::exposition;
 use serde_json::{Value, json};
 
 use crate::paths;
 use crate::process::{Proc, free_port};
+use crate::wait::eventually;
 
 /// The latch token in every test gateway's VM environment ([`TOKEN_ENV`]); a gray sidecar
 /// that requires it takes it in `WORKLOAD_TOKEN_ENV`.
@@ -376,23 +378,41 @@ impl Envoy {
         self.proc.log()
     }
 
-    /// Polls `metric` (a [`prom::value`](crate::prom::value) selector) until `pred` holds, returning its last value; fails
-    /// the test after `timeout`.
-    pub fn wait_metric(&self, name: &str, timeout: Duration, pred: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = crate::prom::value(&self.prometheus(), name);
-            if let Some(v) = v
-                && pred(v)
-            {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "metric {name} = {v:?} did not reach the expected value within {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// The value of `selector` (see [`exposition::value`]) in the admin's stats now.
+    pub fn metric(&self, selector: &str) -> Option<f64> {
+        exposition::value(&self.prometheus(), selector)
+    }
+
+    /// Polls `selector` (see [`exposition::value`]) until `pred` holds, returning its last
+    /// value; fails the test after `timeout`.
+    pub fn wait_metric(
+        &self,
+        selector: &str,
+        timeout: Duration,
+        pred: impl Fn(f64) -> bool,
+    ) -> f64 {
+        eventually(
+            &format!("{selector} reaches the expected value"),
+            timeout,
+            || match self.metric(selector) {
+                Some(v) if pred(v) => Ok(v),
+                v => Err(format!("{selector} = {v:?}")),
+            },
+        )
+    }
+
+    /// The incident records the filter logged so far (its `"grayguard":"incident"` JSON
+    /// lines), in order.
+    pub fn incidents(&self) -> Vec<Value> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"grayguard\":\"incident\""))
+            .map(|l| {
+                let json = l.find('{').map_or("", |i| &l[i..]);
+                serde_json::from_str(json)
+                    .unwrap_or_else(|e| panic!("an incident record that is not JSON ({e}): {l}"))
+            })
+            .collect()
     }
 }
 

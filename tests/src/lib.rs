@@ -3,7 +3,9 @@
 //! Prometheus, Alertmanager with the alert sink and the report server, a container
 //! registry), how to look at a page with headless Chromium, how to read and unpack the OCI
 //! images, a small HTTP client that returns every status (4xx/5xx included) as data rather
-//! than as an error, and background traffic for fault injection.
+//! than as an error, background traffic for fault injection, and waits on conditions
+//! ([`wait::eventually`]) instead of fixed sleeps. Metrics are read with the tools' one
+//! Prometheus text reader (`grayguard_client::exposition`).
 //!
 //! Test code may panic freely: a failed expectation is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,8 +19,8 @@ pub mod mesh;
 pub mod oci;
 pub mod paths;
 pub mod process;
-pub mod prom;
 pub mod prometheus;
 pub mod registry;
 pub mod sidecar;
 pub mod upstream;
+pub mod wait;

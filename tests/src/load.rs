@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::http;
 use crate::paths;
+use crate::wait::eventually;
 
 /// The photos every lane sends in the same order, so that cohorts see the same scenes.
 pub const PHOTOS: [&str; 7] = [
@@ -214,20 +215,17 @@ impl Load {
         timeout: Duration,
         done: impl Fn(&[Outcome]) -> bool,
     ) -> Vec<Outcome> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        eventually(what, timeout, || {
             let all = self.outcomes();
             if done(&all) {
-                return all;
+                return Ok(all);
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {timeout:?}; {} replies so far, the last ones:\n{}",
+            Err(format!(
+                "{} replies so far, the last ones:\n{}",
                 all.len(),
                 describe(&all[all.len().saturating_sub(12)..])
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            ))
+        })
     }
 
     /// Stops every lane, waits for the requests in flight, and returns every outcome.

@@ -25,6 +25,25 @@ pub struct Mesh {
     pub gray: Sidecar,
 }
 
+/// Photos whose boxes differ between the stable (0.25) and the oversensitive gray (0.001)
+/// threshold: 2/10, 1/21, 2/39, 1/20.
+pub const PHOTOS: [&str; 4] = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"];
+
+/// A sidecar of `version` as the mesh tests run it, at confidence `conf` (0.25: a healthy
+/// release; 0.001: the incident's flood of false boxes): one ONNX Runtime thread (the two
+/// sidecars share the machine's cores) and its own latency watchdog out of the way, so that
+/// the filter decides.
+pub fn sidecar(version: &str, conf: &str) -> SidecarBuilder {
+    SidecarBuilder::new(version).args(&[
+        "--threads",
+        "1",
+        "--watchdog-latency-budget-ms",
+        "60000",
+        "--conf",
+        conf,
+    ])
+}
+
 impl Mesh {
     /// Starts the stable sidecar with `stable_flags`, the gray one with `gray_flags`, and the
     /// front Envoy (`workers` worker threads) with `plugin_config` (JSON).
@@ -34,9 +53,25 @@ impl Mesh {
         gray_flags: &[&str],
         workers: u32,
     ) -> Mesh {
+        Mesh::start_with(
+            plugin_config,
+            SidecarBuilder::new(STABLE).args(stable_flags),
+            SidecarBuilder::new(GRAY).args(gray_flags),
+            workers,
+        )
+    }
+
+    /// Starts the sidecars from `stable` and `gray` and the front Envoy (`workers` worker
+    /// threads) with `plugin_config` (JSON).
+    pub fn start_with(
+        plugin_config: &str,
+        stable: SidecarBuilder,
+        gray: SidecarBuilder,
+        workers: u32,
+    ) -> Mesh {
         // Both load their model at once; each must be ready before Envoy starts.
-        let mut stable = SidecarBuilder::new(STABLE).args(stable_flags).spawn();
-        let mut gray = SidecarBuilder::new(GRAY).args(gray_flags).spawn();
+        let mut stable = stable.spawn();
+        let mut gray = gray.spawn();
         stable.wait_ready(READY_TIMEOUT);
         gray.wait_ready(READY_TIMEOUT);
         let envoy = front_envoy(plugin_config, &stable, &gray, workers);
@@ -51,6 +86,23 @@ impl Mesh {
     /// same sidecars.
     pub fn restart_envoy(&mut self, plugin_config: &str, workers: u32) {
         self.envoy = front_envoy(plugin_config, &self.stable, &self.gray, workers);
+    }
+
+    /// Request `k` of each cohort, the same photo (`photos[k]`, in turn): a crane camera's
+    /// (the canonical rule's cohort, as device `crane-{k mod 2}`) and a dock camera's (no
+    /// rule: the control, `dock-{k mod 3}`); neither client may see an error. The crane
+    /// camera's decision header.
+    pub fn crane_and_dock(&self, photos: &[Vec<u8>], k: usize) -> String {
+        let photo = &photos[k % photos.len()];
+        let crane = self.infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
+        let dock = self.infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
+        for r in [&crane, &dock] {
+            assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
+        }
+        crane
+            .header(headers::DECISION)
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// POSTs `image` (JPEG) to the front Envoy as device `device_id` of type `device_type`,

@@ -86,6 +86,17 @@ pub fn image(name: &str) -> PathBuf {
     images_dir().join(name)
 }
 
+/// The bytes of the photo `name` (see [`image`]).
+pub fn photo(name: &str) -> Vec<u8> {
+    let path = image(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The bytes of each photo of `names`, in order.
+pub fn photos(names: &[&str]) -> Vec<Vec<u8>> {
+    names.iter().map(|n| photo(n)).collect()
+}
+
 /// The project's Python (virtualenv with the validators).
 pub fn python() -> PathBuf {
     from_env("GRAYGUARD_PYTHON", root().join(".venv/bin/python"))

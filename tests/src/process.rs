@@ -5,7 +5,9 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait::Wait;
 
 /// A free port on 127.0.0.1 (the OS picks it; it is released before returning, so there is
 /// a small window in which another process could take it).
@@ -98,69 +100,74 @@ impl Proc {
         self.child.wait().expect("reap the killed process")
     }
 
+    /// Waits up to `timeout` for the process to exit on its own (`None` if it has not).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        Wait::new(format!("{} exits", self.name), timeout)
+            .every(Duration::from_millis(20))
+            .poll(|| self.exited())
+            .ok()
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for a clean exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let _ = send_signal(self.child.id(), "TERM");
+        self.wait_exit(timeout)
+    }
+
+    /// Fails the test, with the log, if the process has exited (while a caller waits for
+    /// `what`).
+    fn still_running(&mut self, what: &str) {
+        if let Some(status) = self.exited() {
+            panic!(
+                "{} exited ({status}) while waiting for {what}:\n{}",
+                self.name,
+                self.log()
+            );
         }
-        None
     }
 
     /// Waits until `addr` accepts TCP connections, failing the test (with the log) after
     /// `timeout` or if the process exits first.
     pub fn wait_for_port(&mut self, addr: SocketAddr, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            if let Some(status) = self.exited() {
-                panic!(
-                    "{} exited ({status}) before listening on {addr}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen on {addr} within {timeout:?}:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
+        let what = format!("{} listening on {addr}", self.name);
+        let outcome = Wait::new(&what, timeout)
+            .every(Duration::from_millis(25))
+            .poll(|| {
+                self.still_running(&what);
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+            });
+        if let Err(t) = outcome {
+            panic!("{t}:\n{}", self.log());
         }
     }
 
-    /// Polls `url` until it answers `status`, failing the test after `timeout`.
+    /// Polls `url` until it answers `status`, failing the test (with the log) after
+    /// `timeout` or if the process exits first.
     pub fn wait_for_status(&mut self, url: &str, status: u16, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(r) = crate::http::get(url)
-                && r.status == status
-            {
-                return;
+        let what = format!("{}: {url} answering {status}", self.name);
+        let outcome = Wait::new(&what, timeout).poll(|| {
+            self.still_running(&what);
+            match crate::http::get(url) {
+                Ok(r) if r.status == status => Ok(()),
+                Ok(r) => Err(format!("{} {}", r.status, r.text())),
+                Err(e) => Err(e.to_string()),
             }
-            if let Some(exit) = self.exited() {
-                panic!(
-                    "{} exited ({exit}) while waiting for {url}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: {url} did not answer {status} within {timeout:?}:\n{}",
-                self.name,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        });
+        if let Err(t) = outcome {
+            panic!("{t}:\n{}", self.log());
+        }
+    }
+
+    /// Waits until the process has written `line` (a substring of its log), failing the test
+    /// (with the log) after `timeout` or if the process exits first.
+    pub fn wait_for_log(&mut self, line: &str, timeout: Duration) {
+        let what = format!("{} logging {line:?}", self.name);
+        let outcome = Wait::new(&what, timeout).poll(|| {
+            self.still_running(&what);
+            self.log().contains(line)
+        });
+        if let Err(t) = outcome {
+            panic!("{t}:\n{}", self.log());
         }
     }
 }

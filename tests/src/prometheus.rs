@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::http;
 use crate::process::{Proc, free_port};
+use crate::wait::Wait;
 
 /// One scrape job: its name, metrics path and `host:port` targets.
 #[derive(Debug, Clone)]
@@ -97,18 +98,16 @@ impl Prometheus {
 
     /// Waits until every target is up (scraped at least once).
     pub fn wait_targets_up(&self, count: usize, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let up = self.query("sum(up)");
-            if up.first().copied().unwrap_or(0.0) >= count as f64 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "only {up:?} of {count} targets up after {timeout:?}:\n{}",
-                self.proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
+        let outcome = Wait::new(format!("{count} targets up"), timeout)
+            .every(Duration::from_millis(250))
+            .poll(|| {
+                let up = self.query("sum(up)");
+                (up.first().copied().unwrap_or(0.0) >= count as f64)
+                    .then_some(())
+                    .ok_or(format!("up {up:?}"))
+            });
+        if let Err(t) = outcome {
+            panic!("{t}:\n{}", self.proc.log());
         }
     }
 }

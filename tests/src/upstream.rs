@@ -1,6 +1,7 @@
 //! Scripted HTTP upstreams on loopback: each answers every request with a status, a body
 //! naming it, and signal headers (latency, box count, breach flag) that a test can change
-//! while it runs; each records the request headers it received and counts requests.
+//! while it runs; each records the request headers it received and counts requests. A front
+//! Envoy with the filter in front of two of them is the filter tests' fixture.
 
 use grayguard_contract::headers;
 use std::net::SocketAddr;
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::envoy::{Cluster, Envoy, Filter, Options};
 
 /// One request as the upstream saw it (header names lower-cased).
 #[derive(Debug, Clone)]
@@ -52,6 +55,16 @@ struct Shared {
     count: AtomicU64,
     /// Requests answered by the sampler so far (its draw index).
     drawn: AtomicU64,
+}
+
+/// A front Envoy running the filter with `config` (JSON), routing to `stable` and `gray` as
+/// the clusters `v9-prod` and `v10-gray` (two workers: two Wasm VMs sharing state).
+pub fn front_envoy(config: &str, stable: &Upstream, gray: &Upstream) -> Envoy {
+    Envoy::start(&Options::new(
+        Filter::grayguard(config),
+        Cluster::new("v9-prod", stable.addr),
+        Cluster::new("v10-gray", gray.addr),
+    ))
 }
 
 /// Most requests whose headers are kept (older ones are dropped).
@@ -151,7 +164,7 @@ impl Upstream {
         self.shared.count.load(Ordering::SeqCst)
     }
 
-    /// The requests seen so far (the newest [`MAX_SEEN`]).
+    /// The requests seen so far (the newest `MAX_SEEN`).
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }

@@ -20,17 +20,17 @@
 //! of the way, so what is tested is the filter's judgement and the route timeouts, not the
 //! sidecar's flag. The gray cohort is paced at one request per sender every few hundred ms,
 //! more than one filter tick apart.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
+use grayguard_client::exposition;
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::{Side, Trigger};
 use grayguard_e2e::envoy::RouteTimeouts;
 use grayguard_e2e::load::{Lane, Load, Outcome, describe};
-use grayguard_e2e::mesh::{Fleet, GRAY, Mesh, STABLE, local_plugin_config};
-use grayguard_e2e::prom;
-use grayguard_e2e::sidecar::{READY_TIMEOUT, SidecarBuilder};
+use grayguard_e2e::mesh::{Fleet, GRAY, Mesh, STABLE, local_plugin_config, sidecar};
+use grayguard_e2e::sidecar::READY_TIMEOUT;
+use grayguard_e2e::wait::eventually;
 use serde_json::Value;
 
 /// The rule's cohort (routed to gray) and a cohort no rule matches (always stable).
@@ -71,29 +71,15 @@ fn setting(v: &Value, path: &[&str]) -> usize {
         .unwrap_or_else(|| panic!("breach.{} is not set", path.join("."))) as usize
 }
 
-/// One ONNX Runtime thread (the two sidecars share the cores) and the sidecar's own latency
-/// watchdog out of the way, so that the filter decides.
-const SIDECAR_FLAGS: [&str; 4] = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
-
-/// A sidecar of `version` at confidence `conf` (0.25: a healthy release; 0.001: the
-/// incident's box flood).
-fn sidecar(version: &str, conf: &str) -> SidecarBuilder {
-    SidecarBuilder::new(version)
-        .args(&SIDECAR_FLAGS)
-        .flag("--conf", conf)
-}
-
-/// Starts both sidecars and the front Envoy: stable at the canonical 0.25, gray at
-/// `gray_conf`.
-fn start_mesh(config: &str, gray_conf: &str, stable_extra: &[&str]) -> Mesh {
-    start_mesh_with(config, gray_conf, stable_extra, 2)
-}
-
-/// [`start_mesh`] with `workers` Envoy worker threads.
-fn start_mesh_with(config: &str, gray_conf: &str, stable_extra: &[&str], workers: u32) -> Mesh {
-    let stable = [&SIDECAR_FLAGS[..], &["--conf", "0.25"], stable_extra].concat();
-    let gray = [&SIDECAR_FLAGS[..], &["--conf", gray_conf]].concat();
-    Mesh::start(config, &stable, &gray, workers)
+/// Starts both sidecars (see [`sidecar`]) and the front Envoy with `workers` worker threads:
+/// stable at the canonical 0.25 with `stable_extra` flags, gray at `gray_conf`.
+fn start_mesh(config: &str, gray_conf: &str, stable_extra: &[&str], workers: u32) -> Mesh {
+    Mesh::start_with(
+        config,
+        sidecar(STABLE, "0.25").args(stable_extra),
+        sidecar(GRAY, gray_conf),
+        workers,
+    )
 }
 
 fn lane(all: &[Outcome], lane: usize) -> Vec<Outcome> {
@@ -125,7 +111,7 @@ fn first_shed_after(all: &[Outcome], lane: usize, t: Duration) -> Option<Outcome
 }
 
 fn metric(mesh: &Mesh, name: &str) -> f64 {
-    prom::value(&mesh.envoy.prometheus(), name).unwrap_or(0.0)
+    exposition::value(&mesh.envoy.prometheus(), name).unwrap_or(0.0)
 }
 
 /// Every breaker opening Envoy counted, by trigger.
@@ -133,7 +119,12 @@ fn breaches(mesh: &Mesh) -> Vec<(Trigger, f64)> {
     let text = mesh.envoy.prometheus();
     Trigger::ALL
         .into_iter()
-        .map(|t| (t, prom::value(&text, &names::breaches(t)).unwrap_or(0.0)))
+        .map(|t| {
+            (
+                t,
+                exposition::value(&text, &names::breaches(t)).unwrap_or(0.0),
+            )
+        })
         .collect()
 }
 
@@ -287,7 +278,7 @@ fn killed_gray_sidecar_costs_each_gateway_at_most_consecutive_failures_errors() 
         let text = gw.prometheus();
         let opened = [Trigger::ConsecutiveFailures, Trigger::ErrorRate]
             .iter()
-            .map(|&t| prom::value(&text, &names::breaches(t)).unwrap_or(0.0))
+            .map(|&t| exposition::value(&text, &names::breaches(t)).unwrap_or(0.0))
             .sum::<f64>();
         assert!(opened >= 1.0, "gw-{l} counted no breach");
         report.push(format!(
@@ -307,7 +298,7 @@ fn hung_gray_sidecar_times_out_is_shed_and_comes_back_after_sigcont() {
     let timeouts = RouteTimeouts::local();
     // One worker: the bounds below count requests against one breaker, without the up to
     // one sync interval (100 ms) in which a second worker has not yet seen a trip.
-    let mut mesh = start_mesh_with(&config, "0.25", &[], 1);
+    let mut mesh = start_mesh(&config, "0.25", &[], 1);
     let targets = [mesh.envoy.url("/infer")];
     // As many gray senders as the streak, so that the hung version's timeouts fill it
     // together rather than one route timeout after another.
@@ -414,49 +405,81 @@ fn hung_gray_sidecar_times_out_is_shed_and_comes_back_after_sigcont() {
     );
 }
 
-#[test]
-fn slow_or_overloaded_stable_answers_503_with_retry_after_and_does_not_shed_gray() {
-    let (config, v) = config(30);
+/// The stable sidecar with one model run at a time and at most two waiting; gray healthy.
+fn start_with_small_stable_queue(shed_for_s: u64) -> (Mesh, usize) {
+    let (config, v) = config(shed_for_s);
     let min_samples = setting(&v, &["latency", "min_samples"]);
-    // Stable: one model run at a time, at most two waiting.
-    let mesh = start_mesh(&config, "0.25", &["--max-queue", "2"]);
-    let url = [mesh.envoy.url("/infer")];
+    (
+        start_mesh(&config, "0.25", &["--max-queue", "2"], 2),
+        min_samples,
+    )
+}
 
-    // 1. Slow: two stable senders back to back keep its queue busy (each request waits for
-    //    the other's run), never full. Gray is judged against a control that is slower
-    //    than itself.
-    let load = Load::start(
-        &url,
-        &[
-            Lane::new(GRAY_COHORT, Duration::from_millis(400), 400),
-            Lane::new(STABLE_COHORT, Duration::ZERO, 1000).senders(2),
-        ],
-        MAX_LOAD,
-    );
-    // Twice what the latency test needs before it may shed.
-    let all = load.wait_until(
-        "enough gray replies to judge",
+/// Runs `lanes` (the gray cohort's first) through the mesh until gray has replied twice as
+/// often as the latency test needs before it may shed (`min_samples`); every request was
+/// answered, and gray (judged against the control of `situation`) was neither shed nor
+/// failed. Every outcome.
+fn gray_judged(mesh: &Mesh, lanes: &[Lane], min_samples: usize, situation: &str) -> Vec<Outcome> {
+    let load = Load::start(&[mesh.envoy.url("/infer")], lanes, MAX_LOAD);
+    load.wait_until(
+        &format!("enough gray replies to judge {situation}"),
         Duration::from_secs(90),
         |all| lane(all, GRAY_LANE).len() >= 2 * min_samples,
     );
-    let all = {
-        drop(all);
-        load.stop()
-    };
+    let all = load.stop();
     assert_all_answered(&all);
-    assert_no_stable_errors(&all);
     let gray = lane(&all, GRAY_LANE);
     let shed: Vec<Outcome> = gray.iter().filter(|o| !served_closed(o)).cloned().collect();
     assert!(
         shed.is_empty(),
-        "gray was shed or failed:\n{}",
+        "gray was shed or failed {situation}:\n{}",
         describe(&shed)
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let text = mesh.envoy.prometheus();
+    all
+}
+
+/// No breaker opened by any trigger, and none open now.
+fn assert_never_shed(mesh: &Mesh) {
+    for (t, n) in breaches(mesh) {
+        assert_eq!(n, 0.0, "breaker opened by {t:?}");
+    }
+    assert_eq!(metric(mesh, names::BREAKER_STATE), 0.0);
+}
+
+#[test]
+fn a_slow_stable_is_a_slower_control_and_does_not_shed_gray() {
+    let (mesh, min_samples) = start_with_small_stable_queue(30);
+    // Two stable senders back to back keep its queue busy (each request waits for the
+    // other's run), never full. Gray is judged against a control that is slower than itself.
+    let lanes = [
+        Lane::new(GRAY_COHORT, Duration::from_millis(400), 400),
+        Lane::new(STABLE_COHORT, Duration::ZERO, 1000).senders(2),
+    ];
+    let all = gray_judged(&mesh, &lanes, min_samples, "against a slow stable");
+    assert_no_stable_errors(&all);
+    let gray = lane(&all, GRAY_LANE);
+    // Every reply's latency is in the filter's sums once it has handed them over.
+    let stable_replies = lane(&all, STABLE_LANE).len() as f64;
+    let text = eventually(
+        "the filter hands over every reply's latency",
+        Duration::from_secs(5),
+        || {
+            let text = mesh.envoy.prometheus();
+            let n = |name| exposition::value(&text, name).unwrap_or(0.0);
+            let (g, s) = (
+                n(names::GRAY_LATENCY_SAMPLES),
+                n(names::STABLE_LATENCY_SAMPLES),
+            );
+            if g >= gray.len() as f64 && s >= stable_replies {
+                Ok(text)
+            } else {
+                Err(format!("latency samples: gray {g}, stable {s}"))
+            }
+        },
+    );
     let mean_ms = |sum: &str, n: &str| {
-        prom::value(&text, sum).unwrap_or(0.0)
-            / prom::value(&text, n).unwrap_or(1.0).max(1.0)
+        exposition::value(&text, sum).unwrap_or(0.0)
+            / exposition::value(&text, n).unwrap_or(1.0).max(1.0)
             / 1000.0
     };
     let gray_ms = mean_ms(names::GRAY_LATENCY_US, names::GRAY_LATENCY_SAMPLES);
@@ -465,39 +488,31 @@ fn slow_or_overloaded_stable_answers_503_with_retry_after_and_does_not_shed_gray
         stable_ms > gray_ms,
         "the control was not the slower side: stable {stable_ms:.0} ms, gray {gray_ms:.0} ms"
     );
-    for (t, n) in breaches(&mesh) {
-        assert_eq!(n, 0.0, "breaker opened by {t:?}");
-    }
-    assert_eq!(metric(&mesh, names::BREAKER_STATE), 0.0);
+    assert_never_shed(&mesh);
     let evidence = format!("{}{{trigger=\"latency\"}}", names::EVIDENCE_PCT);
     assert_eq!(
-        prom::value(&text, &evidence),
+        exposition::value(&text, &evidence),
         Some(0.0),
         "no evidence against gray's latency"
     );
+    eprintln!(
+        "slow stable: control {stable_ms:.0} ms vs gray {gray_ms:.0} ms, {} gray replies, no shed",
+        gray.len()
+    );
+}
 
-    // 2. Overloaded: six stable senders against a queue of two. The sidecar refuses what it
-    //    cannot queue at once with 503 + Retry-After, which Envoy hands to the client
-    //    unchanged; the filter books each refusal as a control failure, not as a fast,
-    //    empty control sample, so gray (judged against that control) is not shed.
-    let load = Load::start(
-        &url,
-        &[
-            Lane::new(GRAY_COHORT, Duration::from_millis(300), 400),
-            Lane::new(STABLE_COHORT, Duration::from_millis(50), 4000).senders(6),
-        ],
-        MAX_LOAD,
-    );
-    let all = load.wait_until(
-        "enough gray replies under the overload",
-        Duration::from_secs(90),
-        |all| lane(all, GRAY_LANE).len() >= 2 * min_samples,
-    );
-    let all = {
-        drop(all);
-        load.stop()
-    };
-    assert_all_answered(&all);
+#[test]
+fn an_overloaded_stable_answers_503_with_retry_after_and_does_not_shed_gray() {
+    let (mesh, min_samples) = start_with_small_stable_queue(30);
+    // Six stable senders against a queue of two. The sidecar refuses what it cannot queue at
+    // once with 503 + Retry-After, which Envoy hands to the client unchanged; the filter
+    // books each refusal as a control failure, not as a fast, empty control sample, so gray
+    // (judged against that control) is not shed.
+    let lanes = [
+        Lane::new(GRAY_COHORT, Duration::from_millis(300), 400),
+        Lane::new(STABLE_COHORT, Duration::from_millis(50), 4000).senders(6),
+    ];
+    let all = gray_judged(&mesh, &lanes, min_samples, "while stable is overloaded");
     let stable = lane(&all, STABLE_LANE);
     let refused: Vec<&Outcome> = stable.iter().filter(|o| o.status == Some(503)).collect();
     assert!(
@@ -522,28 +537,13 @@ fn slow_or_overloaded_stable_answers_503_with_retry_after_and_does_not_shed_gray
         .cloned()
         .collect();
     assert!(other.is_empty(), "{}", describe(&other));
-    let gray_overload = lane(&all, GRAY_LANE);
-    let shed: Vec<Outcome> = gray_overload
-        .iter()
-        .filter(|o| !served_closed(o))
-        .cloned()
-        .collect();
-    assert!(
-        shed.is_empty(),
-        "gray was shed or failed while stable was overloaded:\n{}",
-        describe(&shed)
-    );
-    for (t, n) in breaches(&mesh) {
-        assert_eq!(n, 0.0, "breaker opened by {t:?}");
-    }
-    assert_eq!(metric(&mesh, names::BREAKER_STATE), 0.0);
+    let gray = lane(&all, GRAY_LANE);
+    assert_never_shed(&mesh);
     eprintln!(
-        "slow stable: control {stable_ms:.0} ms vs gray {gray_ms:.0} ms, {} gray replies, no shed; \
-         overloaded stable: {} of {} stable requests refused with 503 + Retry-After, {} gray replies, no shed",
-        gray.len(),
+        "overloaded stable: {} of {} stable requests refused with 503 + Retry-After, {} gray replies, no shed",
         refused.len(),
         stable.len(),
-        gray_overload.len()
+        gray.len()
     );
 }
 
@@ -584,12 +584,13 @@ fn restarted_gateway_starts_closed_and_resheds_on_the_first_latched_gray_reply()
 
     let load = Load::start(&fleet.targets(), &lanes, MAX_LOAD);
     let first = until_shed(load);
-    let gw = |fleet: &Fleet| prom::value(&fleet.gateways[0].prometheus(), names::BREAKER_STATE);
+    let gw =
+        |fleet: &Fleet| exposition::value(&fleet.gateways[0].prometheus(), names::BREAKER_STATE);
     assert_eq!(gw(&fleet), Some(1.0), "shedding");
     // The gateway latches the gray workload on its next tick.
     fleet.gateways[0].wait_metric(names::LATCH_CALLS, Duration::from_secs(10), |n| n >= 1.0);
     assert_eq!(
-        prom::value(&fleet.gateways[0].prometheus(), names::LATCH_FAILURES).unwrap_or(0.0),
+        exposition::value(&fleet.gateways[0].prometheus(), names::LATCH_FAILURES).unwrap_or(0.0),
         0.0,
         "the latch call failed"
     );

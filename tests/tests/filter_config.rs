@@ -2,8 +2,6 @@
 //! `on_configure`): the canonical mesh configuration loads; bad ones make Envoy exit
 //! non-zero with the field and the reason in its output.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use grayguard_e2e::envoy::validate;
 use grayguard_e2e::mesh::local_plugin_config;
 

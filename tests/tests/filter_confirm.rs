@@ -5,18 +5,17 @@
 //! listener sheds the rule (once: a second click changes nothing), with the person in the
 //! incident record; the flag still sheds at once without anyone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
+use grayguard_client::exposition;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::operator::SECRET_ENV;
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::http;
 use grayguard_e2e::process::free_port;
-use grayguard_e2e::prom;
 use grayguard_e2e::upstream::Upstream;
+use grayguard_e2e::wait::Wait;
 use serde_json::Value;
 
 fn config(operator_port: u16) -> String {
@@ -41,66 +40,85 @@ fn decision(e: &Envoy, kind: &str) -> String {
     r.header(headers::DECISION).unwrap().to_string()
 }
 
-fn incidents(e: &Envoy) -> Vec<Value> {
-    e.log()
-        .lines()
-        .filter(|l| l.contains("\"grayguard\":\"incident\""))
-        .map(|l| serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap())
-        .collect()
-}
-
 /// The `confirm` label of the alert gauge that is at 1.
 fn alert_link(e: &Envoy) -> Option<String> {
-    let text = e.prometheus();
-    text.lines()
-        .filter(|l| l.starts_with(names::ALERT) && l.ends_with(" 1"))
-        .find_map(|l| {
-            let start = l.find("confirm=\"")? + "confirm=\"".len();
-            let end = start + l[start..].find('"')?;
-            Some(l[start..end].to_string())
-        })
+    exposition::samples(&e.prometheus(), names::ALERT)
+        .into_iter()
+        .find(|s| s.value == 1.0)
+        .and_then(|s| s.labels.get("confirm").cloned())
+}
+
+/// Two scripted upstreams answering 100 ms and 5 boxes, and a front Envoy in confirm mode for
+/// the crane cameras (the gate cameras' rule sheds), with its operator listener.
+struct Confirm {
+    gray: Upstream,
+    envoy: Envoy,
+    _stable: Upstream,
+}
+
+impl Confirm {
+    fn start() -> Confirm {
+        let stable = Upstream::start("v9-prod");
+        let gray = Upstream::start("v10-gray");
+        stable.set_signals("100", "5");
+        gray.set_signals("100", "5");
+        let op_port = free_port();
+        let mut opts = Options::new(
+            Filter::grayguard(&config(op_port)),
+            Cluster::new("v9-prod", stable.addr),
+            Cluster::new("v10-gray", gray.addr),
+        );
+        opts.operator_port = Some(op_port);
+        opts.vm_env = vec![(SECRET_ENV.into(), "an-operator-secret-for-tests".into())];
+        let envoy = Envoy::start(&opts);
+        Confirm {
+            gray,
+            envoy,
+            _stable: stable,
+        }
+    }
+
+    /// Healthy first, then gray floods boxes until the crane cameras' rule alerts (it never
+    /// sheds by itself); the link of the alert.
+    fn alerting(&self) -> String {
+        let e = &self.envoy;
+        for _ in 0..20 {
+            assert_eq!(decision(e, "crane-camera"), "gray; rule=cranes");
+            decision(e, "dock-camera");
+        }
+        self.gray.set_signals("100", "30");
+        Wait::new("the box-count alert", Duration::from_secs(20))
+            .every(Duration::from_millis(20))
+            .until(|| {
+                let d = decision(e, "crane-camera");
+                decision(e, "dock-camera");
+                assert!(!d.contains("shed="), "confirm mode shed by itself: {d}");
+                match alert_link(e) {
+                    Some(link) if d == "gray; rule=cranes; alert=box_count" => Ok(link),
+                    link => Err(format!("decision {d}, link {link:?}")),
+                }
+            })
+    }
+
+    /// `GET /grayguard/confirm?{query}` on the operator listener, as `who`.
+    fn confirm(&self, query: &str, who: &str) -> http::Response {
+        let url = self
+            .envoy
+            .operator_url(&format!("/grayguard/confirm?{query}"));
+        http::get_with(&url, &[("x-auth-user", who)]).unwrap()
+    }
 }
 
 #[test]
-fn a_person_confirms_the_shed_with_a_signed_link_on_the_operator_listener() {
-    let stable = Upstream::start("v9-prod");
-    let gray = Upstream::start("v10-gray");
-    stable.set_signals("100", "5");
-    gray.set_signals("100", "5");
-    let op_port = free_port();
-    let mut opts = Options::new(
-        Filter::grayguard(&config(op_port)),
-        Cluster::new("v9-prod", stable.addr),
-        Cluster::new("v10-gray", gray.addr),
-    );
-    opts.operator_port = Some(op_port);
-    opts.vm_env = vec![(SECRET_ENV.into(), "an-operator-secret-for-tests".into())];
-    let e = Envoy::start(&opts);
-
-    // Healthy first, then gray floods boxes: an alert, not a shed.
-    for _ in 0..20 {
-        assert_eq!(decision(&e, "crane-camera"), "gray; rule=cranes");
-        decision(&e, "dock-camera");
-    }
-    gray.set_signals("100", "30");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let link = loop {
-        let d = decision(&e, "crane-camera");
-        decision(&e, "dock-camera");
-        assert!(!d.contains("shed="), "confirm mode shed by itself: {d}");
-        if d == "gray; rule=cranes; alert=box_count"
-            && let Some(link) = alert_link(&e)
-        {
-            break link;
-        }
-        assert!(Instant::now() < deadline, "no alert; last decision {d}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+fn a_regression_raises_an_alert_with_a_signed_link_refused_anywhere_but_the_operator_listener() {
+    let t = Confirm::start();
+    let e = &t.envoy;
+    let link = t.alerting();
     assert!(
         link.starts_with("rule=cranes&trigger=box_count&exp="),
         "{link}"
     );
-    let alerts = incidents(&e);
+    let alerts = e.incidents();
     assert_eq!(alerts[0]["event"], "alert_start");
     assert_eq!(alerts[0]["confirm"].as_str(), Some(link.as_str()));
 
@@ -112,55 +130,60 @@ fn a_person_confirms_the_shed_with_a_signed_link_on_the_operator_listener() {
     assert_eq!(forged.status, 403, "{}", forged.text());
     assert!(forged.text().contains("bad signature"));
     assert_eq!(
-        decision(&e, "crane-camera"),
+        decision(e, "crane-camera"),
         "gray; rule=cranes; alert=box_count"
     );
     assert!(
-        gray.seen()
+        t.gray
+            .seen()
             .iter()
             .all(|s| !s.path.starts_with("/grayguard/"))
     );
+    let refused = e.wait_metric(names::OPERATOR_REFUSED, Duration::from_secs(3), |v| {
+        v >= 2.0
+    });
+    assert_eq!(refused, 2.0);
+}
+
+#[test]
+fn a_person_confirms_the_shed_with_the_signed_link_once() {
+    let t = Confirm::start();
+    let e = &t.envoy;
+    let link = t.alerting();
 
     // Confirmed by a person: shed at once; a second click changes nothing.
-    let by = [("x-auth-user", "oncall@example.com")];
-    let ok = http::get_with(&e.operator_url(&format!("/grayguard/confirm?{link}")), &by).unwrap();
+    let ok = t.confirm(&link, "oncall@example.com");
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["result"], "shed");
     assert_eq!(
-        decision(&e, "crane-camera"),
+        decision(e, "crane-camera"),
         "stable; rule=cranes; shed=box_count"
     );
-    let again =
-        http::get_with(&e.operator_url(&format!("/grayguard/confirm?{link}")), &by).unwrap();
+    let again = t.confirm(&link, "oncall@example.com");
     assert_eq!(
         (again.status, again.json()["result"].as_str()),
         (200, Some("already_shed"))
     );
-    let all = incidents(&e);
+    let all = e.incidents();
     let shed: Vec<&Value> = all.iter().filter(|v| v["event"] == "shed_start").collect();
     assert_eq!(shed.len(), 1, "{all:#?}");
     assert_eq!(shed[0]["confirmed_by"], "oncall@example.com");
     assert_eq!(shed[0]["trigger"], "box_count");
 
-    // The flag needs nobody, even on a confirm-mode rule's neighbour.
-    gray.set_signals("100", "5");
-    gray.set_flag(Some("latency"));
-    decision(&e, "gate-camera");
-    assert_eq!(decision(&e, "gate-camera"), "stable; rule=gates; shed=flag");
-
-    let text = e.wait_metric(names::CONFIRMATIONS, Duration::from_secs(3), |v| v >= 1.0);
-    assert_eq!(text, 1.0);
-    let refused = e.wait_metric(names::OPERATOR_REFUSED, Duration::from_secs(3), |v| {
-        v >= 2.0
-    });
-    assert_eq!(refused, 2.0);
-    let stats = e.prometheus();
+    let confirmed = e.wait_metric(names::CONFIRMATIONS, Duration::from_secs(3), |v| v >= 1.0);
+    assert_eq!(confirmed, 1.0);
     assert_eq!(
-        prom::value(
-            &stats,
-            &format!("{}{{rule=\"cranes\"}}", names::RULE_BREAKER_STATE)
-        ),
+        e.metric(&format!("{}{{rule=\"cranes\"}}", names::RULE_BREAKER_STATE)),
         Some(1.0)
     );
-    assert!(alert_link(&e).is_none(), "the alert gauge went back to 0");
+    assert!(alert_link(e).is_none(), "the alert gauge went back to 0");
+}
+
+#[test]
+fn the_flag_sheds_a_confirm_mode_rules_neighbour_without_anyone() {
+    let t = Confirm::start();
+    let e = &t.envoy;
+    t.gray.set_flag(Some("latency"));
+    assert_eq!(decision(e, "gate-camera"), "gray; rule=gates");
+    assert_eq!(decision(e, "gate-camera"), "stable; rule=gates; shed=flag");
 }

@@ -7,8 +7,6 @@
 //! `filter_config`). Uses a build of the real filter with the `crash-test` feature, which
 //! panics on a request carrying `x-grayguard-test-panic`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use grayguard_contract::headers;
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::http;

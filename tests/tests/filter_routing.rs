@@ -2,23 +2,15 @@
 //! of two scripted upstreams: device type, time window, first match, sticky and drawn
 //! shares, header stripping, the decision header and the metrics.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use grayguard_contract::headers;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
+use grayguard_client::exposition::value as metric;
+use grayguard_contract::headers;
+use grayguard_contract::metrics::filter as names;
+use grayguard_e2e::envoy::Envoy;
 use grayguard_e2e::http;
-use grayguard_e2e::prom::value as metric;
-use grayguard_e2e::upstream::Upstream;
-
-fn start(config: &str, stable: &Upstream, gray: &Upstream) -> Envoy {
-    Envoy::start(&Options::new(
-        Filter::grayguard(config),
-        Cluster::new("v9-prod", stable.addr),
-        Cluster::new("v10-gray", gray.addr),
-    ))
-}
+use grayguard_e2e::upstream::{Upstream, front_envoy};
+use grayguard_e2e::wait::eventually;
 
 /// Sends one request (on a new connection) and returns (decision header, upstream name).
 fn ask(e: &Envoy, headers: &[(&str, &str)]) -> (String, String) {
@@ -44,14 +36,29 @@ fn hhmm(minute: i64) -> String {
     format!("{:02}:{:02}", m / 60, m % 60)
 }
 
-#[test]
-fn routes_by_device_time_share_and_strips_spoofed_headers() {
-    let stable = Upstream::start("v9-prod");
-    let gray = Upstream::start("v10-gray");
-    // +05:30: the windows below are in that zone, around the current local time.
-    let now = local_minute(330);
-    let config = format!(
-        r#"{{
+/// The two-digit hour of a minute of the day.
+fn hour(minute: i64) -> String {
+    format!("{:02}", minute.rem_euclid(1440) / 60)
+}
+
+/// Two scripted upstreams and a front Envoy whose rules cover every way of matching: a
+/// window around the current time in +05:30, one later today, a sticky 30 % share by regex,
+/// two rules on one prefix, and a drawn 50 % share on two headers.
+struct Routing {
+    stable: Upstream,
+    gray: Upstream,
+    envoy: Envoy,
+    /// The local minute (+05:30) when the configuration was written.
+    now: i64,
+}
+
+impl Routing {
+    fn start() -> Routing {
+        let stable = Upstream::start("v9-prod");
+        let gray = Upstream::start("v10-gray");
+        let now = local_minute(330);
+        let config = format!(
+            r#"{{
         "stable": "v9-prod", "gray": "v10-gray", "utc_offset": "+05:30", "time_header_upstream": true,
         "rules": [
           {{ "name": "now-cranes", "headers": {{ "x-device-type": {{ "exact": "crane-camera" }} }},
@@ -66,52 +73,69 @@ fn routes_by_device_time_share_and_strips_spoofed_headers() {
                                             "x-site": {{ "exact": "north" }} }},
              "percent": 50 }}
         ]}}"#,
-        hhmm(now - 120),
-        hhmm(now + 120),
-        hhmm(now + 180),
-        hhmm(now + 300),
-    );
-    let e = start(&config, &stable, &gray);
+            hhmm(now - 120),
+            hhmm(now + 120),
+            hhmm(now + 180),
+            hhmm(now + 300),
+        );
+        let envoy = front_envoy(&config, &stable, &gray);
+        Routing {
+            stable,
+            gray,
+            envoy,
+            now,
+        }
+    }
+}
 
-    // Device type and time window: the route really changes.
+#[test]
+fn device_type_and_hours_choose_the_route() {
+    let t = Routing::start();
     assert_eq!(
-        ask(&e, &[(headers::DEVICE_TYPE, "crane-camera")]),
+        ask(&t.envoy, &[(headers::DEVICE_TYPE, "crane-camera")]),
         ("gray; rule=now-cranes".into(), "v10-gray".into())
     );
-    let seen = gray.last().unwrap();
+    let seen = t.gray.last().unwrap();
     assert_eq!(seen.header(headers::ROUTE), Some("v10-gray"));
-    let hour = |m: i64| format!("{:02}", m.rem_euclid(1440) / 60);
     let stamped = seen.header(headers::TIME_OF_DAY).unwrap().to_string();
     assert!(
-        [hour(now), hour(now + 60)].contains(&stamped),
-        "x-time-of-day {stamped}, local minute {now}"
+        [hour(t.now), hour(t.now + 60)].contains(&stamped),
+        "x-time-of-day {stamped}, local minute {}",
+        t.now
     );
     assert_eq!(
-        ask(&e, &[(headers::DEVICE_TYPE, "crane-lidar")]),
+        ask(&t.envoy, &[(headers::DEVICE_TYPE, "crane-lidar")]),
         ("stable; no-rule".into(), "v9-prod".into()),
         "outside its hours"
     );
     assert_eq!(
-        ask(&e, &[(headers::DEVICE_TYPE, "conveyor")]),
+        ask(&t.envoy, &[(headers::DEVICE_TYPE, "conveyor")]),
         ("stable; no-rule".into(), "v9-prod".into())
     );
-    // First match wins.
+}
+
+#[test]
+fn the_first_matching_rule_wins_and_a_regex_matches_the_whole_value() {
+    let t = Routing::start();
     assert_eq!(
-        ask(&e, &[(headers::DEVICE_TYPE, "dock-7")]).0,
+        ask(&t.envoy, &[(headers::DEVICE_TYPE, "dock-7")]).0,
         "gray; rule=docks-first"
     );
-    // Regex is a full match.
     assert_eq!(
-        ask(&e, &[(headers::DEVICE_TYPE, "gate-12x")]).0,
+        ask(&t.envoy, &[(headers::DEVICE_TYPE, "gate-12x")]).0,
         "stable; no-rule"
     );
+}
 
-    // Sticky share: 30 % of 500 devices, each always on the same side.
+#[test]
+fn a_sticky_share_keeps_each_device_on_its_side_and_every_request_is_counted() {
+    let t = Routing::start();
+    // 30 % of 500 devices, each always on the same side.
     let mut sides = Vec::new();
     for i in 0..500 {
         let id = format!("gate-cam-{i:04}");
         let (decision, body) = ask(
-            &e,
+            &t.envoy,
             &[(headers::DEVICE_TYPE, "gate-3"), (headers::DEVICE_ID, &id)],
         );
         match decision.as_str() {
@@ -126,66 +150,35 @@ fn routes_by_device_time_share_and_strips_spoofed_headers() {
     for (i, side) in sides.iter().enumerate().take(60) {
         let id = format!("gate-cam-{i:04}");
         let (_, body) = ask(
-            &e,
+            &t.envoy,
             &[(headers::DEVICE_TYPE, "gate-3"), (headers::DEVICE_ID, &id)],
         );
         assert_eq!(&body, side, "device {id} switched sides");
     }
-    // Without a sticky header each request is drawn on its own.
-    let drawn: Vec<String> = (0..200)
-        .map(|_| {
-            ask(
-                &e,
-                &[(headers::DEVICE_TYPE, "forklift"), ("x-site", "north")],
-            )
-            .1
-        })
-        .collect();
-    let share = drawn.iter().filter(|b| *b == "v10-gray").count() as f64 / 2.0;
-    assert!((share - 50.0).abs() <= 15.0, "drawn share {share} %");
 
-    // Spoofed route, decision and breach headers have no effect and never reach upstream.
-    stable.clear();
-    let spoof = [
-        (headers::DEVICE_TYPE, "conveyor"),
-        (headers::ROUTE, "v10-gray"),
-        (headers::DECISION, "gray; rule=mine"),
-        (headers::BREACH, "latency"),
-        (headers::TIME_OF_DAY, "03"),
-    ];
-    assert_eq!(
-        ask(&e, &spoof),
-        ("stable; no-rule".into(), "v9-prod".into())
-    );
-    let seen = stable.last().unwrap();
-    assert_eq!(seen.header(headers::ROUTE), Some("v9-prod"));
-    assert_eq!(seen.header(headers::DECISION), None);
-    assert_eq!(seen.header(headers::BREACH), None);
-    assert_ne!(
-        seen.header(headers::TIME_OF_DAY),
-        Some("03"),
-        "client clock not trusted"
-    );
-    // A client's breach header does not shed gray traffic.
-    for _ in 0..5 {
-        let flagged = [
-            (headers::DEVICE_TYPE, "crane-camera"),
-            (headers::BREACH, "box_count"),
-        ];
-        assert_eq!(ask(&e, &flagged).0, "gray; rule=now-cranes");
-    }
-
-    // Metrics: counters are flushed on the filter's tick.
-    e.wait_metric(
-        "grayguard_spoofed_headers_stripped",
+    // Counters are flushed on the filter's tick: every request routed once, none shed.
+    let sent = f64::from(500 + 60);
+    let text = eventually(
+        "the filter counts every request",
         Duration::from_secs(5),
-        |v| v >= 8.0,
+        || {
+            let text = t.envoy.prometheus();
+            let routed = [names::ROUTED_GRAY, names::ROUTED_STABLE]
+                .map(|n| metric(&text, n).unwrap_or(0.0))
+                .iter()
+                .sum::<f64>();
+            if routed >= sent {
+                Ok(text)
+            } else {
+                Err(format!("{routed} of {sent} routed"))
+            }
+        },
     );
-    let text = e.prometheus();
-    let gray_n = metric(&text, "grayguard_routed_gray").unwrap();
-    let stable_n = metric(&text, "grayguard_routed_stable").unwrap();
-    assert_eq!(gray_n + stable_n, (5 + 500 + 60 + 200 + 1 + 5) as f64);
-    assert_eq!(gray_n, gray.count() as f64);
+    let gray_n = metric(&text, names::ROUTED_GRAY).unwrap();
+    let stable_n = metric(&text, names::ROUTED_STABLE).unwrap();
+    assert_eq!(gray_n + stable_n, sent);
+    assert_eq!(gray_n, t.gray.count() as f64);
+    assert_eq!(stable_n, t.stable.count() as f64);
     for name in [
         "grayguard_shed_requests",
         "grayguard_probe_requests",
@@ -203,6 +196,62 @@ fn routes_by_device_time_share_and_strips_spoofed_headers() {
 }
 
 #[test]
+fn without_a_sticky_header_each_request_is_drawn() {
+    let t = Routing::start();
+    let drawn: Vec<String> = (0..200)
+        .map(|_| {
+            ask(
+                &t.envoy,
+                &[(headers::DEVICE_TYPE, "forklift"), ("x-site", "north")],
+            )
+            .1
+        })
+        .collect();
+    let share = drawn.iter().filter(|b| *b == "v10-gray").count() as f64 / 2.0;
+    assert!((share - 50.0).abs() <= 15.0, "drawn share {share} %");
+}
+
+#[test]
+fn spoofed_route_decision_breach_and_time_headers_are_stripped_and_counted() {
+    let t = Routing::start();
+    // They have no effect and never reach upstream.
+    let spoof = [
+        (headers::DEVICE_TYPE, "conveyor"),
+        (headers::ROUTE, "v10-gray"),
+        (headers::DECISION, "gray; rule=mine"),
+        (headers::BREACH, "latency"),
+        (headers::TIME_OF_DAY, "03"),
+    ];
+    assert_eq!(
+        ask(&t.envoy, &spoof),
+        ("stable; no-rule".into(), "v9-prod".into())
+    );
+    let seen = t.stable.last().unwrap();
+    assert_eq!(seen.header(headers::ROUTE), Some("v9-prod"));
+    assert_eq!(seen.header(headers::DECISION), None);
+    assert_eq!(seen.header(headers::BREACH), None);
+    assert_ne!(
+        seen.header(headers::TIME_OF_DAY),
+        Some("03"),
+        "client clock not trusted"
+    );
+    // A client's breach header does not shed gray traffic.
+    for _ in 0..5 {
+        let flagged = [
+            (headers::DEVICE_TYPE, "crane-camera"),
+            (headers::BREACH, "box_count"),
+        ];
+        assert_eq!(ask(&t.envoy, &flagged).0, "gray; rule=now-cranes");
+    }
+    // Counted on the filter's tick.
+    t.envoy.wait_metric(
+        names::SPOOFED_HEADERS_STRIPPED,
+        Duration::from_secs(5),
+        |v| v >= 8.0,
+    );
+}
+
+#[test]
 fn trusted_time_header_picks_the_window_and_wraps_midnight() {
     let stable = Upstream::start("v9-prod");
     let gray = Upstream::start("v10-gray");
@@ -212,7 +261,7 @@ fn trusted_time_header_picks_the_window_and_wraps_midnight() {
         "rules": [ { "name": "night-cranes", "headers": { "x-device-type": { "exact": "crane-camera" } },
                      "hours": { "from": "22:00", "to": "02:00" } } ]
     }"#;
-    let e = start(config, &stable, &gray);
+    let e = front_envoy(config, &stable, &gray);
     let cases = [
         ("21:59", "stable; no-rule", "21"),
         ("22", "gray; rule=night-cranes", "22"),
@@ -253,6 +302,5 @@ fn trusted_time_header_picks_the_window_and_wraps_midnight() {
         .header(headers::TIME_OF_DAY)
         .unwrap()
         .to_string();
-    let hour = |m: i64| format!("{:02}", m.rem_euclid(1440) / 60);
     assert!([hour(now), hour(now + 60)].contains(&stamped), "{stamped}");
 }

@@ -5,19 +5,16 @@
 //! each shed by the right trigger, with the evidence in the incident record and the
 //! per-rule gauges.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::{Decision, Note, Trigger};
-use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::http;
-use grayguard_e2e::prom;
-use grayguard_e2e::upstream::{Answer, Seen, Upstream};
+use grayguard_e2e::upstream::{Answer, Seen, Upstream, front_envoy};
 use grayguard_filter::simulate::{Rng, Side};
 use serde_json::Value;
 
@@ -76,14 +73,6 @@ fn gray_side(device: Option<&str>) -> Side {
     }
 }
 
-fn incidents(e: &Envoy) -> Vec<Value> {
-    e.log()
-        .lines()
-        .filter(|l| l.contains("\"grayguard\":\"incident\""))
-        .map(|l| serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap())
-        .collect()
-}
-
 /// Per cohort: gray responses served, and the gray responses served when it was first
 /// shed.
 #[derive(Default)]
@@ -106,13 +95,10 @@ fn a_a_is_never_shed_and_real_regressions_are() {
             0x9a11_0000 + n,
         )
     })));
-    let e = Envoy::start(&Options::new(
-        Filter::grayguard(CONFIG),
-        Cluster::new("v9-prod", stable.addr),
-        Cluster::new("v10-gray", gray.addr),
-    ));
+    let e = front_envoy(CONFIG, &stable, &gray);
     let cohorts = ["cam-aa", "cam-boxes", "cam-slow", "cam-fail"];
     let state: Vec<Cohort> = cohorts.iter().map(|_| Cohort::default()).collect();
+    // The load's bound in time; in count, the A/A cohort's gray replies.
     let deadline = Instant::now() + Duration::from_secs(240);
 
     // Four client threads; each round sends one request per unshed cohort and as many
@@ -163,7 +149,7 @@ fn a_a_is_never_shed_and_real_regressions_are() {
         n(3),
         shed(3)
     );
-    assert!(!shed(0), "the A/A cohort was shed: {:#?}", incidents(&e));
+    assert!(!shed(0), "the A/A cohort was shed: {:#?}", e.incidents());
     assert!(
         shed(1) && n(1) <= 400,
         "box count −40 %: shed after {}",
@@ -177,7 +163,7 @@ fn a_a_is_never_shed_and_real_regressions_are() {
     );
 
     // The incident records name the trigger and carry the evidence.
-    let all = incidents(&e);
+    let all = e.incidents();
     let start = |rule: &str| {
         let v: Vec<&Value> = all
             .iter()
@@ -218,7 +204,7 @@ fn a_a_is_never_shed_and_real_regressions_are() {
     let gauge = |name: &str, labels: &[(&str, &str)]| {
         let set: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
         let selector = format!("{name}{{{}}}", set.join(","));
-        prom::value(&text, &selector).unwrap_or_else(|| panic!("{selector} missing"))
+        exposition::value(&text, &selector).unwrap_or_else(|| panic!("{selector} missing"))
     };
     let t = Trigger::BoxCount.as_str();
     assert!(gauge(names::EVIDENCE_PCT, &[("rule", "boxes"), ("trigger", t)]) >= 100.0);

@@ -4,9 +4,6 @@
 //! into a root file system and run with its own entrypoint, environment and user in a chroot
 //! (the real model answering /ready and /infer on a real photo); both pushed with skopeo to a
 //! real registry on loopback and their digests read back.
-//!
-//! Test code may panic freely: a failed expectation is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +16,7 @@ use grayguard_e2e::paths;
 use grayguard_e2e::process::{Proc, free_port};
 use grayguard_e2e::registry::Registry;
 use grayguard_e2e::sidecar::READY_TIMEOUT;
+use grayguard_e2e::wait::eventually;
 
 const FILTER: &str = "grayguard-filter";
 const SIDECAR: &str = "grayguard-sidecar";
@@ -347,14 +345,11 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
     );
     drop(proc);
     // The entrypoint dies with the guard (and its namespaces' mounts with it).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while uid_of_process_rooted_at(&rootfs).is_some() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the image's entrypoint outlived its guard"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        "the image's entrypoint dies with its guard",
+        Duration::from_secs(10),
+        || uid_of_process_rooted_at(&rootfs).is_none(),
+    );
 }
 
 #[test]

@@ -8,20 +8,21 @@
 //! run.sh listens on fixed ports (8081, 8082, 9092, 9090, 9093, 9095, 9096, 9901, 10000, 10100):
 //! when one is taken (a `make run` in another terminal, a Prometheus service) it refuses to
 //! start and names the port, and this test fails with that message. Its files go to a
-//! temporary folder (GRAYGUARD_RUN_DIR), never to the checkout's .run/.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! temporary folder (GRAYGUARD_RUN_DIR), never to the checkout's .run/. Each test starts its
+//! own run.sh ([`LocalMesh`]) and ends with Ctrl-C, which must stop every process.
 
 use grayguard_contract::latch::PATH as LATCH_PATH;
 use grayguard_contract::{Decision, Side, headers};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grayguard_e2e::http;
 use grayguard_e2e::load::{Lane, Load, describe};
 use grayguard_e2e::mesh::{GRAY, local_plugin_config};
 use grayguard_e2e::paths;
 use grayguard_e2e::process::{Proc, alive, send_signal};
+use grayguard_e2e::wait::eventually;
 
 const FRONT: &str = "http://127.0.0.1:10000/infer";
 const ADMIN_READY: &str = "http://127.0.0.1:9901/ready";
@@ -40,6 +41,8 @@ struct LocalMesh {
 }
 
 impl LocalMesh {
+    /// Starts run.sh and waits until it says it is ready, with every process it supervises
+    /// running and none restarted yet.
     fn start() -> LocalMesh {
         let dir = tempfile::tempdir().unwrap();
         let run_dir = dir.path().join("run");
@@ -65,26 +68,29 @@ impl LocalMesh {
             // happens to the gray cohort.
             .env("GRAYGUARD_GRAY_CONF", "0.25");
         let mut proc = Proc::spawn("run.sh", cmd, dir.path());
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while !proc.log().contains("[run] ready") {
+        eventually("run.sh is ready", Duration::from_secs(240), || {
             if let Some(status) = proc.exited() {
                 panic!(
                     "mesh-config/local/run.sh did not start ({status}); it needs its fixed ports free:\n{}",
                     proc.log()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "run.sh was not ready:\n{}",
-                proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        LocalMesh {
+            proc.log()
+                .contains("[run] ready")
+                .then_some(())
+                .ok_or_else(|| format!("its log:\n{}", proc.log()))
+        });
+        let mesh = LocalMesh {
             proc,
             run_dir,
             _dir: dir,
-        }
+        };
+        let status = mesh.status();
+        assert!(
+            status.len() >= 7 && status.iter().all(|(_, pid, n)| pid.is_some() && *n == 0),
+            "{status:?}"
+        );
+        mesh
     }
 
     /// The pid run.sh's supervisor has for `name` now (`None` while it waits to restart it).
@@ -115,36 +121,38 @@ impl LocalMesh {
             .map_or(0, |s| s.2)
     }
 
-    /// Waits until `name` runs again under a pid other than `old` and `url` answers 200.
-    fn wait_restarted(&self, name: &str, old: u32, url: &str) -> u32 {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(pid) = self.pid(name)
-                && pid != old
-                && http::get(url).is_ok_and(|r| r.status == 200)
-            {
-                return pid;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} was not restarted:\n{}",
-                self.proc.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    /// Kills `name` with SIGKILL, waits until it runs again under another pid and `url`
+    /// answers 200; the old and the new pid.
+    fn kill_and_wait_restarted(&self, name: &str, url: &str) -> (u32, u32) {
+        let old = self.pid(name).unwrap();
+        assert!(send_signal(old, "KILL"));
+        let new = eventually(
+            &format!("{name} restarted"),
+            Duration::from_secs(90),
+            || match self.pid(name) {
+                Some(pid) if pid != old && http::get(url).is_ok_and(|r| r.status == 200) => Ok(pid),
+                pid => Err(format!("pid {pid:?}; run.sh's log:\n{}", self.proc.log())),
+            },
+        );
+        (old, new)
     }
 
     /// Ctrl-C, then waits for run.sh to stop everything.
     fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
         send_signal(self.proc.pid(), "INT");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(s) = self.proc.exited() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        self.proc.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Ctrl-C stops run.sh and every process it supervises, the restarted ones included.
+    fn assert_ctrl_c_stops_everything(mut self) {
+        let last = self.status();
+        let status = self.interrupt().expect("run.sh stops on Ctrl-C");
+        assert!(status.success(), "{status}\n{}", self.proc.log());
+        for (name, pid, _) in last {
+            let pid = pid.unwrap();
+            assert!(!alive(pid), "{name} (pid {pid}) outlived run.sh");
         }
-        None
+        assert!(http::get(ADMIN_READY).is_err(), "nothing listens any more");
     }
 }
 
@@ -158,10 +166,7 @@ impl Drop for LocalMesh {
         }
         let listed = self.status();
         send_signal(self.proc.pid(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.proc.exited().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.proc.wait_exit(Duration::from_secs(30));
         for (_, pid, _) in listed {
             if let Some(pid) = pid.filter(|&p| alive(p)) {
                 send_signal(pid, "KILL");
@@ -175,15 +180,11 @@ fn read_pid(path: &Path) -> Option<u32> {
 }
 
 #[test]
-fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
-    let mut mesh = LocalMesh::start();
+fn a_killed_gray_sidecar_comes_back_with_its_control_port_while_the_rest_keeps_serving() {
+    let mesh = LocalMesh::start();
     let config: serde_json::Value = serde_json::from_str(&local_plugin_config()).unwrap();
     let streak = config["breach"]["consecutive_failures"].as_u64().unwrap() as usize;
     let before = mesh.status();
-    assert!(
-        before.len() >= 7 && before.iter().all(|(_, pid, n)| pid.is_some() && *n == 0),
-        "{before:?}"
-    );
 
     // Traffic from both cohorts, then the gray sidecar crashes.
     let pace = Duration::from_millis(400);
@@ -201,9 +202,8 @@ fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
             .count()
             >= 3
     });
-    let gray = mesh.pid("v10-gray").unwrap();
-    assert!(send_signal(gray, "KILL"));
-    let restarted = mesh.wait_restarted("v10-gray", gray, &format!("{GRAY_SIDECAR}/ready"));
+    let (gray, restarted) =
+        mesh.kill_and_wait_restarted("v10-gray", &format!("{GRAY_SIDECAR}/ready"));
     let back_at = load.now();
     load.wait_until(
         "traffic after the restart",
@@ -250,11 +250,10 @@ fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
         .collect();
     assert!(gray_errors.len() <= streak, "{}", describe(&gray_errors));
     // The restarted sidecar serves.
-    let photo = std::fs::read(paths::image("dog.jpg")).unwrap();
     let direct = http::post(
         &format!("{GRAY_SIDECAR}/infer"),
         &[("content-type", "image/jpeg")],
-        &photo,
+        &paths::photo("dog.jpg"),
     )
     .unwrap();
     assert_eq!(direct.status, 200, "{}", direct.text());
@@ -270,10 +269,14 @@ fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
     assert_eq!(latches(LATCH_TOKEN), 200);
     assert_ne!(latches("not-the-token"), 200);
 
-    // The front Envoy crashes too: it is back on its ports, with the filter.
-    let envoy = mesh.pid("envoy").unwrap();
-    assert!(send_signal(envoy, "KILL"));
-    mesh.wait_restarted("envoy", envoy, ADMIN_READY);
+    mesh.assert_ctrl_c_stops_everything();
+}
+
+#[test]
+fn a_killed_front_envoy_comes_back_on_its_ports_with_the_filter() {
+    let mesh = LocalMesh::start();
+    mesh.kill_and_wait_restarted("envoy", ADMIN_READY);
+    assert_eq!(mesh.restarts("envoy"), 1);
     let r = http::post(
         FRONT,
         &[
@@ -281,7 +284,7 @@ fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
             (headers::DEVICE_TYPE, "dock-camera"),
             (headers::DEVICE_ID, "dock-1"),
         ],
-        &photo,
+        &paths::photo("dog.jpg"),
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -291,13 +294,5 @@ fn run_sh_restarts_a_killed_sidecar_and_envoy_while_the_rest_keeps_serving() {
         "{decision}"
     );
 
-    // Ctrl-C stops every process, the restarted ones included.
-    let last = mesh.status();
-    let status = mesh.interrupt().expect("run.sh stops on Ctrl-C");
-    assert!(status.success(), "{status}\n{}", mesh.proc.log());
-    for (name, pid, _) in last {
-        let pid = pid.unwrap();
-        assert!(!alive(pid), "{name} (pid {pid}) outlived run.sh");
-    }
-    assert!(http::get(ADMIN_READY).is_err(), "nothing listens any more");
+    mesh.assert_ctrl_c_stops_everything();
 }

@@ -5,15 +5,15 @@
 //! routing, the automatic shed (box count against the baseline learned from stable replies),
 //! the shed period, and the half-open probe, and checks that the decision header tells each
 //! step, that no client sees an error, and that Envoy's and the sidecars' counters agree.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition::value as metric;
 use grayguard_e2e::http::Response;
-use grayguard_e2e::mesh::{GRAY, Mesh, STABLE, crane_rule_config};
+use grayguard_e2e::mesh::{GRAY, Mesh, PHOTOS, STABLE, crane_rule_config, sidecar};
 use grayguard_e2e::paths;
-use grayguard_e2e::prom::value as metric;
+use grayguard_e2e::wait::Wait;
 use serde_json::json;
 
 const MIN_SAMPLES: usize = 5;
@@ -105,175 +105,217 @@ fn mean(v: &[u32]) -> f64 {
     v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len().max(1) as f64
 }
 
+/// The incident as it goes: the mesh (the stable sidecar at 0.25, the oversensitive gray at
+/// 0.001), the photos in turn, and what the clients saw so far.
+struct Incident {
+    mesh: Mesh,
+    photos: Vec<Vec<u8>>,
+    seen: Seen,
+}
+
+impl Incident {
+    fn start() -> Incident {
+        Incident {
+            mesh: Mesh::start_with(
+                &plugin_config(),
+                sidecar(STABLE, "0.25"),
+                sidecar(GRAY, "0.001"),
+                2,
+            ),
+            photos: paths::photos(&PHOTOS),
+            seen: Seen::default(),
+        }
+    }
+
+    /// Sends photo `i` as device `device` of `kind` (with `extra` headers) and records the
+    /// reply: the version that served it and the decision.
+    fn send(
+        &mut self,
+        kind: &str,
+        device: &str,
+        i: usize,
+        extra: &[(&str, &str)],
+    ) -> (String, String) {
+        let photo = &self.photos[i % self.photos.len()];
+        let r = self.mesh.infer(kind, device, photo, extra);
+        self.seen.record(&r)
+    }
+
+    /// Traffic outside the rule goes to stable and teaches the proxy the stable baseline; a
+    /// client cannot force itself onto gray with the route or decision headers.
+    fn stable_teaches_the_baseline(&mut self) {
+        for i in 0..2 * MIN_SAMPLES {
+            let got = self.send("dock-camera", &format!("dock-{}", i % 3), i, &[]);
+            assert_eq!(got, (STABLE.into(), "stable; no-rule".into()));
+        }
+        let spoofed = self.send(
+            "dock-camera",
+            "dock-0",
+            0,
+            &[(headers::ROUTE, GRAY), (headers::DECISION, "gray; rule=x")],
+        );
+        assert_eq!(spoofed, (STABLE.into(), "stable; no-rule".into()));
+    }
+
+    /// The gray cohort goes to gray until its box counts breach the baseline; then the proxy
+    /// sheds it to stable and says why. Returns when the last gray request was sent (the
+    /// breaker opened while the proxy handled its reply, so after it).
+    fn gray_is_shed_on_its_box_count(&mut self) -> Instant {
+        let mut last_gray_sent = None;
+        let mut shed_seen = false;
+        for i in 0..4 * MIN_SAMPLES {
+            let sent = Instant::now();
+            let (version, decision) =
+                self.send("crane-camera", &format!("crane-{}", i % 2), i, &[]);
+            if version == GRAY {
+                assert_eq!(decision, "gray; rule=crane-cameras");
+                last_gray_sent = Some(sent);
+            } else {
+                assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
+                shed_seen = true;
+                break;
+            }
+        }
+        let seen = &self.seen;
+        assert!(
+            shed_seen,
+            "gray was not shed after {} gray replies (gray boxes {:?}, stable boxes {:?})",
+            seen.served_gray, seen.gray_boxes, seen.stable_boxes
+        );
+        assert!(
+            seen.served_gray >= MIN_SAMPLES,
+            "shed after only {} gray replies, before min_samples {MIN_SAMPLES}",
+            seen.served_gray
+        );
+        assert!(
+            mean(&seen.gray_boxes) > mean(&seen.stable_boxes),
+            "the oversensitive gray version should find more boxes: gray {:?} stable {:?}",
+            seen.gray_boxes,
+            seen.stable_boxes
+        );
+        last_gray_sent.expect("gray replies before the shed")
+    }
+
+    /// While the breaker is open nothing of the cohort reaches gray; once the shed period is
+    /// over, a half-open probe does, marked as such. Other traffic keeps flowing to stable
+    /// throughout. Bounded in count and time; what was seen is checked after.
+    fn only_probes_reach_gray_after_the_shed(&mut self, opened_after: Instant) {
+        let mut first_probe = None;
+        let mut after_probe = 0;
+        let mut i = 0;
+        let within = Wait::new(
+            "three replies after the first probe",
+            Duration::from_secs(SHED_FOR_S + 20),
+        )
+        .every(Duration::ZERO)
+        .poll(|| {
+            let sent = Instant::now();
+            let (version, decision) =
+                self.send("crane-camera", &format!("crane-{}", i % 2), i, &[]);
+            if version == GRAY {
+                assert_eq!(
+                    decision, "gray; rule=crane-cameras; probe",
+                    "only probes may reach gray after the shed"
+                );
+                let waited = sent.duration_since(opened_after);
+                assert!(
+                    waited >= Duration::from_secs(SHED_FOR_S),
+                    "probe {waited:?} after the breaker opened, before shed_for_s {SHED_FOR_S}s"
+                );
+                first_probe.get_or_insert(sent);
+            } else {
+                assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
+            }
+            if first_probe.is_some() {
+                after_probe += 1;
+            }
+            if i % 4 == 3 {
+                let got = self.send("dock-camera", "dock-1", i, &[]);
+                assert_eq!(got, (STABLE.into(), "stable; no-rule".into()));
+            }
+            i += 1;
+            after_probe >= 3 || i >= 200
+        });
+        assert!(
+            first_probe.is_some(),
+            "no half-open probe within {SHED_FOR_S}s + 20s of the shed ({within:?})"
+        );
+        assert!(self.seen.shed >= 1);
+    }
+
+    /// Envoy's counters, the sidecars' counters and the clients agree; after the shed only
+    /// probes reached gray, and the incident is still being shed.
+    fn counters_agree(&self, gray_before_shed: usize) {
+        let (seen, mesh) = (&self.seen, &self.mesh);
+        let stats = mesh.envoy.prometheus();
+        let envoy = |name: &str| {
+            metric(&stats, name).unwrap_or_else(|| panic!("{name} missing from Envoy's stats"))
+        };
+        let sidecar_requests = |m: &str| {
+            metric(m, "grayguard_sidecar_requests_total").expect("grayguard_sidecar_requests_total")
+        };
+        let (gray_metrics, stable_metrics) = (mesh.gray.metrics(), mesh.stable.metrics());
+        let counts = format!(
+            "seen {seen:?}; envoy routed_gray {} routed_stable {} shed {} probes {}; sidecars gray {} stable {}",
+            envoy("grayguard_routed_gray"),
+            envoy("grayguard_routed_stable"),
+            envoy("grayguard_shed_requests"),
+            envoy("grayguard_probe_requests"),
+            sidecar_requests(&gray_metrics),
+            sidecar_requests(&stable_metrics),
+        );
+        assert_eq!(
+            envoy("grayguard_routed_gray"),
+            seen.served_gray as f64,
+            "{counts}"
+        );
+        assert_eq!(
+            sidecar_requests(&gray_metrics),
+            seen.served_gray as f64,
+            "{counts}"
+        );
+        assert_eq!(
+            envoy("grayguard_routed_stable"),
+            seen.served_stable as f64,
+            "{counts}"
+        );
+        assert_eq!(
+            sidecar_requests(&stable_metrics),
+            seen.served_stable as f64,
+            "{counts}"
+        );
+        assert_eq!(
+            envoy("grayguard_shed_requests"),
+            seen.shed as f64,
+            "{counts}"
+        );
+        assert_eq!(
+            envoy("grayguard_probe_requests"),
+            seen.probes as f64,
+            "{counts}"
+        );
+        assert!(envoy("grayguard_breaches_box_count") >= 1.0, "{counts}");
+        assert_eq!(
+            seen.served_gray,
+            gray_before_shed + seen.probes,
+            "after the shed only probes reached gray: {counts}"
+        );
+        // The gray version still floods boxes, so the incident is still being shed.
+        let state = envoy("grayguard_breaker_state");
+        assert!(
+            state == 1.0 || state == 2.0,
+            "breaker state {state}: {counts}"
+        );
+    }
+}
+
+/// One incident in four steps, each a method of [`Incident`] that says what it checks.
 #[test]
 fn gray_cohort_is_routed_shed_and_probed_without_client_errors() {
-    // Per photo, stable (0.25) vs gray (0.001) boxes: 2/10, 1/21, 2/39, 1/20.
-    let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
-        .iter()
-        .map(|n| std::fs::read(paths::image(n)).expect("read photo"))
-        .collect();
-    // One ONNX Runtime thread each: the two sidecars share the machine's cores. The sidecars'
-    // own latency watchdog is pushed out of the way so the proxy's box-count check decides.
-    let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
-    let stable_flags = [&common[..], &["--conf", "0.25"]].concat();
-    let gray_flags = [&common[..], &["--conf", "0.001"]].concat();
-    let mesh = Mesh::start(&plugin_config(), &stable_flags, &gray_flags, 2);
-    let mut seen = Seen::default();
-    let photo = |i: usize| photos[i % photos.len()].as_slice();
-
-    // 1. Traffic outside the rule goes to stable and teaches the proxy the stable baseline;
-    //    a client cannot force itself onto gray with the route or decision headers.
-    for i in 0..2 * MIN_SAMPLES {
-        let r = mesh.infer("dock-camera", &format!("dock-{}", i % 3), photo(i), &[]);
-        assert_eq!(seen.record(&r), (STABLE.into(), "stable; no-rule".into()));
-    }
-    let spoofed = mesh.infer(
-        "dock-camera",
-        "dock-0",
-        photo(0),
-        &[(headers::ROUTE, GRAY), (headers::DECISION, "gray; rule=x")],
-    );
-    assert_eq!(
-        seen.record(&spoofed),
-        (STABLE.into(), "stable; no-rule".into())
-    );
-
-    // 2. The gray cohort goes to gray until its box counts breach the baseline; then the
-    //    proxy sheds it to stable and says why.
-    let mut last_gray_sent = None;
-    let mut shed_seen = false;
-    for i in 0..4 * MIN_SAMPLES {
-        let sent = Instant::now();
-        let r = mesh.infer("crane-camera", &format!("crane-{}", i % 2), photo(i), &[]);
-        let (version, decision) = seen.record(&r);
-        if version == GRAY {
-            assert_eq!(decision, "gray; rule=crane-cameras");
-            last_gray_sent = Some(sent);
-        } else {
-            assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
-            shed_seen = true;
-            break;
-        }
-    }
-    assert!(
-        shed_seen,
-        "gray was not shed after {} gray replies (gray boxes {:?}, stable boxes {:?})",
-        seen.served_gray, seen.gray_boxes, seen.stable_boxes
-    );
-    assert!(
-        seen.served_gray >= MIN_SAMPLES,
-        "shed after only {} gray replies, before min_samples {MIN_SAMPLES}",
-        seen.served_gray
-    );
-    assert!(
-        mean(&seen.gray_boxes) > mean(&seen.stable_boxes),
-        "the oversensitive gray version should find more boxes: gray {:?} stable {:?}",
-        seen.gray_boxes,
-        seen.stable_boxes
-    );
-    let gray_before_shed = seen.served_gray;
-    // The breaker opened while the proxy handled a gray reply, so after this request was sent.
-    let opened_after = last_gray_sent.expect("gray replies before the shed");
-
-    // 3. While the breaker is open nothing of the cohort reaches gray; once the shed period
-    //    is over, a half-open probe does, marked as such. Bounded in count and time.
-    let deadline = Instant::now() + Duration::from_secs(SHED_FOR_S + 20);
-    let mut first_probe = None;
-    let mut after_probe = 0;
-    for i in 0..200 {
-        if after_probe >= 3 || Instant::now() > deadline {
-            break;
-        }
-        let sent = Instant::now();
-        let r = mesh.infer("crane-camera", &format!("crane-{}", i % 2), photo(i), &[]);
-        let (version, decision) = seen.record(&r);
-        if version == GRAY {
-            assert_eq!(
-                decision, "gray; rule=crane-cameras; probe",
-                "only probes may reach gray after the shed"
-            );
-            let waited = sent.duration_since(opened_after);
-            assert!(
-                waited >= Duration::from_secs(SHED_FOR_S),
-                "probe {waited:?} after the breaker opened, before shed_for_s {SHED_FOR_S}s"
-            );
-            first_probe.get_or_insert(sent);
-        } else {
-            assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
-        }
-        if first_probe.is_some() {
-            after_probe += 1;
-        }
-        // Other traffic keeps flowing to stable throughout.
-        if i % 4 == 3 {
-            let r = mesh.infer("dock-camera", "dock-1", photo(i), &[]);
-            assert_eq!(seen.record(&r), (STABLE.into(), "stable; no-rule".into()));
-        }
-    }
-    assert!(
-        first_probe.is_some(),
-        "no half-open probe within {SHED_FOR_S}s + 20s of the shed"
-    );
-    assert!(seen.shed >= 1);
-
-    // 4. Envoy's counters, the sidecars' counters and the clients agree.
-    let stats = mesh.envoy.prometheus();
-    let envoy = |name: &str| {
-        metric(&stats, name).unwrap_or_else(|| panic!("{name} missing from Envoy's stats"))
-    };
-    let sidecar_requests = |m: &str| {
-        metric(m, "grayguard_sidecar_requests_total").expect("grayguard_sidecar_requests_total")
-    };
-    let (gray_metrics, stable_metrics) = (mesh.gray.metrics(), mesh.stable.metrics());
-    let counts = format!(
-        "seen {seen:?}; envoy routed_gray {} routed_stable {} shed {} probes {}; sidecars gray {} stable {}",
-        envoy("grayguard_routed_gray"),
-        envoy("grayguard_routed_stable"),
-        envoy("grayguard_shed_requests"),
-        envoy("grayguard_probe_requests"),
-        sidecar_requests(&gray_metrics),
-        sidecar_requests(&stable_metrics),
-    );
-    assert_eq!(
-        envoy("grayguard_routed_gray"),
-        seen.served_gray as f64,
-        "{counts}"
-    );
-    assert_eq!(
-        sidecar_requests(&gray_metrics),
-        seen.served_gray as f64,
-        "{counts}"
-    );
-    assert_eq!(
-        envoy("grayguard_routed_stable"),
-        seen.served_stable as f64,
-        "{counts}"
-    );
-    assert_eq!(
-        sidecar_requests(&stable_metrics),
-        seen.served_stable as f64,
-        "{counts}"
-    );
-    assert_eq!(
-        envoy("grayguard_shed_requests"),
-        seen.shed as f64,
-        "{counts}"
-    );
-    assert_eq!(
-        envoy("grayguard_probe_requests"),
-        seen.probes as f64,
-        "{counts}"
-    );
-    assert!(envoy("grayguard_breaches_box_count") >= 1.0, "{counts}");
-    assert_eq!(
-        seen.served_gray,
-        gray_before_shed + seen.probes,
-        "after the shed only probes reached gray: {counts}"
-    );
-    // The gray version still floods boxes, so the incident is still being shed.
-    let state = envoy("grayguard_breaker_state");
-    assert!(
-        state == 1.0 || state == 2.0,
-        "breaker state {state}: {counts}"
-    );
+    let mut incident = Incident::start();
+    incident.stable_teaches_the_baseline();
+    let opened_after = incident.gray_is_shed_on_its_box_count();
+    let gray_before_shed = incident.seen.served_gray;
+    incident.only_probes_reach_gray_after_the_shed(opened_after);
+    incident.counters_agree(gray_before_shed);
 }

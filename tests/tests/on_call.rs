@@ -14,16 +14,13 @@
 //! In confirm mode the same path carries the one-click confirmation: the alert asks a
 //! person, the link in the message sheds the rule at the gateway, the decision header and
 //! the incident record say so.
-//!
-//! Test code may panic freely: a failed expectation is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use grayguard_contract::headers;
 use grayguard_contract::operator::SECRET_ENV;
 use grayguard_e2e::alerting::{AlertSink, Alertmanager, ReportServer, link};
-use grayguard_e2e::mesh::{GRAY, Mesh, STABLE, crane_rule_config};
+use grayguard_e2e::mesh::{GRAY, Mesh, PHOTOS, STABLE, crane_rule_config, sidecar};
 use grayguard_e2e::prometheus::Prometheus;
 use grayguard_e2e::{browser, http, paths};
 use serde_json::json;
@@ -104,24 +101,23 @@ scrape_configs:
 /// Prometheus scraping the mesh every second with the project's rules. Dropped in reverse.
 struct AlertPath {
     photos: Vec<Vec<u8>>,
+    /// Pairs of requests sent so far.
+    sent: usize,
     mesh: Mesh,
     sink: AlertSink,
     reports: ReportServer,
-    am: Alertmanager,
-    prom: Prometheus,
+    // Running for the path's life; the test talks to them through the others.
+    _alertmanager: Alertmanager,
+    _prometheus: Prometheus,
 }
 
 impl AlertPath {
     fn start(plugin_config: &str) -> AlertPath {
-        let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
-            .iter()
-            .map(|n| std::fs::read(paths::image(n)).unwrap())
-            .collect();
-        let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
-        let mesh = Mesh::start(
+        let photos = paths::photos(&PHOTOS);
+        let mesh = Mesh::start_with(
             plugin_config,
-            &[&common[..], &["--conf", "0.25"]].concat(),
-            &[&common[..], &["--conf", "0.001"]].concat(),
+            sidecar(STABLE, "0.25"),
+            sidecar(GRAY, "0.001"),
             2,
         );
         let sink = AlertSink::start();
@@ -157,52 +153,57 @@ impl AlertPath {
         prom.wait_targets_up(3, Duration::from_secs(30));
         AlertPath {
             photos,
+            sent: 0,
             mesh,
             sink,
             reports,
-            am,
-            prom,
+            _alertmanager: am,
+            _prometheus: prom,
         }
+    }
+
+    /// One request of the crane cameras' cohort (the rule's: gray) and one of the dock
+    /// cameras (stable, the control), the same photo; neither client may see an error. The
+    /// crane camera's decision.
+    fn pair(&mut self) -> String {
+        self.sent += 1;
+        self.mesh.crane_and_dock(&self.photos, self.sent - 1)
+    }
+
+    /// Pairs of requests until the crane camera's decision is one `done` accepts (it may
+    /// fail the test on one it must never see); that decision. Bounded in count.
+    fn traffic_until(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        for _ in 0..16 * MIN_SAMPLES {
+            let decision = self.pair();
+            if done(&decision) {
+                return decision;
+            }
+        }
+        panic!(
+            "{what}: not within {} requests:\n{}",
+            16 * MIN_SAMPLES,
+            self.mesh.envoy.log()
+        );
     }
 }
 
 #[test]
 fn a_shed_reaches_people_with_a_report_that_renders() {
-    let AlertPath {
-        photos,
-        mesh,
-        sink,
-        reports,
-        am: _am,
-        prom: _prom,
-    } = AlertPath::start(&plugin_config());
+    let mut path = AlertPath::start(&plugin_config());
 
     // Traffic until grayguard sheds the crane cameras' gray cohort (the oversensitive gray
     // floods boxes); dock cameras go to stable and are the control.
-    let mut shed = false;
-    for k in 0..16 * MIN_SAMPLES {
-        let photo = &photos[k % photos.len()];
-        let crane = mesh.infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
-        let dock = mesh.infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
-        for r in [&crane, &dock] {
-            assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
-        }
-        let decision = crane
-            .header(headers::DECISION)
-            .unwrap_or_default()
-            .to_string();
-        if decision.contains("shed=") {
-            assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
-            shed = true;
-            break;
-        }
-    }
-    assert!(
-        shed,
-        "grayguard did not shed the oversensitive gray:\n{}",
-        mesh.envoy.log()
-    );
+    let decision = path.traffic_until("grayguard sheds the oversensitive gray", |d| {
+        d.contains("shed=")
+    });
+    assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
     let shed_at = Instant::now();
+    let AlertPath {
+        mesh,
+        sink,
+        reports,
+        ..
+    } = &path;
 
     // Prometheus fires GrayguardRuleShedding; Alertmanager delivers it to every receiver.
     let firing = |channel: &'static str| {
@@ -345,46 +346,15 @@ fn tampered(url: &str) -> String {
 
 #[test]
 fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
-    let AlertPath {
-        photos,
-        mesh,
-        sink,
-        reports: _reports,
-        am: _am,
-        prom: _prom,
-    } = AlertPath::start(&plugin_config_with(Some("confirm")));
-    let operator = operator_url(&mesh).expect("the front Envoy has an operator listener");
-
-    let mut k = 0usize;
-    let mut crane = |mesh: &Mesh| -> String {
-        let photo = &photos[k % photos.len()];
-        let r = mesh.infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
-        let dock = mesh.infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
-        k += 1;
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(dock.status, 200, "{}", dock.text());
-        r.header(headers::DECISION).unwrap_or_default().to_string()
-    };
+    let mut path = AlertPath::start(&plugin_config_with(Some("confirm")));
+    let operator = operator_url(&path.mesh).expect("the front Envoy has an operator listener");
 
     // The trigger fires, but in confirm mode the cohort stays on gray, flagged as alerting.
-    let mut alerting = false;
-    for _ in 0..16 * MIN_SAMPLES {
-        let decision = crane(&mesh);
-        assert!(
-            !decision.contains("shed="),
-            "confirm mode shed on its own: {decision}"
-        );
-        if decision.contains("alert=") {
-            assert_eq!(decision, "gray; rule=crane-cameras; alert=box_count");
-            alerting = true;
-            break;
-        }
-    }
-    assert!(
-        alerting,
-        "the box-count trigger did not alert:\n{}",
-        mesh.envoy.log()
-    );
+    let decision = path.traffic_until("the box-count trigger alerts", |d| {
+        assert!(!d.contains("shed="), "confirm mode shed on its own: {d}");
+        d.contains("alert=")
+    });
+    assert_eq!(decision, "gray; rule=crane-cameras; alert=box_count");
 
     // A person receives the question with the one-click link, in both chats and the webhook.
     let asks = |channel: &'static str| {
@@ -396,13 +366,17 @@ fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
                     .is_some_and(|a| a.iter().any(|n| n == "GrayguardShedAwaitsConfirmation"))
         }
     };
-    let slack = sink.wait_for(
+    let slack = path.sink.wait_for(
         "confirmation request",
         Duration::from_secs(60),
         asks("slack"),
     );
-    let wechat = sink.wait_for("WeChat request", Duration::from_secs(20), asks("wechat"));
-    let webhook = sink.wait_for("webhook request", Duration::from_secs(20), asks("webhook"));
+    let wechat = path
+        .sink
+        .wait_for("WeChat request", Duration::from_secs(20), asks("wechat"));
+    let webhook = path
+        .sink
+        .wait_for("webhook request", Duration::from_secs(20), asks("webhook"));
     let confirm = link(&slack, "Shed gray now").expect("the Slack message carries the link");
     assert!(
         confirm.starts_with(&format!(
@@ -419,7 +393,7 @@ fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
         Some(confirm.as_str())
     );
     assert_eq!(
-        crane(&mesh),
+        path.pair(),
         "gray; rule=crane-cameras; alert=box_count",
         "nobody clicked yet"
     );
@@ -428,23 +402,23 @@ fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
     let forged = http::get(&tampered(&confirm)).unwrap();
     assert_eq!(forged.status, 403, "{}", forged.text());
     let query = confirm.split_once('?').unwrap().1;
-    let public = http::get(&mesh.envoy.url(&format!("/grayguard/confirm?{query}"))).unwrap();
+    let public = http::get(&path.mesh.envoy.url(&format!("/grayguard/confirm?{query}"))).unwrap();
     assert_ne!(
         public.status, 200,
         "the public listener took a confirmation"
     );
-    assert_eq!(crane(&mesh), "gray; rule=crane-cameras; alert=box_count");
+    assert_eq!(path.pair(), "gray; rule=crane-cameras; alert=box_count");
 
     // The click sheds the rule as the trigger would have; a second click changes nothing.
     let clicked = http::get(&confirm).unwrap();
     assert_eq!(clicked.status, 200, "{}", clicked.text());
-    assert_eq!(crane(&mesh), "stable; rule=crane-cameras; shed=box_count");
+    assert_eq!(path.pair(), "stable; rule=crane-cameras; shed=box_count");
     let again = http::get(&confirm).unwrap();
     assert_eq!(again.status, 200, "{}", again.text());
-    assert_eq!(crane(&mesh), "stable; rule=crane-cameras; shed=box_count");
+    assert_eq!(path.pair(), "stable; rule=crane-cameras; shed=box_count");
 
     // The incident record names who confirmed, and so does the report.
-    let log = mesh.envoy.log();
+    let log = path.mesh.envoy.log();
     let record = log
         .lines()
         .find(|l| l.contains("\"grayguard\":\"incident\"") && l.contains("\"confirmed_by\""))

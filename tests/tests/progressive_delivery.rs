@@ -9,19 +9,17 @@
 //! returns no data), stay within its threshold while gray is healthy, and cross it once
 //! grayguard has shed gray. The queries and thresholds are read from the variants themselves
 //! (through the validator), with a short interval in place of the production one.
-//!
-//! Test code may panic freely: a failed expectation is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use grayguard_contract::headers;
-use grayguard_e2e::mesh::{GRAY, Mesh, crane_rule_config};
+use grayguard_e2e::mesh::{GRAY, Mesh, PHOTOS, STABLE, crane_rule_config, sidecar};
 use grayguard_e2e::paths;
 use grayguard_e2e::prometheus::{Job, Prometheus};
-use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
+use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar};
+use grayguard_e2e::wait::Wait;
 use serde_json::{Value, json};
 
 /// The interval put into the queries: long enough for several 1 s scrapes, short enough
@@ -126,15 +124,7 @@ fn evaluate(prom: &Prometheus, checks: &[Check]) -> Vec<f64> {
 
 /// The gray sidecar on `port` (the one the front Envoy routes gray to), with `conf`.
 fn gray_on(port: u16, conf: &str) -> Sidecar {
-    let builder = SidecarBuilder::new(GRAY).args(&[
-        "--threads",
-        "1",
-        "--watchdog-latency-budget-ms",
-        "60000",
-        "--conf",
-        conf,
-    ]);
-    let mut sc = builder.spawn_at(port, None);
+    let mut sc = sidecar(GRAY, conf).spawn_at(port, None);
     sc.proc
         .wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), READY_TIMEOUT);
     sc.wait_ready(READY_TIMEOUT);
@@ -150,13 +140,13 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
             "{tool}: expected its four analysis metrics: {checks:?}"
         );
     }
-    let photos: Vec<Vec<u8>> = ["person.jpg", "dog.jpg", "kite.jpg", "giraffe.jpg"]
-        .iter()
-        .map(|n| std::fs::read(paths::image(n)).unwrap())
-        .collect();
-    let common = ["--threads", "1", "--watchdog-latency-budget-ms", "60000"];
-    let stable_flags = [&common[..], &["--conf", "0.25"]].concat();
-    let mut mesh = Mesh::start(&plugin_config(), &stable_flags, &stable_flags, 2);
+    let photos = paths::photos(&PHOTOS);
+    let mut mesh = Mesh::start_with(
+        &plugin_config(),
+        sidecar(STABLE, "0.25"),
+        sidecar(GRAY, "0.25"),
+        2,
+    );
     let prom = Prometheus::start(&[
         Job {
             name: "envoy".into(),
@@ -177,17 +167,8 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
     // One request of each cohort, the same photo: gray (crane cameras) and stable (the rest).
     let mut sent = 0usize;
     let mut pair = |mesh: &Mesh| -> String {
-        let photo = &photos[sent % photos.len()];
-        let crane = mesh.infer("crane-camera", &format!("crane-{}", sent % 2), photo, &[]);
-        let dock = mesh.infer("dock-camera", &format!("dock-{}", sent % 3), photo, &[]);
         sent += 1;
-        for r in [&crane, &dock] {
-            assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
-        }
-        crane
-            .header(headers::DECISION)
-            .unwrap_or_default()
-            .to_string()
+        mesh.crane_and_dock(&photos, sent - 1)
     };
 
     // 1. Gray is healthy: every check passes at every evaluation.
@@ -252,8 +233,14 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
     //    look back one interval, as Flagger and Argo Rollouts do at each evaluation).
     let shed_at = Instant::now();
     let mut crossed = vec![None; checks.len()];
-    while shed_at.elapsed() < Duration::from_secs(INTERVAL_S) && crossed.iter().any(Option::is_none)
-    {
+    // Traffic and an evaluation after another, until every check crossed or the interval is
+    // over; what crossed is checked below.
+    let _ = Wait::new(
+        "every check crosses its threshold",
+        Duration::from_secs(INTERVAL_S),
+    )
+    .every(Duration::ZERO)
+    .poll(|| {
         pair(&mesh);
         let values = evaluate(&prom, &checks);
         for (i, (c, v)) in checks.iter().zip(&values).enumerate() {
@@ -261,7 +248,8 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
                 crossed[i] = Some((*v, shed_at.elapsed()));
             }
         }
-    }
+        crossed.iter().all(Option::is_some)
+    });
     let report: Vec<String> = checks
         .iter()
         .zip(&crossed)

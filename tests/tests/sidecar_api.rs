@@ -2,20 +2,20 @@
 //! around warm-up, detections in original-image pixels (checked against the Python reference
 //! pipeline's boxes), headers that match the JSON, every bad input with its status,
 //! `/metrics` that `promtool` accepts and that counts exactly what was sent, and `/info`
-//! (checked against the model file's digest, ONNX Runtime's own version and the host). One
-//! process serves the whole file's assertions to keep the suite short.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! (checked against the model file's digest, ONNX Runtime's own version and the host). Each
+//! test starts its own sidecar with the same flags ([`api_sidecar`]).
 
 use grayguard_contract::headers;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use grayguard_client::exposition;
 use grayguard_e2e::http::{self, Response};
-use grayguard_e2e::paths;
-use grayguard_e2e::prom;
+use grayguard_e2e::paths::{self, photo};
 use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
+use grayguard_e2e::wait::Wait;
 
 /// Boxes of the Python reference server (PIL + numpy + onnxruntime, same model, conf 0.25,
 /// IoU 0.45): `tests/bench/sidecar/reference_server.py --once person.jpg`.
@@ -29,10 +29,6 @@ const MAX_BODY: usize = 2_000_000;
 
 /// method, path, content type, body, expected status, expected error kind.
 type BadCase<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
-
-fn photo(name: &str) -> Vec<u8> {
-    std::fs::read(paths::image(name)).expect("read photo")
-}
 
 fn f(v: &serde_json::Value) -> f32 {
     v.as_f64().expect("number") as f32
@@ -101,26 +97,36 @@ fn multipart(field: &str, data: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// Starts the sidecar, checks readiness around warm-up; returns it and the /infer reply sent
-/// while it was warming up.
-fn start() -> (Sidecar, Response) {
-    // Enough warm-up runs that /ready is observably 503 first.
-    let mut sc = SidecarBuilder::new("v-api")
-        .flag("--warmup-runs", "8")
+/// The API tests' sidecar, not yet started: room for kite.jpg and a pixel bomb's header, and
+/// its own latency watchdog out of the way (latency on a shared CI machine says nothing here;
+/// `sidecar_watchdog` tests breaches).
+fn api_builder() -> SidecarBuilder {
+    SidecarBuilder::new("v-api")
         .flag("--max-body-bytes", &MAX_BODY.to_string())
         .flag("--max-pixels", "20000000")
-        // Latency on a shared CI machine says nothing here (sidecar_watchdog tests breaches).
         .flag("--watchdog-latency-budget-ms", "60000")
-        .spawn();
+}
+
+/// The API tests' sidecar, ready.
+fn api_sidecar() -> Sidecar {
+    api_builder().start()
+}
+
+/// The boxes of a reply, as JSON.
+fn boxes(r: &Response) -> serde_json::Value {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["boxes"].clone()
+}
+
+#[test]
+fn ready_answers_503_while_warming_up_and_infer_is_refused_with_a_retry_hint() {
+    // Enough warm-up runs that /ready is observably 503 first.
+    let mut sc = api_builder().flag("--warmup-runs", "8").spawn();
     let ready = sc.url("/ready");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let first = loop {
-        match http::get(&ready) {
-            Ok(r) => break r,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("sidecar never answered /ready: {e}\n{}", sc.proc.log()),
-        }
-    };
+    let first = Wait::new("the sidecar answers /ready", Duration::from_secs(30))
+        .every(Duration::from_millis(20))
+        .poll(|| http::get(&ready))
+        .unwrap_or_else(|t| panic!("{t}\n{}", sc.proc.log()));
     assert_eq!(first.status, 503, "/ready before warm-up: {}", first.text());
     assert_eq!(first.json()["status"], "warming-up");
     assert_eq!(
@@ -134,25 +140,21 @@ fn start() -> (Sidecar, Response) {
         assert_eq!(early.json()["kind"], "not_ready");
         assert_eq!(early.header("retry-after"), Some("1"));
         assert_signal_headers(&early, "infer before ready");
+    } else {
+        assert_eq!(early.status, 200, "{}", early.text());
     }
     sc.wait_ready(READY_TIMEOUT);
-    (sc, early)
+    assert_eq!(sc.infer_file("person.jpg").status, 200, "served once ready");
 }
 
 #[test]
-fn one_sidecar_serves_detections_errors_and_metrics() {
-    let (sc, early) = start();
-    let mut sent = Sent::default();
-    sent.record(&early);
-
-    // --- people in person.jpg, as the reference pipeline finds them ----------------------
+fn person_boxes_match_the_reference_pipeline() {
+    let sc = api_sidecar();
     let r = sc.infer_file("person.jpg");
-    assert_eq!(r.status, 200, "{}", r.text());
-    sent.record(&r);
-    let j = r.json();
     assert_signal_headers(&r, "person.jpg");
-    let boxes = j["boxes"].as_array().unwrap();
-    assert_eq!(boxes.len(), PERSON_REFERENCE.len(), "{j}");
+    let boxes = boxes(&r);
+    let boxes = boxes.as_array().unwrap();
+    assert_eq!(boxes.len(), PERSON_REFERENCE.len(), "{}", r.text());
     for (b, want) in boxes.iter().zip(PERSON_REFERENCE) {
         let got = (f(&b["x1"]), f(&b["y1"]), f(&b["x2"]), f(&b["y2"]));
         for (g, w) in [
@@ -170,10 +172,16 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         assert_eq!(b["label"], want.5);
         assert_eq!(b["class_id"], if want.5 == "Normal" { 0 } else { 1 });
     }
+}
 
-    // --- headers match the JSON ---------------------------------------------------------
+#[test]
+fn signal_headers_and_timings_match_the_json_body() {
+    let sc = api_sidecar();
+    let r = sc.infer_file("person.jpg");
+    let n = boxes(&r).as_array().unwrap().len();
+    let j = r.json();
     let header = |name: &str| r.header(name).unwrap().parse::<f64>().unwrap();
-    assert_eq!(header(headers::BOX_COUNT) as usize, boxes.len());
+    assert_eq!(header(headers::BOX_COUNT) as usize, n);
     assert_eq!(
         header(headers::INFERENCE_LATENCY_MS),
         j["latency_ms"].as_f64().unwrap()
@@ -195,13 +203,16 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         "latency covers decode to reply: {j}"
     );
     assert!(r.header(headers::BREACH).is_none(), "no breach");
+}
 
-    // --- kite.jpg (1352x900): boxes come back in original pixels, beyond the 640 canvas ----
+#[test]
+fn boxes_come_back_in_original_pixels_beyond_the_640_canvas() {
+    let sc = api_sidecar();
+    // kite.jpg is 1352x900.
     let r = sc.infer_file("kite.jpg");
-    assert_eq!(r.status, 200);
-    sent.record(&r);
     let kite = r.json();
-    let kb = kite["boxes"].as_array().unwrap();
+    let kb = boxes(&r);
+    let kb = kb.as_array().unwrap();
     assert!(!kb.is_empty(), "people on the beach: {kite}");
     assert!(
         kb.iter()
@@ -215,20 +226,28 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         kb.iter().any(|b| f(&b["y2"]) > 640.0),
         "original coordinates: {kite}"
     );
+}
 
-    // --- the same image as multipart and as octet-stream gives the same boxes --------------
+#[test]
+fn multipart_and_octet_stream_bodies_give_the_same_boxes_as_jpeg() {
+    let sc = api_sidecar();
+    let jpeg = boxes(&sc.infer_file("person.jpg"));
     let (ct, body) = multipart("image", &photo("person.jpg"));
-    let r = sc.infer(&body, &ct);
-    assert_eq!(r.status, 200, "{}", r.text());
-    sent.record(&r);
-    assert_eq!(r.json()["boxes"], j["boxes"]);
-    let r = sc.infer(&photo("person.jpg"), "application/octet-stream");
-    assert_eq!(r.status, 200);
-    sent.record(&r);
-    assert_eq!(r.json()["boxes"], j["boxes"]);
+    assert_eq!(boxes(&sc.infer(&body, &ct)), jpeg, "multipart");
+    assert_eq!(
+        boxes(&sc.infer(&photo("person.jpg"), "application/octet-stream")),
+        jpeg,
+        "octet-stream"
+    );
+}
 
-    // --- every bad input: its status, a JSON error, the signal headers, and no damage -----
+/// Every bad input, each followed by a good request: its status, a JSON error, the signal
+/// headers, and no damage. Records every reply in `sent`.
+fn send_bad_inputs(sc: &Sidecar, sent: &mut Sent) {
     let person = photo("person.jpg");
+    let first = sc.infer(&person, "image/jpeg");
+    let good = boxes(&first);
+    sent.record(&first);
     let mut garbage = person[..4].to_vec();
     garbage.extend((0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
     let (mp_ct, mp_missing) = multipart("picture", &person);
@@ -322,16 +341,40 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         // The next good request still works.
         let ok = sc.infer(&person, "image/jpeg");
         assert_eq!(ok.status, 200, "after {what}: {}", ok.text());
-        assert_eq!(ok.json()["boxes"], j["boxes"], "after {what}");
+        assert_eq!(ok.json()["boxes"], good, "after {what}");
         sent.record(&ok);
     }
+}
+
+#[test]
+fn every_bad_input_gets_its_status_and_a_json_error_and_the_next_request_is_served() {
+    let sc = api_sidecar();
+    send_bad_inputs(&sc, &mut Sent::default());
     assert!(
         sc.proc.log().lines().all(|l| !l.contains("panicked")),
         "{}",
         sc.proc.log()
     );
+}
 
-    // --- /metrics is valid Prometheus text and counts exactly what was sent ---------------
+#[test]
+fn metrics_pass_promtool_and_count_exactly_what_was_sent() {
+    let sc = api_sidecar();
+    let mut sent = Sent::default();
+    let (ct, form) = multipart("image", &photo("person.jpg"));
+    for r in [
+        sc.infer_file("person.jpg"),
+        sc.infer_file("kite.jpg"),
+        sc.infer(&form, &ct),
+        sc.infer(&photo("person.jpg"), "application/octet-stream"),
+    ] {
+        assert_eq!(r.status, 200, "{}", r.text());
+        sent.record(&r);
+    }
+    send_bad_inputs(&sc, &mut sent);
+    // The last reply was person.jpg's.
+    let last_boxes = PERSON_REFERENCE.len() as f64;
+
     let text = sc.metrics();
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -364,14 +407,18 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
     for (status, n) in &sent.by_status {
         let series = format!("grayguard_sidecar_requests_total{{status=\"{status}\"}}");
         assert_eq!(
-            prom::value(&text, &series),
+            exposition::value(&text, &series),
             Some(f64::from(*n)),
             "{series}\n{text}"
         );
     }
     for (kind, n) in &sent.by_kind {
         let series = format!("grayguard_sidecar_errors_total{{kind=\"{kind}\"}}");
-        assert_eq!(prom::value(&text, &series), Some(f64::from(*n)), "{series}");
+        assert_eq!(
+            exposition::value(&text, &series),
+            Some(f64::from(*n)),
+            "{series}"
+        );
     }
     let successes = sent.boxes.len() as f64;
     let total_boxes: usize = sent.boxes.iter().sum();
@@ -380,29 +427,39 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
         "grayguard_sidecar_inference_duration_seconds_count",
         "grayguard_sidecar_nms_duration_seconds_count",
     ] {
-        assert_eq!(prom::value(&text, series), Some(successes), "{series}");
+        assert_eq!(
+            exposition::value(&text, series),
+            Some(successes),
+            "{series}"
+        );
     }
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_detections_per_image_sum"),
+        exposition::value(&text, "grayguard_sidecar_detections_per_image_sum"),
         Some(total_boxes as f64)
     );
     let all: u32 = sent.by_status.values().sum();
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_request_duration_seconds_count"),
+        exposition::value(&text, "grayguard_sidecar_request_duration_seconds_count"),
         Some(f64::from(all))
     );
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_last_box_count"),
-        Some(boxes.len() as f64)
+        exposition::value(&text, "grayguard_sidecar_last_box_count"),
+        Some(last_boxes)
     );
-    assert_eq!(prom::value(&text, "grayguard_sidecar_ready"), Some(1.0));
-    assert_eq!(prom::value(&text, "grayguard_sidecar_in_flight"), Some(0.0));
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_queue_depth"),
+        exposition::value(&text, "grayguard_sidecar_ready"),
+        Some(1.0)
+    );
+    assert_eq!(
+        exposition::value(&text, "grayguard_sidecar_in_flight"),
         Some(0.0)
     );
     assert_eq!(
-        prom::value(
+        exposition::value(&text, "grayguard_sidecar_queue_depth"),
+        Some(0.0)
+    );
+    assert_eq!(
+        exposition::value(
             &text,
             "grayguard_sidecar_info{device=\"cpu\",model_version=\"v-api\"}"
         ),
@@ -410,19 +467,21 @@ fn one_sidecar_serves_detections_errors_and_metrics() {
     );
     for reason in ["latency", "box_count", "errors", "memory"] {
         let series = format!("grayguard_sidecar_breach_active{{reason=\"{reason}\"}}");
-        assert_eq!(prom::value(&text, &series), Some(0.0), "{series}");
+        assert_eq!(exposition::value(&text, &series), Some(0.0), "{series}");
     }
     assert!(
-        prom::value(&text, "grayguard_sidecar_memory_bytes").is_some_and(|v| v > 50e6),
+        exposition::value(&text, "grayguard_sidecar_memory_bytes").is_some_and(|v| v > 50e6),
         "RSS of a loaded model"
     );
-    assert!(prom::value(&text, "grayguard_sidecar_memory_limit_bytes").is_some_and(|v| v > 0.0));
-
-    check_info(&sc);
+    assert!(
+        exposition::value(&text, "grayguard_sidecar_memory_limit_bytes").is_some_and(|v| v > 0.0)
+    );
 }
 
 /// `/info`: what the incident report compares between the gray and the stable pods.
-fn check_info(sc: &Sidecar) {
+#[test]
+fn info_names_the_model_the_runtime_the_flags_and_the_host() {
+    let sc = api_sidecar();
     let r = http::get(&sc.url("/info")).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     let info = r.json();
@@ -452,7 +511,7 @@ fn check_info(sc: &Sidecar) {
     assert_eq!(info["runtime"]["inter_threads"], 1);
     let flags = &info["flags"];
     assert_eq!(flags["max-body-bytes"], MAX_BODY);
-    assert_eq!(flags["warmup-runs"], 8);
+    assert_eq!(flags["warmup-runs"], 1, "the harness's --warmup-runs 1");
     assert_eq!(flags["conf"], 0.25);
     assert_eq!(flags["watchdog-latency-budget-ms"], 60000.0);
     assert_eq!(flags["control-token"], serde_json::Value::Null);

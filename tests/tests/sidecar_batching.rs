@@ -3,11 +3,10 @@
 //! same weights: `tests/reference/dynamic_batch.py`). Concurrent requests share model runs
 //! (`batch_size` in the JSON and the `grayguard_sidecar_batch_size` histogram) and get the
 //! boxes each image gets alone; the fixed-batch model never batches.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use grayguard_client::exposition;
 use grayguard_e2e::http;
 use grayguard_e2e::paths;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::SidecarBuilder;
 
 const PHOTOS: [&str; 4] = ["person.jpg", "dog.jpg", "horses.jpg", "kite.jpg"];
@@ -102,8 +101,8 @@ fn concurrent_requests_share_model_runs_and_get_their_own_boxes() {
         "concurrent requests were batched only {batched_requests} times"
     );
     let text = sc.metrics();
-    let n = prom::value(&text, "grayguard_sidecar_batch_size_count").unwrap();
-    let sum = prom::value(&text, "grayguard_sidecar_batch_size_sum").unwrap();
+    let n = exposition::value(&text, "grayguard_sidecar_batch_size_count").unwrap();
+    let sum = exposition::value(&text, "grayguard_sidecar_batch_size_sum").unwrap();
     assert_eq!(n, 12.0, "every success observed once");
     assert!(sum > n, "mean batch above 1: {sum} / {n}");
 }

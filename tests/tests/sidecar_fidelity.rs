@@ -6,7 +6,6 @@
 //! detections as the reference), and photos whose EXIF orientation tag this test writes (at
 //! the default threshold): the same number of boxes, the same classes, every box IoU >= 0.9
 //! with its counterpart and scores within 0.02.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

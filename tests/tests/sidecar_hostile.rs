@@ -2,8 +2,7 @@
 //! time (slowloris), a keep-alive connection left idle, a body that trickles in, more
 //! connections than `--max-connections`, oversized headers; and random request lines,
 //! headers and bodies (proptest), after which the process still serves. Each limit is set
-//! small here so that the test takes seconds; the defaults are in sidecar/README.md.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! small here so that each test takes seconds; the defaults are in sidecar/README.md.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -12,9 +11,10 @@ use std::time::{Duration, Instant};
 use grayguard_contract::headers;
 use proptest::prelude::*;
 
+use grayguard_client::exposition;
 use grayguard_e2e::http;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::{Sidecar, SidecarBuilder};
+use grayguard_e2e::wait::eventually;
 
 /// The limits of the test process.
 const HEADER_READ_S: f64 = 1.0;
@@ -122,20 +122,46 @@ fn start() -> Sidecar {
 
 fn dropped(text: &str, reason: &str) -> f64 {
     let series = format!("grayguard_sidecar_connections_dropped_total{{reason=\"{reason}\"}}");
-    prom::value(text, &series).unwrap_or_else(|| panic!("no {series}"))
+    exposition::value(text, &series).unwrap_or_else(|| panic!("no {series}"))
+}
+
+/// The `/metrics` text, once a slot is free for the scrape's own connection.
+fn scrape(sc: &Sidecar) -> String {
+    eventually(
+        "/metrics answers",
+        Duration::from_secs(10),
+        || match http::get(&sc.url("/metrics")) {
+            Ok(r) if r.status == 200 => Ok(r.text()),
+            Ok(r) => Err(format!("{} {}", r.status, r.text())),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+}
+
+/// After the hostile clients: the sidecar counted the connections it cut for `reason`, still
+/// serves, and nothing panicked.
+fn assert_cut_and_unharmed(sc: &Sidecar, reason: &str) {
+    let text = scrape(sc);
+    assert!(dropped(&text, reason) >= 1.0, "{text}");
+    assert_unharmed(sc);
+}
+
+/// After the hostile clients: the sidecar still serves, and nothing panicked.
+fn assert_unharmed(sc: &Sidecar) {
+    assert_eq!(sc.infer_file("person.jpg").status, 200);
+    assert!(!sc.proc.log().contains("panicked"), "{}", sc.proc.log());
 }
 
 #[test]
-fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
+fn a_head_sent_a_header_at_a_time_is_cut_at_the_header_limit() {
     let sc = start();
-
-    // --- slowloris: a head sent a header every 300 ms is cut at the header limit ----------
     let mut s = connect(&sc);
     let t0 = Instant::now();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: sidecar\r\n")
         .unwrap();
     let mut cut = false;
     for i in 0..40 {
+        // The slow client under test: a header every 300 ms.
         std::thread::sleep(Duration::from_millis(300));
         if s.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
             .is_err()
@@ -155,10 +181,15 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
         took >= secs(HEADER_READ_S) && took < secs(HEADER_READ_S + 10.0),
         "cut after {took:?}"
     );
+    assert_cut_and_unharmed(&sc, "header_timeout");
+}
 
-    // --- an idle keep-alive connection lives past the header limit, up to the idle one ----
+#[test]
+fn an_idle_keep_alive_connection_lives_past_the_header_limit_up_to_the_idle_one() {
+    let sc = start();
     let mut s = connect(&sc);
     assert_eq!(get(&mut s, "/healthz").map(|r| r.status), Some(200));
+    // The idle client under test: longer than the header limit, shorter than the idle one.
     std::thread::sleep(secs(HEADER_READ_S * 1.5));
     let again = get(&mut s, "/healthz");
     assert_eq!(
@@ -176,8 +207,12 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
         idle >= secs(IDLE_S / 2.0) && idle < secs(IDLE_S + 15.0),
         "idle connection closed after {idle:?}"
     );
+    assert_cut_and_unharmed(&sc, "idle_timeout");
+}
 
-    // --- a body that trickles in gets 408, and the connection closes ----------------------
+#[test]
+fn a_body_that_trickles_in_gets_408_and_the_connection_closes() {
+    let sc = start();
     let mut s = connect(&sc);
     s.write_all(
         b"POST /infer HTTP/1.1\r\nHost: sidecar\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n\xFF\xD8\xFF",
@@ -187,6 +222,7 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
         let mut w = s.try_clone().unwrap();
         std::thread::spawn(move || {
             for _ in 0..100 {
+                // The slow client under test: ten bytes every 100 ms.
                 std::thread::sleep(Duration::from_millis(100));
                 if w.write_all(&[0u8; 10]).is_err() {
                     break;
@@ -208,8 +244,21 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
     assert!(closed(&mut s));
     drop(s);
     writer.join().unwrap();
+    let text = scrape(&sc);
+    assert_eq!(
+        exposition::value(
+            &text,
+            "grayguard_sidecar_errors_total{kind=\"body_timeout\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_unharmed(&sc);
+}
 
-    // --- more connections than the cap: the one over it gets 503 at once -----------------
+#[test]
+fn the_connection_over_the_cap_gets_503_at_once_and_a_newcomer_gets_a_freed_place() {
+    let sc = start();
     let mut held: Vec<TcpStream> = (0..MAX_CONNECTIONS)
         .map(|_| {
             let mut c = connect(&sc);
@@ -226,35 +275,42 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
     assert!(closed(&mut over));
     // One leaves; a newcomer gets its place (once the server has seen the close).
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut c = connect(&sc);
-        match get(&mut c, "/healthz") {
-            Some(r) if r.status == 200 => break,
-            other => assert!(Instant::now() < deadline, "no slot freed: {other:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        "a newcomer gets the freed place",
+        Duration::from_secs(10),
+        || {
+            let mut c = connect(&sc);
+            match get(&mut c, "/healthz") {
+                Some(r) if r.status == 200 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    );
     drop(held);
-    // The cases below each need a slot: wait until the server has seen every close (the
-    // scrape's own connection is the one left open).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let open = http::get(&sc.url("/metrics"))
-            .ok()
-            .filter(|r| r.status == 200)
-            .and_then(|r| prom::value(&r.text(), "grayguard_sidecar_open_connections"));
-        if open.is_some_and(|n| n <= 1.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "connections still open: {open:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Every close is seen: the scrape's own connection is the one left open.
+    eventually(
+        "the server sees every close",
+        Duration::from_secs(10),
+        || {
+            let open = http::get(&sc.url("/metrics"))
+                .ok()
+                .filter(|r| r.status == 200)
+                .and_then(|r| exposition::value(&r.text(), "grayguard_sidecar_open_connections"));
+            open.filter(|&n| n <= 1.0)
+                .ok_or(format!("connections open: {open:?}"))
+        },
+    );
+    let text = scrape(&sc);
+    assert!(dropped(&text, "max_connections") >= 1.0, "{text}");
+    assert!(
+        exposition::value(&text, "grayguard_sidecar_open_connections").is_some_and(|n| n >= 1.0)
+    );
+    assert_unharmed(&sc);
+}
 
-    // --- oversized headers: 431; headers within the limit are served ----------------------
+#[test]
+fn oversized_headers_get_431_and_headers_within_the_limit_are_served() {
+    let sc = start();
     let mut s = connect(&sc);
     let big = "x".repeat(MAX_HEADER_BYTES);
     write!(
@@ -273,30 +329,7 @@ fn slow_idle_trickling_crowding_and_oversized_clients_are_cut_off() {
     .unwrap();
     assert_eq!(read_response(&mut s).map(|r| r.status), Some(200));
     drop(s);
-
-    // --- counted; the process is unharmed -------------------------------------------------
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        // The scrape needs a free slot too.
-        match http::get(&sc.url("/metrics")) {
-            Ok(r) if r.status == 200 => break r.text(),
-            other => assert!(Instant::now() < deadline, "/metrics: {other:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(dropped(&text, "header_timeout") >= 1.0, "{text}");
-    assert!(dropped(&text, "idle_timeout") >= 1.0, "{text}");
-    assert!(dropped(&text, "max_connections") >= 1.0, "{text}");
-    assert!(
-        prom::value(
-            &text,
-            "grayguard_sidecar_errors_total{kind=\"body_timeout\"}"
-        ) == Some(1.0),
-        "{text}"
-    );
-    assert!(prom::value(&text, "grayguard_sidecar_open_connections").is_some_and(|n| n >= 1.0));
-    assert_eq!(sc.infer_file("person.jpg").status, 200);
-    assert!(!sc.proc.log().contains("panicked"), "{}", sc.proc.log());
+    assert_unharmed(&sc);
 }
 
 // ---------------------------------------------------------------- the HTTP layer, fuzzed

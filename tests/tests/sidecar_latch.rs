@@ -3,18 +3,18 @@
 //! twin), every `/infer` reply then carries `latched:<trigger>@<rule>` in `x-canary-breach`
 //! except a half-open probe's, a clear drops only latches older than the clearing gateway's
 //! healthy evidence, latches lapse on their own, the public port refuses latch paths, and
-//! every call is counted and logged.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! every call is counted and logged. Each test starts its own sidecar ([`latch_sidecar`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grayguard_contract::latch::{PATH, Request, WORKLOAD_TOKEN_ENV};
 use grayguard_contract::{Flag, Trigger, headers};
 
+use grayguard_client::exposition;
 use grayguard_e2e::http::{self, Response};
 use grayguard_e2e::paths;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::{Sidecar, SidecarBuilder};
+use grayguard_e2e::wait::eventually;
 
 const TOKEN: &str = "e2e-latch-token-7f3a9c1d";
 
@@ -63,28 +63,64 @@ fn flag(r: &Response) -> Option<Flag> {
 }
 
 fn metric(sc: &Sidecar, series: &str) -> f64 {
-    prom::value(&sc.metrics(), series).unwrap_or_else(|| panic!("no {series}"))
+    exposition::value(&sc.metrics(), series).unwrap_or_else(|| panic!("no {series}"))
 }
 
-#[test]
-fn gateways_latch_and_clear_the_gray_workload_on_its_control_port_only() {
-    let sc = SidecarBuilder::new("v-latch")
+/// Each `(series, value)` of the sidecar's `/metrics` now.
+fn assert_counted(sc: &Sidecar, want: &[(&str, f64)]) {
+    let text = sc.metrics();
+    for (series, want) in want {
+        assert_eq!(
+            exposition::value(&text, series),
+            Some(*want),
+            "{series}\n{text}"
+        );
+    }
+}
+
+/// Each line in the sidecar's log.
+fn assert_logged(sc: &Sidecar, lines: &[&str]) {
+    let log = sc.proc.log();
+    for line in lines {
+        assert!(log.contains(line), "no {line:?} in\n{log}");
+    }
+}
+
+/// A gray sidecar with its control listener, requiring [`TOKEN`] (from the environment twin),
+/// latches of at most a minute, its latency watchdog out of the way.
+fn latch_sidecar() -> Sidecar {
+    SidecarBuilder::new("v-latch")
         .control()
         .env(WORKLOAD_TOKEN_ENV, TOKEN)
         .flag("--latch-max-s", "60")
         .flag("--watchdog-latency-budget-ms", "60000")
-        .start();
+        .start()
+}
+
+/// gw-1 latches the crane cameras' rule on its box count for 30 s.
+fn latch_by_gw1(sc: &Sidecar) -> Response {
+    let r = post(
+        &sc.control_url(PATH),
+        &latch("crane-cameras", Trigger::BoxCount, 30_000, "gw-1"),
+        Some(TOKEN),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r
+}
+
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+#[test]
+fn only_the_token_on_the_control_port_pulls_the_latch_and_the_token_stays_secret() {
+    let sc = latch_sidecar();
     let control = sc.control_url(PATH);
-    assert!(
-        sc.proc
-            .log()
-            .contains("control listener: /grayguard/latch (bearer token required)"),
-        "{}",
-        sc.proc.log()
+    assert_logged(
+        &sc,
+        &["control listener: /grayguard/latch (bearer token required)"],
     );
     let body = latch("crane-cameras", Trigger::BoxCount, 30_000, "gw-1");
-
-    // --- nobody else pulls the latch ---------------------------------------------------
     for token in [None, Some("e2e-latch-token-7f3a9c1e")] {
         let r = post(&control, &body, token);
         assert_eq!(r.status, 401, "{}", r.text());
@@ -106,9 +142,41 @@ fn gateways_latch_and_clear_the_gray_workload_on_its_control_port_only() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["kind"], "bad_request");
 
-    // --- a gateway latches: every reply but a probe's says so --------------------------
-    let r = post(&control, &body, Some(TOKEN));
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_counted(
+        &sc,
+        &[
+            (
+                "grayguard_sidecar_latch_requests_total{action=\"unknown\",result=\"refused\"}",
+                4.0,
+            ),
+            (
+                "grayguard_sidecar_latch_refused_total{reason=\"bad_token\"}",
+                3.0,
+            ),
+            (
+                "grayguard_sidecar_latch_refused_total{reason=\"bad_request\"}",
+                1.0,
+            ),
+            (
+                "grayguard_sidecar_latch_refused_total{reason=\"public_listener\"}",
+                1.0,
+            ),
+            ("grayguard_sidecar_latches", 0.0),
+        ],
+    );
+    assert!(
+        !sc.proc.log().contains(TOKEN),
+        "the token never reaches the log"
+    );
+    let info = http::get(&sc.url("/info")).unwrap().json();
+    assert_eq!(info["flags"]["control-token"], "<redacted>");
+}
+
+#[test]
+fn a_latched_workload_flags_every_reply_but_a_half_open_probes() {
+    let sc = latch_sidecar();
+    let control = sc.control_url(PATH);
+    let r = latch_by_gw1(&sc);
     assert_eq!(r.json()["applied"], "latched");
     let f = flag(&infer(&sc, false)).expect("latched reply flagged");
     assert_eq!(
@@ -126,8 +194,7 @@ fn gateways_latch_and_clear_the_gray_workload_on_its_control_port_only() {
     let nope = http::get(&sc.url("/nope")).unwrap();
     assert_eq!(nope.status, 404);
     assert!(flag(&nope).is_some(), "error replies carry the latch too");
-    let listed =
-        http::get_with(&control, &[("authorization", &format!("Bearer {TOKEN}"))]).unwrap();
+    let listed = http::get_with(&control, &[("authorization", &bearer())]).unwrap();
     assert_eq!(listed.status, 200);
     let live = listed.json()["latches"].clone();
     assert_eq!(live.as_array().unwrap().len(), 1, "{live}");
@@ -135,7 +202,30 @@ fn gateways_latch_and_clear_the_gray_workload_on_its_control_port_only() {
     assert_eq!(live[0]["trigger"], "box_count");
     assert_eq!(metric(&sc, "grayguard_sidecar_latches"), 1.0);
 
-    // --- clears: only latches older than the clearing gateway's healthy probes go -------
+    assert_counted(
+        &sc,
+        &[
+            (
+                "grayguard_sidecar_latch_requests_total{action=\"latch\",result=\"ok\"}",
+                1.0,
+            ),
+            (
+                "grayguard_sidecar_latch_requests_total{action=\"list\",result=\"ok\"}",
+                1.0,
+            ),
+        ],
+    );
+    assert_logged(
+        &sc,
+        &["latch: gateway gw-1 latched rule crane-cameras on box_count for 30000 ms"],
+    );
+}
+
+#[test]
+fn a_clear_drops_only_latches_older_than_the_clearing_gateways_healthy_probes() {
+    let sc = latch_sidecar();
+    let control = sc.control_url(PATH);
+    latch_by_gw1(&sc);
     // gw-2's probes have been healthy for a minute, since before gw-1 latched: gw-1 saw a
     // fresher breach, so its latch stays.
     let r = post(
@@ -150,76 +240,61 @@ fn gateways_latch_and_clear_the_gray_workload_on_its_control_port_only() {
         r.text()
     );
     assert!(flag(&infer(&sc, false)).is_some());
-    // Healthy for the last 100 ms, and the latch is older: it goes.
+    // Healthy for the last 100 ms, and the latch is older: it goes. Time itself must pass
+    // here: the latch has to be older than those 100 ms.
     std::thread::sleep(Duration::from_millis(300));
     let r = post(&control, &clear("crane-cameras", 100, "gw-2"), Some(TOKEN));
     assert_eq!(r.json()["cleared"], 1, "{}", r.text());
     assert!(flag(&infer(&sc, false)).is_none(), "cleared");
 
-    // --- a latch nobody clears lapses on its own -----------------------------------------
+    assert_counted(
+        &sc,
+        &[
+            (
+                "grayguard_sidecar_latch_requests_total{action=\"clear\",result=\"ok\"}",
+                2.0,
+            ),
+            ("grayguard_sidecar_latches", 0.0),
+        ],
+    );
+    assert_logged(
+        &sc,
+        &[
+            "latch: gateway gw-2 cleared rule crane-cameras: 0 latch(es)",
+            "latch: gateway gw-2 cleared rule crane-cameras: 1 latch(es) set before its 100 ms of healthy probes",
+        ],
+    );
+}
+
+#[test]
+fn a_latch_nobody_clears_lapses_on_its_own() {
+    let sc = latch_sidecar();
     let r = post(
-        &control,
+        &sc.control_url(PATH),
         &latch("gates", Trigger::Latency, 1_500, "gw-3"),
         Some(TOKEN),
     );
     assert_eq!(r.status, 200);
     let nope = http::get(&sc.url("/nope")).unwrap();
     assert_eq!(nope.header(headers::BREACH), Some("latched:latency@gates"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http::get(&sc.url("/nope"))
-        .unwrap()
-        .header(headers::BREACH)
-        .is_some()
-    {
-        assert!(Instant::now() < deadline, "the latch did not lapse");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually("the latch lapses", Duration::from_secs(20), || {
+        let r = http::get(&sc.url("/nope")).unwrap();
+        r.header(headers::BREACH)
+            .map_or(Ok(()), |b| Err(format!("{}: {b}", headers::BREACH)))
+    });
 
-    // --- counted and logged ----------------------------------------------------------------
-    let text = sc.metrics();
-    for (series, want) in [
-        (
-            "grayguard_sidecar_latch_requests_total{action=\"latch\",result=\"ok\"}",
-            2.0,
-        ),
-        (
-            "grayguard_sidecar_latch_requests_total{action=\"clear\",result=\"ok\"}",
-            2.0,
-        ),
-        (
-            "grayguard_sidecar_latch_requests_total{action=\"list\",result=\"ok\"}",
-            1.0,
-        ),
-        (
-            "grayguard_sidecar_latch_requests_total{action=\"unknown\",result=\"refused\"}",
-            4.0,
-        ),
-        (
-            "grayguard_sidecar_latch_refused_total{reason=\"bad_token\"}",
-            3.0,
-        ),
-        (
-            "grayguard_sidecar_latch_refused_total{reason=\"bad_request\"}",
-            1.0,
-        ),
-        (
-            "grayguard_sidecar_latch_refused_total{reason=\"public_listener\"}",
-            1.0,
-        ),
-        ("grayguard_sidecar_latches", 0.0),
-    ] {
-        assert_eq!(prom::value(&text, series), Some(want), "{series}\n{text}");
-    }
-    let log = sc.proc.log();
-    for line in [
-        "latch: gateway gw-1 latched rule crane-cameras on box_count for 30000 ms",
-        "latch: gateway gw-2 cleared rule crane-cameras: 0 latch(es)",
-        "latch: gateway gw-2 cleared rule crane-cameras: 1 latch(es) set before its 100 ms of healthy probes",
-        "latch: gateway gw-3 latched rule gates on latency for 1500 ms",
-    ] {
-        assert!(log.contains(line), "no {line:?} in\n{log}");
-    }
-    assert!(!log.contains(TOKEN), "the token never reaches the log");
-    let info = http::get(&sc.url("/info")).unwrap().json();
-    assert_eq!(info["flags"]["control-token"], "<redacted>");
+    assert_counted(
+        &sc,
+        &[
+            (
+                "grayguard_sidecar_latch_requests_total{action=\"latch\",result=\"ok\"}",
+                1.0,
+            ),
+            ("grayguard_sidecar_latches", 0.0),
+        ],
+    );
+    assert_logged(
+        &sc,
+        &["latch: gateway gw-3 latched rule gates on latency for 1500 ms"],
+    );
 }

@@ -1,27 +1,31 @@
 //! The sidecar under load and at shutdown, with the real model: a flood beyond `--max-queue`
 //! is answered with fast 503s (never a hang), and SIGTERM lets in-flight requests finish
 //! before the process exits 0.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use grayguard_contract::headers;
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition;
 use grayguard_e2e::http;
 use grayguard_e2e::paths;
-use grayguard_e2e::prom;
-use grayguard_e2e::sidecar::SidecarBuilder;
+use grayguard_e2e::sidecar::{Sidecar, SidecarBuilder};
+use grayguard_e2e::wait::Wait;
 
-#[test]
-fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
-    // One model worker, one waiting slot: at most two requests are admitted at a time.
-    let mut sc = SidecarBuilder::new("v-load")
+/// One model worker, one waiting slot: at most two requests are admitted at a time.
+fn one_slot_sidecar() -> Sidecar {
+    SidecarBuilder::new("v-load")
         .flag("--max-queue", "1")
         .flag("--watchdog-latency-budget-ms", "60000")
-        .start();
-    let url = sc.url("/infer");
-    let image = std::fs::read(paths::image("person.jpg")).unwrap();
+        .start()
+}
 
-    // --- a flood of 12 simultaneous requests ---------------------------------------------
+#[test]
+fn a_flood_beyond_the_queue_gets_fast_503s_never_a_hang() {
+    let sc = one_slot_sidecar();
+    let url = sc.url("/infer");
+    let image = paths::photo("person.jpg");
+
+    // A flood of 12 simultaneous requests.
     let started = Instant::now();
     let replies: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..12)
@@ -57,37 +61,43 @@ fn flood_gets_503s_and_sigterm_drains_in_flight_requests() {
     assert!(elapsed < Duration::from_secs(60), "flood took {elapsed:?}");
     let text = sc.metrics();
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_errors_total{kind=\"queue_full\"}"),
+        exposition::value(&text, "grayguard_sidecar_errors_total{kind=\"queue_full\"}"),
         Some(full.len() as f64)
     );
     assert_eq!(
-        prom::value(&text, "grayguard_sidecar_requests_total{status=\"200\"}"),
+        exposition::value(&text, "grayguard_sidecar_requests_total{status=\"200\"}"),
         Some(ok as f64)
     );
-    assert_eq!(prom::value(&text, "grayguard_sidecar_in_flight"), Some(0.0));
+    assert_eq!(
+        exposition::value(&text, "grayguard_sidecar_in_flight"),
+        Some(0.0)
+    );
     assert_eq!(
         sc.infer_file("person.jpg").status,
         200,
         "healthy after the flood"
     );
+}
 
-    // --- SIGTERM with two requests admitted (one on the model, one queued): both finish ----
+#[test]
+fn sigterm_lets_the_admitted_requests_finish_before_the_process_exits() {
+    let mut sc = one_slot_sidecar();
+    let url = sc.url("/infer");
+    let image = paths::photo("person.jpg");
+    // Two requests admitted (one on the model, one queued): both finish.
     std::thread::scope(|s| {
         let pending: Vec<_> = (0..2)
             .map(|_| s.spawn(|| http::post(&url, &[("content-type", "image/jpeg")], &image)))
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = sc.metrics();
-            if prom::value(&text, "grayguard_sidecar_in_flight") == Some(2.0) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "requests never became in-flight:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        Wait::new("both requests in flight", Duration::from_secs(30))
+            .every(Duration::from_millis(5))
+            .until(|| {
+                let text = sc.metrics();
+                let n = exposition::value(&text, "grayguard_sidecar_in_flight");
+                (n == Some(2.0))
+                    .then_some(())
+                    .ok_or(format!("in flight {n:?}"))
+            });
         let status = sc
             .proc
             .terminate(Duration::from_secs(60))

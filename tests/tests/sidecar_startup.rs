@@ -1,13 +1,13 @@
 //! Start-up failures of the real sidecar binary: each exits non-zero at once with one clear
 //! message instead of serving nothing (or crashing later).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grayguard_e2e::paths;
 use grayguard_e2e::process::free_port;
+use grayguard_e2e::wait::Wait;
 
 /// Runs the sidecar to completion (bounded) and returns its output.
 fn run(model: &PathBuf, env: &[(&str, &str)]) -> Output {
@@ -24,13 +24,15 @@ fn run(model: &PathBuf, env: &[(&str, &str)]) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sidecar did not exit for model {}", model.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let exited = Wait::new(
+        format!("the sidecar exits for model {}", model.display()),
+        Duration::from_secs(60),
+    )
+    .every(Duration::from_millis(20))
+    .poll(|| child.try_wait().unwrap());
+    if let Err(t) = exited {
+        let _ = child.kill();
+        panic!("{t}");
     }
     child.wait_with_output().unwrap()
 }

@@ -4,10 +4,9 @@
 //! gray sidecar (confidence 0.001, shed and probed as in `make run`), one ONNX Runtime thread
 //! each — with real photos and a tenth of bad inputs. Every soak target must be met (the
 //! binary's `--check`), and its summary must show that the soak really measured something.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grayguard_e2e::mesh::{Fleet, GRAY, STABLE, local_plugin_config};
 use grayguard_e2e::paths;
@@ -52,18 +51,9 @@ fn a_short_soak_of_the_local_mesh_meets_every_target() {
         .arg(out.path());
     let mut soak = Proc::spawn("grayguard-soak", cmd, out.path());
     // The soak ends on its own: its schedule, then at most one request timeout (30 s).
-    let deadline = Instant::now() + Duration::from_secs(DURATION_S + 60);
-    let status = loop {
-        if let Some(status) = soak.exited() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the soak did not end:\n{}",
-            soak.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = soak
+        .wait_exit(Duration::from_secs(DURATION_S + 60))
+        .unwrap_or_else(|| panic!("the soak did not end:\n{}", soak.log()));
     let log = soak.log();
     eprintln!("{log}");
     assert!(status.success(), "a soak target was not met ({status})");

@@ -275,7 +275,7 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
         let gauge_open = gauge.join().expect("gauge poller");
         let (Some(open), Some((shed, why))) = (gauge_open, shed_received) else {
             let stats = mesh.envoy.prometheus();
-            let m = |n: &str| grayguard_e2e::prom::value(&stats, n).unwrap_or(f64::NAN);
+            let m = |n: &str| grayguard_client::exposition::value(&stats, n).unwrap_or(f64::NAN);
             println!(
                 "run {run}: no shed within {MAX_GRAY_PER_RUN} gray-cohort requests (gauge open seen: {}; breaches box_count {} flag {}; gray boxes {}/{} replies, stable boxes {}/{})",
                 gauge_open.is_some(),

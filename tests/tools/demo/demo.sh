@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `make demo`: replays the gray-release incident through the local mesh, then writes its
+# report (.run/demo/report.html, grayguard-report). Uses a mesh that is already running
+# (`make run` in another terminal); otherwise starts one in the background with
+# mesh-config/local/run.sh, runs grayguard-demo against it, and stops it again.
+#
+#   bash tests/tools/demo/demo.sh [grayguard-demo flags...]     (default flags: --check)
+#
+# Environment: GRAYGUARD_DEMO_BIN (default target/release/grayguard-demo),
+#              GRAYGUARD_REPORT (default target/release/grayguard-report),
+#              GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
+#              GRAYGUARD_GATEWAYS (front Envoys to drive, default 1: `make demo GATEWAYS=3`
+#              starts or expects `make run GATEWAYS=3` and sends round-robin through all).
+# The mesh is started (or found) by tests/tools/mesh.sh, shared with `make soak`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+cd "$ROOT"
+
+DEMO="${GRAYGUARD_DEMO_BIN:-$ROOT/target/release/grayguard-demo}"
+REPORT="${GRAYGUARD_REPORT:-$ROOT/target/release/grayguard-report}"
+GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
+case "$GATEWAYS" in
+  ''|*[!0-9]*) printf '[demo] error: GRAYGUARD_GATEWAYS must be a number, got %s\n' "$GATEWAYS" >&2; exit 1 ;;
+esac
+
+die() { printf '[demo] error: %s\n' "$*" >&2; exit 1; }
+
+[ -x "$DEMO" ] || die "$DEMO is missing; run \`cargo build --release -p grayguard-demo\` (make demo does)"
+[ -x "$REPORT" ] || die "$REPORT is missing; run \`make build\`"
+
+# shellcheck source=tests/tools/mesh.sh
+source "$ROOT/tests/tools/mesh.sh"
+mesh_up demo
+LOGS="$RUN_DIR/logs"
+
+args=("$@")
+[ "${#args[@]}" -gt 0 ] || args=(--check)
+[ "$GATEWAYS" = 1 ] || args+=(--gateways "$GATEWAYS")
+# The report's defaults are gateway 0's; name every gateway and its log (run.sh's names).
+report_gateways=(--gateway http://127.0.0.1:9901 --envoy-log "$LOGS/envoy.log")
+for ((i = 1; i < GATEWAYS; i++)); do
+  report_gateways+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/envoy-gw$i.log")
+done
+status=0
+"$DEMO" "${args[@]}" || status=$?
+
+# The postmortem of what was just replayed, from the mesh's own Prometheus, admin, sidecars
+# and logs (the defaults of grayguard-report are the local mesh's). Prometheus scrapes every
+# 5 s: wait for one more scrape so the charts reach the end of the replay.
+sleep 6
+"$REPORT" --out .run/demo/report.html --require-incident "${report_gateways[@]}" || status=$((status == 0 ? 1 : status))
+exit "$status"

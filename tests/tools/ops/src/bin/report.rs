@@ -1,0 +1,93 @@
+//! `grayguard-report`: the postmortem of a grayguard incident as one HTML page, written to
+//! a file or served on request (`--serve`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use jiff::Timestamp;
+
+use grayguard_client::fetch::Client;
+use grayguard_ops::report_cli::{ArgError, Args};
+use grayguard_ops::{html, report, serve};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("grayguard-report: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<ExitCode, String> {
+    let sources = args.sources().map_err(|e: ArgError| e.to_string())?;
+    // Checked once up front, so a bad flag fails at start rather than per request.
+    args.options(Timestamp::now()).map_err(|e| e.to_string())?;
+    let client = Client::new(
+        args.timeout().map_err(|e| e.to_string())?,
+        args.max_response_bytes,
+    );
+
+    if let Some(addr) = args.serve {
+        let server = tiny_http::Server::http(addr).map_err(|e| format!("--serve {addr}: {e}"))?;
+        eprintln!("grayguard-report: serving http://{addr}/report?rule=RULE&at=TIME");
+        serve::run(&server, |req| {
+            let mut opts = match args.options(Timestamp::now()) {
+                Ok(o) => o,
+                Err(e) => return e.to_string(),
+            };
+            if req.rule.is_some() {
+                opts.rule.clone_from(&req.rule);
+            }
+            if req.at.is_some() {
+                opts.at = req.at;
+            }
+            let r = report::gather(&client, &sources, &opts);
+            eprintln!(
+                "grayguard-report: report for rule={:?} at={:?}: {}",
+                opts.rule,
+                opts.at.map(|t| t.to_string()),
+                r.incident
+                    .as_ref()
+                    .map_or("no incident".to_string(), |i| format!(
+                        "incident of {} from {}",
+                        i.rule, i.start
+                    ))
+            );
+            html::render(&r)
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let opts = args.options(Timestamp::now()).map_err(|e| e.to_string())?;
+    let r = report::gather(&client, &sources, &opts);
+    let page = html::render(&r);
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("--out: cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(&args.out, &page)
+        .map_err(|e| format!("--out: cannot write {}: {e}", args.out.display()))?;
+    for p in &r.problems {
+        eprintln!("grayguard-report: warning: {p}");
+    }
+    match &r.incident {
+        Some(i) => println!(
+            "wrote {} ({} KB): incident of rule {} ({}) from {}{}",
+            args.out.display(),
+            page.len() / 1024,
+            i.rule,
+            i.trigger().unwrap_or("?"),
+            i.start,
+            i.end
+                .map_or(", ongoing".to_string(), |e| format!(" to {e}"))
+        ),
+        None => println!("wrote {}: no incident found", args.out.display()),
+    }
+    if args.require_incident && r.incident.is_none() {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

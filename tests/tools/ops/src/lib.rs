@@ -1,0 +1,26 @@
+//! grayguard's operator tools, read from outside the mesh (HTTP APIs and logs), never in the
+//! request path:
+//!
+//! - `grayguard-report` writes (or serves) the postmortem of an incident as one
+//!   self-contained HTML page: the filter's incident records (`record`, `incident`), charts
+//!   from Prometheus around it (`queries`, `chart`), the gateways' state
+//!   (`gateway`), what the gray and stable sidecars serve (`info`), the gray sidecar's log;
+//!   assembled by `report`, rendered by `html`, served by `serve`.
+//! - `grayguard-alert-sink` receives Alertmanager's webhook, Slack and WeChat Work
+//!   notifications on loopback and shows what a person would receive (`sink`).
+//!
+//! Prometheus' API, the HTTP reads, the metrics text and the chart style are the client
+//! library's (`grayguard-client`), shared with the demo and the soak.
+
+pub mod chart;
+pub mod gateway;
+pub mod html;
+pub mod incident;
+pub mod info;
+pub mod queries;
+pub mod record;
+pub mod report;
+pub mod report_cli;
+pub mod serve;
+pub mod sink;
+pub mod sink_server;
