@@ -275,18 +275,25 @@ test-e2e: setup build build-soak images metric-names
 # The local mesh on loopback until Ctrl-C: front Envoy + filter (10000, admin 9901), sidecars
 # v9-prod (8081) and v10-gray (8082, oversensitive), Prometheus (9090). Logs in .run/logs/.
 # make run GATEWAYS=3 starts three front Envoys (10000.., admin 9901.., operator 10100..).
+# make run GRAY_MODEL=.data/models/best_fp16_class_swapped.onnx GRAY_ARGS="--conf 0.25" plays a
+# gray version through it (GRAYGUARD_GRAY_MODEL, GRAYGUARD_GRAY_ARGS of run.sh); the gray sidecar
+# compares a share of its frames with v9-prod's answers (x-canary-agreement).
 GATEWAYS ?= 1
+GRAY_MODEL ?=
+GRAY_ARGS ?=
+GRAY_ENV = $(if $(GRAY_MODEL),GRAYGUARD_GRAY_MODEL='$(GRAY_MODEL)') $(if $(GRAY_ARGS),GRAYGUARD_GRAY_ARGS='$(GRAY_ARGS)')
 run: setup build
-	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash mesh-config/local/run.sh
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) $(GRAY_ENV) bash mesh-config/local/run.sh
 
 # The incident replayed through the mesh (started in the background if it is not running),
 # then its report (.run/demo/report.html).
 # Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"
 # make demo GATEWAYS=3 drives three gateways round-robin; the chart shows each one's breaker.
+# make demo GRAY_MODEL=... GRAY_ARGS=... replays it with another gray version (as make run).
 DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
-	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash tests/demo/demo.sh $(DEMO_ARGS)
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) $(GRAY_ENV) bash tests/demo/demo.sh $(DEMO_ARGS)
 
 # ---------------------------------------------------------------- soak
 
