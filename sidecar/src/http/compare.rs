@@ -59,6 +59,14 @@ impl Comparer {
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(cfg.max_inflight)
             .build(connector);
+        log::info!(
+            "comparing {} % of successful replies' frames with stable at {} (timeout {} ms, at most {} out, {} agreements queued)",
+            cfg.percent,
+            cfg.with,
+            cfg.timeout.as_millis(),
+            cfg.max_inflight,
+            cfg.max_pending
+        );
         Comparer {
             sampler: Mutex::new(Sampler::new(cfg.percent)),
             in_flight: AtomicUsize::new(0),

@@ -275,14 +275,19 @@ async fn every_error_has_its_status_json_and_signal_headers() {
     assert_eq!(app.metrics.requests.with_label_values(&["404"]).get(), 1);
 }
 
-#[tokio::test]
-async fn not_ready_until_warmed_and_while_draining() {
-    let (app, _) = app(&[], 1, Duration::ZERO);
-    let cold = Arc::new(App::new(
+/// An app with `app`'s configuration and clock whose model never loaded.
+fn cold(app: &App) -> Arc<App> {
+    Arc::new(App::new(
         app.cfg.clone(),
         Metrics::new(false).unwrap(),
         Arc::clone(&app.clock),
-    ));
+    ))
+}
+
+#[tokio::test]
+async fn not_ready_until_warmed_and_while_draining() {
+    let (app, _) = app(&[], 1, Duration::ZERO);
+    let cold = cold(&app);
     let (s, headers, json) = call(&cold, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
     assert_eq!(
         (s.as_u16(), json["kind"].as_str()),

@@ -65,6 +65,29 @@ async fn served(app: Arc<App>) -> (SocketAddr, oneshot::Sender<()>) {
     (addr, stop)
 }
 
+/// Sends two held frames to `app`: one in the model, one waiting behind it; returns once one
+/// waits.
+async fn hold_two(
+    app: &Arc<App>,
+) -> Vec<tokio::task::JoinHandle<(StatusCode, hyper::HeaderMap, serde_json::Value)>> {
+    let held = (0..2)
+        .map(|_| {
+            let app = Arc::clone(app);
+            tokio::spawn(async move { call(&app, infer(HELD, false)).await })
+        })
+        .collect();
+    until("a request waits", || app.waiting() > 0).await;
+    held
+}
+
+/// Comparison requests `app` served with `status`.
+fn comparisons_served(app: &App, status: &str) -> u64 {
+    app.metrics
+        .compare_requests
+        .with_label_values(&[status])
+        .get()
+}
+
 /// Polls `done` until it holds (at most 20 s).
 async fn until(what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -132,8 +155,13 @@ async fn stable_keeps_comparison_requests_out_of_its_serving_metrics_and_watchdo
         (400, Some("bad_image"))
     );
     let m = &app.metrics;
-    assert_eq!(m.compare_requests.with_label_values(&["200"]).get(), 3);
-    assert_eq!(m.compare_requests.with_label_values(&["400"]).get(), 1);
+    assert_eq!(
+        (
+            comparisons_served(&app, "200"),
+            comparisons_served(&app, "400")
+        ),
+        (3, 1)
+    );
     assert_eq!(m.requests.with_label_values(&["200"]).get(), 0);
     assert_eq!(m.errors.with_label_values(&["bad_image"]).get(), 0);
     assert_eq!(m.request_duration.get_sample_count(), 0);
@@ -150,20 +178,10 @@ async fn stable_keeps_comparison_requests_out_of_its_serving_metrics_and_watchdo
     assert_eq!(h(&headers, "x-canary-breach"), "latency");
 
     // A server-side failure of a comparison is not the watchdog's error either.
-    let cold = Arc::new(App::new(
-        app.cfg.clone(),
-        Metrics::new(false).unwrap(),
-        Arc::clone(&app.clock),
-    ));
+    let cold = cold(&app);
     let (s, _, _) = call(&cold, infer(JPEG, true)).await;
     assert_eq!(s, 503);
-    assert_eq!(
-        cold.metrics
-            .compare_requests
-            .with_label_values(&["503"])
-            .get(),
-        1
-    );
+    assert_eq!(comparisons_served(&cold, "503"), 1);
     assert_eq!(
         cold.metrics.errors.with_label_values(&["not_ready"]).get(),
         0
@@ -175,25 +193,12 @@ async fn stable_sheds_a_comparison_while_requests_wait_for_the_model() {
     let gate = Arc::new(Gate::default());
     let opener = Opener(Arc::clone(&gate));
     let app = app_holding(&[], 1, Some(gate));
-    // One held in the model, one waiting behind it.
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let app = Arc::clone(&app);
-            tokio::spawn(async move { call(&app, infer(HELD, false)).await })
-        })
-        .collect();
-    until("a request waits", || app.waiting() > 0).await;
+    let held = hold_two(&app).await;
     let (s, headers, json) = call(&app, infer(JPEG, true)).await;
     assert_eq!(s, 503, "{json}");
     assert_eq!(json["kind"], "queue_full");
     assert_eq!(h(&headers, "retry-after"), "1");
-    assert_eq!(
-        app.metrics
-            .compare_requests
-            .with_label_values(&["503"])
-            .get(),
-        1
-    );
+    assert_eq!(comparisons_served(&app, "503"), 1);
     assert_eq!(
         app.metrics.errors.with_label_values(&["queue_full"]).get(),
         0
@@ -219,14 +224,7 @@ async fn gray_compares_in_the_background_and_each_agreement_rides_on_one_reply()
     assert!(headers.get(AGREEMENT).is_none(), "nothing was compared yet");
     until("the first comparison is in", || m.comparisons.get() == 1).await;
     assert_eq!(m.agreements_pending.get(), 1);
-    assert_eq!(
-        stable
-            .metrics
-            .compare_requests
-            .with_label_values(&["200"])
-            .get(),
-        1
-    );
+    assert_eq!(comparisons_served(&stable, "200"), 1);
     assert_eq!(stable.metrics.requests.with_label_values(&["200"]).get(), 0);
     assert_eq!(m.agreement.get_sample_sum(), 0.5);
     assert_eq!(m.agreement_extra_share.get_sample_sum(), 2.0 / 3.0);
@@ -269,17 +267,28 @@ async fn a_full_queue_drops_the_oldest_agreement() {
     let gate = Arc::new(Gate::default());
     let opener = Opener(Arc::clone(&gate));
     let stable = app_holding(&[], 1, Some(gate));
-    let (addr, _stop) = served(stable).await;
+    let (addr, _stop) = served(Arc::clone(&stable)).await;
     let gray = app_holding(
         &as_strs(&gray_args(addr, &["--compare-max-pending", "1"])),
         1,
         None,
     );
     let m = &gray.metrics;
-    for _ in 0..2 {
+    // Both admitted, the first one in the model.
+    let admitted = |n| {
+        let stable = Arc::clone(&stable);
+        move || {
+            stable.in_flight.load(Ordering::SeqCst) == n
+                && stable.detector().is_some_and(|d| d.busy() == 1)
+        }
+    };
+    for n in 1..=2 {
         let (s, headers, _) = call(&gray, infer(HELD, false)).await;
         assert_eq!(s, 200);
         assert!(headers.get(AGREEMENT).is_none());
+        // Stable sheds a comparison while another waits for its model: the second is sent
+        // once the first is in the model.
+        until("stable admits the frame", admitted(n)).await;
     }
     assert_eq!(m.comparisons_in_flight.get(), 2);
     drop(opener);
@@ -369,13 +378,7 @@ async fn gray_skips_comparing_while_its_own_requests_wait() {
     let gate = Arc::new(Gate::default());
     let opener = Opener(Arc::clone(&gate));
     let gray = app_holding(&as_strs(&gray_args(addr, &[])), 1, Some(gate));
-    let held: Vec<_> = (0..2)
-        .map(|_| {
-            let gray = Arc::clone(&gray);
-            tokio::spawn(async move { call(&gray, infer(HELD, false)).await })
-        })
-        .collect();
-    until("a request waits", || gray.waiting() > 0).await;
+    let held = hold_two(&gray).await;
     let (s, _, _) = call(&gray, infer(JPEG, false)).await;
     assert_eq!(s, 200);
     assert_eq!(skips(&gray, "busy"), 1);
