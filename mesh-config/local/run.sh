@@ -376,8 +376,8 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   Envoy admin      http://127.0.0.1:9901/stats/prometheus   (gateway i: 9901+i)
   operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links; gateway i: 10100+i)
   v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
-  v10-gray         http://127.0.0.1:8082/metrics    (gray, $(basename "$GRAY_MODEL"), conf $GRAY_CONF${GRAY_ARGS[*]:+, ${GRAY_ARGS[*]}};
-                                                     compares $GRAY_COMPARE_PERCENT % of its frames with v9-prod: x-canary-agreement)
+  v10-gray         http://127.0.0.1:8082/metrics    (gray, $(basename "$GRAY_MODEL"), conf $GRAY_CONF, $GRAY_COMPARE_PERCENT % of its frames compared
+                                                     with v9-prod: x-canary-agreement${GRAY_ARGS[*]:+; then ${GRAY_ARGS[*]}, which win})
   Prometheus       http://127.0.0.1:9090/
   Alertmanager     http://127.0.0.1:9093/
   alert sink       http://127.0.0.1:9095/               (what a person would receive)
