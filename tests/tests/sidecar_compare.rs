@@ -10,20 +10,19 @@
 //! `cargo test -p grayguard-e2e --test sidecar_compare -- --ignored --nocapture
 //! client_latency_with_and_without_comparisons` prints gray's client latency with every frame
 //! compared against none (a bounded benchmark; nothing is asserted on time).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use grayguard_client::exposition as prom;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::sidecar as names;
 
 use grayguard_e2e::http::Response;
 use grayguard_e2e::paths;
-use grayguard_e2e::prom;
 use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
 use grayguard_e2e::upstream::Upstream;
+use grayguard_e2e::wait::eventually;
 
 /// Photos the stable model finds people in (Python reference pipeline, conf 0.25), and the
 /// two it finds none in.
@@ -81,21 +80,12 @@ fn metric(sc: &Sidecar, selector: &str) -> f64 {
     prom::value(&sc.metrics(), selector).unwrap_or(0.0)
 }
 
-/// Polls `sc`'s `selector` until it reaches `want`, failing with the log after `within`.
+/// Waits until `sc`'s `selector` reaches `want`.
 fn wait_metric(sc: &Sidecar, selector: &str, want: f64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
+    eventually(&format!("{selector} ≥ {want}"), within, || {
         let v = metric(sc, selector);
-        if v >= want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{selector} is {v}, not {want}, after {within:?}; log:\n{}",
-            sc.proc.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        if v >= want { Ok(()) } else { Err(v) }
+    });
 }
 
 /// Comparisons of `sc` that ended, with an agreement or without.
@@ -140,11 +130,9 @@ fn agreements(gray: &Sidecar, photos: &[&str]) -> Vec<(String, f64)> {
             (None, _) => {}
         }
         if photo.is_some() {
-            let deadline = Instant::now() + COMPARED_WITHIN;
-            while comparisons_ended(gray) < ended + 1.0 {
-                assert!(Instant::now() < deadline, "{photo:?} was not compared");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            eventually(&format!("{photo:?} compared"), COMPARED_WITHIN, || {
+                comparisons_ended(gray) >= ended + 1.0
+            });
         }
         previous = photo;
     }
@@ -407,11 +395,9 @@ fn failed_comparisons_are_counted_by_reason_and_leave_gray_replies_alone() {
 
 /// Waits until `gray` has no comparison out.
 fn settle(gray: &Sidecar) {
-    let deadline = Instant::now() + COMPARED_WITHIN;
-    while metric(gray, names::COMPARISONS_IN_FLIGHT) > 0.0 {
-        assert!(Instant::now() < deadline, "a comparison never ended");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    eventually("no comparison in flight", COMPARED_WITHIN, || {
+        metric(gray, names::COMPARISONS_IN_FLIGHT) == 0.0
+    });
 }
 
 /// One client round trip to `gray`, ms.
