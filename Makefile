@@ -46,6 +46,10 @@ export GRAYGUARD_ENVOY   := $(DATA)/bin/envoy
 export ORT_DYLIB_PATH    := $(DATA)/lib/libonnxruntime.so
 export GRAYGUARD_MODEL   := $(DATA)/models/best_fp16.onnx
 export GRAYGUARD_MODEL_DYNAMIC_BATCH := $(DATA)/models/best_fp16_dynamic_batch.onnx
+# Gray versions of the model for the comparison with stable (tests/reference/model_variants.py);
+# the A/A gray is GRAYGUARD_MODEL itself.
+export GRAYGUARD_MODEL_CLASS_SWAPPED := $(DATA)/models/best_fp16_class_swapped.onnx
+export GRAYGUARD_MODEL_INT8 := $(DATA)/models/best_int8.onnx
 export GRAYGUARD_IMAGES  := $(DATA)/images
 export GRAYGUARD_WASM    := $(WASM)
 export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
@@ -82,7 +86,8 @@ help:
 
 # ---------------------------------------------------------------- set-up
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/model-dynamic $(STAMPS)/images
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/model-dynamic $(STAMPS)/images \
+  $(STAMPS)/model-class-swapped $(STAMPS)/model-int8
 
 # apt-install PAIRS: installs the Debian package of each command:package pair whose command is
 # missing.
@@ -141,6 +146,18 @@ $(STAMPS)/model: $(STAMPS)/venv
 # for the sidecar's batching tests.
 $(STAMPS)/model-dynamic: $(STAMPS)/model tests/reference/dynamic_batch.py
 	$(PY) tests/reference/dynamic_batch.py $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_DYNAMIC_BATCH)
+	@touch $@
+
+# Gray versions to compare with stable, made from the model (no download): the same graph with
+# its two class scores swapped (same boxes, counts and latency, every class wrong), and the
+# model quantized to INT8 for speed (calibrated on the photos; its measured agreement with the
+# model is in sidecar/README.md, "Comparison").
+$(STAMPS)/model-class-swapped: $(STAMPS)/model tests/reference/model_variants.py
+	$(PY) tests/reference/model_variants.py class-swapped $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_CLASS_SWAPPED)
+	@touch $@
+
+$(STAMPS)/model-int8: $(STAMPS)/model $(STAMPS)/images tests/reference/model_variants.py
+	$(PY) tests/reference/model_variants.py int8 $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_INT8) $(GRAYGUARD_IMAGES)/*.jpg
 	@touch $@
 
 # Real photos (person.jpg, kite.jpg, dog.jpg, ...) from Debian's darknet package, unpacked, not installed.
@@ -259,18 +276,25 @@ test-e2e: setup build build-soak images metric-names
 # The local mesh on loopback until Ctrl-C: front Envoy + filter (10000, admin 9901), sidecars
 # v9-prod (8081) and v10-gray (8082, oversensitive), Prometheus (9090). Logs in .run/logs/.
 # make run GATEWAYS=3 starts three front Envoys (10000.., admin 9901.., operator 10100..).
+# make run GRAY_MODEL=.data/models/best_fp16_class_swapped.onnx GRAY_ARGS="--conf 0.25" plays a
+# gray version through it (GRAYGUARD_GRAY_MODEL, GRAYGUARD_GRAY_ARGS of run.sh); the gray sidecar
+# compares a share of its frames with v9-prod's answers (x-canary-agreement).
 GATEWAYS ?= 1
+GRAY_MODEL ?=
+GRAY_ARGS ?=
+GRAY_ENV = $(if $(GRAY_MODEL),GRAYGUARD_GRAY_MODEL='$(GRAY_MODEL)') $(if $(GRAY_ARGS),GRAYGUARD_GRAY_ARGS='$(GRAY_ARGS)')
 run: setup build
-	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash mesh-config/local/run.sh
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) $(GRAY_ENV) bash mesh-config/local/run.sh
 
 # The incident replayed through the mesh (started in the background if it is not running),
 # then its report (.run/demo/report.html).
 # Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"
 # make demo GATEWAYS=3 drives three gateways round-robin; the chart shows each one's breaker.
+# make demo GRAY_MODEL=... GRAY_ARGS=... replays it with another gray version (as make run).
 DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
-	GRAYGUARD_GATEWAYS=$(GATEWAYS) bash tests/tools/demo/demo.sh $(DEMO_ARGS)
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) $(GRAY_ENV) bash tests/tools/demo/demo.sh $(DEMO_ARGS)
 
 # ---------------------------------------------------------------- soak
 

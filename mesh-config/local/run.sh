@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local mesh on loopback (`make run`): two sidecars serving the real YOLO model (v9-prod,
-# stable, and v10-gray, deliberately oversensitive), one or more front Envoys (gateways) with
+# stable, and v10-gray, deliberately oversensitive, comparing a share of its frames with
+# v9-prod's answers: x-canary-agreement), one or more front Envoys (gateways) with
 # the grayguard filter, Prometheus scraping them all, and the alert path: Alertmanager, the
 # alert sink (what a person would receive) and the report server the alerts link to. Runs
 # until Ctrl-C or SIGTERM, then stops everything it started. Logs go to .run/logs/.
@@ -21,6 +22,12 @@
 #   GRAYGUARD_RUN_THREADS       ONNX Runtime threads per sidecar (default 1: two sidecars share the cores)
 #   GRAYGUARD_RUN_READY_S       how long to wait for each component to become ready (default 180)
 #   GRAYGUARD_GRAY_CONF         confidence threshold of the gray sidecar (default 0.001: the incident)
+#   GRAYGUARD_GRAY_MODEL        the gray sidecar's model (default: GRAYGUARD_MODEL, stable's); `make setup`
+#                               makes two gray versions: .data/models/best_fp16_class_swapped.onnx
+#                               (classes swapped) and .data/models/best_int8.onnx (INT8)
+#   GRAYGUARD_GRAY_ARGS         more flags of the gray sidecar, split on spaces; they win over the
+#                               defaults here (conf, threads, and the comparison with v9-prod of
+#                               25 % of its frames), e.g. "--conf 0.25 --compare-percent 100"
 #   GRAYGUARD_OPERATOR_SECRET   key of the operator listener's one-click links (default: a fresh
 #                               random one per run, written to .run/operator-secret)
 #   GRAYGUARD_RUN_DIR           where logs, pids, status and data go (default .run)
@@ -34,6 +41,10 @@ cd "$ROOT"
 ENVOY="${GRAYGUARD_ENVOY:-$ROOT/.data/bin/envoy}"
 SIDECAR="${GRAYGUARD_SIDECAR:-$ROOT/target/release/grayguard-sidecar}"
 MODEL="${GRAYGUARD_MODEL:-$ROOT/.data/models/best_fp16.onnx}"
+GRAY_MODEL="${GRAYGUARD_GRAY_MODEL:-$MODEL}"
+read -r -a GRAY_ARGS <<<"${GRAYGUARD_GRAY_ARGS:-}"
+# The gray sidecar compares this share of its successful frames with stable (see run_gray_sidecar).
+GRAY_COMPARE_PERCENT=25
 WASM="${GRAYGUARD_WASM:-$ROOT/target/grayguard_filter.wasm}"
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.data/lib/libonnxruntime.so}"
 THREADS="${GRAYGUARD_RUN_THREADS:-1}"
@@ -82,7 +93,7 @@ done
 for bin in "$ENVOY" "$SIDECAR" "$ALERT_SINK" "$REPORT"; do
   [ -x "$bin" ] || die "$bin is missing; run \`make setup build\` first"
 done
-for f in "$MODEL" "$WASM" "$ORT_DYLIB_PATH" mesh-config/local/envoy.yaml mesh-config/local/prometheus.yml; do
+for f in "$MODEL" "$GRAY_MODEL" "$WASM" "$ORT_DYLIB_PATH" mesh-config/local/envoy.yaml mesh-config/local/prometheus.yml; do
   [ -e "$f" ] || die "$f is missing; run \`make setup build\` first"
 done
 command -v prometheus >/dev/null || die "prometheus is not installed; run \`make setup\` (Debian package prometheus)"
@@ -273,10 +284,18 @@ run_sidecar() {
   exec "$SIDECAR" --model "$MODEL" --listen "127.0.0.1:$port" --model-version "$version" \
     --conf "$conf" --threads "$THREADS"
 }
+# The gray sidecar's defaults that GRAYGUARD_GRAY_ARGS may change are environment twins (a
+# flag wins over its variable). It compares 25 % of its frames with v9-prod: in a demo
+# (about one gray request a second) that is a value every few seconds, a dozen a minute,
+# while v9-prod, which shares the two cores with it, serves a quarter of gray's traffic once
+# more.
 run_gray_sidecar() {
-  GRAYGUARD_SIDECAR_CONTROL_TOKEN="$GRAYGUARD_LATCH_TOKEN" exec "$SIDECAR" --model "$MODEL" \
-    --listen 127.0.0.1:8082 --model-version v10-gray --conf "$GRAY_CONF" --threads "$THREADS" \
-    --control-listen 127.0.0.1:9092
+  GRAYGUARD_SIDECAR_CONTROL_TOKEN="$GRAYGUARD_LATCH_TOKEN" \
+    GRAYGUARD_SIDECAR_CONF="$GRAY_CONF" GRAYGUARD_SIDECAR_THREADS="$THREADS" \
+    GRAYGUARD_SIDECAR_COMPARE_WITH=http://127.0.0.1:8081/infer \
+    GRAYGUARD_SIDECAR_COMPARE_PERCENT="$GRAY_COMPARE_PERCENT" \
+    exec "$SIDECAR" --model "$GRAY_MODEL" --listen 127.0.0.1:8082 --model-version v10-gray \
+    --control-listen 127.0.0.1:9092 "${GRAY_ARGS[@]}"
 }
 run_gateway() {
   exec "$ENVOY" -c "$RUN_DIR/gateways/gw-$1.yaml" --disable-hot-restart \
@@ -299,7 +318,7 @@ run_prometheus() {
     --storage.tsdb.path="$RUN_DIR/prometheus" --web.listen-address=127.0.0.1:9090
 }
 
-say "starting the sidecars (model $(basename "$MODEL"), $THREADS thread(s) each)"
+say "starting the sidecars (stable $(basename "$MODEL"), gray $(basename "$GRAY_MODEL")${GRAY_ARGS[*]:+ ${GRAY_ARGS[*]}}, $THREADS thread(s) each)"
 start v9-prod http://127.0.0.1:8081/ready run_sidecar v9-prod 8081 0.25
 V9=$(last)
 # The incident: same model, confidence threshold 0.001 — a flood of small false boxes.
@@ -357,7 +376,8 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   Envoy admin      http://127.0.0.1:9901/stats/prometheus   (gateway i: 9901+i)
   operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links; gateway i: 10100+i)
   v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
-  v10-gray         http://127.0.0.1:8082/metrics    (gray, conf $GRAY_CONF)
+  v10-gray         http://127.0.0.1:8082/metrics    (gray, $(basename "$GRAY_MODEL"), conf $GRAY_CONF, $GRAY_COMPARE_PERCENT % of its frames compared
+                                                     with v9-prod: x-canary-agreement${GRAY_ARGS[*]:+; then ${GRAY_ARGS[*]}, which win})
   Prometheus       http://127.0.0.1:9090/
   Alertmanager     http://127.0.0.1:9093/
   alert sink       http://127.0.0.1:9095/               (what a person would receive)

@@ -86,6 +86,17 @@ impl TypedValueParser for SecretParser {
     }
 }
 
+/// An `http://host:port/path` URL: the stable workload's inference endpoint the gray sidecar
+/// compares with (`--compare-with`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint(pub hyper::Uri);
+
+impl Serialize for Endpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
 fn serialize_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
@@ -242,6 +253,40 @@ pub struct Args {
           value_parser = seconds)]
     #[serde(serialize_with = "serialize_secs")]
     pub latch_max_s: Duration,
+    /// Stable's inference endpoint, `http://host:port/infer`: a share of this sidecar's
+    /// successful replies (--compare-percent) is compared with stable's answer on the same
+    /// frame, in the background (default: none, no comparisons).
+    #[arg(long, env = "GRAYGUARD_SIDECAR_COMPARE_WITH", value_parser = endpoint)]
+    pub compare_with: Option<Endpoint>,
+    /// Share of successful /infer replies whose frame is compared with stable, percent, in
+    /// [0, 100]; stable serves this share of this sidecar's traffic once more.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_COMPARE_PERCENT", default_value_t = 10.0,
+          value_parser = percent, requires = "compare_with")]
+    pub compare_percent: f64,
+    /// Longest wait for stable's whole answer to a comparison, milliseconds.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_COMPARE_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = value_parser!(u64).range(1..=60_000), requires = "compare_with")]
+    pub compare_timeout_ms: u64,
+    /// Most comparisons waiting for stable at once; further drawn frames are skipped.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_COMPARE_MAX_INFLIGHT", default_value_t = 4,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024),
+          requires = "compare_with")]
+    pub compare_max_inflight: usize,
+    /// Most finished agreements waiting for a reply to carry them; the oldest is dropped.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_COMPARE_MAX_PENDING", default_value_t = 64,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000),
+          requires = "compare_with")]
+    pub compare_max_pending: usize,
+    /// Largest reply body read from stable, bytes.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_COMPARE_MAX_REPLY_BYTES", default_value_t = 256 * 1024,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1024..=16 * 1024 * 1024),
+          requires = "compare_with")]
+    pub compare_max_reply_bytes: usize,
+    /// Most class names the confusion metrics label; further ones are counted as `other`.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_COMPARE_MAX_CLASSES", default_value_t = 64,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000),
+          requires = "compare_with")]
+    pub compare_max_classes: usize,
     /// Most open client connections per listener; more are answered 503 and closed.
     #[arg(long, env = "GRAYGUARD_SIDECAR_MAX_CONNECTIONS", default_value_t = 256,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
@@ -310,6 +355,8 @@ pub struct Config {
     pub latch_max: Duration,
     /// What one client connection may cost.
     pub limits: ConnLimits,
+    /// The paired comparison with stable (`None`: no `--compare-with`).
+    pub compare: Option<CompareConfig>,
     /// Every flag's effective value, secrets redacted (for `GET /info`).
     pub flags: serde_json::Value,
 }
@@ -327,6 +374,25 @@ pub struct ConnLimits {
     pub body_read: Duration,
     /// Request line and headers, bytes.
     pub max_header_bytes: usize,
+}
+
+/// The paired comparison with stable (`--compare-*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareConfig {
+    /// Stable's inference endpoint.
+    pub with: hyper::Uri,
+    /// Share of successful replies compared, percent.
+    pub percent: f64,
+    /// Longest wait for stable's whole answer.
+    pub timeout: Duration,
+    /// Comparisons waiting for stable at once.
+    pub max_inflight: usize,
+    /// Finished agreements waiting for a reply.
+    pub max_pending: usize,
+    /// Largest reply body read from stable.
+    pub max_reply_bytes: usize,
+    /// Class names the confusion metrics label.
+    pub max_classes: usize,
 }
 
 type Parsed<T> = Result<T, String>;
@@ -361,6 +427,30 @@ fn header_text(s: &str) -> Parsed<String> {
         Ok(s.to_string())
     } else {
         Err("must be 1-128 visible ASCII characters (it is a header value)".into())
+    }
+}
+
+/// `http://host[:port]/path` (plain HTTP: in a mesh the sidecar proxy adds mTLS).
+fn endpoint(s: &str) -> Parsed<Endpoint> {
+    let uri: hyper::Uri = s
+        .parse()
+        .map_err(|_| "is not a URL like http://host:port/infer".to_string())?;
+    if uri.scheme_str() != Some("http") {
+        return Err("must be an http:// URL (in a mesh, the sidecar proxy adds mTLS)".into());
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("must name a host, like http://host:port/infer".into());
+    }
+    if uri.path() == "/" {
+        return Err("must name the path, like http://host:port/infer".into());
+    }
+    Ok(Endpoint(uri))
+}
+
+fn percent(s: &str) -> Parsed<f64> {
+    match finite(s)? {
+        v if (0.0..=100.0).contains(&v) => Ok(v),
+        v => Err(format!("must be in [0, 100], got {v}")),
     }
 }
 
@@ -505,6 +595,15 @@ impl Args {
                 body_read: self.body_read_timeout_s,
                 max_header_bytes: self.max_header_bytes,
             },
+            compare: self.compare_with.map(|Endpoint(with)| CompareConfig {
+                with,
+                percent: self.compare_percent,
+                timeout: Duration::from_millis(self.compare_timeout_ms),
+                max_inflight: self.compare_max_inflight,
+                max_pending: self.compare_max_pending,
+                max_reply_bytes: self.compare_max_reply_bytes,
+                max_classes: self.compare_max_classes,
+            }),
             flags,
         }
     }
@@ -584,6 +683,7 @@ mod tests {
         assert_eq!((c.control_listen, c.control_token.as_ref()), (None, None));
         assert_eq!(c.latch_max_entries, 64);
         assert_eq!(c.latch_max, Duration::from_secs(3600));
+        assert_eq!(c.compare, None);
         assert_eq!(
             c.limits,
             ConnLimits {
@@ -627,6 +727,47 @@ mod tests {
             &["--idle-timeout-s", "0"],
             &["--body-read-timeout-s", "inf"],
             &["--max-header-bytes", "100"],
+            &["--compare-with", "stable:8080/infer"],
+            &["--compare-with", "https://stable:8080/infer"],
+            &["--compare-with", "http:///infer"],
+            &["--compare-with", "http://stable:8080"],
+            &[
+                "--compare-percent",
+                "101",
+                "--compare-with",
+                "http://s/infer",
+            ],
+            &["--compare-percent=-1", "--compare-with", "http://s/infer"],
+            &[
+                "--compare-timeout-ms",
+                "0",
+                "--compare-with",
+                "http://s/infer",
+            ],
+            &[
+                "--compare-max-inflight",
+                "0",
+                "--compare-with",
+                "http://s/infer",
+            ],
+            &[
+                "--compare-max-pending",
+                "0",
+                "--compare-with",
+                "http://s/infer",
+            ],
+            &[
+                "--compare-max-reply-bytes",
+                "10",
+                "--compare-with",
+                "http://s/infer",
+            ],
+            &[
+                "--compare-max-classes",
+                "0",
+                "--compare-with",
+                "http://s/infer",
+            ],
         ];
         for extra in cases {
             let e = args(extra).unwrap_err();
@@ -687,6 +828,38 @@ mod tests {
         assert_eq!(flags["control-token"], serde_json::Value::Null);
         assert_eq!(flags["device"], "cpu");
         assert_eq!(flags["output-layout"], "auto");
+    }
+
+    #[test]
+    fn comparison_flags() {
+        let c = args(&["--compare-with", "http://127.0.0.1:8081/infer"]).unwrap();
+        let cmp = c.compare.unwrap();
+        assert_eq!(cmp.with, "http://127.0.0.1:8081/infer");
+        assert_eq!((cmp.percent, cmp.timeout), (10.0, Duration::from_secs(2)));
+        assert_eq!((cmp.max_inflight, cmp.max_pending), (4, 64));
+        assert_eq!((cmp.max_reply_bytes, cmp.max_classes), (256 * 1024, 64));
+        assert_eq!(
+            c.flags["compare-with"], "http://127.0.0.1:8081/infer",
+            "{:?}",
+            c.flags
+        );
+        let c = args(&[
+            "--compare-with",
+            "http://yolo-detector.yolo.svc.cluster.local:8080/infer",
+            "--compare-percent",
+            "2.5",
+            "--compare-timeout-ms",
+            "800",
+        ])
+        .unwrap();
+        let cmp = c.compare.unwrap();
+        assert_eq!(
+            (cmp.percent, cmp.timeout),
+            (2.5, Duration::from_millis(800))
+        );
+        // The limits mean nothing without the endpoint: refused, not ignored.
+        let e = args(&["--compare-percent", "50"]).unwrap_err();
+        assert!(e.contains("--compare-with"), "{e}");
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod on_call;
 mod progressive_delivery;
 mod sidecar_api;
 mod sidecar_batching;
+mod sidecar_compare;
 mod sidecar_fidelity;
 mod sidecar_hostile;
 mod sidecar_latch;

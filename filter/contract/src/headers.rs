@@ -12,6 +12,11 @@ pub const BREACH: &str = "x-canary-breach";
 /// Set by the filter on a half-open probe it sends to gray: the workload answers it on its
 /// own merits, without the latch (see [`crate::latch`]). Stripped from client requests.
 pub const PROBE: &str = "x-canary-probe";
+/// Set by a gray sidecar on the copy of a frame it sends to stable for comparison (`1`): the
+/// stable workload answers it normally but keeps it out of its serving metrics and its
+/// watchdog. Only the gray workload may send it (an AuthorizationPolicy in the mesh); the
+/// gateways strip it from client requests.
+pub const COMPARE: &str = "x-canary-compare";
 /// Hour of the day (`HH`) the filter stamps upstream; read from clients only when the
 /// filter's `trust_time_header` is on.
 pub const TIME_OF_DAY: &str = "x-time-of-day";
@@ -24,8 +29,10 @@ pub const NMS_LATENCY_MS: &str = "x-nms-latency-ms";
 pub const BOX_COUNT: &str = "x-box-count";
 /// The model version that answered.
 pub const MODEL_VERSION: &str = "x-model-version";
-/// How far gray's boxes agreed with stable's on one earlier frame the gray sidecar had
-/// stable answer too: agreement F1, a decimal in `0..=1`, one value per comparison.
+/// How far gray agreed with stable on one earlier frame both answered (box-by-box F1,
+/// class-aware, IoU >= 0.5): a decimal in [0, 1] with three decimals, rounded down, so
+/// `1.000` means every box agreed (`0.833`). Each finished comparison rides on one later
+/// gray reply, once; most replies carry none. The filter's `agreement` trigger reads it.
 pub const AGREEMENT: &str = "x-canary-agreement";
 
 /// The camera kind; the local mesh's rule routes `crane-camera` to gray.

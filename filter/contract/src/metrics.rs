@@ -172,6 +172,35 @@ pub mod sidecar {
     /// Connections the sidecar refused or cut to protect itself (label `reason`:
     /// max_connections, header_timeout, idle_timeout).
     pub const CONNECTIONS_DROPPED_TOTAL: &str = "grayguard_sidecar_connections_dropped_total";
+    /// Gray: frames compared with stable that gave an agreement.
+    pub const COMPARISONS_TOTAL: &str = "grayguard_sidecar_comparisons_total";
+    /// Gray: comparisons that gave none (label `reason`: unreachable, timeout, bad_status,
+    /// bad_reply).
+    pub const COMPARISON_FAILURES_TOTAL: &str = "grayguard_sidecar_comparison_failures_total";
+    /// Gray: sampled frames not compared (label `reason`: busy, max_inflight).
+    pub const COMPARISON_SKIPS_TOTAL: &str = "grayguard_sidecar_comparison_skips_total";
+    /// Gray: comparisons waiting for stable's answer.
+    pub const COMPARISONS_IN_FLIGHT: &str = "grayguard_sidecar_comparisons_in_flight";
+    /// Gray: agreement of each compared frame, box-by-box F1 in [0, 1] (histogram; the
+    /// `x-canary-agreement` header's value).
+    pub const AGREEMENT: &str = "grayguard_sidecar_agreement";
+    /// Gray: share of stable's boxes gray missed, per compared frame (histogram).
+    pub const AGREEMENT_MISSED_SHARE: &str = "grayguard_sidecar_agreement_missed_share";
+    /// Gray: share of gray's boxes stable did not have, per compared frame (histogram).
+    pub const AGREEMENT_EXTRA_SHARE: &str = "grayguard_sidecar_agreement_extra_share";
+    /// Gray: stable boxes gray answered in the same place with another class (labels
+    /// `stable_class`, `gray_class`).
+    pub const CLASS_CONFUSIONS_TOTAL: &str = "grayguard_sidecar_class_confusions_total";
+    /// Gray: stable boxes gray answered in the same place, whatever the class (label
+    /// `stable_class`): the denominator of [`CLASS_CONFUSIONS_TOTAL`].
+    pub const MATCHED_STABLE_BOXES_TOTAL: &str = "grayguard_sidecar_matched_stable_boxes_total";
+    /// Gray: finished agreements waiting for a reply to carry them.
+    pub const AGREEMENTS_PENDING: &str = "grayguard_sidecar_agreements_pending";
+    /// Gray: finished agreements dropped unsent (the oldest, when the queue was full).
+    pub const AGREEMENTS_DROPPED_TOTAL: &str = "grayguard_sidecar_agreements_dropped_total";
+    /// Stable: comparison requests (`x-canary-compare: 1`) served, by HTTP status (label
+    /// `status`); they are in no other serving metric.
+    pub const COMPARE_REQUESTS_TOTAL: &str = "grayguard_sidecar_compare_requests_total";
 
     /// Every counter and gauge the sidecar publishes.
     pub const SCALARS: &[&str] = &[
@@ -192,6 +221,15 @@ pub mod sidecar {
         LATCH_REFUSED_TOTAL,
         OPEN_CONNECTIONS,
         CONNECTIONS_DROPPED_TOTAL,
+        COMPARISONS_TOTAL,
+        COMPARISON_FAILURES_TOTAL,
+        COMPARISON_SKIPS_TOTAL,
+        COMPARISONS_IN_FLIGHT,
+        CLASS_CONFUSIONS_TOTAL,
+        MATCHED_STABLE_BOXES_TOTAL,
+        AGREEMENTS_PENDING,
+        AGREEMENTS_DROPPED_TOTAL,
+        COMPARE_REQUESTS_TOTAL,
     ];
 
     /// Every histogram the sidecar publishes (`_bucket`, `_sum`, `_count` in the text).
@@ -201,5 +239,8 @@ pub mod sidecar {
         NMS_DURATION_SECONDS,
         DETECTIONS_PER_IMAGE,
         BATCH_SIZE,
+        AGREEMENT,
+        AGREEMENT_MISSED_SHARE,
+        AGREEMENT_EXTRA_SHARE,
     ];
 }

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::vision::decode::DecodeError;
 
-/// One detection in original-image pixels.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One detection in original-image pixels, as the `/infer` JSON writes it (and as a gray
+/// sidecar reads stable's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BoxOut {
     pub x1: f32,
     pub y1: f32,

@@ -1,6 +1,7 @@
 //! The server's shared state: configuration, the clock, metrics, the detector once loaded,
 //! readiness flags, the watchdog, the latches gateways hold, admission (the bounded queue),
-//! the self-check image memory and what `/info` reports.
+//! the comparison with stable (on a gray sidecar with `--compare-with`), the self-check image
+//! memory and what `/info` reports.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -11,6 +12,7 @@ use grayguard_contract::latch::Request as LatchRequest;
 use hyper::header::HeaderValue;
 use tokio::sync::Semaphore;
 
+use super::compare::Comparer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::detect::Detector;
@@ -40,6 +42,8 @@ pub struct App {
     pub images: ImageMemory,
     pub(super) last_success: Mutex<Option<Instant>>,
     latches: Mutex<Latches>,
+    /// The paired comparison with stable (`--compare-with`).
+    comparer: Option<Comparer>,
     /// When the process started serving (for `/info`).
     pub started_at: SystemTime,
     /// The model's facts, once it is loaded (for `/info`).
@@ -49,7 +53,7 @@ pub struct App {
 }
 
 /// A lock that survives a panic elsewhere: the guarded values stay consistent between calls.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -60,6 +64,7 @@ impl App {
         let permits = cfg.workers + cfg.max_queue;
         App {
             latches: Mutex::new(Latches::new(cfg.latch_max_entries, cfg.latch_max)),
+            comparer: cfg.compare.clone().map(Comparer::new),
             started_at: clock.wall(),
             model_facts: OnceLock::new(),
             host: Host::read(),
@@ -167,14 +172,22 @@ impl App {
         set
     }
 
+    /// The comparison with stable, on a gray sidecar with `--compare-with`.
+    pub(super) fn comparer(&self) -> Option<&Comparer> {
+        self.comparer.as_ref()
+    }
+
+    /// Admitted requests no model worker has taken yet.
+    pub(super) fn waiting(&self) -> usize {
+        let busy = self.detector().map_or(0, |d| d.busy());
+        self.in_flight.load(Ordering::SeqCst).saturating_sub(busy)
+    }
+
     /// Gauges that describe the present moment.
     pub fn refresh_gauges(&self) {
         let in_flight = self.in_flight.load(Ordering::SeqCst);
-        let busy = self.detector().map_or(0, |d| d.busy());
         self.metrics.in_flight.set(in_flight as i64);
-        self.metrics
-            .queue_depth
-            .set(in_flight.saturating_sub(busy) as i64);
+        self.metrics.queue_depth.set(self.waiting() as i64);
         self.metrics.ready.set(i64::from(self.is_ready()));
         let live = lock(&self.latches).len(self.clock.now());
         self.metrics.latches.set(live as i64);

@@ -1,4 +1,6 @@
-//! `POST /infer`: body → admission → the detector → JSON boxes with the signal headers.
+//! `POST /infer`: body → admission → the detector → JSON boxes with the signal headers (and,
+//! on a gray sidecar that compares, a finished agreement; then the frame may be compared).
+//! A comparison request from a gray sidecar is answered the same way but booked apart.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,8 +14,9 @@ use serde::Serialize;
 
 use super::app::App;
 use super::body::{Payload, payload_kind, read_body};
+use super::compare;
 use super::multipart;
-use super::reply::{Reply, error_reply, is_probe, json_reply};
+use super::reply::{Marks, Reply, error_reply, json_reply};
 use crate::detect::{BoxOut, DetectError};
 use crate::error::{ApiError, ErrorKind};
 use crate::signals::meta::{Outcome, ReplyMeta, round_ms};
@@ -48,10 +51,10 @@ where
 {
     // Reset to "body received" by `infer_inner`: the latency is decode to reply.
     let mut since = started;
-    let probe = is_probe(req.headers());
-    match infer_inner(app, req, &mut since, probe).await {
+    let marks = Marks::of(req.headers());
+    match infer_inner(app, req, &mut since, marks).await {
         Ok(reply) => reply,
-        Err(e) => error_reply(app, e, since, probe),
+        Err(e) => error_reply(app, e, since, marks),
     }
 }
 
@@ -59,7 +62,7 @@ async fn infer_inner<B>(
     app: &Arc<App>,
     req: Request<B>,
     since: &mut Instant,
-    probe: bool,
+    marks: Marks,
 ) -> Result<Reply, ApiError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -110,6 +113,13 @@ where
             "the server is shutting down",
         ));
     }
+    // A comparison is extra load: it yields to the requests already waiting for the model.
+    if marks.compare && app.waiting() > 0 {
+        return Err(ApiError::new(
+            ErrorKind::QueueFull,
+            "comparison shed: requests are waiting for the model",
+        ));
+    }
     let permit = Arc::clone(&app.admission)
         .try_acquire_owned()
         .map_err(|_| {
@@ -146,14 +156,16 @@ where
             ));
         }
     };
-    app.images.remember(image);
+    app.images.remember(image.clone());
     let now = app.clock.now();
     if let Ok(mut l) = app.last_success.lock() {
         *l = Some(now);
     }
     let latency_ms = round_ms(app.clock.ms_since(started));
-    app.with_watchdog(|w| w.record_success(now, latency_ms, det.boxes.len()));
-    let meta = ReplyMeta {
+    if !marks.compare {
+        app.with_watchdog(|w| w.record_success(now, latency_ms, det.boxes.len()));
+    }
+    let mut meta = ReplyMeta {
         latency_ms,
         outcome: Outcome::Detected {
             box_count: det.boxes.len(),
@@ -162,7 +174,8 @@ where
             batch_size: det.batch_size,
         },
         breach: app.breaches(now),
-        latched: app.latched(now, probe),
+        latched: app.latched(now, marks.probe),
+        agreement: None,
     };
     let body = serde_json::to_string(&InferReply {
         model_version: &app.cfg.model_version,
@@ -175,7 +188,13 @@ where
     })
     .map_err(|e| ApiError::new(ErrorKind::Internal, format!("cannot encode the reply: {e}")))?;
     let mut r = json_reply(StatusCode::OK, body);
+    if !marks.compare {
+        meta.agreement = compare::take_agreement(app);
+    }
     meta.stamp(r.headers_mut(), &app.model_version);
-    app.metrics.observe(&meta, 200);
+    app.metrics.observe_reply(&meta, 200, marks.compare);
+    if !marks.compare {
+        compare::offer(app, image, &det.boxes);
+    }
     Ok(r)
 }

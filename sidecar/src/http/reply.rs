@@ -22,17 +22,19 @@ pub(super) fn json_reply(status: StatusCode, body: String) -> Reply {
 }
 
 /// An error reply with the signal headers (box count 0; the latches unless the request is a
-/// half-open `probe`) and its metrics.
-pub(super) fn error_reply(app: &App, err: ApiError, started: Instant, probe: bool) -> Reply {
+/// half-open probe) and its metrics; a comparison request's failure stays out of the watchdog
+/// and the serving metrics.
+pub(super) fn error_reply(app: &App, err: ApiError, started: Instant, marks: Marks) -> Reply {
     let now = app.clock.now();
-    if err.kind.is_server_side() {
+    if err.kind.is_server_side() && !marks.compare {
         app.with_watchdog(|w| w.record_error(now));
     }
     let meta = ReplyMeta {
         latency_ms: app.clock.ms_since(started),
         outcome: Outcome::Failed(err.kind),
         breach: app.breaches(now),
-        latched: app.latched(now, probe),
+        latched: app.latched(now, marks.probe),
+        agreement: None,
     };
     let status = err.kind.status();
     let mut r = json_reply(status, err.body());
@@ -50,14 +52,31 @@ pub(super) fn error_reply(app: &App, err: ApiError, started: Instant, probe: boo
         ErrorKind::Internal | ErrorKind::Inference => log::error!("{err}"),
         _ => log::debug!("{err}"),
     }
-    app.metrics.observe(&meta, status.as_u16());
+    app.metrics
+        .observe_reply(&meta, status.as_u16(), marks.compare);
     r
 }
 
-/// Whether a request is a gateway's half-open probe (`x-canary-probe: 1`), answered without
-/// the latches so that it judges the workload on its own merits.
-pub(super) fn is_probe(headers: &hyper::HeaderMap) -> bool {
-    headers
-        .get(grayguard_contract::headers::PROBE)
-        .is_some_and(|v| v.as_bytes() == b"1")
+/// What a request was marked as, by a gateway or by a gray sidecar (each mark is `1` exactly;
+/// the gateways strip both from client requests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Marks {
+    /// A gateway's half-open probe (`x-canary-probe`), answered without the latches so that
+    /// it judges the workload on its own merits.
+    pub probe: bool,
+    /// A gray sidecar's copy of a frame for comparison (`x-canary-compare`), answered as any
+    /// other but kept out of the serving metrics and the watchdog (counted in
+    /// `compare_requests_total` instead), shed first when requests wait for the model,
+    /// never compared itself and never carrying an agreement.
+    pub compare: bool,
+}
+
+impl Marks {
+    pub(super) fn of(headers: &hyper::HeaderMap) -> Marks {
+        let set = |name: &str| headers.get(name).is_some_and(|v| v.as_bytes() == b"1");
+        Marks {
+            probe: set(grayguard_contract::headers::PROBE),
+            compare: set(grayguard_contract::headers::COMPARE),
+        }
+    }
 }

@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::app::App;
 use super::body::read_body;
 use super::infer::infer;
-use super::reply::{Reply, error_reply, is_probe, json_reply};
+use super::reply::{Marks, Reply, error_reply, json_reply};
 use crate::error::{ApiError, ErrorKind};
 use crate::signals::latch::Refusal;
 use grayguard_contract::operator::PREFIX;
@@ -32,7 +32,7 @@ where
     if path == "/infer" && method == Method::POST {
         return Ok(infer(&app, req, started).await);
     }
-    let probe = is_probe(req.headers());
+    let marks = Marks::of(req.headers());
     // Whatever the route, a body the client is still sending is read (bounded in size and
     // time) and dropped, so it sees the reply instead of a connection reset.
     let _ = read_body(
@@ -51,7 +51,7 @@ where
                 format!("{method} {path} is not allowed; use {allow}"),
             ),
             started,
-            probe,
+            marks,
         );
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static(allow));
@@ -80,14 +80,14 @@ where
                     format!("no route {other:?} on this listener"),
                 ),
                 started,
-                probe,
+                marks,
             )
         }
         other => error_reply(
             &app,
             ApiError::new(ErrorKind::NotFound, format!("no route {other:?}")),
             started,
-            probe,
+            marks,
         ),
     };
     Ok(reply)

@@ -1,5 +1,6 @@
 //! Handler tests over a fake detector: routing, statuses, headers, admission, breaches. Time
 //! is a manual clock the tests move (a fake model run moves it by its delay); nothing sleeps.
+//! The comparison with stable has its own file ([`compare`]).
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -17,14 +18,30 @@ use crate::detect::{BoxOut, DetectError, Detections, Detector};
 use crate::introspect::metrics::Metrics;
 use crate::vision::decode::{DecodeError, sniff};
 
+mod compare;
+
 /// Returns `boxes` boxes for any JPEG/PNG, a decode error otherwise. A model run takes
-/// `delay` on the test's clock, and waits at the gate when there is one.
+/// `delay` on the test's clock, and waits at the gate when there is one. Like one model
+/// worker, it reports one request busy while any runs; the others are queued.
 struct FakeDetector {
     boxes: usize,
     delay: Duration,
     clock: Arc<ManualClock>,
     gate: Option<Arc<Gate>>,
+    /// Holds only the images that end in `hold` until the test opens it.
+    hold: Option<Arc<Gate>>,
     calls: AtomicUsize,
+    /// Runs in progress.
+    running: AtomicUsize,
+}
+
+/// Counts a run in progress until dropped.
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Holds the fake model's runs until the test opens it.
@@ -58,6 +75,8 @@ impl Drop for Opener {
 impl Detector for FakeDetector {
     fn detect(&self, image: &[u8]) -> Result<Detections, DetectError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let _running = Running(&self.running);
         if sniff(image).is_none() {
             return Err(DetectError::Decode(DecodeError::Unsupported));
         }
@@ -65,6 +84,11 @@ impl Detector for FakeDetector {
             return Err(DetectError::Decode(DecodeError::Corrupt("short".into())));
         }
         if let Some(gate) = &self.gate {
+            gate.pass();
+        }
+        if let Some(gate) = &self.hold
+            && image.ends_with(b"hold")
+        {
             gate.pass();
         }
         self.clock.advance(self.delay);
@@ -84,6 +108,10 @@ impl Detector for FakeDetector {
             nms_ms: 0.1,
             batch_size: 1,
         })
+    }
+
+    fn busy(&self) -> usize {
+        self.running.load(Ordering::SeqCst).min(1)
     }
 }
 
@@ -109,7 +137,9 @@ fn gated_app(
         delay,
         clock: Arc::clone(&clock),
         gate,
+        hold: None,
         calls: AtomicUsize::new(0),
+        running: AtomicUsize::new(0),
     }));
     app.set_warmed();
     (app, clock)
@@ -245,14 +275,19 @@ async fn every_error_has_its_status_json_and_signal_headers() {
     assert_eq!(app.metrics.requests.with_label_values(&["404"]).get(), 1);
 }
 
-#[tokio::test]
-async fn not_ready_until_warmed_and_while_draining() {
-    let (app, _) = app(&[], 1, Duration::ZERO);
-    let cold = Arc::new(App::new(
+/// An app with `app`'s configuration and clock whose model never loaded.
+fn cold(app: &App) -> Arc<App> {
+    Arc::new(App::new(
         app.cfg.clone(),
         Metrics::new(false).unwrap(),
         Arc::clone(&app.clock),
-    ));
+    ))
+}
+
+#[tokio::test]
+async fn not_ready_until_warmed_and_while_draining() {
+    let (app, _) = app(&[], 1, Duration::ZERO);
+    let cold = cold(&app);
     let (s, headers, json) = call(&cold, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
     assert_eq!(
         (s.as_u16(), json["kind"].as_str()),

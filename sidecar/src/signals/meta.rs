@@ -5,6 +5,7 @@
 use grayguard_contract::{Flag, Trigger, headers};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::agreement::Agreement;
 use super::watchdog::BreachSet;
 use crate::error::ErrorKind;
 
@@ -13,6 +14,7 @@ pub const NMS_LATENCY: HeaderName = HeaderName::from_static(headers::NMS_LATENCY
 pub const BOX_COUNT: HeaderName = HeaderName::from_static(headers::BOX_COUNT);
 pub const MODEL_VERSION: HeaderName = HeaderName::from_static(headers::MODEL_VERSION);
 pub const CANARY_BREACH: HeaderName = HeaderName::from_static(headers::BREACH);
+pub const CANARY_AGREEMENT: HeaderName = HeaderName::from_static(headers::AGREEMENT);
 
 /// Result-specific part of a reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,9 @@ pub struct ReplyMeta {
     /// `(trigger, rule)` of the latches gateways hold on this workload, for a reply that is
     /// not a half-open probe (empty for a probe).
     pub latched: Vec<(Trigger, String)>,
+    /// A finished comparison's agreement with stable that this reply carries, once (gray
+    /// sidecars with `--compare-with`, successful replies only).
+    pub agreement: Option<Agreement>,
 }
 
 /// Milliseconds as a header / JSON decimal: microsecond resolution.
@@ -88,6 +93,11 @@ impl ReplyMeta {
         {
             headers.insert(CANARY_BREACH, v);
         }
+        if let Some(a) = self.agreement
+            && let Ok(v) = HeaderValue::from_str(&a.render())
+        {
+            headers.insert(CANARY_AGREEMENT, v);
+        }
     }
 }
 
@@ -115,9 +125,11 @@ mod tests {
             },
             breach,
             latched: Vec::new(),
+            agreement: None,
         };
         let mut h = HeaderMap::new();
         meta.stamp(&mut h, &HeaderValue::from_static("v10-gray"));
+        assert!(h.get(&CANARY_AGREEMENT).is_none());
         assert_eq!(header(&h, &INFERENCE_LATENCY), "151.235");
         assert_eq!(header(&h, &NMS_LATENCY), "0.042");
         assert_eq!(header(&h, &BOX_COUNT), "3");
@@ -132,6 +144,7 @@ mod tests {
             outcome: Outcome::Failed(ErrorKind::BadImage),
             breach: BreachSet::default(),
             latched: Vec::new(),
+            agreement: None,
         };
         let mut h = HeaderMap::new();
         meta.stamp(&mut h, &HeaderValue::from_static("v9"));
@@ -152,6 +165,7 @@ mod tests {
                 (Trigger::BoxCount, "crane-cameras".into()),
                 (Trigger::Flag, "*".into()),
             ],
+            agreement: None,
         };
         let mut h = HeaderMap::new();
         meta.stamp(&mut h, &HeaderValue::from_static("v10"));
@@ -169,5 +183,30 @@ mod tests {
         let read = Flag::parse(header(&h, &CANARY_BREACH));
         assert!(!read.first_hand());
         assert_eq!(read.latched.len(), 2);
+    }
+
+    #[test]
+    fn an_agreement_is_stamped_with_three_decimals() {
+        let frame = crate::signals::agreement::FrameAgreement {
+            stable_boxes: 3,
+            gray_boxes: 3,
+            matched: 2,
+            ..Default::default()
+        };
+        let meta = ReplyMeta {
+            latency_ms: 1.0,
+            outcome: Outcome::Detected {
+                box_count: 3,
+                inference_ms: 1.0,
+                nms_ms: 0.1,
+                batch_size: 1,
+            },
+            breach: BreachSet::default(),
+            latched: Vec::new(),
+            agreement: Some(frame.value()),
+        };
+        let mut h = HeaderMap::new();
+        meta.stamp(&mut h, &HeaderValue::from_static("v10"));
+        assert_eq!(header(&h, &CANARY_AGREEMENT), "0.666");
     }
 }

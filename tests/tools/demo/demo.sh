@@ -11,6 +11,9 @@
 #              GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
 #              GRAYGUARD_GATEWAYS (front Envoys to drive, default 1: `make demo GATEWAYS=3`
 #              starts or expects `make run GATEWAYS=3` and sends round-robin through all).
+#              GRAYGUARD_GRAY_MODEL, GRAYGUARD_GRAY_ARGS (the gray sidecar's model and more
+#              flags, for a mesh started here: `make demo GRAY_MODEL=... GRAY_ARGS=...`; see
+#              mesh-config/local/run.sh).
 # The mesh is started (or found) by tests/tools/mesh.sh, shared with `make soak`.
 set -euo pipefail
 
