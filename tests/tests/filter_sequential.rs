@@ -172,8 +172,16 @@ fn a_a_is_never_shed_and_regressions_after_a_healthy_stretch_are() {
         (3, "failures 8 %", 1_600),
     ] {
         assert!(shed(i), "{name}: not shed");
-        assert!(n(i) >= ONSET, "{name}: shed before the change, after {}", n(i));
-        assert!(n(i) - ONSET <= most, "{name}: shed {} after the change", n(i) - ONSET);
+        assert!(
+            n(i) >= ONSET,
+            "{name}: shed before the change, after {}",
+            n(i)
+        );
+        assert!(
+            n(i) - ONSET <= most,
+            "{name}: shed {} after the change",
+            n(i) - ONSET
+        );
     }
 
     // The incident records name the trigger and carry the evidence.
@@ -205,7 +213,10 @@ fn a_a_is_never_shed_and_regressions_after_a_healthy_stretch_are() {
     // The change point is found near the onset, and the same evidence bounds the shift
     // since then beyond the margin (−25 %).
     let change = f["change_at"].as_f64().unwrap();
-    assert!((change - ONSET as f64).abs() <= 80.0, "change point {change}: {f}");
+    assert!(
+        (change - ONSET as f64).abs() <= 80.0,
+        "change point {change}: {f}"
+    );
     assert!(f["at_most"].as_f64().unwrap() < -0.25, "{f}");
     assert!(f["estimate"].as_f64().unwrap() < -0.25, "{f}");
     let slow = start("slow");
@@ -213,7 +224,10 @@ fn a_a_is_never_shed_and_regressions_after_a_healthy_stretch_are() {
     let f = crossed(&slow, "latency_ratio");
     assert!(f["at_least"].as_f64().unwrap() > 1.25, "{f}");
     let change = f["change_at"].as_f64().unwrap();
-    assert!((change - ONSET as f64).abs() <= 40.0, "change point {change}: {f}");
+    assert!(
+        (change - ONSET as f64).abs() <= 40.0,
+        "change point {change}: {f}"
+    );
     let fail = start("fail");
     assert_eq!(fail["trigger"], "error_rate");
     crossed(&fail, "error_rate_excess");
