@@ -57,7 +57,7 @@ export GRAYGUARD_REPORT := $(ROOT)/target/release/grayguard-report
 export GRAYGUARD_ALERT_SINK := $(ROOT)/target/release/grayguard-alert-sink
 export GRAYGUARD_SOAK := $(ROOT)/target/release/grayguard-soak
 export GRAYGUARD_PYTHON  := $(PY)
-export GRAYGUARD_METRIC_NAMES := $(ROOT)/target/metric-names.json
+export GRAYGUARD_CONTRACT := $(ROOT)/target/contract.json
 export GRAYGUARD_IMAGES_DIR := $(ROOT)/target/images
 export GRAYGUARD_DEBS := $(DATA)/debs
 
@@ -71,7 +71,7 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given metric-names lint fmt test test-unit test-e2e run demo soak bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
+.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo soak bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
@@ -198,10 +198,11 @@ build-ops: $(STAMPS)/rust
 build-soak: $(STAMPS)/rust
 	cargo build --release -p grayguard-soak
 
-# The published metric names (from the contract crate), for the mesh-config validator.
-metric-names:
-	@mkdir -p $(dir $(GRAYGUARD_METRIC_NAMES))
-	cargo run -q -p grayguard-contract --example metric_names > $(GRAYGUARD_METRIC_NAMES)
+# The whole contract (header names, metric names, stat tags, triggers, ...) as JSON, for the
+# mesh-config validator.
+contract-json:
+	@mkdir -p $(dir $(GRAYGUARD_CONTRACT))
+	cargo run -q -p grayguard-contract --example contract > $(GRAYGUARD_CONTRACT)
 
 # ---------------------------------------------------------------- images
 
@@ -268,7 +269,7 @@ test-unit:
 
 # End-to-end: the real Envoy, the real ONNX Runtime, the real model, real images; the OCI
 # images run and pushed for real; mesh-config validated and its analyses run on Prometheus.
-test-e2e: setup build build-soak images metric-names
+test-e2e: setup build build-soak images contract-json
 	cargo test -p grayguard-e2e --tests -- --test-threads=1
 
 # ---------------------------------------------------------------- run

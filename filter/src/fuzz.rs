@@ -172,7 +172,7 @@ proptest! {
     #[test]
     fn shared_data_codecs_take_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..600), units in 0usize..4) {
         let _ = codec::decode_board(&bytes, units);
-        let _ = codec::decode_record(&bytes, units);
+        let _ = codec::decode_record(&bytes);
         let _ = codec::decode_snapshot(&bytes, units);
         let _ = codec::decode_workers(&bytes);
     }
@@ -185,10 +185,10 @@ proptest! {
         let i = flip.0 % bytes.len();
         bytes[i] ^= flip.1.max(1);
         let _ = codec::decode_board(&bytes, 3);
-        let mut rec = codec::encode_record(&Record::new(2));
+        let mut rec = codec::encode_record(&Record::new(2, 3, 1));
         let i = flip.0 % rec.len();
         rec[i] ^= flip.1.max(1);
-        let _ = codec::decode_record(&rec, 2);
+        let _ = codec::decode_record(&rec);
     }
 
     /// The whole core under a random schedule of requests, replies (good, failed, flagged,

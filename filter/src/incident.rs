@@ -7,7 +7,7 @@ use grayguard_contract::Trigger;
 
 use crate::config::{Config, DetectorKind, Scope};
 use crate::detect::Detail;
-use crate::detect::sequential::plan::{Finding, Span};
+use crate::detect::sequential::plan::Finding;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub fn line(cfg: &Config, i: &Incident) -> String {
         }
         Detail::Sequential { findings } => {
             o.insert("detector".into(), json!("sequential"));
-            o.insert("alpha".into(), json!(b.alpha));
+            o.insert("arl".into(), json!(b.arl));
             let tests: Vec<Value> = findings.iter().map(finding).collect();
             o.insert("evidence".into(), Value::Array(tests));
             o.insert("consecutive_failures".into(), json!(i.consecutive));
@@ -200,6 +200,9 @@ pub fn line(cfg: &Config, i: &Incident) -> String {
             lim.insert("error_rate_max_excess".into(), json!(t.max_excess));
         }
     }
+    if let Some(t) = &b.agreement {
+        lim.insert("agreement_min_mean".into(), json!(t.min_mean));
+    }
     if let Some(n) = b.consecutive_failures {
         lim.insert("consecutive_failures".into(), json!(n));
     }
@@ -207,30 +210,32 @@ pub fn line(cfg: &Config, i: &Incident) -> String {
     Value::Object(o).to_string()
 }
 
-/// One test of the sequential detector: the hypothesis, the span it covers, the log
-/// e-value against its threshold, the sample sizes, and the estimated effect with its
-/// anytime-valid interval.
+/// One test of the sequential detector: the hypothesis, its evidence against the
+/// threshold, the sample sizes, the estimated change point, and the effect since then with
+/// the bound the same evidence proves.
 fn finding(f: &Finding) -> Value {
-    let (span, segment) = match f.span {
-        Span::Epoch => ("epoch", None),
-        Span::Segment(j) => ("segment", Some(j)),
-    };
     let mut o = Map::new();
     o.insert("test".into(), json!(f.hypothesis.as_str()));
-    o.insert("span".into(), json!(span));
-    if let Some(j) = segment {
-        o.insert("segment".into(), json!(j));
-    }
     o.insert("log_e".into(), num(Some(f.log_e)));
     o.insert("threshold".into(), num(Some(f.threshold)));
     o.insert("crossed".into(), json!(f.crossed()));
     o.insert("gray_n".into(), json!(f.gray_n));
-    o.insert("control_n".into(), json!(f.control_n));
+    o.insert("control_n".into(), num(Some(f.control_n)));
+    o.insert("change_at".into(), json!(f.change_at));
+    if f.change_ms > 0.0 {
+        o.insert(
+            "changed_at".into(),
+            json!(rfc3339((f.change_ms * 1e6) as u64)),
+        );
+    }
+    o.insert("since_n".into(), json!(f.since_n));
     o.insert("estimate".into(), num(Some(f.estimate)));
-    o.insert(
-        "interval".into(),
-        json!([num(Some(f.interval.0)), num(Some(f.interval.1))]),
-    );
+    let side = if f.hypothesis.above() {
+        "at_least"
+    } else {
+        "at_most"
+    };
+    o.insert(side.into(), num(Some(f.bound)));
     Value::Object(o)
 }
 
@@ -370,13 +375,16 @@ mod tests {
         .unwrap();
         let f = Finding {
             hypothesis: Hypothesis::BoxesAbove,
-            span: Span::Segment(3),
-            log_e: 9.5,
-            threshold: 8.7,
-            gray_n: 42.0,
+            log_e: 19.5,
+            threshold: 18.7,
+            gray_n: 442.0,
             control_n: 130.0,
+            min_samples: 20.0,
+            change_at: 400.0,
+            change_ms: 1_700_000_000_000.0,
+            since_n: 42.0,
             estimate: 2.5,
-            interval: (1.5, 3.5),
+            bound: 1.5,
         };
         let i = Incident {
             event: Event::ShedStart,
@@ -392,19 +400,20 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&line(&cfg, &i)).unwrap();
         assert_eq!(v["detector"], "sequential");
-        assert_eq!(v["alpha"], 0.01);
+        assert_eq!(v["arl"], 1e6);
         let e = &v["evidence"][0];
         assert_eq!(e["test"], "box_count_above");
         assert_eq!(
-            (e["span"].as_str(), e["segment"].as_u64()),
-            (Some("segment"), Some(3))
-        );
-        assert_eq!(
             (e["log_e"].as_f64(), e["threshold"].as_f64()),
-            (Some(9.5), Some(8.7))
+            (Some(19.5), Some(18.7))
         );
         assert_eq!(e["crossed"], true);
-        assert_eq!(e["interval"], json!([1.5, 3.5]));
+        assert_eq!(
+            (e["change_at"].as_f64(), e["since_n"].as_f64()),
+            (Some(400.0), Some(42.0))
+        );
+        assert_eq!(e["changed_at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(e["at_least"], 1.5);
         assert_eq!(v["limits"]["box_max_shift"], 0.25);
     }
 }

@@ -2,14 +2,12 @@
 //! their Envoy stat names. The core sums counters per VM and hands them to the host on
 //! the tick, so the request path makes no metric host call; gauges are set on the tick.
 //!
-//! Per-rule gauges carry their labels Istio's way, as `name=.=value;.;` prefixes of the stat
-//! name (`rule=.=crane-cameras;.;trigger=.=box_count;.;grayguard_evidence_pct`): with the
-//! matching `stats_tags` (local Envoy: `mesh-config/local/envoy.yaml`; Istio:
-//! `extraStatTags: [rule, trigger]`) Prometheus sees
-//! `grayguard_evidence_pct{rule="crane-cameras",trigger="box_count"}`.
+//! Per-rule gauges carry their labels in the stat name (`grayguard_contract::tags`).
 
 use grayguard_contract::Trigger;
 use grayguard_contract::metrics::filter as names;
+use grayguard_contract::promotion::{Bound, Effect};
+use grayguard_contract::tags::{Label, tagged};
 
 /// Counters (process-wide sums over workers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,6 +159,10 @@ pub enum Gauge {
     /// Confirm mode: 1 while the unit alerts on the trigger, labelled with the signed link
     /// (`confirm`, the link's query string, which the engine supplies).
     Alert(usize, Trigger),
+    /// A unit's promotion verdict: 0 pending, 1 proven, 2 refuted.
+    PromotionState(usize),
+    /// How far one end of an effect's interval reaches into its budget, percent.
+    PromotionBound(usize, Effect, Bound),
 }
 
 /// Names of a configuration's gauges (`units[u]` names unit `u`: a rule, or `*`;
@@ -168,20 +170,29 @@ pub enum Gauge {
 pub fn gauge_name(g: Gauge, units: &[String], confirm: &str) -> String {
     let unit = |u: usize| units.get(u).map_or("?", String::as_str);
     match g {
-        Gauge::Alert(u, t) => format!(
-            "rule=.={};.;trigger=.={};.;confirm=.={confirm};.;{}",
-            unit(u),
-            t.as_str(),
-            names::ALERT
+        Gauge::Alert(u, t) => tagged(
+            &[
+                (Label::Rule, unit(u)),
+                (Label::Trigger, t.as_str()),
+                (Label::Confirm, confirm),
+            ],
+            names::ALERT,
         ),
         Gauge::BreakerState => names::BREAKER_STATE.into(),
         Gauge::BreakersOpen => names::BREAKERS_OPEN.into(),
-        Gauge::UnitState(u) => format!("rule=.={};.;{}", unit(u), names::RULE_BREAKER_STATE),
-        Gauge::Evidence(u, t) => format!(
-            "rule=.={};.;trigger=.={};.;{}",
-            unit(u),
-            t.as_str(),
-            names::EVIDENCE_PCT
+        Gauge::UnitState(u) => tagged(&[(Label::Rule, unit(u))], names::RULE_BREAKER_STATE),
+        Gauge::Evidence(u, t) => tagged(
+            &[(Label::Rule, unit(u)), (Label::Trigger, t.as_str())],
+            names::EVIDENCE_PCT,
+        ),
+        Gauge::PromotionState(u) => tagged(&[(Label::Rule, unit(u))], names::PROMOTION_STATE),
+        Gauge::PromotionBound(u, e, b) => tagged(
+            &[
+                (Label::Rule, unit(u)),
+                (Label::Effect, e.as_str()),
+                (Label::Bound, b.as_str()),
+            ],
+            names::PROMOTION_BUDGET_PCT,
         ),
     }
 }

@@ -2,7 +2,7 @@
 //! status, the latency and box count, the breach flag. Parsing never lets a bad value
 //! crash the VM or poison the statistics.
 
-use grayguard_contract::headers::{BOX_COUNT, INFERENCE_LATENCY_MS};
+use grayguard_contract::headers::{AGREEMENT, BOX_COUNT, INFERENCE_LATENCY_MS};
 
 use crate::config::Breach;
 
@@ -20,6 +20,11 @@ pub struct Malformed;
 /// A latency header value in ms: a finite decimal in `0..=MAX_LATENCY_MS`.
 pub fn latency_ms(text: &str) -> Result<f64, Malformed> {
     bounded_number(text, MAX_LATENCY_MS)
+}
+
+/// An agreement value: a decimal in `0..=1`.
+pub fn agreement(text: &str) -> Result<f64, Malformed> {
+    bounded_number(text, 1.0)
 }
 
 /// A box count: a whole number in `0..=MAX_BOX_COUNT` (`"7"`; `"7.0"` too, `"7.5"` not).
@@ -83,6 +88,9 @@ pub struct Observation {
     pub latency_ms: Option<f64>,
     /// Parsed box count.
     pub boxes: Option<f64>,
+    /// Parsed agreement of an earlier frame's comparison with stable, 0..=1 (only some
+    /// replies carry one).
+    pub agreement: Option<f64>,
 }
 
 /// What one response said, as read from its headers.
@@ -126,8 +134,13 @@ pub fn read<'h>(
         .box_count
         .as_ref()
         .map_or(BOX_COUNT, |t| t.header.as_str());
+    let agreement_header = b
+        .agreement
+        .as_ref()
+        .map_or(AGREEMENT, |t| t.header.as_str());
     let lat_raw = header(lat_header);
     let box_raw = header(box_header);
+    let agreement_raw = header(agreement_header);
     let flag = header(&b.flag_header);
     let missing =
         (b.latency.is_some() && lat_raw.is_none()) || (b.box_count.is_some() && box_raw.is_none());
@@ -137,6 +150,7 @@ pub fn read<'h>(
         failed: status == 0 || status >= 500 || missing,
         latency_ms: None,
         boxes: None,
+        agreement: None,
     };
     let mut malformed = 0;
     let text = |v: &'h [u8]| std::str::from_utf8(v).map_err(|_| Malformed);
@@ -153,6 +167,14 @@ pub fn read<'h>(
     if let Some(v) = box_raw {
         match text(v).and_then(box_count) {
             Ok(n) => obs.boxes = sample.then_some(n),
+            Err(_) => malformed += 1,
+        }
+    }
+    // An agreement describes an earlier frame's comparison, not this reply: read whatever
+    // became of this one.
+    if let Some(v) = agreement_raw {
+        match text(v).and_then(agreement) {
+            Ok(a) => obs.agreement = Some(a),
             Err(_) => malformed += 1,
         }
     }

@@ -6,6 +6,7 @@
 use grayguard_contract::headers;
 use grayguard_contract::latch::TOKEN_ENV;
 use grayguard_contract::operator::SECRET_ENV;
+use grayguard_contract::tags::Label;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -263,18 +264,23 @@ pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
     json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
         "stats_flush_interval": format!("{}s", opts.stats_flush_ms as f64 / 1000.0),
-        // grayguard's per-rule gauges carry Istio-style `rule=.=NAME;.;` tags; as in
-        // mesh-config/local/envoy.yaml, extract them into labels.
-        "stats_config": { "stats_tags": [
-            { "tag_name": "rule", "regex": "(rule=\\.=(.*?);\\.;)" },
-            { "tag_name": "trigger", "regex": "(trigger=\\.=(.*?);\\.;)" },
-            { "tag_name": "confirm", "regex": "(confirm=\\.=(.*?);\\.;)" },
-        ] },
+        // grayguard's per-rule gauges carry their labels in the stat name; as in
+        // mesh-config/local/envoy.yaml, extract them (the contract's labels and regexes).
+        "stats_config": { "stats_tags": stats_tags() },
         "static_resources": {
             "listeners": listeners,
             "clusters": clusters,
         },
     })
+}
+
+/// Envoy's `stats_tags` for every label a grayguard metric may carry
+/// (`grayguard_contract::tags`).
+pub fn stats_tags() -> Vec<Value> {
+    Label::ALL
+        .iter()
+        .map(|l| json!({ "tag_name": l.as_str(), "regex": l.regex() }))
+        .collect()
 }
 
 /// A running front Envoy, killed on drop.

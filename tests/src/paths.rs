@@ -112,12 +112,9 @@ pub fn debs() -> PathBuf {
     from_env("GRAYGUARD_DEBS", root().join(".data/debs"))
 }
 
-/// The published metric names as JSON (`make metric-names`, from the contract crate).
-pub fn metric_names() -> PathBuf {
-    from_env(
-        "GRAYGUARD_METRIC_NAMES",
-        root().join("target/metric-names.json"),
-    )
+/// The whole contract as JSON (`make contract-json`, from the contract crate).
+pub fn contract_json() -> PathBuf {
+    from_env("GRAYGUARD_CONTRACT", root().join("target/contract.json"))
 }
 
 /// The filter built with the `crash-test` feature (it panics on `x-grayguard-test-panic`),

@@ -43,8 +43,8 @@ fn bad_configs_fail_validation_with_field_and_reason() {
             "field `breach.error_rate.max_excess`: must be a share in [0, 1), got 1.5",
         ),
         (
-            canonical.replace(r#""alpha": 0.01"#, r#""alpha": 0"#),
-            "field `breach.alpha`: must be in [0.000000001, 0.5], got 0",
+            canonical.replace(r#""arl": 1000000"#, r#""arl": 0"#),
+            "field `breach.arl`: must be in [100, 1000000000000], got 0",
         ),
         (
             canonical

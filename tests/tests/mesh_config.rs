@@ -41,14 +41,14 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// `validate_mesh.py --root ROOT --metric-names ... EXTRA...`
+/// `validate_mesh.py --root ROOT --contract ... EXTRA...`
 fn validator(root: &Path, extra: &[&std::ffi::OsStr]) -> Output {
     let mut cmd = Command::new(paths::python());
     cmd.arg(paths::root().join("tests/validate/validate_mesh.py"))
         .arg("--root")
         .arg(root)
-        .arg("--metric-names")
-        .arg(paths::metric_names())
+        .arg("--contract")
+        .arg(paths::contract_json())
         .args(extra);
     run(cmd)
 }

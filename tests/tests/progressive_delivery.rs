@@ -74,8 +74,8 @@ fn checks() -> Vec<Check> {
     let out = dir.path().join("queries.json");
     let run = Command::new(paths::python())
         .arg(paths::root().join("tests/validate/validate_mesh.py"))
-        .arg("--metric-names")
-        .arg(paths::metric_names())
+        .arg("--contract")
+        .arg(paths::contract_json())
         .arg("--analysis-queries")
         .arg(&out)
         .output()

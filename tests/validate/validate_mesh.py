@@ -17,7 +17,7 @@ Checks, for every YAML/JSON file under the root:
     pinned by a sha256;
   * each PrometheusRule carries exactly the groups of a plain rules file beside it;
   * every grayguard metric that a rule, a dashboard or an analysis query names is a published
-    one (the names come from the contract crate: filter/contract/examples/metric_names.rs);
+    one (the names come from the contract crate: filter/contract/examples/contract.rs);
   * the gateway stats patch exposes every metric the filter publishes;
   * the grayguard plugin configuration is the same everywhere it is embedded (local Envoy,
     WasmPlugin, EnvoyFilter);
@@ -88,26 +88,48 @@ METRIC_RE = re.compile(r"(?<![\w:])(?:[a-zA-Z_]\w*:)?grayguard_\w*(?::\w+)*")
 
 
 
-class Published:
-    """The metric names grayguard publishes, from the contract crate."""
+class Contract:
+    """The contract between grayguard's parts, as the contract crate exports it: the metric
+    names, the labels a filter metric carries and how Envoy extracts them, the header
+    names."""
 
-    def __init__(self, names: dict) -> None:
+    def __init__(self, exported: dict) -> None:
         def expand(part: dict) -> set[str]:
             return set(part["scalars"]) | {h + s for h in part["histograms"]
                                            for s in ("_bucket", "_sum", "_count")}
-        self.filter = expand(names["filter"])
-        self.all = self.filter | expand(names["sidecar"])
+        self.filter = expand(exported["filter"])
+        self.all = self.filter | expand(exported["sidecar"])
+        self.tags: dict[str, str] = {t["label"]: t["regex"] for t in exported["tags"]}
+        self.headers: dict[str, str] = exported["headers"]
+
+    @property
+    def route_header(self) -> str:
+        """The filter's default `route_header`."""
+        return self.headers["route"]
 
     @staticmethod
-    def load(path: pathlib.Path | None) -> "Published":
+    def load(path: pathlib.Path | None) -> "Contract":
         if path is not None:
-            return Published(json.loads(path.read_text(encoding="utf-8")))
+            return Contract(json.loads(path.read_text(encoding="utf-8")))
         proc = subprocess.run(["cargo", "run", "-q", "-p", "grayguard-contract", "--example",
-                               "metric_names"], cwd=REPO, capture_output=True, text=True,
+                               "contract"], cwd=REPO, capture_output=True, text=True,
                               timeout=600, check=False)
         if proc.returncode != 0:
-            raise SystemExit(f"FATAL cannot list the published metrics: {proc.stderr.strip()}")
-        return Published(json.loads(proc.stdout))
+            raise SystemExit(f"FATAL cannot export the contract: {proc.stderr.strip()}")
+        return Contract(json.loads(proc.stdout))
+
+
+def check_stats_tags(where: str, doc: Any, contract: Contract, report: Report) -> None:
+    """An Envoy bootstrap's `stats_tags` turn every label a filter metric carries back into
+    a Prometheus label, with the contract's regex."""
+    if not isinstance(doc, dict) or "static_resources" not in doc:
+        return
+    tags = ((doc.get("stats_config") or {}).get("stats_tags")) or []
+    have = {t.get("tag_name"): t.get("regex") for t in tags if isinstance(t, dict)}
+    for label, regex in contract.tags.items():
+        if have.get(label) != regex:
+            report.error(where, f"stats_tags: {label!r} must be extracted with {regex!r} "
+                         f"(the contract's; found {have.get(label)!r})")
 
 
 class Report:
@@ -467,7 +489,7 @@ def labels_select(selector: dict, labels: dict) -> bool:
 
 
 def cross_check(resources: list[tuple[str, dict]], deployments: list[dict],
-                plugin_configs: list[tuple[str, Any]], report: Report) -> None:
+                plugin_configs: list[tuple[str, Any]], contract: Contract, report: Report) -> None:
     """Consistency between resources that each passed their schema (and every Deployment, so
     that one invalid Deployment is not also reported as missing)."""
     by_kind: dict[str, list[tuple[str, dict]]] = {}
@@ -507,7 +529,7 @@ def cross_check(resources: list[tuple[str, dict]], deployments: list[dict],
             if not names <= have:
                 report.error(where, f"plugin stable/gray {sorted(map(str, names))} are not all "
                              f"subsets of {host} ({sorted(have)})")
-        header = config.get("route_header", "x-canary-route")
+        header = config.get("route_header", contract.route_header)
         for vs_where, vs in by_kind.get("VirtualService", []):
             for route in vs["spec"].get("http", []):
                 for match in route.get("match", []) or []:
@@ -543,7 +565,7 @@ def check_sidecar_flags(resources: list[tuple[str, dict]], help_text: str, repor
                                      f"grayguard-sidecar flag ({flag})")
 
 
-def check_stats_patch(where: str, doc: dict, published: Published, report: Report) -> None:
+def check_stats_patch(where: str, doc: dict, published: Contract, report: Report) -> None:
     """A patch setting a proxy's ProxyConfig annotation must let every filter metric through."""
     annotations = (((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
     if PROXY_CONFIG not in annotations:
@@ -564,7 +586,7 @@ def check_stats_patch(where: str, doc: dict, published: Published, report: Repor
     if not any(tagged.startswith(p) for p in prefixes) and not any(r.fullmatch(tagged) for r in regexps):
         report.error(where, f"proxyStatsMatcher does not expose the per-rule gauges ({tagged})")
     config = json.loads(annotations[PROXY_CONFIG])
-    missing = {"rule", "trigger", "confirm"} - set(config.get("extraStatTags") or [])
+    missing = set(published.tags) - set(config.get("extraStatTags") or [])
     if missing:
         report.error(where, f"extraStatTags lacks {sorted(missing)}: the per-rule gauges would lose their labels")
 
@@ -703,7 +725,7 @@ def check_alertmanager(configs: list[tuple[pathlib.Path, dict]], root: pathlib.P
                              f"{rel(ref_path, root)} (only endpoints and credentials may differ)")
 
 
-def check_built(where: str, docs: list[dict], report: Report) -> None:
+def check_built(where: str, docs: list[dict], contract: Contract, report: Report) -> None:
     """What only the built output shows: images resolved, the filter pinned, and the
     progressive-delivery resources pointing at what exists, on the filter's names."""
     by_kind: dict[str, list[dict]] = {}
@@ -734,7 +756,7 @@ def check_built(where: str, docs: list[dict], report: Report) -> None:
             report.error(rid, "service.gateways includes mesh: in-mesh callers could pick the canary "
                          "with the route header, which only the gateway's filter sanitises")
         for config in configs:
-            header, gray = config.get("route_header", "x-canary-route"), config.get("gray")
+            header, gray = config.get("route_header", contract.route_header), config.get("gray")
             matches = [(m.get("headers") or {}).get(header) for m in (spec.get("analysis") or {}).get("match") or []]
             if {"exact": gray} not in matches:
                 report.error(rid, f"analysis.match must send {header}: {gray} (the filter's gray cohort) "
@@ -833,7 +855,7 @@ def load(path: pathlib.Path) -> list[Any]:
     return [d for d in yaml.load_all(text, Loader=YAML_LOADER) if d is not None]
 
 
-def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
+def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
         sidecar_help: str | None, plugin_configs_out: pathlib.Path | None,
         queries_out: pathlib.Path | None) -> int:
     report = Report()
@@ -878,6 +900,7 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
             if (groups := plain_rule_groups(doc)) is not None:
                 rule_files.append((name, groups))
                 exprs += [(name, r["expr"]) for g in groups for r in g["rules"] if "expr" in r]
+            check_stats_tags(where, doc, published, report)
             if isinstance(doc, dict) and isinstance(doc.get("panels"), list):
                 exprs += [(name, e) for e in dashboard_exprs(doc)]
             if is_alertmanager_config(doc):
@@ -902,10 +925,10 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
         rendered = [(f"{where}: {resource_id(d)}", d) for d in docs]
         valid = [(w, d) for w, d in rendered if validate(d, w)]
         if deployable:
-            check_built(where, docs, report)
+            check_built(where, docs, published, report)
             check_control_listeners(where, docs, report)
         cross_check(valid, [d for _, d in rendered if d["kind"] == "Deployment"],
-                    [(w, c) for w, d in valid for c in plugin_configs_of(d)], report)
+                    [(w, c) for w, d in valid for c in plugin_configs_of(d)], published, report)
 
     for where, doc in prometheus_rules:
         groups = (doc.get("spec") or {}).get("groups")
@@ -939,7 +962,7 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Published,
                 report.error(where, f"grayguard plugin configuration differs from {reference_where} "
                              f"at {', '.join(differences)}")
     deployments = [d for _, d in all_resources if d["kind"] == "Deployment"]
-    cross_check(resources, deployments, plugin_configs, report)
+    cross_check(resources, deployments, plugin_configs, published, report)
     if sidecar_help is not None:
         check_sidecar_flags(resources, sidecar_help, report)
 
@@ -962,11 +985,11 @@ def main() -> int:
                         help="folder to validate (default: mesh-config/)")
     parser.add_argument("--schemas", type=pathlib.Path, default=SCHEMAS,
                         help="vendored schemas (default: tests/validate/schemas/)")
-    parser.add_argument("--metric-names", type=pathlib.Path,
-                        default=pathlib.Path(os.environ["GRAYGUARD_METRIC_NAMES"]) if os.environ.get("GRAYGUARD_METRIC_NAMES") else None,
-                        help="JSON of the published metric names, as printed by `cargo run -p "
-                             "grayguard-contract --example metric_names` (default: "
-                             "$GRAYGUARD_METRIC_NAMES, else run that command)")
+    parser.add_argument("--contract", type=pathlib.Path,
+                        default=pathlib.Path(os.environ["GRAYGUARD_CONTRACT"]) if os.environ.get("GRAYGUARD_CONTRACT") else None,
+                        help="JSON of the contract (metric names, stat tags, headers), as printed "
+                             "by `cargo run -p grayguard-contract --example contract` (default: "
+                             "$GRAYGUARD_CONTRACT, else run that command)")
     parser.add_argument("--sidecar-help", type=pathlib.Path,
                         help="output of `grayguard-sidecar --help`: check the Deployments' flags against it")
     parser.add_argument("--plugin-configs", type=pathlib.Path, metavar="OUT",
@@ -976,12 +999,12 @@ def main() -> int:
                         help="also write the Flagger and Argo Rollouts analysis queries with their "
                              "thresholds to OUT, as a JSON list")
     args = parser.parse_args()
-    for what, path in (("--root", args.root), ("--schemas", args.schemas), ("--metric-names", args.metric_names)):
+    for what, path in (("--root", args.root), ("--schemas", args.schemas), ("--contract", args.contract)):
         if path is not None and not path.exists():
             print(f"FATAL {what}: {path} does not exist", file=sys.stderr)
             return 2
     help_text = args.sidecar_help.read_text(encoding="utf-8") if args.sidecar_help else None
-    return run(args.root.resolve(), args.schemas, Published.load(args.metric_names), help_text,
+    return run(args.root.resolve(), args.schemas, Contract.load(args.contract), help_text,
                args.plugin_configs, args.analysis_queries)
 
 

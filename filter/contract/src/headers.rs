@@ -32,7 +32,7 @@ pub const MODEL_VERSION: &str = "x-model-version";
 /// How far gray agreed with stable on one earlier frame both answered (box-by-box F1,
 /// class-aware, IoU >= 0.5): a decimal in [0, 1] with three decimals, rounded down, so
 /// `1.000` means every box agreed (`0.833`). Each finished comparison rides on one later
-/// gray reply, once; most replies carry none.
+/// gray reply, once; most replies carry none. The filter's `agreement` trigger reads it.
 pub const AGREEMENT: &str = "x-canary-agreement";
 
 /// The camera kind; the local mesh's rule routes `crane-camera` to gray.

@@ -11,7 +11,9 @@ pub mod headers;
 pub mod latch;
 pub mod metrics;
 pub mod operator;
+pub mod promotion;
 pub mod reason;
+pub mod tags;
 
 pub use decision::{Decision, Note, ParseError, Side};
 pub use reason::{Flag, Reason, Trigger};

@@ -66,6 +66,13 @@ pub mod filter {
     pub const LATCH_FAILURES: &str = "grayguard_latch_failures";
     /// Change mark of the shared breaker board (internal; see the filter's README).
     pub const BOARD_WRITES: &str = "grayguard_board_writes";
+    /// A rule's promotion verdict (label `rule`): 0 pending, 1 proven, 2 refuted (see
+    /// [`crate::promotion::Verdict::gauge`]).
+    pub const PROMOTION_STATE: &str = "grayguard_promotion_state";
+    /// How far an effect's interval reaches into its budget, percent (labels `rule`,
+    /// `effect`, `bound`): `upper` (the worse end) at most 100 for every effect is proven,
+    /// `lower` (the better end) above 100 for any effect is refuted; never below 0.
+    pub const PROMOTION_BUDGET_PCT: &str = "grayguard_promotion_budget_pct";
 
     /// `grayguard_breaches_<trigger>`.
     pub fn breaches(trigger: crate::Trigger) -> String {
@@ -104,6 +111,8 @@ pub mod filter {
         LATCH_CALLS,
         LATCH_FAILURES,
         BOARD_WRITES,
+        PROMOTION_STATE,
+        PROMOTION_BUDGET_PCT,
     ];
 
     /// Every name the filter publishes (scalars and breach counters).

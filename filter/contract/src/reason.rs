@@ -62,6 +62,9 @@ pub enum Trigger {
     BoxCount,
     /// Gray failures: above the ceiling, or above stable's beyond the margin.
     ErrorRate,
+    /// Gray's answers agree with stable's on the same frames less than the margin allows
+    /// (the gray sidecar's paired comparison, [`crate::headers::AGREEMENT`]).
+    Agreement,
     /// Gray failures in a row.
     ConsecutiveFailures,
     /// Another gateway shed the rule and latched the gray workload, which now says so on
@@ -70,11 +73,12 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 6] = [
+    pub const ALL: [Trigger; 7] = [
         Trigger::Flag,
         Trigger::Latency,
         Trigger::BoxCount,
         Trigger::ErrorRate,
+        Trigger::Agreement,
         Trigger::ConsecutiveFailures,
         Trigger::Latch,
     ];
@@ -85,6 +89,7 @@ impl Trigger {
             Trigger::Latency => "latency",
             Trigger::BoxCount => "box_count",
             Trigger::ErrorRate => "error_rate",
+            Trigger::Agreement => "agreement",
             Trigger::ConsecutiveFailures => "consecutive_failures",
             Trigger::Latch => "latch",
         }

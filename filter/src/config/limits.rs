@@ -22,11 +22,11 @@ pub const DEFAULT_SYNC_MS: u64 = 100;
 pub const DEFAULT_MIN_STD: f64 = 1.0;
 /// Default `breach.probe_successes`: healthy probes that close a half-open breaker.
 pub const DEFAULT_PROBE_SUCCESSES: u32 = 3;
-/// Default `breach.alpha`: the probability that a gray version within the margins is ever
-/// shed by a statistical trigger of the sequential detector.
-pub const DEFAULT_ALPHA: f64 = 0.01;
-/// Accepted range of `breach.alpha`.
-pub const ALPHA_RANGE: (f64, f64) = (1e-9, 0.5);
+/// Default `breach.arl`: gray replies per false shed, in expectation, of a gray version
+/// within its margins (the sequential detector's average run length to a false alarm).
+pub const DEFAULT_ARL: f64 = 1e6;
+/// Accepted range of `breach.arl`.
+pub const ARL_RANGE: (f64, f64) = (100.0, 1e12);
 /// Default `breach.latency.max_ratio`: gray mean latency up to this multiple of stable's.
 pub const DEFAULT_MAX_RATIO: f64 = 1.25;
 /// Largest `breach.latency.max_ratio`.
@@ -43,11 +43,25 @@ pub const DEFAULT_MAX_SIGMA: f64 = 3.0;
 pub const DEFAULT_WINDOW_S: f64 = 60.0;
 /// Default `min_samples` of a trigger.
 pub const DEFAULT_MIN_SAMPLES: i64 = 20;
-/// Default `breach.segment_responses`: gray responses after which the sequential detector
-/// starts a fresh test beside the one running since the last close.
-pub const DEFAULT_SEGMENT_RESPONSES: i64 = 1_000;
-/// Accepted range of `breach.segment_responses`.
-pub const SEGMENT_RANGE: (i64, i64) = (10, 1_000_000_000);
+/// Default `breach.control_memory`: control replies the sequential detector's running
+/// reference remembers (an exponentially weighted mean over about this many).
+pub const DEFAULT_CONTROL_MEMORY: i64 = 1_000;
+/// Accepted range of `breach.control_memory`.
+pub const CONTROL_MEMORY_RANGE: (i64, i64) = (10, 10_000_000);
+/// Default `breach.agreement.min_mean`: gray's mean agreement with stable (F1 of the boxes
+/// on the same frames) below this sheds.
+pub const DEFAULT_AGREEMENT_MIN_MEAN: f64 = 0.7;
+/// Default `promote.alpha`: the probability of proving a gray version outside its budget.
+pub const DEFAULT_PROMOTE_ALPHA: f64 = 0.05;
+/// Accepted range of `promote.alpha`.
+pub const PROMOTE_ALPHA_RANGE: (f64, f64) = (1e-6, 0.5);
+/// Default `promote.min_gray_responses`: gray replies before any verdict.
+pub const DEFAULT_MIN_GRAY_RESPONSES: i64 = 200;
+/// Default `promote.cap_factor`: latencies and box counts are clipped at this multiple of
+/// the control's mean for the verdict.
+pub const DEFAULT_CAP_FACTOR: f64 = 3.0;
+/// Accepted range of `promote.cap_factor`.
+pub const CAP_FACTOR_RANGE: (f64, f64) = (1.5, 100.0);
 /// Default `breach.latch.timeout_ms`.
 pub const DEFAULT_LATCH_TIMEOUT_MS: i64 = 1_000;
 /// Accepted range of `breach.latch.timeout_ms`.

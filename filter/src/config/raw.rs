@@ -20,6 +20,21 @@ pub struct RawConfig {
     pub sync_ms: Option<i64>,
     pub time_header_upstream: Option<bool>,
     pub operator: Option<RawOperator>,
+    pub promote: Option<RawPromote>,
+}
+
+/// A release owner's hypothesis: every part optional (`promote`, and per rule).
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawPromote {
+    pub latency_max_increase_ms: Option<f64>,
+    pub latency_max_ratio: Option<f64>,
+    pub box_count_max_shift: Option<f64>,
+    pub error_max_excess: Option<f64>,
+    pub agreement_min: Option<f64>,
+    pub alpha: Option<f64>,
+    pub min_gray_responses: Option<i64>,
+    pub cap_factor: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +67,7 @@ pub struct RawRule {
     pub percent: Option<f64>,
     pub sticky_header: Option<String>,
     pub action: Option<Action>,
+    pub promote: Option<RawPromote>,
 }
 
 #[derive(Deserialize)]
@@ -85,9 +101,21 @@ pub struct RawBreach {
     pub detector: Option<DetectorKind>,
     pub action: Option<Action>,
     pub latch: Option<RawLatch>,
-    pub alpha: Option<f64>,
+    pub arl: Option<f64>,
     pub control: Option<Control>,
-    pub segment_responses: Option<i64>,
+    pub control_memory: Option<i64>,
+    pub agreement: Option<RawAgreement>,
+    /// Keys of the detector's earlier form, refused with a pointer to what replaced them.
+    pub alpha: Option<serde_json::Value>,
+    pub segment_responses: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgreement {
+    pub header: Option<String>,
+    pub min_mean: Option<f64>,
+    pub min_samples: Option<i64>,
 }
 
 #[derive(Deserialize)]

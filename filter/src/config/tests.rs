@@ -84,9 +84,10 @@ fn sequential_settings_and_their_defaults() {
     .unwrap();
     let b = &c.breach;
     assert_eq!(b.detector, DetectorKind::Sequential);
-    assert_eq!(b.alpha, DEFAULT_ALPHA);
+    assert_eq!(b.arl, DEFAULT_ARL);
     assert_eq!(b.control, Control::All);
-    assert_eq!(b.segment_responses, DEFAULT_SEGMENT_RESPONSES as u32);
+    assert_eq!(b.control_memory, DEFAULT_CONTROL_MEMORY as f64);
+    assert!(b.agreement.is_none() && c.promote.is_none());
     let l = b.latency.as_ref().unwrap();
     assert_eq!((l.max_mean_ms, l.max_ratio), (None, DEFAULT_MAX_RATIO));
     assert_eq!(l.min_samples, DEFAULT_MIN_SAMPLES as u32);
@@ -100,15 +101,15 @@ fn sequential_settings_and_their_defaults() {
     assert!(!c.time_header_upstream);
     let set = parse(
         br#"{"stable":"a","gray":"b","rules":[],"time_header_upstream":true,"breach":{
-             "detector":"window","alpha":0.001,"control":"cohort","segment_responses":500,
+             "detector":"window","arl":1e5,"control":"cohort","control_memory":500,
              "latency":{"header":"l","max_mean_ms":80,"max_ratio":1.5},
              "error_rate":{"max":0.1,"max_excess":0.05}}}"#,
     )
     .unwrap();
     let b = &set.breach;
     assert_eq!(
-        (b.detector, b.alpha, b.control, b.segment_responses),
-        (DetectorKind::Window, 0.001, Control::Cohort, 500)
+        (b.detector, b.arl, b.control, b.control_memory),
+        (DetectorKind::Window, 1e5, Control::Cohort, 500.0)
     );
     assert_eq!(b.latency.as_ref().unwrap().max_mean_ms, Some(80.0));
     assert_eq!(b.error_rate.as_ref().unwrap().max_excess, 0.05);
@@ -315,18 +316,29 @@ fn rejections_name_field_and_reason() {
             "breach.detector",
             "unknown variant",
         ),
-        (b(r#""alpha":0"#), "breach.alpha", "must be in"),
-        (b(r#""alpha":0.9"#), "breach.alpha", "must be in"),
+        (b(r#""arl":10"#), "breach.arl", "must be in"),
+        (b(r#""arl":1e13"#), "breach.arl", "must be in"),
+        (
+            b(r#""alpha":0.01"#),
+            "breach.alpha",
+            "replaced by `breach.arl`",
+        ),
+        (
+            b(r#""agreement":{"min_mean":1.5}"#),
+            "breach.agreement.min_mean",
+            "must be in",
+        ),
+        (
+            b(r#""detector":"window","agreement":{}"#),
+            "breach.agreement",
+            "a sequential trigger",
+        ),
         (
             b(r#""control":"cohorts""#),
             "breach.control",
             "unknown variant",
         ),
-        (
-            b(r#""segment_responses":5"#),
-            "breach.segment_responses",
-            "10..=",
-        ),
+        (b(r#""control_memory":5"#), "breach.control_memory", "10..="),
         (
             b(r#""latency":{"header":"l","max_ratio":0.9}"#),
             "breach.latency.max_ratio",

@@ -33,6 +33,8 @@ pub struct Config {
     pub time_header_upstream: bool,
     /// The operator listener, where a person confirms or dismisses (confirm mode).
     pub operator: Option<Operator>,
+    /// The top-level promotion hypothesis (each rule's starts from it).
+    pub promote: Option<Promote>,
 }
 
 impl fmt::Debug for Operator {
@@ -89,6 +91,9 @@ pub struct Rule {
     pub sticky_header: Option<String>,
     /// What a statistical trigger does for this rule (default: `breach.action`).
     pub action: Action,
+    /// The rule's promotion hypothesis: the top-level `promote` with the rule's own keys
+    /// over it (`None`: no verdict for this rule).
+    pub promote: Option<Promote>,
 }
 
 /// How one request header is matched.
@@ -164,11 +169,46 @@ pub struct Breach {
     pub action: Action,
     /// Where to latch the gray workload when this gateway sheds (mesh-wide convergence).
     pub latch: Option<Latch>,
-    /// Sequential detector: probability of ever shedding a gray version within the margins.
-    pub alpha: f64,
+    /// Sequential detector: gray replies per false shed, in expectation, of a version within
+    /// its margins.
+    pub arl: f64,
     pub control: Control,
-    /// Sequential detector: gray responses per restart segment.
-    pub segment_responses: u32,
+    /// Sequential detector: control replies the running reference remembers.
+    pub control_memory: f64,
+    /// Sequential detector: gray's agreement with stable on the same frames.
+    pub agreement: Option<Agreement>,
+}
+
+/// Gray's mean agreement with stable (the gray sidecar's paired comparison).
+#[derive(Debug, Clone)]
+pub struct Agreement {
+    /// Response header carrying one comparison's agreement (lower case).
+    pub header: String,
+    /// Gray's mean agreement below this sheds.
+    pub min_mean: f64,
+    pub min_samples: u32,
+}
+
+/// A release owner's hypothesis for the promotion verdict: the budgets gray must be proven
+/// within (each optional; at least one is set), at what confidence, after how many replies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Promote {
+    /// Gray mean latency at most this many ms above the control's.
+    pub latency_max_increase_ms: Option<f64>,
+    /// Gray mean latency at most this multiple of the control's.
+    pub latency_max_ratio: Option<f64>,
+    /// Gray mean box count within this relative shift of the control's, both ways.
+    pub box_count_max_shift: Option<f64>,
+    /// Gray failure share at most the control's plus this.
+    pub error_max_excess: Option<f64>,
+    /// Gray mean agreement with stable at least this.
+    pub agreement_min: Option<f64>,
+    /// Probability of proving a version outside its budget (and of refuting one inside).
+    pub alpha: f64,
+    /// Gray replies before any verdict.
+    pub min_gray_responses: u32,
+    /// Latencies and box counts are clipped at this multiple of the control's mean.
+    pub cap_factor: f64,
 }
 
 /// The latch call: an HTTP call from the gateway to the gray workload's control listener.
@@ -250,6 +290,15 @@ impl Config {
         match self.breach.scope {
             Scope::Rule => self.rules.len(),
             Scope::All => usize::from(!self.rules.is_empty()),
+        }
+    }
+
+    /// The promotion hypothesis of a unit: its rule's (`scope: rule`) or the top-level one
+    /// (`scope: all`).
+    pub fn promote_of(&self, unit: usize) -> Option<&Promote> {
+        match self.breach.scope {
+            Scope::Rule => self.rules.get(unit).and_then(|r| r.promote.as_ref()),
+            Scope::All => self.promote.as_ref(),
         }
     }
 

@@ -9,10 +9,10 @@ use crate::config::fields::{
     share, window,
 };
 use crate::config::limits::*;
-use crate::config::raw::{RawBreach, RawConfig, RawLatch, RawOperator, RawRule};
+use crate::config::raw::{RawBreach, RawConfig, RawLatch, RawOperator, RawPromote, RawRule};
 use crate::config::types::{
-    Action, BUCKETS, BoxCount, Breach, Config, Control, DetectorKind, ErrorRate, Latch, Latency,
-    Matcher, Operator, Rule, Scope,
+    Action, Agreement, BUCKETS, BoxCount, Breach, Config, Control, DetectorKind, ErrorRate, Latch,
+    Latency, Matcher, Operator, Promote, Rule, Scope,
 };
 use crate::schedule::{self, Window};
 
@@ -66,11 +66,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             format!("at most {MAX_RULES} rules, got {}", raw.rules.len()),
         ));
     }
-    // The breach settings first: a rule's action defaults to `breach.action`.
+    // The breach settings first: a rule's action defaults to `breach.action`; and the
+    // top-level hypothesis, which each rule's starts from.
     let breach = breach(raw.breach)?;
+    let global = raw.promote.clone();
+    let promote_all = global
+        .clone()
+        .map(|p| promote("promote", p, &breach))
+        .transpose()?;
     let mut rules: Vec<Rule> = Vec::with_capacity(raw.rules.len());
     for (i, r) in raw.rules.into_iter().enumerate() {
-        let rule = rule(i, r, breach.action)?;
+        let rule = rule(i, r, &breach, global.as_ref())?;
         if rules.iter().any(|o| o.name == rule.name) {
             return Err(invalid(
                 format!("rules[{i}].name"),
@@ -118,10 +124,111 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         sync_ms,
         time_header_upstream: raw.time_header_upstream.unwrap_or(false),
         operator,
+        promote: promote_all,
     })
 }
 
-fn rule(i: usize, raw: RawRule, default_action: Action) -> Result<Rule, ConfigError> {
+/// A promotion hypothesis at `at` (`promote`, or `rules[i].promote` merged over it).
+fn promote(at: &str, raw: RawPromote, breach: &Breach) -> Result<Promote, ConfigError> {
+    let f = |k: &str| format!("{at}.{k}");
+    if breach.detector != DetectorKind::Sequential {
+        return Err(invalid(
+            at,
+            "the promotion verdict reads the sequential detector's evidence (`breach.detector: \"sequential\"`)",
+        ));
+    }
+    let p = Promote {
+        latency_max_increase_ms: raw
+            .latency_max_increase_ms
+            .map(|v| non_negative(&f("latency_max_increase_ms"), v))
+            .transpose()?,
+        latency_max_ratio: raw
+            .latency_max_ratio
+            .map(|v| ranged(&f("latency_max_ratio"), v, 1.0, MAX_RATIO))
+            .transpose()?,
+        box_count_max_shift: raw
+            .box_count_max_shift
+            .map(|v| ranged(&f("box_count_max_shift"), v, f64::MIN_POSITIVE, 1.0))
+            .transpose()?,
+        error_max_excess: raw
+            .error_max_excess
+            .map(|v| share(&f("error_max_excess"), v))
+            .transpose()?,
+        agreement_min: raw
+            .agreement_min
+            .map(|v| share(&f("agreement_min"), v))
+            .transpose()?,
+        alpha: {
+            let (lo, hi) = PROMOTE_ALPHA_RANGE;
+            ranged(
+                &f("alpha"),
+                raw.alpha.unwrap_or(DEFAULT_PROMOTE_ALPHA),
+                lo,
+                hi,
+            )?
+        },
+        min_gray_responses: match raw.min_gray_responses {
+            None => DEFAULT_MIN_GRAY_RESPONSES as u32,
+            Some(n) if (1..=MAX_MIN_SAMPLES).contains(&n) => n as u32,
+            Some(n) => {
+                return Err(invalid(
+                    f("min_gray_responses"),
+                    format!("must be 1..={MAX_MIN_SAMPLES}, got {n}"),
+                ));
+            }
+        },
+        cap_factor: {
+            let (lo, hi) = CAP_FACTOR_RANGE;
+            ranged(
+                &f("cap_factor"),
+                raw.cap_factor.unwrap_or(DEFAULT_CAP_FACTOR),
+                lo,
+                hi,
+            )?
+        },
+    };
+    let stated = [
+        p.latency_max_increase_ms,
+        p.latency_max_ratio,
+        p.box_count_max_shift,
+        p.error_max_excess,
+        p.agreement_min,
+    ];
+    if stated.iter().all(Option::is_none) {
+        return Err(invalid(
+            at,
+            "states no budget: give at least one of latency_max_increase_ms, \
+             latency_max_ratio, box_count_max_shift, error_max_excess, agreement_min",
+        ));
+    }
+    Ok(p)
+}
+
+/// A rule's own promotion keys over the top-level ones.
+fn merge_promote(global: Option<&RawPromote>, own: Option<RawPromote>) -> Option<RawPromote> {
+    match (global, own) {
+        (None, None) => None,
+        (Some(g), None) => Some(g.clone()),
+        (None, Some(o)) => Some(o),
+        (Some(g), Some(o)) => Some(RawPromote {
+            latency_max_increase_ms: o.latency_max_increase_ms.or(g.latency_max_increase_ms),
+            latency_max_ratio: o.latency_max_ratio.or(g.latency_max_ratio),
+            box_count_max_shift: o.box_count_max_shift.or(g.box_count_max_shift),
+            error_max_excess: o.error_max_excess.or(g.error_max_excess),
+            agreement_min: o.agreement_min.or(g.agreement_min),
+            alpha: o.alpha.or(g.alpha),
+            min_gray_responses: o.min_gray_responses.or(g.min_gray_responses),
+            cap_factor: o.cap_factor.or(g.cap_factor),
+        }),
+    }
+}
+
+fn rule(
+    i: usize,
+    raw: RawRule,
+    breach: &Breach,
+    global: Option<&RawPromote>,
+) -> Result<Rule, ConfigError> {
     let at = |f: &str| format!("rules[{i}].{f}");
     if !grayguard_contract::decision::valid_rule_name(&raw.name) {
         return Err(invalid(
@@ -178,13 +285,17 @@ fn rule(i: usize, raw: RawRule, default_action: Action) -> Result<Rule, ConfigEr
         .sticky_header
         .map(|h| header_name(&at("sticky_header"), &h))
         .transpose()?;
+    let promote = merge_promote(global, raw.promote)
+        .map(|p| promote(&at("promote"), p, breach))
+        .transpose()?;
     Ok(Rule {
         name: raw.name,
         headers,
         hours,
         percent_bp,
         sticky_header,
-        action: raw.action.unwrap_or(default_action),
+        action: raw.action.unwrap_or(breach.action),
+        promote,
     })
 }
 
@@ -329,6 +440,21 @@ fn operator(raw: RawOperator) -> Result<Operator, ConfigError> {
 
 fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
     let raw = raw.unwrap_or_default();
+    if raw.alpha.is_some() {
+        return Err(invalid(
+            "breach.alpha",
+            "replaced by `breach.arl` (gray replies per false shed, in expectation; default \
+             1e6): the sequential detector now detects a change at any time, see the filter's \
+             README",
+        ));
+    }
+    if raw.segment_responses.is_some() {
+        return Err(invalid(
+            "breach.segment_responses",
+            "no longer needed: the sequential detector restarts its bets at every reply \
+             (see `breach.arl`)",
+        ));
+    }
     let detector = raw.detector.unwrap_or(DetectorKind::Sequential);
     let window_only = |field: &str| {
         invalid(
@@ -417,6 +543,28 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
             })
         }
     };
+    let agreement = match raw.agreement {
+        None => None,
+        Some(_) if detector == DetectorKind::Window => {
+            return Err(invalid(
+                "breach.agreement",
+                "a sequential trigger (`breach.detector: \"sequential\"`)",
+            ));
+        }
+        Some(a) => Some(Agreement {
+            header: header_name(
+                "breach.agreement.header",
+                a.header.as_deref().unwrap_or(headers::AGREEMENT),
+            )?,
+            min_mean: ranged(
+                "breach.agreement.min_mean",
+                a.min_mean.unwrap_or(DEFAULT_AGREEMENT_MIN_MEAN),
+                0.01,
+                1.0,
+            )?,
+            min_samples: min_samples("breach.agreement.min_samples", a.min_samples)?,
+        }),
+    };
     let consecutive_failures = raw
         .consecutive_failures
         .map(|n| count("breach.consecutive_failures", n))
@@ -446,21 +594,22 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
         detector,
         action: raw.action.unwrap_or(Action::Shed),
         latch: raw.latch.map(latch).transpose()?,
-        alpha: {
-            let (lo, hi) = ALPHA_RANGE;
-            ranged("breach.alpha", raw.alpha.unwrap_or(DEFAULT_ALPHA), lo, hi)?
+        arl: {
+            let (lo, hi) = ARL_RANGE;
+            ranged("breach.arl", raw.arl.unwrap_or(DEFAULT_ARL), lo, hi)?
         },
         control: raw.control.unwrap_or(Control::All),
-        segment_responses: {
-            let n = raw.segment_responses.unwrap_or(DEFAULT_SEGMENT_RESPONSES);
-            let (lo, hi) = SEGMENT_RANGE;
+        control_memory: {
+            let n = raw.control_memory.unwrap_or(DEFAULT_CONTROL_MEMORY);
+            let (lo, hi) = CONTROL_MEMORY_RANGE;
             if !(lo..=hi).contains(&n) {
                 return Err(invalid(
-                    "breach.segment_responses",
+                    "breach.control_memory",
                     format!("must be {lo}..={hi}, got {n}"),
                 ));
             }
-            n as u32
+            n as f64
         },
+        agreement,
     })
 }

@@ -14,8 +14,11 @@ use grayguard_contract::Trigger;
 
 use crate::breaker::{Board, Phase};
 use crate::decision::Routed;
+use grayguard_contract::promotion::Verdict;
+
 use crate::detect::sequential::evidence::{Record, UnitEvidence};
 use crate::detect::sequential::plan::Finding;
+use crate::detect::sequential::promotion::Bounds;
 use crate::detect::snapshot::Snapshot;
 use crate::detect::window::breach::Baseline;
 use crate::detect::window::windows::Stats;
@@ -27,13 +30,16 @@ use crate::signals::Observation;
 /// worker's snapshot, decoded (`crate::shared::HostStore` implements it on a host).
 /// Anything missing, unreadable or written by another format reads as absent.
 pub trait Store {
-    /// The evidence record as stored.
+    /// The evidence record as stored (of whatever shape: the detector checks it fits).
     fn evidence(&self) -> Option<Record>;
     /// Applies `change` to the evidence record with compare-and-swap, retrying on
-    /// conflicts; a missing or unreadable record starts from a fresh one. `change` returns
-    /// `None` when there is nothing to write. Returns the record as written, or `None`
-    /// (nothing to write, too much contention, a host error).
-    fn update_evidence(&self, change: &mut dyn FnMut(&Record) -> Option<Record>) -> Option<Record>;
+    /// conflicts; `change` gets the stored record (`None`: missing or unreadable) and
+    /// returns the next one, or `None` when there is nothing to write. Returns the record
+    /// as written, or `None` (nothing to write, too much contention, a host error).
+    fn update_evidence(
+        &self,
+        change: &mut dyn FnMut(Option<&Record>) -> Option<Record>,
+    ) -> Option<Record>;
     /// The ids of the workers that publish snapshots.
     fn workers(&self) -> Vec<u32>;
     /// Claims a worker id (`wanted` when still free, else one of `draw`'s) and lists it.
@@ -53,6 +59,22 @@ pub struct Tick<'a> {
     pub board: &'a Board,
     /// The VM's generator, for a worker id.
     pub draw: &'a mut Draw,
+    /// Promotion verdicts this VM's write reached during the tick (the engine logs them).
+    pub reached: Vec<Standing>,
+}
+
+/// Where a unit's promotion verdict stands: its state, each stated effect's interval
+/// against its budget, the gray replies weighed, and when the epoch's evidence began and
+/// the verdict came (ms since the epoch; 0: not yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    pub unit: usize,
+    pub verdict: Verdict,
+    pub bounds: Vec<Bounds>,
+    pub gray_n: f64,
+    pub started_ms: f64,
+    pub verdict_ms: f64,
+    pub verdict_gray_n: f64,
 }
 
 /// A trigger that fired on a unit at a tick.
@@ -96,12 +118,13 @@ pub trait Detector: fmt::Debug {
     /// The verdict on one half-open probe of `unit`.
     fn judge_probe(&self, store: &dyn Store, unit: usize, obs: &Observation)
     -> Result<(), Trigger>;
-    /// Adds the detector's gauges for the tick (`phases`: every unit's at `board`).
+    /// Adds the detector's gauges for the tick (`phases`: every unit's at `board`, now).
     fn gauges(
         &self,
         store: &dyn Store,
         board: &Board,
         phases: &[Phase],
+        now_ns: u64,
         out: &mut Vec<(Gauge, u64)>,
     );
     /// What the incident record says of `unit` when `trigger` acts on it.
@@ -116,5 +139,10 @@ pub trait Detector: fmt::Debug {
     /// The shared evidence of `unit`, as stored now.
     fn evidence(&self, _store: &dyn Store, _unit: usize) -> Option<UnitEvidence> {
         None
+    }
+    /// Every unit's promotion verdict as it stands at `board` (units without a hypothesis
+    /// are left out).
+    fn promotions(&self, _store: &dyn Store, _board: &Board, _now_ns: u64) -> Vec<Standing> {
+        Vec::new()
     }
 }

@@ -3,9 +3,10 @@
 //! - [`detector`]: the [`Detector`] trait the engine drives, the [`Store`] of shared data
 //!   it reads and writes through, the [`Tick`] it runs in, what it finds ([`Fired`],
 //!   the incident [`Detail`]).
-//! - [`sequential`]: anytime-valid tests of gray against the stable control (the default):
-//!   `math` (the mixture arithmetic), `evidence` (tallies and the shared record), `plan`
-//!   (the tests, their alpha and findings), `detector`.
+//! - [`sequential`]: gray against its concurrent stable control by sequential change
+//!   detection (the default), and the promotion verdict on the same evidence: `moments`,
+//!   `bet` (the e-detector), `plan` (the tests, scores and findings), `evidence` (tallies,
+//!   bets and the shared record), `confseq` and `promotion` (the verdict), `detector`.
 //! - [`window`]: fixed thresholds on sliding windows: `windows` (buckets and rings),
 //!   `breach` (triggers and the learned baseline), `detector`.
 //! - [`workers`] and [`snapshot`]: what the workers share of recent replies (failure
@@ -19,7 +20,7 @@ pub mod snapshot;
 pub mod window;
 pub mod workers;
 
-pub use detector::{Detail, Detector, Fired, Store, Tick};
+pub use detector::{Detail, Detector, Fired, Standing, Store, Tick};
 
 use crate::config::{Config, DetectorKind};
 

@@ -8,7 +8,8 @@
 //! - `tick`: the periodic work (the detector's tick, the gauges, the counters);
 //! - `breaker`: the breaker transitions (trip, probe result, alert) and incident records;
 //! - `latch`: the mesh-wide latch calls (queued, sent, answered);
-//! - `operator`: a person confirming or dismissing an alert through a signed link.
+//! - `operator`: a person confirming or dismissing an alert through a signed link;
+//! - `promotion`: the promotion verdict logged when reached and served to the operator.
 //!
 //! Everything here talks to Envoy only through [`Host`], so the same code runs inside the
 //! Wasm VM (`crate::glue`) and on the host in tests and the detection simulator
@@ -17,6 +18,7 @@
 mod breaker;
 mod latch;
 mod operator;
+mod promotion;
 mod reply;
 mod request;
 mod route;

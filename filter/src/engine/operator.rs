@@ -3,6 +3,7 @@
 
 use grayguard_contract::Trigger;
 use grayguard_contract::operator::{CONFIRM, DISMISS, Link};
+use grayguard_contract::promotion::PATH as PROMOTION;
 
 use crate::config::Scope;
 use crate::engine::breaker::Stamp;
@@ -61,6 +62,9 @@ impl Engine {
                 "operator requests are served on the operator listener only",
             );
         };
+        if path == PROMOTION {
+            return self.promotion_reply(host);
+        }
         if path != CONFIRM && path != DISMISS {
             return refuse(self, 404, "no such operator request");
         }

@@ -3,7 +3,7 @@
 //! on the operator listener and refused anywhere else — it never reaches an upstream. The
 //! glue looks values up and writes headers; this decides.
 
-use grayguard_contract::headers::{DECISION, PROBE};
+use grayguard_contract::headers::{COMPARE, DECISION, PROBE};
 use grayguard_contract::operator::PREFIX as OPERATOR_PATHS;
 
 use crate::engine::{Engine, Request};
@@ -12,13 +12,16 @@ use crate::metrics::Counter;
 
 impl Engine {
     /// The request headers only grayguard may set: the route, the decision, the breach
-    /// flag and the probe mark. A client that sends one has it removed.
-    pub fn spoofable(&self) -> [&str; 4] {
+    /// flag, the probe mark and the comparison mark (which stable serves outside its
+    /// metrics: a client must not hide its requests there). A client that sends one has it
+    /// removed.
+    pub fn spoofable(&self) -> [&str; 5] {
         [
             self.cfg.route_header.as_str(),
             DECISION,
             self.cfg.breach.flag_header.as_str(),
             PROBE,
+            COMPARE,
         ]
     }
 

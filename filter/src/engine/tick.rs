@@ -23,12 +23,17 @@ impl Engine {
             .refresh(host, &self.keys.board, self.units)
             .clone();
         let store = HostStore::new(host, &self.keys, self.units);
-        let fire = self.detector.tick(&mut Tick {
+        let mut tick = Tick {
             store: &store,
             now_ns: now,
             board: &board,
             draw: &mut self.draw,
-        });
+            reached: Vec::new(),
+        };
+        let fire = self.detector.tick(&mut tick);
+        for s in std::mem::take(&mut tick.reached) {
+            self.log_verdict(host, &s);
+        }
         for f in fire {
             if f.statistical && self.action_of(f.unit) == Action::Confirm {
                 self.raise_alert(host, f.unit, f.trigger);
@@ -75,7 +80,7 @@ impl Engine {
             set.push((Gauge::UnitState(u), p.gauge()));
         }
         self.detector
-            .gauges(&self.store(host), &board, &phases, &mut set);
+            .gauges(&self.store(host), &board, &phases, now, &mut set);
         for (u, b) in board.0.iter().enumerate() {
             let name = match (b.alert, &self.cfg.operator) {
                 (Some(t), Some(_)) if !b.tripped => Some(gauge_name(

@@ -11,10 +11,14 @@
 use grayguard_contract::Trigger;
 
 use crate::breaker::{Board, Breaker};
+use crate::detect::sequential::bet::{Cusum, LANES, Lane};
+use crate::detect::sequential::confseq::Sums;
 use crate::detect::sequential::evidence::{Pair, Record, Tally, UnitEvidence};
-use crate::detect::sequential::math::{Moments, Rate};
+use crate::detect::sequential::moments::{Moments, Rate};
+use crate::detect::sequential::promotion::{Caps, Promotion, SIGNALS};
 use crate::detect::snapshot::{Snapshot, Streak};
 use crate::detect::window::windows::Stats;
+use grayguard_contract::promotion::Verdict;
 
 /// A record that does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,14 +28,16 @@ pub struct Corrupt;
 /// these formats starts like the untagged ones of earlier builds (board version 2, record
 /// and snapshot version 1, a bare list of ids whose length is a multiple of four).
 pub const BOARD: [u8; 2] = [b'B', 3];
-pub const EVIDENCE: [u8; 2] = [b'E', 2];
+pub const EVIDENCE: [u8; 2] = [b'E', 3];
 pub const SNAPSHOT: [u8; 2] = [b'S', 2];
 pub const WORKERS: [u8; 2] = [b'L', 1];
 
 /// Bytes of one breaker on the board.
 pub const BREAKER_BYTES: usize = 35;
-/// Bytes of one unit in the evidence record.
-pub const UNIT_EVIDENCE_BYTES: usize = 264;
+/// Floats of one tally, of one lane of a change detector, of one side of a promotion.
+const TALLY_FLOATS: usize = 11;
+const LANE_FLOATS: usize = 6;
+const SUMS_FLOATS: usize = 6;
 /// Bytes of one window bucket in a snapshot.
 const BUCKET_BYTES: usize = 8 + 4 * 4 + 3 * 8;
 
@@ -44,6 +50,7 @@ fn trigger_code(t: Trigger) -> u8 {
         Trigger::Latency => 2,
         Trigger::BoxCount => 3,
         Trigger::ErrorRate => 4,
+        Trigger::Agreement => 7,
         Trigger::ConsecutiveFailures => 5,
         Trigger::Latch => 6,
     }
@@ -100,50 +107,133 @@ pub fn decode_board(bytes: &[u8], units: usize) -> Result<Board, Corrupt> {
 
 // ------------------------------------------------------------------ the evidence record
 
+/// The evidence record: units, tests per unit and control slots; per unit its generation,
+/// the epoch's two tallies, one change detector per test (scored count, then every lane)
+/// and the promotion (caps, both sides' sums, the verdict and its times); then the running
+/// control tallies. Its shape is in the header: the detector checks that it fits.
 pub fn encode_record(record: &Record) -> Vec<u8> {
-    let mut out = header(EVIDENCE, record.0.len(), UNIT_EVIDENCE_BYTES);
-    for u in &record.0 {
+    let tests = record.units.first().map_or(0, |u| u.detectors.len());
+    let unit_floats =
+        2 * TALLY_FLOATS + tests * (1 + LANES * LANE_FLOATS) + 2 + 2 * SIGNALS * SUMS_FLOATS + 4;
+    let mut out = header(EVIDENCE, record.units.len(), 4 + 8 * unit_floats);
+    put_u16(&mut out, tests);
+    put_u16(&mut out, record.controls.len());
+    let put = |out: &mut Vec<u8>, v: f64| out.extend_from_slice(&v.to_le_bytes());
+    for u in &record.units {
         out.extend_from_slice(&u.generation.to_le_bytes());
-        out.extend_from_slice(&u.segment_index.to_le_bytes());
-        for pair in [&u.epoch, &u.segment] {
-            for t in [&pair.gray, &pair.control] {
-                for v in tally_fields(t) {
-                    out.extend_from_slice(&v.to_le_bytes());
+        for t in [&u.epoch.gray, &u.epoch.control] {
+            for v in tally_fields(t) {
+                put(&mut out, v);
+            }
+        }
+        for d in &u.detectors {
+            put(&mut out, d.scored);
+            for l in &d.lanes {
+                for v in [
+                    l.log_c,
+                    l.run_start,
+                    l.since_ms,
+                    l.run_n,
+                    l.run_sum_x,
+                    l.run_sum_ref,
+                ] {
+                    put(&mut out, v);
                 }
             }
+        }
+        let p = &u.promotion;
+        put(&mut out, p.caps.latency_ms);
+        put(&mut out, p.caps.boxes);
+        for s in p.gray.iter().chain(&p.control) {
+            for v in [s.n, s.sum, s.sumsq, s.stakes, s.staked, s.penalty] {
+                put(&mut out, v);
+            }
+        }
+        put(&mut out, p.verdict.gauge() as f64);
+        put(&mut out, p.verdict_ms);
+        put(&mut out, p.verdict_gray_n);
+        put(&mut out, p.started_ms);
+    }
+    for c in &record.controls {
+        for v in tally_fields(c) {
+            put(&mut out, v);
         }
     }
     out
 }
 
-/// A record of exactly `units` units.
-pub fn decode_record(bytes: &[u8], units: usize) -> Result<Record, Corrupt> {
-    let mut r = Reader::open(bytes, EVIDENCE, units)?;
-    let mut v = Vec::with_capacity(units);
+/// An evidence record of any shape (the detector checks that it fits its configuration).
+pub fn decode_record(bytes: &[u8]) -> Result<Record, Corrupt> {
+    let mut r = Reader(bytes);
+    if r.take::<2>()? != EVIDENCE {
+        return Err(Corrupt);
+    }
+    let units = usize::from(r.u16()?);
+    let tests = usize::from(r.u16()?);
+    let slots = usize::from(r.u16()?);
+    let mut v = Vec::with_capacity(units.min(r.0.len() / 8));
     for _ in 0..units {
         let generation = r.u32()?;
-        let segment_index = r.u32()?;
-        let mut pairs = [Pair::default(); 2];
-        for pair in &mut pairs {
-            for t in [&mut pair.gray, &mut pair.control] {
-                let mut f = [0.0; 8];
-                for x in &mut f {
-                    *x = r.f64()?;
-                }
-                *t = tally_from(f).ok_or(Corrupt)?;
+        let gray = r.tally(true)?;
+        let control = r.tally(true)?;
+        let mut detectors = Vec::with_capacity(tests.min(r.0.len() / 8));
+        for _ in 0..tests {
+            let scored = r.count()?;
+            let mut lanes = [Lane::default(); LANES];
+            for l in &mut lanes {
+                *l = Lane {
+                    log_c: r.f64()?,
+                    run_start: r.count()?,
+                    since_ms: r.f64()?,
+                    run_n: r.count()?,
+                    run_sum_x: r.f64()?,
+                    run_sum_ref: r.f64()?,
+                };
+            }
+            detectors.push(Cusum { lanes, scored });
+        }
+        let caps = Caps {
+            latency_ms: r.non_negative()?,
+            boxes: r.non_negative()?,
+        };
+        let mut sides = [[Sums::default(); SIGNALS]; 2];
+        for side in &mut sides {
+            for s in side.iter_mut() {
+                *s = Sums {
+                    n: r.count()?,
+                    sum: r.f64()?,
+                    sumsq: r.f64()?,
+                    stakes: r.non_negative()?,
+                    staked: r.f64()?,
+                    penalty: r.non_negative()?,
+                };
             }
         }
+        let verdict = Verdict::from_gauge(r.count()? as u64).ok_or(Corrupt)?;
+        let [gray_sums, control_sums] = sides;
         v.push(UnitEvidence {
             generation,
-            epoch: pairs[0],
-            segment: pairs[1],
-            segment_index,
+            epoch: Pair { gray, control },
+            detectors,
+            promotion: Promotion {
+                caps,
+                gray: gray_sums,
+                control: control_sums,
+                verdict,
+                verdict_ms: r.f64()?,
+                verdict_gray_n: r.count()?,
+                started_ms: r.f64()?,
+            },
         });
     }
-    r.finish(Record(v))
+    let mut controls = Vec::with_capacity(slots.min(r.0.len() / 8));
+    for _ in 0..slots {
+        controls.push(r.tally(false)?);
+    }
+    r.finish(Record { units: v, controls })
 }
 
-fn tally_fields(t: &Tally) -> [f64; 8] {
+fn tally_fields(t: &Tally) -> [f64; TALLY_FLOATS] {
     [
         t.latency.n,
         t.latency.sum,
@@ -153,29 +243,10 @@ fn tally_fields(t: &Tally) -> [f64; 8] {
         t.boxes.sumsq,
         t.rate.n,
         t.rate.failures,
+        t.agreement.n,
+        t.agreement.sum,
+        t.agreement.sumsq,
     ]
-}
-
-/// A tally from its fields; counts must be whole, non-negative and consistent.
-fn tally_from(f: [f64; 8]) -> Option<Tally> {
-    let count = |x: f64| x >= 0.0 && x.fract() == 0.0;
-    let ok = count(f[0]) && count(f[3]) && count(f[6]) && count(f[7]) && f[7] <= f[6];
-    ok.then_some(Tally {
-        latency: Moments {
-            n: f[0],
-            sum: f[1],
-            sumsq: f[2],
-        },
-        boxes: Moments {
-            n: f[3],
-            sum: f[4],
-            sumsq: f[5],
-        },
-        rate: Rate {
-            n: f[6],
-            failures: f[7],
-        },
-    })
 }
 
 // ------------------------------------------------------------------ a worker's snapshot
@@ -339,6 +410,47 @@ impl<'a> Reader<'a> {
     fn f64(&mut self) -> Result<f64, Corrupt> {
         let v = f64::from_le_bytes(self.take()?);
         if v.is_finite() { Ok(v) } else { Err(Corrupt) }
+    }
+    /// A whole, non-negative count (kept as a float).
+    fn count(&mut self) -> Result<f64, Corrupt> {
+        let v = self.f64()?;
+        if v >= 0.0 && v.fract() == 0.0 {
+            Ok(v)
+        } else {
+            Err(Corrupt)
+        }
+    }
+    fn non_negative(&mut self) -> Result<f64, Corrupt> {
+        let v = self.f64()?;
+        if v >= 0.0 { Ok(v) } else { Err(Corrupt) }
+    }
+    /// A tally: counts non-negative (whole unless it is a decayed running tally), failures
+    /// at most the replies.
+    fn tally(&mut self, whole: bool) -> Result<Tally, Corrupt> {
+        let mut f = [0.0; TALLY_FLOATS];
+        for x in &mut f {
+            *x = self.f64()?;
+        }
+        let count = |x: f64| x >= 0.0 && (!whole || x.fract() == 0.0);
+        let ok =
+            count(f[0]) && count(f[3]) && count(f[6]) && count(f[7]) && count(f[8]) && f[7] <= f[6];
+        if !ok {
+            return Err(Corrupt);
+        }
+        let m = |i: usize| Moments {
+            n: f[i],
+            sum: f[i + 1],
+            sumsq: f[i + 2],
+        };
+        Ok(Tally {
+            latency: m(0),
+            boxes: m(3),
+            rate: Rate {
+                n: f[6],
+                failures: f[7],
+            },
+            agreement: m(8),
+        })
     }
     /// A trigger's byte (0: none).
     fn trigger(&mut self) -> Result<Option<Trigger>, Corrupt> {

@@ -26,23 +26,21 @@ impl<'a, H: Host> HostStore<'a, H> {
 impl<H: Host> Store for HostStore<'_, H> {
     fn evidence(&self) -> Option<Record> {
         let bytes = self.host.get_shared(&self.keys.evidence).0?;
-        decode_record(&bytes, self.units).ok()
+        decode_record(&bytes).ok()
     }
 
-    fn update_evidence(&self, change: &mut dyn FnMut(&Record) -> Option<Record>) -> Option<Record> {
-        let units = self.units;
+    fn update_evidence(
+        &self,
+        change: &mut dyn FnMut(Option<&Record>) -> Option<Record>,
+    ) -> Option<Record> {
         cas::update(
             self.host,
             &self.keys.evidence,
-            |bytes| {
-                bytes
-                    .and_then(|b| decode_record(&b, units).ok())
-                    .unwrap_or_else(|| Record::new(units))
-            },
-            encode_record,
-            |rec| change(rec).map(|next| (next, ())),
+            |bytes| bytes.and_then(|b| decode_record(&b).ok()),
+            |next: &Option<Record>| next.as_ref().map(encode_record).unwrap_or_default(),
+            |stored| change(stored.as_ref()).map(|next| (Some(next), ())),
         )
-        .map(|(record, ())| record)
+        .and_then(|(record, ())| record)
     }
 
     fn workers(&self) -> Vec<u32> {

@@ -1,33 +1,45 @@
-//! The sequential detector (`breach.detector: "sequential"`, the default): each VM tallies
-//! gray replies per unit and stable replies as the control, adds them on its tick to the
-//! shared evidence record with one compare-and-swap, and evaluates the plan's anytime-valid
-//! tests on every closed unit's evidence as written.
+//! The sequential detector (`breach.detector: "sequential"`, the default): each VM bets on
+//! its gray replies per unit against the control reference it last read, tallies stable
+//! replies as the control, adds both to the shared evidence record on its tick with one
+//! compare-and-swap, and evaluates every closed unit's change detectors (and promotion
+//! verdict) on the record as written.
 
 use grayguard_contract::Trigger;
 
 use crate::breaker::{Board, Phase};
-use crate::config::{Breach, Config, Control};
+use crate::config::{Breach, Config, Control, Promote};
 use crate::decision::{Routed, Why};
-use crate::detect::detector::{Detail, Detector, Fired, Store, Tick};
+use crate::detect::detector::{Detail, Detector, Fired, Standing, Store, Tick};
 use crate::detect::probe;
-use crate::detect::sequential::evidence::{Tally, UnitEvidence};
+use crate::detect::sequential::evidence::{Batch, Bets, Record, Tally, UnitEvidence};
 use crate::detect::sequential::plan::{self, Finding, Plan};
+use crate::detect::sequential::promotion::{Bounds, Caps, Local, Promotion, Stakes};
 use crate::detect::window::windows::Layout;
 use crate::detect::workers::Workers;
 use crate::metrics::Gauge;
 use crate::signals::Observation;
+use grayguard_contract::promotion::{Bound, Verdict};
 
 /// The sequential detector of one VM.
 #[derive(Debug)]
 pub struct Sequential {
     breach: Breach,
     plan: Plan,
-    /// Per unit: gray observations not yet in the shared record, and the breaker
-    /// generation they were seen under (older ones are dropped at the flush).
-    gray: Vec<(u32, Tally)>,
-    /// Control observations not yet in the record: one per unit (`control: cohort`) or a
-    /// single one for every unit (`control: all`).
+    units: usize,
+    /// Per unit: the promotion hypothesis, if the unit has one.
+    promotes: Vec<Option<Promote>>,
+    /// Per unit: gray replies not yet in the shared record (bet on, and their promotion
+    /// sums), and the breaker generation they were seen under (older ones are dropped at
+    /// the flush).
+    gray: Vec<(u32, Batch)>,
+    /// Per control slot: control replies not yet in the record.
     control: Vec<Tally>,
+    /// Per unit: control replies' promotion sums not yet in the record.
+    control_promotion: Vec<Local>,
+    /// Per unit: each test's reference and the promotion's stakes as of this VM's last read
+    /// of the record; replies are bet on against these.
+    references: Vec<Vec<Option<f64>>>,
+    stakes: Vec<Stakes>,
     /// Per unit: the findings of the last evaluation this VM made.
     findings: Vec<Vec<Finding>>,
     /// Failure streaks only: no windows.
@@ -36,39 +48,102 @@ pub struct Sequential {
 
 impl Sequential {
     pub fn new(cfg: &Config) -> Sequential {
-        let units = cfg.units();
         let plan = Plan::for_breach(&cfg.breach);
-        // Without a statistical trigger there is nothing to test: no tallies, no record.
-        let tested = !plan.tests.is_empty();
-        let controls = match plan.control {
-            Control::All => 1,
-            Control::Cohort => units,
+        let promotes: Vec<Option<Promote>> = (0..cfg.units())
+            .map(|u| cfg.promote_of(u).copied())
+            .collect();
+        // Without a statistical trigger or a hypothesis there is nothing to weigh: no
+        // tallies, no record.
+        let units = if plan.tests.is_empty() && promotes.iter().all(Option::is_none) {
+            0
+        } else {
+            cfg.units()
         };
-        let (units, controls) = if tested { (units, controls) } else { (0, 0) };
+        let tests = plan.tests.len();
+        let batch = Batch {
+            bets: Bets::new(tests),
+            promotion: Local::default(),
+        };
         Sequential {
             breach: cfg.breach.clone(),
-            gray: vec![(0, Tally::default()); units],
-            control: vec![Tally::default(); controls],
+            units,
+            gray: vec![(0, batch); units],
+            control: vec![
+                Tally::default();
+                if units == 0 {
+                    0
+                } else {
+                    plan.control_slots(units)
+                }
+            ],
+            control_promotion: vec![Local::default(); units],
+            references: vec![vec![None; tests]; units],
+            stakes: vec![Stakes::default(); units],
             findings: vec![Vec::new(); units],
+            promotes,
             plan,
             workers: Workers::new(cfg, Layout::new(0, 0)),
         }
     }
 
-    /// No statistical trigger is configured (only the flag and consecutive failures).
+    /// Nothing to weigh (only the flag and consecutive failures).
     fn idle(&self) -> bool {
-        self.plan.tests.is_empty()
+        self.units == 0
     }
 
     fn has_data(&self) -> bool {
-        self.gray.iter().any(|(_, t)| !t.is_empty()) || self.control.iter().any(|t| !t.is_empty())
+        self.gray
+            .iter()
+            .any(|(_, b)| !b.bets.is_empty() || !b.promotion.is_empty())
+            || self.control.iter().any(|t| !t.is_empty())
     }
 
-    /// Adds this VM's observations to the shared evidence record (one compare-and-swap),
-    /// then evaluates the closed units on the record as written. Returns the units whose
-    /// tests crossed, with the trigger.
-    fn flush(&mut self, t: &Tick<'_>) -> Vec<Fired> {
+    /// The record as stored, if it has this configuration's shape.
+    fn record(&self, store: &dyn Store) -> Option<Record> {
+        let slots = self.plan.control_slots(self.units);
+        store
+            .evidence()
+            .filter(|r| r.fits(self.units, self.plan.tests.len(), slots))
+    }
+
+    fn fresh(&self) -> Record {
+        Record::new(
+            self.units,
+            self.plan.tests.len(),
+            self.plan.control_slots(self.units),
+        )
+    }
+
+    /// Takes the references and stakes of the next replies from a record just read or
+    /// written.
+    fn refresh(&mut self, record: &Record) {
+        for unit in 0..self.units {
+            if let (Some(c), Some(refs)) = (
+                record.controls.get(self.plan.slot_of(unit)),
+                self.references.get_mut(unit),
+            ) {
+                *refs = self.plan.references(c);
+            }
+            if let (Some(u), Some(s)) = (record.units.get(unit), self.stakes.get_mut(unit)) {
+                *s = u.promotion.stakes();
+            }
+        }
+    }
+
+    /// The running control `unit` is judged against.
+    fn control_of<'r>(&self, record: &'r Record, unit: usize) -> Option<&'r Tally> {
+        record.controls.get(self.plan.slot_of(unit))
+    }
+
+    /// Adds this VM's replies to the shared evidence record (one compare-and-swap), then
+    /// evaluates the closed units on the record as written. Returns the units whose tests
+    /// crossed, with the trigger; the verdicts this write reached go to `t.reached`.
+    fn flush(&mut self, t: &mut Tick<'_>) -> Vec<Fired> {
         if !self.has_data() {
+            // Nothing to add: still take the references every other worker has built.
+            if let Some(record) = self.record(t.store) {
+                self.refresh(&record);
+            }
             return Vec::new();
         }
         let closed: Vec<Option<u32>> = t
@@ -77,50 +152,47 @@ impl Sequential {
             .iter()
             .map(|b| (b.phase(t.now_ns) == Phase::Closed).then_some(b.generation))
             .collect();
-        let segment = self.plan.segment_responses;
-        let (gray, control, control_kind) = (&self.gray, &self.control, self.plan.control);
-        let written = t.store.update_evidence(&mut |rec| {
-            let mut next = rec.clone();
-            for (unit, generation) in closed.iter().enumerate() {
-                let Some(generation) = *generation else {
-                    continue;
-                };
-                let empty = Tally::default();
-                let g = gray
-                    .get(unit)
-                    .filter(|(seen, _)| *seen == generation)
-                    .map_or(&empty, |(_, t)| t);
-                let c = match control_kind {
-                    Control::All => control.first(),
-                    Control::Cohort => control.get(unit),
-                }
-                .unwrap_or(&empty);
-                if g.is_empty() && c.is_empty() {
-                    continue;
-                }
-                next.unit_for(unit, generation)?.add(g, c, segment);
-            }
-            Some(next)
-        });
-        // On failure (contention, a host error) the observations wait for the next tick.
+        let now_ms = (t.now_ns / 1_000_000) as f64;
+        let mut outcome = (Vec::new(), Vec::new());
+        let written = {
+            let me = &*self;
+            t.store.update_evidence(&mut |stored| {
+                let rec = stored
+                    .filter(|r| r.fits(me.units, me.plan.tests.len(), me.control.len()))
+                    .cloned()
+                    .unwrap_or_else(|| me.fresh());
+                let (next, used, reached) = me.add_to(&rec, &closed, now_ms)?;
+                outcome = (used, reached);
+                Some(next)
+            })
+        };
+        // On failure (contention, a host error) the replies wait for the next tick.
         let Some(record) = written else {
             return Vec::new();
         };
-        for (_, t) in &mut self.gray {
-            *t = Tally::default();
+        let (used, reached) = outcome;
+        for ((_, b), refs) in self.gray.iter_mut().zip(&used) {
+            b.bets.flushed(refs);
+            b.promotion = Local::default();
         }
         for t in &mut self.control {
             *t = Tally::default();
         }
+        for l in &mut self.control_promotion {
+            *l = Local::default();
+        }
+        self.refresh(&record);
+        t.reached.extend(reached);
         let mut fire = Vec::new();
         for (unit, generation) in closed.iter().enumerate() {
-            let (Some(generation), Some(u)) = (generation, record.0.get(unit)) else {
+            let (Some(generation), Some(u)) = (generation, record.units.get(unit)) else {
                 continue;
             };
             if u.generation != *generation {
                 continue;
             }
-            let findings = plan::evaluate(&self.plan, &self.breach, u);
+            let control = self.control_of(&record, unit).copied().unwrap_or_default();
+            let findings = plan::evaluate(&self.plan, u, &control);
             if let Some(f) = plan::verdict(&findings) {
                 fire.push(Fired {
                     unit,
@@ -133,6 +205,117 @@ impl Sequential {
             }
         }
         fire
+    }
+
+    /// The record with this VM's batch added: the next record, every unit's references
+    /// the waiting values were bet on against, and the verdicts the addition reached.
+    #[allow(clippy::type_complexity)]
+    fn add_to(
+        &self,
+        rec: &Record,
+        closed: &[Option<u32>],
+        now_ms: f64,
+    ) -> Option<(Record, Vec<Vec<Option<f64>>>, Vec<Standing>)> {
+        let mut next = rec.clone();
+        let used: Vec<Vec<Option<f64>>> = (0..self.units)
+            .map(|u| {
+                self.control_of(rec, u)
+                    .map(|c| self.plan.references(c))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut reached = Vec::new();
+        for (unit, generation) in closed.iter().enumerate() {
+            let Some(generation) = *generation else {
+                continue;
+            };
+            let (seen, batch) = self.gray.get(unit)?;
+            let mine = *seen == generation;
+            let control = self
+                .control
+                .get(self.plan.slot_of(unit))
+                .copied()
+                .unwrap_or_default();
+            let promo_control = self
+                .control_promotion
+                .get(unit)
+                .copied()
+                .unwrap_or_default();
+            let empty = mine && batch.bets.is_empty() && batch.promotion.is_empty();
+            if (!mine || empty) && control.is_empty() {
+                continue;
+            }
+            let running = self.control_of(rec, unit).copied().unwrap_or_default();
+            let u = next.unit_for(unit, generation)?;
+            if mine {
+                let stakes = batch.bets.settle(&self.plan, used.get(unit)?);
+                u.add(&batch.bets.tally, &stakes, &control, now_ms);
+            } else {
+                u.add(&Tally::default(), &[], &control, now_ms);
+            }
+            if let Some(p) = self.promotes.get(unit).copied().flatten() {
+                if mine {
+                    u.promotion.add(&batch.promotion, now_ms);
+                }
+                u.promotion.add(&promo_control, now_ms);
+                if !u.promotion.caps.is_fixed()
+                    && let Some(caps) = Caps::fix(&p, &running.latency, &running.boxes)
+                {
+                    u.promotion.caps = caps;
+                }
+                let before = u.promotion.verdict;
+                let bounds = u.promotion.judge(&p, now_ms);
+                if before == Verdict::Pending && u.promotion.verdict != Verdict::Pending {
+                    reached.push(standing(unit, &u.promotion, bounds));
+                }
+            }
+        }
+        for (slot, c) in self.control.iter().enumerate() {
+            if let Some(r) = next.controls.get_mut(slot) {
+                r.absorb_decayed(c, self.plan.memory);
+            }
+        }
+        Some((next, used, reached))
+    }
+
+    /// A unit's promotion as it stands at `board` (an open breaker starts a new epoch:
+    /// pending).
+    fn promotion_of(
+        &self,
+        record: Option<&Record>,
+        board: &Board,
+        now_ns: u64,
+        unit: usize,
+    ) -> Option<Standing> {
+        let p = self.promotes.get(unit).copied().flatten()?;
+        let b = board.0.get(unit)?;
+        let current = record
+            .and_then(|r| r.units.get(unit))
+            .filter(|u| b.phase(now_ns) == Phase::Closed && u.generation == b.generation);
+        Some(match current {
+            Some(u) => {
+                let mut promotion = u.promotion;
+                let bounds = promotion.judge(&p, promotion.verdict_ms);
+                standing(unit, &promotion, bounds)
+            }
+            None => {
+                let mut fresh = Promotion::default();
+                let bounds = fresh.judge(&p, 0.0);
+                standing(unit, &fresh, bounds)
+            }
+        })
+    }
+}
+
+fn standing(unit: usize, p: &Promotion, bounds: Vec<Bounds>) -> Standing {
+    Standing {
+        unit,
+        verdict: p.verdict,
+        bounds,
+        gray_n: p.gray_n(),
+        started_ms: p.started_ms,
+        verdict_ms: p.verdict_ms,
+        verdict_gray_n: p.verdict_gray_n,
     }
 }
 
@@ -147,22 +330,30 @@ impl Detector for Sequential {
             }
     }
 
-    /// Tallies have no time: a request is stamped with the VM's last reading. (Without a
-    /// statistical trigger every request reads the clock, as it always has.)
+    /// Tallies have no time: a request is stamped with the VM's last reading. (Without
+    /// anything to weigh every request reads the clock, as it always has.)
     fn needs_clock(&self) -> bool {
         self.idle()
     }
 
     fn observe_gray(&mut self, unit: usize, r: &Routed, obs: &Observation) {
         self.workers.observe_gray(unit, r.at_ns, obs);
-        if let (Why::Matched | Why::Alert(_), Some((generation, tally))) =
-            (r.decision.why, self.gray.get_mut(unit))
-        {
-            if *generation != r.generation {
-                *generation = r.generation;
-                *tally = Tally::default();
-            }
-            tally.observe(obs);
+        if !matches!(r.decision.why, Why::Matched | Why::Alert(_)) {
+            return;
+        }
+        let (Some((generation, batch)), Some(refs)) =
+            (self.gray.get_mut(unit), self.references.get(unit))
+        else {
+            return;
+        };
+        if *generation != r.generation {
+            *generation = r.generation;
+            batch.bets.clear();
+            batch.promotion = Local::default();
+        }
+        batch.bets.observe(&self.plan, refs, obs);
+        if let (Some(Some(p)), Some(s)) = (self.promotes.get(unit), self.stakes.get(unit)) {
+            batch.promotion.observe_gray(s, p.alpha, obs);
         }
     }
 
@@ -171,8 +362,24 @@ impl Detector for Sequential {
             Control::All => Some(0),
             Control::Cohort => unit.filter(|_| r.decision.why == Why::Percent),
         };
-        if let Some(t) = slot.and_then(|i| self.control.get_mut(i)) {
+        let Some(slot) = slot else {
+            return;
+        };
+        if let Some(t) = self.control.get_mut(slot) {
             t.observe(obs);
+        }
+        // Each unit judged against this control weighs it in its promotion.
+        for u in 0..self.units {
+            if self.plan.slot_of(u) != slot {
+                continue;
+            }
+            if let (Some(Some(p)), Some(s), Some(l)) = (
+                self.promotes.get(u),
+                self.stakes.get(u),
+                self.control_promotion.get_mut(u),
+            ) {
+                l.observe_control(s, p.alpha, obs);
+            }
         }
     }
 
@@ -183,39 +390,36 @@ impl Detector for Sequential {
         fire
     }
 
-    /// Against the control of the epoch that tripped (mean ± 3 sd, widened by the margin),
-    /// so one ordinary answer of a healthy version passes.
+    /// Against the running control (its mean ± 3 sd, widened by the margin), so one
+    /// ordinary answer of a healthy version passes.
     fn judge_probe(
         &self,
         store: &dyn Store,
         unit: usize,
         obs: &Observation,
     ) -> Result<(), Trigger> {
-        let control = if self.idle() {
-            None
-        } else {
-            store
-                .evidence()
-                .and_then(|r| r.0.get(unit).map(|u| u.epoch.control))
-        };
+        let control = self
+            .record(store)
+            .and_then(|r| self.control_of(&r, unit).copied());
         probe::judge_probe_against(&self.breach, obs, control.as_ref())
     }
 
-    /// `grayguard_evidence_pct` per unit and trigger. Envoy's gauges are shared by every
-    /// VM, so each VM publishes the evidence of the shared record (not its own last
-    /// evaluation, which goes stale on a VM that saw no traffic or whose breaker opened
-    /// elsewhere): the last writer cannot disagree.
+    /// `grayguard_evidence_pct` per unit and trigger, and the promotion's state and
+    /// bounds. Envoy's gauges are shared by every VM, so each VM publishes what the shared
+    /// record says (not its own last evaluation, which goes stale on a VM that saw no
+    /// traffic or whose breaker opened elsewhere): the last writer cannot disagree.
     fn gauges(
         &self,
         store: &dyn Store,
         board: &Board,
         phases: &[Phase],
+        now_ns: u64,
         out: &mut Vec<(Gauge, u64)>,
     ) {
         if self.idle() {
             return;
         }
-        let record = store.evidence().map(|r| r.0);
+        let record = self.record(store);
         // A closed breaker shows its current epoch; an open one the epoch that it ended.
         let current = |u: usize, e: &UnitEvidence| {
             phases.get(u).is_some_and(|p| *p != Phase::Closed)
@@ -223,9 +427,11 @@ impl Detector for Sequential {
         };
         for (u, own) in self.findings.iter().enumerate() {
             let shared = record.as_ref().map(|r| {
-                r.get(u)
+                let control = self.control_of(r, u).copied().unwrap_or_default();
+                r.units
+                    .get(u)
                     .filter(|e| current(u, e))
-                    .map(|e| plan::evaluate(&self.plan, &self.breach, e))
+                    .map(|e| plan::evaluate(&self.plan, e, &control))
                     .unwrap_or_default()
             });
             let findings = shared.as_deref().unwrap_or(own);
@@ -236,6 +442,21 @@ impl Detector for Sequential {
                     .map(Finding::percent)
                     .fold(0.0, f64::max);
                 out.push((Gauge::Evidence(u, t), pct.round() as u64));
+            }
+            if let Some(s) = self.promotion_of(record.as_ref(), board, now_ns, u) {
+                out.push((Gauge::PromotionState(u), s.verdict.gauge()));
+                for b in &s.bounds {
+                    let (upper, lower) = b.percent();
+                    let pct = |x: f64| {
+                        if x.is_finite() {
+                            x.round() as u64
+                        } else {
+                            u64::MAX >> 12
+                        }
+                    };
+                    out.push((Gauge::PromotionBound(u, b.effect, Bound::Upper), pct(upper)));
+                    out.push((Gauge::PromotionBound(u, b.effect, Bound::Lower), pct(lower)));
+                }
             }
         }
     }
@@ -261,6 +482,13 @@ impl Detector for Sequential {
     }
 
     fn evidence(&self, store: &dyn Store, unit: usize) -> Option<UnitEvidence> {
-        store.evidence()?.0.get(unit).copied()
+        self.record(store)?.units.get(unit).cloned()
+    }
+
+    fn promotions(&self, store: &dyn Store, board: &Board, now_ns: u64) -> Vec<Standing> {
+        let record = self.record(store);
+        (0..self.units)
+            .filter_map(|u| self.promotion_of(record.as_ref(), board, now_ns, u))
+            .collect()
     }
 }

@@ -80,7 +80,7 @@ impl Detector for Window {
     }
 
     /// The window detector has no gauges of its own.
-    fn gauges(&self, _: &dyn Store, _: &Board, _: &[Phase], _: &mut Vec<(Gauge, u64)>) {}
+    fn gauges(&self, _: &dyn Store, _: &Board, _: &[Phase], _: u64, _: &mut Vec<(Gauge, u64)>) {}
 
     fn detail(&self, unit: usize, _trigger: Trigger) -> Detail {
         Detail::Window {

@@ -85,6 +85,7 @@ fn a_client_cannot_pick_its_route_or_fake_a_breach_or_a_probe() {
             ("x-canary-decision", b"gray; rule=cranes"),
             ("x-canary-breach", b"\xff"),
             ("x-canary-probe", b"1"),
+            ("x-canary-compare", b"1"),
         ],
         None,
     );
@@ -98,11 +99,12 @@ fn a_client_cannot_pick_its_route_or_fake_a_breach_or_a_probe() {
             "x-canary-route",
             "x-canary-decision",
             "x-canary-breach",
-            "x-canary-probe"
+            "x-canary-probe",
+            "x-canary-compare"
         ]
     );
     e.tick(&h);
-    assert_eq!(h.counter(Counter::SpoofedHeadersStripped), 4);
+    assert_eq!(h.counter(Counter::SpoofedHeadersStripped), 5);
 }
 
 #[test]

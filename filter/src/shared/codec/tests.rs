@@ -62,24 +62,58 @@ fn trigger_codes_round_trip() {
 
 #[test]
 fn record_round_trips_and_rejects_corruption() {
-    let mut r = Record::new(2);
+    use crate::detect::sequential::bet::Stake;
+    use crate::detect::sequential::confseq::Sums;
+    let mut r = Record::new(2, 3, 1);
     let mut g = Tally::default();
     g.observe(&obs(12.5, 3.0, false));
     g.observe(&obs(0.0, 0.0, true));
-    r.unit_for(1, 4).unwrap().add(&g, &Tally::default(), 1000);
+    let mut stake = Stake::default();
+    stake.bet(0.5, -1.0, 1.5, 1.0);
+    let u = r.unit_for(1, 4).unwrap();
+    u.add(
+        &g,
+        &[stake, Stake::default(), stake],
+        &Tally::default(),
+        1_000.0,
+    );
+    u.promotion.caps = Caps {
+        latency_ms: 300.0,
+        boxes: 10.0,
+    };
+    u.promotion.gray[0] = Sums {
+        n: 3.0,
+        sum: 0.9,
+        sumsq: 0.3,
+        stakes: 1.5,
+        staked: 0.45,
+        penalty: 0.01,
+    };
+    u.promotion.verdict = Verdict::Proven;
+    u.promotion.verdict_ms = 2_000.0;
+    r.controls[0].absorb_decayed(&g, 1_000.0);
     let bytes = encode_record(&r);
-    assert_eq!(bytes.len(), 4 + 2 * UNIT_EVIDENCE_BYTES);
-    assert_eq!(decode_record(&bytes, 2), Ok(r.clone()));
-    assert_eq!(decode_record(&bytes, 3), Err(Corrupt));
-    truncations_fail(&bytes, |b| decode_record(b, 2));
-    other_formats_fail(&bytes, 1, |b| decode_record(b, 2));
+    assert_eq!(decode_record(&bytes), Ok(r.clone()));
+    truncations_fail(&bytes, decode_record);
+    other_formats_fail(&bytes, 1, decode_record);
+    let mut extra = bytes.clone();
+    extra.push(0);
+    assert_eq!(decode_record(&extra), Err(Corrupt));
     // A failure count above the responses is not a tally.
     let mut bad = r.clone();
-    bad.0[0].epoch.gray.rate = Rate {
+    bad.units[0].epoch.gray.rate = Rate {
         n: 1.0,
         failures: 2.0,
     };
-    assert_eq!(decode_record(&encode_record(&bad), 2), Err(Corrupt));
+    assert_eq!(decode_record(&encode_record(&bad)), Err(Corrupt));
+    // Nor is a fractional reply count, or an unknown verdict.
+    let mut bad = r.clone();
+    bad.units[1].detectors[0].scored = 1.5;
+    assert_eq!(decode_record(&encode_record(&bad)), Err(Corrupt));
+    let mut bytes = encode_record(&r);
+    let verdict_at = bytes.len() - 11 * 8 - 4 * 8;
+    bytes[verdict_at..verdict_at + 8].copy_from_slice(&7.0f64.to_le_bytes());
+    assert_eq!(decode_record(&bytes), Err(Corrupt));
 }
 
 fn snapshot() -> Snapshot {

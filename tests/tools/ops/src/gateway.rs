@@ -154,14 +154,14 @@ mod tests {
 
     #[test]
     fn finds_the_plugin_configuration_in_a_config_dump() {
-        let plugin = r#"{"stable":"v9-prod","gray":"v10-gray","rules":[{"name":"crane-cameras"}],"breach":{"alpha":0.01,"latency":{"max_ratio":1.25}}}"#;
+        let plugin = r#"{"stable":"v9-prod","gray":"v10-gray","rules":[{"name":"crane-cameras"}],"breach":{"arl":1000000,"latency":{"max_ratio":1.25}}}"#;
         let dump = serde_json::json!({"configs": [{"dynamic_listeners": []}, {"static_listeners": [{"listener": {
         "filter_chains": [{"filters": [{"typed_config": {"http_filters": [{"typed_config": {"config": {
             "root_id": "grayguard",
             "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": plugin}
         }}}]}}]}]}}]}]});
         let s = settings(&dump.to_string()).unwrap();
-        assert_eq!(s["alpha"], "0.01");
+        assert_eq!(s["arl"], "1000000");
         assert_eq!(s["latency.max_ratio"], "1.25");
         assert_eq!(s["rules"], "crane-cameras");
         assert!(settings("{}").unwrap_err().contains("no grayguard plugin"));

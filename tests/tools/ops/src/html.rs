@@ -241,8 +241,8 @@ fn evidence(i: &Incident) -> Markup {
         section id="evidence" {
             h2 { "The detector's evidence" }
             p.note {
-                "Each test is an anytime-valid sequential test of gray against stable: it sheds when its log e-value reaches its threshold, ln(1/α′), whenever it is looked at; "
-                "the estimate is the effect (a latency ratio, a relative box-count shift, a failure-share difference, or a mean against a ceiling) with its anytime-valid interval."
+                "Each test bets against \"gray has not changed beyond its margin\" on every gray reply, restarting wherever its evidence fell back (a change detector); it sheds when its evidence reaches its threshold, ln(arl · tests), which keeps false sheds below one per arl gray replies. "
+                "The change point is where the shedding run of bets began; the estimate is the effect since then (a latency ratio, a relative box-count shift, a failure-share difference, a mean agreement with stable, or a mean against a ceiling) and the bound is what the same bets prove at the shed threshold."
             }
             @for (k, rec) in starts.iter().enumerate() {
                 h3 {
@@ -259,7 +259,7 @@ fn evidence(i: &Incident) -> Markup {
                 } @else {
                 p.note {
                     "detector " (f.get("detector").and_then(Value::as_str).unwrap_or("?"))
-                    @if let Some(a) = f.get("alpha") { ", α " (number(a)) }
+                    @if let Some(a) = f.get("arl") { ", arl " (number(a)) " gray replies per false shed" }
                     @if let Some(c) = f.get("consecutive_failures") { ", consecutive failures " (number(c)) }
                     @if let (Some(g), Some(s)) = (f.get("gray").and_then(Value::as_str), f.get("stable").and_then(Value::as_str)) {
                         ", gray " code { (g) } " vs stable " code { (s) }
@@ -277,24 +277,27 @@ fn evidence(i: &Incident) -> Markup {
                 @if let Some(tests) = tests {
                     table {
                         tr {
-                            th { "test" } th { "span" } th { "log e-value" } th { "threshold" } th { "crossed" }
-                            th { "gray n" } th { "control n" } th { "estimate" } th { "interval" }
+                            th { "test" } th { "log e-value" } th { "threshold" } th { "crossed" }
+                            th { "gray n" } th { "control n" } th { "change at" } th { "since" } th { "estimate" } th { "bound" }
                         }
                         @for t in tests {
                             @let crossed = t["crossed"].as_bool() == Some(true);
                             tr class=[crossed.then_some("crossed")] {
                                 td { code { (t["test"].as_str().unwrap_or("?")) } }
-                                td { (t["span"].as_str().unwrap_or("")) @if let Some(s) = t.get("segment") { " " (number(s)) } }
                                 td.num { (number(&t["log_e"])) }
                                 td.num { (number(&t["threshold"])) }
                                 td { @if crossed { b { "yes" } } @else { "no" } }
                                 td.num { (number(&t["gray_n"])) }
                                 td.num { (number(&t["control_n"])) }
+                                td.num {
+                                    (number(&t["change_at"]))
+                                    @if let Some(at) = t["changed_at"].as_str() { br; small { (at) } }
+                                }
+                                td.num { (number(&t["since_n"])) }
                                 td.num { (number(&t["estimate"])) }
                                 td.num {
-                                    @if let Some([lo, hi]) = t["interval"].as_array().map(Vec::as_slice) {
-                                        "[" (number(lo)) ", " (number(hi)) "]"
-                                    }
+                                    @if let Some(b) = t.get("at_least") { "≥ " (number(b)) }
+                                    @if let Some(b) = t.get("at_most") { "≤ " (number(b)) }
                                 }
                             }
                         }
@@ -559,8 +562,8 @@ mod tests {
     #[test]
     fn a_confirmed_shed_and_its_evidence() {
         let page = render(&report(&[
-            r#"{"grayguard":"incident","event":"alert_start","trigger":"box_count","rule":"crane-cameras","at":"2026-11-30T15:04:05Z","detector":"sequential","alpha":0.01,"evidence":[{"test":"box_count_above","span":"epoch","log_e":8.25,"threshold":6.62,"crossed":true,"gray_n":10,"control_n":10,"estimate":18.8,"interval":[-11.3,48.9]}]}"#,
-            r#"{"grayguard":"incident","event":"shed_start","trigger":"box_count","rule":"crane-cameras","at":"2026-11-30T15:05:35Z","confirmed_by":"ana <ana@example.com>","detector":"sequential","evidence":[{"test":"box_count_above","span":"epoch","log_e":9.1,"threshold":6.62,"crossed":true}]}"#,
+            r#"{"grayguard":"incident","event":"alert_start","trigger":"box_count","rule":"crane-cameras","at":"2026-11-30T15:04:05Z","detector":"sequential","arl":1000000,"evidence":[{"test":"box_count_above","log_e":16.25,"threshold":15.62,"crossed":true,"gray_n":40,"control_n":120,"change_at":25,"changed_at":"2026-11-30T15:04:03.100Z","since_n":15,"estimate":2.8,"at_least":1.3}]}"#,
+            r#"{"grayguard":"incident","event":"shed_start","trigger":"box_count","rule":"crane-cameras","at":"2026-11-30T15:05:35Z","confirmed_by":"ana <ana@example.com>","detector":"sequential","evidence":[{"test":"box_count_above","log_e":17.1,"threshold":15.62,"crossed":true}]}"#,
         ]));
         assert!(page.contains("alerting") || page.contains("shedding"));
         assert!(
@@ -575,7 +578,8 @@ mod tests {
         );
         assert!(!page.contains("<ana@example.com>"));
         assert!(page.contains("<tr class=\"crossed\">"));
-        assert!(page.contains("[-11.300, 48.900]"));
+        assert!(page.contains("≥ 1.300"), "{page}");
+        assert!(page.contains("2026-11-30T15:04:03.100Z"));
         assert!(!page.contains("<script"));
     }
 
