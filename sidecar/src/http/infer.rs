@@ -26,6 +26,8 @@ struct InferReply<'a> {
     inference_ms: f64,
     nms_ms: f64,
     latency_ms: f64,
+    /// Successful replies per second over the last 10 s, this one included.
+    fps: f64,
     batch_size: usize,
 }
 
@@ -152,6 +154,7 @@ where
         *l = Some(now);
     }
     let latency_ms = round_ms(app.clock.ms_since(started));
+    let fps = app.record_reply(now);
     app.with_watchdog(|w| w.record_success(now, latency_ms, det.boxes.len()));
     let meta = ReplyMeta {
         latency_ms,
@@ -171,6 +174,7 @@ where
         inference_ms: round_ms(det.inference_ms),
         nms_ms: meta.nms_ms(),
         latency_ms,
+        fps: round_ms(fps),
         batch_size: det.batch_size,
     })
     .map_err(|e| ApiError::new(ErrorKind::Internal, format!("cannot encode the reply: {e}")))?;

@@ -13,6 +13,9 @@ pub const NMS_LATENCY: HeaderName = HeaderName::from_static(headers::NMS_LATENCY
 pub const BOX_COUNT: HeaderName = HeaderName::from_static(headers::BOX_COUNT);
 pub const MODEL_VERSION: HeaderName = HeaderName::from_static(headers::MODEL_VERSION);
 pub const CANARY_BREACH: HeaderName = HeaderName::from_static(headers::BREACH);
+/// Stamped on every reply of both listeners (not only `/infer`'s), see
+/// [`served_by`](super::served_by).
+pub const SERVED_BY: HeaderName = HeaderName::from_static(headers::SERVED_BY);
 
 /// Result-specific part of a reply.
 #[derive(Debug, Clone, PartialEq)]
