@@ -46,6 +46,7 @@ export GRAYGUARD_ENVOY   := $(DATA)/bin/envoy
 export ORT_DYLIB_PATH    := $(DATA)/lib/libonnxruntime.so
 export GRAYGUARD_MODEL   := $(DATA)/models/best_fp16.onnx
 export GRAYGUARD_MODEL_DYNAMIC_BATCH := $(DATA)/models/best_fp16_dynamic_batch.onnx
+export GRAYGUARD_MODEL_HANG := $(DATA)/models/best_fp16_hang.onnx
 export GRAYGUARD_IMAGES  := $(DATA)/images
 export GRAYGUARD_WASM    := $(WASM)
 export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
@@ -82,7 +83,7 @@ help:
 
 # ---------------------------------------------------------------- set-up
 
-setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/model-dynamic $(STAMPS)/images
+setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/model-dynamic $(STAMPS)/model-hang $(STAMPS)/images
 
 # apt-install PAIRS: installs the Debian package of each command:package pair whose command is
 # missing.
@@ -141,6 +142,13 @@ $(STAMPS)/model: $(STAMPS)/venv
 # for the sidecar's batching tests.
 $(STAMPS)/model-dynamic: $(STAMPS)/model tests/reference/dynamic_batch.py
 	$(PY) tests/reference/dynamic_batch.py $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_DYNAMIC_BATCH)
+	@touch $@
+
+# The same model behind a gate that hangs it on a black frame (a Loop of 2**62 trips; ONNX
+# edit, no download), for the sidecar's hang-detection test: it loads, warms up and serves
+# photos like the original, and a black frame starts a model run that never returns.
+$(STAMPS)/model-hang: $(STAMPS)/model sidecar/tools/hang_model.py
+	$(PY) sidecar/tools/hang_model.py $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_HANG)
 	@touch $@
 
 # Real photos (person.jpg, kite.jpg, dog.jpg, ...) from Debian's darknet package, unpacked, not installed.
