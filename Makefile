@@ -50,6 +50,7 @@ export GRAYGUARD_MODEL_DYNAMIC_BATCH := $(DATA)/models/best_fp16_dynamic_batch.o
 # the A/A gray is GRAYGUARD_MODEL itself.
 export GRAYGUARD_MODEL_CLASS_SWAPPED := $(DATA)/models/best_fp16_class_swapped.onnx
 export GRAYGUARD_MODEL_INT8 := $(DATA)/models/best_int8.onnx
+export GRAYGUARD_MODEL_HANG := $(DATA)/models/best_fp16_hang.onnx
 export GRAYGUARD_IMAGES  := $(DATA)/images
 export GRAYGUARD_WASM    := $(WASM)
 export GRAYGUARD_SIDECAR := $(SIDECAR_BIN)
@@ -87,7 +88,7 @@ help:
 # ---------------------------------------------------------------- set-up
 
 setup: $(STAMPS)/apt $(STAMPS)/rust $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/model-dynamic $(STAMPS)/images \
-  $(STAMPS)/model-class-swapped $(STAMPS)/model-int8
+  $(STAMPS)/model-class-swapped $(STAMPS)/model-int8 $(STAMPS)/model-hang
 
 # apt-install PAIRS: installs the Debian package of each command:package pair whose command is
 # missing.
@@ -158,6 +159,12 @@ $(STAMPS)/model-class-swapped: $(STAMPS)/model tests/reference/model_variants.py
 
 $(STAMPS)/model-int8: $(STAMPS)/model $(STAMPS)/images tests/reference/model_variants.py
 	$(PY) tests/reference/model_variants.py int8 $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_INT8) $(GRAYGUARD_IMAGES)/*.jpg
+
+# The same model behind a gate that hangs it on a black frame (a Loop of 2**62 trips; ONNX
+# edit, no download), for the sidecar's hang-detection test: it loads, warms up and serves
+# photos like the original, and a black frame starts a model run that never returns.
+$(STAMPS)/model-hang: $(STAMPS)/model sidecar/tools/hang_model.py
+	$(PY) sidecar/tools/hang_model.py $(GRAYGUARD_MODEL) $(GRAYGUARD_MODEL_HANG)
 	@touch $@
 
 # Real photos (person.jpg, kite.jpg, dog.jpg, ...) from Debian's darknet package, unpacked, not installed.

@@ -4,7 +4,8 @@
 # v9-prod's answers: x-canary-agreement), one or more front Envoys (gateways) with
 # the grayguard filter, Prometheus scraping them all, and the alert path: Alertmanager, the
 # alert sink (what a person would receive) and the report server the alerts link to. Runs
-# until Ctrl-C or SIGTERM, then stops everything it started. Logs go to .run/logs/.
+# until Ctrl-C or SIGTERM (to it alone or to its whole process group, however it was
+# launched), then stops everything it started. Logs go to .run/logs/.
 #
 # It supervises like a kubelet: a component that exits (a sidecar crashes, say) is logged and
 # started again with the same command after a back-off (1 s, doubling up to 60 s, back to
@@ -34,6 +35,19 @@
 #   GRAYGUARD_RUN_BACKOFF_S     first restart delay of a component that exited (default 1)
 #   GRAYGUARD_RUN_BACKOFF_MAX_S longest restart delay (default 60)
 set -euo pipefail
+
+# Started as a background job of a non-interactive shell (`make run &` in a script, CI), bash
+# begins with SIGINT ignored, and a signal ignored on entry can be neither trapped nor reset.
+# A SIGINT to the process group would then stop the components (they catch it) while this
+# supervisor, deaf to it, took their exits for crashes and started them again. So it starts
+# itself again, same pid, with SIGINT restored (coreutils' env; without it, say how to stop).
+if [ "$(trap -p INT)" = "trap -- '' SIGINT" ]; then
+  if [ -z "${GRAYGUARD_RUN_SIGINT_RESTORED:-}" ] && env --default-signal=INT true 2>/dev/null; then
+    export GRAYGUARD_RUN_SIGINT_RESTORED=1
+    exec env --default-signal=INT bash "${BASH_SOURCE[0]}" "$@"
+  fi
+  printf '[run] warning: SIGINT is ignored here (a background job?) and cannot be restored; stop with SIGTERM\n' >&2
+fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -169,6 +183,11 @@ cleanup() {
   say "stopping ${NAMES[*]:-nothing}"
   local live=()
   for pid in "${PIDS[@]}"; do [ "$pid" = - ] || live+=("$pid"); done
+  # And any child the bookkeeping has not recorded yet (a signal between a launch and the
+  # line that notes its pid).
+  for pid in $(jobs -p); do
+    case " ${live[*]} " in *" $pid "*) ;; *) live+=("$pid") ;; esac
+  done
   # Reverse order: Prometheus and the front Envoys first, then the sidecars behind them.
   for ((i = ${#live[@]} - 1; i >= 0; i--)); do
     kill -TERM "${live[$i]}" 2>/dev/null || true

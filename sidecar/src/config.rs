@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum, value_parser};
 use serde::{Serialize, Serializer};
 
 use crate::model::options::{Device, InputSize, ModelOptions};
+use crate::signals::stall::StallConfig;
 use crate::signals::watchdog::{BoxBaseline, WatchdogConfig};
 use crate::vision::layout::OutputLayout;
 
@@ -101,6 +102,13 @@ fn serialize_secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_f64(d.as_secs_f64())
 }
 
+fn serialize_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
 /// grayguard sidecar: a YOLO inference server on ONNX Runtime that stamps grayguard's
 /// in-band canary signals on every reply. ONNX Runtime is loaded from ORT_DYLIB_PATH.
 ///
@@ -188,6 +196,21 @@ pub struct Args {
     #[arg(long, env = "GRAYGUARD_SIDECAR_SELF_CHECK_SLOW_FACTOR", default_value_t = 5.0,
           value_parser = above_one)]
     pub self_check_slow_factor: f64,
+    /// Seconds a model run may take before the sidecar is stalled: /healthz and /ready
+    /// answer 503 and replies carry `x-canary-breach: stalled` until the run returns
+    /// (default: --stall-factor × the warm-up median, at least --stall-min-s).
+    #[arg(long, env = "GRAYGUARD_SIDECAR_STALL_DEADLINE_S", value_parser = seconds)]
+    #[serde(serialize_with = "serialize_opt_secs")]
+    pub stall_deadline_s: Option<Duration>,
+    /// Without --stall-deadline-s, the deadline is this many warm-up medians ...
+    #[arg(long, env = "GRAYGUARD_SIDECAR_STALL_FACTOR", default_value_t = 20.0,
+          value_parser = above_one)]
+    pub stall_factor: f64,
+    /// ... and at least this many seconds.
+    #[arg(long, env = "GRAYGUARD_SIDECAR_STALL_MIN_S", default_value = "5",
+          value_parser = seconds)]
+    #[serde(serialize_with = "serialize_secs")]
+    pub stall_min_s: Duration,
     /// On SIGTERM, seconds to let in-flight requests finish.
     #[arg(long, env = "GRAYGUARD_SIDECAR_DRAIN_TIMEOUT_S", default_value = "30",
           value_parser = seconds_or_zero)]
@@ -342,6 +365,8 @@ pub struct Config {
     /// `None`: self-checks off.
     pub self_check_interval: Option<Duration>,
     pub self_check_slow_factor: f64,
+    /// How long a model run may take before the sidecar is stalled.
+    pub stall: StallConfig,
     pub drain_timeout: Duration,
     pub memory_poll: Duration,
     pub watchdog: WatchdogConfig,
@@ -581,6 +606,11 @@ impl Args {
             self_check_interval: (!self.self_check_interval_s.is_zero())
                 .then_some(self.self_check_interval_s),
             self_check_slow_factor: self.self_check_slow_factor,
+            stall: StallConfig {
+                deadline: self.stall_deadline_s,
+                factor: self.stall_factor,
+                min: self.stall_min_s,
+            },
             drain_timeout: self.drain_timeout_s,
             memory_poll: Duration::from_millis(self.memory_poll_ms),
             watchdog,
@@ -680,6 +710,14 @@ mod tests {
         assert_eq!(c.watchdog.window, Duration::from_secs(30));
         assert_eq!(c.watchdog.box_baseline, None);
         assert_eq!(c.self_check_interval, Some(Duration::from_secs(30)));
+        assert_eq!(
+            c.stall,
+            StallConfig {
+                deadline: None,
+                factor: 20.0,
+                min: Duration::from_secs(5),
+            }
+        );
         assert_eq!((c.control_listen, c.control_token.as_ref()), (None, None));
         assert_eq!(c.latch_max_entries, 64);
         assert_eq!(c.latch_max, Duration::from_secs(3600));
@@ -716,6 +754,9 @@ mod tests {
             &["--watchdog-min-samples", "0"],
             &["--watchdog-box-mean", "3", "--watchdog-box-std=-1"],
             &["--self-check-slow-factor", "1"],
+            &["--stall-deadline-s", "0"],
+            &["--stall-factor", "0.5"],
+            &["--stall-min-s=-5"],
             &["--cuda-device=-1"],
             &["--control-listen", "9092"],
             &["--control-token", "too-short"],
@@ -918,6 +959,9 @@ mod tests {
         );
         assert_eq!(c.self_check_interval, None);
         assert_eq!(c.batch_wait, Duration::from_micros(1500));
+        let c = args(&["--stall-deadline-s", "2.5"]).unwrap();
+        assert_eq!(c.stall.deadline, Some(Duration::from_millis(2500)));
+        assert_eq!(c.flags["stall-deadline-s"], 2.5);
         // Every flag has an env twin named GRAYGUARD_SIDECAR_<FLAG>.
         use clap::CommandFactory;
         for arg in Args::command().get_arguments() {

@@ -1,5 +1,6 @@
 //! The life of the process: serve at once (health answers while the model loads), load the
-//! model, warm it up, flip `/ready`, run the self-check and memory loops, and drain on SIGTERM.
+//! model, warm it up, set the stall deadline, flip `/ready`, run the self-check and memory
+//! loops, and drain on SIGTERM.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -89,7 +90,7 @@ pub async fn run_until(
         Device::Cuda => match GpuProbe::open(cfg.cuda_device) {
             Ok(p) => Some(p),
             Err(e) => {
-                log::info!("GPU memory metrics off: {e}");
+                log::info!("GPU metrics (memory, utilisation) off: {e}");
                 None
             }
         },
@@ -208,7 +209,7 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
         batch_wait: cfg.batch_wait,
         overlap_decoding: loaded.device == Device::Cuda,
     };
-    let batcher = match Batcher::new(pipeline, batching, loaded.runners) {
+    let batcher = match Batcher::new(pipeline, batching, loaded.runners, Arc::clone(&app.clock)) {
         Ok(d) => d,
         Err(e) => return drop(fatal.send(StartError::Workers(e))),
     };
@@ -225,6 +226,10 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
     }
     let detector: Arc<dyn Detector> = Arc::new(batcher);
     app.set_detector(Arc::clone(&detector));
+    // A fixed stall deadline holds from the first run; a derived one needs the warm-up.
+    if let Some(deadline) = cfg.stall.deadline {
+        app.arm_stall(deadline);
+    }
     let mut times = Vec::with_capacity(cfg.warmup_runs as usize);
     for i in 0..cfg.warmup_runs {
         let (image, _) = app.images.current();
@@ -244,6 +249,20 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
     }
     times.sort_by(f64::total_cmp);
     let baseline = times.get(times.len() / 2).copied();
+    let deadline = cfg.stall.deadline_for(baseline);
+    app.arm_stall(deadline);
+    let rule = match cfg.stall.deadline {
+        Some(_) => "--stall-deadline-s".to_string(),
+        None => format!(
+            "{} x the warm-up median, at least {:.1} s",
+            cfg.stall.factor,
+            cfg.stall.min.as_secs_f64()
+        ),
+    };
+    log::info!(
+        "stall deadline {:.1} s ({rule}): a model run still going after it fails /healthz",
+        deadline.as_secs_f64()
+    );
     app.set_warmed();
     match baseline {
         Some(b) => log::info!(
@@ -255,10 +274,37 @@ async fn start_model(app: Arc<App>, fatal: oneshot::Sender<StartError>) {
     tokio::spawn(self_check_loop(app, detector, baseline));
 }
 
+/// A self-check handed to the model and not answered yet.
+struct Pending {
+    answer: oneshot::Receiver<Result<(), String>>,
+    sent: std::time::Instant,
+    real: bool,
+}
+
+impl Pending {
+    fn send(app: &App, detector: &Arc<dyn Detector>) -> Pending {
+        let (image, real) = app.images.current();
+        let (tx, answer) = oneshot::channel();
+        Arc::clone(detector).submit(
+            image,
+            Box::new(move |r| {
+                let _ = tx.send(r.map(|_| ()).map_err(|e| e.to_string()));
+            }),
+        );
+        Pending {
+            answer,
+            sent: app.clock.now(),
+            real,
+        }
+    }
+}
+
 async fn self_check_loop(app: Arc<App>, detector: Arc<dyn Detector>, warmup_ms: Option<f64>) {
     let Some(interval) = app.cfg.self_check_interval else {
         return;
     };
+    // A check stuck behind a hung run is waited for again, never queued a second time.
+    let mut pending: Option<Pending> = None;
     loop {
         tokio::time::sleep(interval).await;
         if !due(
@@ -269,14 +315,31 @@ async fn self_check_loop(app: Arc<App>, detector: Arc<dyn Detector>, warmup_ms: 
         ) {
             continue;
         }
-        let (image, real) = app.images.current();
-        let d = Arc::clone(&detector);
-        let t = app.clock.now();
-        let result = match tokio::task::spawn_blocking(move || d.detect(&image)).await {
-            Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(format!("self-check crashed: {e}")),
+        let mut check = pending
+            .take()
+            .unwrap_or_else(|| Pending::send(&app, &detector));
+        // The stall deadline bounds a check as it bounds a model run (it is armed by now).
+        let deadline = app.stall_deadline().unwrap_or(interval);
+        let left = deadline.saturating_sub(app.clock.now().saturating_duration_since(check.sent));
+        let (result, unanswered) = match tokio::time::timeout(left, &mut check.answer).await {
+            Ok(Ok(r)) => (r, false),
+            Ok(Err(_)) => (
+                Err("self-check crashed: the model worker dropped it".into()),
+                false,
+            ),
+            Err(_) => (
+                Err(format!(
+                    "no answer within the stall deadline ({:.1} s)",
+                    deadline.as_secs_f64()
+                )),
+                true,
+            ),
         };
-        let latency = app.clock.ms_since(t);
+        let latency = app.clock.ms_since(check.sent);
+        let real = check.real;
+        if unanswered {
+            pending = Some(check);
+        }
         let reference = app
             .with_watchdog(|w| w.mean_latency_ms(app.clock.now()))
             .or(warmup_ms);
@@ -329,6 +392,9 @@ async fn memory_loop(app: Arc<App>, gpu: Option<GpuProbe>) {
             app.metrics
                 .gpu_memory_total_bytes
                 .set(i64::try_from(g.total).unwrap_or(i64::MAX));
+            if let Some(busy) = g.busy {
+                app.metrics.gpu_utilisation.set(busy);
+            }
         }
         // The fuller of host (cgroup) and GPU memory decides the `memory` rule.
         let fraction = [

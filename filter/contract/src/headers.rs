@@ -35,6 +35,16 @@ pub const MODEL_VERSION: &str = "x-model-version";
 /// gray reply, once; most replies carry none. The filter's `agreement` trigger reads it.
 pub const AGREEMENT: &str = "x-canary-agreement";
 
+/// The pod that answered (its `POD_NAME`, else its host name), as a token of letters,
+/// digits, `.`, `_` and `-`: for the incident record, and to tell which workload answered
+/// a request Envoy retried onto stable.
+pub const SERVED_BY: &str = "x-served-by";
+
+/// Set by Envoy on every reply through a route with `include_attempt_count_in_response`:
+/// how many upstream attempts the request took. On a gray-routed request, `2` means the gray
+/// attempt failed and stable answered the retry (mesh-config's gray fallback).
+pub const ENVOY_ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+
 /// The camera kind; the local mesh's rule routes `crane-camera` to gray.
 pub const DEVICE_TYPE: &str = "x-device-type";
 /// A camera's identity; the local mesh's sticky share hashes it.

@@ -155,6 +155,15 @@ pub mod sidecar {
     pub const GPU_MEMORY_USED_BYTES: &str = "grayguard_sidecar_gpu_memory_used_bytes";
     /// GPU memory of the inference device, bytes.
     pub const GPU_MEMORY_TOTAL_BYTES: &str = "grayguard_sidecar_gpu_memory_total_bytes";
+    /// Share of NVML's last sample period (0–1) in which the inference device ran kernels.
+    pub const GPU_UTILISATION_RATIO: &str = "grayguard_sidecar_gpu_utilisation_ratio";
+    /// 1 while a model run has outlasted the stall deadline (`/healthz` answers 503).
+    pub const STALLED: &str = "grayguard_sidecar_stalled";
+    /// Model runs that outlasted the stall deadline (each counted once, when first seen).
+    pub const STALLS_TOTAL: &str = "grayguard_sidecar_stalls_total";
+    /// The stall deadline in force, seconds (0 until it is known: a derived one after the
+    /// warm-up).
+    pub const STALL_DEADLINE_SECONDS: &str = "grayguard_sidecar_stall_deadline_seconds";
     /// Images in the model run that served each successful `/infer` (histogram; 1 unless
     /// the model has a dynamic batch axis and requests were batched).
     pub const BATCH_SIZE: &str = "grayguard_sidecar_batch_size";
@@ -215,6 +224,10 @@ pub mod sidecar {
         MEMORY_LIMIT_BYTES,
         GPU_MEMORY_USED_BYTES,
         GPU_MEMORY_TOTAL_BYTES,
+        GPU_UTILISATION_RATIO,
+        STALLED,
+        STALLS_TOTAL,
+        STALL_DEADLINE_SECONDS,
         INFO,
         LATCHES,
         LATCH_REQUESTS_TOTAL,

@@ -21,14 +21,18 @@ pub enum Reason {
     Errors,
     /// Memory close to the limit.
     Memory,
+    /// A model run has outlasted the sidecar's stall deadline: the inference thread is
+    /// stuck, and the pod fails its liveness probe until the run returns.
+    Stalled,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 5] = [
         Reason::Latency,
         Reason::BoxCount,
         Reason::Errors,
         Reason::Memory,
+        Reason::Stalled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Reason {
             Reason::BoxCount => "box_count",
             Reason::Errors => "errors",
             Reason::Memory => "memory",
+            Reason::Stalled => "stalled",
         }
     }
 
@@ -251,6 +256,14 @@ mod tests {
             vec![Reason::Latency, Reason::Memory]
         );
         assert_eq!(parse_flag("future,errors"), vec![Reason::Errors]);
+        assert_eq!(
+            parse_flag("stalled,memory"),
+            vec![Reason::Stalled, Reason::Memory]
+        );
+        let mut s = String::new();
+        render_flag([Reason::Stalled, Reason::Latency], &mut s);
+        assert_eq!(s, "latency,stalled");
+        assert!(Flag::parse("stalled").first_hand());
         assert!(parse_flag("").is_empty());
     }
 }

@@ -4,7 +4,9 @@
 //! queued ones (waiting up to `batch_wait` from the first one's arrival for more) into the
 //! next slots until the batch is full; then it runs the batch through the [`Pipeline`] under
 //! the session's lock and answers each request. A request is served on one thread from
-//! decoding to reply, with no hand-off between threads.
+//! decoding to reply, with no hand-off between threads. Each worker notes, by the injected
+//! clock, when its current model run began, so that a run that never returns is seen
+//! ([`Detector::running_since`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -14,6 +16,7 @@ use bytes::Bytes;
 
 use super::detector::{DetectError, DetectReply, Detections, Detector};
 use super::pipeline::{Pipeline, Prepared, Scratch};
+use crate::clock::Clock;
 use crate::model::runner::{ModelRunner, ModelSpec};
 
 /// How requests are batched onto the workers.
@@ -44,6 +47,9 @@ struct Shared {
     /// Images per run: `max_batch` for dynamic-batch models, else 1.
     batch: usize,
     busy: AtomicUsize,
+    /// When each worker thread's current model run began (`None`: not running), by `clock`.
+    runs: Mutex<Vec<Option<Instant>>>,
+    clock: Arc<dyn Clock>,
 }
 
 /// A request whose image is in a batch slot, waiting for the model run.
@@ -61,11 +67,13 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the worker threads of each runner.
+    /// Starts the worker threads of each runner; `clock` times their runs for
+    /// [`Detector::running_since`].
     pub fn new<R: ModelRunner>(
         pipeline: Pipeline,
         cfg: BatchConfig,
         runners: Vec<R>,
+        clock: Arc<dyn Clock>,
     ) -> std::io::Result<Batcher> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -74,17 +82,20 @@ impl Batcher {
         } else {
             1
         };
-        let shared = Arc::new(Shared {
-            pipeline,
-            batch_wait: cfg.batch_wait,
-            batch,
-            busy: AtomicUsize::new(0),
-        });
         let halves: &[&str] = if cfg.overlap_decoding {
             &["a", "b"]
         } else {
             &["a"]
         };
+        let shared = Arc::new(Shared {
+            pipeline,
+            batch_wait: cfg.batch_wait,
+            batch,
+            busy: AtomicUsize::new(0),
+            runs: Mutex::new(vec![None; runners.len() * halves.len()]),
+            clock,
+        });
+        let mut slot = 0;
         for (i, runner) in runners.into_iter().enumerate() {
             let runner = Arc::new(Mutex::new(runner));
             for half in halves {
@@ -92,7 +103,8 @@ impl Batcher {
                     (Arc::clone(&runner), Arc::clone(&rx), Arc::clone(&shared));
                 std::thread::Builder::new()
                     .name(format!("gg-model-{i}{half}"))
-                    .spawn(move || worker(runner, rx, shared))?;
+                    .spawn(move || worker(runner, rx, shared, slot))?;
+                slot += 1;
             }
         }
         Ok(Batcher { shared, jobs: tx })
@@ -121,7 +133,34 @@ impl Batcher {
     }
 }
 
+/// A worker's model run in progress: noted when it begins, cleared when it returns (or
+/// panics), for [`Detector::running_since`].
+struct Running<'a> {
+    shared: &'a Shared,
+    slot: usize,
+}
+
+impl<'a> Running<'a> {
+    fn begin(shared: &'a Shared, slot: usize) -> Running<'a> {
+        shared.note_run(slot, Some(shared.clock.now()));
+        Running { shared, slot }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.shared.note_run(self.slot, None);
+    }
+}
+
 impl Shared {
+    fn note_run(&self, slot: usize, began: Option<Instant>) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = runs.get_mut(slot) {
+            *r = began;
+        }
+    }
+
     /// Takes `job` into the batch's next slot, or answers it at once if its image is bad.
     fn admit(&self, job: Job, pending: &mut Vec<Pending>, s: &mut Scratch) {
         self.busy.fetch_add(1, Ordering::Relaxed);
@@ -137,15 +176,20 @@ impl Shared {
         }
     }
 
-    /// One model run over the batch, then each image's boxes to its caller.
+    /// One model run over the batch (noted in worker `slot`'s entry while it lasts), then
+    /// each image's boxes to its caller.
     fn run_batch<R: ModelRunner>(
         &self,
         runner: &mut R,
         pending: &mut Vec<Pending>,
         s: &mut Scratch,
+        slot: usize,
     ) {
         let batch = std::mem::take(pending);
-        let ran = self.pipeline.run(runner, batch.len(), s);
+        let ran = {
+            let _running = Running::begin(self, slot);
+            self.pipeline.run(runner, batch.len(), s)
+        };
         for (i, p) in batch.into_iter().enumerate() {
             let result = self.pipeline.finish(&ran, i, &p.prepared, s);
             self.busy.fetch_sub(1, Ordering::Relaxed);
@@ -174,6 +218,11 @@ impl Detector for Batcher {
     fn busy(&self) -> usize {
         self.shared.busy.load(Ordering::Relaxed)
     }
+
+    fn running_since(&self) -> Option<Instant> {
+        let runs = self.shared.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.iter().flatten().min().copied()
+    }
 }
 
 /// A model worker thread: takes requests from the queue into its own input buffer (forming a
@@ -184,6 +233,7 @@ fn worker<R: ModelRunner>(
     runner: Arc<Mutex<R>>,
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     shared: Arc<Shared>,
+    slot: usize,
 ) {
     let mut scratch = Scratch::default();
     let mut pending = Vec::new();
@@ -226,14 +276,15 @@ fn worker<R: ModelRunner>(
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        shared.run_batch(&mut *runner, &mut pending, &mut scratch);
+        shared.run_batch(&mut *runner, &mut pending, &mut scratch, slot);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::fake::{FailingRunner, config, fake, image, spec};
+    use crate::clock::{ManualClock, SystemClock};
+    use crate::detect::fake::{FailingRunner, GatedRunner, config, fake, image, spec};
     use crate::vision::decode::DecodeError;
 
     fn batching() -> BatchConfig {
@@ -245,7 +296,13 @@ mod tests {
     }
 
     fn batcher<R: ModelRunner>(spec: ModelSpec, cfg: BatchConfig, runners: Vec<R>) -> Batcher {
-        Batcher::new(Pipeline::new(spec, config()), cfg, runners).unwrap()
+        Batcher::new(
+            Pipeline::new(spec, config()),
+            cfg,
+            runners,
+            Arc::new(SystemClock),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -330,5 +387,33 @@ mod tests {
         let det = batcher(spec(), batching(), vec![fake()]);
         assert_eq!(det.batch_limit(), 1);
         assert_eq!(det.detect(&image(64, 64)).unwrap().batch_size, 1);
+    }
+
+    #[test]
+    fn a_run_in_progress_is_seen_from_its_start_until_it_returns() {
+        let clock = Arc::new(ManualClock::new());
+        let (runner, gate) = GatedRunner::new(fake());
+        let det = Arc::new(
+            Batcher::new(
+                Pipeline::new(spec(), config()),
+                batching(),
+                vec![runner],
+                clock.clone(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(det.running_since(), None);
+        let started = clock.now();
+        let held = {
+            let det = Arc::clone(&det);
+            std::thread::spawn(move || det.detect(&image(64, 64)))
+        };
+        gate.wait_entered();
+        // The run began at `started` and is still going however late it is looked at.
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(det.running_since(), Some(started));
+        gate.open();
+        assert_eq!(held.join().unwrap().unwrap().boxes.len(), 2);
+        assert_eq!(det.running_since(), None);
     }
 }

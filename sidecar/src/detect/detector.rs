@@ -3,6 +3,7 @@
 //! [`Batcher`](super::Batcher) is the real one; handler tests use a fake.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -64,5 +65,11 @@ pub trait Detector: Send + Sync + 'static {
     /// rest of the admitted ones are queued.
     fn busy(&self) -> usize {
         0
+    }
+
+    /// When the oldest model run in progress began, by the server's clock (`None`: none is
+    /// running): a run that never returns is how a hung model shows.
+    fn running_since(&self) -> Option<Instant> {
+        None
     }
 }

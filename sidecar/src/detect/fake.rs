@@ -1,8 +1,9 @@
 //! A fake model for the detect layer's unit tests: a 64×64 input, two classes, and runners
-//! that answer fixed boxes (or fail) whatever the image, so that the pipeline's geometry and
-//! the batcher's queueing are tested without ONNX Runtime.
+//! that answer fixed boxes (or fail, or hold their run until a test lets it go) whatever the
+//! image, so that the pipeline's geometry and the batcher's queueing and run tracking are
+//! tested without ONNX Runtime.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::pipeline::PipelineConfig;
 use crate::model::runner::{ModelRunner, ModelSpec};
@@ -45,6 +46,71 @@ pub struct FailingRunner;
 impl ModelRunner for FailingRunner {
     fn run(&mut self, _: &[f32], _: usize, _: &mut Vec<f32>) -> Result<Vec<usize>, String> {
         Err("device lost".into())
+    }
+}
+
+/// Where a [`GatedRunner`]'s run stands.
+#[derive(Default)]
+struct GateState {
+    entered: bool,
+    open: bool,
+}
+
+/// Holds a [`GatedRunner`]'s runs until the test opens it; tells when a run has entered.
+#[derive(Default)]
+pub struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+impl Gate {
+    /// Waits until a run has entered the gate.
+    pub fn wait_entered(&self) {
+        let state = self.state.lock().unwrap();
+        let _state = self.changed.wait_while(state, |s| !s.entered).unwrap();
+    }
+
+    /// Lets every held and later run through.
+    pub fn open(&self) {
+        self.state.lock().unwrap().open = true;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.entered = true;
+        self.changed.notify_all();
+        let _state = self.changed.wait_while(state, |s| !s.open).unwrap();
+    }
+}
+
+/// A runner whose runs wait at a [`Gate`] before answering as `inner` does: a model run that
+/// takes as long as the test wants.
+pub struct GatedRunner<R> {
+    inner: R,
+    gate: Arc<Gate>,
+}
+
+impl<R: ModelRunner> GatedRunner<R> {
+    pub fn new(inner: R) -> (GatedRunner<R>, Arc<Gate>) {
+        let gate = Arc::new(Gate::default());
+        let runner = GatedRunner {
+            inner,
+            gate: Arc::clone(&gate),
+        };
+        (runner, gate)
+    }
+}
+
+impl<R: ModelRunner> ModelRunner for GatedRunner<R> {
+    fn run(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        output: &mut Vec<f32>,
+    ) -> Result<Vec<usize>, String> {
+        self.gate.pass();
+        self.inner.run(input, batch, output)
     }
 }
 

@@ -1,11 +1,11 @@
 //! The server's shared state: configuration, the clock, metrics, the detector once loaded,
-//! readiness flags, the watchdog, the latches gateways hold, admission (the bounded queue),
-//! the comparison with stable (on a gray sidecar with `--compare-with`), the self-check image
-//! memory and what `/info` reports.
+//! readiness flags, the watchdog, the stall watch, the latches gateways hold, admission (the
+//! bounded queue), the comparison with stable (on a gray sidecar with `--compare-with`), the
+//! self-check image memory, the recent throughput, who this pod is and what `/info` reports.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use grayguard_contract::Trigger;
 use grayguard_contract::latch::Request as LatchRequest;
@@ -19,7 +19,10 @@ use crate::detect::Detector;
 use crate::introspect::info::{Host, ModelFacts};
 use crate::introspect::metrics::Metrics;
 use crate::introspect::selfcheck::ImageMemory;
+use crate::introspect::throughput::Throughput;
 use crate::signals::latch::{Applied, Latches};
+use crate::signals::served_by;
+use crate::signals::stall::StallWatch;
 use crate::signals::watchdog::{BreachSet, Reason, Watchdog};
 
 /// Shared state of the server.
@@ -29,6 +32,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub(super) model_version: HeaderValue,
+    /// `x-served-by`: this pod's identity ([`served_by`]).
+    pub(super) served_by: HeaderValue,
     pub(super) detector: OnceLock<Arc<dyn Detector>>,
     /// Warm-up finished.
     pub(super) warmed: AtomicBool,
@@ -36,6 +41,8 @@ pub struct App {
     pub(super) check_ok: AtomicBool,
     pub(super) draining: AtomicBool,
     pub(super) watchdog: Mutex<Watchdog>,
+    stall: Mutex<StallWatch>,
+    throughput: Mutex<Throughput>,
     /// Permits = model workers + `--max-queue`: admitted requests never exceed it.
     pub(super) admission: Arc<Semaphore>,
     pub(super) in_flight: AtomicUsize,
@@ -62,13 +69,25 @@ impl App {
         let model_version = HeaderValue::from_str(&cfg.model_version)
             .unwrap_or(HeaderValue::from_static("unknown"));
         let permits = cfg.workers + cfg.max_queue;
+        let host = Host::read();
+        let pod = std::env::var("POD_NAME").ok();
+        let hostname = std::env::var("HOSTNAME").ok();
+        let identity = served_by::identity([
+            pod.as_deref(),
+            hostname.as_deref(),
+            Some(host.hostname.as_str()),
+        ]);
         App {
             latches: Mutex::new(Latches::new(cfg.latch_max_entries, cfg.latch_max)),
             comparer: cfg.compare.clone().map(Comparer::new),
             started_at: clock.wall(),
             model_facts: OnceLock::new(),
-            host: Host::read(),
+            host,
+            served_by: HeaderValue::from_str(&identity)
+                .unwrap_or(HeaderValue::from_static(served_by::UNKNOWN)),
             watchdog: Mutex::new(Watchdog::new(cfg.watchdog.clone())),
+            stall: Mutex::new(StallWatch::default()),
+            throughput: Mutex::new(Throughput::default()),
             admission: Arc::new(Semaphore::new(permits)),
             cfg,
             clock,
@@ -116,6 +135,55 @@ impl App {
         self.warmed.load(Ordering::SeqCst)
             && self.check_ok.load(Ordering::SeqCst)
             && !self.draining.load(Ordering::SeqCst)
+            && !self.stalled(self.clock.now())
+    }
+
+    /// Starts judging model runs against the stall deadline (once it is known).
+    pub fn arm_stall(&self, deadline: Duration) {
+        lock(&self.stall).arm(deadline);
+        self.metrics
+            .stall_deadline_seconds
+            .set(deadline.as_secs_f64());
+    }
+
+    /// The stall deadline, once armed.
+    pub fn stall_deadline(&self) -> Option<Duration> {
+        lock(&self.stall).deadline()
+    }
+
+    /// Whether a model run has outlasted the stall deadline at `now`; counts and logs a new
+    /// stall, logs the recovery, and mirrors the state into `stalled`.
+    pub fn stalled(&self, now: Instant) -> bool {
+        let oldest = self.detector().and_then(|d| d.running_since());
+        let mut watch = lock(&self.stall);
+        let look = watch.look(now, oldest);
+        let deadline = watch.deadline().unwrap_or_default();
+        drop(watch);
+        if look.new_stall {
+            self.metrics.stalls.inc();
+            log::error!(
+                "model run stuck for {:.1} s, past the stall deadline of {:.1} s: stalled \
+                 (/healthz and /ready 503, replies flagged `stalled`) until it returns",
+                look.oldest_run.unwrap_or_default().as_secs_f64(),
+                deadline.as_secs_f64()
+            );
+        }
+        if look.recovered {
+            log::warn!("the stuck model run returned: no longer stalled");
+        }
+        self.metrics.stalled.set(i64::from(look.stalled));
+        look.stalled
+    }
+
+    /// Records a successful `/infer` reply at `now`; the replies per second over the last
+    /// [`WINDOW`](crate::introspect::throughput::WINDOW), this one included.
+    pub fn record_reply(&self, now: Instant) -> f64 {
+        lock(&self.throughput).record(now)
+    }
+
+    /// The replies per second over the last window, without recording one.
+    pub fn throughput_now(&self, now: Instant) -> f64 {
+        lock(&self.throughput).fps(now)
     }
 
     pub fn last_success(&self) -> Option<Instant> {
@@ -160,9 +228,13 @@ impl App {
         items
     }
 
-    /// Evaluates the watchdog and mirrors the result into `breach_active`.
+    /// Evaluates the watchdog and the stall watch and mirrors the result into
+    /// `breach_active`.
     pub fn breaches(&self, now: Instant) -> BreachSet {
-        let set = self.with_watchdog(|w| w.evaluate(now));
+        let mut set = self.with_watchdog(|w| w.evaluate(now));
+        if self.stalled(now) {
+            set.insert(Reason::Stalled);
+        }
         for r in Reason::ALL {
             self.metrics
                 .breach_active

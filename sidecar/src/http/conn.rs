@@ -17,7 +17,7 @@ use tokio::time::Sleep;
 use super::app::App;
 use super::connection::{ConnState, Waits};
 use crate::error::{ApiError, Cut, ErrorKind};
-use crate::signals::meta::{Outcome, ReplyMeta};
+use crate::signals::meta::{Outcome, ReplyMeta, SERVED_BY};
 
 /// The phase of one connection, shared by its socket and its request handlers.
 #[derive(Clone)]
@@ -176,6 +176,7 @@ fn refusal(app: &App, public: bool) -> Vec<u8> {
     if let Some(s) = err.kind.retry_after_s() {
         headers.insert(RETRY_AFTER, HeaderValue::from(s));
     }
+    headers.insert(SERVED_BY, app.served_by.clone());
     let mut out = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()

@@ -29,6 +29,8 @@ struct InferReply<'a> {
     inference_ms: f64,
     nms_ms: f64,
     latency_ms: f64,
+    /// Successful replies per second over the last 10 s, this one included.
+    fps: f64,
     batch_size: usize,
 }
 
@@ -162,9 +164,14 @@ where
         *l = Some(now);
     }
     let latency_ms = round_ms(app.clock.ms_since(started));
-    if !marks.compare {
+    // A comparison stable serves for a gray sidecar stays out of its serving statistics: the
+    // watchdog and the throughput.
+    let fps = if marks.compare {
+        app.throughput_now(now)
+    } else {
         app.with_watchdog(|w| w.record_success(now, latency_ms, det.boxes.len()));
-    }
+        app.record_reply(now)
+    };
     let mut meta = ReplyMeta {
         latency_ms,
         outcome: Outcome::Detected {
@@ -184,6 +191,7 @@ where
         inference_ms: round_ms(det.inference_ms),
         nms_ms: meta.nms_ms(),
         latency_ms,
+        fps: round_ms(fps),
         batch_size: det.batch_size,
     })
     .map_err(|e| ApiError::new(ErrorKind::Internal, format!("cannot encode the reply: {e}")))?;

@@ -1,5 +1,5 @@
-//! Routing of one request on the public listener, and the small endpoints: `/healthz`,
-//! `/ready`, `/metrics`, `/info`. Latch paths are refused here: gateways pull latches on the
+//! Routing of one request on the public listener, and the small endpoints: `/healthz`
+//! (liveness: 503 only while stalled), `/ready`, `/metrics`, `/info`. Latch paths are refused here: gateways pull latches on the
 //! control listener only (`control.rs`).
 
 use std::convert::Infallible;
@@ -61,7 +61,7 @@ where
     let reply = match path.as_str() {
         "/infer" => not_allowed("POST"),
         "/healthz" | "/ready" | "/metrics" | "/info" if !get => not_allowed("GET, HEAD"),
-        "/healthz" => json_reply(StatusCode::OK, r#"{"status":"ok"}"#.into()),
+        "/healthz" => healthz(&app),
         "/ready" => ready(&app),
         "/metrics" => metrics(&app),
         "/info" => info(&app),
@@ -93,12 +93,28 @@ where
     Ok(reply)
 }
 
+/// Liveness: 200 while the process can still serve; 503 while a model run is stuck past the
+/// stall deadline, so that the kubelet restarts a hung model (and only a hung one: a slow,
+/// loading or draining sidecar is alive).
+fn healthz(app: &App) -> Reply {
+    if app.stalled(app.clock.now()) {
+        json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"stalled"}"#.into(),
+        )
+    } else {
+        json_reply(StatusCode::OK, r#"{"status":"ok"}"#.into())
+    }
+}
+
 fn ready(app: &App) -> Reply {
     app.refresh_gauges();
     let (status, state) = if app.is_ready() {
         (StatusCode::OK, "ready")
     } else if app.draining.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if app.stalled(app.clock.now()) {
+        (StatusCode::SERVICE_UNAVAILABLE, "stalled")
     } else if !app.warmed.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "warming-up")
     } else {

@@ -1,6 +1,7 @@
 //! The accept loops: HTTP/1.1 keep-alive connections on the public listener (and the control
 //! listener, when there is one), each within `--max-connections` and the time and size
-//! limits of a connection, until shutdown; then a bounded drain.
+//! limits of a connection, every reply stamped with `x-served-by`, until shutdown; then a
+//! bounded drain (none while stalled: a stuck run would only hold it to its timeout).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use super::conn::{Guarded, Phase, refuse};
 use super::connection::Waits;
 use super::control;
 use super::router::handle;
+use crate::signals::meta::SERVED_BY;
 
 /// The sockets the sidecar serves.
 pub struct Listeners {
@@ -98,10 +100,13 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
             let (app, phase) = (Arc::clone(&service_app), phase.clone());
             phase.request();
             async move {
-                let reply = match side {
+                let mut reply = match side {
                     Side::Public => handle(Arc::clone(&app), req).await,
                     Side::Control => control::handle(Arc::clone(&app), req).await,
                 };
+                if let Ok(r) = &mut reply {
+                    r.headers_mut().insert(SERVED_BY, app.served_by.clone());
+                }
                 phase.reply(app.clock.now());
                 reply
             }
@@ -121,6 +126,12 @@ pub async fn serve(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Ou
     drop(control);
     app.set_draining();
     let in_flight = app.in_flight.load(Ordering::SeqCst);
+    if app.stalled(app.clock.now()) {
+        // The stuck run (and whatever waits behind it) cannot finish: waiting for it would
+        // only delay the restart a liveness failure asked for.
+        log::warn!("shutting down while stalled: {in_flight} request(s) in flight are dropped");
+        return;
+    }
     log::info!("shutting down: draining {in_flight} in-flight request(s)");
     match tokio::time::timeout(app.cfg.drain_timeout, graceful.shutdown()).await {
         Ok(()) => log::info!("drained; bye"),

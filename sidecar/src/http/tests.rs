@@ -3,7 +3,7 @@
 //! The comparison with stable has its own file ([`compare`]).
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
@@ -12,7 +12,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Request, StatusCode};
 
 use super::{App, handle};
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::config::Args;
 use crate::detect::{BoxOut, DetectError, Detections, Detector};
 use crate::introspect::metrics::Metrics;
@@ -22,7 +22,8 @@ mod compare;
 
 /// Returns `boxes` boxes for any JPEG/PNG, a decode error otherwise. A model run takes
 /// `delay` on the test's clock, and waits at the gate when there is one. Like one model
-/// worker, it reports one request busy while any runs; the others are queued.
+/// worker, it reports one request busy while any runs (the others are queued), and
+/// `running_since` says since when.
 struct FakeDetector {
     boxes: usize,
     delay: Duration,
@@ -31,8 +32,9 @@ struct FakeDetector {
     /// Holds only the images that end in `hold` until the test opens it.
     hold: Option<Arc<Gate>>,
     calls: AtomicUsize,
-    /// Runs in progress.
+    /// Runs in progress, and since when the current one runs.
     running: AtomicUsize,
+    running_since: Mutex<Option<Instant>>,
 }
 
 /// Counts a run in progress until dropped.
@@ -44,22 +46,37 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Where the gate stands: how many runs reached it, and whether it is open.
+#[derive(Default)]
+struct GateState {
+    entered: usize,
+    open: bool,
+}
+
 /// Holds the fake model's runs until the test opens it.
 #[derive(Default)]
 struct Gate {
-    open: Mutex<bool>,
-    opened: Condvar,
+    state: Mutex<GateState>,
+    changed: Condvar,
 }
 
 impl Gate {
     fn pass(&self) {
-        let open = self.open.lock().unwrap();
-        let _open = self.opened.wait_while(open, |open| !*open).unwrap();
+        let mut state = self.state.lock().unwrap();
+        state.entered += 1;
+        self.changed.notify_all();
+        let _state = self.changed.wait_while(state, |s| !s.open).unwrap();
     }
 
     fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.opened.notify_all();
+        self.state.lock().unwrap().open = true;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `n` runs have reached the gate.
+    fn wait_entered(&self, n: usize) {
+        let state = self.state.lock().unwrap();
+        let _state = self.changed.wait_while(state, |s| s.entered < n).unwrap();
     }
 }
 
@@ -83,6 +100,7 @@ impl Detector for FakeDetector {
         if image.len() < 8 {
             return Err(DetectError::Decode(DecodeError::Corrupt("short".into())));
         }
+        *self.running_since.lock().unwrap() = Some(self.clock.now());
         if let Some(gate) = &self.gate {
             gate.pass();
         }
@@ -92,6 +110,7 @@ impl Detector for FakeDetector {
             gate.pass();
         }
         self.clock.advance(self.delay);
+        *self.running_since.lock().unwrap() = None;
         let b = BoxOut {
             x1: 1.0,
             y1: 2.0,
@@ -112,6 +131,10 @@ impl Detector for FakeDetector {
 
     fn busy(&self) -> usize {
         self.running.load(Ordering::SeqCst).min(1)
+    }
+
+    fn running_since(&self) -> Option<Instant> {
+        *self.running_since.lock().unwrap()
     }
 }
 
@@ -140,6 +163,7 @@ fn gated_app(
         hold: None,
         calls: AtomicUsize::new(0),
         running: AtomicUsize::new(0),
+        running_since: Mutex::new(None),
     }));
     app.set_warmed();
     (app, clock)
@@ -187,6 +211,27 @@ async fn success_headers_match_the_json() {
     assert!(headers.get("x-canary-breach").is_none());
     assert_eq!(app.metrics.requests.with_label_values(&["200"]).get(), 1);
     assert_eq!(app.metrics.last_box_count.get(), 3);
+    // One reply in the last 10 s.
+    assert_eq!(json["fps"], 0.1);
+}
+
+#[tokio::test]
+async fn fps_counts_the_successful_replies_of_the_last_ten_seconds() {
+    // Each fake run takes 250 ms on the test's clock: 4 replies a second.
+    let (app, clock) = app(&[], 1, Duration::from_millis(250));
+    let mut fps = Vec::new();
+    for _ in 0..60 {
+        let (_, _, json) = call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
+        fps.push(json["fps"].as_f64().unwrap());
+    }
+    assert_eq!(fps[0], 0.1);
+    assert_eq!(fps[59], 4.0, "{fps:?}");
+    // Failures are not throughput; a pause empties the window.
+    let (status, _, _) = call(&app, req("POST", "/infer", Some("image/jpeg"), b"nope")).await;
+    assert_eq!(status, 415);
+    clock.advance(Duration::from_secs(30));
+    let (_, _, json) = call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await;
+    assert_eq!(json["fps"], 0.1);
 }
 
 #[tokio::test]
@@ -447,6 +492,104 @@ async fn metrics_endpoint_is_prometheus_text() {
     );
     assert!(text.contains("grayguard_sidecar_ready 1"));
     assert!(text.contains("grayguard_sidecar_detections_per_image_count 1"));
+}
+
+// ---------------------------------------------------------------- stalls
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stuck_past_the_deadline_fails_liveness_until_it_returns() {
+    let gate = Arc::new(Gate::default());
+    let opener = Opener(Arc::clone(&gate));
+    let (app, clock) = gated_app(
+        &["--stall-deadline-s", "5"],
+        1,
+        Duration::ZERO,
+        Some(Arc::clone(&gate)),
+    );
+    // Start-up arms it after loading the model; these tests have no start-up.
+    app.arm_stall(app.cfg.stall.deadline.unwrap());
+    let get = |path: &'static str| {
+        let app = Arc::clone(&app);
+        async move { call(&app, req("GET", path, None, b"")).await }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    let held = {
+        let app = Arc::clone(&app);
+        tokio::spawn(
+            async move { call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await },
+        )
+    };
+    let entered = Arc::clone(&gate);
+    tokio::task::spawn_blocking(move || entered.wait_entered(1))
+        .await
+        .unwrap();
+    // A run as long as the deadline is slow, not stuck.
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(app.metrics.stalls.get(), 0);
+    clock.advance(Duration::from_millis(1));
+    let (status, _, json) = get("/healthz").await;
+    assert_eq!(
+        (status.as_u16(), json["status"].as_str()),
+        (503, Some("stalled"))
+    );
+    let (status, _, json) = get("/ready").await;
+    assert_eq!(
+        (status.as_u16(), json["status"].as_str()),
+        (503, Some("stalled"))
+    );
+    // Every reply says so in the breach flag, which gateways shed on.
+    let (status, headers, _) = get("/nowhere").await;
+    assert_eq!(status, 404);
+    let flag = grayguard_contract::Flag::parse(h(&headers, "x-canary-breach"));
+    assert_eq!(flag.reasons, [grayguard_contract::Reason::Stalled]);
+    assert!(flag.first_hand());
+    // Counted once however often it is looked at; the gauges say it is now.
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(get("/healthz").await.0, 503);
+    assert_eq!(app.metrics.stalls.get(), 1);
+    assert_eq!(app.metrics.stalled.get(), 1);
+    assert_eq!(
+        app.metrics
+            .breach_active
+            .with_label_values(&["stalled"])
+            .get(),
+        1
+    );
+    assert_eq!(app.metrics.ready.get(), 0);
+    // The run returns: the sidecar is live, ready and unflagged again at once.
+    drop(opener);
+    let (status, headers, _) = held.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(headers.get("x-canary-breach").is_none());
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/ready").await.0, 200);
+    assert_eq!(app.metrics.stalled.get(), 0);
+    assert_eq!(app.metrics.stalls.get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unarmed_watch_judges_nothing() {
+    // Before the warm-up has set the deadline (a derived one), no run is stuck, however
+    // long it has been going.
+    let gate = Arc::new(Gate::default());
+    let opener = Opener(Arc::clone(&gate));
+    let (app, clock) = gated_app(&[], 1, Duration::ZERO, Some(Arc::clone(&gate)));
+    assert_eq!(app.stall_deadline(), None);
+    let held = {
+        let app = Arc::clone(&app);
+        tokio::spawn(
+            async move { call(&app, req("POST", "/infer", Some("image/jpeg"), JPEG)).await },
+        )
+    };
+    tokio::task::spawn_blocking(move || gate.wait_entered(1))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(3600));
+    assert!(!app.stalled(clock.now()));
+    assert_eq!(call(&app, req("GET", "/healthz", None, b"")).await.0, 200);
+    drop(opener);
+    assert_eq!(held.await.unwrap().0, 200);
 }
 
 // ---------------------------------------------------------------- the latch

@@ -4,8 +4,8 @@ use std::collections::HashSet;
 
 use grayguard_contract::metrics::sidecar as names;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::error::{Cut, ErrorKind};
@@ -57,6 +57,10 @@ pub struct Metrics {
     pub memory_limit_bytes: IntGauge,
     pub gpu_memory_used_bytes: IntGauge,
     pub gpu_memory_total_bytes: IntGauge,
+    pub gpu_utilisation: Gauge,
+    pub stalled: IntGauge,
+    pub stalls: IntCounter,
+    pub stall_deadline_seconds: Gauge,
     pub info: IntGaugeVec,
     pub latches: IntGauge,
     pub latch_requests: IntCounterVec,
@@ -88,7 +92,7 @@ fn histogram(name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Hist
 }
 
 impl Metrics {
-    /// Creates every metric. `gpu` adds the GPU memory gauges (CUDA builds with NVML).
+    /// Creates every metric. `gpu` adds the GPU gauges (CUDA builds with NVML).
     pub fn new(gpu: bool) -> prometheus::Result<Metrics> {
         let m = Metrics {
             registry: Registry::new(),
@@ -160,6 +164,22 @@ impl Metrics {
             gpu_memory_total_bytes: IntGauge::new(
                 names::GPU_MEMORY_TOTAL_BYTES,
                 "GPU memory of the inference device.",
+            )?,
+            gpu_utilisation: Gauge::new(
+                names::GPU_UTILISATION_RATIO,
+                "Share of NVML's last sample period (0-1) in which the inference device ran kernels.",
+            )?,
+            stalled: IntGauge::new(
+                names::STALLED,
+                "1 while a model run has outlasted the stall deadline (/healthz answers 503).",
+            )?,
+            stalls: IntCounter::new(
+                names::STALLS_TOTAL,
+                "Model runs that outlasted the stall deadline.",
+            )?,
+            stall_deadline_seconds: Gauge::new(
+                names::STALL_DEADLINE_SECONDS,
+                "The stall deadline in force, seconds (0 until known).",
             )?,
             info: IntGaugeVec::new(
                 Opts::new(names::INFO, "Constant 1, labelled with what is served."),
@@ -276,6 +296,9 @@ impl Metrics {
         r.register(Box::new(m.breach_active.clone()))?;
         r.register(Box::new(m.memory_bytes.clone()))?;
         r.register(Box::new(m.memory_limit_bytes.clone()))?;
+        r.register(Box::new(m.stalled.clone()))?;
+        r.register(Box::new(m.stalls.clone()))?;
+        r.register(Box::new(m.stall_deadline_seconds.clone()))?;
         r.register(Box::new(m.info.clone()))?;
         r.register(Box::new(m.latches.clone()))?;
         r.register(Box::new(m.latch_requests.clone()))?;
@@ -297,6 +320,7 @@ impl Metrics {
         if gpu {
             r.register(Box::new(m.gpu_memory_used_bytes.clone()))?;
             r.register(Box::new(m.gpu_memory_total_bytes.clone()))?;
+            r.register(Box::new(m.gpu_utilisation.clone()))?;
         }
         // Every label value exists from the start, so dashboards see zeros, not gaps.
         for kind in ErrorKind::ALL {
@@ -462,6 +486,11 @@ mod tests {
             "grayguard_sidecar_memory_limit_bytes",
             "grayguard_sidecar_gpu_memory_used_bytes",
             "grayguard_sidecar_gpu_memory_total_bytes",
+            "grayguard_sidecar_gpu_utilisation_ratio",
+            "grayguard_sidecar_stalled 0",
+            "grayguard_sidecar_stalls_total 0",
+            "grayguard_sidecar_stall_deadline_seconds 0",
+            "grayguard_sidecar_breach_active{reason=\"stalled\"} 0",
             "grayguard_sidecar_info{device=\"cpu\",model_version=\"v1\"} 1",
             "grayguard_sidecar_latches 0",
             "grayguard_sidecar_latch_requests_total{action=\"clear\",result=\"refused\"} 0",
@@ -495,7 +524,8 @@ mod tests {
                 "contract histogram {name}"
             );
         }
-        assert!(!Metrics::new(false).unwrap().render().contains("gpu_memory"));
+        let cpu = Metrics::new(false).unwrap().render();
+        assert!(!cpu.contains("gpu_memory") && !cpu.contains("gpu_utilisation"));
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub const BOX_COUNT: HeaderName = HeaderName::from_static(headers::BOX_COUNT);
 pub const MODEL_VERSION: HeaderName = HeaderName::from_static(headers::MODEL_VERSION);
 pub const CANARY_BREACH: HeaderName = HeaderName::from_static(headers::BREACH);
 pub const CANARY_AGREEMENT: HeaderName = HeaderName::from_static(headers::AGREEMENT);
+/// Stamped on every reply of both listeners (not only `/infer`'s), see
+/// [`served_by`](super::served_by).
+pub const SERVED_BY: HeaderName = HeaderName::from_static(headers::SERVED_BY);
 
 /// Result-specific part of a reply.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,6 +15,7 @@ fn bit(r: Reason) -> u8 {
         Reason::BoxCount => 2,
         Reason::Errors => 4,
         Reason::Memory => 8,
+        Reason::Stalled => 16,
     }
 }
 

@@ -45,6 +45,7 @@ fn app_holding(extra: &[&str], boxes: usize, hold: Option<Arc<Gate>>) -> Arc<App
         hold,
         calls: AtomicUsize::new(0),
         running: AtomicUsize::new(0),
+        running_since: Mutex::new(None),
     }));
     fresh.set_warmed();
     fresh
