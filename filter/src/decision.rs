@@ -97,9 +97,17 @@ pub fn decide(
 impl Decision {
     /// The `x-canary-decision` header for this decision (grammar: `grayguard_contract::decision`).
     pub fn header<'a>(&self, rule_name: &'a str) -> contract::Decision<'a> {
+        self.header_with(rule_name, false)
+    }
+
+    /// The header, saying `fallback` when gray's attempt failed and stable answered it.
+    pub fn header_with<'a>(&self, rule_name: &'a str, fallback: bool) -> contract::Decision<'a> {
         let side = if self.gray { Side::Gray } else { Side::Stable };
         if self.rule.is_none() {
             return contract::Decision::no_rule(side);
+        }
+        if fallback && self.gray {
+            return contract::Decision::rule(side, rule_name, Some(Note::Fallback));
         }
         let note = match self.why {
             Why::NoRule | Why::Matched => None,

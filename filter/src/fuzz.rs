@@ -216,14 +216,18 @@ proptest! {
                 0..=4 => {
                     let r = e.decide(&h, |n| (n == "x-device-type").then_some(kind));
                     prop_assert!(r.decision.gray == r.decision.header("n").side.eq(&Side::Gray));
-                    let _ = e.decision_text(&r);
+                    let _ = e.decision_text(&r, false);
                     let (lat, boxes) = (format!("{}", x % 400), format!("{}", x % 30));
                     let flag = ["box_count", "latched:latency@cranes", "junk", ""][(x % 4) as usize];
                     let status = [200, 200, 503, 200][(x % 4) as usize];
-                    let reply = e.read(Some(status), |n| match n {
+                    let version: &[u8] = [&b"v10-gray"[..], b"v9-prod", b"junk\xff", b""][(x % 4) as usize];
+                    let reply = e.read(r.decision.gray, Some(status), |n| match n {
                         "l" if x % 7 != 0 => Some(lat.as_bytes()),
                         "b" if x % 11 != 0 => Some(boxes.as_bytes()),
                         "x-canary-breach" if x % 13 == 0 => Some(flag.as_bytes()),
+                        "x-model-version" if x % 5 == 0 => Some(version),
+                        "x-envoy-attempt-count" if x % 3 == 0 => Some(&b"2"[..]),
+                        "x-served-by" if x % 2 == 0 => Some(&b"pod-\xff"[..]),
                         "b" => Some(&b"\xff"[..]),
                         _ => None,
                     });

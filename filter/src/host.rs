@@ -47,6 +47,9 @@ pub trait Host {
     fn add_counter(&self, c: Counter, n: u64);
     /// Sets a process-wide gauge by its stat name (defined on first use).
     fn set_gauge(&self, name: &str, value: u64);
+    /// Adds to a process-wide counter by its stat name (defined on first use: a counter
+    /// whose name carries labels, such as a rule's).
+    fn add_named_counter(&self, name: &str, n: u64);
     /// Sends an HTTP call (`:method`, `:path` and `:authority` among `headers`) to an Envoy
     /// cluster; its answer comes back through the glue ([`crate::engine::Engine::answered`]).
     fn dispatch(
@@ -89,6 +92,7 @@ struct Inner {
     logs: RefCell<Vec<(Level, String)>>,
     counters: RefCell<HashMap<Counter, u64>>,
     gauges: RefCell<HashMap<String, u64>>,
+    named_counters: RefCell<HashMap<String, u64>>,
     faults: Cell<Faults>,
     calls: RefCell<Vec<Call>>,
 }
@@ -137,6 +141,16 @@ impl MemoryHost {
     /// A gauge by its stat name.
     pub fn gauge(&self, name: &str) -> Option<u64> {
         self.inner.gauges.borrow().get(name).copied()
+    }
+
+    /// A counter added to by its stat name ([`Host::add_named_counter`]; 0 if never).
+    pub fn named_counter(&self, name: &str) -> u64 {
+        self.inner
+            .named_counters
+            .borrow()
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every gauge set so far, by stat name.
@@ -204,6 +218,15 @@ impl Host for MemoryHost {
             .gauges
             .borrow_mut()
             .insert(name.to_string(), value);
+    }
+
+    fn add_named_counter(&self, name: &str, n: u64) {
+        *self
+            .inner
+            .named_counters
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_default() += n;
     }
 
     fn dispatch(

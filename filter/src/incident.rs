@@ -1,26 +1,18 @@
 //! The incident record: one JSON line, logged at warn level when shedding starts and when
-//! it ends — what an on-call engineer reads first.
-
-use serde_json::{Map, Value, json};
+//! it ends (and when confirm mode raises or a person dismisses an alert) — what an on-call
+//! engineer reads first. The record's type and its JSON are the contract's
+//! (`grayguard_contract::record`); this fills it in from the configuration and the
+//! detector's view of the unit.
 
 use grayguard_contract::Trigger;
+pub use grayguard_contract::record::Event;
+use grayguard_contract::record::{
+    self, DetectorKind as Kind, Evidence, Incident as Record, Limits, Scope as RecordScope, Window,
+};
 
 use crate::config::{Config, DetectorKind, Scope};
 use crate::detect::Detail;
 use crate::detect::sequential::plan::Finding;
-
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event {
-    /// The breaker opened (from closed, again after a bad probe, or confirmed by a person).
-    ShedStart,
-    /// Enough healthy probes: the breaker closed.
-    ShedEnd,
-    /// Confirm mode: a statistical trigger fired; a person is asked.
-    AlertStart,
-    /// Confirm mode: a person dismissed the alert (no shed; the evidence starts afresh).
-    AlertDismissed,
-}
 
 /// The person behind an operator action, and the link they followed.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,10 +45,18 @@ pub struct Incident<'a> {
     pub probe: bool,
     /// Confirm mode's person and link.
     pub operator: Operator<'a>,
+    /// The gateway that logs it, and the gray pods it heard from in the epoch.
+    pub gateway: &'a str,
+    pub gray_pods: &'a [String],
 }
 
 /// The JSON line (no newline).
 pub fn line(cfg: &Config, i: &Incident) -> String {
+    record::render(&record::Record::Incident(Box::new(fill(cfg, i))))
+}
+
+/// The record of `i`.
+pub fn fill(cfg: &Config, i: &Incident) -> Record {
     let b = &cfg.breach;
     let rule = match b.scope {
         Scope::Rule => cfg
@@ -66,186 +66,159 @@ pub fn line(cfg: &Config, i: &Incident) -> String {
             .to_string(),
         Scope::All => "*".into(),
     };
-    let mut o = Map::new();
-    o.insert("grayguard".into(), json!("incident"));
-    o.insert(
-        "event".into(),
-        json!(match i.event {
-            Event::ShedStart => "shed_start",
-            Event::ShedEnd => "shed_end",
-            Event::AlertStart => "alert_start",
-            Event::AlertDismissed => "alert_dismissed",
-        }),
-    );
-    o.insert("trigger".into(), json!(i.trigger.as_str()));
-    if let Some(r) = i.flag_reason {
-        o.insert("flag_reason".into(), json!(r));
-    }
-    o.insert("rule".into(), json!(rule));
-    o.insert(
-        "scope".into(),
-        json!(match b.scope {
-            Scope::Rule => "rule",
-            Scope::All => "all",
-        }),
-    );
-    o.insert("stable".into(), json!(cfg.stable));
-    o.insert("gray".into(), json!(cfg.gray));
-    o.insert("dry_run".into(), json!(b.dry_run));
-    o.insert("at".into(), json!(rfc3339(i.at_ns)));
+    let op = &i.operator;
+    let by = op.by.map(str::to_string);
+    let mut r = Record {
+        event: i.event,
+        trigger: i.trigger,
+        flag_reason: i.flag_reason.map(str::to_string),
+        rule,
+        scope: match b.scope {
+            Scope::Rule => RecordScope::Rule,
+            Scope::All => RecordScope::All,
+        },
+        stable: cfg.stable.clone(),
+        gray: cfg.gray.clone(),
+        dry_run: b.dry_run,
+        at: rfc3339(i.at_ns),
+        gateway: Some(i.gateway.to_string()),
+        gray_pods: i.gray_pods.to_vec(),
+        shed_until: None,
+        shed_for_s: None,
+        after_probe: None,
+        shed_since: None,
+        shed_duration_s: None,
+        confirmed_by: None,
+        dismissed_by: None,
+        operator_from: op.from.map(str::to_string),
+        confirm: op.link.map(str::to_string),
+        detector: Kind::Sequential,
+        arl: None,
+        evidence: Vec::new(),
+        window: None,
+        consecutive_failures: i.consecutive,
+        limits: limits(cfg, &i.detail),
+    };
     match i.event {
         Event::ShedStart => {
-            o.insert("shed_until".into(), json!(rfc3339(i.other_ns)));
-            o.insert("shed_for_s".into(), json!(b.shed_for_ms as f64 / 1000.0));
-            o.insert("after_probe".into(), json!(i.probe));
+            r.shed_until = Some(rfc3339(i.other_ns));
+            r.shed_for_s = Some(b.shed_for_ms as f64 / 1000.0);
+            r.after_probe = Some(i.probe);
         }
         Event::ShedEnd => {
-            o.insert("shed_since".into(), json!(rfc3339(i.other_ns)));
-            o.insert(
-                "shed_duration_s".into(),
-                json!(round3(i.at_ns.saturating_sub(i.other_ns) as f64 / 1e9)),
-            );
+            r.shed_since = Some(rfc3339(i.other_ns));
+            r.shed_duration_s = Some(round3(i.at_ns.saturating_sub(i.other_ns) as f64 / 1e9));
         }
         Event::AlertStart | Event::AlertDismissed => {}
     }
-    let op = &i.operator;
-    if let Some(by) = op.by {
-        let key = match i.event {
-            Event::AlertDismissed => "dismissed_by",
-            _ => "confirmed_by",
-        };
-        o.insert(key.into(), json!(by));
-    }
-    if let Some(from) = op.from {
-        o.insert("operator_from".into(), json!(from));
-    }
-    if let Some(link) = op.link {
-        o.insert("confirm".into(), json!(link));
+    match i.event {
+        Event::AlertDismissed => r.dismissed_by = by,
+        _ => r.confirmed_by = by,
     }
     match &i.detail {
         Detail::Window { window, baseline } => {
-            o.insert("detector".into(), json!("window"));
-            let mut w = Map::new();
+            r.detector = Kind::Window;
+            let mut w = Window {
+                consecutive_failures: i.consecutive,
+                ..Window::default()
+            };
             if let Some(s) = window {
-                w.insert("gray_responses".into(), json!(s.responses));
-                w.insert("gray_failures".into(), json!(s.failures));
-                w.insert("error_rate".into(), num(s.error_rate()));
-                w.insert("latency_samples".into(), json!(s.lat_n));
-                w.insert("latency_mean_ms".into(), num(s.lat_mean()));
-                w.insert("box_samples".into(), json!(s.box_n));
-                w.insert("box_mean".into(), num(s.box_mean()));
+                w.gray_responses = Some(s.responses);
+                w.gray_failures = Some(s.failures);
+                w.error_rate = num(s.error_rate());
+                w.latency_samples = Some(s.lat_n);
+                w.latency_mean_ms = num(s.lat_mean());
+                w.box_samples = Some(s.box_n);
+                w.box_mean = num(s.box_mean());
             }
             if let Some(base) = baseline {
-                w.insert("baseline_mean".into(), num(Some(base.mean)));
-                w.insert("baseline_std".into(), num(Some(base.std)));
-                w.insert("baseline_samples".into(), json!(base.samples));
-                w.insert("baseline_held".into(), json!(base.held));
+                w.baseline_mean = num(Some(base.mean));
+                w.baseline_std = num(Some(base.std));
+                w.baseline_samples = Some(base.samples);
+                w.baseline_held = Some(base.held);
             }
-            w.insert("consecutive_failures".into(), json!(i.consecutive));
-            o.insert("window".into(), Value::Object(w));
+            r.window = Some(w);
         }
         Detail::Sequential { findings } => {
-            o.insert("detector".into(), json!("sequential"));
-            o.insert("arl".into(), json!(b.arl));
-            let tests: Vec<Value> = findings.iter().map(finding).collect();
-            o.insert("evidence".into(), Value::Array(tests));
-            o.insert("consecutive_failures".into(), json!(i.consecutive));
+            r.arl = Some(b.arl);
+            r.evidence = findings.iter().map(finding).collect();
         }
     }
-    let mut lim = Map::new();
+    r
+}
+
+/// The configured margins and ceilings the detector judged by.
+fn limits(cfg: &Config, detail: &Detail) -> Limits {
+    let b = &cfg.breach;
     let window = b.detector == DetectorKind::Window;
+    let mut l = Limits::default();
     if let Some(t) = &b.latency {
-        if let Some(max) = t.max_mean_ms {
-            lim.insert("latency_max_mean_ms".into(), json!(max));
-        }
+        l.latency_max_mean_ms = t.max_mean_ms;
         if window {
-            lim.insert(
-                "latency_window_s".into(),
-                json!(t.window_ms as f64 / 1000.0),
-            );
+            l.latency_window_s = Some(t.window_ms as f64 / 1000.0);
         } else {
-            lim.insert("latency_max_ratio".into(), json!(t.max_ratio));
+            l.latency_max_ratio = Some(t.max_ratio);
         }
     }
     if let Some(t) = &b.box_count {
         if window {
-            lim.insert("box_max_sigma".into(), json!(t.max_sigma));
-            lim.insert("box_min_std".into(), json!(t.min_std));
-            lim.insert("box_window_s".into(), json!(t.window_ms as f64 / 1000.0));
+            l.box_max_sigma = Some(t.max_sigma);
+            l.box_min_std = Some(t.min_std);
+            l.box_window_s = Some(t.window_ms as f64 / 1000.0);
             if let Detail::Window {
                 baseline: Some(base),
                 ..
-            } = &i.detail
+            } = detail
             {
                 let band = base.band(t);
-                lim.insert(
-                    "box_band".into(),
-                    json!([round3(base.mean - band), round3(base.mean + band)]),
-                );
+                l.box_band = Some([round3(base.mean - band), round3(base.mean + band)]);
             }
         } else {
-            lim.insert("box_max_shift".into(), json!(t.max_shift));
+            l.box_max_shift = Some(t.max_shift);
         }
     }
     if let Some(t) = &b.error_rate {
-        if let Some(max) = t.max {
-            lim.insert("error_rate_max".into(), json!(max));
-        }
+        l.error_rate_max = t.max;
         if window {
-            lim.insert(
-                "error_rate_window_s".into(),
-                json!(t.window_ms as f64 / 1000.0),
-            );
+            l.error_rate_window_s = Some(t.window_ms as f64 / 1000.0);
         } else {
-            lim.insert("error_rate_max_excess".into(), json!(t.max_excess));
+            l.error_rate_max_excess = Some(t.max_excess);
         }
     }
-    if let Some(t) = &b.agreement {
-        lim.insert("agreement_min_mean".into(), json!(t.min_mean));
-    }
-    if let Some(n) = b.consecutive_failures {
-        lim.insert("consecutive_failures".into(), json!(n));
-    }
-    o.insert("limits".into(), Value::Object(lim));
-    Value::Object(o).to_string()
+    l.agreement_min_mean = b.agreement.as_ref().map(|t| t.min_mean);
+    l.consecutive_failures = b.consecutive_failures;
+    l
 }
 
 /// One test of the sequential detector: the hypothesis, its evidence against the
 /// threshold, the sample sizes, the estimated change point, and the effect since then with
 /// the bound the same evidence proves.
-fn finding(f: &Finding) -> Value {
-    let mut o = Map::new();
-    o.insert("test".into(), json!(f.hypothesis.as_str()));
-    o.insert("log_e".into(), num(Some(f.log_e)));
-    o.insert("threshold".into(), num(Some(f.threshold)));
-    o.insert("crossed".into(), json!(f.crossed()));
-    o.insert("gray_n".into(), json!(f.gray_n));
-    o.insert("control_n".into(), num(Some(f.control_n)));
-    o.insert("change_at".into(), json!(f.change_at));
-    if f.change_ms > 0.0 {
-        o.insert(
-            "changed_at".into(),
-            json!(rfc3339((f.change_ms * 1e6) as u64)),
-        );
+fn finding(f: &Finding) -> Evidence {
+    let bound = num(Some(f.bound));
+    let above = f.hypothesis.above();
+    Evidence {
+        test: f.hypothesis.as_str().into(),
+        log_e: round3(f.log_e),
+        threshold: round3(f.threshold),
+        crossed: f.crossed(),
+        gray_n: f.gray_n,
+        control_n: round3(f.control_n),
+        change_at: f.change_at,
+        changed_at: (f.change_ms > 0.0).then(|| rfc3339((f.change_ms * 1e6) as u64)),
+        since_n: f.since_n,
+        estimate: num(Some(f.estimate)),
+        at_least: bound.filter(|_| above),
+        at_most: bound.filter(|_| !above),
     }
-    o.insert("since_n".into(), json!(f.since_n));
-    o.insert("estimate".into(), num(Some(f.estimate)));
-    let side = if f.hypothesis.above() {
-        "at_least"
-    } else {
-        "at_most"
-    };
-    o.insert(side.into(), num(Some(f.bound)));
-    Value::Object(o)
 }
 
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-fn num(v: Option<f64>) -> Value {
-    v.filter(|x| x.is_finite())
-        .map_or(Value::Null, |x| json!(round3(x)))
+/// A finite value rounded to 3 decimals (the record has no room for NaN or infinities).
+fn num(v: Option<f64>) -> Option<f64> {
+    v.filter(|x| x.is_finite()).map(round3)
 }
 
 /// `2024-05-01T03:04:05.678Z` from ns since the epoch (proleptic Gregorian, UTC).
@@ -278,6 +251,7 @@ mod tests {
     use crate::config::parse;
     use crate::detect::window::breach::Baseline;
     use crate::detect::window::windows::Stats;
+    use serde_json::{Value, json};
 
     #[test]
     fn timestamps() {
@@ -327,6 +301,8 @@ mod tests {
             consecutive: 0,
             probe: false,
             operator: Operator::default(),
+            gateway: "gw-0",
+            gray_pods: &[],
         };
         let text = line(&cfg, &start);
         assert!(!text.contains('\n'));
@@ -397,6 +373,8 @@ mod tests {
             consecutive: 0,
             probe: false,
             operator: Operator::default(),
+            gateway: "gw-0",
+            gray_pods: &[],
         };
         let v: Value = serde_json::from_str(&line(&cfg, &i)).unwrap();
         assert_eq!(v["detector"], "sequential");

@@ -165,6 +165,11 @@ pub enum Gauge {
     PromotionBound(usize, Effect, Bound),
 }
 
+/// The stat name of a unit's fallback counter (`grayguard_fallbacks_total{rule}`).
+pub fn fallbacks_name(unit_name: &str) -> String {
+    tagged(&[(Label::Rule, unit_name)], names::FALLBACKS)
+}
+
 /// Names of a configuration's gauges (`units[u]` names unit `u`: a rule, or `*`;
 /// `confirm` is the alert's link query, for [`Gauge::Alert`]).
 pub fn gauge_name(g: Gauge, units: &[String], confirm: &str) -> String {

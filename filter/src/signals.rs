@@ -2,9 +2,11 @@
 //! status, the latency and box count, the breach flag. Parsing never lets a bad value
 //! crash the VM or poison the statistics.
 
-use grayguard_contract::headers::{AGREEMENT, BOX_COUNT, INFERENCE_LATENCY_MS};
+use grayguard_contract::headers::{
+    AGREEMENT, BOX_COUNT, ENVOY_ATTEMPT_COUNT, INFERENCE_LATENCY_MS, MODEL_VERSION,
+};
 
-use crate::config::Breach;
+use crate::config::Config;
 
 /// Largest latency accepted as real, in ms (one hour); anything above is malformed.
 pub const MAX_LATENCY_MS: f64 = 3_600_000.0;
@@ -99,6 +101,10 @@ pub struct Reply {
     pub obs: Observation,
     /// The breach flag's reason, when the flag was present.
     pub flag_reason: Option<String>,
+    /// A gray-routed request that stable answered: gray's attempt failed and Envoy's retry
+    /// went to stable (mesh-config's gray fallback). A gray failure, and nothing else of it
+    /// is gray's.
+    pub fallback: bool,
 }
 
 impl Reply {
@@ -110,8 +116,25 @@ impl Reply {
                 ..Observation::default()
             },
             flag_reason: None,
+            fallback: false,
         }
     }
+}
+
+/// Whether a reply to a gray-routed request came from stable: it says stable's model
+/// version (`x-model-version` equal to the configuration's `stable`), or Envoy made more
+/// than one attempt and the answer is not gray's (a hedged gray answer that won the race
+/// says gray's version, and is gray's).
+fn fallback<'h>(cfg: &Config, header: &impl Fn(&str) -> Option<&'h [u8]>) -> bool {
+    let version = header(MODEL_VERSION);
+    if version == Some(cfg.stable.as_bytes()) {
+        return true;
+    }
+    let attempts = header(ENVOY_ATTEMPT_COUNT)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(1);
+    attempts > 1 && version != Some(cfg.gray.as_bytes())
 }
 
 /// A `:status` value.
@@ -119,13 +142,22 @@ pub fn status(text: &[u8]) -> Option<u16> {
     std::str::from_utf8(text).ok()?.parse().ok()
 }
 
-/// Reads a reply's status and signal headers (`header` looks one up, as bytes). Returns the
-/// reply and how many signal values were malformed (ignored, never trusted).
+/// Reads a reply's status and signal headers (`header` looks one up, as bytes); `gray`: the
+/// request was routed to gray. Returns the reply and how many signal values were malformed
+/// (ignored, never trusted). A gray request stable answered is a failure, and its signals
+/// (stable's latency, boxes, breach flag) are not read: they are not gray's.
 pub fn read<'h>(
-    b: &Breach,
+    cfg: &Config,
+    gray: bool,
     status: Option<u16>,
     header: impl Fn(&str) -> Option<&'h [u8]>,
 ) -> (Reply, u32) {
+    if gray && fallback(cfg, &header) {
+        let mut reply = Reply::reset();
+        reply.fallback = true;
+        return (reply, 0);
+    }
+    let b = &cfg.breach;
     let lat_header = b
         .latency
         .as_ref()
@@ -181,6 +213,7 @@ pub fn read<'h>(
     let reply = Reply {
         obs,
         flag_reason: flag.map(|v| flag_reason(&String::from_utf8_lossy(v))),
+        fallback: false,
     };
     (reply, malformed)
 }

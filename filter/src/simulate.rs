@@ -217,6 +217,7 @@ pub fn play(config_json: &str, release: &Release, seed: u64) -> Result<Outcome, 
         let reply = Reply {
             obs: side.draw(&mut rng),
             flag_reason: None,
+            fallback: false,
         };
         vm.settle(&host, &routed, &reply);
         let now = host.now_ns() + step_ns;

@@ -9,8 +9,9 @@
 //!          / "probe"               ; half-open probe                   (gray)
 //!          / "dry-run=" trigger    ; would have shed, dry_run is on    (gray)
 //!          / "alert=" trigger      ; confirm mode: a person is asked   (gray)
-//! trigger  = "flag" / "latency" / "box_count" / "error_rate" / "consecutive_failures"
-//!          / "latch"
+//!          / "fallback"            ; gray failed, stable answered      (gray)
+//! trigger  = "flag" / "latency" / "box_count" / "error_rate" / "agreement"
+//!          / "consecutive_failures" / "latch"
 //! name     = 1*64( ALPHA / DIGIT / "." / "_" / "-" )
 //! ```
 //!
@@ -51,6 +52,10 @@ pub enum Note {
     DryRun(Trigger),
     /// Confirm mode: the trigger fired and a person is asked to confirm the shed (gray).
     Alert(Trigger),
+    /// Sent to gray, whose attempt failed; Envoy's one retry was answered by stable (gray:
+    /// the request was gray's, and counts as a gray failure). Takes the place of any other
+    /// note.
+    Fallback,
 }
 
 /// One decision header.
@@ -155,6 +160,7 @@ impl<'a> Decision<'a> {
                 out.push_str("; alert=");
                 out.push_str(t.as_str());
             }
+            Some(Note::Fallback) => out.push_str("; fallback"),
         }
     }
 
@@ -189,6 +195,7 @@ impl<'a> Decision<'a> {
             Some(item) if rule.is_none() => return Err(ParseError::Item(item.to_string())),
             Some("percent") => Some(Note::Percent),
             Some("probe") => Some(Note::Probe),
+            Some("fallback") => Some(Note::Fallback),
             Some(item) => match item.split_once('=') {
                 Some(("shed", t)) => Some(Note::Shed(trigger(t)?)),
                 Some(("dry-run", t)) => Some(Note::DryRun(trigger(t)?)),
@@ -258,6 +265,10 @@ mod tests {
             (
                 Decision::rule(Side::Gray, "r", Some(Note::Alert(t))),
                 "gray; rule=r; alert=box_count",
+            ),
+            (
+                Decision::rule(Side::Gray, "r", Some(Note::Fallback)),
+                "gray; rule=r; fallback",
             ),
         ];
         for (d, text) in cases {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod operator;
 pub mod promotion;
 pub mod reason;
+pub mod record;
 pub mod tags;
 
 pub use decision::{Decision, Note, ParseError, Side};

@@ -16,8 +16,11 @@ pub mod filter {
     pub const DRY_RUN_REQUESTS: &str = "grayguard_dry_run_requests";
     /// Prefix of the breaker openings by trigger: `grayguard_breaches_<trigger>`.
     pub const BREACHES_PREFIX: &str = "grayguard_breaches_";
-    /// Failed gray responses (5xx, reset, missing signals).
+    /// Failed gray responses (5xx, reset, missing signals, fallbacks).
     pub const GRAY_FAILURES: &str = "grayguard_gray_failures";
+    /// Gray-routed requests whose gray attempt failed and whose retry stable answered
+    /// (label `rule`): each is also one gray failure.
+    pub const FALLBACKS: &str = "grayguard_fallbacks_total";
     /// Signal headers ignored as malformed.
     pub const MALFORMED_SIGNALS: &str = "grayguard_malformed_signals";
     /// Client headers the filter removed.
@@ -88,6 +91,7 @@ pub mod filter {
         PROBE_REQUESTS,
         DRY_RUN_REQUESTS,
         GRAY_FAILURES,
+        FALLBACKS,
         MALFORMED_SIGNALS,
         SPOOFED_HEADERS_STRIPPED,
         BREAKER_STATE,

@@ -45,6 +45,21 @@ impl Effect {
     }
 }
 
+/// Written and read by its name (`Effect`'s `as_str`/`parse`), in the records and JSON.
+impl serde::Serialize for Effect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Effect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Effect, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Effect::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown effect {name:?}")))
+    }
+}
+
 impl fmt::Display for Effect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -89,6 +104,21 @@ impl Verdict {
 
     pub fn from_gauge(v: u64) -> Option<Verdict> {
         Verdict::ALL.into_iter().find(|s| s.gauge() == v)
+    }
+}
+
+/// Written and read by its name (`Verdict`'s `as_str`/`parse`), in the records and JSON.
+impl serde::Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Verdict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Verdict::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown verdict {name:?}")))
     }
 }
 

@@ -105,6 +105,21 @@ impl Trigger {
     }
 }
 
+/// Written and read by its name (`Trigger`'s `as_str`/`parse`), in the records and JSON.
+impl serde::Serialize for Trigger {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Trigger {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Trigger, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Trigger::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown trigger {name:?}")))
+    }
+}
+
 impl fmt::Display for Trigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

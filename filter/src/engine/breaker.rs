@@ -98,6 +98,10 @@ impl Engine {
                     since_ns: now,
                 };
                 self.incident(host, Event::ShedEnd, unit, t, None, at, false);
+                // A new epoch: the pods heard from start afresh.
+                if let Some(pods) = self.pods.get_mut(unit) {
+                    pods.clear();
+                }
             }
             ProbeOutcome::Reopened(t) => {
                 self.pending.count(Counter::Breaches(t));
@@ -197,6 +201,8 @@ impl Engine {
                 consecutive: self.detector.consecutive(unit, at.since_ns),
                 probe,
                 operator,
+                gateway: &self.gateway,
+                gray_pods: self.pods.get(unit).map_or(&[], Vec::as_slice),
             },
         );
         host.log(Level::Warn, &line);

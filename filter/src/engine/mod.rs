@@ -88,6 +88,10 @@ pub struct Engine {
     gateway: String,
     /// Latch and clear calls waiting for the tick.
     latch_outbox: Vec<LatchRequest>,
+    /// Per unit: fallbacks not yet handed to the host.
+    fallbacks: Vec<u64>,
+    /// Per unit: the gray pods heard from in the current epoch (their `x-served-by`).
+    pods: Vec<Vec<String>>,
 }
 
 impl Engine {
@@ -115,6 +119,8 @@ impl Engine {
             last_now_ns: 0,
             gateway: "gateway".into(),
             latch_outbox: Vec::new(),
+            fallbacks: vec![0; units],
+            pods: vec![Vec::new(); units],
             cfg,
         }
     }

@@ -1,6 +1,9 @@
 //! Settling a reply: which replies are read, their signals read in one go, then booked —
-//! the signal counters, the detector, and the breach flag or a half-open probe's verdict.
+//! the signal counters, the detector, and the breach flag or a half-open probe's verdict; a
+//! gray request stable answered (a fallback) is counted as one gray failure; the gray pods
+//! that answered are remembered for the incident record.
 
+use grayguard_contract::headers::SERVED_BY;
 use grayguard_contract::{Flag, Trigger};
 
 use crate::decision::{Routed, Why};
@@ -9,6 +12,11 @@ use crate::host::Host;
 use crate::metrics::Counter;
 use crate::signals::{self, Observation, Reply};
 
+/// Gray pods remembered per unit and epoch for the incident record.
+pub const MAX_PODS: usize = 16;
+/// Longest pod name kept, in characters.
+pub const MAX_POD_NAME: usize = 253;
+
 impl Engine {
     /// Whether the response of this request is read at all (gray responses feed the
     /// detector; stable ones only as the detector's reference).
@@ -16,32 +24,58 @@ impl Engine {
         r.decision.gray || self.detector.reads_stable(r)
     }
 
-    /// Reads a response's status and signal headers (`header` looks one up, as bytes).
-    /// Malformed signals are ignored and counted, never trusted.
+    /// Reads a response's status and signal headers (`header` looks one up, as bytes;
+    /// `gray`: the request went to gray). Malformed signals are ignored and counted, never
+    /// trusted.
     pub fn read<'h>(
         &mut self,
+        gray: bool,
         status: Option<u16>,
         header: impl Fn(&str) -> Option<&'h [u8]>,
     ) -> Reply {
-        let (reply, malformed) = signals::read(&self.cfg.breach, status, header);
+        let (reply, malformed) = signals::read(&self.cfg, gray, status, header);
         self.pending
             .add(Counter::MalformedSignals, u64::from(malformed));
         reply
     }
 
     /// A response's headers arrived (`header` looks one up, `:status` included): read and
-    /// booked, when this request's responses are read.
+    /// booked, when this request's responses are read. Returns whether it was a fallback
+    /// (gray's attempt failed and stable answered), which the decision header says.
     pub fn on_response<'h>(
         &mut self,
         host: &impl Host,
         r: &Routed,
         header: impl Fn(&str) -> Option<&'h [u8]>,
-    ) {
-        if self.reads_response(r) {
-            let status = header(":status").and_then(signals::status);
-            let reply = self.read(status, header);
-            self.settle(host, r, &reply);
+    ) -> bool {
+        if !self.reads_response(r) {
+            return false;
         }
+        let status = header(":status").and_then(signals::status);
+        let reply = self.read(r.decision.gray, status, &header);
+        // The pod that answered, when it was gray (a fallback's is stable's).
+        if r.decision.gray
+            && !reply.fallback
+            && let Some(unit) = r.decision.rule.map(|rule| self.cfg.unit_of(rule))
+            && let Some(pod) = header(SERVED_BY)
+        {
+            self.heard_from(unit, pod);
+        }
+        self.settle(host, r, &reply);
+        reply.fallback
+    }
+
+    /// Remembers a gray pod `unit`'s replies came from (the first [`MAX_PODS`] of the
+    /// epoch), for the incident record. A name costs an allocation only the first time.
+    fn heard_from(&mut self, unit: usize, pod: &[u8]) {
+        let Some(pods) = self.pods.get_mut(unit) else {
+            return;
+        };
+        if pods.len() >= MAX_PODS || pods.iter().any(|p| p.as_bytes() == pod) {
+            return;
+        }
+        let name = signals::flag_reason(&String::from_utf8_lossy(pod));
+        pods.push(name.chars().take(MAX_POD_NAME).collect());
     }
 
     /// A request ended without response headers (a reset): booked as a failure, when this
@@ -69,6 +103,11 @@ impl Engine {
         let unit = self.cfg.unit_of(rule);
         if obs.failed {
             self.pending.count(Counter::GrayFailures);
+        }
+        if reply.fallback
+            && let Some(n) = self.fallbacks.get_mut(unit)
+        {
+            *n += 1;
         }
         self.detector.observe_gray(unit, r, obs);
         let flag = self.flag_trigger(unit, reply);

@@ -145,15 +145,18 @@ impl Engine {
         .flatten()
     }
 
-    /// The `x-canary-decision` text for a request (in a buffer the VM reuses).
-    pub fn decision_text(&mut self, r: &Routed) -> &str {
+    /// The `x-canary-decision` text for a request (in a buffer the VM reuses); `fallback`:
+    /// its reply was stable's answer to Envoy's retry of a failed gray attempt.
+    pub fn decision_text(&mut self, r: &Routed, fallback: bool) -> &str {
         let name = r
             .decision
             .rule
             .and_then(|i| self.cfg.rules.get(i))
             .map_or("", |rule| rule.name.as_str());
         self.scratch.clear();
-        r.decision.header(name).render_into(&mut self.scratch);
+        r.decision
+            .header_with(name, fallback)
+            .render_into(&mut self.scratch);
         &self.scratch
     }
 }

@@ -8,7 +8,7 @@ use crate::config::{Action, Scope};
 use crate::detect::Tick;
 use crate::engine::Engine;
 use crate::host::Host;
-use crate::metrics::{Gauge, gauge_name};
+use crate::metrics::{Gauge, fallbacks_name, gauge_name};
 use crate::shared::HostStore;
 
 impl Engine {
@@ -45,6 +45,12 @@ impl Engine {
         self.send_latches(host);
         for (c, n) in self.pending.drain() {
             host.add_counter(c, n);
+        }
+        for (u, n) in self.fallbacks.iter_mut().enumerate() {
+            if *n > 0 {
+                let name = self.unit_names.get(u).map_or("?", String::as_str);
+                host.add_named_counter(&fallbacks_name(name), std::mem::take(n));
+            }
         }
     }
 

@@ -114,17 +114,18 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         let Vm { engine, host } = &mut *guard;
-        let _ = hostcalls::set_map_value_bytes(
-            MapType::HttpResponseHeaders,
-            DECISION,
-            Some(engine.decision_text(&routed).as_bytes()),
-        );
+        let mut fallback = false;
         if engine.reads_response(&routed) {
             // One host call for all response headers (cheaper than a lookup per signal).
             let headers =
                 hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
-            engine.on_response(host, &routed, |name| lookup(&headers, name));
+            fallback = engine.on_response(host, &routed, |name| lookup(&headers, name));
         }
+        let _ = hostcalls::set_map_value_bytes(
+            MapType::HttpResponseHeaders,
+            DECISION,
+            Some(engine.decision_text(&routed, fallback).as_bytes()),
+        );
         Action::Continue
     }
 

@@ -24,6 +24,8 @@ pub struct EnvoyHost {
     counters: Vec<Option<u32>>,
     /// Gauges by stat name, defined on first use (a per-alert gauge's name carries its link).
     gauges: RefCell<HashMap<String, Option<u32>>>,
+    /// Counters whose names carry labels, by stat name, defined on first use.
+    named_counters: RefCell<HashMap<String, Option<u32>>>,
     board_writes: Option<u32>,
 }
 
@@ -37,6 +39,7 @@ impl EnvoyHost {
                 .map(|c| def(MetricType::Counter, &c.name()))
                 .collect(),
             gauges: RefCell::new(HashMap::new()),
+            named_counters: RefCell::new(HashMap::new()),
             board_writes: def(
                 MetricType::Gauge,
                 grayguard_contract::metrics::filter::BOARD_WRITES,
@@ -105,6 +108,16 @@ impl Host for EnvoyHost {
         )
         .map(|_| ())
         .map_err(|_| ShareError::Failed)
+    }
+
+    fn add_named_counter(&self, name: &str, n: u64) {
+        let mut counters = self.named_counters.borrow_mut();
+        let id = *counters
+            .entry(name.to_string())
+            .or_insert_with(|| hostcalls::define_metric(MetricType::Counter, name).ok());
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, n.min(i64::MAX as u64) as i64);
+        }
     }
 
     fn set_gauge(&self, name: &str, value: u64) {

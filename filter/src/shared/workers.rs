@@ -112,6 +112,7 @@ mod tests {
         fn log(&self, _: crate::host::Level, _: &str) {}
         fn add_counter(&self, _: crate::metrics::Counter, _: u64) {}
         fn set_gauge(&self, _: &str, _: u64) {}
+        fn add_named_counter(&self, _: &str, _: u64) {}
         fn dispatch(
             &self,
             _: &str,

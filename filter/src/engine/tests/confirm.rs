@@ -24,12 +24,12 @@ fn confirm_mode_alerts_instead_of_shedding_until_a_person_confirms() {
     traffic(&mut vms, &h, 100, |_| 20);
     let i = incidents(&h);
     assert_eq!(
-        (i.len(), i[0]["event"].as_str()),
+        (i.len(), Some(i[0].event.as_str())),
         (1, Some("alert_start")),
         "{i:?}"
     );
     let link = alert_link(&h);
-    assert_eq!(i[0]["confirm"].as_str(), Some(link.as_str()));
+    assert_eq!(i[0].confirm.as_deref(), Some(link.as_str()));
     // Gray keeps serving, and says so.
     let r = ask(&mut vms[0], &h, "crane");
     assert_eq!(text(&mut vms[0], &r), "gray; rule=cranes; alert=box_count");
@@ -70,10 +70,10 @@ fn confirm_mode_alerts_instead_of_shedding_until_a_person_confirms() {
     let i = incidents(&h);
     assert_eq!(i.len(), 2, "{i:?}");
     assert_eq!(
-        (i[1]["event"].as_str(), i[1]["confirmed_by"].as_str()),
+        (Some(i[1].event.as_str()), i[1].confirmed_by.as_deref()),
         (Some("shed_start"), Some("ana@ops"))
     );
-    assert_eq!(i[1]["operator_from"], "10.0.0.7:5123");
+    assert_eq!(i[1].operator_from.as_deref(), Some("10.0.0.7:5123"));
     for e in &mut vms {
         e.tick(&h);
     }
@@ -93,7 +93,7 @@ fn confirm_mode_leaves_outright_failure_to_no_one_and_can_be_dismissed() {
     // The flag still sheds at once.
     let r = ask(&mut e, &h, "crane");
     answer(&mut e, &h, &r, 10.0, 3, Some("latency"));
-    assert_eq!(incidents(&h)[0]["event"], "shed_start");
+    assert_eq!(incidents(&h)[0].event.as_str(), "shed_start");
     // A dismissed alert ends without a shed and the evidence starts afresh.
     let h = MemoryHost::new(T0);
     let mut vms = vec![engine(&h, &confirm_config(), 1)];
@@ -109,7 +109,7 @@ fn confirm_mode_leaves_outright_failure_to_no_one_and_can_be_dismissed() {
     );
     let i = incidents(&h);
     assert_eq!(
-        (i[1]["event"].as_str(), i[1]["dismissed_by"].as_str()),
+        (Some(i[1].event.as_str()), i[1].dismissed_by.as_deref()),
         (Some("alert_dismissed"), Some("anonymous"))
     );
     let r = ask(&mut vms[0], &h, "crane");

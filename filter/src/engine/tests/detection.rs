@@ -16,7 +16,7 @@ fn the_flag_sheds_the_very_next_request_on_every_vm() {
     let i = incidents(&h);
     assert_eq!(i.len(), 1);
     assert_eq!(
-        (i[0]["trigger"].as_str(), i[0]["flag_reason"].as_str()),
+        (Some(i[0].trigger.as_str()), i[0].flag_reason.as_deref()),
         (Some("flag"), Some("box_count"))
     );
 }
@@ -34,17 +34,15 @@ fn a_flood_is_shed_by_the_sequential_detector_across_two_vms() {
     traffic(&mut vms, &h, 100, |_| 20);
     let i = incidents(&h);
     assert_eq!(i.len(), 1, "{i:?}");
-    assert_eq!(i[0]["trigger"], "box_count");
-    assert_eq!(i[0]["detector"], "sequential");
-    let crossed: Vec<_> = i[0]["evidence"]
-        .as_array()
-        .unwrap()
+    assert_eq!(i[0].trigger.as_str(), "box_count");
+    assert_eq!(i[0].detector.as_str(), "sequential");
+    let crossed: Vec<_> = i[0].evidence.iter().filter(|f| f.crossed).collect();
+    // The flood came after 200 healthy responses: the change point is there.
+    let f = crossed
         .iter()
-        .filter(|f| f["crossed"] == true)
-        .collect();
-    assert!(!crossed.is_empty());
-    // The flood came after 200 healthy responses: the segment test caught it.
-    assert!(crossed.iter().any(|f| f["test"] == "box_count_above"));
+        .find(|f| f.test == "box_count_above")
+        .expect("the flood's test crossed");
+    assert!((f.change_at - 200.0).abs() <= 20.0, "{f:?}");
     let shed = ask(&mut vms[1], &h, "crane");
     assert_eq!(
         text(&mut vms[1], &shed),
@@ -85,7 +83,7 @@ fn half_open_probes_close_and_a_new_epoch_starts() {
     let back = ask(e, &h, "crane");
     assert_eq!(text(e, &back), "gray; rule=cranes");
     let i = incidents(&h);
-    assert_eq!(i.last().unwrap()["event"], "shed_end");
+    assert_eq!(i.last().unwrap().event.as_str(), "shed_end");
     // The evidence gauge starts the new epoch from nothing.
     e.tick(&h);
     let g = gauge_name(Gauge::Evidence(0, Trigger::BoxCount), e.unit_names(), "");
@@ -108,7 +106,7 @@ fn a_bad_probe_reopens() {
     let i = incidents(&h);
     assert_eq!(i.len(), 2);
     assert_eq!(
-        (i[1]["trigger"].as_str(), i[1]["after_probe"].as_bool()),
+        (Some(i[1].trigger.as_str()), i[1].after_probe),
         (Some("box_count"), Some(true))
     );
     let again = ask(e, &h, "crane");
@@ -133,7 +131,7 @@ fn consecutive_failures_shed_across_vms() {
     vms[0].tick(&h);
     let i = incidents(&h);
     assert_eq!(i.len(), 1, "{i:?}");
-    assert_eq!(i[0]["trigger"], "consecutive_failures");
+    assert_eq!(i[0].trigger.as_str(), "consecutive_failures");
 }
 
 #[test]
@@ -147,7 +145,7 @@ fn a_streak_after_a_success_within_one_tick_still_counts() {
         fail(&mut e, &h, &r);
     }
     e.tick(&h);
-    assert_eq!(incidents(&h)[0]["trigger"], "consecutive_failures");
+    assert_eq!(incidents(&h)[0].trigger.as_str(), "consecutive_failures");
 }
 
 #[test]
@@ -156,7 +154,7 @@ fn dry_run_evaluates_and_never_sheds() {
     let dry = SEQ.replace("\"shed_for_s\":10", "\"shed_for_s\":10,\"dry_run\":true");
     let mut vms = vec![engine(&h, &dry, 1)];
     traffic(&mut vms, &h, 100, |_| 20);
-    assert_eq!(incidents(&h)[0]["dry_run"], true);
+    assert!(incidents(&h)[0].dry_run);
     let r = ask(&mut vms[0], &h, "crane");
     assert_eq!(
         text(&mut vms[0], &r),
@@ -177,7 +175,7 @@ fn the_window_detector_still_works() {
     traffic(&mut vms, &h, 40, |_| 30);
     let i = incidents(&h);
     assert_eq!(
-        (i[0]["trigger"].as_str(), i[0]["detector"].as_str()),
+        (Some(i[0].trigger.as_str()), Some(i[0].detector.as_str())),
         (Some("box_count"), Some("window"))
     );
 }

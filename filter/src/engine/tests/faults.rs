@@ -66,7 +66,7 @@ fn malformed_signals_are_counted_not_used() {
     let h = MemoryHost::new(T0);
     let mut e = engine(&h, SEQ, 1);
     let r = ask(&mut e, &h, "crane");
-    let reply = e.read(Some(200), |name| match name {
+    let reply = e.read(true, Some(200), |name| match name {
         "x-inference-latency-ms" => Some(&b"NaN"[..]),
         "x-box-count" => Some(&b"\xff\xfe"[..]),
         _ => None,
@@ -85,7 +85,7 @@ fn a_failed_reply_is_a_failure_not_a_sample() {
     let h = MemoryHost::new(T0);
     let mut e = engine(&h, SEQ, 1);
     // What a sidecar with a full queue stamps on its 503.
-    let reply = e.read(Some(503), |name| match name {
+    let reply = e.read(true, Some(503), |name| match name {
         "x-inference-latency-ms" => Some(&b"0.412"[..]),
         "x-box-count" => Some(&b"0"[..]),
         _ => None,
@@ -124,7 +124,7 @@ fn an_overloaded_control_does_not_shed_a_healthy_gray() {
                 None,
             );
         } else {
-            let refusal = e.read(Some(503), |name| match name {
+            let refusal = e.read(false, Some(503), |name| match name {
                 "x-inference-latency-ms" => Some(&b"0.4"[..]),
                 "x-box-count" => Some(&b"0"[..]),
                 _ => None,
@@ -137,4 +137,71 @@ fn an_overloaded_control_does_not_shed_a_healthy_gray() {
         }
     }
     assert!(incidents(&h).is_empty(), "{:?}", incidents(&h));
+}
+
+/// A reply to a gray-routed request: `version` answered, after `attempts` tries, from `pod`.
+fn reply_from(
+    e: &mut Engine,
+    h: &MemoryHost,
+    r: &Routed,
+    version: &str,
+    attempts: &str,
+    pod: &str,
+) -> bool {
+    e.on_response(h, r, |n| match n {
+        ":status" => Some(&b"200"[..]),
+        "x-model-version" => Some(version.as_bytes()),
+        "x-envoy-attempt-count" => Some(attempts.as_bytes()),
+        "x-served-by" => Some(pod.as_bytes()),
+        // Stable's own signals, and its own watchdog's flag: none of it is gray's.
+        "x-canary-breach" => (version == "v9").then_some(&b"latency"[..]),
+        "x-inference-latency-ms" => Some(&b"100"[..]),
+        "x-box-count" => Some(&b"5"[..]),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_gray_request_stable_answered_is_one_gray_failure_and_nothing_else() {
+    let h = MemoryHost::new(T0);
+    let mut e = engine(&h, SEQ, 1);
+    // Gray answers twice, from two pods (one a hedged answer that beat stable's).
+    for (pod, attempts) in [("yolo-v10-a", "1"), ("yolo-v10-b", "2")] {
+        let r = ask(&mut e, &h, "crane");
+        assert!(!reply_from(&mut e, &h, &r, "v10", attempts, pod));
+        assert_eq!(text(&mut e, &r), "gray; rule=cranes");
+    }
+    // Then three of its requests are answered by stable (Envoy's retry after gray failed).
+    for _ in 0..3 {
+        let r = ask(&mut e, &h, "crane");
+        let fallback = reply_from(&mut e, &h, &r, "v9", "2", "yolo-v9-x");
+        assert!(fallback);
+        assert_eq!(e.decision_text(&r, fallback), "gray; rule=cranes; fallback");
+    }
+    e.tick(&h);
+    assert_eq!(h.counter(Counter::GrayResponses), 5);
+    assert_eq!(h.counter(Counter::GrayFailures), 3);
+    assert_eq!(
+        h.counter(Counter::GrayLatencySamples),
+        2,
+        "stable's latency is not gray's"
+    );
+    assert_eq!(
+        h.named_counter(&crate::metrics::fallbacks_name("cranes")),
+        3
+    );
+    assert!(
+        incidents(&h).is_empty(),
+        "stable's own flag does not shed gray"
+    );
+    // A fourth in a row sheds on consecutive failures, as four crashes would, and the
+    // record names the gray pods this gateway heard from (not stable's).
+    let r = ask(&mut e, &h, "crane");
+    reply_from(&mut e, &h, &r, "v9", "2", "yolo-v9-x");
+    e.tick(&h);
+    let i = incidents(&h);
+    assert_eq!(i.len(), 1, "{i:?}");
+    assert_eq!(i[0].trigger, Trigger::ConsecutiveFailures);
+    assert_eq!(i[0].gray_pods, ["yolo-v10-a", "yolo-v10-b"]);
+    assert_eq!(i[0].gateway.as_deref(), Some("gateway"));
 }

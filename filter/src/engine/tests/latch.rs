@@ -58,7 +58,7 @@ fn another_gateways_latch_sheds_this_rule_and_is_not_passed_on() {
     answer(&mut e, &h, &r, 10.0, 3, Some("latched:box_count@cranes"));
     let i = incidents(&h);
     assert_eq!(
-        (i[0]["trigger"].as_str(), i[0]["flag_reason"].as_str()),
+        (Some(i[0].trigger.as_str()), i[0].flag_reason.as_deref()),
         (Some("latch"), Some("latched:box_count@cranes"))
     );
     let next = ask(&mut e, &h, "crane");
@@ -78,7 +78,7 @@ fn another_gateways_latch_sheds_this_rule_and_is_not_passed_on() {
         Some("memory,latched:box_count@gates"),
     );
     e.tick(&h);
-    assert_eq!(incidents(&h)[0]["trigger"], "flag");
+    assert_eq!(incidents(&h)[0].trigger.as_str(), "flag");
     assert_eq!(h.calls().len(), 2);
 }
 
@@ -116,7 +116,7 @@ fn healthy_probes_clear_only_latches_older_than_their_evidence() {
     e.tick(&h);
     let i = incidents(&h);
     assert_eq!(
-        (i[1]["trigger"].as_str(), i[1]["after_probe"].as_bool()),
+        (Some(i[1].trigger.as_str()), i[1].after_probe),
         (Some("latch"), Some(true))
     );
     assert_eq!(

@@ -5,6 +5,7 @@ mod confirm;
 mod detection;
 mod faults;
 mod latch;
+mod promotion;
 mod routing;
 
 use grayguard_contract::Trigger;
@@ -31,7 +32,7 @@ fn ask(e: &mut Engine, h: &MemoryHost, kind: &str) -> Routed {
 /// A response with the given latency and box count (and optional flag).
 fn answer(e: &mut Engine, h: &MemoryHost, r: &Routed, lat: f64, boxes: u32, flag: Option<&str>) {
     let (lat, boxes) = (format!("{lat}"), boxes.to_string());
-    let reply = e.read(Some(200), |name| match name {
+    let reply = e.read(r.decision.gray, Some(200), |name| match name {
         "x-inference-latency-ms" => Some(lat.as_bytes()),
         "x-box-count" => Some(boxes.as_bytes()),
         "x-canary-breach" => flag.map(str::as_bytes),
@@ -41,19 +42,23 @@ fn answer(e: &mut Engine, h: &MemoryHost, r: &Routed, lat: f64, boxes: u32, flag
 }
 
 fn fail(e: &mut Engine, h: &MemoryHost, r: &Routed) {
-    let reply = e.read(Some(503), |_| None);
+    let reply = e.read(r.decision.gray, Some(503), |_| None);
     e.settle(h, r, &reply);
 }
 
 fn text(e: &mut Engine, r: &Routed) -> String {
-    e.decision_text(r).to_string()
+    e.decision_text(r, false).to_string()
 }
 
-fn incidents(h: &MemoryHost) -> Vec<serde_json::Value> {
+/// The incident records the VMs logged, read with the contract's record type.
+fn incidents(h: &MemoryHost) -> Vec<grayguard_contract::record::Incident> {
     h.logs()
         .iter()
-        .filter(|(_, l)| l.contains("\"incident\""))
-        .map(|(_, l)| serde_json::from_str(l).unwrap())
+        .filter_map(|(_, l)| grayguard_contract::record::parse_line(l))
+        .filter_map(|r| match r.expect("a record that parses") {
+            grayguard_contract::record::Record::Incident(i) => Some(*i),
+            grayguard_contract::record::Record::Promotion(_) => None,
+        })
         .collect()
 }
 

@@ -224,6 +224,10 @@ impl Host for Counting<'_> {
         self.note("set_gauge");
         self.inner.set_gauge(name, value);
     }
+    fn add_named_counter(&self, name: &str, n: u64) {
+        self.note("add_named_counter");
+        self.inner.add_named_counter(name, n);
+    }
     fn dispatch(
         &self,
         cluster: &str,
@@ -251,7 +255,7 @@ fn a_request_and_its_reply_cost_the_core_one_host_call_at_most() {
     e.tick(&h);
     for _ in 0..3 {
         let g = e.decide(&counting, |n| (n == "x-device-type").then_some("crane"));
-        let reply = e.read(Some(200), |n| match n {
+        let reply = e.read(true, Some(200), |n| match n {
             "x-inference-latency-ms" => Some(&b"100"[..]),
             "x-box-count" => Some(&b"5"[..]),
             _ => None,

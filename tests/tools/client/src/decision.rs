@@ -31,6 +31,7 @@ impl DecisionExt for Decision {
             (Some(_), Some(Note::Shed(t))) => format!("shed={t}"),
             (Some(_), Some(Note::DryRun(t))) => format!("dry-run={t}"),
             (Some(_), Some(Note::Alert(t))) => format!("alert={t}"),
+            (Some(_), Some(Note::Fallback)) => "fallback".to_string(),
         };
         format!("{} {why}", self.side.as_str())
     }
