@@ -72,7 +72,7 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo soak bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
+.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo soak bench bench-filter bench-detect bench-promote bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
@@ -335,7 +335,7 @@ fuzz: $(STAMPS)/rust setup build-sidecar
 
 # ---------------------------------------------------------------- bench
 
-bench: bench-filter bench-detect bench-sidecar bench-e2e
+bench: bench-filter bench-detect bench-promote bench-sidecar bench-e2e
 
 $(STAMPS)/bench-venv: tests/bench/requirements.txt $(STAMPS)/venv $(STAMPS)/bench-apt
 	$(PIP) install -q --disable-pip-version-check -r tests/bench/requirements.txt
@@ -351,6 +351,13 @@ bench-filter: setup build $(STAMPS)/bench-venv
 DETECT_ARGS ?=
 bench-detect: $(STAMPS)/rust
 	cargo bench -p grayguard-filter --bench detect --features simulate -- $(DETECT_ARGS)
+
+# The promotion verdict: share of releases proven, refuted or pending, and the gray replies a
+# verdict takes, on synthetic releases through the real decision core.
+# Options: make bench-promote PROMOTE_ARGS="--releases 1000 --gray 10000 --threads 2 --check"
+PROMOTE_ARGS ?=
+bench-promote: $(STAMPS)/rust
+	cargo bench -p grayguard-filter --bench promote --features simulate -- $(PROMOTE_ARGS)
 
 # Sidecar overhead beyond the model run vs a Python Flask + onnxruntime server.
 bench-sidecar: setup build $(STAMPS)/bench-venv
