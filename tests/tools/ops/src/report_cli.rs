@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
 
+use crate::kept_cli::KeptArgs;
 use crate::report::{GrayLog, Options, Sources};
 
 /// Most lines of the gray sidecar's log shown.
@@ -90,6 +91,8 @@ pub struct Args {
     /// renders the incident of rule R at time T (the alerts' report links).
     #[arg(long)]
     pub serve: Option<SocketAddr>,
+    #[command(flatten)]
+    pub kept: KeptArgs,
 }
 
 /// A flag with an unusable value.

@@ -1,7 +1,8 @@
 //! `grayguard-report --serve`: renders a report per request, so the link in an alert shows
 //! the incident as it is when the on-call engineer opens it. One request at a time (a
 //! report takes a few Prometheus queries); `GET /healthz` answers at once, anything else
-//! but `GET /report` is a 404, and a bad parameter a 400 that says which.
+//! but `GET /report` (and what the caller's `more` answers: the kept reports, `keeper`) is a
+//! 404, and a bad parameter a 400 that says which.
 
 use jiff::Timestamp;
 use tiny_http::{Header, Method, Response, Server};
@@ -29,9 +30,66 @@ pub fn parse_query(query: &str) -> Result<Request, String> {
     Ok(req)
 }
 
-/// Serves until the process is stopped; `render` makes the page for a request.
-pub fn run(server: &Server, render: impl Fn(&Request) -> String) {
-    for request in server.incoming_requests() {
+/// An answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Where a redirect leads.
+    pub location: Option<String>,
+}
+
+impl Answer {
+    pub fn text(status: u16, body: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into().into_bytes(),
+            location: None,
+        }
+    }
+
+    pub fn html(body: impl Into<Vec<u8>>) -> Answer {
+        Answer {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: body.into(),
+            location: None,
+        }
+    }
+
+    /// `303 See Other` to `location`.
+    pub fn see_other(location: String) -> Answer {
+        Answer {
+            location: Some(location),
+            ..Answer::text(303, "")
+        }
+    }
+}
+
+/// Serves until the process is stopped; `render` makes the page for a request, and `more`
+/// answers the requests it knows (first), leaving the others to this module.
+pub fn run(
+    server: &Server,
+    render: impl Fn(&Request) -> String,
+    mut more: impl FnMut(&mut tiny_http::Request) -> Option<Answer>,
+) {
+    for mut request in server.incoming_requests() {
+        if let Some(answer) = more(&mut request) {
+            let mut response = Response::from_data(answer.body).with_status_code(answer.status);
+            let headers = [
+                ("content-type", Some(answer.content_type)),
+                ("location", answer.location.as_deref()),
+            ];
+            for (name, value) in headers {
+                if let Some(h) = value.and_then(|v| Header::from_bytes(name, v).ok()) {
+                    response = response.with_header(h);
+                }
+            }
+            let _ = request.respond(response);
+            continue;
+        }
         let url = request.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
         let html = "text/html; charset=utf-8";

@@ -7,6 +7,8 @@ use clap::Parser;
 use jiff::Timestamp;
 
 use grayguard_client::fetch::Client;
+use grayguard_ops::keeper::{Keeper, Mesh};
+use grayguard_ops::kept::Shelf;
 use grayguard_ops::report_cli::{ArgError, Args};
 use grayguard_ops::{html, report, serve};
 
@@ -31,33 +33,58 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     );
 
     if let Some(addr) = args.serve {
+        // The kept reports, when asked for: checked and opened before anything is served.
+        let keeper = match &args.kept.reports_dir {
+            Some(dir) => {
+                let limits = args.kept.limits()?;
+                let shelf = Shelf::open(dir, limits).map_err(|e| format!("--reports-dir: {e}"))?;
+                let mesh = Mesh {
+                    client: client.clone(),
+                    sources: sources.clone(),
+                    options: args.options(Timestamp::now()).map_err(|e| e.to_string())?,
+                };
+                Some(Keeper::new(shelf, mesh))
+            }
+            None => None,
+        };
         let server = tiny_http::Server::http(addr).map_err(|e| format!("--serve {addr}: {e}"))?;
         eprintln!("grayguard-report: serving http://{addr}/report?rule=RULE&at=TIME");
-        serve::run(&server, |req| {
-            let mut opts = match args.options(Timestamp::now()) {
-                Ok(o) => o,
-                Err(e) => return e.to_string(),
-            };
-            if req.rule.is_some() {
-                opts.rule.clone_from(&req.rule);
-            }
-            if req.at.is_some() {
-                opts.at = req.at;
-            }
-            let r = report::gather(&client, &sources, &opts);
+        if let Some(dir) = &args.kept.reports_dir {
             eprintln!(
-                "grayguard-report: report for rule={:?} at={:?}: {}",
-                opts.rule,
-                opts.at.map(|t| t.to_string()),
-                r.incident
-                    .as_ref()
-                    .map_or("no incident".to_string(), |i| format!(
-                        "incident of {} from {}",
-                        i.rule, i.start
-                    ))
+                "grayguard-report: keeping reports in {} (POST /alertmanager; http://{addr}/reports/)",
+                dir.display()
             );
-            html::render(&r)
-        });
+        }
+        let more = |request: &mut tiny_http::Request| keeper.as_ref()?.answer(request);
+        serve::run(
+            &server,
+            |req| {
+                let mut opts = match args.options(Timestamp::now()) {
+                    Ok(o) => o,
+                    Err(e) => return e.to_string(),
+                };
+                if req.rule.is_some() {
+                    opts.rule.clone_from(&req.rule);
+                }
+                if req.at.is_some() {
+                    opts.at = req.at;
+                }
+                let r = report::gather(&client, &sources, &opts);
+                eprintln!(
+                    "grayguard-report: report for rule={:?} at={:?}: {}",
+                    opts.rule,
+                    opts.at.map(|t| t.to_string()),
+                    r.incident
+                        .as_ref()
+                        .map_or("no incident".to_string(), |i| format!(
+                            "incident of {} from {}",
+                            i.rule, i.start
+                        ))
+                );
+                html::render(&r)
+            },
+            more,
+        );
         return Ok(ExitCode::SUCCESS);
     }
 
