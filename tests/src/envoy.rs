@@ -86,6 +86,27 @@ pub struct Options {
     pub extra_clusters: Vec<Cluster>,
     /// `--service-node`: the node id, which the filter sends as its gateway id.
     pub node: Option<String>,
+    /// The hour (`HH`) stamped as `x-time-of-day` on requests that carry none, before the
+    /// filter: what `mesh-config/local/envoy.yaml` does so that the local mesh routes as at
+    /// night whatever the clock says (its filter trusts the header). `None`: nothing added.
+    pub pinned_hour: Option<String>,
+}
+
+/// The hour `mesh-config/local/envoy.yaml` pins (its header_mutation filter's
+/// `x-time-of-day` value), if it pins one.
+pub fn local_pinned_hour() -> Option<String> {
+    let path = paths::root().join("mesh-config/local/envoy.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    pinned_hour(&yaml)
+}
+
+/// The value of the `header: { key: x-time-of-day, value: "HH" }` a header_mutation adds.
+fn pinned_hour(yaml: &str) -> Option<String> {
+    let key = format!("key: {}, value: \"", headers::TIME_OF_DAY);
+    yaml.lines().find_map(|l| {
+        let rest = &l[l.find(&key)? + key.len()..];
+        Some(rest[..rest.find('"')?].to_string())
+    })
 }
 
 /// The routes' upstream timeouts (Envoy's route `timeout`: from the end of the request to the
@@ -151,6 +172,7 @@ impl Options {
             timeouts: RouteTimeouts::local(),
             extra_clusters: Vec::new(),
             node: None,
+            pinned_hour: None,
         }
     }
 }
@@ -211,6 +233,18 @@ fn secs(d: Duration) -> String {
 /// The bootstrap (JSON, which Envoy reads as YAML) for `opts` on the given ports.
 pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
     let mut filters = Vec::new();
+    if let Some(hour) = &opts.pinned_hour {
+        filters.push(json!({
+            "name": "envoy.filters.http.header_mutation",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": { "request_mutations": [{ "append": {
+                    "header": { "key": headers::TIME_OF_DAY, "value": hour },
+                    "append_action": "ADD_IF_ABSENT",
+                } }] },
+            },
+        }));
+    }
     if let Filter::Wasm { module, config } = &opts.filter {
         let mut f = wasm_filter_with_env(module, config, &opts.vm_env);
         if let Some(p) = &opts.failure_policy {

@@ -370,10 +370,16 @@ fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
     let found: serde_json::Map<String, Value> =
         serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
 
-    // The reference is the local mesh's configuration; the Istio resources must carry the same.
-    let canonical: Value = serde_json::from_str(&local_plugin_config()).unwrap();
+    // The reference is the local mesh's configuration; the Istio resources must carry the
+    // same, but for the hour: only the local mesh trusts the x-time-of-day its Envoy pins.
+    let local: Value = serde_json::from_str(&local_plugin_config()).unwrap();
+    assert_eq!(
+        local["trust_time_header"], true,
+        "the local mesh pins the hour"
+    );
+    let mut canonical = local.clone();
+    canonical["trust_time_header"] = Value::from(false);
     for place in [
-        "mesh-config/local/envoy.yaml",
         "mesh-config/wasm-plugin/wasm-plugin.yaml: WasmPlugin istio-system/grayguard",
         "mesh-config/variants/envoy-filter/envoy-filter.yaml: EnvoyFilter istio-system/grayguard",
     ] {
@@ -388,6 +394,15 @@ fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
             "{place} is not the canonical configuration"
         );
     }
+    assert_eq!(found["mesh-config/local/envoy.yaml"], local);
+    // The practice's rule: crane cameras tried on gray at night, in the site's time zone.
+    let rule = &canonical["rules"][0];
+    assert_eq!(rule["headers"]["x-device-type"]["exact"], "crane-camera");
+    assert_eq!(
+        rule["hours"],
+        serde_json::json!({"from": "00:00", "to": "06:00"})
+    );
+    assert_eq!(canonical["utc_offset"], "+08:00");
     for (place, config) in &found {
         let bytes = serde_json::to_vec(config).unwrap();
         if let Err(e) = grayguard_filter::config::parse(&bytes) {
@@ -401,6 +416,40 @@ fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
     let err = grayguard_filter::config::parse(&serde_json::to_vec(&wrong).unwrap())
         .expect_err("scope \"everything\" accepted");
     assert!(err.to_string().contains("scope"), "{err}");
+}
+
+#[test]
+fn validator_rejects_a_trusted_hour_outside_the_local_mesh_or_without_its_pin() {
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    // A cluster's filter trusting the client's hour.
+    edit(
+        &m.join("wasm-plugin/wasm-plugin.yaml"),
+        "\"trust_time_header\": false",
+        "\"trust_time_header\": true",
+    );
+    // The local mesh's pin of the hour gone while its filter still trusts the header.
+    edit(
+        &m.join("local/envoy.yaml"),
+        "          - name: envoy.filters.http.header_mutation",
+        "          - name: envoy.filters.http.header_mutation_gone",
+    );
+    let out = validator(&m, &[]);
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken copy accepted:\n{report}"
+    );
+    for expected in [
+        "mesh-config/wasm-plugin/wasm-plugin.yaml: WasmPlugin istio-system/grayguard: trust_time_header: true outside the local mesh",
+        "mesh-config/local/envoy.yaml: trust_time_header: true, but no header_mutation filter before the grayguard filter adds x-time-of-day",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
 }
 
 #[test]

@@ -31,6 +31,8 @@ Checks, for every YAML/JSON file under the root:
     token from a Secret (never from the command line or the YAML), and is reachable there
     only through an AuthorizationPolicy rule that names principals and allows nothing but
     `POST /grayguard/latch`;
+  * the plugin configurations differ only in `trust_time_header`, which only the local mesh
+    sets, where its Envoy pins the hour the rules see (and a cluster's never trusts a client);
   * with --sidecar-help, every flag the Deployments pass to grayguard-sidecar exists.
 
 Prints one line per problem naming the file, the resource and the error, and exits 1 if
@@ -70,6 +72,10 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 WASM_FILTER = "envoy.filters.http.wasm"
 SIDECAR_IMAGE = "grayguard-sidecar"
+# The one key a plugin configuration may set differently, and only in the local mesh (whose
+# Envoy pins the hour the rules see: a header it adds before the filter, which trusts it).
+LOCAL_ONLY_KEY = "trust_time_header"
+LOCAL_HOUR_HEADER = "x-time-of-day"
 # The sidecar's control listener (the latch endpoint the gateways call) and its token.
 CONTROL_LISTEN_FLAG = "--control-listen"
 CONTROL_TOKEN_FLAG = "--control-token"
@@ -841,6 +847,44 @@ def check_control_listeners(where: str, docs: list[dict], report: Report) -> Non
                                          f"than POST {LATCH_PATH}")
 
 
+def check_local_hour(plugin_configs: list[tuple[str, Any]], envoy_configs: list[tuple[str, Any]],
+                     root: pathlib.Path, report: Report) -> None:
+    """Only the local mesh trusts a client's hour, and its Envoy then pins one: a header added
+    before the filter when the client sent none. A cluster's configuration never trusts it."""
+    for where, config in plugin_configs:
+        if not isinstance(config, dict):
+            continue
+        local = where.startswith(f"{root.name}/local/")
+        if config.get(LOCAL_ONLY_KEY) and not local:
+            report.error(where, f"{LOCAL_ONLY_KEY}: true outside the local mesh lets any client pick "
+                         "the hour its cohort is routed by")
+    for where, doc in envoy_configs:
+        if not any(isinstance(c, dict) and c.get(LOCAL_ONLY_KEY) for c in plugin_configs_of(doc)):
+            continue
+        if LOCAL_HOUR_HEADER not in json.dumps(hour_pins(doc)):
+            report.error(where, f"{LOCAL_ONLY_KEY}: true, but no header_mutation filter before the "
+                         f"grayguard filter adds {LOCAL_HOUR_HEADER} where a client sent none: "
+                         "routing would follow the proxy's clock only when a client says nothing")
+
+
+def hour_pins(node: Any, found: list | None = None) -> list:
+    """Every header_mutation filter that comes before a Wasm filter in an HTTP filter chain."""
+    found = [] if found is None else found
+    if isinstance(node, dict):
+        chain = node.get("http_filters")
+        if isinstance(chain, list):
+            names = [f.get("name") for f in chain if isinstance(f, dict)]
+            if WASM_FILTER in names:
+                found += [f for f in chain[:names.index(WASM_FILTER)]
+                          if isinstance(f, dict) and f.get("name") == "envoy.filters.http.header_mutation"]
+        for v in node.values():
+            hour_pins(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            hour_pins(v, found)
+    return found
+
+
 def pod_specs(doc: dict) -> list[dict]:
     spec = ((doc.get("spec") or {}).get("template") or {}).get("spec")
     return [spec] if isinstance(spec, dict) else []
@@ -868,6 +912,7 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
     rule_files: list[tuple[str, list]] = []
     prometheus_rules: list[tuple[str, dict]] = []
     alertmanager_configs: list[tuple[pathlib.Path, dict]] = []
+    envoy_configs: list[tuple[str, Any]] = []
     exprs: list[tuple[str, str]] = []
 
     def validate(doc: dict, where: str, patch: bool = False) -> bool:
@@ -895,6 +940,8 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
             try:
                 for config in plugin_configs_of(doc):
                     plugin_configs.append((where, config))
+                if not is_resource(doc) and isinstance(doc, dict) and "static_resources" in doc:
+                    envoy_configs.append((where, doc))
             except json.JSONDecodeError as err:
                 report.error(where, f"grayguard plugin configuration is not JSON: {err}")
             if (groups := plain_rule_groups(doc)) is not None:
@@ -955,10 +1002,13 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
             report.error(where, f"expression names {metric}, which no grayguard part publishes "
                          f"and no rule records: {expr.strip()[:120]}")
 
+    check_local_hour(plugin_configs, envoy_configs, root, report)
     if plugin_configs:
+        def canonical(config: Any) -> Any:
+            return {k: v for k, v in config.items() if k != LOCAL_ONLY_KEY} if isinstance(config, dict) else config
         reference_where, reference = plugin_configs[0]
         for where, config in plugin_configs[1:]:
-            if differences := diff_paths(config, reference):
+            if differences := diff_paths(canonical(config), canonical(reference)):
                 report.error(where, f"grayguard plugin configuration differs from {reference_where} "
                              f"at {', '.join(differences)}")
     deployments = [d for _, d in all_resources if d["kind"] == "Deployment"]
