@@ -487,6 +487,113 @@ fn deployments_pass_only_flags_the_sidecar_has() {
     );
 }
 
+#[test]
+fn the_report_server_passes_only_flags_grayguard_report_has() {
+    let help = run({
+        let mut cmd = Command::new(paths::report());
+        cmd.arg("--help");
+        cmd
+    });
+    assert!(help.status.success(), "{}", text(&help));
+    let dir = tempfile::tempdir().unwrap();
+    let help_file = dir.path().join("report-help.txt");
+    std::fs::write(&help_file, &help.stdout).unwrap();
+    let flag = [std::ffi::OsStr::new("--report-help"), help_file.as_os_str()];
+    let out = validator(&mesh_config(), &flag);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let copy = copy_of_mesh_config();
+    let m = copy.path().join("mesh-config");
+    edit(
+        &m.join("reports/deployment.yaml"),
+        "- --max-kept-reports=1000",
+        "- --max-reports=1000",
+    );
+    let out = validator(&m, &flag);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "Deployment yolo/grayguard-report: container report: grayguard-report has no flag --max-reports"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn validator_rejects_a_report_server_that_would_lose_or_expose_reports() {
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    // The reports on the pod's own disk, two writers on one volume, its port open to anyone.
+    edit(
+        &m.join("reports/deployment.yaml"),
+        "          persistentVolumeClaim:\n            claimName: grayguard-reports",
+        "          emptyDir: {}",
+    );
+    edit(
+        &m.join("reports/deployment.yaml"),
+        "replicas: 1",
+        "replicas: 2",
+    );
+    edit(
+        &m.join("reports/authorization.yaml"),
+        "notRemoteIpBlocks: [\"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\"]",
+        "notRemoteIpBlocks: [\"10.0.0.0/8\"]",
+    );
+    edit(
+        &m.join("reports/authorization.yaml"),
+        "paths: [\"/alertmanager\"]",
+        "paths: [\"/webhook\"]",
+    );
+    // Alertmanager: the resolved notification not sent (the report would never get its end),
+    // and the cluster's posting elsewhere than the report server's Service.
+    edit(
+        &m.join("local/alertmanager.yml"),
+        "      - url: http://127.0.0.1:9096/alertmanager\n        send_resolved: true",
+        "      - url: http://127.0.0.1:9096/alertmanager\n        send_resolved: false",
+    );
+    edit(
+        &m.join("alerting/alertmanager.yaml"),
+        "http://grayguard-report.yolo.svc.cluster.local:9096/alertmanager",
+        "http://grayguard-report.monitoring.svc.cluster.local:9096/alertmanager",
+    );
+    let out = validator(&m, &[]);
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken copy accepted:\n{report}"
+    );
+    for expected in [
+        "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: --reports-dir /var/lib/grayguard/reports is not on a PersistentVolumeClaim",
+        "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: port 9096 is not behind the operator port's rule",
+        "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: no AuthorizationPolicy admits Alertmanager's POST /alertmanager on port 9096",
+        "mesh-config/local/alertmanager.yml: receiver 'grayguard-reports': send_resolved must be true",
+        "mesh-config/alerting/alertmanager.yaml: receiver 'grayguard-reports' posts to grayguard-report.monitoring.svc.cluster.local:9096, which is not a report server's Service",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
+
+    // One writer: a rolling update on the ReadWriteOnce claim is refused too.
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    edit(
+        &m.join("reports/deployment.yaml"),
+        "type: Recreate",
+        "type: RollingUpdate",
+    );
+    let out = validator(&m, &[]);
+    let report = text(&out);
+    let expected = "container report: the ReadWriteOnce claim grayguard-reports has one writer: replicas 1 and strategy Recreate (has 1, RollingUpdate)";
+    assert!(
+        report.contains(expected),
+        "missing {expected:?} in:\n{report}"
+    );
+}
+
 fn amtool(args: &[&str], dir: &Path) -> Output {
     let mut cmd = Command::new("amtool");
     cmd.args(args).current_dir(dir);
@@ -495,6 +602,9 @@ fn amtool(args: &[&str], dir: &Path) -> Output {
 
 /// The receivers every grayguard alert must reach, in route order.
 const GRAYGUARD_RECEIVERS: &str = "grayguard-webhook,grayguard-slack,grayguard-wechat";
+/// The shed alerts go to the report server first, which keeps their incident's report.
+const SHED_RECEIVERS: &str = "grayguard-reports,grayguard-webhook,grayguard-slack,grayguard-wechat";
+const SHED_ALERTS: [&str; 2] = ["GrayguardRuleShedding", "GrayguardShedAwaitsConfirmation"];
 
 /// The cluster's Alertmanager configuration with its templates, in a temp dir, its template
 /// path (where the Operator mounts the Secret) pointed there.
@@ -534,17 +644,22 @@ fn alertmanager_configs_pass_amtool_and_route_every_grayguard_alert_to_all_recei
             elsewhere.path(),
         );
         assert!(out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("3 receivers"), "{}", text(&out));
+        assert!(text(&out).contains("4 receivers"), "{}", text(&out));
         let file = format!("--config.file={}", config.display());
         for alert in &alerts {
             let label = format!("alertname={alert}");
+            let receivers = if SHED_ALERTS.contains(alert) {
+                SHED_RECEIVERS
+            } else {
+                GRAYGUARD_RECEIVERS
+            };
             let out = amtool(
                 &[
                     "config",
                     "routes",
                     "test",
                     &file,
-                    &format!("--verify.receivers={GRAYGUARD_RECEIVERS}"),
+                    &format!("--verify.receivers={receivers}"),
                     &label,
                     "rule=crane-cameras",
                     "severity=critical",
@@ -553,7 +668,7 @@ fn alertmanager_configs_pass_amtool_and_route_every_grayguard_alert_to_all_recei
             );
             assert!(
                 out.status.success(),
-                "{alert} does not reach {GRAYGUARD_RECEIVERS}:\n{}",
+                "{alert} does not reach {receivers}:\n{}",
                 text(&out)
             );
         }
@@ -596,8 +711,7 @@ fn template_data(status: &str, confirm_url: &str) -> String {
 fn message_templates_carry_the_confirmation_while_firing_and_the_report_always() {
     let dir = tempfile::tempdir().unwrap();
     let confirm = "http://127.0.0.1:10100/grayguard/confirm?rule=crane-cameras&trigger=box_count&exp=1796054400&sig=0a1b";
-    let report =
-        "http://127.0.0.1:9096/report?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
+    let report = "http://127.0.0.1:9096/reports/incident?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
     let render = |status: &str, template: &str| {
         let data = dir.path().join(format!("{status}.json"));
         std::fs::write(&data, template_data(status, confirm)).unwrap();
