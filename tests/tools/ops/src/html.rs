@@ -11,7 +11,8 @@ use crate::info::Source;
 use crate::record::{Event, Record};
 use crate::report::Report;
 
-const CSS: &str = r#"
+/// The report's style, shared with the kept reports' index.
+pub const CSS: &str = r#"
 body{font-family:"DejaVu Sans",system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f5f5f7}
 main{max-width:1000px;margin:0 auto;padding:24px}
 header{background:#1d1d1f;color:#fff;padding:20px 24px}

@@ -7,22 +7,9 @@ use jiff::Timestamp;
 use maud::{DOCTYPE, html};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::html::when;
+use crate::html::{CSS, when};
 use crate::info::bytes;
 use crate::kept::{Kept, Limits};
-
-const CSS: &str = r#"
-body{font-family:"DejaVu Sans",system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f5f5f7}
-main{max-width:1000px;margin:0 auto;padding:24px}
-header{background:#1d1d1f;color:#fff;padding:20px 24px}
-header h1{margin:0 0 6px;font-size:22px}
-header p{margin:0;color:#d2d2d7}
-table{border-collapse:collapse;width:100%;font-size:14px;background:#fff}
-th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #eee}
-th{background:#fafafa;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.note{color:#5f6368;font-size:13px}
-"#;
 
 /// A link to a kept report from a page beside it: the file name with anything but letters,
 /// digits, `-`, `_` and `.` percent-encoded (a name's own `%` included).
@@ -49,7 +36,7 @@ pub fn render(kept: &[Kept], limits: Limits, now: Timestamp) -> String {
                     h1 { "grayguard incident reports" }
                     p { (kept.len()) " kept, newest first · updated " (when(now)) }
                 }
-                main {
+                main { section {
                     @if kept.is_empty() {
                         p { "No report kept yet. A report is kept when a shed alert fires and again when it resolves." }
                     } @else {
@@ -70,7 +57,7 @@ pub fn render(kept: &[Kept], limits: Limits, now: Timestamp) -> String {
                         "One report per incident, written when a shed alert fires and rewritten, whole, when it resolves. "
                         "At most " (limits.max_reports) " reports and " (bytes(limits.max_bytes)) " are kept (now " (bytes(total)) "); beyond that the oldest incidents' reports are removed."
                     }
-                }
+                } }
             }
         }
     }

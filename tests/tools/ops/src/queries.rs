@@ -51,10 +51,10 @@ fn mean(sum: &str, count: &str, w: &str) -> String {
 /// The panels for `rule`, with rates over `w` (a PromQL duration such as `20s`).
 pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
     let r = rule.replace('\\', "\\\\").replace('"', "\\\"");
-    let p95 = |track: &str| {
+    // A sidecar histogram's p95 per track, in ms.
+    let p95 = |histogram: &str, track: &str| {
         format!(
-            "1000 * histogram_quantile(0.95, sum by (le) (rate({}_bucket{{track=\"{track}\"}}[{w}])))",
-            sidecar::REQUEST_DURATION_SECONDS
+            "1000 * histogram_quantile(0.95, sum by (le) (rate({histogram}_bucket{{track=\"{track}\"}}[{w}])))"
         )
     };
     let errors = |track: &str| {
@@ -65,12 +65,6 @@ pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
         )
     };
     let per_s = |name: &str| format!("sum(rate({name}[{w}]))");
-    let nms_p95 = |track: &str| {
-        format!(
-            "1000 * histogram_quantile(0.95, sum by (le) (rate({}_bucket{{track=\"{track}\"}}[{w}])))",
-            sidecar::NMS_DURATION_SECONDS
-        )
-    };
     let replies = |track: &str| {
         format!(
             "sum(rate({}{{track=\"{track}\",status=\"200\"}}[{w}]))",
@@ -102,8 +96,14 @@ pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
                         mean(filter::STABLE_LATENCY_US, filter::STABLE_LATENCY_SAMPLES, w)
                     ),
                 ),
-                q("gray p95 (sidecar)", p95("gray")),
-                q("stable p95 (sidecar)", p95("stable")),
+                q(
+                    "gray p95 (sidecar)",
+                    p95(sidecar::REQUEST_DURATION_SECONDS, "gray"),
+                ),
+                q(
+                    "stable p95 (sidecar)",
+                    p95(sidecar::REQUEST_DURATION_SECONDS, "stable"),
+                ),
             ],
             spans: None,
         },
@@ -112,8 +112,14 @@ pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
             unit: "ms".into(),
             style: Style::Lines,
             queries: vec![
-                q("gray p95 (sidecar)", nms_p95("gray")),
-                q("stable p95 (sidecar)", nms_p95("stable")),
+                q(
+                    "gray p95 (sidecar)",
+                    p95(sidecar::NMS_DURATION_SECONDS, "gray"),
+                ),
+                q(
+                    "stable p95 (sidecar)",
+                    p95(sidecar::NMS_DURATION_SECONDS, "stable"),
+                ),
             ],
             spans: None,
         },
