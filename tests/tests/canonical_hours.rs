@@ -5,18 +5,14 @@
 //! a cluster's configuration (the same, without `trust_time_header`) routes by the proxy's
 //! clock and ignores a client's hour.
 
-use std::net::SocketAddr;
-use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use grayguard_contract::headers;
-use grayguard_contract::latch::TOKEN_ENV;
-use grayguard_contract::operator::SECRET_ENV;
-use grayguard_e2e::envoy::TEST_LATCH_TOKEN;
+use grayguard_e2e::envoy::Envoy;
+use grayguard_e2e::http;
 use grayguard_e2e::mesh::local_plugin_config;
-use grayguard_e2e::process::{Proc, free_port};
+use grayguard_e2e::process::free_port;
 use grayguard_e2e::upstream::{Upstream, front_envoy};
-use grayguard_e2e::{http, paths};
 use serde_json::Value;
 
 const GRAY: &str = "gray; rule=crane-cameras";
@@ -34,61 +30,13 @@ fn decision(url: &str, device_type: &str, extra: &[(&str, &str)]) -> String {
     r.header(headers::DECISION).unwrap_or("<none>").to_string()
 }
 
-/// The shipped local front Envoy, every port moved to a free one, in front of `stable` and
-/// `gray`; killed on drop.
-fn shipped_local_envoy(stable: &Upstream, gray: &Upstream) -> (Proc, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin, operator, control) = (free_port(), free_port(), free_port(), free_port());
-    let mut config =
-        std::fs::read_to_string(paths::root().join("mesh-config/local/envoy.yaml")).unwrap();
-    for (from, to) in [
-        ("port_value: 10000 }", format!("port_value: {port} }}")),
-        ("port_value: 9901 }", format!("port_value: {admin} }}")),
-        ("port_value: 10100 }", format!("port_value: {operator} }}")),
-        ("\"port\": 10100,", format!("\"port\": {operator},")),
-        (
-            "port_value: 8081 }",
-            format!("port_value: {} }}", stable.port()),
-        ),
-        (
-            "port_value: 8082 }",
-            format!("port_value: {} }}", gray.port()),
-        ),
-        ("port_value: 9092 }", format!("port_value: {control} }}")),
-        (
-            "filename: target/grayguard_filter.wasm",
-            format!("filename: {}", paths::wasm().display()),
-        ),
-    ] {
-        assert_eq!(
-            config.matches(from).count(),
-            1,
-            "mesh-config/local/envoy.yaml: expected {from:?} once"
-        );
-        config = config.replace(from, &to);
-    }
-    let path = dir.path().join("envoy.yaml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(paths::envoy());
-    cmd.arg("-c")
-        .arg(&path)
-        .args(["--disable-hot-restart", "--concurrency", "1"])
-        .args(["--log-level", "warn", "--service-node", "gw-0"])
-        .env(SECRET_ENV, "grayguard-test-operator-secret")
-        .env(TOKEN_ENV, TEST_LATCH_TOKEN);
-    let mut proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
-    let timeout = Duration::from_secs(30);
-    proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);
-    proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), timeout);
-    (proc, port)
-}
-
 #[test]
 fn the_local_mesh_tries_gray_on_crane_cameras_at_night_whatever_the_clock() {
     let stable = Upstream::start("v9-prod");
     let gray = Upstream::start("v10-gray");
-    let (_envoy, port) = shipped_local_envoy(&stable, &gray);
-    let url = format!("http://127.0.0.1:{port}/infer");
+    // The latch's control port: nothing listens there, and no shed calls it.
+    let envoy = Envoy::start_shipped_local(stable.port(), gray.port(), free_port(), 1);
+    let url = envoy.url("/infer");
 
     // No hour given: the pinned night, at any time of the day this runs.
     assert_eq!(decision(&url, "crane-camera", &[]), GRAY);
