@@ -85,6 +85,21 @@ fn edit(file: &Path, from: &str, to: &str) {
     std::fs::write(file, body.replacen(from, to, 1)).unwrap();
 }
 
+/// Runs the validator on a broken copy `root`, which it must reject naming each of
+/// `expected`.
+fn assert_rejected(root: &Path, extra: &[&std::ffi::OsStr], expected: &[&str]) {
+    let out = validator(root, extra);
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken copy accepted:\n{report}"
+    );
+    for e in expected {
+        assert!(report.contains(e), "missing {e:?} in:\n{report}");
+    }
+}
+
 #[test]
 fn mesh_config_validates_against_istio_and_kubernetes_schemas() {
     let out = validator(&mesh_config(), &[]);
@@ -434,22 +449,14 @@ fn validator_rejects_a_trusted_hour_outside_the_local_mesh_or_without_its_pin() 
         "          - name: envoy.filters.http.header_mutation",
         "          - name: envoy.filters.http.header_mutation_gone",
     );
-    let out = validator(&m, &[]);
-    let report = text(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "broken copy accepted:\n{report}"
+    assert_rejected(
+        &m,
+        &[],
+        &[
+            "mesh-config/wasm-plugin/wasm-plugin.yaml: WasmPlugin istio-system/grayguard: trust_time_header: true outside the local mesh",
+            "mesh-config/local/envoy.yaml: trust_time_header: true, but no header_mutation filter before the grayguard filter adds x-time-of-day",
+        ],
     );
-    for expected in [
-        "mesh-config/wasm-plugin/wasm-plugin.yaml: WasmPlugin istio-system/grayguard: trust_time_header: true outside the local mesh",
-        "mesh-config/local/envoy.yaml: trust_time_header: true, but no header_mutation filter before the grayguard filter adds x-time-of-day",
-    ] {
-        assert!(
-            report.contains(expected),
-            "missing {expected:?} in:\n{report}"
-        );
-    }
 }
 
 #[test]
@@ -509,14 +516,12 @@ fn the_report_server_passes_only_flags_grayguard_report_has() {
         "- --max-kept-reports=1000",
         "- --max-reports=1000",
     );
-    let out = validator(&m, &flag);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(
-        text(&out).contains(
-            "Deployment yolo/grayguard-report: container report: grayguard-report has no flag --max-reports"
-        ),
-        "{}",
-        text(&out)
+    assert_rejected(
+        &m,
+        &flag,
+        &[
+            "Deployment yolo/grayguard-report: container report: grayguard-report has no flag --max-reports",
+        ],
     );
 }
 
@@ -557,25 +562,17 @@ fn validator_rejects_a_report_server_that_would_lose_or_expose_reports() {
         "http://grayguard-report.yolo.svc.cluster.local:9096/alertmanager",
         "http://grayguard-report.monitoring.svc.cluster.local:9096/alertmanager",
     );
-    let out = validator(&m, &[]);
-    let report = text(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "broken copy accepted:\n{report}"
+    assert_rejected(
+        &m,
+        &[],
+        &[
+            "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: --reports-dir /var/lib/grayguard/reports is not on a PersistentVolumeClaim",
+            "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: port 9096 is not behind the operator port's rule",
+            "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: no AuthorizationPolicy admits Alertmanager's POST /alertmanager on port 9096",
+            "mesh-config/local/alertmanager.yml: receiver 'grayguard-reports': send_resolved must be true",
+            "mesh-config/alerting/alertmanager.yaml: receiver 'grayguard-reports' posts to grayguard-report.monitoring.svc.cluster.local:9096, which is not a report server's Service",
+        ],
     );
-    for expected in [
-        "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: --reports-dir /var/lib/grayguard/reports is not on a PersistentVolumeClaim",
-        "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: port 9096 is not behind the operator port's rule",
-        "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: no AuthorizationPolicy admits Alertmanager's POST /alertmanager on port 9096",
-        "mesh-config/local/alertmanager.yml: receiver 'grayguard-reports': send_resolved must be true",
-        "mesh-config/alerting/alertmanager.yaml: receiver 'grayguard-reports' posts to grayguard-report.monitoring.svc.cluster.local:9096, which is not a report server's Service",
-    ] {
-        assert!(
-            report.contains(expected),
-            "missing {expected:?} in:\n{report}"
-        );
-    }
 
     // One writer: a rolling update on the ReadWriteOnce claim is refused too.
     let dir = copy_of_mesh_config();
@@ -585,12 +582,12 @@ fn validator_rejects_a_report_server_that_would_lose_or_expose_reports() {
         "type: Recreate",
         "type: RollingUpdate",
     );
-    let out = validator(&m, &[]);
-    let report = text(&out);
-    let expected = "container report: the ReadWriteOnce claim grayguard-reports has one writer: replicas 1 and strategy Recreate (has 1, RollingUpdate)";
-    assert!(
-        report.contains(expected),
-        "missing {expected:?} in:\n{report}"
+    assert_rejected(
+        &m,
+        &[],
+        &[
+            "container report: the ReadWriteOnce claim grayguard-reports has one writer: replicas 1 and strategy Recreate (has 1, RollingUpdate)",
+        ],
     );
 }
 
