@@ -18,13 +18,14 @@ use grayguard_client::fetch::Client;
 use grayguard_client::prometheus::Prometheus;
 
 use crate::alert_hook;
+use crate::answer::Answer;
 use crate::body;
 use crate::html;
 use crate::incident::Incident;
 use crate::kept::{Name, Shelf, Written};
 use crate::kept_index;
 use crate::report::{self, Options, Report, Sources};
-use crate::serve::{self, Answer};
+use crate::serve;
 
 /// Where Alertmanager's webhook receiver posts.
 pub const WEBHOOK_PATH: &str = "/alertmanager";

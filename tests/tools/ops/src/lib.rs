@@ -16,6 +16,7 @@
 //! library's (`grayguard-client`), shared with the demo and the soak.
 
 pub mod alert_hook;
+pub mod answer;
 pub mod body;
 pub mod chart;
 pub mod gateway;

@@ -7,6 +7,7 @@
 use jiff::Timestamp;
 use tiny_http::{Header, Method, Response, Server};
 
+use crate::answer::Answer;
 use crate::report_cli::parse_time;
 
 /// What a request asks for.
@@ -30,50 +31,12 @@ pub fn parse_query(query: &str) -> Result<Request, String> {
     Ok(req)
 }
 
-/// An answer to a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-    /// Where a redirect leads.
-    pub location: Option<String>,
-}
-
-impl Answer {
-    pub fn text(status: u16, body: impl Into<String>) -> Answer {
-        Answer {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.into().into_bytes(),
-            location: None,
-        }
-    }
-
-    pub fn html(body: impl Into<Vec<u8>>) -> Answer {
-        Answer {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            body: body.into(),
-            location: None,
-        }
-    }
-
-    /// `303 See Other` to `location`.
-    pub fn see_other(location: String) -> Answer {
-        Answer {
-            location: Some(location),
-            ..Answer::text(303, "")
-        }
-    }
-}
-
-/// Serves until the process is stopped; `render` makes the page for a request, and `more`
-/// answers the requests it knows (first), leaving the others to this module.
+/// Serves until the process is stopped; `more` answers the requests it knows (first), leaving
+/// the others to this module, and `render` makes the page for a report request.
 pub fn run(
     server: &Server,
-    render: impl Fn(&Request) -> String,
     mut more: impl FnMut(&mut tiny_http::Request) -> Option<Answer>,
+    render: impl Fn(&Request) -> String,
 ) {
     for mut request in server.incoming_requests() {
         if let Some(answer) = more(&mut request) {

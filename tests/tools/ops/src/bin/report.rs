@@ -56,35 +56,31 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             );
         }
         let more = |request: &mut tiny_http::Request| keeper.as_ref()?.answer(request);
-        serve::run(
-            &server,
-            |req| {
-                let mut opts = match args.options(Timestamp::now()) {
-                    Ok(o) => o,
-                    Err(e) => return e.to_string(),
-                };
-                if req.rule.is_some() {
-                    opts.rule.clone_from(&req.rule);
-                }
-                if req.at.is_some() {
-                    opts.at = req.at;
-                }
-                let r = report::gather(&client, &sources, &opts);
-                eprintln!(
-                    "grayguard-report: report for rule={:?} at={:?}: {}",
-                    opts.rule,
-                    opts.at.map(|t| t.to_string()),
-                    r.incident
-                        .as_ref()
-                        .map_or("no incident".to_string(), |i| format!(
-                            "incident of {} from {}",
-                            i.rule, i.start
-                        ))
-                );
-                html::render(&r)
-            },
-            more,
-        );
+        serve::run(&server, more, |req| {
+            let mut opts = match args.options(Timestamp::now()) {
+                Ok(o) => o,
+                Err(e) => return e.to_string(),
+            };
+            if req.rule.is_some() {
+                opts.rule.clone_from(&req.rule);
+            }
+            if req.at.is_some() {
+                opts.at = req.at;
+            }
+            let r = report::gather(&client, &sources, &opts);
+            eprintln!(
+                "grayguard-report: report for rule={:?} at={:?}: {}",
+                opts.rule,
+                opts.at.map(|t| t.to_string()),
+                r.incident
+                    .as_ref()
+                    .map_or("no incident".to_string(), |i| format!(
+                        "incident of {} from {}",
+                        i.rule, i.start
+                    ))
+            );
+            html::render(&r)
+        });
         return Ok(ExitCode::SUCCESS);
     }
 
