@@ -3,7 +3,8 @@
 # stable, and v10-gray, deliberately oversensitive, comparing a share of its frames with
 # v9-prod's answers: x-canary-agreement), one or more front Envoys (gateways) with
 # the grayguard filter, Prometheus scraping them all, and the alert path: Alertmanager, the
-# alert sink (what a person would receive) and the report server the alerts link to. Runs
+# alert sink (what a person would receive) and the report server the alerts link to, which
+# keeps every incident's report in .run/reports/ (kept across runs). Runs
 # until Ctrl-C or SIGTERM (to it alone or to its whole process group, however it was
 # launched), then stops everything it started. Logs go to .run/logs/.
 #
@@ -31,7 +32,8 @@
 #                               25 % of its frames), e.g. "--conf 0.25 --compare-percent 100"
 #   GRAYGUARD_OPERATOR_SECRET   key of the operator listener's one-click links (default: a fresh
 #                               random one per run, written to .run/operator-secret)
-#   GRAYGUARD_RUN_DIR           where logs, pids, status and data go (default .run)
+#   GRAYGUARD_RUN_DIR           where logs, pids, status, data and the kept reports (reports/) go
+#                               (default .run)
 #   GRAYGUARD_RUN_BACKOFF_S     first restart delay of a component that exited (default 1)
 #   GRAYGUARD_RUN_BACKOFF_MAX_S longest restart delay (default 60)
 set -euo pipefail
@@ -298,10 +300,12 @@ supervise() {
 }
 
 # The processes, one launcher each (exec: the pid started is the component's own).
+# Each sidecar is its version's one pod: POD_NAME (what a Deployment sets from the downward
+# API) names it on every reply (x-served-by), for the incident records and reports.
 run_sidecar() {
   local version="$1" port="$2" conf="$3"
-  exec "$SIDECAR" --model "$MODEL" --listen "127.0.0.1:$port" --model-version "$version" \
-    --conf "$conf" --threads "$THREADS"
+  POD_NAME="$version" exec "$SIDECAR" --model "$MODEL" --listen "127.0.0.1:$port" \
+    --model-version "$version" --conf "$conf" --threads "$THREADS"
 }
 # The gray sidecar's defaults that GRAYGUARD_GRAY_ARGS may change are environment twins (a
 # flag wins over its variable). It compares 25 % of its frames with v9-prod: in a demo
@@ -309,7 +313,7 @@ run_sidecar() {
 # while v9-prod, which shares the two cores with it, serves a quarter of gray's traffic once
 # more.
 run_gray_sidecar() {
-  GRAYGUARD_SIDECAR_CONTROL_TOKEN="$GRAYGUARD_LATCH_TOKEN" \
+  POD_NAME=v10-gray GRAYGUARD_SIDECAR_CONTROL_TOKEN="$GRAYGUARD_LATCH_TOKEN" \
     GRAYGUARD_SIDECAR_CONF="$GRAY_CONF" GRAYGUARD_SIDECAR_THREADS="$THREADS" \
     GRAYGUARD_SIDECAR_COMPARE_WITH=http://127.0.0.1:8081/infer \
     GRAYGUARD_SIDECAR_COMPARE_PERCENT="$GRAY_COMPARE_PERCENT" \
@@ -322,10 +326,13 @@ run_gateway() {
 }
 # --- alert path ---
 run_alert_sink() { exec "$ALERT_SINK" --listen 127.0.0.1:9095; }
+# The report server keeps each incident's report in $RUN_DIR/reports/ when Alertmanager posts
+# its shed alert (firing, then resolved), and the alerts' links lead there.
 run_report() {
-  exec "$REPORT" --serve 127.0.0.1:9096 --prometheus http://127.0.0.1:9090 \
-    "${REPORT_GATEWAYS[@]}" --gray http://127.0.0.1:8082 --stable http://127.0.0.1:8081 \
-    --gray-log "$LOGS/v10-gray.log"
+  exec "$REPORT" --serve 127.0.0.1:9096 --reports-dir "$RUN_DIR/reports" \
+    --prometheus http://127.0.0.1:9090 "${REPORT_GATEWAYS[@]}" \
+    --gray http://127.0.0.1:8082 --stable http://127.0.0.1:8081 \
+    --gray-log "v10-gray=$LOGS/v10-gray.log"
 }
 run_alertmanager() {
   exec prometheus-alertmanager --config.file=mesh-config/local/alertmanager.yml \
@@ -400,11 +407,13 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   Prometheus       http://127.0.0.1:9090/
   Alertmanager     http://127.0.0.1:9093/
   alert sink       http://127.0.0.1:9095/               (what a person would receive)
-  reports          http://127.0.0.1:9096/report         (the latest incident; the alerts link here)
+  reports          http://127.0.0.1:9096/reports/       (every incident's report, kept in $RUN_DIR/reports/;
+                                                     the alerts link here; /report: the latest, as it stands)
   supervision      $RUN_DIR/status (NAME PID RESTARTS) and $PID_DIR/NAME.pid; a component
                    that exits is restarted after a back-off
 
-try:
+try (crane cameras try gray at night, 00:00-06:00 at the site; this mesh's Envoy pins the
+night unless a request says another hour: add -H 'x-time-of-day: 14' to see the day):
   curl -si -H 'content-type: image/jpeg' -H 'x-device-type: crane-camera' -H 'x-device-id: crane-001' --data-binary @.data/images/person.jpg http://127.0.0.1:10000/infer
   make demo        (replays the incident against this mesh)
   make soak        (mixed traffic for ten minutes, every process's memory and the counters watched)

@@ -86,6 +86,27 @@ pub struct Options {
     pub extra_clusters: Vec<Cluster>,
     /// `--service-node`: the node id, which the filter sends as its gateway id.
     pub node: Option<String>,
+    /// The hour (`HH`) stamped as `x-time-of-day` on requests that carry none, before the
+    /// filter: what `mesh-config/local/envoy.yaml` does so that the local mesh routes as at
+    /// night whatever the clock says (its filter trusts the header). `None`: nothing added.
+    pub pinned_hour: Option<String>,
+}
+
+/// The hour `mesh-config/local/envoy.yaml` pins (its header_mutation filter's
+/// `x-time-of-day` value), if it pins one.
+pub fn local_pinned_hour() -> Option<String> {
+    let path = paths::root().join("mesh-config/local/envoy.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    pinned_hour(&yaml)
+}
+
+/// The value of the `header: { key: x-time-of-day, value: "HH" }` a header_mutation adds.
+fn pinned_hour(yaml: &str) -> Option<String> {
+    let key = format!("key: {}, value: \"", headers::TIME_OF_DAY);
+    yaml.lines().find_map(|l| {
+        let rest = &l[l.find(&key)? + key.len()..];
+        Some(rest[..rest.find('"')?].to_string())
+    })
 }
 
 /// The routes' upstream timeouts (Envoy's route `timeout`: from the end of the request to the
@@ -151,6 +172,7 @@ impl Options {
             timeouts: RouteTimeouts::local(),
             extra_clusters: Vec::new(),
             node: None,
+            pinned_hour: None,
         }
     }
 }
@@ -211,6 +233,18 @@ fn secs(d: Duration) -> String {
 /// The bootstrap (JSON, which Envoy reads as YAML) for `opts` on the given ports.
 pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
     let mut filters = Vec::new();
+    if let Some(hour) = &opts.pinned_hour {
+        filters.push(json!({
+            "name": "envoy.filters.http.header_mutation",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": { "request_mutations": [{ "append": {
+                    "header": { "key": headers::TIME_OF_DAY, "value": hour },
+                    "append_action": "ADD_IF_ABSENT",
+                } }] },
+            },
+        }));
+    }
     if let Filter::Wasm { module, config } = &opts.filter {
         let mut f = wasm_filter_with_env(module, config, &opts.vm_env);
         if let Some(p) = &opts.failure_policy {
@@ -320,7 +354,12 @@ impl Envoy {
                 "grayguard-gateway",
             ]);
         }
-        let mut proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
+        let proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
+        Envoy::ready(proc, port, admin, opts.operator_port)
+    }
+
+    /// `proc`, once its admin on `admin` says it is ready and its listener on `port` accepts.
+    fn ready(mut proc: Proc, port: u16, admin: u16, operator: Option<u16>) -> Envoy {
         let timeout = Duration::from_secs(30);
         proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);
         proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), timeout);
@@ -328,8 +367,57 @@ impl Envoy {
             proc,
             port,
             admin,
-            operator: opts.operator_port,
+            operator,
         }
+    }
+
+    /// The shipped `mesh-config/local/envoy.yaml` as it is (the filter, its plugin
+    /// configuration, the routes and the gray fallback, the hour it pins), only its ports moved:
+    /// the listener, admin and operator to free ones, the clusters to `stable`, `gray` and the
+    /// gray sidecar's `control` port; node `gw-0`, `workers` worker threads.
+    pub fn start_shipped_local(stable: u16, gray: u16, control: u16, workers: u32) -> Envoy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, admin, operator) = (free_port(), free_port(), free_port());
+        let path = paths::root().join("mesh-config/local/envoy.yaml");
+        let mut config =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (from, to) in [
+            ("port_value: 10000 }", format!("port_value: {port} }}")),
+            ("port_value: 9901 }", format!("port_value: {admin} }}")),
+            ("port_value: 10100 }", format!("port_value: {operator} }}")),
+            ("\"port\": 10100,", format!("\"port\": {operator},")),
+            ("port_value: 8081 }", format!("port_value: {stable} }}")),
+            ("port_value: 8082 }", format!("port_value: {gray} }}")),
+            ("port_value: 9092 }", format!("port_value: {control} }}")),
+            (
+                "filename: target/grayguard_filter.wasm",
+                format!("filename: {}", paths::wasm().display()),
+            ),
+        ] {
+            assert_eq!(
+                config.matches(from).count(),
+                1,
+                "{}: expected {from:?} once",
+                path.display()
+            );
+            config = config.replace(from, &to);
+        }
+        let file = dir.path().join("envoy.yaml");
+        std::fs::write(&file, config).expect("write the config");
+        let mut cmd = Command::new(paths::envoy());
+        cmd.arg("-c")
+            .arg(&file)
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                &workers.to_string(),
+            ])
+            .args(["--log-level", "warn", "--service-node", "gw-0"])
+            .args(["--service-cluster", "grayguard-gateway"])
+            .env(SECRET_ENV, "grayguard-test-operator-secret")
+            .env(TOKEN_ENV, TEST_LATCH_TOKEN);
+        let proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
+        Envoy::ready(proc, port, admin, Some(operator))
     }
 
     /// URL of `path` on the operator listener (panics without one).

@@ -8,7 +8,7 @@ use grayguard_contract::headers;
 use grayguard_contract::latch::WORKLOAD_TOKEN_ENV;
 use std::net::SocketAddr;
 
-use crate::envoy::{Cluster, Envoy, Filter, Options, TEST_LATCH_TOKEN};
+use crate::envoy::{Cluster, Envoy, Filter, Options, TEST_LATCH_TOKEN, local_pinned_hour};
 use crate::http;
 use crate::paths;
 use crate::process::free_port;
@@ -244,6 +244,9 @@ fn front_options(plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers:
         Cluster::new(GRAY, at(gray.port)),
     );
     opts.concurrency = workers;
+    // The hour the local mesh pins (its filter trusts it when the configuration is the local
+    // mesh's; any other configuration ignores the header).
+    opts.pinned_hour = local_pinned_hour();
     // A configuration with confirm mode's `operator` gets its operator listener, on the port
     // the configuration names.
     opts.operator_port = serde_json::from_str::<serde_json::Value>(plugin_config)
@@ -270,8 +273,10 @@ pub fn crane_rule_config(breach: serde_json::Value) -> serde_json::Value {
     })
 }
 
-/// The canonical plugin configuration, as `mesh-config/local/envoy.yaml` ships it (the
-/// block scalar under `configuration: ... value: |`).
+/// The canonical plugin configuration as the local mesh runs it, as `mesh-config/local/envoy.yaml`
+/// ships it (the block scalar under `configuration: ... value: |`): the cluster's, but for
+/// `trust_time_header`, with which it reads the hour its Envoy pins (a [`Mesh`] or [`Fleet`]
+/// pins the same).
 pub fn local_plugin_config() -> String {
     let path = paths::root().join("mesh-config/local/envoy.yaml");
     let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -313,5 +318,8 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&local_plugin_config()).unwrap();
         assert_eq!(json["stable"], STABLE);
         assert_eq!(json["gray"], GRAY);
+        // And pins the hour its rules see, which its filter trusts.
+        assert_eq!(json["trust_time_header"], true);
+        assert_eq!(local_pinned_hour().as_deref(), Some("02"));
     }
 }

@@ -18,19 +18,15 @@
 //!
 //! Test code may panic freely: a failed expectation is a failed test.
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use grayguard_client::exposition as prom;
-use grayguard_contract::latch::TOKEN_ENV;
 use grayguard_contract::metrics::sidecar as names;
-use grayguard_contract::operator::SECRET_ENV;
 use grayguard_contract::{Decision, Side, headers};
-use grayguard_e2e::envoy::TEST_LATCH_TOKEN;
+use grayguard_e2e::envoy::Envoy;
 use grayguard_e2e::load::{Lane, Load, Outcome, describe};
 use grayguard_e2e::mesh::{Fleet, GRAY, STABLE};
-use grayguard_e2e::process::{Proc, free_port};
+use grayguard_e2e::process::Proc;
 use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
 use grayguard_e2e::wait::Wait;
 use grayguard_e2e::{http, paths};
@@ -65,54 +61,12 @@ struct Gateway {
 
 impl Gateway {
     fn start(stable: &Sidecar, gray: &Sidecar) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let (port, admin, operator) = (free_port(), free_port(), free_port());
         let control = gray.control_port.expect("the gray sidecar's control port");
-        let shipped =
-            std::fs::read_to_string(paths::root().join("mesh-config/local/envoy.yaml")).unwrap();
-        let wasm = format!("filename: {}", paths::wasm().display());
-        let mut config = shipped.clone();
-        for (from, to) in [
-            ("port_value: 10000 }", format!("port_value: {port} }}")),
-            ("port_value: 9901 }", format!("port_value: {admin} }}")),
-            ("port_value: 10100 }", format!("port_value: {operator} }}")),
-            ("\"port\": 10100,", format!("\"port\": {operator},")),
-            (
-                "port_value: 8081 }",
-                format!("port_value: {} }}", stable.port),
-            ),
-            (
-                "port_value: 8082 }",
-                format!("port_value: {} }}", gray.port),
-            ),
-            ("port_value: 9092 }", format!("port_value: {control} }}")),
-            ("filename: target/grayguard_filter.wasm", wasm),
-        ] {
-            assert_eq!(
-                config.matches(from).count(),
-                1,
-                "mesh-config/local/envoy.yaml: expected {from:?} once"
-            );
-            config = config.replace(from, &to);
-        }
-        let path = dir.path().join("envoy.yaml");
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new(paths::envoy());
-        cmd.arg("-c")
-            .arg(&path)
-            .args(["--disable-hot-restart", "--concurrency", "2"])
-            .args(["--log-level", "warn", "--service-node", "gw-0"])
-            .args(["--service-cluster", "grayguard-gateway"])
-            .env(SECRET_ENV, "grayguard-test-operator-secret")
-            .env(TOKEN_ENV, TEST_LATCH_TOKEN);
-        let mut proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
-        let timeout = Duration::from_secs(30);
-        proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);
-        proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), timeout);
+        let envoy = Envoy::start_shipped_local(stable.port, gray.port, control, 2);
         Gateway {
-            _envoy: proc,
-            port,
-            admin,
+            port: envoy.port,
+            admin: envoy.admin,
+            _envoy: envoy.proc,
         }
     }
 

@@ -13,6 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod canonical_hours;
 mod faults;
 mod filter_config;
 mod filter_confirm;

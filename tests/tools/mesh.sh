@@ -4,6 +4,12 @@
 #   mesh_up TAG        uses the mesh of a `make run` in another terminal, or starts
 #                      mesh-config/local/run.sh in the background (its output in
 #                      $RUN_DIR/logs/run.log) and stops it again when the calling script exits
+#   $MESH_REPORTS      where the mesh's report server keeps each incident's report (and
+#                      index.html), kept across runs
+#
+# The mesh routes crane cameras as at night (00:00-06:00 at the site is the rule's window):
+# its Envoy pins the hour a request without x-time-of-day is routed by, so the tools need not
+# send one, at any hour (mesh-config/local/envoy.yaml).
 #
 # Needs ROOT (the repository). Environment: GRAYGUARD_RUN_DIR (the mesh's folder, default
 # .run), GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
@@ -13,6 +19,7 @@
 # already running).
 
 RUN_DIR="${GRAYGUARD_RUN_DIR:-$ROOT/.run}"
+MESH_REPORTS="$RUN_DIR/reports"
 MESH_READY_S="${GRAYGUARD_RUN_READY_S:-240}"
 MESH_GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
 # Every port of the mesh (run.sh's list): the sidecars (and the gray one's control port),

@@ -31,7 +31,15 @@ Checks, for every YAML/JSON file under the root:
     token from a Secret (never from the command line or the YAML), and is reachable there
     only through an AuthorizationPolicy rule that names principals and allows nothing but
     `POST /grayguard/latch`;
-  * with --sidecar-help, every flag the Deployments pass to grayguard-sidecar exists.
+  * the report server (grayguard-report) keeps its reports on a PersistentVolumeClaim of the
+    same build with one writer, is reached through a Service, behind the gateway operator
+    port's rule (private addresses only) with Alertmanager's webhook admitted; each
+    Alertmanager configuration sends the shed alerts, firing and resolved, to a report
+    server's webhook, the cluster's to that Service;
+  * the plugin configurations differ only in `trust_time_header`, which only the local mesh
+    sets, where its Envoy pins the hour the rules see (and a cluster's never trusts a client);
+  * with --sidecar-help (--report-help), every flag the Deployments pass to grayguard-sidecar
+    (grayguard-report) exists.
 
 Prints one line per problem naming the file, the resource and the error, and exits 1 if
 there is any (2 if the inputs themselves are missing). --plugin-configs also writes the
@@ -70,6 +78,16 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 WASM_FILTER = "envoy.filters.http.wasm"
 SIDECAR_IMAGE = "grayguard-sidecar"
+# The report server, its flags, and where Alertmanager posts the shed alerts to it.
+REPORT_IMAGE = "grayguard-report"
+REPORT_WEBHOOK_PATH = "/alertmanager"
+SHED_ALERTS = ("GrayguardRuleShedding", "GrayguardShedAwaitsConfirmation")
+# The operator port's rule (common/operator-authorization.yaml): private addresses only.
+PRIVATE_BLOCKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+# The one key a plugin configuration may set differently, and only in the local mesh (whose
+# Envoy pins the hour the rules see: a header it adds before the filter, which trusts it).
+LOCAL_ONLY_KEY = "trust_time_header"
+LOCAL_HOUR_HEADER = "x-time-of-day"
 # The sidecar's control listener (the latch endpoint the gateways call) and its token.
 CONTROL_LISTEN_FLAG = "--control-listen"
 CONTROL_TOKEN_FLAG = "--control-token"
@@ -542,7 +560,10 @@ def cross_check(resources: list[tuple[str, dict]], deployments: list[dict],
                                      f"{wanted} but goes to {sorted(map(str, target))}")
 
 
-def check_sidecar_flags(resources: list[tuple[str, dict]], help_text: str, report: Report) -> None:
+def check_flags(resources: list[tuple[str, dict]], image: str, help_text: str, report: Report,
+                env_prefix: str | None = None) -> None:
+    """Every flag the Deployments pass to the program of `image` (and every environment twin
+    under `env_prefix`) is in its --help."""
     def known(flag: str) -> bool:
         return re.search(re.escape(flag) + r"(?![\w-])", help_text) is not None
 
@@ -551,18 +572,18 @@ def check_sidecar_flags(resources: list[tuple[str, dict]], help_text: str, repor
             continue
         spec = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
         for c in spec.get("containers", []):
-            if SIDECAR_IMAGE not in c.get("image", ""):
+            if image not in c.get("image", ""):
                 continue
             for arg in c.get("args", []) or []:
                 if arg.startswith("--") and not known(arg.split("=", 1)[0]):
-                    report.error(where, f"container {c['name']}: grayguard-sidecar has no flag "
+                    report.error(where, f"container {c['name']}: {image} has no flag "
                                  f"{arg.split('=', 1)[0]}")
             for env in c.get("env", []) or []:
-                if env["name"].startswith("GRAYGUARD_SIDECAR_"):
-                    flag = "--" + env["name"][len("GRAYGUARD_SIDECAR_"):].lower().replace("_", "-")
+                if env_prefix and env["name"].startswith(env_prefix):
+                    flag = "--" + env["name"][len(env_prefix):].lower().replace("_", "-")
                     if not known(flag):
                         report.error(where, f"container {c['name']}: env {env['name']} names no "
-                                     f"grayguard-sidecar flag ({flag})")
+                                     f"{image} flag ({flag})")
 
 
 def check_stats_patch(where: str, doc: dict, published: Contract, report: Report) -> None:
@@ -841,6 +862,182 @@ def check_control_listeners(where: str, docs: list[dict], report: Report) -> Non
                                          f"than POST {LATCH_PATH}")
 
 
+def flag_values(args: list[Any]) -> dict[str, str]:
+    """`--flag=value` arguments as a dict (the last one of a flag wins)."""
+    return dict(str(a).split("=", 1) for a in args if str(a).startswith("--") and "=" in str(a))
+
+
+def selects(policy: dict, ns: str | None, labels: dict) -> bool:
+    """Whether an Istio policy applies to pods of namespace `ns` with `labels` (no selector:
+    every pod of its namespace)."""
+    if (policy.get("metadata") or {}).get("namespace") != ns:
+        return False
+    wanted = ((policy.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def report_servers(docs: list[dict]) -> Iterator[tuple[dict, dict, dict]]:
+    """Each Deployment container running grayguard-report: (deployment, pod spec, container)."""
+    for d in docs:
+        if d.get("kind") != "Deployment":
+            continue
+        for spec in pod_specs(d):
+            for c in spec.get("containers") or []:
+                if REPORT_IMAGE in c.get("image", ""):
+                    yield d, spec, c
+
+
+def report_services(docs: list[dict]) -> list[tuple[dict, str]]:
+    """The Services in front of a report server, each with the port it serves reports on."""
+    out = []
+    for d, _, c in report_servers(docs):
+        ns = d["metadata"].get("namespace")
+        labels = ((d["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+        port = flag_values(c.get("args") or []).get("--serve", "").rsplit(":", 1)[-1]
+        names = {str(p.get("name")) for p in c.get("ports") or [] if str(p.get("containerPort")) == port}
+        for s in docs:
+            if s.get("kind") != "Service" or s["metadata"].get("namespace") != ns:
+                continue
+            if not labels_select((s.get("spec") or {}).get("selector") or {}, labels):
+                continue
+            for sp in (s.get("spec") or {}).get("ports") or []:
+                if str(sp.get("targetPort", sp.get("port"))) in names | {port}:
+                    out.append((s, str(sp.get("port"))))
+    return out
+
+
+def check_report_server(where: str, docs: list[dict], report: Report) -> None:
+    """A report server keeps every incident's report: on a PersistentVolumeClaim of the same
+    build (a pod's own disk goes with the pod), one writer at a time, reached through a
+    Service, behind the operator port's rule, with Alertmanager's webhook admitted."""
+    claims = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d
+              for d in docs if d.get("kind") == "PersistentVolumeClaim"}
+    policies = [d for d in docs if d.get("kind") == "AuthorizationPolicy"]
+    services = report_services(docs)
+    for d, spec, c in report_servers(docs):
+        ns = d["metadata"].get("namespace")
+        rid = f"{where}: {resource_id(d)}: container {c.get('name')}"
+        labels = ((d["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+        flags = flag_values(c.get("args") or [])
+        serve = flags.get("--serve")
+        if not serve:
+            report.error(rid, "grayguard-report without --serve: it keeps nothing and serves nothing")
+            continue
+        port = serve.rsplit(":", 1)[-1]
+        if not any(str(p.get("containerPort")) == port for p in c.get("ports") or []):
+            report.error(rid, f"--serve port {port} is not a declared container port")
+        reports_dir = flags.get("--reports-dir")
+        if not reports_dir:
+            report.error(rid, "no --reports-dir: the report server keeps no report")
+        else:
+            mounts = [m for m in c.get("volumeMounts") or []
+                      if reports_dir == m.get("mountPath") or reports_dir.startswith(m.get("mountPath", "").rstrip("/") + "/")]
+            volumes = {v.get("name"): v for v in spec.get("volumes") or []}
+            claim = ((volumes.get(mounts[-1].get("name")) or {}).get("persistentVolumeClaim") or {}).get("claimName") if mounts else None
+            if claim is None:
+                report.error(rid, f"--reports-dir {reports_dir} is not on a PersistentVolumeClaim: "
+                             "the kept reports would go with the pod")
+            elif (ns, claim) not in claims:
+                report.error(rid, f"PersistentVolumeClaim {claim} is not in this build")
+            elif "ReadWriteOnce" in ((claims[(ns, claim)].get("spec") or {}).get("accessModes") or []):
+                strategy = ((d["spec"].get("strategy") or {}).get("type")) or "RollingUpdate"
+                if d["spec"].get("replicas", 1) > 1 or strategy != "Recreate":
+                    report.error(rid, f"the ReadWriteOnce claim {claim} has one writer: replicas 1 and "
+                                 f"strategy Recreate (has {d['spec'].get('replicas', 1)}, {strategy})")
+        if not any(s["metadata"].get("namespace") == ns for s, _ in services):
+            report.error(rid, f"no Service in {ns} sends its port {port} to it")
+        mine = [p for p in policies if selects(p, ns, labels)]
+        operator_rule = any(
+            (p.get("spec") or {}).get("action") == "DENY"
+            and any(set(PRIVATE_BLOCKS) <= set((f.get("source") or {}).get("notRemoteIpBlocks") or [])
+                    for f in r.get("from") or [])
+            and any(port in [str(x) for x in (t.get("operation") or {}).get("ports") or []] for t in r.get("to") or [])
+            for p in mine for r in (p.get("spec") or {}).get("rules") or [])
+        if not operator_rule:
+            report.error(rid, f"port {port} is not behind the operator port's rule (an AuthorizationPolicy "
+                         f"denying what is not from {', '.join(PRIVATE_BLOCKS)})")
+        webhook = any(
+            (p.get("spec") or {}).get("action", "ALLOW") == "ALLOW"
+            and any("POST" in ((t.get("operation") or {}).get("methods") or [])
+                    and REPORT_WEBHOOK_PATH in ((t.get("operation") or {}).get("paths") or [])
+                    and port in [str(x) for x in (t.get("operation") or {}).get("ports") or []]
+                    for t in r.get("to") or [])
+            for p in mine for r in (p.get("spec") or {}).get("rules") or [])
+        if not webhook:
+            report.error(rid, f"no AuthorizationPolicy admits Alertmanager's POST {REPORT_WEBHOOK_PATH} on port {port}")
+
+
+def check_report_webhooks(configs: list[tuple[pathlib.Path, dict]], services: list[tuple[dict, str]],
+                          root: pathlib.Path, report: Report) -> None:
+    """Each Alertmanager configuration sends the shed alerts, firing and resolved, to a report
+    server's webhook; the cluster's (any but the local mesh's) to a report server's Service."""
+    hosts = {f"{s['metadata']['name']}.{s['metadata'].get('namespace')}.svc{suffix}:{port}"
+             for s, port in services for suffix in ("", ".cluster.local")}
+    for path, config in configs:
+        where = rel(path, root)
+        receivers = {}
+        for r in config.get("receivers") or []:
+            for w in r.get("webhook_configs") or []:
+                url = str(w.get("url", ""))
+                if url.split("?")[0].endswith(REPORT_WEBHOOK_PATH):
+                    receivers[r.get("name")] = (url, bool(w.get("send_resolved")))
+        routed = [r for r in ((config.get("route") or {}).get("routes") or [])
+                  if r.get("receiver") in receivers
+                  and all(any(a in m for m in r.get("matchers") or []) for a in SHED_ALERTS)]
+        if not routed:
+            report.error(where, f"no route sends {' and '.join(SHED_ALERTS)} to a report server's "
+                         f"webhook ({REPORT_WEBHOOK_PATH}): no incident report would be kept")
+            continue
+        for r in routed:
+            url, resolved = receivers[r["receiver"]]
+            if not resolved:
+                report.error(where, f"receiver {r['receiver']!r}: send_resolved must be true (the "
+                             "report is rewritten whole when the shed ends)")
+            if "local" not in path.relative_to(root).parts and services:
+                host = url.split("://", 1)[-1].split("/", 1)[0]
+                if host not in hosts:
+                    report.error(where, f"receiver {r['receiver']!r} posts to {host}, which is not a report "
+                                 f"server's Service ({', '.join(sorted(hosts))})")
+
+
+def check_local_hour(plugin_configs: list[tuple[str, Any]], envoy_configs: list[tuple[str, Any]],
+                     root: pathlib.Path, report: Report) -> None:
+    """Only the local mesh trusts a client's hour, and its Envoy then pins one: a header added
+    before the filter when the client sent none. A cluster's configuration never trusts it."""
+    for where, config in plugin_configs:
+        if not isinstance(config, dict):
+            continue
+        local = where.startswith(f"{root.name}/local/")
+        if config.get(LOCAL_ONLY_KEY) and not local:
+            report.error(where, f"{LOCAL_ONLY_KEY}: true outside the local mesh lets any client pick "
+                         "the hour its cohort is routed by")
+    for where, doc in envoy_configs:
+        if not any(isinstance(c, dict) and c.get(LOCAL_ONLY_KEY) for c in plugin_configs_of(doc)):
+            continue
+        if LOCAL_HOUR_HEADER not in json.dumps(hour_pins(doc)):
+            report.error(where, f"{LOCAL_ONLY_KEY}: true, but no header_mutation filter before the "
+                         f"grayguard filter adds {LOCAL_HOUR_HEADER} where a client sent none: "
+                         "routing would follow the proxy's clock only when a client says nothing")
+
+
+def hour_pins(node: Any, found: list | None = None) -> list:
+    """Every header_mutation filter that comes before a Wasm filter in an HTTP filter chain."""
+    found = [] if found is None else found
+    if isinstance(node, dict):
+        chain = node.get("http_filters")
+        if isinstance(chain, list):
+            names = [f.get("name") for f in chain if isinstance(f, dict)]
+            if WASM_FILTER in names:
+                found += [f for f in chain[:names.index(WASM_FILTER)]
+                          if isinstance(f, dict) and f.get("name") == "envoy.filters.http.header_mutation"]
+        for v in node.values():
+            hour_pins(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            hour_pins(v, found)
+    return found
+
+
 def pod_specs(doc: dict) -> list[dict]:
     spec = ((doc.get("spec") or {}).get("template") or {}).get("spec")
     return [spec] if isinstance(spec, dict) else []
@@ -857,7 +1054,7 @@ def load(path: pathlib.Path) -> list[Any]:
 
 def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
         sidecar_help: str | None, plugin_configs_out: pathlib.Path | None,
-        queries_out: pathlib.Path | None) -> int:
+        queries_out: pathlib.Path | None, report_help: str | None = None) -> int:
     report = Report()
     schemas = load_crd_schemas([schemas_dir / f for f in CRD_FILES])
     kubernetes = KubernetesSchemas(schemas_dir / KUBERNETES_SCHEMAS.name)
@@ -868,7 +1065,9 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
     rule_files: list[tuple[str, list]] = []
     prometheus_rules: list[tuple[str, dict]] = []
     alertmanager_configs: list[tuple[pathlib.Path, dict]] = []
+    envoy_configs: list[tuple[str, Any]] = []
     exprs: list[tuple[str, str]] = []
+    services: list[tuple[dict, str]] = []
 
     def validate(doc: dict, where: str, patch: bool = False) -> bool:
         group, _ = split_api_version(str(doc["apiVersion"]))
@@ -895,6 +1094,8 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
             try:
                 for config in plugin_configs_of(doc):
                     plugin_configs.append((where, config))
+                if not is_resource(doc) and isinstance(doc, dict) and "static_resources" in doc:
+                    envoy_configs.append((where, doc))
             except json.JSONDecodeError as err:
                 report.error(where, f"grayguard plugin configuration is not JSON: {err}")
             if (groups := plain_rule_groups(doc)) is not None:
@@ -927,6 +1128,8 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
         if deployable:
             check_built(where, docs, published, report)
             check_control_listeners(where, docs, report)
+            check_report_server(where, docs, report)
+            services += report_services(docs)
         cross_check(valid, [d for _, d in rendered if d["kind"] == "Deployment"],
                     [(w, c) for w, d in valid for c in plugin_configs_of(d)], published, report)
 
@@ -939,6 +1142,7 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
                          + " (run mesh-config/prometheus/generate.py)")
 
     check_alertmanager(alertmanager_configs, root, report)
+    check_report_webhooks(alertmanager_configs, services, root, report)
 
     queries = analysis_queries(all_resources, report)
     compare_analyses(queries, report)
@@ -955,16 +1159,21 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
             report.error(where, f"expression names {metric}, which no grayguard part publishes "
                          f"and no rule records: {expr.strip()[:120]}")
 
+    check_local_hour(plugin_configs, envoy_configs, root, report)
     if plugin_configs:
+        def canonical(config: Any) -> Any:
+            return {k: v for k, v in config.items() if k != LOCAL_ONLY_KEY} if isinstance(config, dict) else config
         reference_where, reference = plugin_configs[0]
         for where, config in plugin_configs[1:]:
-            if differences := diff_paths(config, reference):
+            if differences := diff_paths(canonical(config), canonical(reference)):
                 report.error(where, f"grayguard plugin configuration differs from {reference_where} "
                              f"at {', '.join(differences)}")
     deployments = [d for _, d in all_resources if d["kind"] == "Deployment"]
     cross_check(resources, deployments, plugin_configs, published, report)
     if sidecar_help is not None:
-        check_sidecar_flags(resources, sidecar_help, report)
+        check_flags(resources, SIDECAR_IMAGE, sidecar_help, report, env_prefix="GRAYGUARD_SIDECAR_")
+    if report_help is not None:
+        check_flags(resources, REPORT_IMAGE, report_help, report)
 
     if plugin_configs_out is not None:
         plugin_configs_out.write_text(json.dumps(dict(plugin_configs), indent=2), encoding="utf-8")
@@ -992,6 +1201,8 @@ def main() -> int:
                              "$GRAYGUARD_CONTRACT, else run that command)")
     parser.add_argument("--sidecar-help", type=pathlib.Path,
                         help="output of `grayguard-sidecar --help`: check the Deployments' flags against it")
+    parser.add_argument("--report-help", type=pathlib.Path,
+                        help="output of `grayguard-report --help`: check the report server's flags against it")
     parser.add_argument("--plugin-configs", type=pathlib.Path, metavar="OUT",
                         help="also write every embedded grayguard plugin configuration to OUT, "
                              "as a JSON object keyed by file and resource")
@@ -1004,8 +1215,9 @@ def main() -> int:
             print(f"FATAL {what}: {path} does not exist", file=sys.stderr)
             return 2
     help_text = args.sidecar_help.read_text(encoding="utf-8") if args.sidecar_help else None
+    report_help = args.report_help.read_text(encoding="utf-8") if args.report_help else None
     return run(args.root.resolve(), args.schemas, Contract.load(args.contract), help_text,
-               args.plugin_configs, args.analysis_queries)
+               args.plugin_configs, args.analysis_queries, report_help)
 
 
 if __name__ == "__main__":

@@ -4,19 +4,29 @@
 //! - `grayguard-report` writes (or serves) the postmortem of an incident as one
 //!   self-contained HTML page: the filter's incident records (`record`, `incident`), charts
 //!   from Prometheus around it (`queries`, `chart`), the gateways' state
-//!   (`gateway`), what the gray and stable sidecars serve (`info`), the gray sidecar's log;
-//!   assembled by `report`, rendered by `html`, served by `serve`.
+//!   (`gateway`), what the gray and stable sidecars serve (`info`), the gray pods' logs;
+//!   assembled by `report`, rendered by `html`, served by `serve`. With `--reports-dir` it
+//!   keeps each incident's report, driven by Alertmanager's webhook (`alert_hook`,
+//!   `keeper`): one file per incident on disk (`kept`, its flags `kept_cli`) and an index
+//!   (`kept_index`).
 //! - `grayguard-alert-sink` receives Alertmanager's webhook, Slack and WeChat Work
 //!   notifications on loopback and shows what a person would receive (`sink`).
 //!
 //! Prometheus' API, the HTTP reads, the metrics text and the chart style are the client
 //! library's (`grayguard-client`), shared with the demo and the soak.
 
+pub mod alert_hook;
+pub mod answer;
+pub mod body;
 pub mod chart;
 pub mod gateway;
 pub mod html;
 pub mod incident;
 pub mod info;
+pub mod keeper;
+pub mod kept;
+pub mod kept_cli;
+pub mod kept_index;
 pub mod queries;
 pub mod record;
 pub mod report;

@@ -7,6 +7,8 @@ use clap::Parser;
 use jiff::Timestamp;
 
 use grayguard_client::fetch::Client;
+use grayguard_ops::keeper::{Keeper, Mesh};
+use grayguard_ops::kept::Shelf;
 use grayguard_ops::report_cli::{ArgError, Args};
 use grayguard_ops::{html, report, serve};
 
@@ -31,9 +33,30 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     );
 
     if let Some(addr) = args.serve {
+        // The kept reports, when asked for: checked and opened before anything is served.
+        let keeper = match &args.kept.reports_dir {
+            Some(dir) => {
+                let limits = args.kept.limits()?;
+                let shelf = Shelf::open(dir, limits).map_err(|e| format!("--reports-dir: {e}"))?;
+                let mesh = Mesh {
+                    client: client.clone(),
+                    sources: sources.clone(),
+                    options: args.options(Timestamp::now()).map_err(|e| e.to_string())?,
+                };
+                Some(Keeper::new(shelf, mesh))
+            }
+            None => None,
+        };
         let server = tiny_http::Server::http(addr).map_err(|e| format!("--serve {addr}: {e}"))?;
         eprintln!("grayguard-report: serving http://{addr}/report?rule=RULE&at=TIME");
-        serve::run(&server, |req| {
+        if let Some(dir) = &args.kept.reports_dir {
+            eprintln!(
+                "grayguard-report: keeping reports in {} (POST /alertmanager; http://{addr}/reports/)",
+                dir.display()
+            );
+        }
+        let more = |request: &mut tiny_http::Request| keeper.as_ref()?.answer(request);
+        serve::run(&server, more, |req| {
             let mut opts = match args.options(Timestamp::now()) {
                 Ok(o) => o,
                 Err(e) => return e.to_string(),
