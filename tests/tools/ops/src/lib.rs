@@ -5,7 +5,10 @@
 //!   self-contained HTML page: the filter's incident records (`record`, `incident`), charts
 //!   from Prometheus around it (`queries`, `chart`), the gateways' state
 //!   (`gateway`), what the gray and stable sidecars serve (`info`), the gray sidecar's log;
-//!   assembled by `report`, rendered by `html`, served by `serve`.
+//!   assembled by `report`, rendered by `html`, served by `serve`. It also writes (or
+//!   serves) a rule's promotion report (`promotion`, `promotion_chart`, `promotion_html`)
+//!   and answers Flagger's confirm-promotion and rollback webhooks on the promotion
+//!   verdict (`webhook`), both routed by `routes`.
 //! - `grayguard-alert-sink` receives Alertmanager's webhook, Slack and WeChat Work
 //!   notifications on loopback and shows what a person would receive (`sink`).
 //!
@@ -17,10 +20,15 @@ pub mod gateway;
 pub mod html;
 pub mod incident;
 pub mod info;
+pub mod promotion;
+pub mod promotion_chart;
+pub mod promotion_html;
 pub mod queries;
 pub mod record;
 pub mod report;
 pub mod report_cli;
+pub mod routes;
 pub mod serve;
 pub mod sink;
 pub mod sink_server;
+pub mod webhook;

@@ -89,6 +89,9 @@ pub struct Args {
     /// renders the incident of rule R at time T (the alerts' report links).
     #[arg(long)]
     pub serve: Option<SocketAddr>,
+    /// The promotion report and the Flagger webhooks (`crate::promotion`).
+    #[command(flatten)]
+    pub promotion: crate::promotion::Flags,
 }
 
 /// A flag with an unusable value.

@@ -31,7 +31,24 @@ pub fn parse_query(query: &str) -> Result<Request, String> {
 
 /// Serves until the process is stopped; `render` makes the page for a request.
 pub fn run(server: &Server, render: impl Fn(&Request) -> String) {
-    for request in server.incoming_requests() {
+    run_with(server, |_| None, render);
+}
+
+/// A response another module made (see [`run_with`]).
+pub type Reply = Response<std::io::Cursor<Vec<u8>>>;
+
+/// [`run`], where `other` answers first every request it takes (`routes`: the promotion
+/// page and the Flagger webhooks); the rest are answered as by [`run`].
+pub fn run_with(
+    server: &Server,
+    other: impl Fn(&mut tiny_http::Request) -> Option<Reply>,
+    render: impl Fn(&Request) -> String,
+) {
+    for mut request in server.incoming_requests() {
+        if let Some(response) = other(&mut request) {
+            let _ = request.respond(response);
+            continue;
+        }
         let url = request.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
         let html = "text/html; charset=utf-8";
