@@ -29,6 +29,11 @@
 #   GRAYGUARD_GRAY_ARGS         more flags of the gray sidecar, split on spaces; they win over the
 #                               defaults here (conf, threads, and the comparison with v9-prod of
 #                               25 % of its frames), e.g. "--conf 0.25 --compare-percent 100"
+#   GRAYGUARD_RUN_LOCAL_TIME    HH:MM: the gateways' clock reads this local time when they start
+#                               (their plugin configuration's utc_offset is moved so, by whole
+#                               minutes), for a demo at any hour of a rule whose hours exclude now
+#                               (`make demo-promote` sets it from the rule's hours); default: none,
+#                               the configuration's own offset
 #   GRAYGUARD_OPERATOR_SECRET   key of the operator listener's one-click links (default: a fresh
 #                               random one per run, written to .run/operator-secret)
 #   GRAYGUARD_RUN_DIR           where logs, pids, status and data go (default .run)
@@ -348,6 +353,21 @@ V10=$(last)
 wait_ready "$V9"
 wait_ready "$V10"
 
+# GRAYGUARD_RUN_LOCAL_TIME: the UTC offset at which the gateways' clock reads that time now.
+UTC_OFFSET=""
+if [ -n "${GRAYGUARD_RUN_LOCAL_TIME:-}" ]; then
+  [[ "$GRAYGUARD_RUN_LOCAL_TIME" =~ ^([01][0-9]|2[0-3]):([0-5][0-9])$ ]] \
+    || die "GRAYGUARD_RUN_LOCAL_TIME must be HH:MM, got $GRAYGUARD_RUN_LOCAL_TIME"
+  want=$((10#${BASH_REMATCH[1]} * 60 + 10#${BASH_REMATCH[2]}))
+  now=$((10#$(date -u +%H) * 60 + 10#$(date -u +%M)))
+  # The shortest way round the clock: within -12:00..+12:00 (the filter takes up to ±14:00).
+  off=$(( ((want - now) % 1440 + 1440) % 1440 ))
+  [ "$off" -le 720 ] || off=$((off - 1440))
+  sign=+; [ "$off" -ge 0 ] || { sign=-; off=$((-off)); }
+  UTC_OFFSET=$(printf '%s%02d:%02d' "$sign" $((off / 60)) $((off % 60)))
+  say "the gateways' clock reads $GRAYGUARD_RUN_LOCAL_TIME now (utc_offset $UTC_OFFSET)"
+fi
+
 # Gateway i runs mesh-config/local/envoy.yaml with its ports moved by i (the plugin
 # configuration's operator port too), as node gw-i: the id its latch calls carry.
 mkdir -p "$RUN_DIR/gateways"
@@ -359,9 +379,15 @@ for ((i = 0; i < GATEWAYS; i++)); do
       -e "s/port_value: 9901 }/port_value: $((9901 + i)) }/" \
       -e "s/port_value: 10100 }/port_value: $((10100 + i)) }/" \
       -e "s/\"port\": 10100,/\"port\": $((10100 + i)),/" \
+      ${UTC_OFFSET:+-e "s/\"utc_offset\": \"[^\"]*\"/\"utc_offset\": \"$UTC_OFFSET\"/"} \
       mesh-config/local/envoy.yaml > "$cfg"
+  if [ -n "$UTC_OFFSET" ]; then
+    grep -q "\"utc_offset\": \"$UTC_OFFSET\"" "$cfg" \
+      || die "mesh-config/local/envoy.yaml no longer names \"utc_offset\"; update run.sh"
+  fi
   targets="$targets${targets:+, }{\"targets\": [\"127.0.0.1:$((9901 + i))\"], \"labels\": {\"gateway\": \"gw-$i\", \"operator_url\": \"http://127.0.0.1:$((10100 + i))\"}}"
-  REPORT_GATEWAYS+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/$(gw_name "$i").log")
+  REPORT_GATEWAYS+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/$(gw_name "$i").log"
+    --operator "http://127.0.0.1:$((10100 + i))")
 done
 # Prometheus finds the gateways through this file (file_sd_configs in prometheus.yml).
 printf '[%s]\n' "$targets" > "$RUN_DIR/gateways.json"
@@ -394,6 +420,7 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   front Envoy      http://127.0.0.1:10000/infer     (POST a JPEG/PNG; gateway i: port 10000+i of $GATEWAYS)
   Envoy admin      http://127.0.0.1:9901/stats/prometheus   (gateway i: 9901+i)
   operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links; gateway i: 10100+i)
+                   http://127.0.0.1:10100/grayguard/promotion     (each rule's promotion verdict)
   v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
   v10-gray         http://127.0.0.1:8082/metrics    (gray, $(basename "$GRAY_MODEL"), conf $GRAY_CONF, $GRAY_COMPARE_PERCENT % of its frames compared
                                                      with v9-prod: x-canary-agreement${GRAY_ARGS[*]:+; then ${GRAY_ARGS[*]}, which win})
@@ -401,6 +428,8 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   Alertmanager     http://127.0.0.1:9093/
   alert sink       http://127.0.0.1:9095/               (what a person would receive)
   reports          http://127.0.0.1:9096/report         (the latest incident; the alerts link here)
+                   http://127.0.0.1:9096/promotion?rule=crane-cameras   (the promotion verdict; and
+                   Flagger's POST /flagger/confirm-promotion, /flagger/rollback)
   supervision      $RUN_DIR/status (NAME PID RESTARTS) and $PID_DIR/NAME.pid; a component
                    that exits is restarted after a back-off
 
