@@ -72,11 +72,12 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo soak bench bench-filter bench-detect bench-promote bench-sidecar bench-e2e fuzz clean
+.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo demo-promote soak bench bench-filter bench-detect bench-promote bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
 	@echo "make demo    replay the gray-release incident through the local mesh"
+	@echo "make demo-promote   a healthy gray through the local mesh until it is proven within its budget"
 	@echo "make soak    the local mesh under mixed traffic for 10 minutes (SOAK_DURATION_S, SOAK_RATE)"
 	@echo "make fuzz    the property tests of the filter and the sidecar, long (FUZZ_CASES)"
 	@echo "make test    set up, build, lint and run all tests"
@@ -303,6 +304,16 @@ DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
 	GRAYGUARD_GATEWAYS=$(GATEWAYS) $(GRAY_ENV) bash tests/tools/demo/demo.sh $(DEMO_ARGS)
+
+# The promotion verdict through the mesh (started in the background if it is not running): a
+# healthy gray (stable's model at stable's threshold: an A/A) under steady traffic until the
+# crane cameras' rule is proven on every gateway, then its promotion report
+# (.run/demo/promotion.html) and the time to the verdict. Works at any hour: a rule with hours
+# runs the gateways' clock inside them. make demo-promote GATEWAYS=3 PROMOTE_RATE=3
+PROMOTE_RATE ?= 2
+demo-promote: setup build
+	cargo build --release -p grayguard-demo
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) GRAYGUARD_PROMOTE_RATE=$(PROMOTE_RATE) $(GRAY_ENV) bash tests/tools/demo/promote.sh
 
 # ---------------------------------------------------------------- soak
 

@@ -368,7 +368,8 @@ for ((i = 0; i < GATEWAYS; i++)); do
       -e "s/\"port\": 10100,/\"port\": $((10100 + i)),/" \
       mesh-config/local/envoy.yaml > "$cfg"
   targets="$targets${targets:+, }{\"targets\": [\"127.0.0.1:$((9901 + i))\"], \"labels\": {\"gateway\": \"gw-$i\", \"operator_url\": \"http://127.0.0.1:$((10100 + i))\"}}"
-  REPORT_GATEWAYS+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/$(gw_name "$i").log")
+  REPORT_GATEWAYS+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/$(gw_name "$i").log"
+    --operator "http://127.0.0.1:$((10100 + i))")
 done
 # Prometheus finds the gateways through this file (file_sd_configs in prometheus.yml).
 printf '[%s]\n' "$targets" > "$RUN_DIR/gateways.json"
@@ -401,6 +402,7 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   front Envoy      http://127.0.0.1:10000/infer     (POST a JPEG/PNG; gateway i: port 10000+i of $GATEWAYS)
   Envoy admin      http://127.0.0.1:9901/stats/prometheus   (gateway i: 9901+i)
   operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links; gateway i: 10100+i)
+                   http://127.0.0.1:10100/grayguard/promotion     (each rule's promotion verdict)
   v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
   v10-gray         http://127.0.0.1:8082/metrics    (gray, $(basename "$GRAY_MODEL"), conf $GRAY_CONF, $GRAY_COMPARE_PERCENT % of its frames compared
                                                      with v9-prod: x-canary-agreement${GRAY_ARGS[*]:+; then ${GRAY_ARGS[*]}, which win})
@@ -409,6 +411,8 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   alert sink       http://127.0.0.1:9095/               (what a person would receive)
   reports          http://127.0.0.1:9096/reports/       (every incident's report, kept in $RUN_DIR/reports/;
                                                      the alerts link here; /report: the latest, as it stands)
+                   http://127.0.0.1:9096/promotion?rule=crane-cameras   (the promotion verdict; and
+                   Flagger's POST /flagger/confirm-promotion, /flagger/rollback)
   supervision      $RUN_DIR/status (NAME PID RESTARTS) and $PID_DIR/NAME.pid; a component
                    that exits is restarted after a back-off
 

@@ -31,6 +31,8 @@ mod mesh_fallback_patch;
 mod mesh_latch;
 mod on_call;
 mod progressive_delivery;
+mod promotion;
+mod promotion_config;
 mod sidecar_api;
 mod sidecar_batching;
 mod sidecar_compare;

@@ -25,6 +25,10 @@ Checks, for every YAML/JSON file under the root:
     the files and in every built kustomization, including Flagger's Canary and Argo
     Rollouts' Rollout (header match, subsets, routes, templates);
   * Flagger's and Argo Rollouts' analyses ask the same questions with the same thresholds;
+  * the promotion gate is asked alike by both: Argo Rollouts' verdict metric (Successful
+    only when proven on every gateway, Failed when refuted at one: the contract's gauge
+    values) in a step analysis, and Flagger's confirm-promotion and rollback webhooks, each
+    about a rule the plugin configuration has, with a promotion hypothesis;
   * the Alertmanager configurations (the cluster's and the local mesh's) route alike, give
     each receiver the same messages, and use only templates that are defined beside them;
   * every sidecar with a control listener (the latch endpoint) declares its port, takes its
@@ -45,7 +49,8 @@ Prints one line per problem naming the file, the resource and the error, and exi
 there is any (2 if the inputs themselves are missing). --plugin-configs also writes the
 embedded plugin configurations as JSON, for tests that check them with the filter's parser;
 --analysis-queries writes the analyses' queries and thresholds, for the test that runs them
-against a real Prometheus.
+against a real Prometheus; --verdict-queries the promotion verdict's queries and conditions,
+likewise.
 """
 
 from __future__ import annotations
@@ -100,6 +105,13 @@ FLAGGER_INTERVAL = re.compile(r"\{\{\s*interval\s*\}\}")
 ARGO_INTERVAL = re.compile(r"\{\{\s*args\.interval\s*\}\}")
 # Argo Rollouts successConditions the tests can evaluate: `result[0] <= 0.05`.
 CONDITION_RE = re.compile(r"^\s*result\[0\]\s*(<=|<)\s*(-?[0-9.]+)\s*$")
+# The promotion verdict's conditions: `result[0] == 1` (proven), `result[0] == 2` (refuted).
+EQUALS_RE = re.compile(r"^\s*result\[0\]\s*==\s*(-?[0-9]+)\s*$")
+# Argo Rollouts' rule argument in the verdict's query, and the webhooks' paths (served by
+# grayguard-report --serve).
+ARGO_RULE = re.compile(r"\{\{\s*args\.rule\s*\}\}")
+PROMOTION_HOOKS = {"confirm-promotion": "/flagger/confirm-promotion", "rollback": "/flagger/rollback"}
+PROMOTION_STATE = "grayguard_promotion_state"
 # A metric name (or a recording rule name level:metric:operations) mentioning grayguard.
 METRIC_RE = re.compile(r"(?<![\w:])(?:[a-zA-Z_]\w*:)?grayguard_\w*(?::\w+)*")
 
@@ -119,6 +131,13 @@ class Contract:
         self.all = self.filter | expand(exported["sidecar"])
         self.tags: dict[str, str] = {t["label"]: t["regex"] for t in exported["tags"]}
         self.headers: dict[str, str] = exported["headers"]
+        # The promotion verdicts in the order of their gauge values (0 pending, 1 proven,
+        # 2 refuted: grayguard_contract::promotion::Verdict::ALL and ::gauge).
+        self.verdicts: list[str] = exported.get("verdicts", [])
+
+    def verdict_value(self, name: str) -> int | None:
+        """The `grayguard_promotion_state` value of a verdict."""
+        return self.verdicts.index(name) if name in self.verdicts else None
 
     @property
     def route_header(self) -> str:
@@ -644,6 +663,8 @@ def analysis_queries(docs: list[tuple[str, dict]], report: Report) -> list[dict]
             prom = (metric.get("provider") or {}).get("prometheus")
             if prom is None:
                 continue
+            if is_verdict_metric(metric):
+                continue  # the promotion gate: verdict_queries
             cond = CONDITION_RE.match(str(metric.get("successCondition", "")))
             if cond is None or "failureCondition" in metric:
                 report.error(where, f"metric {metric['name']!r}: expected successCondition "
@@ -681,6 +702,125 @@ def compare_analyses(queries: list[dict], report: Report) -> None:
         elif flagger[name] != argo[name]:
             report.error(where["argo-rollouts"], f"analysis metric {name!r} differs from Flagger's "
                          "(query or threshold)")
+
+
+def is_verdict_metric(metric: dict) -> bool:
+    """An Argo Rollouts metric with an equality success and failure condition: a verdict
+    (the promotion gate), not a threshold."""
+    return (EQUALS_RE.match(str(metric.get("successCondition", ""))) is not None
+            and EQUALS_RE.match(str(metric.get("failureCondition", ""))) is not None)
+
+
+def rollout_rules(docs: list[tuple[str, dict]], template: str) -> list[str]:
+    """The `rule` argument every Rollout passes to the AnalysisTemplate `template` in its
+    steps."""
+    out = []
+    for _, rollout in ((w, d) for w, d in docs if d["kind"] == "Rollout"):
+        steps = (((rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}).get("steps") or []
+        for step in steps:
+            analysis = step.get("analysis") or {}
+            if any(t.get("templateName") == template for t in analysis.get("templates") or []):
+                out += [a.get("value") for a in analysis.get("args") or [] if a.get("name") == "rule"]
+    return out
+
+
+def verdict_queries(docs: list[tuple[str, dict]], contract: Contract, report: Report) -> list[dict]:
+    """The promotion gate as Argo Rollouts asks it: each verdict metric's query, with its
+    conditions checked against the contract's gauge values (`result[0] == proven`
+    Successful, `== refuted` Failed, anything else Inconclusive), and the rules the
+    Rollouts ask it about."""
+    proven, refuted = contract.verdict_value("proven"), contract.verdict_value("refuted")
+    out = []
+    for where, template in ((w, d) for w, d in docs if d["kind"] == "AnalysisTemplate"):
+        for metric in (template.get("spec") or {}).get("metrics") or []:
+            prom = (metric.get("provider") or {}).get("prometheus")
+            if prom is None or not is_verdict_metric(metric):
+                continue
+            name = metric.get("name")
+            success = int(EQUALS_RE.match(metric["successCondition"]).group(1))
+            failure = int(EQUALS_RE.match(metric["failureCondition"]).group(1))
+            if (success, failure) != (proven, refuted):
+                report.error(where, f"metric {name!r}: successCondition must be `result[0] == {proven}` "
+                             f"(proven) and failureCondition `result[0] == {refuted}` (refuted), the "
+                             "values of grayguard_promotion_state")
+            query = prom["query"]
+            if PROMOTION_STATE not in metric_names(query):
+                report.error(where, f"metric {name!r}: a verdict's query must read {PROMOTION_STATE}")
+            if not ARGO_RULE.search(query):
+                report.error(where, f"metric {name!r}: query does not use {{{{args.rule}}}}")
+            if int(str(metric.get("consecutiveSuccessLimit", 0))) < 1:
+                report.error(where, f"metric {name!r}: without consecutiveSuccessLimit a step analysis "
+                             "never completes on a proof")
+            rules = rollout_rules(docs, template["metadata"]["name"])
+            out.append({"tool": "argo-rollouts", "where": where, "name": name, "query": query,
+                        "rule_arg": ARGO_RULE.search(query).group(0) if ARGO_RULE.search(query) else "",
+                        "rules": rules, "success": success, "failure": failure})
+    return out
+
+
+def promotion_hooks(canary: dict) -> dict[str, list[dict]]:
+    """A Canary's webhooks of the promotion gate's types, by type."""
+    hooks: dict[str, list[dict]] = {}
+    for hook in ((canary.get("spec") or {}).get("analysis") or {}).get("webhooks") or []:
+        if hook.get("type") in PROMOTION_HOOKS:
+            hooks.setdefault(hook["type"], []).append(hook)
+    return hooks
+
+
+def hook_rule(hook: dict) -> str | None:
+    """The rule a promotion webhook asks about: its URL's `?rule=`, else its metadata's
+    `rule` (as grayguard-report reads them)."""
+    query = dict(pair.split("=", 1) for pair in str(hook.get("url", "")).partition("?")[2].split("&") if "=" in pair)
+    return query.get("rule") or (hook.get("metadata") or {}).get("rule")
+
+
+def check_promotion_gates(docs: list[tuple[str, dict]], verdicts: list[dict],
+                          configs: list[tuple[str, Any]], report: Report) -> None:
+    """Flagger and Argo Rollouts gate the promotion on the same verdict: where Argo has a
+    verdict metric, every Canary has both webhooks (confirm-promotion and rollback) on the
+    report server's paths; both ask about the same rules, which the plugin configuration
+    has, each with a promotion hypothesis."""
+    promoted = set()
+    known = False
+    for where, config in configs:
+        if not isinstance(config, dict):
+            continue
+        known = True
+        for r in config.get("rules") or []:
+            if isinstance(r, dict) and (config.get("promote") or r.get("promote")):
+                promoted.add(r.get("name"))
+    flagger_rules: set[str] = set()
+    canaries = [(w, d) for w, d in docs if d["kind"] == "Canary"]
+    for where, canary in canaries:
+        hooks = promotion_hooks(canary)
+        if not verdicts and not hooks:
+            continue
+        for kind, path in PROMOTION_HOOKS.items():
+            if kind not in hooks:
+                report.error(where, f"no {kind} webhook: the promotion gate is Argo Rollouts' only")
+                continue
+            for hook in hooks[kind]:
+                url = str(hook.get("url", ""))
+                if url.partition("?")[0].split("://", 1)[-1].partition("/")[2] != path.lstrip("/"):
+                    report.error(where, f"webhook {hook.get('name')!r}: {kind} is answered at {path} "
+                                 f"(grayguard-report --serve), not {url!r}")
+                rule = hook_rule(hook)
+                if not rule:
+                    report.error(where, f"webhook {hook.get('name')!r}: names no rule (metadata.rule or ?rule=)")
+                    continue
+                flagger_rules.add(rule)
+    argo_rules = {r for v in verdicts for r in v["rules"]}
+    for v in verdicts:
+        if not v["rules"]:
+            report.error(v["where"], f"metric {v['name']!r}: no Rollout step runs it with a `rule` argument")
+    for rule in sorted(flagger_rules | argo_rules):
+        if known and rule not in promoted:
+            report.error(canaries[0][0] if rule in flagger_rules and canaries else verdicts[0]["where"],
+                         f"the promotion gate asks about rule {rule!r}, which no plugin configuration "
+                         f"gives a promotion hypothesis (rules with one: {sorted(map(str, promoted))})")
+    if canaries and verdicts and flagger_rules != argo_rules:
+        report.error(verdicts[0]["where"], f"the promotion gate asks about rules {sorted(argo_rules)}, "
+                     f"Flagger's webhooks about {sorted(flagger_rules)}")
 
 
 # Receiver settings that name where a message goes or the credentials to send it: they
@@ -817,6 +957,10 @@ def check_built(where: str, docs: list[dict], contract: Contract, report: Report
         for t in (canary.get("analysis") or {}).get("templates") or []:
             if ("AnalysisTemplate", t.get("templateName")) not in names:
                 report.error(rid, f"analysis template {t.get('templateName')!r} is not in this build")
+        for step in canary.get("steps") or []:
+            for t in (step.get("analysis") or {}).get("templates") or []:
+                if ("AnalysisTemplate", t.get("templateName")) not in names:
+                    report.error(rid, f"step analysis template {t.get('templateName')!r} is not in this build")
 
 
 def check_control_listeners(where: str, docs: list[dict], report: Report) -> None:
@@ -1054,7 +1198,8 @@ def load(path: pathlib.Path) -> list[Any]:
 
 def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
         sidecar_help: str | None, plugin_configs_out: pathlib.Path | None,
-        queries_out: pathlib.Path | None, report_help: str | None = None) -> int:
+        queries_out: pathlib.Path | None, report_help: str | None = None,
+        verdicts_out: pathlib.Path | None = None) -> int:
     report = Report()
     schemas = load_crd_schemas([schemas_dir / f for f in CRD_FILES])
     kubernetes = KubernetesSchemas(schemas_dir / KUBERNETES_SCHEMAS.name)
@@ -1146,6 +1291,9 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
 
     queries = analysis_queries(all_resources, report)
     compare_analyses(queries, report)
+    verdicts = verdict_queries(all_resources, published, report)
+    check_promotion_gates(all_resources, verdicts, plugin_configs, report)
+    exprs += [(v["where"], v["query"].replace(v["rule_arg"], "crane-cameras")) for v in verdicts if v["rule_arg"]]
     breaches = {m for m in published.filter if m.startswith("grayguard_breaches_")}
     for q in queries:
         named = metric_names(q["query"]) & breaches
@@ -1179,12 +1327,14 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
         plugin_configs_out.write_text(json.dumps(dict(plugin_configs), indent=2), encoding="utf-8")
     if queries_out is not None:
         queries_out.write_text(json.dumps(queries, indent=2), encoding="utf-8")
+    if verdicts_out is not None:
+        verdicts_out.write_text(json.dumps(verdicts, indent=2), encoding="utf-8")
     for line in report.problems:
         print(line)
     print(f"{report.checked} files, {len(resources)} valid resources, {len(built)} kustomizations built, "
           f"{len(plugin_configs)} plugin configurations, {len(rule_files)} rules files, "
           f"{len(alertmanager_configs)} Alertmanager configurations, "
-          f"{len(queries)} analysis queries: {len(report.problems)} problems")
+          f"{len(queries)} analysis queries, {len(verdicts)} verdict queries: {len(report.problems)} problems")
     return 1 if report.problems else 0
 
 
@@ -1209,6 +1359,9 @@ def main() -> int:
     parser.add_argument("--analysis-queries", type=pathlib.Path, metavar="OUT",
                         help="also write the Flagger and Argo Rollouts analysis queries with their "
                              "thresholds to OUT, as a JSON list")
+    parser.add_argument("--verdict-queries", type=pathlib.Path, metavar="OUT",
+                        help="also write Argo Rollouts' promotion verdict queries (conditions, the "
+                             "rules the Rollouts ask about) to OUT, as a JSON list")
     args = parser.parse_args()
     for what, path in (("--root", args.root), ("--schemas", args.schemas), ("--contract", args.contract)):
         if path is not None and not path.exists():
@@ -1217,7 +1370,7 @@ def main() -> int:
     help_text = args.sidecar_help.read_text(encoding="utf-8") if args.sidecar_help else None
     report_help = args.report_help.read_text(encoding="utf-8") if args.report_help else None
     return run(args.root.resolve(), args.schemas, Contract.load(args.contract), help_text,
-               args.plugin_configs, args.analysis_queries, report_help)
+               args.plugin_configs, args.analysis_queries, report_help, args.verdict_queries)
 
 
 if __name__ == "__main__":

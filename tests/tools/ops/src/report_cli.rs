@@ -93,6 +93,9 @@ pub struct Args {
     pub serve: Option<SocketAddr>,
     #[command(flatten)]
     pub kept: KeptArgs,
+    /// The promotion report and the Flagger webhooks (`crate::promotion`).
+    #[command(flatten)]
+    pub promotion: crate::promotion::Flags,
 }
 
 /// A flag with an unusable value.

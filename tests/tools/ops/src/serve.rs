@@ -1,7 +1,7 @@
 //! `grayguard-report --serve`: renders a report per request, so the link in an alert shows
 //! the incident as it is when the on-call engineer opens it. One request at a time (a
 //! report takes a few Prometheus queries); `GET /healthz` answers at once, anything else
-//! but `GET /report` (and what the caller's `more` answers: the kept reports, `keeper`) is a
+//! but `GET /report` (and what the caller's `more` answers: the promotion routes, `routes`, and the kept reports, `keeper`) is a
 //! 404, and a bad parameter a 400 that says which.
 
 use jiff::Timestamp;
