@@ -547,8 +547,8 @@ fn validator_rejects_a_report_server_that_would_lose_or_expose_reports() {
     );
     edit(
         &m.join("reports/authorization.yaml"),
-        "paths: [\"/alertmanager\"]",
-        "paths: [\"/webhook\"]",
+        "paths: [\"/alertmanager\", ",
+        "paths: [\"/webhook\", ",
     );
     // Alertmanager: the resolved notification not sent (the report would never get its end),
     // and the cluster's posting elsewhere than the report server's Service.

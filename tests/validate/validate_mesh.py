@@ -86,6 +86,13 @@ SIDECAR_IMAGE = "grayguard-sidecar"
 # The report server, its flags, and where Alertmanager posts the shed alerts to it.
 REPORT_IMAGE = "grayguard-report"
 REPORT_WEBHOOK_PATH = "/alertmanager"
+# Who calls the report server in a cluster, and how: Alertmanager keeps the incident reports,
+# Flagger asks for the promotion verdict.
+REPORT_CALLERS = (
+    ("POST", REPORT_WEBHOOK_PATH, "Alertmanager's"),
+    ("POST", "/flagger/confirm-promotion", "Flagger's"),
+    ("POST", "/flagger/rollback", "Flagger's"),
+)
 SHED_ALERTS = ("GrayguardRuleShedding", "GrayguardShedAwaitsConfirmation")
 # The operator port's rule (common/operator-authorization.yaml): private addresses only.
 PRIVATE_BLOCKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
@@ -1053,7 +1060,8 @@ def report_services(docs: list[dict]) -> list[tuple[dict, str]]:
 def check_report_server(where: str, docs: list[dict], report: Report) -> None:
     """A report server keeps every incident's report: on a PersistentVolumeClaim of the same
     build (a pod's own disk goes with the pod), one writer at a time, reached through a
-    Service, behind the operator port's rule, with Alertmanager's webhook admitted."""
+    Service, behind the operator port's rule, with Alertmanager's and Flagger's webhooks
+    admitted."""
     claims = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d
               for d in docs if d.get("kind") == "PersistentVolumeClaim"}
     policies = [d for d in docs if d.get("kind") == "AuthorizationPolicy"]
@@ -1100,15 +1108,16 @@ def check_report_server(where: str, docs: list[dict], report: Report) -> None:
         if not operator_rule:
             report.error(rid, f"port {port} is not behind the operator port's rule (an AuthorizationPolicy "
                          f"denying what is not from {', '.join(PRIVATE_BLOCKS)})")
-        webhook = any(
-            (p.get("spec") or {}).get("action", "ALLOW") == "ALLOW"
-            and any("POST" in ((t.get("operation") or {}).get("methods") or [])
-                    and REPORT_WEBHOOK_PATH in ((t.get("operation") or {}).get("paths") or [])
-                    and port in [str(x) for x in (t.get("operation") or {}).get("ports") or []]
-                    for t in r.get("to") or [])
-            for p in mine for r in (p.get("spec") or {}).get("rules") or [])
-        if not webhook:
-            report.error(rid, f"no AuthorizationPolicy admits Alertmanager's POST {REPORT_WEBHOOK_PATH} on port {port}")
+        for method, path, who in REPORT_CALLERS:
+            admitted = any(
+                (p.get("spec") or {}).get("action", "ALLOW") == "ALLOW"
+                and any(method in ((t.get("operation") or {}).get("methods") or [])
+                        and path in ((t.get("operation") or {}).get("paths") or [])
+                        and port in [str(x) for x in (t.get("operation") or {}).get("ports") or []]
+                        for t in r.get("to") or [])
+                for p in mine for r in (p.get("spec") or {}).get("rules") or [])
+            if not admitted:
+                report.error(rid, f"no AuthorizationPolicy admits {who} {method} {path} on port {port}")
 
 
 def check_report_webhooks(configs: list[tuple[pathlib.Path, dict]], services: list[tuple[dict, str]],
