@@ -141,9 +141,10 @@ proptest! {
     fn flags_round_trip_and_any_text_parses(
         reasons in prop::collection::vec(prop::sample::select(Reason::ALL.to_vec()), 0..4),
         latched in prop::collection::vec((trigger(), rule_name()), 0..4),
+        held in prop::collection::vec((trigger(), rule_name()), 0..4),
         junk in "\\PC{0,80}",
     ) {
-        let mut f = Flag { reasons, latched, unknown: 0 };
+        let mut f = Flag { reasons, latched, held, unknown: 0 };
         f.reasons.sort();
         f.reasons.dedup();
         let text = f.render();
@@ -161,9 +162,14 @@ proptest! {
         let latch = LatchRequest::Latch { rule: rule.clone(), trigger: t, for_ms: ms, gateway: gw.clone() };
         let parsed = LatchRequest::parse(&latch.render());
         prop_assert!(parsed.is_ok(), "{:?}", parsed);
-        let clear = LatchRequest::Clear { rule: rule.clone(), healthy_for_ms: ms, gateway: gw };
+        let clear = LatchRequest::Clear { rule: rule.clone(), healthy_for_ms: ms, gateway: gw.clone() };
         prop_assert!(LatchRequest::parse(&clear.render()).is_ok());
+        let hold = LatchRequest::Hold { rule: rule.clone(), trigger: t, gateway: gw.clone() };
+        prop_assert!(LatchRequest::parse(&hold.render()).is_ok());
+        let release = LatchRequest::Release { rule: rule.clone(), gateway: gw };
+        prop_assert!(LatchRequest::parse(&release.render()).is_ok());
         let _ = LatchRequest::parse(&junk);
+        let _ = grayguard_contract::latch::Listing::parse(junk.as_bytes());
         let link = crate::link::sign(b"0123456789abcdef", &rule, t, ms);
         prop_assert_eq!(Link::parse(&link.query()), Ok(link.clone()));
         let _ = Link::parse(&junk);

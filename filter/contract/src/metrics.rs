@@ -176,9 +176,10 @@ pub mod sidecar {
     /// Live latches the workload holds (see [`crate::latch`]).
     pub const LATCHES: &str = "grayguard_sidecar_latches";
     /// Calls to the latch endpoint on the control listener (labels `action`: latch, clear,
-    /// list or unknown; `result`: ok or refused).
+    /// hold, release, list or unknown; `result`: ok or refused).
     pub const LATCH_REQUESTS_TOTAL: &str = "grayguard_sidecar_latch_requests_total";
-    /// Latch calls refused (label `reason`: public_listener, bad_token, bad_request).
+    /// Latch calls refused (label `reason`: public_listener, bad_token, bad_request,
+    /// holds_full).
     pub const LATCH_REFUSED_TOTAL: &str = "grayguard_sidecar_latch_refused_total";
     /// Open client connections, both listeners.
     pub const OPEN_CONNECTIONS: &str = "grayguard_sidecar_open_connections";
