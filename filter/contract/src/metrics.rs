@@ -57,6 +57,10 @@ pub mod filter {
     /// 1 while a rule is alerting in confirm mode (labels `rule`, `trigger`, `confirm`: the
     /// query string of the signed one-click link, see [`crate::operator`]); 0 after.
     pub const ALERT: &str = "grayguard_alert";
+    /// 1 while a person's hold keeps a rule shed (labels `rule`, `trigger`: what the hold is
+    /// on, `operator` for a direct shed; `release`: the query string of the signed link that
+    /// releases it, see [`crate::operator::RELEASE`]); 0 after.
+    pub const HELD: &str = "grayguard_held";
     /// Alerts raised in confirm mode (a statistical trigger asked a person).
     pub const ALERTS: &str = "grayguard_alerts";
     /// Sheds a person confirmed on the operator listener.
@@ -109,6 +113,7 @@ pub mod filter {
         STABLE_BOXES,
         STABLE_BOX_SAMPLES,
         ALERT,
+        HELD,
         ALERTS,
         CONFIRMATIONS,
         OPERATOR_REFUSED,

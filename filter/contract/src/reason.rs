@@ -76,10 +76,12 @@ pub enum Trigger {
     /// every response (see [`crate::latch`]); or a person holds the rule elsewhere and the
     /// workload says so (`held:`).
     Latch,
+    /// A person shed the rule directly on the operator listener (`crate::operator::SHED`).
+    Operator,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 7] = [
+    pub const ALL: [Trigger; 8] = [
         Trigger::Flag,
         Trigger::Latency,
         Trigger::BoxCount,
@@ -87,6 +89,7 @@ impl Trigger {
         Trigger::Agreement,
         Trigger::ConsecutiveFailures,
         Trigger::Latch,
+        Trigger::Operator,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl Trigger {
             Trigger::Agreement => "agreement",
             Trigger::ConsecutiveFailures => "consecutive_failures",
             Trigger::Latch => "latch",
+            Trigger::Operator => "operator",
         }
     }
 
@@ -276,11 +280,11 @@ mod tests {
             Flag {
                 reasons: vec![Reason::Memory],
                 latched: vec![(Trigger::ErrorRate, "r".into())],
-                held: vec![(Trigger::Flag, "s".into())],
+                held: vec![(Trigger::Operator, "s".into())],
                 unknown: 0
             }
             .render(),
-            "memory,latched:error_rate@r,held:flag@s"
+            "memory,latched:error_rate@r,held:operator@s"
         );
         // Malformed latches are unknown items, hence first-hand.
         assert!(Flag::parse("latched:boxes@r").first_hand());
@@ -298,8 +302,8 @@ mod tests {
         assert_eq!(f.held_for("gates"), None, "a latch is not a hold");
         assert_eq!(Flag::parse(&f.render()), f);
         assert_eq!(
-            Flag::parse("held:latency@*").held_for("anything"),
-            Some(Trigger::Latency)
+            Flag::parse("held:operator@*").held_for("anything"),
+            Some(Trigger::Operator)
         );
         // Malformed holds are unknown items, hence first-hand.
         assert!(Flag::parse("held:box_count").first_hand());
