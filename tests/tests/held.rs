@@ -17,12 +17,14 @@ use grayguard_contract::latch::{Listing, PATH as LATCH, Standing};
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::operator::{CONFIRM, RELEASE};
 use grayguard_contract::record::{self, Event, Incident, Record};
-use grayguard_contract::{Decision, Flag, Note, Trigger, headers};
+use grayguard_contract::{Flag, Note, Trigger};
 use grayguard_e2e::envoy::{Envoy, TEST_LATCH_TOKEN};
 use grayguard_e2e::http;
-use grayguard_e2e::mesh::{Fleet, GRAY, PHOTOS, STABLE, local_plugin_config, sidecar};
+use grayguard_e2e::mesh::{
+    Fleet, GRAY, PHOTOS, STABLE, Seen, local_plugin_config, sidecar, until_every_gateway_closes,
+};
 use grayguard_e2e::paths;
-use grayguard_e2e::wait::{Wait, eventually};
+use grayguard_e2e::wait::eventually;
 use serde_json::Value;
 
 const GATEWAYS: usize = 2;
@@ -52,25 +54,6 @@ fn plugin_config() -> String {
     c["breach"]["shed_for_s"] = SHED_FOR_S.into();
     c["breach"]["probe_percent"] = 100.into();
     c.to_string()
-}
-
-/// A reply as a client saw it: which version served it and the filter's decision.
-#[derive(Debug)]
-struct Seen {
-    version: String,
-    decision: Decision<'static>,
-}
-
-impl Seen {
-    fn gray(&self) -> bool {
-        self.version == GRAY
-    }
-    fn shed(&self) -> Option<Trigger> {
-        self.decision.shed()
-    }
-    fn closed_gray(&self) -> bool {
-        self.gray() && self.decision.note.is_none()
-    }
 }
 
 /// The incident records `envoy` logged, read with the contract's record type.
@@ -129,31 +112,18 @@ impl Held {
         }
     }
 
-    /// One request of `device_type` through gateway `gw`; any client-visible error fails the
-    /// test.
+    /// One request of `device_type` through gateway `gw`, each a photo and device in turn;
+    /// any client-visible error fails the test.
     fn send(&mut self, gw: usize, device_type: &str) -> Seen {
         let i = self.sent;
         self.sent += 1;
-        let r = self.fleet.infer(
+        let device = format!("{device_type}-{}", i % 3);
+        self.fleet.send(
             gw,
             device_type,
-            &format!("{device_type}-{}", i % 3),
+            &device,
             &self.photos[i % self.photos.len()],
-            &[],
-        );
-        assert_eq!(
-            r.status,
-            200,
-            "gw-{gw}: a client saw an error: {}",
-            r.text()
-        );
-        let decision = r.header(headers::DECISION).expect("x-canary-decision");
-        Seen {
-            version: r.header(headers::MODEL_VERSION).unwrap_or("").to_string(),
-            decision: Decision::parse(decision)
-                .unwrap_or_else(|e| panic!("{decision:?}: {e}"))
-                .into_owned(),
-        }
+        )
     }
 
     /// What the gray workload holds, as its control listener lists it (the contract's
@@ -323,29 +293,12 @@ impl Held {
         );
         let again = self.click(0, RELEASE, &release);
         assert_eq!(again.json()["result"], "already_released");
-        let mut closed_run = [0usize; GATEWAYS];
-        let mut probes = [0usize; GATEWAYS];
-        let mut i = 0;
-        let within = Wait::new(
-            "every gateway closes again",
+        let probes = until_every_gateway_closes(
+            GATEWAYS,
+            CLOSED_RUN,
+            MAX_REQUESTS * GATEWAYS,
             RECHECK + Duration::from_secs(60),
-        )
-        .every(Duration::ZERO)
-        .poll(|| {
-            let gw = i % GATEWAYS;
-            let s = self.send(gw, CRANE);
-            if s.closed_gray() {
-                closed_run[gw] += 1;
-            } else {
-                closed_run[gw] = 0;
-                probes[gw] += usize::from(s.decision.note == Some(Note::Probe));
-            }
-            i += 1;
-            closed_run.iter().all(|&n| n >= CLOSED_RUN) || i >= MAX_REQUESTS * GATEWAYS
-        });
-        assert!(
-            closed_run.iter().all(|&n| n >= CLOSED_RUN),
-            "not every gateway closed again: runs {closed_run:?}, probes {probes:?} ({within:?})"
+            |gw| self.send(gw, CRANE),
         );
         assert!(probes.iter().all(|&n| n >= 1), "probes {probes:?}");
         assert!(

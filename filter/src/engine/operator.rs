@@ -152,16 +152,10 @@ impl Engine {
             .is_some()
         {
             self.pending.count(Counter::Confirmations);
-            return OperatorReply::new(
-                200,
-                "held",
-                "the rule goes to stable now and stays there until a person releases it",
-            );
+            return answer_held();
         }
         match self.board_now(host, unit) {
-            Some(b) if b.held() => {
-                OperatorReply::new(200, "already_held", "the rule is already held")
-            }
+            Some(b) if b.held() => answer_already_held(),
             Some(b) if b.tripped => OperatorReply::new(
                 200,
                 "already_shed",
@@ -195,14 +189,10 @@ impl Engine {
         };
         let on = Trigger::Operator;
         if self.hold(host, unit, on, on, holder, |_| true).is_some() {
-            return OperatorReply::new(
-                200,
-                "held",
-                "the rule goes to stable now and stays there until a person releases it",
-            );
+            return answer_held();
         }
         if self.held_now(host, unit) {
-            return OperatorReply::new(200, "already_held", "the rule is already held");
+            return answer_already_held();
         }
         OperatorReply::new(
             503,
@@ -307,4 +297,18 @@ impl Engine {
             "the alert is over; the evidence starts afresh",
         )
     }
+}
+
+/// The answer to a person whose hold was made now.
+fn answer_held() -> OperatorReply {
+    OperatorReply::new(
+        200,
+        "held",
+        "the rule goes to stable now and stays there until a person releases it",
+    )
+}
+
+/// The answer to a person asking for a hold that stands already.
+fn answer_already_held() -> OperatorReply {
+    OperatorReply::new(200, "already_held", "the rule is already held")
 }

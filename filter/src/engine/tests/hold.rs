@@ -72,6 +72,11 @@ fn last_check(h: &MemoryHost) -> u32 {
     u32::try_from(i).unwrap()
 }
 
+/// The events of the incident records so far, in order.
+fn events(h: &MemoryHost) -> Vec<&'static str> {
+    incidents(h).iter().map(|i| i.event.as_str()).collect()
+}
+
 fn listing(l: &Listing) -> Vec<u8> {
     serde_json::to_vec(l).unwrap()
 }
@@ -188,9 +193,8 @@ fn a_confirmed_shed_holds_past_any_shed_for_until_its_release_link() {
     }
     assert_eq!(ask(&mut vms[1], &h, "crane").decision.why, Why::Matched);
 
-    let events: Vec<&str> = incidents(&h).iter().map(|i| i.event.as_str()).collect();
     assert_eq!(
-        events,
+        events(&h),
         ["alert_start", "shed_start", "released", "shed_end"],
         "each step once"
     );
@@ -460,15 +464,13 @@ fn a_reply_stamped_before_the_workload_heard_of_the_release_does_not_hold_again(
     let p = ask(&mut e, &h, "crane");
     assert_eq!(p.decision.why, Why::Probe);
     answer(&mut e, &h, &p, 100.0, 5, Some("held:operator@cranes"));
-    let events: Vec<&str> = incidents(&h).iter().map(|i| i.event.as_str()).collect();
-    assert_eq!(events, ["shed_start", "released"]);
+    assert_eq!(events(&h), ["shed_start", "released"]);
     // Past the grace (sync 100 ms + the call's 300 ms + 1 s), the workload's word counts
     // again: a hold it still reports is a hold.
     h.advance_ms(1_400);
     let p = ask(&mut e, &h, "crane");
     answer(&mut e, &h, &p, 100.0, 5, Some("held:operator@cranes"));
-    let events: Vec<&str> = incidents(&h).iter().map(|i| i.event.as_str()).collect();
-    assert_eq!(events, ["shed_start", "released", "held"]);
+    assert_eq!(events(&h), ["shed_start", "released", "held"]);
 }
 
 #[test]
@@ -499,8 +501,7 @@ fn a_late_check_answer_does_not_touch_a_newer_hold() {
         ask(&mut e, &h, "crane").decision.why,
         Why::Shed(Trigger::Latch)
     );
-    let events: Vec<&str> = incidents(&h).iter().map(|i| i.event.as_str()).collect();
-    assert_eq!(events, ["shed_start", "released", "held"]);
+    assert_eq!(events(&h), ["shed_start", "released", "held"]);
 }
 
 #[test]
