@@ -4,15 +4,17 @@
 //! named like the versions (as `mesh-config/local/envoy.yaml` does); or a [`Fleet`] of such
 //! gateways sharing the sidecars, latching the gray one. Every process dies with its owner.
 
-use grayguard_contract::headers;
 use grayguard_contract::latch::WORKLOAD_TOKEN_ENV;
+use grayguard_contract::{Decision, Note, Trigger, headers};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use crate::envoy::{Cluster, Envoy, Filter, Options, TEST_LATCH_TOKEN, local_pinned_hour};
 use crate::http;
 use crate::paths;
 use crate::process::free_port;
 use crate::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
+use crate::wait::Wait;
 
 /// The Envoy cluster names (and `x-model-version`s) of the two versions.
 pub const STABLE: &str = "v9-prod";
@@ -137,6 +139,67 @@ pub fn infer_via(
         .unwrap_or_else(|e| panic!("front Envoy on {}: transport error: {e}", envoy.port))
 }
 
+/// A reply through a gateway as its client saw it: which version served it and the
+/// filter's decision, when its request was sent and when the reply was in.
+#[derive(Debug)]
+pub struct Seen {
+    pub version: String,
+    pub decision: Decision<'static>,
+    pub sent: Instant,
+    pub at: Instant,
+}
+
+impl Seen {
+    pub fn gray(&self) -> bool {
+        self.version == GRAY
+    }
+    pub fn shed(&self) -> Option<Trigger> {
+        self.decision.shed()
+    }
+    pub fn probe(&self) -> bool {
+        self.decision.note == Some(Note::Probe)
+    }
+    /// Gray served it with the rule's breaker closed (no note: not a probe, no alert).
+    pub fn closed_gray(&self) -> bool {
+        self.gray() && self.decision.note.is_none()
+    }
+}
+
+/// The rule's cohort through `gateways` gateways in turn (`send(gw)` sends one request of it
+/// through gateway `gw`) until each has served `run` closed gray replies in a row — its
+/// breaker closed again —, within `max` requests and `timeout`: the half-open probes each
+/// gateway served on the way. Fails the test when not every gateway closed.
+pub fn until_every_gateway_closes(
+    gateways: usize,
+    run: usize,
+    max: usize,
+    timeout: Duration,
+    mut send: impl FnMut(usize) -> Seen,
+) -> Vec<usize> {
+    let mut closed_run = vec![0usize; gateways];
+    let mut probes = vec![0usize; gateways];
+    let mut i = 0;
+    let within = Wait::new("every gateway closes again", timeout)
+        .every(Duration::ZERO)
+        .poll(|| {
+            let gw = i % gateways;
+            let s = send(gw);
+            if s.closed_gray() {
+                closed_run[gw] += 1;
+            } else {
+                closed_run[gw] = 0;
+                probes[gw] += usize::from(s.probe());
+            }
+            i += 1;
+            closed_run.iter().all(|&n| n >= run) || i >= max
+        });
+    assert!(
+        closed_run.iter().all(|&n| n >= run),
+        "not every gateway closed again: runs {closed_run:?}, probes {probes:?} ({within:?})"
+    );
+    probes
+}
+
 /// Several gateways in front of the same two sidecars, as replicas of an ingress gateway
 /// are: gateway `i` runs with node id `gw-i` (the id its latch calls carry), and the gray
 /// sidecar's control listener (requiring [`TEST_LATCH_TOKEN`], which the gateways' VMs hold)
@@ -188,6 +251,33 @@ impl Fleet {
     /// Every gateway's `/infer` URL, in order.
     pub fn targets(&self) -> Vec<String> {
         self.gateways.iter().map(|g| g.url("/infer")).collect()
+    }
+
+    /// POSTs `image` through gateway `gateway` as device `device_id` of `device_type` and
+    /// reads its reply; a client-visible error, or a reply without grayguard's decision,
+    /// fails the test.
+    pub fn send(&self, gateway: usize, device_type: &str, device_id: &str, image: &[u8]) -> Seen {
+        let sent = Instant::now();
+        let r = self.infer(gateway, device_type, device_id, image, &[]);
+        assert_eq!(
+            r.status,
+            200,
+            "gw-{gateway}: a client saw an error: {} {:?}",
+            r.text(),
+            r.headers
+        );
+        let decision = r.header(headers::DECISION).expect("x-canary-decision");
+        Seen {
+            version: r
+                .header(headers::MODEL_VERSION)
+                .expect("x-model-version")
+                .to_string(),
+            decision: Decision::parse(decision)
+                .unwrap_or_else(|e| panic!("{decision:?}: {e}"))
+                .into_owned(),
+            sent,
+            at: Instant::now(),
+        }
     }
 
     /// POSTs `image` through gateway `gateway` (see [`infer_via`]).

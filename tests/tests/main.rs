@@ -22,6 +22,7 @@ mod filter_routing;
 mod filter_sequential;
 mod filter_shedding;
 mod gray_fallback;
+mod held;
 mod images;
 mod local_mesh_signals;
 mod local_mesh_supervision;

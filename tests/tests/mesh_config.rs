@@ -685,23 +685,82 @@ fn alertmanager_configs_pass_amtool_and_route_every_grayguard_alert_to_all_recei
     assert!(!out.status.success(), "{}", text(&out));
 }
 
-/// Alertmanager's template data for one alert (`status` firing or resolved).
-fn template_data(status: &str, confirm_url: &str) -> String {
+/// Alertmanager's template data for one alert `alertname` (`status` firing or resolved)
+/// whose one link annotation is `link` (`confirm_url`, `release_url`) = `url`.
+fn template_data(status: &str, alertname: &str, link: &str, url: &str) -> String {
     let labels = serde_json::json!({
-        "alertname": "GrayguardShedAwaitsConfirmation", "rule": "crane-cameras",
+        "alertname": alertname, "rule": "crane-cameras",
         "trigger": "box_count", "instance": "127.0.0.1:9901", "severity": "critical",
     });
     serde_json::json!({
         "receiver": "grayguard-slack", "status": status, "externalURL": "http://127.0.0.1:9093",
-        "groupLabels": {"alertname": "GrayguardShedAwaitsConfirmation"},
+        "groupLabels": {"alertname": alertname},
         "commonLabels": labels, "commonAnnotations": {},
         "alerts": [{
             "status": status, "labels": labels, "fingerprint": "f",
-            "annotations": {"summary": "Gray is worse", "description": "Read the report.", "confirm_url": confirm_url},
+            "annotations": {"summary": "Gray is worse", "description": "Read the report.", (link): url},
             "startsAt": "2026-11-30T15:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
         }],
     })
     .to_string()
+}
+
+/// `template` of the shipped message templates rendered by `amtool` for `data`, in `dir`.
+fn render_template(dir: &Path, data: &str, template: &str) -> String {
+    let file = dir.join("data.json");
+    std::fs::write(&file, data).unwrap();
+    let out = amtool(
+        &[
+            "template",
+            "render",
+            &format!(
+                "--template.glob={}",
+                mesh_config().join("alerting/grayguard.tmpl").display()
+            ),
+            &format!(
+                "--template.glob={}",
+                mesh_config().join("local/links.tmpl").display()
+            ),
+            &format!("--template.data={}", file.display()),
+            &format!("--template.text={{{{ template \"{template}\" . }}}}"),
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn message_templates_carry_the_release_link_while_held_and_the_report_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = "http://127.0.0.1:10100/grayguard/release?rule=crane-cameras&trigger=box_count&exp=1796054400&sig=0a1b";
+    let report =
+        "http://127.0.0.1:9096/report?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
+    let render = |status: &str, template: &str| {
+        let data = template_data(status, "GrayguardRuleHeld", "release_url", release);
+        render_template(dir.path(), &data, template)
+    };
+    let slack = render("firing", "grayguard.slack.text");
+    assert!(slack.contains(&format!("<{release}|Release>")), "{slack}");
+    assert!(!slack.contains("Shed gray now"), "{slack}");
+    assert!(
+        slack.contains(&format!("<{report}|Incident report>")),
+        "{slack}"
+    );
+    let wechat = render("firing", "grayguard.wechat.message");
+    assert!(
+        wechat.contains(&format!("[Release]({release})")),
+        "{wechat}"
+    );
+    assert!(
+        wechat.contains(&format!("[Incident report]({report})")),
+        "{wechat}"
+    );
+    for template in ["grayguard.slack.text", "grayguard.wechat.message"] {
+        let resolved = render("resolved", template);
+        assert!(!resolved.contains(release), "{resolved}");
+        assert!(resolved.contains(report), "{resolved}");
+    }
 }
 
 #[test]
@@ -710,27 +769,13 @@ fn message_templates_carry_the_confirmation_while_firing_and_the_report_always()
     let confirm = "http://127.0.0.1:10100/grayguard/confirm?rule=crane-cameras&trigger=box_count&exp=1796054400&sig=0a1b";
     let report = "http://127.0.0.1:9096/reports/incident?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
     let render = |status: &str, template: &str| {
-        let data = dir.path().join(format!("{status}.json"));
-        std::fs::write(&data, template_data(status, confirm)).unwrap();
-        let out = amtool(
-            &[
-                "template",
-                "render",
-                &format!(
-                    "--template.glob={}",
-                    mesh_config().join("alerting/grayguard.tmpl").display()
-                ),
-                &format!(
-                    "--template.glob={}",
-                    mesh_config().join("local/links.tmpl").display()
-                ),
-                &format!("--template.data={}", data.display()),
-                &format!("--template.text={{{{ template \"{template}\" . }}}}"),
-            ],
-            dir.path(),
+        let data = template_data(
+            status,
+            "GrayguardShedAwaitsConfirmation",
+            "confirm_url",
+            confirm,
         );
-        assert!(out.status.success(), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        render_template(dir.path(), &data, template)
     };
     let slack = render("firing", "grayguard.slack.text");
     assert!(

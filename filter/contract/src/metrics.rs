@@ -57,6 +57,10 @@ pub mod filter {
     /// 1 while a rule is alerting in confirm mode (labels `rule`, `trigger`, `confirm`: the
     /// query string of the signed one-click link, see [`crate::operator`]); 0 after.
     pub const ALERT: &str = "grayguard_alert";
+    /// 1 while a person's hold keeps a rule shed (labels `rule`, `trigger`: what the hold is
+    /// on, `operator` for a direct shed; `release`: the query string of the signed link that
+    /// releases it, see [`crate::operator::RELEASE`]); 0 after.
+    pub const HELD: &str = "grayguard_held";
     /// Alerts raised in confirm mode (a statistical trigger asked a person).
     pub const ALERTS: &str = "grayguard_alerts";
     /// Sheds a person confirmed on the operator listener.
@@ -109,6 +113,7 @@ pub mod filter {
         STABLE_BOXES,
         STABLE_BOX_SAMPLES,
         ALERT,
+        HELD,
         ALERTS,
         CONFIRMATIONS,
         OPERATOR_REFUSED,
@@ -176,9 +181,10 @@ pub mod sidecar {
     /// Live latches the workload holds (see [`crate::latch`]).
     pub const LATCHES: &str = "grayguard_sidecar_latches";
     /// Calls to the latch endpoint on the control listener (labels `action`: latch, clear,
-    /// list or unknown; `result`: ok or refused).
+    /// hold, release, list or unknown; `result`: ok or refused).
     pub const LATCH_REQUESTS_TOTAL: &str = "grayguard_sidecar_latch_requests_total";
-    /// Latch calls refused (label `reason`: public_listener, bad_token, bad_request).
+    /// Latch calls refused (label `reason`: public_listener, bad_token, bad_request,
+    /// holds_full).
     pub const LATCH_REFUSED_TOTAL: &str = "grayguard_sidecar_latch_refused_total";
     /// Open client connections, both listeners.
     pub const OPEN_CONNECTIONS: &str = "grayguard_sidecar_open_connections";
