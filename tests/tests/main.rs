@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod faults;
+mod filter_agreement;
 mod filter_config;
 mod filter_confirm;
 mod filter_fail_open;
