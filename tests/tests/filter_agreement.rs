@@ -14,8 +14,9 @@
 //! * A gray serving stable's own model (A/A) and comparing as many frames is never shed, and
 //!   every value (1.000) reaches the gateway.
 //!
-//! The module takes about 75 s on the loaded 2-core development machine (each test starts
-//! two sidecars; the first replaces its gray one):
+//! The module takes about 70 s on the 2-core development machine under other work (68 and
+//! 73 s in two runs at load 5–6; each test starts two sidecars, the first replaces its gray
+//! one):
 //!
 //! ```text
 //! cargo test -p grayguard-e2e --test e2e filter_agreement:: -- --test-threads=1
