@@ -287,11 +287,14 @@ test-e2e: setup build build-soak images contract-json
 # make run GATEWAYS=3 starts three front Envoys (10000.., admin 9901.., operator 10100..).
 # make run GRAY_MODEL=.data/models/best_fp16_class_swapped.onnx GRAY_ARGS="--conf 0.25" plays a
 # gray version through it (GRAYGUARD_GRAY_MODEL, GRAYGUARD_GRAY_ARGS of run.sh); the gray sidecar
-# compares a share of its frames with v9-prod's answers (x-canary-agreement).
+# compares a share of its frames with v9-prod's answers (x-canary-agreement); AGREEMENT_MIN_MEAN=0.7
+# turns the gateways' agreement trigger on (GRAYGUARD_AGREEMENT_MIN_MEAN of run.sh).
 GATEWAYS ?= 1
 GRAY_MODEL ?=
 GRAY_ARGS ?=
-GRAY_ENV = $(if $(GRAY_MODEL),GRAYGUARD_GRAY_MODEL='$(GRAY_MODEL)') $(if $(GRAY_ARGS),GRAYGUARD_GRAY_ARGS='$(GRAY_ARGS)')
+AGREEMENT_MIN_MEAN ?=
+GRAY_ENV = $(if $(GRAY_MODEL),GRAYGUARD_GRAY_MODEL='$(GRAY_MODEL)') $(if $(GRAY_ARGS),GRAYGUARD_GRAY_ARGS='$(GRAY_ARGS)') \
+  $(if $(AGREEMENT_MIN_MEAN),GRAYGUARD_AGREEMENT_MIN_MEAN='$(AGREEMENT_MIN_MEAN)')
 run: setup build
 	GRAYGUARD_GATEWAYS=$(GATEWAYS) $(GRAY_ENV) bash mesh-config/local/run.sh
 
@@ -299,7 +302,12 @@ run: setup build
 # then its report (.run/demo/report.html).
 # Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"
 # make demo GATEWAYS=3 drives three gateways round-robin; the chart shows each one's breaker.
-# make demo GRAY_MODEL=... GRAY_ARGS=... replays it with another gray version (as make run).
+# make demo GRAY_MODEL=... GRAY_ARGS=... replays it with another gray version (as make run); the
+# class-swapped gray, comparing every frame (its own latency watchdog out of the way), shed by
+# agreement (filter/README.md, "The agreement trigger"):
+#   make demo GRAY_MODEL=.data/models/best_fp16_class_swapped.onnx AGREEMENT_MIN_MEAN=0.7 \
+#     GRAY_ARGS="--conf 0.25 --compare-percent 100 --watchdog-latency-budget-ms 60000" \
+#     DEMO_ARGS="--check --rate 1 --duration-s 150"
 DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo

@@ -34,6 +34,9 @@ pub enum Counter {
     GrayBoxSamples,
     StableBoxes,
     StableBoxSamples,
+    /// Sum of gray agreement values, thousandths, and the number of values summed.
+    GrayAgreementMilli,
+    GrayAgreementSamples,
     /// Confirm mode: alerts raised, sheds confirmed, operator requests refused.
     Alerts,
     Confirmations,
@@ -68,6 +71,8 @@ impl Counter {
             Counter::GrayBoxSamples,
             Counter::StableBoxes,
             Counter::StableBoxSamples,
+            Counter::GrayAgreementMilli,
+            Counter::GrayAgreementSamples,
             Counter::Alerts,
             Counter::Confirmations,
             Counter::OperatorRefused,
@@ -103,11 +108,13 @@ impl Counter {
                     Counter::GrayBoxSamples => 10,
                     Counter::StableBoxes => 11,
                     Counter::StableBoxSamples => 12,
-                    Counter::Alerts => 13,
-                    Counter::Confirmations => 14,
-                    Counter::OperatorRefused => 15,
-                    Counter::LatchCalls => 16,
-                    _ => 17,
+                    Counter::GrayAgreementMilli => 13,
+                    Counter::GrayAgreementSamples => 14,
+                    Counter::Alerts => 15,
+                    Counter::Confirmations => 16,
+                    Counter::OperatorRefused => 17,
+                    Counter::LatchCalls => 18,
+                    _ => 19,
                 }
             }
         }
@@ -134,6 +141,8 @@ impl Counter {
             Counter::GrayBoxSamples => names::GRAY_BOX_SAMPLES.into(),
             Counter::StableBoxes => names::STABLE_BOXES.into(),
             Counter::StableBoxSamples => names::STABLE_BOX_SAMPLES.into(),
+            Counter::GrayAgreementMilli => names::GRAY_AGREEMENT_MILLI.into(),
+            Counter::GrayAgreementSamples => names::GRAY_AGREEMENT_SAMPLES.into(),
             Counter::Alerts => names::ALERTS.into(),
             Counter::Confirmations => names::CONFIRMATIONS.into(),
             Counter::OperatorRefused => names::OPERATOR_REFUSED.into(),

@@ -30,6 +30,9 @@
 #   GRAYGUARD_GRAY_ARGS         more flags of the gray sidecar, split on spaces; they win over the
 #                               defaults here (conf, threads, and the comparison with v9-prod of
 #                               25 % of its frames), e.g. "--conf 0.25 --compare-percent 100"
+#   GRAYGUARD_AGREEMENT_MIN_MEAN  turns the gateways' agreement trigger on with this min_mean (a
+#                               decimal in (0, 1], e.g. 0.7; min_samples 10): a gray whose answers
+#                               agree with v9-prod's less is shed (shed=agreement)
 #   GRAYGUARD_OPERATOR_SECRET   key of the operator listener's one-click links (default: a fresh
 #                               random one per run, written to .run/operator-secret)
 #   GRAYGUARD_RUN_DIR           where logs, pids, status, data and the kept reports (reports/) go
@@ -59,6 +62,7 @@ SIDECAR="${GRAYGUARD_SIDECAR:-$ROOT/target/release/grayguard-sidecar}"
 MODEL="${GRAYGUARD_MODEL:-$ROOT/.data/models/best_fp16.onnx}"
 GRAY_MODEL="${GRAYGUARD_GRAY_MODEL:-$MODEL}"
 read -r -a GRAY_ARGS <<<"${GRAYGUARD_GRAY_ARGS:-}"
+AGREEMENT_MIN_MEAN="${GRAYGUARD_AGREEMENT_MIN_MEAN:-}"
 # The gray sidecar compares this share of its successful frames with stable (see run_gray_sidecar).
 GRAY_COMPARE_PERCENT=25
 WASM="${GRAYGUARD_WASM:-$ROOT/target/grayguard_filter.wasm}"
@@ -104,6 +108,8 @@ for knob in GRAYGUARD_RUN_BACKOFF_S:"$BACKOFF_S" GRAYGUARD_RUN_BACKOFF_MAX_S:"$B
     ''|*[!0-9]*|0) die "${knob%%:*} must be a whole number of seconds from 1, got ${knob#*:}" ;;
   esac
 done
+[ -z "$AGREEMENT_MIN_MEAN" ] || [[ "$AGREEMENT_MIN_MEAN" =~ ^(0\.[0-9]+|1|1\.0+)$ ]] \
+  || die "GRAYGUARD_AGREEMENT_MIN_MEAN must be a decimal in (0, 1] such as 0.7, got $AGREEMENT_MIN_MEAN"
 [ "$BACKOFF_MAX_S" -ge "$BACKOFF_S" ] || die "GRAYGUARD_RUN_BACKOFF_MAX_S ($BACKOFF_MAX_S) must not be below GRAYGUARD_RUN_BACKOFF_S ($BACKOFF_S)"
 
 for bin in "$ENVOY" "$SIDECAR" "$ALERT_SINK" "$REPORT"; do
@@ -356,7 +362,11 @@ wait_ready "$V9"
 wait_ready "$V10"
 
 # Gateway i runs mesh-config/local/envoy.yaml with its ports moved by i (the plugin
-# configuration's operator port too), as node gw-i: the id its latch calls carry.
+# configuration's operator port too), as node gw-i: the id its latch calls carry; with
+# GRAYGUARD_AGREEMENT_MIN_MEAN, its breach block gains the agreement trigger.
+agreement=()
+[ -z "$AGREEMENT_MIN_MEAN" ] \
+  || agreement=(-e "s/\"breach\": {\$/\"breach\": { \"agreement\": { \"min_mean\": $AGREEMENT_MIN_MEAN, \"min_samples\": 10 },/")
 mkdir -p "$RUN_DIR/gateways"
 targets=""
 REPORT_GATEWAYS=()
@@ -366,7 +376,9 @@ for ((i = 0; i < GATEWAYS; i++)); do
       -e "s/port_value: 9901 }/port_value: $((9901 + i)) }/" \
       -e "s/port_value: 10100 }/port_value: $((10100 + i)) }/" \
       -e "s/\"port\": 10100,/\"port\": $((10100 + i)),/" \
-      mesh-config/local/envoy.yaml > "$cfg"
+      "${agreement[@]}" mesh-config/local/envoy.yaml > "$cfg"
+  [ -z "$AGREEMENT_MIN_MEAN" ] || grep -q '"agreement": {' "$cfg" \
+    || die "mesh-config/local/envoy.yaml no longer has a line ending in '\"breach\": {'; update run.sh"
   targets="$targets${targets:+, }{\"targets\": [\"127.0.0.1:$((9901 + i))\"], \"labels\": {\"gateway\": \"gw-$i\", \"operator_url\": \"http://127.0.0.1:$((10100 + i))\"}}"
   REPORT_GATEWAYS+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/$(gw_name "$i").log"
     --operator "http://127.0.0.1:$((10100 + i))")
@@ -374,7 +386,7 @@ done
 # Prometheus finds the gateways through this file (file_sd_configs in prometheus.yml).
 printf '[%s]\n' "$targets" > "$RUN_DIR/gateways.json"
 
-say "starting $GATEWAYS front Envoy(s) with the grayguard filter"
+say "starting $GATEWAYS front Envoy(s) with the grayguard filter${AGREEMENT_MIN_MEAN:+ (and the agreement trigger, min_mean $AGREEMENT_MIN_MEAN)}"
 GW=()
 for ((i = 0; i < GATEWAYS; i++)); do
   start "$(gw_name "$i")" "http://127.0.0.1:$((9901 + i))/ready" run_gateway "$i"

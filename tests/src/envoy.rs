@@ -6,6 +6,7 @@
 use grayguard_contract::headers;
 use grayguard_contract::latch::TOKEN_ENV;
 use grayguard_contract::operator::SECRET_ENV;
+use grayguard_contract::record::{self, Incident, Record};
 use grayguard_contract::tags::Label;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -505,6 +506,19 @@ impl Envoy {
                 let json = l.find('{').map_or("", |i| &l[i..]);
                 serde_json::from_str(json)
                     .unwrap_or_else(|e| panic!("an incident record that is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// The incident records the filter logged so far, in order, read with the contract's
+    /// record type (a record that does not parse fails the test).
+    pub fn incident_records(&self) -> Vec<Incident> {
+        self.log()
+            .lines()
+            .filter_map(|l| match record::parse_line(l)? {
+                Ok(Record::Incident(i)) => Some(*i),
+                Ok(Record::Promotion(_)) => None,
+                Err(e) => panic!("a grayguard record that does not parse ({e}): {l}"),
             })
             .collect()
     }

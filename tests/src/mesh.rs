@@ -1,5 +1,6 @@
 //! The whole local mesh on free loopback ports, for the end-to-end tests and benchmarks: a
-//! stable and a gray sidecar serving the real model and a front Envoy running the filter with
+//! stable and a gray sidecar serving the real model (the gray one, if asked, comparing its
+//! frames with the stable one) and a front Envoy running the filter with
 //! a caller-chosen plugin configuration, routing on the filter's route header to clusters
 //! named like the versions (as `mesh-config/local/envoy.yaml` does); or a [`Fleet`] of such
 //! gateways sharing the sidecars, latching the gray one. Every process dies with its owner.
@@ -71,9 +72,36 @@ impl Mesh {
         gray: SidecarBuilder,
         workers: u32,
     ) -> Mesh {
+        Mesh::start_spawned(plugin_config, stable.spawn(), gray.spawn(), workers)
+    }
+
+    /// [`Mesh::start_with`], the gray sidecar comparing its frames with the stable one
+    /// (`--compare-with` the stable sidecar's `/infer`; how many, `gray`'s own
+    /// `--compare-percent`).
+    pub fn start_comparing(
+        plugin_config: &str,
+        stable: SidecarBuilder,
+        gray: SidecarBuilder,
+        workers: u32,
+    ) -> Mesh {
+        let port = free_port();
+        let gray = gray.flag("--compare-with", &format!("http://127.0.0.1:{port}/infer"));
+        Mesh::start_spawned(
+            plugin_config,
+            stable.spawn_at(port, None),
+            gray.spawn(),
+            workers,
+        )
+    }
+
+    /// The front Envoy in front of two sidecars just spawned, once both are ready.
+    fn start_spawned(
+        plugin_config: &str,
+        mut stable: Sidecar,
+        mut gray: Sidecar,
+        workers: u32,
+    ) -> Mesh {
         // Both load their model at once; each must be ready before Envoy starts.
-        let mut stable = stable.spawn();
-        let mut gray = gray.spawn();
         stable.wait_ready(READY_TIMEOUT);
         gray.wait_ready(READY_TIMEOUT);
         let envoy = front_envoy(plugin_config, &stable, &gray, workers);
@@ -95,6 +123,14 @@ impl Mesh {
     /// rule: the control, `dock-{k mod 3}`); neither client may see an error. The crane
     /// camera's decision header.
     pub fn crane_and_dock(&self, photos: &[Vec<u8>], k: usize) -> String {
+        self.crane_and_dock_reply(photos, k)
+            .header(headers::DECISION)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// [`Mesh::crane_and_dock`], returning the crane camera's whole reply.
+    pub fn crane_and_dock_reply(&self, photos: &[Vec<u8>], k: usize) -> http::Response {
         let photo = &photos[k % photos.len()];
         let crane = self.infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
         let dock = self.infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
@@ -102,9 +138,6 @@ impl Mesh {
             assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
         }
         crane
-            .header(headers::DECISION)
-            .unwrap_or_default()
-            .to_string()
     }
 
     /// POSTs `image` (JPEG) to the front Envoy as device `device_id` of type `device_type`,

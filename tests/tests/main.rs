@@ -15,6 +15,7 @@
 
 mod canonical_hours;
 mod faults;
+mod filter_agreement;
 mod filter_config;
 mod filter_confirm;
 mod filter_fail_open;

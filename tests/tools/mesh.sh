@@ -14,9 +14,9 @@
 # Needs ROOT (the repository). Environment: GRAYGUARD_RUN_DIR (the mesh's folder, default
 # .run), GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
 # GRAYGUARD_GATEWAYS (front Envoys the mesh has or is started with, default 1),
-# GRAYGUARD_GRAY_MODEL and GRAYGUARD_GRAY_ARGS (the gray sidecar's model and more flags; they
-# reach run.sh through the environment, so they apply to a mesh started here, not to one
-# already running).
+# GRAYGUARD_GRAY_MODEL and GRAYGUARD_GRAY_ARGS (the gray sidecar's model and more flags) and
+# GRAYGUARD_AGREEMENT_MIN_MEAN (the gateways' agreement trigger); they reach run.sh through the
+# environment, so they apply to a mesh started here, not to one already running.
 
 RUN_DIR="${GRAYGUARD_RUN_DIR:-$ROOT/.run}"
 MESH_REPORTS="$RUN_DIR/reports"

@@ -54,6 +54,12 @@ pub mod filter {
     pub const STABLE_BOXES: &str = "grayguard_stable_boxes";
     /// Stable box counts summed.
     pub const STABLE_BOX_SAMPLES: &str = "grayguard_stable_box_samples";
+    /// Sum of gray agreement values (`x-canary-agreement`), thousandths (mean: rate of this
+    /// / 1000 / rate of the samples).
+    pub const GRAY_AGREEMENT_MILLI: &str = "grayguard_gray_agreement_milli";
+    /// Gray agreement values summed: the compared frames whose agreement reached this
+    /// gateway.
+    pub const GRAY_AGREEMENT_SAMPLES: &str = "grayguard_gray_agreement_samples";
     /// 1 while a rule is alerting in confirm mode (labels `rule`, `trigger`, `confirm`: the
     /// query string of the signed one-click link, see [`crate::operator`]); 0 after.
     pub const ALERT: &str = "grayguard_alert";
@@ -112,6 +118,8 @@ pub mod filter {
         GRAY_BOX_SAMPLES,
         STABLE_BOXES,
         STABLE_BOX_SAMPLES,
+        GRAY_AGREEMENT_MILLI,
+        GRAY_AGREEMENT_SAMPLES,
         ALERT,
         HELD,
         ALERTS,

@@ -187,5 +187,10 @@ impl Engine {
             p.add(boxes, n as u64);
             p.count(box_n);
         }
+        // Only gray compares its frames with stable; the header has thousandths.
+        if gray && let Some(a) = obs.agreement {
+            p.add(Counter::GrayAgreementMilli, (a * 1000.0).round() as u64);
+            p.count(Counter::GrayAgreementSamples);
+        }
     }
 }

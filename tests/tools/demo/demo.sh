@@ -16,7 +16,8 @@
 #              starts or expects `make run GATEWAYS=3` and sends round-robin through all).
 #              GRAYGUARD_GRAY_MODEL, GRAYGUARD_GRAY_ARGS (the gray sidecar's model and more
 #              flags, for a mesh started here: `make demo GRAY_MODEL=... GRAY_ARGS=...`; see
-#              mesh-config/local/run.sh).
+#              mesh-config/local/run.sh), GRAYGUARD_AGREEMENT_MIN_MEAN (the gateways'
+#              agreement trigger, `make demo AGREEMENT_MIN_MEAN=0.7`).
 # The mesh is started (or found) by tests/tools/mesh.sh, shared with `make soak`.
 set -euo pipefail
 
