@@ -734,8 +734,7 @@ fn render_template(dir: &Path, data: &str, template: &str) -> String {
 fn message_templates_carry_the_release_link_while_held_and_the_report_always() {
     let dir = tempfile::tempdir().unwrap();
     let release = "http://127.0.0.1:10100/grayguard/release?rule=crane-cameras&trigger=box_count&exp=1796054400&sig=0a1b";
-    let report =
-        "http://127.0.0.1:9096/report?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
+    let report = "http://127.0.0.1:9096/reports/incident?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
     let render = |status: &str, template: &str| {
         let data = template_data(status, "GrayguardRuleHeld", "release_url", release);
         render_template(dir.path(), &data, template)
