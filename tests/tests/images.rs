@@ -97,10 +97,19 @@ fn filter_image_holds_the_built_module_where_istio_looks_and_is_the_pinned_one()
 #[test]
 fn images_rebuild_to_the_same_digests() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(paths::python())
-            .arg(build_py())
-            .args(args)
+    let version = tag();
+    // Each image built again from the same inputs, compared with what `make images` built.
+    let rebuild = |name: &str, image: &str, inputs: &[(&str, PathBuf)]| {
+        let out_dir = dir.path().join(name);
+        let mut cmd = Command::new(paths::python());
+        cmd.arg(build_py()).arg(image);
+        for (flag, path) in inputs {
+            cmd.arg(flag).arg(path);
+        }
+        let out = cmd
+            .args(["--version", &version])
+            .arg("--out")
+            .arg(&out_dir)
             .output()
             .unwrap();
         assert!(
@@ -108,57 +117,27 @@ fn images_rebuild_to_the_same_digests() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        assert_eq!(
+            Layout::open(&out_dir).digest(),
+            Layout::open(paths::oci_layout(name)).digest(),
+            "{name}"
+        );
     };
-    let version = tag();
-    let filter = dir.path().join(FILTER);
-    run(&[
-        "filter".as_ref(),
-        "--wasm".as_ref(),
-        paths::wasm().as_os_str(),
-        "--version".as_ref(),
-        version.as_ref(),
-        "--out".as_ref(),
-        filter.as_os_str(),
-    ]);
-    assert_eq!(
-        Layout::open(&filter).digest(),
-        Layout::open(paths::oci_layout(FILTER)).digest()
+    rebuild(FILTER, "filter", &[("--wasm", paths::wasm())]);
+    rebuild(
+        SIDECAR,
+        "sidecar",
+        &[
+            ("--binary", paths::sidecar()),
+            ("--onnxruntime", paths::ort_dylib()),
+            ("--model", paths::model()),
+            ("--debs", paths::debs()),
+        ],
     );
-    let sidecar = dir.path().join(SIDECAR);
-    run(&[
-        "sidecar".as_ref(),
-        "--binary".as_ref(),
-        paths::sidecar().as_os_str(),
-        "--onnxruntime".as_ref(),
-        paths::ort_dylib().as_os_str(),
-        "--model".as_ref(),
-        paths::model().as_os_str(),
-        "--debs".as_ref(),
-        paths::debs().as_os_str(),
-        "--version".as_ref(),
-        version.as_ref(),
-        "--out".as_ref(),
-        sidecar.as_os_str(),
-    ]);
-    assert_eq!(
-        Layout::open(&sidecar).digest(),
-        Layout::open(paths::oci_layout(SIDECAR)).digest()
-    );
-    let report = dir.path().join(REPORT);
-    run(&[
-        "report".as_ref(),
-        "--binary".as_ref(),
-        paths::report().as_os_str(),
-        "--debs".as_ref(),
-        paths::debs().as_os_str(),
-        "--version".as_ref(),
-        version.as_ref(),
-        "--out".as_ref(),
-        report.as_os_str(),
-    ]);
-    assert_eq!(
-        Layout::open(&report).digest(),
-        Layout::open(paths::oci_layout(REPORT)).digest()
+    rebuild(
+        REPORT,
+        "report",
+        &[("--binary", paths::report()), ("--debs", paths::debs())],
     );
 }
 
@@ -222,6 +201,22 @@ fn with_flag(args: &[String], name: &str, value: &str) -> Vec<String> {
     out
 }
 
+/// The layout of image `name`, its config, and what it runs (never as root).
+fn runnable(name: &str) -> (Layout, serde_json::Value, Process) {
+    let layout = Layout::open(paths::oci_layout(name));
+    let config = layout.config();
+    let process = Process::of(&config);
+    assert_ne!(process.uid(), 0, "{name}: the image must not run as root");
+    (layout, config, process)
+}
+
+/// Whether the image exposes TCP port `port`.
+fn exposes(config: &serde_json::Value, port: &str) -> bool {
+    config["config"]["ExposedPorts"]
+        .as_object()
+        .is_some_and(|ports| ports.contains_key(&format!("{port}/tcp")))
+}
+
 /// Distroless: no shell in the image.
 fn assert_no_shell(container: &Container) {
     for sh in ["/bin/sh", "/usr/bin/sh"] {
@@ -231,18 +226,9 @@ fn assert_no_shell(container: &Container) {
 
 #[test]
 fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_model() {
-    let layout = Layout::open(paths::oci_layout(SIDECAR));
-    let config = layout.config();
+    let (layout, config, mut process) = runnable(SIDECAR);
     let c = &config["config"];
-    let mut process = Process::of(&config);
-    assert_ne!(process.uid(), 0, "the image must not run as root");
-    assert!(
-        c["ExposedPorts"]
-            .as_object()
-            .unwrap()
-            .contains_key("8080/tcp"),
-        "{c}"
-    );
+    assert!(exposes(&config, "8080"), "{c}");
     assert!(
         process.env("ORT_DYLIB_PATH").is_some(),
         "ORT_DYLIB_PATH unset: {c}"
@@ -299,23 +285,14 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
 
 #[test]
 fn report_image_runs_its_own_entrypoint_as_its_user_and_serves_its_reports_directory() {
-    let layout = Layout::open(paths::oci_layout(REPORT));
-    let config = layout.config();
+    let (layout, config, mut process) = runnable(REPORT);
     let c = &config["config"];
-    let mut process = Process::of(&config);
-    assert_ne!(process.uid(), 0, "the image must not run as root");
     // Its default flags are the Deployment's (mesh-config/reports/deployment.yaml): serve on
     // the exposed port, keep the reports in the image's volume.
     let serve = flag(&process.cmd, "--serve").expect("Cmd without --serve");
-    let exposed = format!(
-        "{}/tcp",
-        serve.rsplit_once(':').expect("--serve HOST:PORT").1
-    );
+    let port = serve.rsplit_once(':').expect("--serve HOST:PORT").1;
     assert!(
-        c["ExposedPorts"]
-            .as_object()
-            .unwrap()
-            .contains_key(&exposed),
+        exposes(&config, port),
         "--serve={serve} is not exposed: {c}"
     );
     let reports_dir = flag(&process.cmd, "--reports-dir")
