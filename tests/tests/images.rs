@@ -1,25 +1,33 @@
 //! The OCI images `make images` builds, used the way a cluster would: the filter image read
 //! as Istio's WasmPlugin fetcher reads it and checked against the digest pinned in
-//! mesh-config; both images rebuilt to the same digests; the sidecar image's layers unpacked
-//! into a root file system and run with its own entrypoint, environment and user in a chroot
-//! (the real model answering /ready and /infer on a real photo); both pushed with skopeo to a
-//! real registry on loopback and their digests read back.
+//! mesh-config; every image rebuilt to the same digest; the sidecar and report server images
+//! unpacked into a root file system and run with their own entrypoint, environment and user in
+//! a chroot (the sidecar's real model answering /ready and /infer on a real photo; the report
+//! server answering /healthz and its kept reports' index from its reports directory); all
+//! pushed with skopeo to a real registry on loopback and their digests read back.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use grayguard_contract::headers;
+use grayguard_e2e::container::{Container, Process};
 use grayguard_e2e::http;
 use grayguard_e2e::oci::{self, LAYER_TAR_GZIP, Layout};
 use grayguard_e2e::paths;
-use grayguard_e2e::process::{Proc, free_port};
+use grayguard_e2e::process::free_port;
 use grayguard_e2e::registry::Registry;
 use grayguard_e2e::sidecar::READY_TIMEOUT;
-use grayguard_e2e::wait::eventually;
 
 const FILTER: &str = "grayguard-filter";
 const SIDECAR: &str = "grayguard-sidecar";
+const REPORT: &str = "grayguard-report";
+/// Every image `make images` builds and `make push` pushes.
+const IMAGES: [&str; 3] = [FILTER, SIDECAR, REPORT];
+/// How long the report server may take to answer /healthz once started (it reads nothing
+/// before it serves: no Prometheus, no logs).
+const REPORT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the WasmPlugin pins the filter image.
 const WASM_PLUGIN: &str = "mesh-config/wasm-plugin/wasm-plugin.yaml";
 /// Istio's fetcher reads this file from the image's last layer.
@@ -89,10 +97,19 @@ fn filter_image_holds_the_built_module_where_istio_looks_and_is_the_pinned_one()
 #[test]
 fn images_rebuild_to_the_same_digests() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(paths::python())
-            .arg(build_py())
-            .args(args)
+    let version = tag();
+    // Each image built again from the same inputs, compared with what `make images` built.
+    let rebuild = |name: &str, image: &str, inputs: &[(&str, PathBuf)]| {
+        let out_dir = dir.path().join(name);
+        let mut cmd = Command::new(paths::python());
+        cmd.arg(build_py()).arg(image);
+        for (flag, path) in inputs {
+            cmd.arg(flag).arg(path);
+        }
+        let out = cmd
+            .args(["--version", &version])
+            .arg("--out")
+            .arg(&out_dir)
             .output()
             .unwrap();
         assert!(
@@ -100,41 +117,27 @@ fn images_rebuild_to_the_same_digests() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        assert_eq!(
+            Layout::open(&out_dir).digest(),
+            Layout::open(paths::oci_layout(name)).digest(),
+            "{name}"
+        );
     };
-    let version = tag();
-    let filter = dir.path().join(FILTER);
-    run(&[
-        "filter".as_ref(),
-        "--wasm".as_ref(),
-        paths::wasm().as_os_str(),
-        "--version".as_ref(),
-        version.as_ref(),
-        "--out".as_ref(),
-        filter.as_os_str(),
-    ]);
-    assert_eq!(
-        Layout::open(&filter).digest(),
-        Layout::open(paths::oci_layout(FILTER)).digest()
+    rebuild(FILTER, "filter", &[("--wasm", paths::wasm())]);
+    rebuild(
+        SIDECAR,
+        "sidecar",
+        &[
+            ("--binary", paths::sidecar()),
+            ("--onnxruntime", paths::ort_dylib()),
+            ("--model", paths::model()),
+            ("--debs", paths::debs()),
+        ],
     );
-    let sidecar = dir.path().join(SIDECAR);
-    run(&[
-        "sidecar".as_ref(),
-        "--binary".as_ref(),
-        paths::sidecar().as_os_str(),
-        "--onnxruntime".as_ref(),
-        paths::ort_dylib().as_os_str(),
-        "--model".as_ref(),
-        paths::model().as_os_str(),
-        "--debs".as_ref(),
-        paths::debs().as_os_str(),
-        "--version".as_ref(),
-        version.as_ref(),
-        "--out".as_ref(),
-        sidecar.as_os_str(),
-    ]);
-    assert_eq!(
-        Layout::open(&sidecar).digest(),
-        Layout::open(paths::oci_layout(SIDECAR)).digest()
+    rebuild(
+        REPORT,
+        "report",
+        &[("--binary", paths::report()), ("--debs", paths::debs())],
     );
 }
 
@@ -180,144 +183,77 @@ fn pin_filter_rewrites_the_wasm_plugin_digest_and_refuses_an_ambiguous_file() {
     );
 }
 
-/// The image's `Env` with `overrides` applied (as a Deployment's `env:` would).
-fn environment(config: &serde_json::Value, overrides: &[(&str, String)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = config["config"]["Env"]
-        .as_array()
-        .unwrap()
+/// The value of flag `name` (`--flag`) given as `--flag=value` in `args`; the last one wins.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .rev()
+        .find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `args` with every `name=...` dropped and `name=value` added.
+fn with_flag(args: &[String], name: &str, value: &str) -> Vec<String> {
+    let mut out: Vec<String> = args
         .iter()
-        .map(|e| {
-            let (k, v) = e.as_str().unwrap().split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
+        .filter(|a| !a.starts_with(&format!("{name}=")))
+        .cloned()
         .collect();
-    for (k, v) in overrides {
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_string(), v.clone()));
+    out.push(format!("{name}={value}"));
+    out
+}
+
+/// The layout of image `name`, its config, and what it runs (never as root).
+fn runnable(name: &str) -> (Layout, serde_json::Value, Process) {
+    let layout = Layout::open(paths::oci_layout(name));
+    let config = layout.config();
+    let process = Process::of(&config);
+    assert_ne!(process.uid(), 0, "{name}: the image must not run as root");
+    (layout, config, process)
+}
+
+/// Whether the image exposes TCP port `port`.
+fn exposes(config: &serde_json::Value, port: &str) -> bool {
+    config["config"]["ExposedPorts"]
+        .as_object()
+        .is_some_and(|ports| ports.contains_key(&format!("{port}/tcp")))
+}
+
+/// Distroless: no shell in the image.
+fn assert_no_shell(container: &Container) {
+    for sh in ["/bin/sh", "/usr/bin/sh"] {
+        assert!(!container.path(sh).exists(), "{sh} in the image");
     }
-    env
-}
-
-/// The uid of the process whose root directory is `rootfs` (the chrooted entrypoint).
-fn uid_of_process_rooted_at(rootfs: &Path) -> Option<u32> {
-    let rootfs = rootfs.canonicalize().ok()?;
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let root = std::fs::read_link(entry.path().join("root")).ok()?;
-            if root != rootfs {
-                return None;
-            }
-            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-}
-
-/// The effective uid of this process.
-fn euid() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap();
-    uids.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[test]
 fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_model() {
-    assert_eq!(
-        euid(),
-        0,
-        "running the image needs root (namespaces, mounts, chroot, the image's file owners), \
-         as make test has on CI"
-    );
-    let layout = Layout::open(paths::oci_layout(SIDECAR));
-    let config = layout.config();
+    let (layout, config, mut process) = runnable(SIDECAR);
     let c = &config["config"];
-    let user = c["User"].as_str().expect("User");
-    let (uid, _gid) = user.split_once(':').expect("User is uid:gid");
-    assert_ne!(uid, "0", "the image must not run as root");
+    assert!(exposes(&config, "8080"), "{c}");
     assert!(
-        c["ExposedPorts"]
-            .as_object()
-            .unwrap()
-            .contains_key("8080/tcp"),
-        "{c}"
-    );
-    let entrypoint: Vec<String> = c["Entrypoint"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect();
-    let env = environment(&config, &[]);
-    let env_of = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    assert!(
-        env_of("ORT_DYLIB_PATH").is_some(),
+        process.env("ORT_DYLIB_PATH").is_some(),
         "ORT_DYLIB_PATH unset: {c}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = dir.path().join("rootfs");
-    layout.unpack(&rootfs);
-    // Distroless: no shell; the bundled model and ONNX Runtime where the environment says.
-    assert!(!rootfs.join("bin/sh").exists() && !rootfs.join("usr/bin/sh").exists());
+    let mut container = Container::unpack(&layout);
+    // The bundled model and ONNX Runtime where the environment says.
+    assert_no_shell(&container);
     for var in ["ORT_DYLIB_PATH", "GRAYGUARD_SIDECAR_MODEL"] {
-        let path = env_of(var).unwrap();
+        let path = process.env(var).unwrap();
         assert!(
-            rootfs.join(path.trim_start_matches('/')).is_file(),
+            container.path(path).is_file(),
             "{var}={path} not in the image"
         );
     }
 
-    // What a runtime does: private mount and PID namespaces, /proc, /dev and /sys, then the
-    // image's entrypoint as the image's user, with the image's environment. Only the listen
-    // address (a free loopback port; the image says 0.0.0.0:8080) and the version label are
-    // overridden, through the flags' environment twins.
+    // The image's entrypoint as the image's user, with the image's environment. Only the
+    // listen address (a free loopback port; the image says 0.0.0.0:8080) and the version label
+    // are overridden, through the flags' environment twins.
     let port = free_port();
     let version = "image-under-test";
-    let env = environment(
-        &config,
-        &[
-            ("GRAYGUARD_SIDECAR_LISTEN", format!("127.0.0.1:{port}")),
-            ("GRAYGUARD_SIDECAR_MODEL_VERSION", version.to_string()),
-            ("GRAYGUARD_SIDECAR_WARMUP_RUNS", "1".to_string()),
-        ],
-    );
-    for d in ["proc", "dev", "sys"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    let r = rootfs.display();
-    // The shell stays as the namespace's PID 1 (root, so it keeps unshare's --kill-child
-    // signal, which the entrypoint loses when chroot drops to the image's user): when the
-    // guard kills unshare, PID 1 dies and the kernel kills everything in the namespace.
-    let script = format!(
-        "mount -t proc proc {r}/proc && mount --rbind /dev {r}/dev && mount --rbind /sys {r}/sys && {{ \"$@\" & wait $!; }}"
-    );
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--mount",
-        "--pid",
-        "--fork",
-        "--kill-child",
-        "--",
-        "sh",
-        "-c",
-        &script,
-        "sh",
-    ])
-    .arg("/usr/sbin/chroot")
-    .arg(format!("--userspec={user}"))
-    .arg(&rootfs)
-    .args(&entrypoint)
-    .env_clear()
-    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut proc = Proc::spawn("sidecar-image", cmd, dir.path());
-    proc.wait_for_status(
+    process.set_env("GRAYGUARD_SIDECAR_LISTEN", format!("127.0.0.1:{port}"));
+    process.set_env("GRAYGUARD_SIDECAR_MODEL_VERSION", version);
+    process.set_env("GRAYGUARD_SIDECAR_WARMUP_RUNS", "1");
+    container.start("sidecar-image", &process).wait_for_status(
         &format!("http://127.0.0.1:{port}/ready"),
         200,
         READY_TIMEOUT,
@@ -339,24 +275,77 @@ fn sidecar_image_runs_its_own_entrypoint_as_its_user_and_serves_the_bundled_mode
         Some(boxes.to_string().as_str())
     );
     assert_eq!(
-        uid_of_process_rooted_at(&rootfs),
-        Some(uid.parse().unwrap()),
+        container.uid(),
+        Some(process.uid()),
         "the entrypoint does not run as the image's user"
     );
-    drop(proc);
     // The entrypoint dies with the guard (and its namespaces' mounts with it).
-    eventually(
-        "the image's entrypoint dies with its guard",
-        Duration::from_secs(10),
-        || uid_of_process_rooted_at(&rootfs).is_none(),
-    );
+    container.stop();
 }
 
 #[test]
-fn both_images_push_to_a_real_registry_and_keep_their_digests() {
+fn report_image_runs_its_own_entrypoint_as_its_user_and_serves_its_reports_directory() {
+    let (layout, config, mut process) = runnable(REPORT);
+    let c = &config["config"];
+    // Its default flags are the Deployment's (mesh-config/reports/deployment.yaml): serve on
+    // the exposed port, keep the reports in the image's volume.
+    let serve = flag(&process.cmd, "--serve").expect("Cmd without --serve");
+    let port = serve.rsplit_once(':').expect("--serve HOST:PORT").1;
+    assert!(
+        exposes(&config, port),
+        "--serve={serve} is not exposed: {c}"
+    );
+    let reports_dir = flag(&process.cmd, "--reports-dir")
+        .expect("Cmd without --reports-dir")
+        .to_string();
+    assert!(
+        c["Volumes"].as_object().unwrap().contains_key(&reports_dir),
+        "--reports-dir={reports_dir} is not a volume: {c}"
+    );
+
+    let mut container = Container::unpack(&layout);
+    assert_no_shell(&container);
+    // Without a volume too, the user keeps its reports in the image's folder.
+    let folder = std::fs::metadata(container.path(&reports_dir)).unwrap();
+    assert!(
+        folder.is_dir(),
+        "{reports_dir} is not a folder in the image"
+    );
+    assert_eq!(
+        (folder.uid(), folder.mode() & 0o700),
+        (process.uid(), 0o700),
+        "{reports_dir} is not the user's to write"
+    );
+
+    // The image's entrypoint and flags as the image's user, as a Deployment's args would
+    // pass them, with only the address moved to a free loopback port.
+    let port = free_port();
+    process.cmd = with_flag(&process.cmd, "--serve", &format!("127.0.0.1:{port}"));
+    container.start("report-image", &process).wait_for_status(
+        &format!("http://127.0.0.1:{port}/healthz"),
+        200,
+        REPORT_READY_TIMEOUT,
+    );
+    // The kept reports' index, read from the image's reports folder (none kept yet).
+    let index = http::get(&format!("http://127.0.0.1:{port}/reports/")).unwrap();
+    assert_eq!(index.status, 200, "{}", index.text());
+    assert_eq!(
+        index.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(
+        container.uid(),
+        Some(process.uid()),
+        "the entrypoint does not run as the image's user"
+    );
+    container.stop();
+}
+
+#[test]
+fn every_image_pushes_to_a_real_registry_and_keeps_its_digest() {
     let registry = Registry::start();
     let version = tag();
-    for name in [FILTER, SIDECAR] {
+    for name in IMAGES {
         let layout = Layout::open(paths::oci_layout(name));
         let reference = registry.reference(&format!("grayguard/{name}"), &version);
         registry.push(&layout.dir, &version, &reference);

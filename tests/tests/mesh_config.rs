@@ -224,6 +224,12 @@ fn validator_rejects_built_deployments_that_do_not_fit_the_filter_or_the_images(
         "  sha256: ",
         "  # sha256: ",
     );
+    // The report server pulled from a repository that `make images` does not build.
+    edit(
+        &m.join("images/kustomization.yaml"),
+        "newName: ghcr.io/grayguard/grayguard-report",
+        "newName: ghcr.io/grayguard/report-server",
+    );
     // The gray pods' latch endpoint: left out of the AuthorizationPolicy, and in the
     // progressive-delivery workload a token written into the YAML.
     edit(
@@ -248,6 +254,7 @@ fn validator_rejects_built_deployments_that_do_not_fit_the_filter_or_the_images(
         "kustomize build mesh-config/variants/argo-rollouts: Rollout yolo/yolo-detector: stableSubsetName/canarySubsetName must be the filter's stable/gray (v9-prod/v10-gray)",
         "kustomize build mesh-config: Deployment yolo/yolo-v10-gray: container model-server: image 'yolo-sidecar' names no registry",
         "kustomize build mesh-config: WasmPlugin istio-system/grayguard: sha256 must pin the image's manifest digest",
+        "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: image 'ghcr.io/grayguard/report-server:0.1.0' is not an image `make images` builds",
         "kustomize build mesh-config/variants/argo-rollouts: Deployment yolo/yolo-detector: container model-server: no AuthorizationPolicy in yolo admits calls to the control port 9092",
         "kustomize build mesh-config/variants/argo-rollouts: Deployment yolo/yolo-detector: container model-server: control listener on 9092 without GRAYGUARD_SIDECAR_CONTROL_TOKEN from a Secret",
     ] {

@@ -13,8 +13,9 @@ Checks, for every YAML/JSON file under the root:
     contain itself through a base, produces no resource twice, and patches only resources
     it has;
   * each kustomization, built for real by kubectl's kustomize, produces valid resources,
-    with every image resolved to a registry by the images component and the WasmPlugin
-    pinned by a sha256;
+    with every image resolved to a registry by the images component, every image one that
+    `make images` builds (images/images.toml under the root), and the WasmPlugin pinned by a
+    sha256;
   * each PrometheusRule carries exactly the groups of a plain rules file beside it;
   * every grayguard metric that a rule, a dashboard or an analysis query names is a published
     one (the names come from the contract crate: filter/contract/examples/contract.rs);
@@ -64,6 +65,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from typing import Any, Iterator
 
 import jsonschema
@@ -82,6 +84,8 @@ KUBERNETES_SCHEMAS = SCHEMAS / "kubernetes-1.31.0"
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 WASM_FILTER = "envoy.filters.http.wasm"
+# What `make images` builds (mesh-config/images/build.py), relative to the root.
+IMAGES_SPEC = pathlib.Path("images") / "images.toml"
 SIDECAR_IMAGE = "grayguard-sidecar"
 # The report server, its flags, and where Alertmanager posts the shed alerts to it.
 REPORT_IMAGE = "grayguard-report"
@@ -893,25 +897,55 @@ def check_alertmanager(configs: list[tuple[pathlib.Path, dict]], root: pathlib.P
                              f"{rel(ref_path, root)} (only endpoints and credentials may differ)")
 
 
-def check_built(where: str, docs: list[dict], contract: Contract, report: Report) -> None:
-    """What only the built output shows: images resolved, the filter pinned, and the
-    progressive-delivery resources pointing at what exists, on the filter's names."""
+def built_images(root: pathlib.Path, report: Report) -> set[str]:
+    """The names of the images `make images` builds: the `name` of each table of the images
+    spec under the root."""
+    path = root / IMAGES_SPEC
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        report.error(rel(path, root), f"cannot read the images `make images` builds: {err}")
+        return set()
+    return {t["name"] for t in spec.values() if isinstance(t, dict) and isinstance(t.get("name"), str)}
+
+
+def image_name(reference: str) -> str:
+    """The repository's last part of an image reference: `grayguard-report` of
+    `ghcr.io/grayguard/grayguard-report:0.1.0` (or `@sha256:...`, or with `oci://`)."""
+    return reference.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def check_built(where: str, docs: list[dict], contract: Contract, images: set[str],
+                report: Report) -> None:
+    """What only the built output shows: images resolved to what `make images` builds, the
+    filter pinned, and the progressive-delivery resources pointing at what exists, on the
+    filter's names."""
     by_kind: dict[str, list[dict]] = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}
     configs = [c for d in docs for c in plugin_configs_of(d) if isinstance(c, dict)]
+
+    def check_built_image(rid: str, what: str, reference: str) -> None:
+        if image_name(reference) not in images:
+            report.error(rid, f"{what} {reference!r} is not an image `make images` builds "
+                         f"({', '.join(sorted(images))}; {IMAGES_SPEC})")
+
     for d in docs:
         rid = f"{where}: {resource_id(d)}"
         for c in [c for spec in pod_specs(d) for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])]:
             if "/" not in c.get("image", "").split(":")[0]:
                 report.error(rid, f"container {c.get('name')}: image {c.get('image')!r} names no "
                              "registry (is the images component included?)")
+            else:
+                check_built_image(rid, f"container {c.get('name')}: image", c["image"])
     for wp in by_kind.get("WasmPlugin", []):
         rid = f"{where}: {resource_id(wp)}"
         url, digest = wp["spec"].get("url", ""), str(wp["spec"].get("sha256", ""))
         if not re.match(r"^oci://[^/]+\.[^/]+/", url):
             report.error(rid, f"url {url!r} names no registry (is the images component included?)")
+        else:
+            check_built_image(rid, "url", url)
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
             report.error(rid, "sha256 must pin the image's manifest digest (64 hex digits; `make pin-filter`)")
     for canary in by_kind.get("Canary", []):
@@ -1276,11 +1310,12 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
                 resources.append((where, doc))
 
     built = render_kustomizations(root, report)
+    images = built_images(root, report)
     for where, (deployable, docs) in built.items():
         rendered = [(f"{where}: {resource_id(d)}", d) for d in docs]
         valid = [(w, d) for w, d in rendered if validate(d, w)]
         if deployable:
-            check_built(where, docs, published, report)
+            check_built(where, docs, published, images, report)
             check_control_listeners(where, docs, report)
             check_report_server(where, docs, report)
             services += report_services(docs)
