@@ -375,7 +375,7 @@ bench-filter: setup build $(STAMPS)/bench-venv
 
 # Detection: false-shed share of healthy gray versions and detection delays of regressions,
 # sequential vs window detector, on synthetic releases through the real decision core.
-# Options: make bench-detect DETECT_ARGS="--releases 1000 --regressions 300 --threads 2"
+# Options: make bench-detect DETECT_ARGS="--releases 300 --healthy 60 --healthy-gray 100000 --threads 2 --seed 1 --check"
 DETECT_ARGS ?=
 bench-detect: $(STAMPS)/rust
 	cargo bench -p grayguard-filter --bench detect --features simulate -- $(DETECT_ARGS)

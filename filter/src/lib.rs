@@ -9,18 +9,20 @@
 //! - routing: [`schedule`] (time of day), [`rules`] (first match, shares, draws),
 //!   [`decision`] (where a request goes, its `x-canary-decision`);
 //! - [`signals`]: what a reply says (status, latency, box count, flag);
-//! - [`detect`]: the two detectors behind one trait — `sequential` (math, evidence,
-//!   plan) and `window` (windows, breach) — what the workers share (`workers`,
-//!   `snapshot`), a probe's verdict (`probe`);
+//! - [`detect`]: the two detectors behind one trait — `sequential` (moments, bet, plan,
+//!   evidence, confseq, promotion) and `window` (windows, breach) — what the workers share
+//!   (`workers`, `snapshot`), a probe's verdict (`probe`);
 //! - [`breaker`]: one unit's shed state machine and the board of all units;
 //! - [`shared`]: proxy shared data — keys, the codecs of every record, compare-and-swap,
 //!   the board, the worker list, the detectors' store;
 //! - [`engine`]: one VM's core, in rooms — `request`, `route`, `reply`, `tick`,
-//!   `breaker`, `latch`, `operator`;
+//!   `breaker`, `latch`, `operator`, `hold`, `promotion`;
 //! - [`incident`] (the JSON line), [`metrics`] (names, pending counters), [`link`]
-//!   (confirm mode's signed links), [`rand`] (the one generator);
+//!   (the signed links: an alert's confirmation, a hold's release), [`rand`] (the one
+//!   generator);
 //! - [`host`]: the host interface and [`host::MemoryHost`], Envoy in memory;
-//! - `simulate` (feature `simulate`): synthetic releases for `make bench-detect`;
+//! - `simulate` (feature `simulate`): synthetic releases for `make bench-detect`,
+//!   `make bench-promote` and the sequential detector's statistical tests;
 //! - `glue`: the proxy-wasm side — host calls only: it looks values up, writes what the
 //!   core returns, and calls the core.
 

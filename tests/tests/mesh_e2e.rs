@@ -2,7 +2,7 @@
 //! (v9-prod) and a gray (v10-gray) sidecar serving the real model, real photos. The gray
 //! version is the classic bad release: the same model with a confidence threshold of 0.001,
 //! which floods replies with small false boxes. The test follows one gray cohort through
-//! routing, the automatic shed (box count against the baseline learned from stable replies),
+//! routing, the automatic shed (box count against the control of concurrent stable replies),
 //! the shed period, and the half-open probe, and checks that the decision header tells each
 //! step, that no client sees an error, and that Envoy's and the sidecars' counters agree.
 
@@ -141,7 +141,7 @@ impl Incident {
         self.seen.record(&r)
     }
 
-    /// Traffic outside the rule goes to stable and teaches the proxy the stable baseline; a
+    /// Traffic outside the rule goes to stable and gives the proxy its stable control; a
     /// client cannot force itself onto gray with the route or decision headers.
     fn stable_teaches_the_baseline(&mut self) {
         for i in 0..2 * MIN_SAMPLES {
@@ -157,9 +157,9 @@ impl Incident {
         assert_eq!(spoofed, (STABLE.into(), "stable; no-rule".into()));
     }
 
-    /// The gray cohort goes to gray until its box counts breach the baseline; then the proxy
-    /// sheds it to stable and says why. Returns when the last gray request was sent (the
-    /// breaker opened while the proxy handled its reply, so after it).
+    /// The gray cohort goes to gray until its box counts cross their margin over the
+    /// control's; then the proxy sheds it to stable and says why. Returns when the last gray
+    /// request was sent (the breaker opened while the proxy handled its reply, so after it).
     fn gray_is_shed_on_its_box_count(&mut self) -> Instant {
         let mut last_gray_sent = None;
         let mut shed_seen = false;

@@ -7,9 +7,10 @@
 //! stable serves the comparisons outside its serving metrics. A stable that is down, too slow or refusing makes comparisons fail,
 //! counted by reason, and changes nothing in gray's replies.
 //!
-//! `cargo test -p grayguard-e2e --test sidecar_compare -- --ignored --nocapture
-//! client_latency_with_and_without_comparisons` prints gray's client latency with every frame
-//! compared against none (a bounded benchmark; nothing is asserted on time).
+//! `cargo test -p grayguard-e2e --test e2e -- --ignored --nocapture
+//! sidecar_compare::client_latency_with_and_without_comparisons` prints gray's client
+//! latency with every frame compared against none (a bounded benchmark; nothing is asserted
+//! on time).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

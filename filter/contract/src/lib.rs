@@ -1,10 +1,12 @@
 //! The contract between grayguard's parts, in one place: the header names the sidecar
 //! writes and the filter reads, the breach reasons and triggers, the grammar of the
 //! `x-canary-decision` header (rendered by the filter, parsed by the demo and the tests),
-//! and the metric names other parts read back.
+//! the latch and operator requests, the promotion verdict's vocabulary, the metric names
+//! and stat tags other parts read back, and the records a gateway logs.
 //!
-//! Dependency-free so that the Wasm filter, the sidecar, the demo and the tests can all
-//! use it without pulling anything else in.
+//! Its only dependencies are serde and serde_json (for the records), so that the Wasm
+//! filter, the sidecar, the demo and the tests can all use it without pulling anything
+//! else in.
 
 pub mod decision;
 pub mod headers;

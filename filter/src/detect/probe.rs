@@ -1,6 +1,6 @@
 //! Judging one half-open probe on its own, for both detectors: what sinks any probe (the
 //! flag, or a failure when a failure trigger is on), then each detector's band — the
-//! window detector's baseline, the sequential detector's control of the epoch that tripped.
+//! window detector's baseline, the sequential detector's running control.
 
 use grayguard_contract::Trigger;
 
@@ -46,8 +46,8 @@ pub fn judge_probe(b: &Breach, o: &Observation, baseline: Option<Baseline>) -> R
 /// Judges one half-open probe of the sequential detector on its own: the flag, a failure
 /// (when a failure trigger is on), a latency above the ceiling or beyond the control's
 /// mean × `max_ratio` + 3 sd, or a box count outside the control's mean × (1 ± `max_shift`)
-/// ∓ 3 sd. `control` is the control of the epoch that tripped (none: only the flag, failures
-/// and the ceiling judge).
+/// ∓ 3 sd. `control` is the running control the unit is judged against (none: only the
+/// flag, failures and the ceiling judge). Agreement is not judged on a probe.
 pub fn judge_probe_against(
     b: &Breach,
     o: &Observation,

@@ -5,7 +5,7 @@
 //!    request in one run. Per request, the sidecar's own time (`x-inference-latency-ms`) is
 //!    subtracted from the client's; the overhead is the difference of the medians of what
 //!    remains, reported as a share of the direct end-to-end latency (target: at most 2 %).
-//! 2. Detection to shed: a fresh front Envoy per run learns the stable baseline, then the gray
+//! 2. Detection to shed: a fresh front Envoy per run learns its stable control, then the gray
 //!    cohort is sent, one request after another, to the oversensitive gray version until the
 //!    proxy sheds it, while a poller watches the breaker gauge on Envoy's admin. Reported per
 //!    run: gray replies before the breaker opened, the time from the breaching reply (the
@@ -34,7 +34,7 @@ use grayguard_e2e::paths;
 
 /// Most gray-cohort requests one shed run may send before giving up.
 const MAX_GRAY_PER_RUN: usize = 40;
-/// Stable-cohort requests that teach the baseline before each shed run.
+/// Stable-cohort requests that give the control its first replies before each shed run.
 const BASELINE_REQUESTS: usize = 12;
 /// Poll period of the breaker gauge on Envoy's admin.
 const GAUGE_POLL: Duration = Duration::from_millis(2);
@@ -233,7 +233,7 @@ fn detection_to_shed(runs: usize, photos: &[Vec<u8>]) {
     let mut leaks = 0;
     for run in 0..runs {
         if run > 0 {
-            // A fresh Envoy: no learned baseline, no breaker state.
+            // A fresh Envoy: no control, no evidence, no breaker state.
             mesh.restart_envoy(&config, 2);
         }
         for i in 0..BASELINE_REQUESTS {

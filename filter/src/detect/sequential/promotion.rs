@@ -19,9 +19,13 @@
 //! and it is kept for the epoch once reached. **The guarantee**: whatever the true
 //! effects and however long it is watched, a version outside its budget (on the clipped
 //! means) is declared `proven` with probability at most `alpha` — to be proven, the
-//! interval of an effect it violates would have to miss the truth. The same holds for
-//! `refuted` and a version within its budget. Nothing here assumes normality; heavy tails
-//! only meet the cap.
+//! interval of an effect it violates would have to miss the truth. For `refuted` and a
+//! version within its budget the bound is per effect and adds up over the stated ones: an
+//! interval wholly outside a budget the truth is inside misses the truth, which has
+//! probability at most `alpha` for a one-sided budget (the latency budgets together, the
+//! failure excess), `alpha / 2` for agreement (gray's side alone) and `2 · alpha` for the
+//! box-count shift (bounded both ways). Nothing here assumes normality; heavy tails only
+//! meet the cap.
 
 use grayguard_contract::promotion::{Effect, Verdict};
 
