@@ -232,9 +232,10 @@ pub struct Args {
     #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_STD", requires = "watchdog_box_mean",
           value_parser = non_negative)]
     pub watchdog_box_std: Option<f64>,
-    /// Raise `box_count` when the window mean is more than this many std from the mean.
+    /// Raise `box_count` when the window mean is more than this many std from the mean
+    /// (given without --watchdog-box-mean it would do nothing: refused).
     #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_BOX_SIGMA", default_value_t = 3.0,
-          value_parser = positive)]
+          requires = "watchdog_box_mean", value_parser = positive)]
     pub watchdog_box_sigma: f64,
     /// Raise `errors` when the share of server-side failures exceeds this, in (0, 1].
     #[arg(long, env = "GRAYGUARD_SIDECAR_WATCHDOG_MAX_ERROR_RATE", default_value_t = 0.2,
@@ -906,6 +907,9 @@ mod tests {
     #[test]
     fn box_baseline_needs_both_flags() {
         assert!(args(&["--watchdog-box-mean", "3"]).is_err());
+        // A threshold without the baseline it applies to is refused, not ignored.
+        let e = args(&["--watchdog-box-sigma", "2"]).unwrap_err();
+        assert!(e.contains("--watchdog-box-mean"), "{e}");
         let c = args(&[
             "--watchdog-box-mean",
             "3",

@@ -340,6 +340,11 @@ fn rejections_name_field_and_reason() {
         ),
         (b(r#""control_memory":5"#), "breach.control_memory", "10..="),
         (
+            b(r#""control_memory":50,"latency":{"header":"l","max_ratio":1.5,"min_samples":60}"#),
+            "breach.latency.min_samples",
+            "more than breach.control_memory",
+        ),
+        (
             b(r#""latency":{"header":"l","max_ratio":0.9}"#),
             "breach.latency.max_ratio",
             "must be in [1",

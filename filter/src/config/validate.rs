@@ -576,7 +576,7 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
             format!("must be in (0, {MAX_SHED_S}] seconds, got {shed_for_s}"),
         ));
     }
-    Ok(Breach {
+    let breach = Breach {
         flag_header,
         latency,
         box_count,
@@ -611,5 +611,43 @@ fn breach(raw: Option<RawBreach>) -> Result<Breach, ConfigError> {
             n as f64
         },
         agreement,
-    })
+    };
+    control_reaches_min_samples(&breach)?;
+    Ok(breach)
+}
+
+/// The sequential detector's tests against stable wait for `min_samples` control replies, and
+/// the control's running count tends to `control_memory`: a larger `min_samples` would leave
+/// them without a reference forever.
+fn control_reaches_min_samples(b: &Breach) -> Result<(), ConfigError> {
+    if b.detector != DetectorKind::Sequential {
+        return Ok(());
+    }
+    let wanted = [
+        (
+            "breach.latency.min_samples",
+            b.latency.as_ref().map(|t| t.min_samples),
+        ),
+        (
+            "breach.box_count.min_samples",
+            b.box_count.as_ref().map(|t| t.min_samples),
+        ),
+        (
+            "breach.error_rate.min_samples",
+            b.error_rate.as_ref().map(|t| t.min_samples),
+        ),
+    ];
+    for (field, n) in wanted {
+        if let Some(n) = n.filter(|&n| f64::from(n) > b.control_memory) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{n} is more than breach.control_memory ({}): the control's running count \
+                     never reaches it, so the test would never have a reference",
+                    b.control_memory
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
