@@ -1,11 +1,14 @@
 //! A front Envoy for tests: a bootstrap generated into a temp dir (listener and admin on
 //! free loopback ports, optionally the grayguard Wasm filter with a given JSON config, a
-//! router choosing the gray or stable cluster on the route header), started with `Proc`,
-//! plus helpers for `/stats/prometheus` and `envoy --mode validate`.
+//! router choosing the gray or stable cluster on the route header), started with `Proc`
+//! ([`Envoy::run`] starts any bootstrap, `crate::shipped` the shipped one), plus what tests
+//! read from a running one (`/stats/prometheus`, a cluster's counters, the records the
+//! filter logs) and `envoy --mode validate`.
 
 use grayguard_contract::headers;
 use grayguard_contract::latch::TOKEN_ENV;
 use grayguard_contract::operator::SECRET_ENV;
+use grayguard_contract::record::{self, Record};
 use grayguard_contract::tags::Label;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,9 @@ use crate::wait::eventually;
 /// The latch token in every test gateway's VM environment ([`TOKEN_ENV`]); a gray sidecar
 /// that requires it takes it in `WORKLOAD_TOKEN_ENV`.
 pub const TEST_LATCH_TOKEN: &str = "grayguard-test-latch-token";
+
+/// The operator links' secret in every test gateway's VM environment ([`SECRET_ENV`]).
+pub const TEST_OPERATOR_SECRET: &str = "grayguard-test-operator-secret";
 
 /// One upstream cluster: its name (the route value) and where it listens.
 #[derive(Debug, Clone)]
@@ -144,7 +150,7 @@ impl Options {
             operator_port: None,
             // The shipped configurations read the operator secret from the VM's environment.
             vm_env: vec![
-                (SECRET_ENV.into(), "grayguard-test-operator-secret".into()),
+                (SECRET_ENV.into(), TEST_OPERATOR_SECRET.into()),
                 (TOKEN_ENV.into(), TEST_LATCH_TOKEN.into()),
             ],
             failure_policy: None,
@@ -302,17 +308,49 @@ fn envoy_command(config: &Path) -> Command {
     cmd
 }
 
+/// Where a bootstrap listens and how its process runs, for [`Envoy::run`].
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The front listener's port, the admin's, and the operator listener's if it has one.
+    pub port: u16,
+    pub admin: u16,
+    pub operator: Option<u16>,
+    /// Worker threads (each runs its own Wasm VM).
+    pub concurrency: u32,
+    /// `--service-node`: the node id, which the filter sends as its gateway id.
+    pub node: Option<String>,
+}
+
 impl Envoy {
     /// Starts Envoy and waits until the admin says it is ready and the listener accepts.
     pub fn start(opts: &Options) -> Envoy {
-        let dir = tempfile::tempdir().expect("temp dir");
         let (port, admin) = (free_port(), free_port());
-        let config = dir.path().join("envoy.yaml");
         let text = serde_json::to_string_pretty(&bootstrap(opts, port, admin)).unwrap();
-        std::fs::write(&config, text).expect("write bootstrap");
+        Envoy::run(
+            &text,
+            &Launch {
+                port,
+                admin,
+                operator: opts.operator_port,
+                concurrency: opts.concurrency,
+                node: opts.node.clone(),
+            },
+        )
+    }
+
+    /// Starts Envoy on `bootstrap` (YAML or JSON text, listening where `launch` says), with
+    /// the test operator secret and latch token in its environment (where a bootstrap's
+    /// `host_env_keys` take them from), and waits until the admin says it is ready and the
+    /// listener accepts.
+    pub fn run(bootstrap: &str, launch: &Launch) -> Envoy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("envoy.yaml");
+        std::fs::write(&config, bootstrap).expect("write bootstrap");
         let mut cmd = envoy_command(&config);
-        cmd.args(["--concurrency", &opts.concurrency.to_string()]);
-        if let Some(node) = &opts.node {
+        cmd.args(["--concurrency", &launch.concurrency.to_string()])
+            .env(SECRET_ENV, TEST_OPERATOR_SECRET)
+            .env(TOKEN_ENV, TEST_LATCH_TOKEN);
+        if let Some(node) = &launch.node {
             cmd.args([
                 "--service-node",
                 node,
@@ -322,13 +360,14 @@ impl Envoy {
         }
         let mut proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
         let timeout = Duration::from_secs(30);
+        let admin = launch.admin;
         proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);
-        proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), timeout);
+        proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], launch.port)), timeout);
         Envoy {
             proc,
-            port,
+            port: launch.port,
             admin,
-            operator: opts.operator_port,
+            operator: launch.operator,
         }
     }
 
@@ -405,6 +444,26 @@ impl Envoy {
                 v => Err(format!("{selector} = {v:?}")),
             },
         )
+    }
+
+    /// A counter or gauge of Envoy's cluster `cluster` (`envoy_cluster_<stat>`: `upstream_rq_total`,
+    /// `upstream_rq_retry`, ...) from the admin's stats; 0 when Envoy has not counted it.
+    pub fn cluster_stat(&self, cluster: &str, stat: &str) -> f64 {
+        let selector = format!("envoy_cluster_{stat}{{envoy_cluster_name=\"{cluster}\"}}");
+        self.metric(&selector).unwrap_or(0.0)
+    }
+
+    /// Every record the filter logged so far (incident records and promotion verdicts), in
+    /// order, read with the contract's own types; a record that does not parse fails the test.
+    pub fn records(&self) -> Vec<Record> {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                record::parse_line(l).map(|r| {
+                    r.unwrap_or_else(|e| panic!("a record that does not parse ({e}): {l}"))
+                })
+            })
+            .collect()
     }
 
     /// The incident records the filter logged so far (its `"grayguard":"incident"` JSON

@@ -34,21 +34,36 @@ impl Response {
 /// A transport failure (connection refused, reset, timeout).
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-fn agent() -> ureq::Agent {
+/// How long a request may take before the client gives up (a transport error).
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn agent(timeout: Duration) -> ureq::Agent {
     ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .redirects(0)
         .build()
 }
 
-/// Sends a request with `headers` and an optional body.
+/// Sends a request with `headers` and an optional body; the client gives up after
+/// [`TIMEOUT`].
 pub fn request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<Response, Error> {
-    let mut req = agent().request(method, url);
+    request_within(method, url, headers, body, TIMEOUT)
+}
+
+/// [`request`], the client giving up after `timeout` instead.
+pub fn request_within(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Response, Error> {
+    let mut req = agent(timeout).request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
     }

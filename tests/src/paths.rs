@@ -64,6 +64,15 @@ pub fn dynamic_batch_model() -> PathBuf {
     )
 }
 
+/// The hang model (`make setup`, sidecar/tools/hang_model.py): the default model, except
+/// that a black frame starts a run that never returns (see `sidecar::BLACK_PNG`).
+pub fn hang_model() -> PathBuf {
+    from_env(
+        "GRAYGUARD_MODEL_HANG",
+        root().join(".data/models/best_fp16_hang.onnx"),
+    )
+}
+
 /// The reference YOLO pipeline (OpenCV + onnxruntime, the Ultralytics way).
 pub fn reference_pipeline() -> PathBuf {
     root().join("tests/reference/yolo_reference.py")
