@@ -1,7 +1,9 @@
 //! A small blocking HTTP client for tests: every status, 2xx or not, comes back as a
 //! [`Response`]; only transport failures are errors.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::wait::eventually;
 
 /// One HTTP response, with header names lower-cased.
 #[derive(Debug, Clone)]
@@ -106,4 +108,13 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Result<Response, Error> 
 
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response, Error> {
     request("POST", url, headers, Some(body))
+}
+
+/// Polls `url` until it answers `status`, failing the test after `timeout`; when it did.
+pub fn wait_for_status(url: &str, status: u16, timeout: Duration) -> Instant {
+    eventually(&format!("{url} answers {status}"), timeout, || {
+        get(url)
+            .is_ok_and(|r| r.status == status)
+            .then(Instant::now)
+    })
 }

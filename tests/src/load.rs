@@ -242,6 +242,24 @@ impl Load {
         })
     }
 
+    /// Waits until lane `lane` has `n` replies to requests sent after `after` (the clock of
+    /// [`Load::now`]), failing the test with `what` after `timeout`; returns every outcome.
+    pub fn wait_for_replies_after(
+        &self,
+        what: &str,
+        timeout: Duration,
+        lane: usize,
+        after: Duration,
+        n: usize,
+    ) -> Vec<Outcome> {
+        self.wait_until(what, timeout, |all| {
+            all.iter()
+                .filter(|o| o.lane == lane && o.sent > after)
+                .count()
+                >= n
+        })
+    }
+
     /// Stops every lane, waits for the requests in flight, and returns every outcome.
     pub fn stop(mut self) -> Vec<Outcome> {
         self.halt();

@@ -177,22 +177,12 @@ impl Fleet {
         n: usize,
         workers: u32,
     ) -> Fleet {
-        Fleet::start_front(Front::Harness, plugin_config, stable, gray, n, workers)
+        Fleet::start_on(Front::Harness, plugin_config, stable, gray, n, workers)
     }
 
-    /// As [`Fleet::start`], the gateways running the shipped configuration with
-    /// `plugin_config` in place of its own (whose latch cluster is the file's).
-    pub fn shipped(
-        plugin_config: &str,
-        stable: SidecarBuilder,
-        gray: SidecarBuilder,
-        n: usize,
-        workers: u32,
-    ) -> Fleet {
-        Fleet::start_front(Front::Shipped, plugin_config, stable, gray, n, workers)
-    }
-
-    fn start_front(
+    /// As [`Fleet::start`], the gateways running `front`'s configuration (the shipped one
+    /// with `plugin_config` in place of its own, whose latch cluster is the file's).
+    pub fn start_on(
         front: Front,
         plugin_config: &str,
         stable: SidecarBuilder,

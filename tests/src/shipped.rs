@@ -67,44 +67,46 @@ fn with_plugin_config(yaml: &str, config: &str) -> Option<String> {
     Some(format!("{before}\n{}\n{after}\n", body.join("\n")))
 }
 
-/// The gray route's per-try timeout, after which stable is asked too (the one
-/// `per_try_timeout: Ns` of the file).
-pub fn per_try_timeout() -> Duration {
+/// The value of the file's one `key:` line.
+fn setting(key: &str) -> String {
     let yaml = text();
+    let prefix = format!("{key}:");
     let values: Vec<&str> = yaml
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("per_try_timeout:"))
+        .filter_map(|l| l.trim().strip_prefix(prefix.as_str()))
         .collect();
-    assert_eq!(values.len(), 1, "{}: one per_try_timeout", file().display());
-    let secs: f64 = values[0]
-        .trim()
+    assert_eq!(values.len(), 1, "{}: one {key}", file().display());
+    values[0].trim().to_string()
+}
+
+/// A `key: Ns` duration of the file.
+fn seconds(key: &str) -> Duration {
+    let value = setting(key);
+    let secs: f64 = value
         .strip_suffix('s')
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("per_try_timeout {:?} is not `Ns`", values[0]));
+        .unwrap_or_else(|| panic!("{key}: {value:?} is not `Ns`"));
     Duration::from_secs_f64(secs)
+}
+
+/// The gray route's per-try timeout, after which stable is asked too.
+pub fn per_try_timeout() -> Duration {
+    seconds("per_try_timeout")
 }
 
 /// How much of a request body the gray route keeps for its retry
 /// (`request_body_buffer_limit`, bytes): a larger one is sent to gray alone.
 pub fn retry_buffer_limit() -> usize {
-    let yaml = text();
-    let value = yaml
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("request_body_buffer_limit:"))
-        .unwrap_or_else(|| panic!("{}: no request_body_buffer_limit", file().display()));
-    value.trim().parse().unwrap()
+    let value = setting("request_body_buffer_limit");
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("request_body_buffer_limit {value:?} is not a number"))
 }
 
 /// The listener's `stream_idle_timeout`: how long a request may go without a byte either
 /// way (an upload that stalls ends there).
 pub fn stream_idle_timeout() -> Duration {
-    let yaml = text();
-    let value = yaml
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("stream_idle_timeout:"))
-        .unwrap_or_else(|| panic!("{}: no stream_idle_timeout", file().display()));
-    let secs: f64 = value.trim().strip_suffix('s').unwrap().parse().unwrap();
-    Duration::from_secs_f64(secs)
+    seconds("stream_idle_timeout")
 }
 
 /// One gateway of the shipped configuration: where its upstreams listen and how it runs.

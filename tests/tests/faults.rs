@@ -38,7 +38,7 @@ use grayguard_e2e::envoy::{Envoy, RouteTimeouts};
 use grayguard_e2e::http;
 use grayguard_e2e::load::{Lane, Latencies, Load, Outcome, describe};
 use grayguard_e2e::local_mesh::{FRONT, GRAY_SIDECAR, Launch, LocalMesh};
-use grayguard_e2e::mesh::{Fleet, GRAY, STABLE, local_plugin_config, sidecar};
+use grayguard_e2e::mesh::{Fleet, Front, GRAY, STABLE, local_plugin_config, sidecar};
 use grayguard_e2e::paths;
 use grayguard_e2e::process::send_signal;
 use grayguard_e2e::shipped::{
@@ -104,7 +104,7 @@ fn start(
     gateways: usize,
     workers: u32,
 ) -> Fleet {
-    Fleet::shipped(config, stable, gray, gateways, workers)
+    Fleet::start_on(Front::Shipped, config, stable, gray, gateways, workers)
 }
 
 fn lane(all: &[Outcome], lane: usize) -> Vec<Outcome> {
@@ -466,15 +466,6 @@ fn a_hung_gray_costs_no_client_an_error_is_shed_and_comes_back_after_sigcont() {
     );
 }
 
-/// Waits until the URL answers `status`; when it did.
-fn wait_status(url: &str, status: u16, timeout: Duration) -> Instant {
-    eventually(&format!("{url} answers {status}"), timeout, || {
-        http::get(url)
-            .is_ok_and(|r| r.status == status)
-            .then(Instant::now)
-    })
-}
-
 #[test]
 fn a_model_that_really_hangs_in_the_local_mesh_fails_its_liveness_and_is_restarted_with_no_client_error()
  {
@@ -528,7 +519,7 @@ fn a_model_that_really_hangs_in_the_local_mesh_fails_its_liveness_and_is_restart
             BLACK_PNG,
         )
     });
-    let failed_at = wait_status(
+    let failed_at = http::wait_for_status(
         &format!("{GRAY_SIDECAR}/healthz"),
         503,
         Duration::from_secs_f64(deadline_s) + Duration::from_secs(30),
@@ -612,15 +603,12 @@ fn a_killed_stable_fails_its_own_cohort_and_nothing_is_retried_onto_gray() {
     });
     fleet.stable.proc.crash();
     let crashed = load.now();
-    load.wait_until(
-        "the cohorts after the crash",
+    load.wait_for_replies_after(
+        "the stable cohort after the crash",
         Duration::from_secs(60),
-        |all| {
-            all.iter()
-                .filter(|o| o.lane == STABLE_LANE && o.sent > crashed)
-                .count()
-                >= 4
-        },
+        STABLE_LANE,
+        crashed,
+        4,
     );
     let all = load.stop();
 

@@ -4,7 +4,7 @@ use grayguard_client::exposition as prom;
 use grayguard_contract::metrics::sidecar as names;
 use grayguard_contract::{Decision, Note, Side, headers};
 use grayguard_e2e::load::{Lane, Latencies, Load, Outcome, describe};
-use grayguard_e2e::mesh::{Fleet, GRAY, STABLE, local_plugin_config};
+use grayguard_e2e::mesh::{Fleet, Front, GRAY, STABLE, local_plugin_config};
 use grayguard_e2e::shipped::{FALLBACK_CLUSTER, per_try_timeout};
 use grayguard_e2e::sidecar::{Sidecar, SidecarBuilder};
 use grayguard_e2e::wait::Wait;
@@ -17,7 +17,8 @@ const GRAY_POD: &str = "yolo-v10-gray-0";
 /// The shipped gateway in front of both sidecars, each with its pod name (the gray one with
 /// its control listener, as the local mesh runs it).
 fn start() -> Fleet {
-    Fleet::shipped(
+    Fleet::start_on(
+        Front::Shipped,
         &local_plugin_config(),
         SidecarBuilder::new(STABLE).env("POD_NAME", STABLE_POD),
         SidecarBuilder::new(GRAY)
@@ -197,15 +198,12 @@ fn a_crashed_gray_is_answered_by_stable_with_no_client_error() {
     let crashed = load.now();
     let (burst, hand_took, hand) = burst.join();
     is_fallback(&hand);
-    load.wait_until(
-        "the cohorts after the crash",
+    load.wait_for_replies_after(
+        "the gray cohort after the crash",
         Duration::from_secs(60),
-        |all| {
-            all.iter()
-                .filter(|o| o.lane == GRAY_COHORT && o.sent > crashed)
-                .count()
-                >= 3
-        },
+        GRAY_COHORT,
+        crashed,
+        3,
     );
     let all = load.stop();
 

@@ -99,15 +99,12 @@ fn a_killed_gray_sidecar_comes_back_with_its_control_port_while_no_client_sees_a
     let (gray, restarted) =
         kill_and_wait_restarted(&mesh, "v10-gray", &format!("{GRAY_SIDECAR}/ready"));
     let back_at = load.now();
-    load.wait_until(
-        "traffic after the restart",
+    load.wait_for_replies_after(
+        "the stable cohort after the restart",
         Duration::from_secs(30),
-        |all| {
-            all.iter()
-                .filter(|o| o.sent > back_at && o.lane == 1)
-                .count()
-                >= 5
-        },
+        1,
+        back_at,
+        5,
     );
     let all = load.stop();
 

@@ -21,15 +21,6 @@ use grayguard_e2e::{http, paths};
 /// The pod name the test gives the sidecar (as the manifests do, through the downward API).
 const POD: &str = "yolo-v10-gray-7d9f8c-x2x4q";
 
-/// Polls `url` until it answers `status`, failing after `timeout`; returns when it did.
-fn wait_status(url: &str, status: u16, timeout: Duration) -> Instant {
-    eventually(&format!("{url} answers {status}"), timeout, || {
-        http::get(url)
-            .is_ok_and(|r| r.status == status)
-            .then(Instant::now)
-    })
-}
-
 #[test]
 fn a_hung_model_fails_liveness_and_readiness_flags_every_reply_and_is_counted() {
     let mut sc = SidecarBuilder::new("v10-gray")
@@ -69,7 +60,7 @@ fn a_hung_model_fails_liveness_and_readiness_flags_every_reply_and_is_counted() 
         let url = sc.url("/infer");
         std::thread::spawn(move || http::post(&url, &[("content-type", "image/png")], BLACK_PNG))
     };
-    let failed_at = wait_status(
+    let failed_at = http::wait_for_status(
         &sc.url("/healthz"),
         503,
         Duration::from_secs_f64(deadline_s) + Duration::from_secs(30),

@@ -11,7 +11,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use grayguard_e2e::mesh::{Fleet, GRAY, STABLE, local_plugin_config};
+use grayguard_e2e::mesh::{Fleet, Front, GRAY, STABLE, local_plugin_config};
 use grayguard_e2e::paths;
 use grayguard_e2e::process::Proc;
 use grayguard_e2e::sidecar::SidecarBuilder;
@@ -24,7 +24,8 @@ const DURATION_S: u64 = 45;
 fn a_short_soak_of_the_local_mesh_meets_every_target() {
     // As `make run`: the shipped configuration, the gray sidecar with its control listener
     // (the latch's target), one gateway.
-    let mesh = Fleet::shipped(
+    let mesh = Fleet::start_on(
+        Front::Shipped,
         &local_plugin_config(),
         SidecarBuilder::new(STABLE).args(&["--threads", "1", "--conf", "0.25"]),
         SidecarBuilder::new(GRAY).args(&["--threads", "1", "--conf", "0.001"]),
