@@ -72,11 +72,12 @@ FILTER_PINS   := mesh-config/wasm-plugin/wasm-plugin.yaml
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo soak bench bench-filter bench-detect bench-sidecar bench-e2e fuzz clean
+.PHONY: help setup build build-filter build-filter-crash-test build-sidecar build-ops build-soak images image-filter image-sidecar pin-filter push push-registry-given contract-json lint fmt test test-unit test-e2e run demo demo-promote soak bench bench-filter bench-detect bench-promote bench-sidecar bench-e2e fuzz clean
 
 help:
 	@echo "make run     set up, build and run the local mesh"
 	@echo "make demo    replay the gray-release incident through the local mesh"
+	@echo "make demo-promote   a healthy gray through the local mesh until it is proven within its budget"
 	@echo "make soak    the local mesh under mixed traffic for 10 minutes (SOAK_DURATION_S, SOAK_RATE)"
 	@echo "make fuzz    the property tests of the filter and the sidecar, long (FUZZ_CASES)"
 	@echo "make test    set up, build, lint and run all tests"
@@ -286,11 +287,14 @@ test-e2e: setup build build-soak images contract-json
 # make run GATEWAYS=3 starts three front Envoys (10000.., admin 9901.., operator 10100..).
 # make run GRAY_MODEL=.data/models/best_fp16_class_swapped.onnx GRAY_ARGS="--conf 0.25" plays a
 # gray version through it (GRAYGUARD_GRAY_MODEL, GRAYGUARD_GRAY_ARGS of run.sh); the gray sidecar
-# compares a share of its frames with v9-prod's answers (x-canary-agreement).
+# compares a share of its frames with v9-prod's answers (x-canary-agreement); AGREEMENT_MIN_MEAN=0.7
+# turns the gateways' agreement trigger on (GRAYGUARD_AGREEMENT_MIN_MEAN of run.sh).
 GATEWAYS ?= 1
 GRAY_MODEL ?=
 GRAY_ARGS ?=
-GRAY_ENV = $(if $(GRAY_MODEL),GRAYGUARD_GRAY_MODEL='$(GRAY_MODEL)') $(if $(GRAY_ARGS),GRAYGUARD_GRAY_ARGS='$(GRAY_ARGS)')
+AGREEMENT_MIN_MEAN ?=
+GRAY_ENV = $(if $(GRAY_MODEL),GRAYGUARD_GRAY_MODEL='$(GRAY_MODEL)') $(if $(GRAY_ARGS),GRAYGUARD_GRAY_ARGS='$(GRAY_ARGS)') \
+  $(if $(AGREEMENT_MIN_MEAN),GRAYGUARD_AGREEMENT_MIN_MEAN='$(AGREEMENT_MIN_MEAN)')
 run: setup build
 	GRAYGUARD_GATEWAYS=$(GATEWAYS) $(GRAY_ENV) bash mesh-config/local/run.sh
 
@@ -298,11 +302,26 @@ run: setup build
 # then its report (.run/demo/report.html).
 # Flags for grayguard-demo: make demo DEMO_ARGS="--rate 4 --duration-s 90 --check"
 # make demo GATEWAYS=3 drives three gateways round-robin; the chart shows each one's breaker.
-# make demo GRAY_MODEL=... GRAY_ARGS=... replays it with another gray version (as make run).
+# make demo GRAY_MODEL=... GRAY_ARGS=... replays it with another gray version (as make run); the
+# class-swapped gray, comparing every frame (its own latency watchdog out of the way), shed by
+# agreement (filter/README.md, "The agreement trigger"):
+#   make demo GRAY_MODEL=.data/models/best_fp16_class_swapped.onnx AGREEMENT_MIN_MEAN=0.7 \
+#     GRAY_ARGS="--conf 0.25 --compare-percent 100 --watchdog-latency-budget-ms 60000" \
+#     DEMO_ARGS="--check --rate 1 --duration-s 150"
 DEMO_ARGS ?= --check
 demo: setup build
 	cargo build --release -p grayguard-demo
 	GRAYGUARD_GATEWAYS=$(GATEWAYS) $(GRAY_ENV) bash tests/tools/demo/demo.sh $(DEMO_ARGS)
+
+# The promotion verdict through the mesh (started in the background if it is not running): a
+# healthy gray (stable's model at stable's threshold: an A/A) under steady traffic until the
+# crane cameras' rule is proven on every gateway, then its promotion report
+# (.run/demo/promotion.html) and the time to the verdict. Works at any hour: a rule with hours
+# runs the gateways' clock inside them. make demo-promote GATEWAYS=3 PROMOTE_RATE=3
+PROMOTE_RATE ?= 2
+demo-promote: setup build
+	cargo build --release -p grayguard-demo
+	GRAYGUARD_GATEWAYS=$(GATEWAYS) GRAYGUARD_PROMOTE_RATE=$(PROMOTE_RATE) $(GRAY_ENV) bash tests/tools/demo/promote.sh
 
 # ---------------------------------------------------------------- soak
 
@@ -335,7 +354,7 @@ fuzz: $(STAMPS)/rust setup build-sidecar
 
 # ---------------------------------------------------------------- bench
 
-bench: bench-filter bench-detect bench-sidecar bench-e2e
+bench: bench-filter bench-detect bench-promote bench-sidecar bench-e2e
 
 $(STAMPS)/bench-venv: tests/bench/requirements.txt $(STAMPS)/venv $(STAMPS)/bench-apt
 	$(PIP) install -q --disable-pip-version-check -r tests/bench/requirements.txt
@@ -351,6 +370,13 @@ bench-filter: setup build $(STAMPS)/bench-venv
 DETECT_ARGS ?=
 bench-detect: $(STAMPS)/rust
 	cargo bench -p grayguard-filter --bench detect --features simulate -- $(DETECT_ARGS)
+
+# The promotion verdict: share of releases proven, refuted or pending, and the gray replies a
+# verdict takes, on synthetic releases through the real decision core.
+# Options: make bench-promote PROMOTE_ARGS="--releases 1000 --gray 10000 --threads 2 --check"
+PROMOTE_ARGS ?=
+bench-promote: $(STAMPS)/rust
+	cargo bench -p grayguard-filter --bench promote --features simulate -- $(PROMOTE_ARGS)
 
 # Sidecar overhead beyond the model run vs a Python Flask + onnxruntime server.
 bench-sidecar: setup build $(STAMPS)/bench-venv

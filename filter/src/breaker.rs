@@ -1,5 +1,7 @@
 //! The shed state machine of one unit (a rule, or every rule with `scope: all`):
-//! closed → open (for `shed_for_s`) → half-open (probes) → closed, or open again.
+//! closed → open (for `shed_for_s`) → half-open (probes) → closed, or open again; and a
+//! person's hold: open, whatever the clock says, until a person releases it → half-open at
+//! once.
 //!
 //! Open → half-open needs no write: it is read off the clock (`now ≥ until`). Every other
 //! transition is a new [`Breaker`] value that the engine writes with a compare-and-swap.
@@ -53,6 +55,17 @@ pub struct Breaker {
     pub alert: Option<Trigger>,
     /// When the alert was raised, ns since the epoch.
     pub alert_since_ns: u64,
+    /// A person's hold, and what it is on (the confirmed trigger, `operator` for a direct
+    /// shed, the workload's item for a hold learned from it): open until released, no
+    /// half-open phase, no probes. Only while tripped.
+    pub hold: Option<Trigger>,
+    /// Held: when a worker last checked with the gray workload that the hold still stands
+    /// (or began holding), ns since the epoch.
+    pub checked_ns: u64,
+    /// When a hold was last released, ns since the epoch (kept through later transitions):
+    /// a reply the workload stamped `held:` before it heard of the release must not hold
+    /// the rule again.
+    pub released_ns: u64,
 }
 
 /// What a probe result did to the breaker.
@@ -68,11 +81,81 @@ pub enum ProbeOutcome {
 
 impl Breaker {
     pub fn phase(&self, now_ns: u64) -> Phase {
-        match (self.tripped, now_ns >= self.until_ns) {
-            (false, _) => Phase::Closed,
-            (true, false) => Phase::Open,
-            (true, true) => Phase::HalfOpen,
+        match (self.tripped, self.hold.is_some(), now_ns >= self.until_ns) {
+            (false, _, _) => Phase::Closed,
+            (true, true, _) | (true, false, false) => Phase::Open,
+            (true, false, true) => Phase::HalfOpen,
         }
+    }
+
+    /// Whether a person's hold keeps it open.
+    pub fn held(&self) -> bool {
+        self.tripped && self.hold.is_some()
+    }
+
+    /// Holds the breaker open until a person releases it, on `hold_on`. A closed breaker
+    /// trips on `trigger` (an alert is answered by it); an open or half-open one keeps its
+    /// trigger and start, and a probe in flight no longer counts. `None`: already held.
+    /// The flag says whether it opened (was closed).
+    pub fn hold(
+        &self,
+        now_ns: u64,
+        trigger: Trigger,
+        hold_on: Trigger,
+        shed_for_ms: u64,
+    ) -> Option<(Breaker, bool)> {
+        if self.held() {
+            return None;
+        }
+        let opened = !self.tripped;
+        let base = if opened {
+            self.trip(now_ns, trigger, shed_for_ms)
+        } else {
+            Breaker {
+                probes_ok: 0,
+                generation: self.generation.wrapping_add(1),
+                ..*self
+            }
+        };
+        Some((
+            Breaker {
+                hold: Some(hold_on),
+                checked_ns: now_ns,
+                ..base
+            },
+            opened,
+        ))
+    }
+
+    /// Lifts a hold: half-open from `now_ns` on, probes counted afresh. `None`: not held.
+    pub fn release(&self, now_ns: u64) -> Option<Breaker> {
+        self.held().then_some(Breaker {
+            until_ns: now_ns,
+            probes_ok: 0,
+            generation: self.generation.wrapping_add(1),
+            hold: None,
+            checked_ns: 0,
+            released_ns: now_ns,
+            ..*self
+        })
+    }
+
+    /// Whether a hold was released less than `grace_ms` before `now_ns`.
+    pub fn just_released(&self, now_ns: u64, grace_ms: u64) -> bool {
+        self.released_ns > 0
+            && now_ns
+                < self
+                    .released_ns
+                    .saturating_add(grace_ms.saturating_mul(1_000_000))
+    }
+
+    /// Held, and its last check with the workload is `every_ms` old or older.
+    pub fn check_due(&self, now_ns: u64, every_ms: u64) -> bool {
+        self.held()
+            && now_ns
+                >= self
+                    .checked_ns
+                    .saturating_add(every_ms.saturating_mul(1_000_000))
     }
 
     /// Opens for `shed_for_ms` from `now_ns` (an alert, if any, is answered by it).
@@ -86,6 +169,9 @@ impl Breaker {
             generation: self.generation.wrapping_add(1),
             alert: None,
             alert_since_ns: 0,
+            hold: None,
+            checked_ns: 0,
+            released_ns: self.released_ns,
         }
     }
 
@@ -136,6 +222,9 @@ impl Breaker {
                     generation: self.generation.wrapping_add(1),
                     alert: None,
                     alert_since_ns: 0,
+                    hold: None,
+                    checked_ns: 0,
+                    released_ns: self.released_ns,
                 },
                 ProbeOutcome::Closed,
             ),
@@ -236,6 +325,72 @@ mod tests {
             (None, Phase::Closed, 1, 4 * S)
         );
         assert_eq!(d.dismiss(5 * S), None);
+    }
+
+    #[test]
+    fn a_hold_stays_open_past_any_shed_until_released() {
+        let b = Breaker::default()
+            .raise_alert(S, Trigger::BoxCount)
+            .unwrap();
+        let (held, opened) = b
+            .hold(2 * S, Trigger::BoxCount, Trigger::BoxCount, 1_000)
+            .unwrap();
+        assert!(opened && held.held());
+        assert_eq!((held.alert, held.hold), (None, Some(Trigger::BoxCount)));
+        assert_eq!(held.phase(2 * S), Phase::Open);
+        assert_eq!(
+            held.phase(1_000 * S),
+            Phase::Open,
+            "no half-open while held"
+        );
+        assert_eq!(
+            held.probe(1_000 * S, held.generation, Ok(()), 1, 1_000),
+            None
+        );
+        assert_eq!(held.hold(3 * S, Trigger::Flag, Trigger::Flag, 1_000), None);
+        // Checks fall due every period from the hold's start.
+        assert!(!held.check_due(2 * S + 4_999_999_999, 5_000));
+        assert!(held.check_due(7 * S, 5_000));
+        // Released: half-open at once, under a new generation.
+        let free = held.release(1_000 * S).unwrap();
+        assert_eq!(free.phase(1_000 * S), Phase::HalfOpen);
+        assert_eq!(
+            (free.hold, free.trigger, free.since_ns),
+            (None, Some(Trigger::BoxCount), 2 * S)
+        );
+        assert_ne!(free.generation, held.generation);
+        assert!(!free.check_due(2_000 * S, 5_000));
+        assert_eq!(free.release(1_001 * S), None, "released once");
+        assert!(free.just_released(1_001 * S, 2_000));
+        assert!(!free.just_released(1_002 * S, 2_000));
+        let (closed, o) = free
+            .probe(1_000 * S, free.generation, Ok(()), 1, 1_000)
+            .unwrap();
+        assert_eq!(closed.released_ns, 1_000 * S, "kept through the close");
+        assert_eq!(
+            (o, closed.phase(1_000 * S)),
+            (ProbeOutcome::Closed, Phase::Closed)
+        );
+    }
+
+    #[test]
+    fn holding_a_shedding_breaker_keeps_its_trigger_and_start() {
+        let open = Breaker::default().trip(S, Trigger::Latency, 1_000);
+        let (held, opened) = open
+            .hold(2 * S, Trigger::Operator, Trigger::Operator, 1_000)
+            .unwrap();
+        assert!(!opened);
+        assert_eq!(
+            (held.trigger, held.since_ns, held.hold),
+            (Some(Trigger::Latency), S, Some(Trigger::Operator))
+        );
+        assert_ne!(
+            held.generation, open.generation,
+            "a probe in flight is stale"
+        );
+        assert_eq!(held.phase(100 * S), Phase::Open);
+        // A trip or a closing probe leaves no hold behind.
+        assert_eq!(held.trip(3 * S, Trigger::Flag, 1).hold, None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 
 use grayguard_contract::decision::{Decision, Note, Side};
 use grayguard_contract::latch::Request as LatchRequest;
-use grayguard_contract::operator::Link;
+use grayguard_contract::operator::{Link, Purpose};
 use grayguard_contract::{Flag, Reason, Trigger};
 
 use crate::breaker::Board;
@@ -141,9 +141,10 @@ proptest! {
     fn flags_round_trip_and_any_text_parses(
         reasons in prop::collection::vec(prop::sample::select(Reason::ALL.to_vec()), 0..4),
         latched in prop::collection::vec((trigger(), rule_name()), 0..4),
+        held in prop::collection::vec((trigger(), rule_name()), 0..4),
         junk in "\\PC{0,80}",
     ) {
-        let mut f = Flag { reasons, latched, unknown: 0 };
+        let mut f = Flag { reasons, latched, held, unknown: 0 };
         f.reasons.sort();
         f.reasons.dedup();
         let text = f.render();
@@ -161,10 +162,17 @@ proptest! {
         let latch = LatchRequest::Latch { rule: rule.clone(), trigger: t, for_ms: ms, gateway: gw.clone() };
         let parsed = LatchRequest::parse(&latch.render());
         prop_assert!(parsed.is_ok(), "{:?}", parsed);
-        let clear = LatchRequest::Clear { rule: rule.clone(), healthy_for_ms: ms, gateway: gw };
+        let clear = LatchRequest::Clear { rule: rule.clone(), healthy_for_ms: ms, gateway: gw.clone() };
         prop_assert!(LatchRequest::parse(&clear.render()).is_ok());
+        let hold = LatchRequest::Hold { rule: rule.clone(), trigger: t, gateway: gw.clone() };
+        prop_assert!(LatchRequest::parse(&hold.render()).is_ok());
+        let release = LatchRequest::Release { rule: rule.clone(), gateway: gw };
+        prop_assert!(LatchRequest::parse(&release.render()).is_ok());
         let _ = LatchRequest::parse(&junk);
-        let link = crate::link::sign(b"0123456789abcdef", &rule, t, ms);
+        let _ = grayguard_contract::latch::Listing::parse(junk.as_bytes());
+        let _ = grayguard_contract::operator::shed_rule(&junk);
+        let purpose = if ms % 2 == 0 { Purpose::Alert } else { Purpose::Release };
+        let link = crate::link::sign(b"0123456789abcdef", purpose, &rule, t, ms);
         prop_assert_eq!(Link::parse(&link.query()), Ok(link.clone()));
         let _ = Link::parse(&junk);
     }
@@ -181,6 +189,7 @@ proptest! {
     fn mutated_codec_bytes_decode_or_err(flip in any::<(usize, u8)>()) {
         let mut board = Board::new(3);
         board.0[1] = board.0[1].trip(5, Trigger::BoxCount, 10);
+        board.0[2] = board.0[2].hold(5, Trigger::Operator, Trigger::Operator, 10).map_or(board.0[2], |(b, _)| b);
         let mut bytes = codec::encode_board(&board);
         let i = flip.0 % bytes.len();
         bytes[i] ^= flip.1.max(1);
@@ -246,14 +255,22 @@ proptest! {
                 }),
                 8 => {
                     let q = format!("rule=gates&trigger=box_count&exp={x}&sig={}", "0".repeat(64));
-                    let reply = e.operator(&h, "/grayguard/confirm", &q, x % 2 == 0, Some("\u{7}me"), None);
+                    let path = ["/grayguard/confirm", "/grayguard/release", "/grayguard/shed"][x as usize % 3];
+                    let call = crate::engine::OperatorCall {
+                        method: if x % 4 == 0 { "POST" } else { "GET" },
+                        on_operator: x % 2 == 0,
+                        by: Some("\u{7}me"),
+                        ..crate::engine::OperatorCall::get(path, if x % 3 == 2 { "rule=gates" } else { &q })
+                    };
+                    let reply = e.operator(&h, &call);
                     prop_assert!(reply.status >= 200);
                 }
                 _ => {
                     let r = e.decide(&h, |n| (n == "x-device-type").then_some(kind));
                     let reply = Reply::reset();
                     e.settle(&h, &r, &reply);
-                    e.answered(&h, if x % 2 == 0 { Some(200) } else { None });
+                    let listing: &[u8] = if x % 4 == 0 { br#"{"holds":[],"released":[{"rule":"gates","gateway":"g","age_ms":1}]}"# } else { b"{" };
+                    e.answered(&h, x % 8, if x % 2 == 0 { Some(200) } else { None }, Some(listing));
                 }
             }
         }

@@ -51,14 +51,15 @@ pub trait Host {
     /// whose name carries labels, such as a rule's).
     fn add_named_counter(&self, name: &str, n: u64);
     /// Sends an HTTP call (`:method`, `:path` and `:authority` among `headers`) to an Envoy
-    /// cluster; its answer comes back through the glue ([`crate::engine::Engine::answered`]).
+    /// cluster; its answer comes back through the glue ([`crate::engine::Engine::answered`])
+    /// with the token returned here.
     fn dispatch(
         &self,
         cluster: &str,
         headers: &[(&str, &str)],
         body: &[u8],
         timeout_ms: u64,
-    ) -> Result<(), ShareError>;
+    ) -> Result<u32, ShareError>;
 }
 
 /// An HTTP call [`MemoryHost`] was asked to send.
@@ -133,7 +134,7 @@ impl MemoryHost {
         self.inner.counters.borrow().get(&c).copied().unwrap_or(0)
     }
 
-    /// The HTTP calls sent so far.
+    /// The HTTP calls sent so far (a call's token is its position here).
     pub fn calls(&self) -> Vec<Call> {
         self.inner.calls.borrow().clone()
     }
@@ -235,11 +236,13 @@ impl Host for MemoryHost {
         headers: &[(&str, &str)],
         body: &[u8],
         timeout_ms: u64,
-    ) -> Result<(), ShareError> {
+    ) -> Result<u32, ShareError> {
         if self.inner.faults.get().dispatch_fails {
             return Err(ShareError::Failed);
         }
-        self.inner.calls.borrow_mut().push(Call {
+        let mut calls = self.inner.calls.borrow_mut();
+        let token = u32::try_from(calls.len()).map_err(|_| ShareError::Failed)?;
+        calls.push(Call {
             cluster: cluster.into(),
             headers: headers
                 .iter()
@@ -248,7 +251,7 @@ impl Host for MemoryHost {
             body: String::from_utf8_lossy(body).into_owned(),
             timeout_ms,
         });
-        Ok(())
+        Ok(token)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The incident record: one JSON line, logged at warn level when shedding starts and when
-//! it ends (and when confirm mode raises or a person dismisses an alert) — what an on-call
-//! engineer reads first. The record's type and its JSON are the contract's
+//! it ends (and when confirm mode raises or a person dismisses an alert, and when a hold
+//! begins on a shedding rule or is released) — what an on-call engineer reads first. The record's type and its JSON are the contract's
 //! (`grayguard_contract::record`); this fills it in from the configuration and the
 //! detector's view of the unit.
 
@@ -17,12 +17,14 @@ use crate::detect::sequential::plan::Finding;
 /// The person behind an operator action, and the link they followed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Operator<'a> {
-    /// Who confirmed or dismissed (the identity header, or `anonymous`).
+    /// Who confirmed, dismissed, held or released (the identity header, or `anonymous`).
     pub by: Option<&'a str>,
     /// Where the request came from (the operator listener's peer).
     pub from: Option<&'a str>,
     /// AlertStart: the signed one-click link's query string.
     pub link: Option<&'a str>,
+    /// Released at another gateway: that gateway, as the gray workload reported it.
+    pub via: Option<&'a str>,
 }
 
 /// Everything the record says.
@@ -43,6 +45,8 @@ pub struct Incident<'a> {
     pub consecutive: u32,
     /// Re-opened by a bad half-open probe.
     pub probe: bool,
+    /// ShedStart, Held: the shed holds until a person releases it.
+    pub held: bool,
     /// Confirm mode's person and link.
     pub operator: Operator<'a>,
     /// The gateway that logs it, and the gray pods it heard from in the epoch.
@@ -88,8 +92,12 @@ pub fn fill(cfg: &Config, i: &Incident) -> Record {
         after_probe: None,
         shed_since: None,
         shed_duration_s: None,
+        held: None,
         confirmed_by: None,
         dismissed_by: None,
+        held_by: None,
+        released_by: None,
+        released_via: op.via.map(str::to_string),
         operator_from: op.from.map(str::to_string),
         confirm: op.link.map(str::to_string),
         detector: Kind::Sequential,
@@ -109,10 +117,18 @@ pub fn fill(cfg: &Config, i: &Incident) -> Record {
             r.shed_since = Some(rfc3339(i.other_ns));
             r.shed_duration_s = Some(round3(i.at_ns.saturating_sub(i.other_ns) as f64 / 1e9));
         }
-        Event::AlertStart | Event::AlertDismissed => {}
+        Event::AlertStart | Event::AlertDismissed | Event::Held | Event::Released => {}
+    }
+    if i.held && matches!(i.event, Event::ShedStart | Event::Held) {
+        r.held = Some(true);
+        r.held_by.clone_from(&by);
     }
     match i.event {
         Event::AlertDismissed => r.dismissed_by = by,
+        Event::Released => r.released_by = by,
+        // A direct shed is held, not confirmed: there was no alert.
+        Event::ShedStart if i.trigger == Trigger::Operator => {}
+        Event::Held => {}
         _ => r.confirmed_by = by,
     }
     match &i.detail {
@@ -300,6 +316,7 @@ mod tests {
             },
             consecutive: 0,
             probe: false,
+            held: false,
             operator: Operator::default(),
             gateway: "gw-0",
             gray_pods: &[],
@@ -372,6 +389,7 @@ mod tests {
             detail: Detail::Sequential { findings: vec![f] },
             consecutive: 0,
             probe: false,
+            held: false,
             operator: Operator::default(),
             gateway: "gw-0",
             gray_pods: &[],

@@ -34,6 +34,9 @@ pub enum Counter {
     GrayBoxSamples,
     StableBoxes,
     StableBoxSamples,
+    /// Sum of gray agreement values, thousandths, and the number of values summed.
+    GrayAgreementMilli,
+    GrayAgreementSamples,
     /// Confirm mode: alerts raised, sheds confirmed, operator requests refused.
     Alerts,
     Confirmations,
@@ -68,6 +71,8 @@ impl Counter {
             Counter::GrayBoxSamples,
             Counter::StableBoxes,
             Counter::StableBoxSamples,
+            Counter::GrayAgreementMilli,
+            Counter::GrayAgreementSamples,
             Counter::Alerts,
             Counter::Confirmations,
             Counter::OperatorRefused,
@@ -103,11 +108,13 @@ impl Counter {
                     Counter::GrayBoxSamples => 10,
                     Counter::StableBoxes => 11,
                     Counter::StableBoxSamples => 12,
-                    Counter::Alerts => 13,
-                    Counter::Confirmations => 14,
-                    Counter::OperatorRefused => 15,
-                    Counter::LatchCalls => 16,
-                    _ => 17,
+                    Counter::GrayAgreementMilli => 13,
+                    Counter::GrayAgreementSamples => 14,
+                    Counter::Alerts => 15,
+                    Counter::Confirmations => 16,
+                    Counter::OperatorRefused => 17,
+                    Counter::LatchCalls => 18,
+                    _ => 19,
                 }
             }
         }
@@ -134,6 +141,8 @@ impl Counter {
             Counter::GrayBoxSamples => names::GRAY_BOX_SAMPLES.into(),
             Counter::StableBoxes => names::STABLE_BOXES.into(),
             Counter::StableBoxSamples => names::STABLE_BOX_SAMPLES.into(),
+            Counter::GrayAgreementMilli => names::GRAY_AGREEMENT_MILLI.into(),
+            Counter::GrayAgreementSamples => names::GRAY_AGREEMENT_SAMPLES.into(),
             Counter::Alerts => names::ALERTS.into(),
             Counter::Confirmations => names::CONFIRMATIONS.into(),
             Counter::OperatorRefused => names::OPERATOR_REFUSED.into(),
@@ -159,6 +168,9 @@ pub enum Gauge {
     /// Confirm mode: 1 while the unit alerts on the trigger, labelled with the signed link
     /// (`confirm`, the link's query string, which the engine supplies).
     Alert(usize, Trigger),
+    /// 1 while a person's hold on the trigger keeps the unit shed, labelled with the signed
+    /// release link (`release`, its query string, which the engine supplies).
+    Held(usize, Trigger),
     /// A unit's promotion verdict: 0 pending, 1 proven, 2 refuted.
     PromotionState(usize),
     /// How far one end of an effect's interval reaches into its budget, percent.
@@ -170,18 +182,27 @@ pub fn fallbacks_name(unit_name: &str) -> String {
     tagged(&[(Label::Rule, unit_name)], names::FALLBACKS)
 }
 
-/// Names of a configuration's gauges (`units[u]` names unit `u`: a rule, or `*`;
-/// `confirm` is the alert's link query, for [`Gauge::Alert`]).
-pub fn gauge_name(g: Gauge, units: &[String], confirm: &str) -> String {
+/// Names of a configuration's gauges (`units[u]` names unit `u`: a rule, or `*`; `link`
+/// is the query of the alert's link for [`Gauge::Alert`], of the release link for
+/// [`Gauge::Held`]).
+pub fn gauge_name(g: Gauge, units: &[String], link: &str) -> String {
     let unit = |u: usize| units.get(u).map_or("?", String::as_str);
     match g {
         Gauge::Alert(u, t) => tagged(
             &[
                 (Label::Rule, unit(u)),
                 (Label::Trigger, t.as_str()),
-                (Label::Confirm, confirm),
+                (Label::Confirm, link),
             ],
             names::ALERT,
+        ),
+        Gauge::Held(u, t) => tagged(
+            &[
+                (Label::Rule, unit(u)),
+                (Label::Trigger, t.as_str()),
+                (Label::Release, link),
+            ],
+            names::HELD,
         ),
         Gauge::BreakerState => names::BREAKER_STATE.into(),
         Gauge::BreakersOpen => names::BREAKERS_OPEN.into(),
@@ -262,6 +283,7 @@ mod tests {
             Gauge::UnitState(0),
             Gauge::Evidence(0, Trigger::Latency),
             Gauge::Alert(0, Trigger::Latency),
+            Gauge::Held(0, Trigger::Operator),
         ] {
             let name = gauge_name(g, &units, "q");
             let bare = name.rsplit(";.;").next().unwrap_or_default().to_string();

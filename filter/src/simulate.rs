@@ -5,6 +5,7 @@
 //! in-memory host whose clock advances with the traffic and ticks like Envoy's.
 
 use grayguard_contract::Trigger;
+use grayguard_contract::promotion::Verdict;
 
 use crate::config;
 use crate::engine::Engine;
@@ -92,6 +93,8 @@ pub struct Side {
     pub fail: f64,
     /// Agreement values its replies carry (gray only; `None`: no comparison).
     pub agreement: Option<Agreement>,
+    /// Added to every latency, ms (a version that is a few ms slower).
+    pub latency_plus_ms: f64,
 }
 
 impl Side {
@@ -106,6 +109,7 @@ impl Side {
         box_p: 0.2,
         fail: 0.01,
         agreement: None,
+        latency_plus_ms: 0.0,
     };
 
     pub fn draw(&self, r: &mut Rng) -> Observation {
@@ -113,7 +117,7 @@ impl Side {
         Observation {
             flagged: false,
             failed,
-            latency_ms: (!failed).then(|| self.latency.draw(r)),
+            latency_ms: (!failed).then(|| self.latency.draw(r) + self.latency_plus_ms),
             boxes: (!failed).then(|| r.binomial(self.box_trials, self.box_p)),
             agreement: self.agreement.and_then(|a| a.draw(r)),
         }
@@ -138,6 +142,14 @@ impl Side {
     pub fn latency_times(self, k: f64) -> Side {
         Side {
             latency: self.latency.times(k),
+            ..self
+        }
+    }
+
+    /// Every latency `ms` higher.
+    pub fn latency_plus(self, ms: f64) -> Side {
+        Side {
+            latency_plus_ms: ms,
             ..self
         }
     }
@@ -185,6 +197,60 @@ impl Outcome {
 /// must route `x-device-type: gray` to gray with its first rule; the simulator sends that
 /// for a gray response and `x-device-type: stable` otherwise.
 pub fn play(config_json: &str, release: &Release, seed: u64) -> Result<Outcome, String> {
+    let shed = drive(config_json, release, seed, |_, host, gray_seen| {
+        opened(host).map(|t| (gray_seen, t))
+    })?;
+    Ok(Outcome { shed })
+}
+
+/// What a release's promotion verdict came to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdicted {
+    /// The verdict the first rule reached, and the gray replies it took (`None`: still
+    /// pending when the release ended).
+    pub verdict: Option<(Verdict, usize)>,
+    /// Shed before any verdict (a new epoch would start over).
+    pub shed: Option<(usize, Trigger)>,
+}
+
+/// Plays one release until the first rule's promotion verdict is reached (or the release
+/// ends, or the rule is shed).
+pub fn play_promotion(
+    config_json: &str,
+    release: &Release,
+    seed: u64,
+) -> Result<Verdicted, String> {
+    let out = drive(config_json, release, seed, |vms, host, gray_seen| {
+        if let Some(t) = opened(host) {
+            return Some(Err((gray_seen, t)));
+        }
+        let s = vms.first_mut()?.promotions(host).into_iter().next()?;
+        (s.verdict != Verdict::Pending).then_some(Ok((s.verdict, s.verdict_gray_n as usize)))
+    })?;
+    Ok(match out {
+        Some(Ok(v)) => Verdicted {
+            verdict: Some(v),
+            shed: None,
+        },
+        Some(Err(shed)) => Verdicted {
+            verdict: None,
+            shed: Some(shed),
+        },
+        None => Verdicted {
+            verdict: None,
+            shed: None,
+        },
+    })
+}
+
+/// The release's traffic through the VMs, the tick every `sync_ms` of simulated time;
+/// after each tick `done` may end it with a value.
+fn drive<T>(
+    config_json: &str,
+    release: &Release,
+    seed: u64,
+    mut done: impl FnMut(&mut [Engine], &MemoryHost, usize) -> Option<T>,
+) -> Result<Option<T>, String> {
     let cfg = config::parse(config_json.as_bytes()).map_err(|e| e.to_string())?;
     let host = MemoryHost::new(1_700_000_000_000_000_000);
     let mut vms: Vec<Engine> = (0..release.workers.max(1))
@@ -227,14 +293,12 @@ pub fn play(config_json: &str, release: &Release, seed: u64) -> Result<Outcome, 
                 vm.tick(&host);
             }
             next_tick += tick_ns;
-            if let Some(t) = opened(&host) {
-                return Ok(Outcome {
-                    shed: Some((gray_seen, t)),
-                });
+            if let Some(v) = done(&mut vms, &host, gray_seen) {
+                return Ok(Some(v));
             }
         }
     }
-    Ok(Outcome { shed: None })
+    Ok(None)
 }
 
 /// The trigger of the first breaker opening, if any (read off the breach counters).

@@ -3,7 +3,8 @@
 # stable, and v10-gray, deliberately oversensitive, comparing a share of its frames with
 # v9-prod's answers: x-canary-agreement), one or more front Envoys (gateways) with
 # the grayguard filter, Prometheus scraping them all, and the alert path: Alertmanager, the
-# alert sink (what a person would receive) and the report server the alerts link to. Runs
+# alert sink (what a person would receive) and the report server the alerts link to, which
+# keeps every incident's report in .run/reports/ (kept across runs). Runs
 # until Ctrl-C or SIGTERM (to it alone or to its whole process group, however it was
 # launched), then stops everything it started. Logs go to .run/logs/.
 #
@@ -29,9 +30,13 @@
 #   GRAYGUARD_GRAY_ARGS         more flags of the gray sidecar, split on spaces; they win over the
 #                               defaults here (conf, threads, and the comparison with v9-prod of
 #                               25 % of its frames), e.g. "--conf 0.25 --compare-percent 100"
+#   GRAYGUARD_AGREEMENT_MIN_MEAN  turns the gateways' agreement trigger on with this min_mean (a
+#                               decimal in (0, 1], e.g. 0.7; min_samples 10): a gray whose answers
+#                               agree with v9-prod's less is shed (shed=agreement)
 #   GRAYGUARD_OPERATOR_SECRET   key of the operator listener's one-click links (default: a fresh
 #                               random one per run, written to .run/operator-secret)
-#   GRAYGUARD_RUN_DIR           where logs, pids, status and data go (default .run)
+#   GRAYGUARD_RUN_DIR           where logs, pids, status, data and the kept reports (reports/) go
+#                               (default .run)
 #   GRAYGUARD_RUN_BACKOFF_S     first restart delay of a component that exited (default 1)
 #   GRAYGUARD_RUN_BACKOFF_MAX_S longest restart delay (default 60)
 set -euo pipefail
@@ -57,6 +62,7 @@ SIDECAR="${GRAYGUARD_SIDECAR:-$ROOT/target/release/grayguard-sidecar}"
 MODEL="${GRAYGUARD_MODEL:-$ROOT/.data/models/best_fp16.onnx}"
 GRAY_MODEL="${GRAYGUARD_GRAY_MODEL:-$MODEL}"
 read -r -a GRAY_ARGS <<<"${GRAYGUARD_GRAY_ARGS:-}"
+AGREEMENT_MIN_MEAN="${GRAYGUARD_AGREEMENT_MIN_MEAN:-}"
 # The gray sidecar compares this share of its successful frames with stable (see run_gray_sidecar).
 GRAY_COMPARE_PERCENT=25
 WASM="${GRAYGUARD_WASM:-$ROOT/target/grayguard_filter.wasm}"
@@ -102,6 +108,8 @@ for knob in GRAYGUARD_RUN_BACKOFF_S:"$BACKOFF_S" GRAYGUARD_RUN_BACKOFF_MAX_S:"$B
     ''|*[!0-9]*|0) die "${knob%%:*} must be a whole number of seconds from 1, got ${knob#*:}" ;;
   esac
 done
+[ -z "$AGREEMENT_MIN_MEAN" ] || [[ "$AGREEMENT_MIN_MEAN" =~ ^(0\.[0-9]+|1|1\.0+)$ ]] \
+  || die "GRAYGUARD_AGREEMENT_MIN_MEAN must be a decimal in (0, 1] such as 0.7, got $AGREEMENT_MIN_MEAN"
 [ "$BACKOFF_MAX_S" -ge "$BACKOFF_S" ] || die "GRAYGUARD_RUN_BACKOFF_MAX_S ($BACKOFF_MAX_S) must not be below GRAYGUARD_RUN_BACKOFF_S ($BACKOFF_S)"
 
 for bin in "$ENVOY" "$SIDECAR" "$ALERT_SINK" "$REPORT"; do
@@ -298,10 +306,12 @@ supervise() {
 }
 
 # The processes, one launcher each (exec: the pid started is the component's own).
+# Each sidecar is its version's one pod: POD_NAME (what a Deployment sets from the downward
+# API) names it on every reply (x-served-by), for the incident records and reports.
 run_sidecar() {
   local version="$1" port="$2" conf="$3"
-  exec "$SIDECAR" --model "$MODEL" --listen "127.0.0.1:$port" --model-version "$version" \
-    --conf "$conf" --threads "$THREADS"
+  POD_NAME="$version" exec "$SIDECAR" --model "$MODEL" --listen "127.0.0.1:$port" \
+    --model-version "$version" --conf "$conf" --threads "$THREADS"
 }
 # The gray sidecar's defaults that GRAYGUARD_GRAY_ARGS may change are environment twins (a
 # flag wins over its variable). It compares 25 % of its frames with v9-prod: in a demo
@@ -309,7 +319,7 @@ run_sidecar() {
 # while v9-prod, which shares the two cores with it, serves a quarter of gray's traffic once
 # more.
 run_gray_sidecar() {
-  GRAYGUARD_SIDECAR_CONTROL_TOKEN="$GRAYGUARD_LATCH_TOKEN" \
+  POD_NAME=v10-gray GRAYGUARD_SIDECAR_CONTROL_TOKEN="$GRAYGUARD_LATCH_TOKEN" \
     GRAYGUARD_SIDECAR_CONF="$GRAY_CONF" GRAYGUARD_SIDECAR_THREADS="$THREADS" \
     GRAYGUARD_SIDECAR_COMPARE_WITH=http://127.0.0.1:8081/infer \
     GRAYGUARD_SIDECAR_COMPARE_PERCENT="$GRAY_COMPARE_PERCENT" \
@@ -322,10 +332,13 @@ run_gateway() {
 }
 # --- alert path ---
 run_alert_sink() { exec "$ALERT_SINK" --listen 127.0.0.1:9095; }
+# The report server keeps each incident's report in $RUN_DIR/reports/ when Alertmanager posts
+# its shed alert (firing, then resolved), and the alerts' links lead there.
 run_report() {
-  exec "$REPORT" --serve 127.0.0.1:9096 --prometheus http://127.0.0.1:9090 \
-    "${REPORT_GATEWAYS[@]}" --gray http://127.0.0.1:8082 --stable http://127.0.0.1:8081 \
-    --gray-log "$LOGS/v10-gray.log"
+  exec "$REPORT" --serve 127.0.0.1:9096 --reports-dir "$RUN_DIR/reports" \
+    --prometheus http://127.0.0.1:9090 "${REPORT_GATEWAYS[@]}" \
+    --gray http://127.0.0.1:8082 --stable http://127.0.0.1:8081 \
+    --gray-log "v10-gray=$LOGS/v10-gray.log"
 }
 run_alertmanager() {
   exec prometheus-alertmanager --config.file=mesh-config/local/alertmanager.yml \
@@ -349,7 +362,11 @@ wait_ready "$V9"
 wait_ready "$V10"
 
 # Gateway i runs mesh-config/local/envoy.yaml with its ports moved by i (the plugin
-# configuration's operator port too), as node gw-i: the id its latch calls carry.
+# configuration's operator port too), as node gw-i: the id its latch calls carry; with
+# GRAYGUARD_AGREEMENT_MIN_MEAN, its breach block gains the agreement trigger.
+agreement=()
+[ -z "$AGREEMENT_MIN_MEAN" ] \
+  || agreement=(-e "s/\"breach\": {\$/\"breach\": { \"agreement\": { \"min_mean\": $AGREEMENT_MIN_MEAN, \"min_samples\": 10 },/")
 mkdir -p "$RUN_DIR/gateways"
 targets=""
 REPORT_GATEWAYS=()
@@ -359,14 +376,17 @@ for ((i = 0; i < GATEWAYS; i++)); do
       -e "s/port_value: 9901 }/port_value: $((9901 + i)) }/" \
       -e "s/port_value: 10100 }/port_value: $((10100 + i)) }/" \
       -e "s/\"port\": 10100,/\"port\": $((10100 + i)),/" \
-      mesh-config/local/envoy.yaml > "$cfg"
+      "${agreement[@]}" mesh-config/local/envoy.yaml > "$cfg"
+  [ -z "$AGREEMENT_MIN_MEAN" ] || grep -q '"agreement": {' "$cfg" \
+    || die "mesh-config/local/envoy.yaml no longer has a line ending in '\"breach\": {'; update run.sh"
   targets="$targets${targets:+, }{\"targets\": [\"127.0.0.1:$((9901 + i))\"], \"labels\": {\"gateway\": \"gw-$i\", \"operator_url\": \"http://127.0.0.1:$((10100 + i))\"}}"
-  REPORT_GATEWAYS+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/$(gw_name "$i").log")
+  REPORT_GATEWAYS+=(--gateway "http://127.0.0.1:$((9901 + i))" --envoy-log "$LOGS/$(gw_name "$i").log"
+    --operator "http://127.0.0.1:$((10100 + i))")
 done
 # Prometheus finds the gateways through this file (file_sd_configs in prometheus.yml).
 printf '[%s]\n' "$targets" > "$RUN_DIR/gateways.json"
 
-say "starting $GATEWAYS front Envoy(s) with the grayguard filter"
+say "starting $GATEWAYS front Envoy(s) with the grayguard filter${AGREEMENT_MIN_MEAN:+ (and the agreement trigger, min_mean $AGREEMENT_MIN_MEAN)}"
 GW=()
 for ((i = 0; i < GATEWAYS; i++)); do
   start "$(gw_name "$i")" "http://127.0.0.1:$((9901 + i))/ready" run_gateway "$i"
@@ -394,17 +414,22 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
   front Envoy      http://127.0.0.1:10000/infer     (POST a JPEG/PNG; gateway i: port 10000+i of $GATEWAYS)
   Envoy admin      http://127.0.0.1:9901/stats/prometheus   (gateway i: 9901+i)
   operator         http://127.0.0.1:10100/grayguard/confirm?...  (confirm mode's one-click links; gateway i: 10100+i)
+                   http://127.0.0.1:10100/grayguard/promotion     (each rule's promotion verdict)
   v9-prod          http://127.0.0.1:8081/metrics    (stable, conf 0.25)
   v10-gray         http://127.0.0.1:8082/metrics    (gray, $(basename "$GRAY_MODEL"), conf $GRAY_CONF, $GRAY_COMPARE_PERCENT % of its frames compared
                                                      with v9-prod: x-canary-agreement${GRAY_ARGS[*]:+; then ${GRAY_ARGS[*]}, which win})
   Prometheus       http://127.0.0.1:9090/
   Alertmanager     http://127.0.0.1:9093/
   alert sink       http://127.0.0.1:9095/               (what a person would receive)
-  reports          http://127.0.0.1:9096/report         (the latest incident; the alerts link here)
+  reports          http://127.0.0.1:9096/reports/       (every incident's report, kept in $RUN_DIR/reports/;
+                                                     the alerts link here; /report: the latest, as it stands)
+                   http://127.0.0.1:9096/promotion?rule=crane-cameras   (the promotion verdict; and
+                   Flagger's POST /flagger/confirm-promotion, /flagger/rollback)
   supervision      $RUN_DIR/status (NAME PID RESTARTS) and $PID_DIR/NAME.pid; a component
                    that exits is restarted after a back-off
 
-try:
+try (crane cameras try gray at night, 00:00-06:00 at the site; this mesh's Envoy pins the
+night unless a request says another hour: add -H 'x-time-of-day: 14' to see the day):
   curl -si -H 'content-type: image/jpeg' -H 'x-device-type: crane-camera' -H 'x-device-id: crane-001' --data-binary @.data/images/person.jpg http://127.0.0.1:10000/infer
   make demo        (replays the incident against this mesh)
   make soak        (mixed traffic for ten minutes, every process's memory and the counters watched)

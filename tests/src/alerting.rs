@@ -1,10 +1,12 @@
 //! The alert path for tests, all real and on free loopback ports, killed on drop: Debian's
 //! Alertmanager with the local mesh's configuration (`mesh-config/local/alertmanager.yml`,
 //! its templates and routes unchanged, its receivers pointed at the sink below),
-//! `grayguard-alert-sink` (what a person would receive) and `grayguard-report --serve` (where
-//! the messages' report links go).
+//! `grayguard-alert-sink` (what a person would receive) and `grayguard-report --serve
+//! --reports-dir` (where the messages' report links go, and the shed alerts' webhook, which
+//! keeps each incident's report).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -58,10 +60,12 @@ impl AlertSink {
     }
 }
 
-/// A running `grayguard-report --serve`.
+/// A running `grayguard-report --serve`, keeping reports in a folder of its own.
 pub struct ReportServer {
     pub proc: Proc,
     pub port: u16,
+    /// Its `--reports-dir` (removed with it).
+    pub reports: PathBuf,
 }
 
 impl ReportServer {
@@ -69,8 +73,11 @@ impl ReportServer {
     pub fn start(sources: &[String]) -> ReportServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let reports = dir.path().join("reports");
         let mut cmd = Command::new(paths::report());
         cmd.args(["--serve", &format!("127.0.0.1:{port}")])
+            .arg("--reports-dir")
+            .arg(&reports)
             .args(sources);
         let mut proc = Proc::spawn("report", cmd, dir.path()).own_dir(dir);
         proc.wait_for_status(
@@ -78,7 +85,28 @@ impl ReportServer {
             200,
             Duration::from_secs(30),
         );
-        ReportServer { proc, port }
+        ReportServer {
+            proc,
+            port,
+            reports,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The file names in its reports folder, sorted.
+    pub fn kept(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.reports)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 }
 
@@ -89,8 +117,8 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
-    /// The local mesh's Alertmanager, delivering to the sink on `sink_port` and linking
-    /// reports to `report_port`.
+    /// The local mesh's Alertmanager, delivering to the sink on `sink_port`, and to the
+    /// report server on `report_port` (the shed alerts' webhook, and the reports linked).
     pub fn start(sink_port: u16, report_port: u16) -> Alertmanager {
         let dir = tempfile::tempdir().expect("temp dir");
         let local = paths::root().join("mesh-config/local");
@@ -99,10 +127,12 @@ impl Alertmanager {
         let shared = paths::root().join("mesh-config/alerting/grayguard.tmpl");
         let rewritten = config
             .replace("127.0.0.1:9095", &format!("127.0.0.1:{sink_port}"))
+            .replace("127.0.0.1:9096", &format!("127.0.0.1:{report_port}"))
             .replace("../alerting/grayguard.tmpl", &shared.display().to_string())
             .replace("- links.tmpl", &format!("- {}", links.display()));
         assert!(
             rewritten.contains(&format!("127.0.0.1:{sink_port}/slack"))
+                && rewritten.contains(&format!("127.0.0.1:{report_port}/alertmanager"))
                 && rewritten.contains("links.tmpl"),
             "mesh-config/local/alertmanager.yml changed shape:\n{rewritten}"
         );

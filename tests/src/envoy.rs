@@ -8,7 +8,7 @@
 use grayguard_contract::headers;
 use grayguard_contract::latch::TOKEN_ENV;
 use grayguard_contract::operator::SECRET_ENV;
-use grayguard_contract::record::{self, Record};
+use grayguard_contract::record::{self, Incident, Record};
 use grayguard_contract::tags::Label;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -92,6 +92,27 @@ pub struct Options {
     pub extra_clusters: Vec<Cluster>,
     /// `--service-node`: the node id, which the filter sends as its gateway id.
     pub node: Option<String>,
+    /// The hour (`HH`) stamped as `x-time-of-day` on requests that carry none, before the
+    /// filter: what `mesh-config/local/envoy.yaml` does so that the local mesh routes as at
+    /// night whatever the clock says (its filter trusts the header). `None`: nothing added.
+    pub pinned_hour: Option<String>,
+}
+
+/// The hour `mesh-config/local/envoy.yaml` pins (its header_mutation filter's
+/// `x-time-of-day` value), if it pins one.
+pub fn local_pinned_hour() -> Option<String> {
+    let path = paths::root().join("mesh-config/local/envoy.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    pinned_hour(&yaml)
+}
+
+/// The value of the `header: { key: x-time-of-day, value: "HH" }` a header_mutation adds.
+fn pinned_hour(yaml: &str) -> Option<String> {
+    let key = format!("key: {}, value: \"", headers::TIME_OF_DAY);
+    yaml.lines().find_map(|l| {
+        let rest = &l[l.find(&key)? + key.len()..];
+        Some(rest[..rest.find('"')?].to_string())
+    })
 }
 
 /// The routes' upstream timeouts (Envoy's route `timeout`: from the end of the request to the
@@ -157,6 +178,7 @@ impl Options {
             timeouts: RouteTimeouts::local(),
             extra_clusters: Vec::new(),
             node: None,
+            pinned_hour: None,
         }
     }
 }
@@ -217,6 +239,18 @@ fn secs(d: Duration) -> String {
 /// The bootstrap (JSON, which Envoy reads as YAML) for `opts` on the given ports.
 pub fn bootstrap(opts: &Options, port: u16, admin: u16) -> Value {
     let mut filters = Vec::new();
+    if let Some(hour) = &opts.pinned_hour {
+        filters.push(json!({
+            "name": "envoy.filters.http.header_mutation",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": { "request_mutations": [{ "append": {
+                    "header": { "key": headers::TIME_OF_DAY, "value": hour },
+                    "append_action": "ADD_IF_ABSENT",
+                } }] },
+            },
+        }));
+    }
     if let Filter::Wasm { module, config } = &opts.filter {
         let mut f = wasm_filter_with_env(module, config, &opts.vm_env);
         if let Some(p) = &opts.failure_policy {
@@ -453,19 +487,6 @@ impl Envoy {
         self.metric(&selector).unwrap_or(0.0)
     }
 
-    /// Every record the filter logged so far (incident records and promotion verdicts), in
-    /// order, read with the contract's own types; a record that does not parse fails the test.
-    pub fn records(&self) -> Vec<Record> {
-        self.log()
-            .lines()
-            .filter_map(|l| {
-                record::parse_line(l).map(|r| {
-                    r.unwrap_or_else(|e| panic!("a record that does not parse ({e}): {l}"))
-                })
-            })
-            .collect()
-    }
-
     /// The incident records the filter logged so far (its `"grayguard":"incident"` JSON
     /// lines), in order.
     pub fn incidents(&self) -> Vec<Value> {
@@ -476,6 +497,19 @@ impl Envoy {
                 let json = l.find('{').map_or("", |i| &l[i..]);
                 serde_json::from_str(json)
                     .unwrap_or_else(|e| panic!("an incident record that is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// The incident records the filter logged so far, in order, read with the contract's
+    /// record type (a record that does not parse fails the test).
+    pub fn incident_records(&self) -> Vec<Incident> {
+        self.log()
+            .lines()
+            .filter_map(|l| match record::parse_line(l)? {
+                Ok(Record::Incident(i)) => Some(*i),
+                Ok(Record::Promotion(_)) => None,
+                Err(e) => panic!("a grayguard record that does not parse ({e}): {l}"),
             })
             .collect()
     }

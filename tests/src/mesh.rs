@@ -1,20 +1,23 @@
 //! The whole local mesh on free loopback ports, for the end-to-end tests and benchmarks: a
-//! stable and a gray sidecar serving the real model and a front Envoy running the filter with
+//! stable and a gray sidecar serving the real model (the gray one, if asked, comparing its
+//! frames with the stable one) and a front Envoy running the filter with
 //! a caller-chosen plugin configuration, routing on the filter's route header to clusters
 //! named like the versions (as `mesh-config/local/envoy.yaml` does); or a [`Fleet`] of such
 //! gateways sharing the sidecars, latching the gray one, each running either the harness's
 //! bootstrap or the shipped configuration itself ([`Front`]). Every process dies with its
 //! owner.
 
-use grayguard_contract::headers;
 use grayguard_contract::latch::WORKLOAD_TOKEN_ENV;
+use grayguard_contract::{Decision, Note, Trigger, headers};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use crate::envoy::{Cluster, Envoy, Filter, Options, TEST_LATCH_TOKEN};
+use crate::envoy::{Cluster, Envoy, Filter, Options, TEST_LATCH_TOKEN, local_pinned_hour};
 use crate::http;
 use crate::process::free_port;
 use crate::shipped;
 use crate::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
+use crate::wait::Wait;
 
 /// The canonical plugin configuration (kept here too for the tests that read it with the
 /// mesh).
@@ -75,9 +78,36 @@ impl Mesh {
         gray: SidecarBuilder,
         workers: u32,
     ) -> Mesh {
+        Mesh::start_spawned(plugin_config, stable.spawn(), gray.spawn(), workers)
+    }
+
+    /// [`Mesh::start_with`], the gray sidecar comparing its frames with the stable one
+    /// (`--compare-with` the stable sidecar's `/infer`; how many, `gray`'s own
+    /// `--compare-percent`).
+    pub fn start_comparing(
+        plugin_config: &str,
+        stable: SidecarBuilder,
+        gray: SidecarBuilder,
+        workers: u32,
+    ) -> Mesh {
+        let port = free_port();
+        let gray = gray.flag("--compare-with", &format!("http://127.0.0.1:{port}/infer"));
+        Mesh::start_spawned(
+            plugin_config,
+            stable.spawn_at(port, None),
+            gray.spawn(),
+            workers,
+        )
+    }
+
+    /// The front Envoy in front of two sidecars just spawned, once both are ready.
+    fn start_spawned(
+        plugin_config: &str,
+        mut stable: Sidecar,
+        mut gray: Sidecar,
+        workers: u32,
+    ) -> Mesh {
         // Both load their model at once; each must be ready before Envoy starts.
-        let mut stable = stable.spawn();
-        let mut gray = gray.spawn();
         stable.wait_ready(READY_TIMEOUT);
         gray.wait_ready(READY_TIMEOUT);
         let envoy = front_envoy(plugin_config, &stable, &gray, workers);
@@ -99,6 +129,14 @@ impl Mesh {
     /// rule: the control, `dock-{k mod 3}`); neither client may see an error. The crane
     /// camera's decision header.
     pub fn crane_and_dock(&self, photos: &[Vec<u8>], k: usize) -> String {
+        self.crane_and_dock_reply(photos, k)
+            .header(headers::DECISION)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// [`Mesh::crane_and_dock`], returning the crane camera's whole reply.
+    pub fn crane_and_dock_reply(&self, photos: &[Vec<u8>], k: usize) -> http::Response {
         let photo = &photos[k % photos.len()];
         let crane = self.infer("crane-camera", &format!("crane-{}", k % 2), photo, &[]);
         let dock = self.infer("dock-camera", &format!("dock-{}", k % 3), photo, &[]);
@@ -106,9 +144,6 @@ impl Mesh {
             assert_eq!(r.status, 200, "a client saw an error: {}", r.text());
         }
         crane
-            .header(headers::DECISION)
-            .unwrap_or_default()
-            .to_string()
     }
 
     /// POSTs `image` (JPEG) to the front Envoy as device `device_id` of type `device_type`,
@@ -141,6 +176,67 @@ pub fn infer_via(
     headers.extend_from_slice(extra);
     http::post(&envoy.url("/infer"), &headers, image)
         .unwrap_or_else(|e| panic!("front Envoy on {}: transport error: {e}", envoy.port))
+}
+
+/// A reply through a gateway as its client saw it: which version served it and the
+/// filter's decision, when its request was sent and when the reply was in.
+#[derive(Debug)]
+pub struct Seen {
+    pub version: String,
+    pub decision: Decision<'static>,
+    pub sent: Instant,
+    pub at: Instant,
+}
+
+impl Seen {
+    pub fn gray(&self) -> bool {
+        self.version == GRAY
+    }
+    pub fn shed(&self) -> Option<Trigger> {
+        self.decision.shed()
+    }
+    pub fn probe(&self) -> bool {
+        self.decision.note == Some(Note::Probe)
+    }
+    /// Gray served it with the rule's breaker closed (no note: not a probe, no alert).
+    pub fn closed_gray(&self) -> bool {
+        self.gray() && self.decision.note.is_none()
+    }
+}
+
+/// The rule's cohort through `gateways` gateways in turn (`send(gw)` sends one request of it
+/// through gateway `gw`) until each has served `run` closed gray replies in a row — its
+/// breaker closed again —, within `max` requests and `timeout`: the half-open probes each
+/// gateway served on the way. Fails the test when not every gateway closed.
+pub fn until_every_gateway_closes(
+    gateways: usize,
+    run: usize,
+    max: usize,
+    timeout: Duration,
+    mut send: impl FnMut(usize) -> Seen,
+) -> Vec<usize> {
+    let mut closed_run = vec![0usize; gateways];
+    let mut probes = vec![0usize; gateways];
+    let mut i = 0;
+    let within = Wait::new("every gateway closes again", timeout)
+        .every(Duration::ZERO)
+        .poll(|| {
+            let gw = i % gateways;
+            let s = send(gw);
+            if s.closed_gray() {
+                closed_run[gw] += 1;
+            } else {
+                closed_run[gw] = 0;
+                probes[gw] += usize::from(s.probe());
+            }
+            i += 1;
+            closed_run.iter().all(|&n| n >= run) || i >= max
+        });
+    assert!(
+        closed_run.iter().all(|&n| n >= run),
+        "not every gateway closed again: runs {closed_run:?}, probes {probes:?} ({within:?})"
+    );
+    probes
 }
 
 /// Which configuration a [`Fleet`]'s gateways run.
@@ -229,6 +325,33 @@ impl Fleet {
         self.gateways.iter().map(|g| g.url("/infer")).collect()
     }
 
+    /// POSTs `image` through gateway `gateway` as device `device_id` of `device_type` and
+    /// reads its reply; a client-visible error, or a reply without grayguard's decision,
+    /// fails the test.
+    pub fn send(&self, gateway: usize, device_type: &str, device_id: &str, image: &[u8]) -> Seen {
+        let sent = Instant::now();
+        let r = self.infer(gateway, device_type, device_id, image, &[]);
+        assert_eq!(
+            r.status,
+            200,
+            "gw-{gateway}: a client saw an error: {} {:?}",
+            r.text(),
+            r.headers
+        );
+        let decision = r.header(headers::DECISION).expect("x-canary-decision");
+        Seen {
+            version: r
+                .header(headers::MODEL_VERSION)
+                .expect("x-model-version")
+                .to_string(),
+            decision: Decision::parse(decision)
+                .unwrap_or_else(|e| panic!("{decision:?}: {e}"))
+                .into_owned(),
+            sent,
+            at: Instant::now(),
+        }
+    }
+
     /// POSTs `image` through gateway `gateway` (see [`infer_via`]).
     pub fn infer(
         &self,
@@ -300,6 +423,9 @@ fn front_options(plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers:
         Cluster::new(GRAY, at(gray.port)),
     );
     opts.concurrency = workers;
+    // The hour the local mesh pins (its filter trusts it when the configuration is the local
+    // mesh's; any other configuration ignores the header).
+    opts.pinned_hour = local_pinned_hour();
     // A configuration with confirm mode's `operator` gets its operator listener, on the port
     // the configuration names.
     opts.operator_port = serde_json::from_str::<serde_json::Value>(plugin_config)

@@ -73,6 +73,24 @@ pub fn hang_model() -> PathBuf {
     )
 }
 
+/// The default model with its two class scores swapped (`tests/reference/model_variants.py`,
+/// run by `make setup`): the same boxes in the same places, each with the other class.
+pub fn class_swapped_model() -> PathBuf {
+    from_env(
+        "GRAYGUARD_MODEL_CLASS_SWAPPED",
+        root().join(".data/models/best_fp16_class_swapped.onnx"),
+    )
+}
+
+/// The default model quantized to INT8 (`tests/reference/model_variants.py`, run by
+/// `make setup`).
+pub fn int8_model() -> PathBuf {
+    from_env(
+        "GRAYGUARD_MODEL_INT8",
+        root().join(".data/models/best_int8.onnx"),
+    )
+}
+
 /// The reference YOLO pipeline (OpenCV + onnxruntime, the Ultralytics way).
 pub fn reference_pipeline() -> PathBuf {
     root().join("tests/reference/yolo_reference.py")
@@ -89,6 +107,19 @@ pub fn images() -> Vec<PathBuf> {
     photos.sort();
     photos
 }
+
+/// Photos the default model finds people in (Python reference pipeline, conf 0.25): the
+/// class-swapped model agrees with it on none of them.
+pub const WITH_PEOPLE: [&str; 5] = [
+    "person.jpg",
+    "kite.jpg",
+    "dog.jpg",
+    "horses.jpg",
+    "giraffe.jpg",
+];
+
+/// The photos the default model finds no one in.
+pub const WITHOUT_PEOPLE: [&str; 2] = ["eagle.jpg", "scream.jpg"];
 
 /// One of the real photos from Debian's darknet package, e.g. `image("person.jpg")`.
 pub fn image(name: &str) -> PathBuf {

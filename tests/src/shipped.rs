@@ -25,8 +25,10 @@ fn text() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The canonical plugin configuration, as the file ships it (the block scalar under
-/// `configuration: ... value: |`).
+/// The canonical plugin configuration as the local mesh runs it, as the file ships it (the
+/// block scalar under `configuration: ... value: |`): the cluster's, but for
+/// `trust_time_header`, with which it reads the hour its Envoy pins (a harness gateway pins
+/// the same, `crate::envoy::local_pinned_hour`).
 pub fn local_plugin_config() -> String {
     let (_, body, _) = plugin_block(&text())
         .unwrap_or_else(|| panic!("{}: no `value: |` block", file().display()));
@@ -174,6 +176,23 @@ pub fn start(gw: &Gateway) -> Envoy {
     )
 }
 
+impl Envoy {
+    /// The shipped configuration as it is (the filter, its plugin configuration, the routes
+    /// and the gray fallback, the hour it pins), only its ports moved: the clusters to
+    /// `stable`, `gray` and the gray sidecar's `control` port; node `gw-0`, `workers` worker
+    /// threads (see [`start`]).
+    pub fn start_shipped_local(stable: u16, gray: u16, control: u16, workers: u32) -> Envoy {
+        start(&Gateway {
+            stable,
+            gray,
+            control,
+            plugin_config: None,
+            node: "gw-0".into(),
+            concurrency: workers,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +219,9 @@ mod tests {
     fn the_shipped_file_has_a_json_plugin_config_and_a_per_try_timeout_below_the_route_one() {
         let json: serde_json::Value = serde_json::from_str(&local_plugin_config()).unwrap();
         assert_eq!(json["gray"], "v10-gray");
+        // And pins the hour its rules see, which its filter trusts.
+        assert_eq!(json["trust_time_header"], true);
+        assert_eq!(crate::envoy::local_pinned_hour().as_deref(), Some("02"));
         let gray = crate::envoy::RouteTimeouts::local().gray;
         assert!(
             per_try_timeout() < gray,

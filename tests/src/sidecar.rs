@@ -7,9 +7,13 @@
 //! let r = sc.infer_file("person.jpg");
 //! assert_eq!(r.status, 200);
 //! ```
+//!
+//! [`agreement`] reads a gray sidecar's comparison value off a reply.
 
 use std::process::Command;
 use std::time::Duration;
+
+use grayguard_contract::headers;
 
 use crate::http::{self, Response};
 use crate::paths;
@@ -193,4 +197,18 @@ impl Sidecar {
             .expect("GET /metrics")
             .text()
     }
+}
+
+/// The `x-canary-agreement` of a gray sidecar's reply (directly or through a gateway),
+/// checked against its grammar: a decimal in [0, 1] with three decimals.
+pub fn agreement(r: &Response) -> Option<f64> {
+    let text = r.header(headers::AGREEMENT)?;
+    let (whole, decimals) = text.split_once('.').unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        matches!(whole, "0" | "1") && decimals.len() == 3,
+        "{text:?} is not d.ddd"
+    );
+    let v: f64 = text.parse().unwrap();
+    assert!((0.0..=1.0).contains(&v), "{text:?}");
+    Some(v)
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use grayguard_client::exposition;
 use grayguard_contract::metrics::{filter as names, sidecar as sidecar_names};
-use grayguard_contract::record::{Event, Incident, Record};
+use grayguard_contract::record::{Event, Incident};
 use grayguard_contract::{Side, Trigger, headers};
 use grayguard_e2e::envoy::{Envoy, RouteTimeouts};
 use grayguard_e2e::http;
@@ -174,12 +174,9 @@ fn assert_fallbacks_counted(envoy: &Envoy, n: usize) {
 /// The incident records of a gateway whose shedding started.
 fn shed_starts(envoy: &Envoy) -> Vec<Incident> {
     envoy
-        .records()
+        .incident_records()
         .into_iter()
-        .filter_map(|r| match r {
-            Record::Incident(i) if i.event == Event::ShedStart => Some(*i),
-            _ => None,
-        })
+        .filter(|i| i.event == Event::ShedStart)
         .collect()
 }
 

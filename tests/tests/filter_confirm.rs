@@ -2,8 +2,8 @@
 //! a box-count regression raises an alert instead of shedding (gray keeps serving and the
 //! decision says so), the alert gauge carries the signed one-click link, the link is
 //! refused on the public listener and when tampered with, following it on the operator
-//! listener sheds the rule (once: a second click changes nothing), with the person in the
-//! incident record; the flag still sheds at once without anyone.
+//! listener sheds the rule and holds it (once: a second click changes nothing), with the
+//! person in the incident record; the flag still sheds at once without anyone.
 
 use std::time::Duration;
 
@@ -151,10 +151,10 @@ fn a_person_confirms_the_shed_with_the_signed_link_once() {
     let e = &t.envoy;
     let link = t.alerting();
 
-    // Confirmed by a person: shed at once; a second click changes nothing.
+    // Confirmed by a person: shed and held at once; a second click changes nothing.
     let ok = t.confirm(&link, "oncall@example.com");
     assert_eq!(ok.status, 200, "{}", ok.text());
-    assert_eq!(ok.json()["result"], "shed");
+    assert_eq!(ok.json()["result"], "held");
     assert_eq!(
         decision(e, "crane-camera"),
         "stable; rule=cranes; shed=box_count"
@@ -162,7 +162,7 @@ fn a_person_confirms_the_shed_with_the_signed_link_once() {
     let again = t.confirm(&link, "oncall@example.com");
     assert_eq!(
         (again.status, again.json()["result"].as_str()),
-        (200, Some("already_shed"))
+        (200, Some("already_held"))
     );
     let all = e.incidents();
     let shed: Vec<&Value> = all.iter().filter(|v| v["event"] == "shed_start").collect();
@@ -177,6 +177,16 @@ fn a_person_confirms_the_shed_with_the_signed_link_once() {
         Some(1.0)
     );
     assert!(alert_link(e).is_none(), "the alert gauge went back to 0");
+    // Held until a person releases it: the held gauge carries the release link.
+    let held = exposition::samples(&e.prometheus(), names::HELD)
+        .into_iter()
+        .find(|s| s.value == 1.0)
+        .and_then(|s| s.labels.get("release").cloned());
+    assert!(
+        held.as_deref()
+            .is_some_and(|l| l.starts_with("rule=cranes&trigger=box_count&exp=")),
+        "{held:?}"
+    );
 }
 
 #[test]

@@ -1,3 +1,22 @@
+//! A failing gray version costs the cameras nothing, seen at the moment of the fault: the
+//! real front Envoy running the shipped `mesh-config/local/envoy.yaml` (`shipped`: ports
+//! moved, nothing else changed — the filter, the gray route's aggregate cluster and its one
+//! retry onto stable) in front of two real sidecars with the real model, with four gray
+//! requests in flight when the fault strikes (more retries at once than Envoy's default
+//! circuit breaker allows) and both cohorts' traffic going on:
+//!
+//! - gray SIGKILLed: no client sees an error; the gray cohort's requests are answered by
+//!   stable (`x-model-version: v9-prod`, `x-envoy-attempt-count: 2`, the stable pod in
+//!   `x-served-by`, `fallback` in the decision);
+//! - gray hung (SIGSTOP): no client error; each request that meets it is answered by stable
+//!   after the per-try timeout.
+//!
+//! The latencies of the affected requests are printed, not asserted (`--nocapture`). What the
+//! filter makes of the fallbacks over time (the shed, the records, the recovery), a killed
+//! stable and the other faults are `faults.rs`'s.
+//!
+//! Test code may panic freely: a failed expectation is a failed test.
+
 use std::time::{Duration, Instant};
 
 use grayguard_client::exposition as prom;

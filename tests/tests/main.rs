@@ -13,7 +13,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod canonical_hours;
 mod faults;
+mod filter_agreement;
 mod filter_config;
 mod filter_confirm;
 mod filter_fail_open;
@@ -21,6 +23,7 @@ mod filter_routing;
 mod filter_sequential;
 mod filter_shedding;
 mod gray_fallback;
+mod held;
 mod images;
 mod local_mesh_signals;
 mod local_mesh_supervision;
@@ -30,6 +33,8 @@ mod mesh_fallback_patch;
 mod mesh_latch;
 mod on_call;
 mod progressive_delivery;
+mod promotion;
+mod promotion_config;
 mod sidecar_api;
 mod sidecar_batching;
 mod sidecar_compare;

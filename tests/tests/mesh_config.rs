@@ -85,6 +85,21 @@ fn edit(file: &Path, from: &str, to: &str) {
     std::fs::write(file, body.replacen(from, to, 1)).unwrap();
 }
 
+/// Runs the validator on a broken copy `root`, which it must reject naming each of
+/// `expected`.
+fn assert_rejected(root: &Path, extra: &[&std::ffi::OsStr], expected: &[&str]) {
+    let out = validator(root, extra);
+    let report = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "broken copy accepted:\n{report}"
+    );
+    for e in expected {
+        assert!(report.contains(e), "missing {e:?} in:\n{report}");
+    }
+}
+
 #[test]
 fn mesh_config_validates_against_istio_and_kubernetes_schemas() {
     let out = validator(&mesh_config(), &[]);
@@ -370,10 +385,16 @@ fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
     let found: serde_json::Map<String, Value> =
         serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
 
-    // The reference is the local mesh's configuration; the Istio resources must carry the same.
-    let canonical: Value = serde_json::from_str(&local_plugin_config()).unwrap();
+    // The reference is the local mesh's configuration; the Istio resources must carry the
+    // same, but for the hour: only the local mesh trusts the x-time-of-day its Envoy pins.
+    let local: Value = serde_json::from_str(&local_plugin_config()).unwrap();
+    assert_eq!(
+        local["trust_time_header"], true,
+        "the local mesh pins the hour"
+    );
+    let mut canonical = local.clone();
+    canonical["trust_time_header"] = Value::from(false);
     for place in [
-        "mesh-config/local/envoy.yaml",
         "mesh-config/wasm-plugin/wasm-plugin.yaml: WasmPlugin istio-system/grayguard",
         "mesh-config/variants/envoy-filter/envoy-filter.yaml: EnvoyFilter istio-system/grayguard",
     ] {
@@ -388,6 +409,15 @@ fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
             "{place} is not the canonical configuration"
         );
     }
+    assert_eq!(found["mesh-config/local/envoy.yaml"], local);
+    // The practice's rule: crane cameras tried on gray at night, in the site's time zone.
+    let rule = &canonical["rules"][0];
+    assert_eq!(rule["headers"]["x-device-type"]["exact"], "crane-camera");
+    assert_eq!(
+        rule["hours"],
+        serde_json::json!({"from": "00:00", "to": "06:00"})
+    );
+    assert_eq!(canonical["utc_offset"], "+08:00");
     for (place, config) in &found {
         let bytes = serde_json::to_vec(config).unwrap();
         if let Err(e) = grayguard_filter::config::parse(&bytes) {
@@ -401,6 +431,32 @@ fn plugin_configuration_is_canonical_everywhere_and_passes_the_filter_parser() {
     let err = grayguard_filter::config::parse(&serde_json::to_vec(&wrong).unwrap())
         .expect_err("scope \"everything\" accepted");
     assert!(err.to_string().contains("scope"), "{err}");
+}
+
+#[test]
+fn validator_rejects_a_trusted_hour_outside_the_local_mesh_or_without_its_pin() {
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    // A cluster's filter trusting the client's hour.
+    edit(
+        &m.join("wasm-plugin/wasm-plugin.yaml"),
+        "\"trust_time_header\": false",
+        "\"trust_time_header\": true",
+    );
+    // The local mesh's pin of the hour gone while its filter still trusts the header.
+    edit(
+        &m.join("local/envoy.yaml"),
+        "          - name: envoy.filters.http.header_mutation",
+        "          - name: envoy.filters.http.header_mutation_gone",
+    );
+    assert_rejected(
+        &m,
+        &[],
+        &[
+            "mesh-config/wasm-plugin/wasm-plugin.yaml: WasmPlugin istio-system/grayguard: trust_time_header: true outside the local mesh",
+            "mesh-config/local/envoy.yaml: trust_time_header: true, but no header_mutation filter before the grayguard filter adds x-time-of-day",
+        ],
+    );
 }
 
 #[test]
@@ -438,6 +494,103 @@ fn deployments_pass_only_flags_the_sidecar_has() {
     );
 }
 
+#[test]
+fn the_report_server_passes_only_flags_grayguard_report_has() {
+    let help = run({
+        let mut cmd = Command::new(paths::report());
+        cmd.arg("--help");
+        cmd
+    });
+    assert!(help.status.success(), "{}", text(&help));
+    let dir = tempfile::tempdir().unwrap();
+    let help_file = dir.path().join("report-help.txt");
+    std::fs::write(&help_file, &help.stdout).unwrap();
+    let flag = [std::ffi::OsStr::new("--report-help"), help_file.as_os_str()];
+    let out = validator(&mesh_config(), &flag);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let copy = copy_of_mesh_config();
+    let m = copy.path().join("mesh-config");
+    edit(
+        &m.join("reports/deployment.yaml"),
+        "- --max-kept-reports=1000",
+        "- --max-reports=1000",
+    );
+    assert_rejected(
+        &m,
+        &flag,
+        &[
+            "Deployment yolo/grayguard-report: container report: grayguard-report has no flag --max-reports",
+        ],
+    );
+}
+
+#[test]
+fn validator_rejects_a_report_server_that_would_lose_or_expose_reports() {
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    // The reports on the pod's own disk, two writers on one volume, its port open to anyone.
+    edit(
+        &m.join("reports/deployment.yaml"),
+        "          persistentVolumeClaim:\n            claimName: grayguard-reports",
+        "          emptyDir: {}",
+    );
+    edit(
+        &m.join("reports/deployment.yaml"),
+        "replicas: 1",
+        "replicas: 2",
+    );
+    edit(
+        &m.join("reports/authorization.yaml"),
+        "notRemoteIpBlocks: [\"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\"]",
+        "notRemoteIpBlocks: [\"10.0.0.0/8\"]",
+    );
+    edit(
+        &m.join("reports/authorization.yaml"),
+        "paths: [\"/alertmanager\", ",
+        "paths: [\"/webhook\", ",
+    );
+    // Alertmanager: the resolved notification not sent (the report would never get its end),
+    // and the cluster's posting elsewhere than the report server's Service.
+    edit(
+        &m.join("local/alertmanager.yml"),
+        "      - url: http://127.0.0.1:9096/alertmanager\n        send_resolved: true",
+        "      - url: http://127.0.0.1:9096/alertmanager\n        send_resolved: false",
+    );
+    edit(
+        &m.join("alerting/alertmanager.yaml"),
+        "http://grayguard-report.yolo.svc.cluster.local:9096/alertmanager",
+        "http://grayguard-report.monitoring.svc.cluster.local:9096/alertmanager",
+    );
+    assert_rejected(
+        &m,
+        &[],
+        &[
+            "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: --reports-dir /var/lib/grayguard/reports is not on a PersistentVolumeClaim",
+            "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: port 9096 is not behind the operator port's rule",
+            "kustomize build mesh-config/reports: Deployment yolo/grayguard-report: container report: no AuthorizationPolicy admits Alertmanager's POST /alertmanager on port 9096",
+            "mesh-config/local/alertmanager.yml: receiver 'grayguard-reports': send_resolved must be true",
+            "mesh-config/alerting/alertmanager.yaml: receiver 'grayguard-reports' posts to grayguard-report.monitoring.svc.cluster.local:9096, which is not a report server's Service",
+        ],
+    );
+
+    // One writer: a rolling update on the ReadWriteOnce claim is refused too.
+    let dir = copy_of_mesh_config();
+    let m = dir.path().join("mesh-config");
+    edit(
+        &m.join("reports/deployment.yaml"),
+        "type: Recreate",
+        "type: RollingUpdate",
+    );
+    assert_rejected(
+        &m,
+        &[],
+        &[
+            "container report: the ReadWriteOnce claim grayguard-reports has one writer: replicas 1 and strategy Recreate (has 1, RollingUpdate)",
+        ],
+    );
+}
+
 fn amtool(args: &[&str], dir: &Path) -> Output {
     let mut cmd = Command::new("amtool");
     cmd.args(args).current_dir(dir);
@@ -446,6 +599,9 @@ fn amtool(args: &[&str], dir: &Path) -> Output {
 
 /// The receivers every grayguard alert must reach, in route order.
 const GRAYGUARD_RECEIVERS: &str = "grayguard-webhook,grayguard-slack,grayguard-wechat";
+/// The shed alerts go to the report server first, which keeps their incident's report.
+const SHED_RECEIVERS: &str = "grayguard-reports,grayguard-webhook,grayguard-slack,grayguard-wechat";
+const SHED_ALERTS: [&str; 2] = ["GrayguardRuleShedding", "GrayguardShedAwaitsConfirmation"];
 
 /// The cluster's Alertmanager configuration with its templates, in a temp dir, its template
 /// path (where the Operator mounts the Secret) pointed there.
@@ -485,17 +641,22 @@ fn alertmanager_configs_pass_amtool_and_route_every_grayguard_alert_to_all_recei
             elsewhere.path(),
         );
         assert!(out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("3 receivers"), "{}", text(&out));
+        assert!(text(&out).contains("4 receivers"), "{}", text(&out));
         let file = format!("--config.file={}", config.display());
         for alert in &alerts {
             let label = format!("alertname={alert}");
+            let receivers = if SHED_ALERTS.contains(alert) {
+                SHED_RECEIVERS
+            } else {
+                GRAYGUARD_RECEIVERS
+            };
             let out = amtool(
                 &[
                     "config",
                     "routes",
                     "test",
                     &file,
-                    &format!("--verify.receivers={GRAYGUARD_RECEIVERS}"),
+                    &format!("--verify.receivers={receivers}"),
                     &label,
                     "rule=crane-cameras",
                     "severity=critical",
@@ -504,7 +665,7 @@ fn alertmanager_configs_pass_amtool_and_route_every_grayguard_alert_to_all_recei
             );
             assert!(
                 out.status.success(),
-                "{alert} does not reach {GRAYGUARD_RECEIVERS}:\n{}",
+                "{alert} does not reach {receivers}:\n{}",
                 text(&out)
             );
         }
@@ -524,53 +685,97 @@ fn alertmanager_configs_pass_amtool_and_route_every_grayguard_alert_to_all_recei
     assert!(!out.status.success(), "{}", text(&out));
 }
 
-/// Alertmanager's template data for one alert (`status` firing or resolved).
-fn template_data(status: &str, confirm_url: &str) -> String {
+/// Alertmanager's template data for one alert `alertname` (`status` firing or resolved)
+/// whose one link annotation is `link` (`confirm_url`, `release_url`) = `url`.
+fn template_data(status: &str, alertname: &str, link: &str, url: &str) -> String {
     let labels = serde_json::json!({
-        "alertname": "GrayguardShedAwaitsConfirmation", "rule": "crane-cameras",
+        "alertname": alertname, "rule": "crane-cameras",
         "trigger": "box_count", "instance": "127.0.0.1:9901", "severity": "critical",
     });
     serde_json::json!({
         "receiver": "grayguard-slack", "status": status, "externalURL": "http://127.0.0.1:9093",
-        "groupLabels": {"alertname": "GrayguardShedAwaitsConfirmation"},
+        "groupLabels": {"alertname": alertname},
         "commonLabels": labels, "commonAnnotations": {},
         "alerts": [{
             "status": status, "labels": labels, "fingerprint": "f",
-            "annotations": {"summary": "Gray is worse", "description": "Read the report.", "confirm_url": confirm_url},
+            "annotations": {"summary": "Gray is worse", "description": "Read the report.", (link): url},
             "startsAt": "2026-11-30T15:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
         }],
     })
     .to_string()
 }
 
+/// `template` of the shipped message templates rendered by `amtool` for `data`, in `dir`.
+fn render_template(dir: &Path, data: &str, template: &str) -> String {
+    let file = dir.join("data.json");
+    std::fs::write(&file, data).unwrap();
+    let out = amtool(
+        &[
+            "template",
+            "render",
+            &format!(
+                "--template.glob={}",
+                mesh_config().join("alerting/grayguard.tmpl").display()
+            ),
+            &format!(
+                "--template.glob={}",
+                mesh_config().join("local/links.tmpl").display()
+            ),
+            &format!("--template.data={}", file.display()),
+            &format!("--template.text={{{{ template \"{template}\" . }}}}"),
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn message_templates_carry_the_release_link_while_held_and_the_report_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let release = "http://127.0.0.1:10100/grayguard/release?rule=crane-cameras&trigger=box_count&exp=1796054400&sig=0a1b";
+    let report =
+        "http://127.0.0.1:9096/report?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
+    let render = |status: &str, template: &str| {
+        let data = template_data(status, "GrayguardRuleHeld", "release_url", release);
+        render_template(dir.path(), &data, template)
+    };
+    let slack = render("firing", "grayguard.slack.text");
+    assert!(slack.contains(&format!("<{release}|Release>")), "{slack}");
+    assert!(!slack.contains("Shed gray now"), "{slack}");
+    assert!(
+        slack.contains(&format!("<{report}|Incident report>")),
+        "{slack}"
+    );
+    let wechat = render("firing", "grayguard.wechat.message");
+    assert!(
+        wechat.contains(&format!("[Release]({release})")),
+        "{wechat}"
+    );
+    assert!(
+        wechat.contains(&format!("[Incident report]({report})")),
+        "{wechat}"
+    );
+    for template in ["grayguard.slack.text", "grayguard.wechat.message"] {
+        let resolved = render("resolved", template);
+        assert!(!resolved.contains(release), "{resolved}");
+        assert!(resolved.contains(report), "{resolved}");
+    }
+}
+
 #[test]
 fn message_templates_carry_the_confirmation_while_firing_and_the_report_always() {
     let dir = tempfile::tempdir().unwrap();
     let confirm = "http://127.0.0.1:10100/grayguard/confirm?rule=crane-cameras&trigger=box_count&exp=1796054400&sig=0a1b";
-    let report =
-        "http://127.0.0.1:9096/report?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
+    let report = "http://127.0.0.1:9096/reports/incident?rule=crane-cameras&instance=127.0.0.1%3A9901&at=1796050800";
     let render = |status: &str, template: &str| {
-        let data = dir.path().join(format!("{status}.json"));
-        std::fs::write(&data, template_data(status, confirm)).unwrap();
-        let out = amtool(
-            &[
-                "template",
-                "render",
-                &format!(
-                    "--template.glob={}",
-                    mesh_config().join("alerting/grayguard.tmpl").display()
-                ),
-                &format!(
-                    "--template.glob={}",
-                    mesh_config().join("local/links.tmpl").display()
-                ),
-                &format!("--template.data={}", data.display()),
-                &format!("--template.text={{{{ template \"{template}\" . }}}}"),
-            ],
-            dir.path(),
+        let data = template_data(
+            status,
+            "GrayguardShedAwaitsConfirmation",
+            "confirm_url",
+            confirm,
         );
-        assert!(out.status.success(), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        render_template(dir.path(), &data, template)
     };
     let slack = render("firing", "grayguard.slack.text");
     assert!(

@@ -13,12 +13,14 @@ use std::time::{Duration, Instant};
 use grayguard_client::exposition;
 use grayguard_contract::latch::{PATH, Request, WORKLOAD_TOKEN_ENV};
 use grayguard_contract::metrics::{filter as gw_metrics, sidecar as sc_metrics};
-use grayguard_contract::{Decision, Note, Trigger, headers};
+use grayguard_contract::{Trigger, headers};
 use grayguard_e2e::envoy::TEST_LATCH_TOKEN;
 use grayguard_e2e::http;
-use grayguard_e2e::mesh::{Fleet, GRAY, PHOTOS, STABLE, local_plugin_config, sidecar};
+use grayguard_e2e::mesh::{
+    Fleet, GRAY, PHOTOS, STABLE, Seen, local_plugin_config, sidecar, until_every_gateway_closes,
+};
 use grayguard_e2e::paths;
-use grayguard_e2e::wait::{Wait, eventually};
+use grayguard_e2e::wait::eventually;
 use serde_json::Value;
 
 const GATEWAYS: usize = 3;
@@ -42,58 +44,11 @@ fn plugin_config() -> String {
     c.to_string()
 }
 
-/// A reply as a client saw it: which version served it and the filter's decision, when its
-/// request was sent and when the reply was in.
-#[derive(Debug)]
-struct Seen {
-    version: String,
-    decision: Decision<'static>,
-    sent: Instant,
-    at: Instant,
-}
-
-impl Seen {
-    fn gray(&self) -> bool {
-        self.version == GRAY
-    }
-    fn shed(&self) -> Option<Trigger> {
-        self.decision.shed()
-    }
-    fn probe(&self) -> bool {
-        self.decision.note == Some(Note::Probe)
-    }
-}
-
 /// Sends photo `i` through gateway `gw` as a device of `device_type`; any client-visible
 /// error fails the test.
 fn send(fleet: &Fleet, photos: &[Vec<u8>], gw: usize, device_type: &str, i: usize) -> Seen {
-    let sent = Instant::now();
-    let r = fleet.infer(
-        gw,
-        device_type,
-        &format!("{device_type}-{}", i % 3),
-        &photos[i % photos.len()],
-        &[],
-    );
-    assert_eq!(
-        r.status,
-        200,
-        "gw-{gw}: a client saw an error: {} {:?}",
-        r.text(),
-        r.headers
-    );
-    let decision = r.header(headers::DECISION).expect("x-canary-decision");
-    Seen {
-        version: r
-            .header(headers::MODEL_VERSION)
-            .expect("x-model-version")
-            .to_string(),
-        decision: Decision::parse(decision)
-            .unwrap_or_else(|e| panic!("{decision:?}: {e}"))
-            .into_owned(),
-        sent,
-        at: Instant::now(),
-    }
+    let device = format!("{device_type}-{}", i % 3);
+    fleet.send(gw, device_type, &device, &photos[i % photos.len()])
 }
 
 fn metric(text: &str, selector: &str) -> f64 {
@@ -307,31 +262,17 @@ impl Latch {
                 .control()
                 .env(WORKLOAD_TOKEN_ENV, TEST_LATCH_TOKEN),
         );
-        let mut closed_run = [0usize; GATEWAYS];
-        let mut probes = [0usize; GATEWAYS];
         let mut i = 0;
-        // Bounded in count and time; what was seen is checked after.
-        let within = Wait::new(
-            "every gateway closes again",
+        let probes = until_every_gateway_closes(
+            GATEWAYS,
+            CLOSED_RUN,
+            MAX_REQUESTS * GATEWAYS,
             Duration::from_secs(SHED_FOR_S + 60),
-        )
-        .every(Duration::ZERO)
-        .poll(|| {
-            let gw = i % GATEWAYS;
-            assert!(!self.send(gw, DOCK, i).gray());
-            let s = self.send(gw, CRANE, i);
-            if s.gray() && s.decision.note.is_none() {
-                closed_run[gw] += 1;
-            } else {
-                closed_run[gw] = 0;
-                probes[gw] += usize::from(s.probe());
-            }
-            i += 1;
-            closed_run.iter().all(|&n| n >= CLOSED_RUN) || i >= MAX_REQUESTS * GATEWAYS
-        });
-        assert!(
-            closed_run.iter().all(|&n| n >= CLOSED_RUN),
-            "not every gateway closed again: runs {closed_run:?}, probes {probes:?} ({within:?})"
+            |gw| {
+                i += 1;
+                assert!(!self.send(gw, DOCK, i).gray());
+                self.send(gw, CRANE, i)
+            },
         );
         assert!(
             probes.iter().all(|&n| n >= 1),

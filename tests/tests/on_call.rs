@@ -5,11 +5,14 @@
 //! WeChat Work and the webhook consumer, and grayguard-report serving the reports the
 //! messages link to.
 //!
-//! grayguard sheds the gray cohort; Prometheus fires the shed alert; Alertmanager delivers it
-//! to all three receivers with the report link; the link opens a report of this incident
-//! (its record, evidence, charts, decisions, gray vs stable, the gray sidecar's log); and
-//! headless Chromium renders that report (the PNG and the page are kept in
-//! target/test-artifacts/on_call/ for a person to look at).
+//! grayguard sheds the gray cohort; Prometheus fires the shed alert; Alertmanager posts it to
+//! the report server, which keeps this incident's report (one file in its reports folder, and
+//! the index), and delivers it to all three receivers with the report link; the link leads to
+//! that kept report (its record, evidence, every chart, decisions, gray vs stable for the gray
+//! pod, the pod's log); and headless Chromium renders it (the PNG and the page are kept in
+//! target/test-artifacts/on_call/ for a person to look at). When the shed ends (a healthy gray
+//! replaces the bad one), the resolved notification rewrites the same file with the whole
+//! incident.
 //!
 //! In confirm mode the same path carries the one-click confirmation: the alert asks a
 //! person, the link in the message sheds the rule at the gateway, the decision header and
@@ -22,10 +25,19 @@ use grayguard_contract::operator::SECRET_ENV;
 use grayguard_e2e::alerting::{AlertSink, Alertmanager, ReportServer, link};
 use grayguard_e2e::mesh::{GRAY, Mesh, PHOTOS, STABLE, crane_rule_config, sidecar};
 use grayguard_e2e::prometheus::Prometheus;
+use grayguard_e2e::wait::eventually;
 use grayguard_e2e::{browser, http, paths};
 use serde_json::json;
 
 const MIN_SAMPLES: usize = 5;
+/// The pods the sidecars say they are (`x-served-by`), as a Deployment's are named.
+const GRAY_POD: &str = "yolo-v10-gray-7d9f8c-x2x4q";
+const STABLE_POD: &str = "yolo-v9-prod-5c6b7d-k8s2p";
+/// The report's charts: latency, NMS time, throughput, boxes, errors, memory, evidence,
+/// breaker, decisions.
+const CHARTS: usize = 9;
+/// How long the shed lasts where the test ends it.
+const SHORT_SHED_S: u64 = 15;
 
 /// The canonical rule; box count decides (latency and failure margins far away); the shed
 /// outlasts the test.
@@ -37,6 +49,11 @@ fn plugin_config() -> String {
 /// operator listener on a free port (its secret comes from the VM's environment, which the
 /// harness sets).
 fn plugin_config_with(action: Option<&str>) -> String {
+    plugin_config_shed_for(action, 300)
+}
+
+/// A shed of `shed_for_s` seconds, and probes to gray on half of the cohort's requests after.
+fn plugin_config_shed_for(action: Option<&str>, shed_for_s: u64) -> String {
     let mut config = crane_rule_config(json!({
         "detector": "sequential",
         "flag_header": headers::BREACH,
@@ -44,8 +61,8 @@ fn plugin_config_with(action: Option<&str>) -> String {
         "box_count": { "header": headers::BOX_COUNT, "max_shift": 0.25, "min_samples": MIN_SAMPLES },
         "error_rate": { "max_excess": 0.3, "min_samples": MIN_SAMPLES },
         "consecutive_failures": 5,
-        "shed_for_s": 300,
-        "probe_percent": 10,
+        "shed_for_s": shed_for_s,
+        "probe_percent": if shed_for_s < 300 { 50 } else { 10 },
         "scope": "rule",
         "dry_run": false,
     }));
@@ -116,8 +133,8 @@ impl AlertPath {
         let photos = paths::photos(&PHOTOS);
         let mesh = Mesh::start_with(
             plugin_config,
-            sidecar(STABLE, "0.25"),
-            sidecar(GRAY, "0.001"),
+            sidecar(STABLE, "0.25").env("POD_NAME", STABLE_POD),
+            sidecar(GRAY, "0.001").env("POD_NAME", GRAY_POD),
             2,
         );
         let sink = AlertSink::start();
@@ -134,7 +151,7 @@ impl AlertPath {
             ),
             (
                 "--gray-log",
-                mesh.gray.proc.log_path().display().to_string(),
+                format!("{GRAY_POD}={}", mesh.gray.proc.log_path().display()),
             ),
             // This Prometheus scrapes every second, since the mesh started (a minute before).
             ("--min-step-s", "1".to_string()),
@@ -187,8 +204,39 @@ impl AlertPath {
     }
 }
 
+/// Waits until the report server says the webhook of `alert` (`firing` or `resolved`) kept
+/// the incident's report; the line it logged.
+fn webhook_kept(reports: &ReportServer, status: &str) -> String {
+    let wanted = format!("200 /alertmanager: GrayguardRuleShedding {status} of rule crane-cameras");
+    eventually(
+        &format!("the report server keeps the report ({status})"),
+        Duration::from_secs(90),
+        || {
+            let log = reports.proc.log();
+            let line = log
+                .lines()
+                .find(|l| l.contains(&wanted))
+                .map(str::to_string);
+            line.ok_or(format!("report server log:\n{log}"))
+        },
+    )
+}
+
+/// The one kept report's file name in the report server's folder, beside its index (and
+/// nothing else: no temporary file left).
+fn the_kept_report(reports: &ReportServer) -> String {
+    let files = reports.kept();
+    let kept: Vec<&String> = files.iter().filter(|f| *f != "index.html").collect();
+    assert!(
+        files.contains(&"index.html".to_string()),
+        "no index: {files:?}"
+    );
+    assert_eq!(kept.len(), 1, "one report per incident: {files:?}");
+    kept[0].clone()
+}
+
 #[test]
-fn a_shed_reaches_people_with_a_report_that_renders() {
+fn a_shed_keeps_its_report_and_the_alert_links_to_it() {
     let mut path = AlertPath::start(&plugin_config());
 
     // Traffic until grayguard sheds the crane cameras' gray cohort (the oversensitive gray
@@ -205,7 +253,18 @@ fn a_shed_reaches_people_with_a_report_that_renders() {
         ..
     } = &path;
 
-    // Prometheus fires GrayguardRuleShedding; Alertmanager delivers it to every receiver.
+    // Prometheus fires GrayguardRuleShedding; Alertmanager posts it to the report server, which
+    // keeps this incident's report, named by rule, trigger and start, and the index.
+    let line = webhook_kept(reports, "firing");
+    eprintln!("{line} ({:?} after the shed)", shed_at.elapsed());
+    let file = the_kept_report(reports);
+    assert!(
+        file.starts_with("crane-cameras.box_count.") && file.ends_with("Z.html"),
+        "{file}"
+    );
+    assert!(line.contains(&file), "{line}");
+
+    // ... and delivers it to every receiver.
     let firing = |channel: &'static str| {
         move |m: &serde_json::Value| {
             m["channel"] == channel
@@ -216,7 +275,6 @@ fn a_shed_reaches_people_with_a_report_that_renders() {
         }
     };
     let slack = sink.wait_for("Slack message", Duration::from_secs(60), firing("slack"));
-    eprintln!("alert delivered {:?} after the shed", shed_at.elapsed());
     let wechat = sink.wait_for("WeChat message", Duration::from_secs(20), firing("wechat"));
     let webhook = sink.wait_for("webhook call", Duration::from_secs(20), firing("webhook"));
     assert!(
@@ -246,13 +304,6 @@ fn a_shed_reaches_people_with_a_report_that_renders() {
         Some(report_url.as_str())
     );
     assert!(
-        report_url.starts_with(&format!(
-            "http://127.0.0.1:{}/report?rule=crane-cameras&instance=",
-            reports.port
-        )),
-        "{report_url}"
-    );
-    assert!(
         webhook["text"]
             .as_str()
             .unwrap()
@@ -260,31 +311,66 @@ fn a_shed_reaches_people_with_a_report_that_renders() {
         "{webhook:#}"
     );
 
-    // The link opens the report of this incident.
-    let r = http::get(&report_url).expect("the report server answers");
+    // The link leads to the kept report: the report server's own copy of the file.
+    assert!(
+        report_url.starts_with(&reports.url("/reports/incident?rule=crane-cameras&instance=")),
+        "{report_url}"
+    );
+    let to = http::get(&report_url).expect("the report server answers");
+    assert_eq!(to.status, 303, "{}", to.text());
+    assert_eq!(
+        to.header("location"),
+        Some(format!("/reports/{file}").as_str())
+    );
+    let r = http::get(&reports.url(&format!("/reports/{file}"))).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
         r.header("content-type")
             .unwrap_or_default()
             .starts_with("text/html")
     );
-    let html = r.text();
+    let kept = reports.reports.join(&file);
+    let html = std::fs::read_to_string(&kept).unwrap();
+    assert_eq!(r.text(), html, "the link serves the file kept");
+    assert_eq!(
+        the_kept_report(reports),
+        file,
+        "following the link kept nothing else"
+    );
+    // The index lists it.
+    let index = http::get(&reports.url("/reports/")).unwrap().text();
+    assert!(index.contains(&format!("href=\"{file}\"")), "{index}");
+
+    // The kept report is this incident's, whole.
     for expected in [
         "<title>grayguard incident: crane-cameras box_count at ",
         "shed_start",
         "box_count_above",
         "The detector's evidence",
         "Around the incident",
+        "NMS time",
+        "Throughput",
+        "Memory: host and GPU",
         "Decisions during the incident",
         "Gray vs stable",
         "v10-gray",
         "v9-prod",
         "Gateways now",
-        "Gray sidecar log (last lines)",
+        "Gray sidecar logs (last lines)",
     ] {
         assert!(html.contains(expected), "the report lacks {expected:?}");
     }
-    assert_eq!(html.matches("<svg").count(), 6, "six charts");
+    // Who was involved: the gray pod by its own name (its replies' x-served-by), and its log.
+    assert!(
+        html.contains(&format!("gray <code>{GRAY_POD}</code>")),
+        "no gray pod column"
+    );
+    assert!(html.contains(&format!("stable <code>{STABLE_POD}</code>")));
+    assert!(
+        html.contains(&format!("pod <code>{GRAY_POD}</code>")),
+        "no log of the gray pod"
+    );
+    assert_eq!(html.matches("<svg").count(), CHARTS, "every chart");
     assert!(
         html.contains("one point every 1 s"),
         "the charts' step is the scrape interval"
@@ -304,18 +390,22 @@ fn a_shed_reaches_people_with_a_report_that_renders() {
         );
     }
 
-    // Headless Chromium renders it: the same document comes out of its parser, and the
-    // screenshot is a page, not a blank.
+    // Headless Chromium renders the kept file: the same document comes out of its parser,
+    // and the screenshot is a page, not a blank.
     let artifacts = paths::root().join("target/test-artifacts/on_call");
     std::fs::create_dir_all(&artifacts).unwrap();
     let page = artifacts.join("report.html");
     let png = artifacts.join("report.png");
     std::fs::write(&page, &html).unwrap();
     let _ = std::fs::remove_file(&png);
-    let dom = browser::dom(&page);
-    assert_eq!(dom.matches("<svg").count(), 6, "Chromium's DOM lost charts");
+    let dom = browser::dom(&kept);
+    assert_eq!(
+        dom.matches("<svg").count(),
+        CHARTS,
+        "Chromium's DOM lost charts"
+    );
     assert!(dom.contains("box_count_above"));
-    browser::screenshot(&page, &png, 1100, 1600);
+    browser::screenshot(&kept, &png, 1100, 1600);
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(browser::png_size(&bytes), Some((1100, 1600)));
     assert!(
@@ -328,6 +418,44 @@ fn a_shed_reaches_people_with_a_report_that_renders() {
         png.display(),
         bytes.len() / 1024
     );
+}
+
+#[test]
+fn when_the_shed_ends_the_kept_report_is_rewritten_with_the_whole_incident() {
+    let mut path = AlertPath::start(&plugin_config_shed_for(None, SHORT_SHED_S));
+    path.traffic_until("grayguard sheds the oversensitive gray", |d| {
+        d.contains("shed=")
+    });
+    webhook_kept(&path.reports, "firing");
+    let file = the_kept_report(&path.reports);
+    let firing = std::fs::read_to_string(path.reports.reports.join(&file)).unwrap();
+    assert!(!firing.contains("shed_end"), "the shed has not ended yet");
+
+    // A healthy gray replaces the bad one; once the shed is over, the probes find it healthy
+    // and the rule closes.
+    path.mesh
+        .gray
+        .replace(sidecar(GRAY, "0.25").env("POD_NAME", GRAY_POD));
+    path.traffic_until("the probes close the rule again", |d| {
+        d == "gray; rule=crane-cameras"
+    });
+
+    // The alert resolves; its notification rewrites the same file, now with the end.
+    let line = webhook_kept(&path.reports, "resolved");
+    assert!(line.contains(&format!("rewrote {file}")), "{line}");
+    assert_eq!(
+        the_kept_report(&path.reports),
+        file,
+        "the same file, no second one"
+    );
+    let whole = std::fs::read_to_string(path.reports.reports.join(&file)).unwrap();
+    for expected in ["shed_start", "shed_end", "ended"] {
+        assert!(
+            whole.contains(expected),
+            "the rewritten report lacks {expected:?}"
+        );
+    }
+    assert_eq!(whole.matches("<svg").count(), CHARTS, "every chart");
 }
 
 /// The base URL of the front Envoy's operator listener, where confirmations go (it has one
@@ -424,7 +552,18 @@ fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
         .find(|l| l.contains("\"grayguard\":\"incident\"") && l.contains("\"confirmed_by\""))
         .unwrap_or_else(|| panic!("no confirmed shed_start record:\n{log}"));
     assert!(record.contains("\"event\":\"shed_start\""), "{record}");
-    let report = http::get(&link(&slack, "Incident report").unwrap())
+    // The confirmed shed fires the shed alert, whose notification rewrites the incident's
+    // report, kept since the confirmation request: one report, now saying who confirmed.
+    let line = webhook_kept(&path.reports, "firing");
+    let file = the_kept_report(&path.reports);
+    assert!(line.contains(&format!("rewrote {file}")), "{line}");
+    let to = http::get(&link(&slack, "Incident report").unwrap()).unwrap();
+    assert_eq!(to.status, 303, "{}", to.text());
+    assert_eq!(
+        to.header("location"),
+        Some(format!("/reports/{file}").as_str())
+    );
+    let report = http::get(&path.reports.url(&format!("/reports/{file}")))
         .unwrap()
         .text();
     assert!(

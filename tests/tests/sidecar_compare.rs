@@ -18,38 +18,13 @@ use grayguard_client::exposition as prom;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::sidecar as names;
 
-use grayguard_e2e::http::Response;
-use grayguard_e2e::paths;
-use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
+use grayguard_e2e::paths::{self, WITH_PEOPLE, WITHOUT_PEOPLE};
+use grayguard_e2e::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder, agreement};
 use grayguard_e2e::upstream::Upstream;
 use grayguard_e2e::wait::eventually;
 
-/// Photos the stable model finds people in (Python reference pipeline, conf 0.25), and the
-/// two it finds none in.
-const WITH_PEOPLE: [&str; 5] = [
-    "person.jpg",
-    "kite.jpg",
-    "dog.jpg",
-    "horses.jpg",
-    "giraffe.jpg",
-];
-const WITHOUT_PEOPLE: [&str; 2] = ["eagle.jpg", "scream.jpg"];
-
 /// How long one comparison may take to be counted on a loaded 2-core machine.
 const COMPARED_WITHIN: Duration = Duration::from_secs(60);
-
-/// A gray version of the model made by `make setup` (tests/reference/model_variants.py).
-fn variant(var: &str, file: &str) -> PathBuf {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::root().join(".data/models").join(file));
-    assert!(
-        path.exists(),
-        "{var}: {} does not exist; run `make setup`",
-        path.display()
-    );
-    path
-}
 
 /// The gray sidecar serving `model` (the stable one when `None`), comparing every frame with
 /// `stable_url`.
@@ -93,20 +68,6 @@ fn comparisons_ended(sc: &Sidecar) -> f64 {
     metric(sc, names::COMPARISONS_TOTAL) + metric(sc, names::COMPARISON_FAILURES_TOTAL)
 }
 
-/// The `x-canary-agreement` of a reply, checked against its grammar: a decimal in [0, 1]
-/// with three decimals.
-fn agreement(r: &Response) -> Option<f64> {
-    let text = r.header(headers::AGREEMENT)?;
-    let (whole, decimals) = text.split_once('.').unwrap_or_else(|| panic!("{text:?}"));
-    assert!(
-        matches!(whole, "0" | "1") && decimals.len() == 3,
-        "{text:?} is not d.ddd"
-    );
-    let v: f64 = text.parse().unwrap();
-    assert!((0.0..=1.0).contains(&v), "{text:?}");
-    Some(v)
-}
-
 /// Sends each photo to `gray` in turn, each once its previous comparison ended, and returns
 /// each photo's agreement (from the header of the reply after it; the first reply's, a value
 /// left from before, is not the photos'). Every reply is checked: 200, and as many boxes as
@@ -144,15 +105,7 @@ fn a_class_swapped_gray_disagrees_where_there_are_people_and_an_a_a_gray_agrees_
     let stable = SidecarBuilder::new("v9-prod").start();
     let url = stable.url("/infer");
     let grays = start_all(vec![
-        gray(
-            "v10-swapped",
-            Some(variant(
-                "GRAYGUARD_MODEL_CLASS_SWAPPED",
-                "best_fp16_class_swapped.onnx",
-            )),
-            &url,
-            &[],
-        ),
+        gray("v10-swapped", Some(paths::class_swapped_model()), &url, &[]),
         gray("v10-same", None, &url, &[]),
     ]);
     let (swapped, same) = (&grays[0], &grays[1]);
@@ -274,7 +227,7 @@ fn reference_agreements(stable: &Path, gray: &Path, photos: &[&str]) -> serde_js
 #[test]
 fn the_int8_gray_agrees_as_the_reference_measures_it() {
     let stable = SidecarBuilder::new("v9-prod").start();
-    let int8 = variant("GRAYGUARD_MODEL_INT8", "best_int8.onnx");
+    let int8 = paths::int8_model();
     let gray = gray("v10-int8", Some(int8.clone()), &stable.url("/infer"), &[]).start();
     let photos: Vec<&str> = WITH_PEOPLE.iter().chain(&WITHOUT_PEOPLE).copied().collect();
     let values = agreements(&gray, &photos);

@@ -4,15 +4,22 @@
 #   mesh_up TAG        uses the mesh of a `make run` in another terminal, or starts
 #                      mesh-config/local/run.sh in the background (its output in
 #                      $RUN_DIR/logs/run.log) and stops it again when the calling script exits
+#   $MESH_REPORTS      where the mesh's report server keeps each incident's report (and
+#                      index.html), kept across runs
+#
+# The mesh routes crane cameras as at night (00:00-06:00 at the site is the rule's window):
+# its Envoy pins the hour a request without x-time-of-day is routed by, so the tools need not
+# send one, at any hour (mesh-config/local/envoy.yaml).
 #
 # Needs ROOT (the repository). Environment: GRAYGUARD_RUN_DIR (the mesh's folder, default
 # .run), GRAYGUARD_RUN_READY_S (how long to wait for a mesh started here, default 240),
 # GRAYGUARD_GATEWAYS (front Envoys the mesh has or is started with, default 1),
-# GRAYGUARD_GRAY_MODEL and GRAYGUARD_GRAY_ARGS (the gray sidecar's model and more flags; they
-# reach run.sh through the environment, so they apply to a mesh started here, not to one
-# already running).
+# GRAYGUARD_GRAY_MODEL and GRAYGUARD_GRAY_ARGS (the gray sidecar's model and more flags) and
+# GRAYGUARD_AGREEMENT_MIN_MEAN (the gateways' agreement trigger); they reach run.sh through the
+# environment, so they apply to a mesh started here, not to one already running.
 
 RUN_DIR="${GRAYGUARD_RUN_DIR:-$ROOT/.run}"
+MESH_REPORTS="$RUN_DIR/reports"
 MESH_READY_S="${GRAYGUARD_RUN_READY_S:-240}"
 MESH_GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
 # Every port of the mesh (run.sh's list): the sidecars (and the gray one's control port),

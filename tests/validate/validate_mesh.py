@@ -25,19 +25,32 @@ Checks, for every YAML/JSON file under the root:
     the files and in every built kustomization, including Flagger's Canary and Argo
     Rollouts' Rollout (header match, subsets, routes, templates);
   * Flagger's and Argo Rollouts' analyses ask the same questions with the same thresholds;
+  * the promotion gate is asked alike by both: Argo Rollouts' verdict metric (Successful
+    only when proven on every gateway, Failed when refuted at one: the contract's gauge
+    values) in a step analysis, and Flagger's confirm-promotion and rollback webhooks, each
+    about a rule the plugin configuration has, with a promotion hypothesis;
   * the Alertmanager configurations (the cluster's and the local mesh's) route alike, give
     each receiver the same messages, and use only templates that are defined beside them;
   * every sidecar with a control listener (the latch endpoint) declares its port, takes its
     token from a Secret (never from the command line or the YAML), and is reachable there
     only through an AuthorizationPolicy rule that names principals and allows nothing but
     `POST /grayguard/latch`;
-  * with --sidecar-help, every flag the Deployments pass to grayguard-sidecar exists.
+  * the report server (grayguard-report) keeps its reports on a PersistentVolumeClaim of the
+    same build with one writer, is reached through a Service, behind the gateway operator
+    port's rule (private addresses only) with Alertmanager's webhook admitted; each
+    Alertmanager configuration sends the shed alerts, firing and resolved, to a report
+    server's webhook, the cluster's to that Service;
+  * the plugin configurations differ only in `trust_time_header`, which only the local mesh
+    sets, where its Envoy pins the hour the rules see (and a cluster's never trusts a client);
+  * with --sidecar-help (--report-help), every flag the Deployments pass to grayguard-sidecar
+    (grayguard-report) exists.
 
 Prints one line per problem naming the file, the resource and the error, and exits 1 if
 there is any (2 if the inputs themselves are missing). --plugin-configs also writes the
 embedded plugin configurations as JSON, for tests that check them with the filter's parser;
 --analysis-queries writes the analyses' queries and thresholds, for the test that runs them
-against a real Prometheus.
+against a real Prometheus; --verdict-queries the promotion verdict's queries and conditions,
+likewise.
 """
 
 from __future__ import annotations
@@ -70,6 +83,23 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 WASM_FILTER = "envoy.filters.http.wasm"
 SIDECAR_IMAGE = "grayguard-sidecar"
+# The report server, its flags, and where Alertmanager posts the shed alerts to it.
+REPORT_IMAGE = "grayguard-report"
+REPORT_WEBHOOK_PATH = "/alertmanager"
+# Who calls the report server in a cluster, and how: Alertmanager keeps the incident reports,
+# Flagger asks for the promotion verdict.
+REPORT_CALLERS = (
+    ("POST", REPORT_WEBHOOK_PATH, "Alertmanager's"),
+    ("POST", "/flagger/confirm-promotion", "Flagger's"),
+    ("POST", "/flagger/rollback", "Flagger's"),
+)
+SHED_ALERTS = ("GrayguardRuleShedding", "GrayguardShedAwaitsConfirmation")
+# The operator port's rule (common/operator-authorization.yaml): private addresses only.
+PRIVATE_BLOCKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+# The one key a plugin configuration may set differently, and only in the local mesh (whose
+# Envoy pins the hour the rules see: a header it adds before the filter, which trusts it).
+LOCAL_ONLY_KEY = "trust_time_header"
+LOCAL_HOUR_HEADER = "x-time-of-day"
 # The sidecar's control listener (the latch endpoint the gateways call) and its token.
 CONTROL_LISTEN_FLAG = "--control-listen"
 CONTROL_TOKEN_FLAG = "--control-token"
@@ -82,6 +112,13 @@ FLAGGER_INTERVAL = re.compile(r"\{\{\s*interval\s*\}\}")
 ARGO_INTERVAL = re.compile(r"\{\{\s*args\.interval\s*\}\}")
 # Argo Rollouts successConditions the tests can evaluate: `result[0] <= 0.05`.
 CONDITION_RE = re.compile(r"^\s*result\[0\]\s*(<=|<)\s*(-?[0-9.]+)\s*$")
+# The promotion verdict's conditions: `result[0] == 1` (proven), `result[0] == 2` (refuted).
+EQUALS_RE = re.compile(r"^\s*result\[0\]\s*==\s*(-?[0-9]+)\s*$")
+# Argo Rollouts' rule argument in the verdict's query, and the webhooks' paths (served by
+# grayguard-report --serve).
+ARGO_RULE = re.compile(r"\{\{\s*args\.rule\s*\}\}")
+PROMOTION_HOOKS = {"confirm-promotion": "/flagger/confirm-promotion", "rollback": "/flagger/rollback"}
+PROMOTION_STATE = "grayguard_promotion_state"
 # A metric name (or a recording rule name level:metric:operations) mentioning grayguard.
 METRIC_RE = re.compile(r"(?<![\w:])(?:[a-zA-Z_]\w*:)?grayguard_\w*(?::\w+)*")
 
@@ -101,6 +138,13 @@ class Contract:
         self.all = self.filter | expand(exported["sidecar"])
         self.tags: dict[str, str] = {t["label"]: t["regex"] for t in exported["tags"]}
         self.headers: dict[str, str] = exported["headers"]
+        # The promotion verdicts in the order of their gauge values (0 pending, 1 proven,
+        # 2 refuted: grayguard_contract::promotion::Verdict::ALL and ::gauge).
+        self.verdicts: list[str] = exported.get("verdicts", [])
+
+    def verdict_value(self, name: str) -> int | None:
+        """The `grayguard_promotion_state` value of a verdict."""
+        return self.verdicts.index(name) if name in self.verdicts else None
 
     @property
     def route_header(self) -> str:
@@ -542,7 +586,10 @@ def cross_check(resources: list[tuple[str, dict]], deployments: list[dict],
                                      f"{wanted} but goes to {sorted(map(str, target))}")
 
 
-def check_sidecar_flags(resources: list[tuple[str, dict]], help_text: str, report: Report) -> None:
+def check_flags(resources: list[tuple[str, dict]], image: str, help_text: str, report: Report,
+                env_prefix: str | None = None) -> None:
+    """Every flag the Deployments pass to the program of `image` (and every environment twin
+    under `env_prefix`) is in its --help."""
     def known(flag: str) -> bool:
         return re.search(re.escape(flag) + r"(?![\w-])", help_text) is not None
 
@@ -551,18 +598,18 @@ def check_sidecar_flags(resources: list[tuple[str, dict]], help_text: str, repor
             continue
         spec = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
         for c in spec.get("containers", []):
-            if SIDECAR_IMAGE not in c.get("image", ""):
+            if image not in c.get("image", ""):
                 continue
             for arg in c.get("args", []) or []:
                 if arg.startswith("--") and not known(arg.split("=", 1)[0]):
-                    report.error(where, f"container {c['name']}: grayguard-sidecar has no flag "
+                    report.error(where, f"container {c['name']}: {image} has no flag "
                                  f"{arg.split('=', 1)[0]}")
             for env in c.get("env", []) or []:
-                if env["name"].startswith("GRAYGUARD_SIDECAR_"):
-                    flag = "--" + env["name"][len("GRAYGUARD_SIDECAR_"):].lower().replace("_", "-")
+                if env_prefix and env["name"].startswith(env_prefix):
+                    flag = "--" + env["name"][len(env_prefix):].lower().replace("_", "-")
                     if not known(flag):
                         report.error(where, f"container {c['name']}: env {env['name']} names no "
-                                     f"grayguard-sidecar flag ({flag})")
+                                     f"{image} flag ({flag})")
 
 
 def check_stats_patch(where: str, doc: dict, published: Contract, report: Report) -> None:
@@ -623,6 +670,8 @@ def analysis_queries(docs: list[tuple[str, dict]], report: Report) -> list[dict]
             prom = (metric.get("provider") or {}).get("prometheus")
             if prom is None:
                 continue
+            if is_verdict_metric(metric):
+                continue  # the promotion gate: verdict_queries
             cond = CONDITION_RE.match(str(metric.get("successCondition", "")))
             if cond is None or "failureCondition" in metric:
                 report.error(where, f"metric {metric['name']!r}: expected successCondition "
@@ -660,6 +709,125 @@ def compare_analyses(queries: list[dict], report: Report) -> None:
         elif flagger[name] != argo[name]:
             report.error(where["argo-rollouts"], f"analysis metric {name!r} differs from Flagger's "
                          "(query or threshold)")
+
+
+def is_verdict_metric(metric: dict) -> bool:
+    """An Argo Rollouts metric with an equality success and failure condition: a verdict
+    (the promotion gate), not a threshold."""
+    return (EQUALS_RE.match(str(metric.get("successCondition", ""))) is not None
+            and EQUALS_RE.match(str(metric.get("failureCondition", ""))) is not None)
+
+
+def rollout_rules(docs: list[tuple[str, dict]], template: str) -> list[str]:
+    """The `rule` argument every Rollout passes to the AnalysisTemplate `template` in its
+    steps."""
+    out = []
+    for _, rollout in ((w, d) for w, d in docs if d["kind"] == "Rollout"):
+        steps = (((rollout.get("spec") or {}).get("strategy") or {}).get("canary") or {}).get("steps") or []
+        for step in steps:
+            analysis = step.get("analysis") or {}
+            if any(t.get("templateName") == template for t in analysis.get("templates") or []):
+                out += [a.get("value") for a in analysis.get("args") or [] if a.get("name") == "rule"]
+    return out
+
+
+def verdict_queries(docs: list[tuple[str, dict]], contract: Contract, report: Report) -> list[dict]:
+    """The promotion gate as Argo Rollouts asks it: each verdict metric's query, with its
+    conditions checked against the contract's gauge values (`result[0] == proven`
+    Successful, `== refuted` Failed, anything else Inconclusive), and the rules the
+    Rollouts ask it about."""
+    proven, refuted = contract.verdict_value("proven"), contract.verdict_value("refuted")
+    out = []
+    for where, template in ((w, d) for w, d in docs if d["kind"] == "AnalysisTemplate"):
+        for metric in (template.get("spec") or {}).get("metrics") or []:
+            prom = (metric.get("provider") or {}).get("prometheus")
+            if prom is None or not is_verdict_metric(metric):
+                continue
+            name = metric.get("name")
+            success = int(EQUALS_RE.match(metric["successCondition"]).group(1))
+            failure = int(EQUALS_RE.match(metric["failureCondition"]).group(1))
+            if (success, failure) != (proven, refuted):
+                report.error(where, f"metric {name!r}: successCondition must be `result[0] == {proven}` "
+                             f"(proven) and failureCondition `result[0] == {refuted}` (refuted), the "
+                             "values of grayguard_promotion_state")
+            query = prom["query"]
+            if PROMOTION_STATE not in metric_names(query):
+                report.error(where, f"metric {name!r}: a verdict's query must read {PROMOTION_STATE}")
+            if not ARGO_RULE.search(query):
+                report.error(where, f"metric {name!r}: query does not use {{{{args.rule}}}}")
+            if int(str(metric.get("consecutiveSuccessLimit", 0))) < 1:
+                report.error(where, f"metric {name!r}: without consecutiveSuccessLimit a step analysis "
+                             "never completes on a proof")
+            rules = rollout_rules(docs, template["metadata"]["name"])
+            out.append({"tool": "argo-rollouts", "where": where, "name": name, "query": query,
+                        "rule_arg": ARGO_RULE.search(query).group(0) if ARGO_RULE.search(query) else "",
+                        "rules": rules, "success": success, "failure": failure})
+    return out
+
+
+def promotion_hooks(canary: dict) -> dict[str, list[dict]]:
+    """A Canary's webhooks of the promotion gate's types, by type."""
+    hooks: dict[str, list[dict]] = {}
+    for hook in ((canary.get("spec") or {}).get("analysis") or {}).get("webhooks") or []:
+        if hook.get("type") in PROMOTION_HOOKS:
+            hooks.setdefault(hook["type"], []).append(hook)
+    return hooks
+
+
+def hook_rule(hook: dict) -> str | None:
+    """The rule a promotion webhook asks about: its URL's `?rule=`, else its metadata's
+    `rule` (as grayguard-report reads them)."""
+    query = dict(pair.split("=", 1) for pair in str(hook.get("url", "")).partition("?")[2].split("&") if "=" in pair)
+    return query.get("rule") or (hook.get("metadata") or {}).get("rule")
+
+
+def check_promotion_gates(docs: list[tuple[str, dict]], verdicts: list[dict],
+                          configs: list[tuple[str, Any]], report: Report) -> None:
+    """Flagger and Argo Rollouts gate the promotion on the same verdict: where Argo has a
+    verdict metric, every Canary has both webhooks (confirm-promotion and rollback) on the
+    report server's paths; both ask about the same rules, which the plugin configuration
+    has, each with a promotion hypothesis."""
+    promoted = set()
+    known = False
+    for where, config in configs:
+        if not isinstance(config, dict):
+            continue
+        known = True
+        for r in config.get("rules") or []:
+            if isinstance(r, dict) and (config.get("promote") or r.get("promote")):
+                promoted.add(r.get("name"))
+    flagger_rules: set[str] = set()
+    canaries = [(w, d) for w, d in docs if d["kind"] == "Canary"]
+    for where, canary in canaries:
+        hooks = promotion_hooks(canary)
+        if not verdicts and not hooks:
+            continue
+        for kind, path in PROMOTION_HOOKS.items():
+            if kind not in hooks:
+                report.error(where, f"no {kind} webhook: the promotion gate is Argo Rollouts' only")
+                continue
+            for hook in hooks[kind]:
+                url = str(hook.get("url", ""))
+                if url.partition("?")[0].split("://", 1)[-1].partition("/")[2] != path.lstrip("/"):
+                    report.error(where, f"webhook {hook.get('name')!r}: {kind} is answered at {path} "
+                                 f"(grayguard-report --serve), not {url!r}")
+                rule = hook_rule(hook)
+                if not rule:
+                    report.error(where, f"webhook {hook.get('name')!r}: names no rule (metadata.rule or ?rule=)")
+                    continue
+                flagger_rules.add(rule)
+    argo_rules = {r for v in verdicts for r in v["rules"]}
+    for v in verdicts:
+        if not v["rules"]:
+            report.error(v["where"], f"metric {v['name']!r}: no Rollout step runs it with a `rule` argument")
+    for rule in sorted(flagger_rules | argo_rules):
+        if known and rule not in promoted:
+            report.error(canaries[0][0] if rule in flagger_rules and canaries else verdicts[0]["where"],
+                         f"the promotion gate asks about rule {rule!r}, which no plugin configuration "
+                         f"gives a promotion hypothesis (rules with one: {sorted(map(str, promoted))})")
+    if canaries and verdicts and flagger_rules != argo_rules:
+        report.error(verdicts[0]["where"], f"the promotion gate asks about rules {sorted(argo_rules)}, "
+                     f"Flagger's webhooks about {sorted(flagger_rules)}")
 
 
 # Receiver settings that name where a message goes or the credentials to send it: they
@@ -796,6 +964,10 @@ def check_built(where: str, docs: list[dict], contract: Contract, report: Report
         for t in (canary.get("analysis") or {}).get("templates") or []:
             if ("AnalysisTemplate", t.get("templateName")) not in names:
                 report.error(rid, f"analysis template {t.get('templateName')!r} is not in this build")
+        for step in canary.get("steps") or []:
+            for t in (step.get("analysis") or {}).get("templates") or []:
+                if ("AnalysisTemplate", t.get("templateName")) not in names:
+                    report.error(rid, f"step analysis template {t.get('templateName')!r} is not in this build")
 
 
 def check_control_listeners(where: str, docs: list[dict], report: Report) -> None:
@@ -841,6 +1013,184 @@ def check_control_listeners(where: str, docs: list[dict], report: Report) -> Non
                                          f"than POST {LATCH_PATH}")
 
 
+def flag_values(args: list[Any]) -> dict[str, str]:
+    """`--flag=value` arguments as a dict (the last one of a flag wins)."""
+    return dict(str(a).split("=", 1) for a in args if str(a).startswith("--") and "=" in str(a))
+
+
+def selects(policy: dict, ns: str | None, labels: dict) -> bool:
+    """Whether an Istio policy applies to pods of namespace `ns` with `labels` (no selector:
+    every pod of its namespace)."""
+    if (policy.get("metadata") or {}).get("namespace") != ns:
+        return False
+    wanted = ((policy.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def report_servers(docs: list[dict]) -> Iterator[tuple[dict, dict, dict]]:
+    """Each Deployment container running grayguard-report: (deployment, pod spec, container)."""
+    for d in docs:
+        if d.get("kind") != "Deployment":
+            continue
+        for spec in pod_specs(d):
+            for c in spec.get("containers") or []:
+                if REPORT_IMAGE in c.get("image", ""):
+                    yield d, spec, c
+
+
+def report_services(docs: list[dict]) -> list[tuple[dict, str]]:
+    """The Services in front of a report server, each with the port it serves reports on."""
+    out = []
+    for d, _, c in report_servers(docs):
+        ns = d["metadata"].get("namespace")
+        labels = ((d["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+        port = flag_values(c.get("args") or []).get("--serve", "").rsplit(":", 1)[-1]
+        names = {str(p.get("name")) for p in c.get("ports") or [] if str(p.get("containerPort")) == port}
+        for s in docs:
+            if s.get("kind") != "Service" or s["metadata"].get("namespace") != ns:
+                continue
+            if not labels_select((s.get("spec") or {}).get("selector") or {}, labels):
+                continue
+            for sp in (s.get("spec") or {}).get("ports") or []:
+                if str(sp.get("targetPort", sp.get("port"))) in names | {port}:
+                    out.append((s, str(sp.get("port"))))
+    return out
+
+
+def check_report_server(where: str, docs: list[dict], report: Report) -> None:
+    """A report server keeps every incident's report: on a PersistentVolumeClaim of the same
+    build (a pod's own disk goes with the pod), one writer at a time, reached through a
+    Service, behind the operator port's rule, with Alertmanager's and Flagger's webhooks
+    admitted."""
+    claims = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d
+              for d in docs if d.get("kind") == "PersistentVolumeClaim"}
+    policies = [d for d in docs if d.get("kind") == "AuthorizationPolicy"]
+    services = report_services(docs)
+    for d, spec, c in report_servers(docs):
+        ns = d["metadata"].get("namespace")
+        rid = f"{where}: {resource_id(d)}: container {c.get('name')}"
+        labels = ((d["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+        flags = flag_values(c.get("args") or [])
+        serve = flags.get("--serve")
+        if not serve:
+            report.error(rid, "grayguard-report without --serve: it keeps nothing and serves nothing")
+            continue
+        port = serve.rsplit(":", 1)[-1]
+        if not any(str(p.get("containerPort")) == port for p in c.get("ports") or []):
+            report.error(rid, f"--serve port {port} is not a declared container port")
+        reports_dir = flags.get("--reports-dir")
+        if not reports_dir:
+            report.error(rid, "no --reports-dir: the report server keeps no report")
+        else:
+            mounts = [m for m in c.get("volumeMounts") or []
+                      if reports_dir == m.get("mountPath") or reports_dir.startswith(m.get("mountPath", "").rstrip("/") + "/")]
+            volumes = {v.get("name"): v for v in spec.get("volumes") or []}
+            claim = ((volumes.get(mounts[-1].get("name")) or {}).get("persistentVolumeClaim") or {}).get("claimName") if mounts else None
+            if claim is None:
+                report.error(rid, f"--reports-dir {reports_dir} is not on a PersistentVolumeClaim: "
+                             "the kept reports would go with the pod")
+            elif (ns, claim) not in claims:
+                report.error(rid, f"PersistentVolumeClaim {claim} is not in this build")
+            elif "ReadWriteOnce" in ((claims[(ns, claim)].get("spec") or {}).get("accessModes") or []):
+                strategy = ((d["spec"].get("strategy") or {}).get("type")) or "RollingUpdate"
+                if d["spec"].get("replicas", 1) > 1 or strategy != "Recreate":
+                    report.error(rid, f"the ReadWriteOnce claim {claim} has one writer: replicas 1 and "
+                                 f"strategy Recreate (has {d['spec'].get('replicas', 1)}, {strategy})")
+        if not any(s["metadata"].get("namespace") == ns for s, _ in services):
+            report.error(rid, f"no Service in {ns} sends its port {port} to it")
+        mine = [p for p in policies if selects(p, ns, labels)]
+        operator_rule = any(
+            (p.get("spec") or {}).get("action") == "DENY"
+            and any(set(PRIVATE_BLOCKS) <= set((f.get("source") or {}).get("notRemoteIpBlocks") or [])
+                    for f in r.get("from") or [])
+            and any(port in [str(x) for x in (t.get("operation") or {}).get("ports") or []] for t in r.get("to") or [])
+            for p in mine for r in (p.get("spec") or {}).get("rules") or [])
+        if not operator_rule:
+            report.error(rid, f"port {port} is not behind the operator port's rule (an AuthorizationPolicy "
+                         f"denying what is not from {', '.join(PRIVATE_BLOCKS)})")
+        for method, path, who in REPORT_CALLERS:
+            admitted = any(
+                (p.get("spec") or {}).get("action", "ALLOW") == "ALLOW"
+                and any(method in ((t.get("operation") or {}).get("methods") or [])
+                        and path in ((t.get("operation") or {}).get("paths") or [])
+                        and port in [str(x) for x in (t.get("operation") or {}).get("ports") or []]
+                        for t in r.get("to") or [])
+                for p in mine for r in (p.get("spec") or {}).get("rules") or [])
+            if not admitted:
+                report.error(rid, f"no AuthorizationPolicy admits {who} {method} {path} on port {port}")
+
+
+def check_report_webhooks(configs: list[tuple[pathlib.Path, dict]], services: list[tuple[dict, str]],
+                          root: pathlib.Path, report: Report) -> None:
+    """Each Alertmanager configuration sends the shed alerts, firing and resolved, to a report
+    server's webhook; the cluster's (any but the local mesh's) to a report server's Service."""
+    hosts = {f"{s['metadata']['name']}.{s['metadata'].get('namespace')}.svc{suffix}:{port}"
+             for s, port in services for suffix in ("", ".cluster.local")}
+    for path, config in configs:
+        where = rel(path, root)
+        receivers = {}
+        for r in config.get("receivers") or []:
+            for w in r.get("webhook_configs") or []:
+                url = str(w.get("url", ""))
+                if url.split("?")[0].endswith(REPORT_WEBHOOK_PATH):
+                    receivers[r.get("name")] = (url, bool(w.get("send_resolved")))
+        routed = [r for r in ((config.get("route") or {}).get("routes") or [])
+                  if r.get("receiver") in receivers
+                  and all(any(a in m for m in r.get("matchers") or []) for a in SHED_ALERTS)]
+        if not routed:
+            report.error(where, f"no route sends {' and '.join(SHED_ALERTS)} to a report server's "
+                         f"webhook ({REPORT_WEBHOOK_PATH}): no incident report would be kept")
+            continue
+        for r in routed:
+            url, resolved = receivers[r["receiver"]]
+            if not resolved:
+                report.error(where, f"receiver {r['receiver']!r}: send_resolved must be true (the "
+                             "report is rewritten whole when the shed ends)")
+            if "local" not in path.relative_to(root).parts and services:
+                host = url.split("://", 1)[-1].split("/", 1)[0]
+                if host not in hosts:
+                    report.error(where, f"receiver {r['receiver']!r} posts to {host}, which is not a report "
+                                 f"server's Service ({', '.join(sorted(hosts))})")
+
+
+def check_local_hour(plugin_configs: list[tuple[str, Any]], envoy_configs: list[tuple[str, Any]],
+                     root: pathlib.Path, report: Report) -> None:
+    """Only the local mesh trusts a client's hour, and its Envoy then pins one: a header added
+    before the filter when the client sent none. A cluster's configuration never trusts it."""
+    for where, config in plugin_configs:
+        if not isinstance(config, dict):
+            continue
+        local = where.startswith(f"{root.name}/local/")
+        if config.get(LOCAL_ONLY_KEY) and not local:
+            report.error(where, f"{LOCAL_ONLY_KEY}: true outside the local mesh lets any client pick "
+                         "the hour its cohort is routed by")
+    for where, doc in envoy_configs:
+        if not any(isinstance(c, dict) and c.get(LOCAL_ONLY_KEY) for c in plugin_configs_of(doc)):
+            continue
+        if LOCAL_HOUR_HEADER not in json.dumps(hour_pins(doc)):
+            report.error(where, f"{LOCAL_ONLY_KEY}: true, but no header_mutation filter before the "
+                         f"grayguard filter adds {LOCAL_HOUR_HEADER} where a client sent none: "
+                         "routing would follow the proxy's clock only when a client says nothing")
+
+
+def hour_pins(node: Any, found: list | None = None) -> list:
+    """Every header_mutation filter that comes before a Wasm filter in an HTTP filter chain."""
+    found = [] if found is None else found
+    if isinstance(node, dict):
+        chain = node.get("http_filters")
+        if isinstance(chain, list):
+            names = [f.get("name") for f in chain if isinstance(f, dict)]
+            if WASM_FILTER in names:
+                found += [f for f in chain[:names.index(WASM_FILTER)]
+                          if isinstance(f, dict) and f.get("name") == "envoy.filters.http.header_mutation"]
+        for v in node.values():
+            hour_pins(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            hour_pins(v, found)
+    return found
+
+
 def pod_specs(doc: dict) -> list[dict]:
     spec = ((doc.get("spec") or {}).get("template") or {}).get("spec")
     return [spec] if isinstance(spec, dict) else []
@@ -857,7 +1207,8 @@ def load(path: pathlib.Path) -> list[Any]:
 
 def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
         sidecar_help: str | None, plugin_configs_out: pathlib.Path | None,
-        queries_out: pathlib.Path | None) -> int:
+        queries_out: pathlib.Path | None, report_help: str | None = None,
+        verdicts_out: pathlib.Path | None = None) -> int:
     report = Report()
     schemas = load_crd_schemas([schemas_dir / f for f in CRD_FILES])
     kubernetes = KubernetesSchemas(schemas_dir / KUBERNETES_SCHEMAS.name)
@@ -868,7 +1219,9 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
     rule_files: list[tuple[str, list]] = []
     prometheus_rules: list[tuple[str, dict]] = []
     alertmanager_configs: list[tuple[pathlib.Path, dict]] = []
+    envoy_configs: list[tuple[str, Any]] = []
     exprs: list[tuple[str, str]] = []
+    services: list[tuple[dict, str]] = []
 
     def validate(doc: dict, where: str, patch: bool = False) -> bool:
         group, _ = split_api_version(str(doc["apiVersion"]))
@@ -895,6 +1248,8 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
             try:
                 for config in plugin_configs_of(doc):
                     plugin_configs.append((where, config))
+                if not is_resource(doc) and isinstance(doc, dict) and "static_resources" in doc:
+                    envoy_configs.append((where, doc))
             except json.JSONDecodeError as err:
                 report.error(where, f"grayguard plugin configuration is not JSON: {err}")
             if (groups := plain_rule_groups(doc)) is not None:
@@ -927,6 +1282,8 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
         if deployable:
             check_built(where, docs, published, report)
             check_control_listeners(where, docs, report)
+            check_report_server(where, docs, report)
+            services += report_services(docs)
         cross_check(valid, [d for _, d in rendered if d["kind"] == "Deployment"],
                     [(w, c) for w, d in valid for c in plugin_configs_of(d)], published, report)
 
@@ -939,9 +1296,13 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
                          + " (run mesh-config/prometheus/generate.py)")
 
     check_alertmanager(alertmanager_configs, root, report)
+    check_report_webhooks(alertmanager_configs, services, root, report)
 
     queries = analysis_queries(all_resources, report)
     compare_analyses(queries, report)
+    verdicts = verdict_queries(all_resources, published, report)
+    check_promotion_gates(all_resources, verdicts, plugin_configs, report)
+    exprs += [(v["where"], v["query"].replace(v["rule_arg"], "crane-cameras")) for v in verdicts if v["rule_arg"]]
     breaches = {m for m in published.filter if m.startswith("grayguard_breaches_")}
     for q in queries:
         named = metric_names(q["query"]) & breaches
@@ -955,27 +1316,34 @@ def run(root: pathlib.Path, schemas_dir: pathlib.Path, published: Contract,
             report.error(where, f"expression names {metric}, which no grayguard part publishes "
                          f"and no rule records: {expr.strip()[:120]}")
 
+    check_local_hour(plugin_configs, envoy_configs, root, report)
     if plugin_configs:
+        def canonical(config: Any) -> Any:
+            return {k: v for k, v in config.items() if k != LOCAL_ONLY_KEY} if isinstance(config, dict) else config
         reference_where, reference = plugin_configs[0]
         for where, config in plugin_configs[1:]:
-            if differences := diff_paths(config, reference):
+            if differences := diff_paths(canonical(config), canonical(reference)):
                 report.error(where, f"grayguard plugin configuration differs from {reference_where} "
                              f"at {', '.join(differences)}")
     deployments = [d for _, d in all_resources if d["kind"] == "Deployment"]
     cross_check(resources, deployments, plugin_configs, published, report)
     if sidecar_help is not None:
-        check_sidecar_flags(resources, sidecar_help, report)
+        check_flags(resources, SIDECAR_IMAGE, sidecar_help, report, env_prefix="GRAYGUARD_SIDECAR_")
+    if report_help is not None:
+        check_flags(resources, REPORT_IMAGE, report_help, report)
 
     if plugin_configs_out is not None:
         plugin_configs_out.write_text(json.dumps(dict(plugin_configs), indent=2), encoding="utf-8")
     if queries_out is not None:
         queries_out.write_text(json.dumps(queries, indent=2), encoding="utf-8")
+    if verdicts_out is not None:
+        verdicts_out.write_text(json.dumps(verdicts, indent=2), encoding="utf-8")
     for line in report.problems:
         print(line)
     print(f"{report.checked} files, {len(resources)} valid resources, {len(built)} kustomizations built, "
           f"{len(plugin_configs)} plugin configurations, {len(rule_files)} rules files, "
           f"{len(alertmanager_configs)} Alertmanager configurations, "
-          f"{len(queries)} analysis queries: {len(report.problems)} problems")
+          f"{len(queries)} analysis queries, {len(verdicts)} verdict queries: {len(report.problems)} problems")
     return 1 if report.problems else 0
 
 
@@ -992,20 +1360,26 @@ def main() -> int:
                              "$GRAYGUARD_CONTRACT, else run that command)")
     parser.add_argument("--sidecar-help", type=pathlib.Path,
                         help="output of `grayguard-sidecar --help`: check the Deployments' flags against it")
+    parser.add_argument("--report-help", type=pathlib.Path,
+                        help="output of `grayguard-report --help`: check the report server's flags against it")
     parser.add_argument("--plugin-configs", type=pathlib.Path, metavar="OUT",
                         help="also write every embedded grayguard plugin configuration to OUT, "
                              "as a JSON object keyed by file and resource")
     parser.add_argument("--analysis-queries", type=pathlib.Path, metavar="OUT",
                         help="also write the Flagger and Argo Rollouts analysis queries with their "
                              "thresholds to OUT, as a JSON list")
+    parser.add_argument("--verdict-queries", type=pathlib.Path, metavar="OUT",
+                        help="also write Argo Rollouts' promotion verdict queries (conditions, the "
+                             "rules the Rollouts ask about) to OUT, as a JSON list")
     args = parser.parse_args()
     for what, path in (("--root", args.root), ("--schemas", args.schemas), ("--contract", args.contract)):
         if path is not None and not path.exists():
             print(f"FATAL {what}: {path} does not exist", file=sys.stderr)
             return 2
     help_text = args.sidecar_help.read_text(encoding="utf-8") if args.sidecar_help else None
+    report_help = args.report_help.read_text(encoding="utf-8") if args.report_help else None
     return run(args.root.resolve(), args.schemas, Contract.load(args.contract), help_text,
-               args.plugin_configs, args.analysis_queries)
+               args.plugin_configs, args.analysis_queries, report_help, args.verdict_queries)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 //!          / "alert=" trigger      ; confirm mode: a person is asked   (gray)
 //!          / "fallback"            ; gray failed, stable answered      (gray)
 //! trigger  = "flag" / "latency" / "box_count" / "error_rate" / "agreement"
-//!          / "consecutive_failures" / "latch"
+//!          / "consecutive_failures" / "latch" / "operator"
 //! name     = 1*64( ALPHA / DIGIT / "." / "_" / "-" )
 //! ```
 //!

@@ -10,12 +10,28 @@
 //!
 //! body  = "action=latch&rule=" rule "&trigger=" trigger "&for_ms=" ms "&gateway=" id
 //!       / "action=clear&rule=" rule "&healthy_for_ms=" ms "&gateway=" id
+//!       / "action=hold&rule=" rule "&trigger=" trigger "&gateway=" id
+//!       / "action=release&rule=" rule "&gateway=" id
+//!
+//! GET /grayguard/latch                      (the same listener and token)
+//! → 200, a JSON [`Listing`]: the live latches, the holds, the recent releases
 //! ```
 //!
 //! A latch lasts `for_ms` (the shedding gateway's `shed_for_s`). A gateway whose half-open
 //! probes proved gray healthy clears the rule's latches, but only those set before its
 //! healthy probes began (`healthy_for_ms` ago, by the workload's clock): a latch set since,
 //! by a gateway that saw a fresh breach, stays.
+//!
+//! A **hold** is a person's decision (a confirmed or a direct shed) and has no expiry: the
+//! workload keeps it until a `release` and adds `held:<trigger>@<rule>` to the flag of every
+//! reply, half-open probes included, so every gateway that reads it holds the rule too. A
+//! release drops the rule's hold and leaves a **release record** (the tombstone) for as long
+//! as the longest latch lives, so that a holding gateway's periodic `GET` can tell
+//! "released" (the record is there) from "this workload never heard of it, or restarted and
+//! forgot" (neither a hold nor a release: the gateway holds on and sends its hold again). A
+//! new hold on the rule replaces its release record.
+
+use serde::{Deserialize, Serialize};
 
 use crate::reason::Trigger;
 
@@ -49,6 +65,15 @@ pub enum Request {
         healthy_for_ms: u64,
         gateway: String,
     },
+    /// Hold `rule` shed (a person decided, on `trigger`'s evidence or directly) until a
+    /// release.
+    Hold {
+        rule: String,
+        trigger: Trigger,
+        gateway: String,
+    },
+    /// A person released the rule's hold: drop it and keep the release record.
+    Release { rule: String, gateway: String },
 }
 
 /// A body that is not a latch request.
@@ -93,6 +118,28 @@ impl Request {
                 "action=clear&rule={rule}&healthy_for_ms={healthy_for_ms}&gateway={}",
                 gateway_id(gateway)
             ),
+            Request::Hold {
+                rule,
+                trigger,
+                gateway,
+            } => format!(
+                "action=hold&rule={rule}&trigger={}&gateway={}",
+                trigger.as_str(),
+                gateway_id(gateway)
+            ),
+            Request::Release { rule, gateway } => {
+                format!("action=release&rule={rule}&gateway={}", gateway_id(gateway))
+            }
+        }
+    }
+
+    /// The rule the request is about.
+    pub fn rule(&self) -> &str {
+        match self {
+            Request::Latch { rule, .. }
+            | Request::Clear { rule, .. }
+            | Request::Hold { rule, .. }
+            | Request::Release { rule, .. } => rule,
         }
     }
 
@@ -128,23 +175,113 @@ impl Request {
             return Err(BadRequest("a bad gateway id"));
         }
         let ms = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok());
+        let known_trigger = || {
+            trigger
+                .and_then(Trigger::parse)
+                .ok_or(BadRequest("no known trigger"))
+        };
+        let (rule, gateway) = (rule.to_string(), gateway.to_string());
         match action {
             Some("latch") if healthy.is_none() => Ok(Request::Latch {
-                rule: rule.into(),
-                trigger: trigger
-                    .and_then(Trigger::parse)
-                    .ok_or(BadRequest("no known trigger"))?,
+                rule,
+                trigger: known_trigger()?,
                 for_ms: ms(for_ms).ok_or(BadRequest("no for_ms"))?,
-                gateway: gateway.into(),
+                gateway,
             }),
             Some("clear") if trigger.is_none() && for_ms.is_none() => Ok(Request::Clear {
-                rule: rule.into(),
+                rule,
                 healthy_for_ms: ms(healthy).ok_or(BadRequest("no healthy_for_ms"))?,
-                gateway: gateway.into(),
+                gateway,
             }),
-            Some("latch" | "clear") => Err(BadRequest("fields of the other action")),
-            _ => Err(BadRequest("no action (latch or clear)")),
+            Some("hold") if for_ms.is_none() && healthy.is_none() => Ok(Request::Hold {
+                rule,
+                trigger: known_trigger()?,
+                gateway,
+            }),
+            Some("release") if trigger.is_none() && for_ms.is_none() && healthy.is_none() => {
+                Ok(Request::Release { rule, gateway })
+            }
+            Some("latch" | "clear" | "hold" | "release") => {
+                Err(BadRequest("fields of another action"))
+            }
+            _ => Err(BadRequest("no action (latch, clear, hold or release)")),
         }
+    }
+}
+
+/// What a workload holds, as `GET /grayguard/latch` lists it (the answer to a `POST` lists
+/// the same after the request, beside what it did). Readers ignore fields they do not know.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The live latches.
+    #[serde(default)]
+    pub latches: Vec<Latched>,
+    /// The rules a person holds.
+    #[serde(default)]
+    pub holds: Vec<Held>,
+    /// The release records: rules released within the longest latch's life.
+    #[serde(default)]
+    pub released: Vec<Released>,
+}
+
+/// One gateway's live latch on one rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latched {
+    pub gateway: String,
+    pub rule: String,
+    pub trigger: Trigger,
+    /// Since it was set, and until it lapses, by the workload's clock.
+    pub age_ms: u64,
+    pub remaining_ms: u64,
+}
+
+/// A rule held until a person releases it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub rule: String,
+    pub trigger: Trigger,
+    /// The gateway whose hold call set it.
+    pub gateway: String,
+    pub age_ms: u64,
+}
+
+/// A rule a person released: its release record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    pub rule: String,
+    /// The gateway where the person released it.
+    pub gateway: String,
+    pub age_ms: u64,
+}
+
+/// Where a listing stands on one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing<'a> {
+    /// Held (by the first matching hold).
+    Held(&'a Held),
+    /// Released, and not held since.
+    Released(&'a Released),
+    /// Neither: never heard of, or forgotten (a restarted workload).
+    Unknown,
+}
+
+impl Listing {
+    /// Where `rule` stands: a hold on it (or on `*`) wins over a release record, which a
+    /// new hold replaces anyway.
+    pub fn standing(&self, rule: &str) -> Standing<'_> {
+        let on = |r: &str| r == rule || r == "*";
+        if let Some(h) = self.holds.iter().find(|h| on(&h.rule)) {
+            return Standing::Held(h);
+        }
+        match self.released.iter().find(|r| on(&r.rule)) {
+            Some(r) => Standing::Released(r),
+            None => Standing::Unknown,
+        }
+    }
+
+    /// Parses a listing (a `GET` answer, or the listing in a `POST` answer).
+    pub fn parse(body: &[u8]) -> Result<Listing, serde_json::Error> {
+        serde_json::from_slice(body)
     }
 }
 
@@ -171,6 +308,56 @@ mod tests {
             gateway: "router~10.0.0.1~gw.istio-system".into(),
         };
         assert_eq!(Request::parse(&c.render()), Ok(c));
+        let h = Request::Hold {
+            rule: "crane-cameras".into(),
+            trigger: Trigger::BoxCount,
+            gateway: "gw-0".into(),
+        };
+        assert_eq!(
+            h.render(),
+            "action=hold&rule=crane-cameras&trigger=box_count&gateway=gw-0"
+        );
+        assert_eq!(Request::parse(&h.render()), Ok(h));
+        let r = Request::Release {
+            rule: "crane-cameras".into(),
+            gateway: "gw-2".into(),
+        };
+        assert_eq!(r.render(), "action=release&rule=crane-cameras&gateway=gw-2");
+        assert_eq!(Request::parse(&r.render()), Ok(r.clone()));
+        assert_eq!(r.rule(), "crane-cameras");
+    }
+
+    #[test]
+    fn holds_and_releases_take_only_their_own_fields() {
+        for bad in [
+            "action=hold&rule=r&gateway=g",
+            "action=hold&rule=r&trigger=flag&for_ms=1&gateway=g",
+            "action=hold&rule=r&trigger=flag&healthy_for_ms=1&gateway=g",
+            "action=hold&rule=r&trigger=flag",
+            "action=release&rule=r&trigger=flag&gateway=g",
+            "action=release&rule=r&for_ms=1&gateway=g",
+            "action=release&gateway=g",
+            "action=release&rule=r",
+        ] {
+            assert!(Request::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_listing_says_where_a_rule_stands() {
+        let text = r#"{"latches":[{"gateway":"gw-1","rule":"gates","trigger":"latency","age_ms":5,"remaining_ms":9}],
+            "holds":[{"rule":"crane-cameras","trigger":"box_count","gateway":"gw-0","age_ms":700}],
+            "released":[{"rule":"gates","gateway":"gw-2","age_ms":20}],"newer":1}"#;
+        let l = Listing::parse(text.as_bytes()).unwrap();
+        assert!(matches!(l.standing("crane-cameras"), Standing::Held(h) if h.gateway == "gw-0"));
+        assert!(matches!(l.standing("gates"), Standing::Released(r) if r.age_ms == 20));
+        assert_eq!(l.standing("docks"), Standing::Unknown);
+        let back = serde_json::to_vec(&l).unwrap();
+        assert_eq!(Listing::parse(&back).unwrap(), l);
+        // An older workload lists latches only: nothing is held or released there.
+        let old = Listing::parse(br#"{"latches":[]}"#).unwrap();
+        assert_eq!(old.standing("crane-cameras"), Standing::Unknown);
+        assert!(Listing::parse(b"not json").is_err());
     }
 
     #[test]
@@ -188,6 +375,7 @@ mod tests {
             "action=clear&rule=r&healthy_for_ms=1&gateway=a@b",
             "action=clear&rule=r&rule=s&healthy_for_ms=1&gateway=g",
             "action=clear&rule=r&healthy_for_ms=1&gateway=g&extra=1",
+            "action=hold&rule=*&trigger=flag&gateway=g&gateway=h",
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?}");
         }

@@ -54,9 +54,19 @@ pub mod filter {
     pub const STABLE_BOXES: &str = "grayguard_stable_boxes";
     /// Stable box counts summed.
     pub const STABLE_BOX_SAMPLES: &str = "grayguard_stable_box_samples";
+    /// Sum of gray agreement values (`x-canary-agreement`), thousandths (mean: rate of this
+    /// / 1000 / rate of the samples).
+    pub const GRAY_AGREEMENT_MILLI: &str = "grayguard_gray_agreement_milli";
+    /// Gray agreement values summed: the compared frames whose agreement reached this
+    /// gateway.
+    pub const GRAY_AGREEMENT_SAMPLES: &str = "grayguard_gray_agreement_samples";
     /// 1 while a rule is alerting in confirm mode (labels `rule`, `trigger`, `confirm`: the
     /// query string of the signed one-click link, see [`crate::operator`]); 0 after.
     pub const ALERT: &str = "grayguard_alert";
+    /// 1 while a person's hold keeps a rule shed (labels `rule`, `trigger`: what the hold is
+    /// on, `operator` for a direct shed; `release`: the query string of the signed link that
+    /// releases it, see [`crate::operator::RELEASE`]); 0 after.
+    pub const HELD: &str = "grayguard_held";
     /// Alerts raised in confirm mode (a statistical trigger asked a person).
     pub const ALERTS: &str = "grayguard_alerts";
     /// Sheds a person confirmed on the operator listener.
@@ -108,7 +118,10 @@ pub mod filter {
         GRAY_BOX_SAMPLES,
         STABLE_BOXES,
         STABLE_BOX_SAMPLES,
+        GRAY_AGREEMENT_MILLI,
+        GRAY_AGREEMENT_SAMPLES,
         ALERT,
+        HELD,
         ALERTS,
         CONFIRMATIONS,
         OPERATOR_REFUSED,
@@ -176,9 +189,10 @@ pub mod sidecar {
     /// Live latches the workload holds (see [`crate::latch`]).
     pub const LATCHES: &str = "grayguard_sidecar_latches";
     /// Calls to the latch endpoint on the control listener (labels `action`: latch, clear,
-    /// list or unknown; `result`: ok or refused).
+    /// hold, release, list or unknown; `result`: ok or refused).
     pub const LATCH_REQUESTS_TOTAL: &str = "grayguard_sidecar_latch_requests_total";
-    /// Latch calls refused (label `reason`: public_listener, bad_token, bad_request).
+    /// Latch calls refused (label `reason`: public_listener, bad_token, bad_request,
+    /// holds_full).
     pub const LATCH_REFUSED_TOTAL: &str = "grayguard_sidecar_latch_refused_total";
     /// Open client connections, both listeners.
     pub const OPEN_CONNECTIONS: &str = "grayguard_sidecar_open_connections";

@@ -1,15 +1,22 @@
-//! The operator's requests to a gateway: paths, and the one-click link a person follows to
-//! confirm (or dismiss) a shed that confirm mode asks for.
+//! The operator's requests to a gateway: paths, the one-click link a person follows to
+//! confirm (or dismiss) a shed that confirm mode asks for, the link that releases a held
+//! shed, and the direct shed.
 //!
 //! ```text
 //! link    = path "?" query
-//! path    = "/grayguard/confirm" / "/grayguard/dismiss"
+//! path    = "/grayguard/confirm" / "/grayguard/dismiss"   ; an alert's link
+//!         / "/grayguard/release"                         ; a hold's link
 //! query   = "rule=" name "&trigger=" trigger "&exp=" unix-seconds "&sig=" 64HEXDIG
+//!
+//! shed    = "POST /grayguard/shed?rule=" name             ; no signature: see SHED
 //! ```
 //!
 //! `sig` is HMAC-SHA256, keyed with the filter's `operator.secret`, over [`Link::message`]
-//! (`rule=NAME&trigger=T&exp=S`), in lower-case hex. Every path under [`PREFIX`] is the
-//! operator's: a gateway refuses it on its public listener.
+//! in lower-case hex: `rule=NAME&trigger=T&exp=S` for an alert's link (confirm and dismiss
+//! answer the same alert), `action=release&rule=NAME&trigger=T&exp=S` for a hold's. The
+//! action is in the signed text, so no signature verifies for another purpose than its own:
+//! an alert's link cannot release, a release link cannot confirm. Every path under
+//! [`PREFIX`] is the operator's: a gateway refuses it on its public listener.
 
 use crate::reason::Trigger;
 
@@ -19,6 +26,15 @@ pub const PREFIX: &str = "/grayguard/";
 pub const CONFIRM: &str = "/grayguard/confirm";
 /// Ends the alert without shedding (the evidence starts afresh).
 pub const DISMISS: &str = "/grayguard/dismiss";
+/// Lifts a hold: the rule goes half-open, and probes judge gray again.
+pub const RELEASE: &str = "/grayguard/release";
+/// A person sheds a rule directly and holds it (`POST`, query `rule=NAME`). Unsigned: it
+/// moves traffic to stable only, the direction that costs no client anything, so the
+/// operator listener's own protection (reachable from private addresses only, behind the
+/// authenticating proxy that sets the identity header) is enough; lifting a hold, which
+/// sends traffic back to gray, takes a signed link. `POST`, so that no link preview or
+/// crawler that fetches a pasted URL sheds a rule.
+pub const SHED: &str = "/grayguard/shed";
 /// The conventional Wasm VM environment variable holding the links' secret
 /// (`operator.secret_env` in the shipped configurations).
 pub const SECRET_ENV: &str = "GRAYGUARD_OPERATOR_SECRET";
@@ -34,21 +50,49 @@ pub struct Link {
     pub sig: String,
 }
 
+/// What a signed link lets a person do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Answer an alert: confirm (shed and hold) or dismiss it.
+    Alert,
+    /// Release a hold.
+    Release,
+}
+
+impl Purpose {
+    /// The purpose of a link followed on `path`, if the path takes a signed link.
+    pub fn of_path(path: &str) -> Option<Purpose> {
+        match path {
+            CONFIRM | DISMISS => Some(Purpose::Alert),
+            RELEASE => Some(Purpose::Release),
+            _ => None,
+        }
+    }
+}
+
 /// A query that is not a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLink(pub &'static str);
 
 impl Link {
-    /// The signed text: `rule=NAME&trigger=T&exp=S`.
-    pub fn message(rule: &str, trigger: Trigger, exp: u64) -> String {
-        format!("rule={rule}&trigger={}&exp={exp}", trigger.as_str())
+    /// The signed text: `rule=NAME&trigger=T&exp=S` for an alert, the same after
+    /// `action=release&` for a hold.
+    pub fn message(purpose: Purpose, rule: &str, trigger: Trigger, exp: u64) -> String {
+        let action = match purpose {
+            Purpose::Alert => "",
+            Purpose::Release => "action=release&",
+        };
+        format!("{action}rule={rule}&trigger={}&exp={exp}", trigger.as_str())
     }
 
-    /// The query string (the `confirm` label of the alert gauge).
+    /// The query string (the `confirm` label of the alert gauge, the `release` label of the
+    /// held gauge): the same for every purpose; the path says which.
     pub fn query(&self) -> String {
         format!(
-            "{}&sig={}",
-            Link::message(&self.rule, self.trigger, self.exp),
+            "rule={}&trigger={}&exp={}&sig={}",
+            self.rule,
+            self.trigger.as_str(),
+            self.exp,
             self.sig
         )
     }
@@ -98,6 +142,20 @@ impl Link {
     }
 }
 
+/// The rule a direct shed names: its query, exactly `rule=NAME`.
+pub fn shed_rule(query: &str) -> Result<&str, BadLink> {
+    let rule = query
+        .strip_prefix("rule=")
+        .ok_or(BadLink("no rule (the query is rule=NAME)"))?;
+    if rule.contains('&') {
+        return Err(BadLink("an unknown parameter"));
+    }
+    if !(crate::decision::valid_rule_name(rule) || rule == "*") {
+        return Err(BadLink("a bad rule name"));
+    }
+    Ok(rule)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +187,27 @@ mod tests {
             &format!("rule=a&trigger=flag&exp=1&sig={}&by=me", "0".repeat(64)),
         ] {
             assert!(Link::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn each_purpose_signs_its_own_text() {
+        let alert = Link::message(Purpose::Alert, "r", Trigger::Latency, 9);
+        let release = Link::message(Purpose::Release, "r", Trigger::Latency, 9);
+        assert_eq!(alert, "rule=r&trigger=latency&exp=9");
+        assert_eq!(release, "action=release&rule=r&trigger=latency&exp=9");
+        assert_eq!(Purpose::of_path(CONFIRM), Some(Purpose::Alert));
+        assert_eq!(Purpose::of_path(DISMISS), Some(Purpose::Alert));
+        assert_eq!(Purpose::of_path(RELEASE), Some(Purpose::Release));
+        assert_eq!(Purpose::of_path(SHED), None);
+    }
+
+    #[test]
+    fn a_direct_shed_names_one_rule() {
+        assert_eq!(shed_rule("rule=crane-cameras"), Ok("crane-cameras"));
+        assert_eq!(shed_rule("rule=*"), Ok("*"));
+        for bad in ["", "rule=", "rule=a b", "rule=a&by=me", "name=a"] {
+            assert!(shed_rule(bad).is_err(), "{bad:?}");
         }
     }
 }

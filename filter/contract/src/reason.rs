@@ -73,12 +73,15 @@ pub enum Trigger {
     /// Gray failures in a row.
     ConsecutiveFailures,
     /// Another gateway shed the rule and latched the gray workload, which now says so on
-    /// every response (see [`crate::latch`]).
+    /// every response (see [`crate::latch`]); or a person holds the rule elsewhere and the
+    /// workload says so (`held:`).
     Latch,
+    /// A person shed the rule directly on the operator listener (`crate::operator::SHED`).
+    Operator,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 7] = [
+    pub const ALL: [Trigger; 8] = [
         Trigger::Flag,
         Trigger::Latency,
         Trigger::BoxCount,
@@ -86,6 +89,7 @@ impl Trigger {
         Trigger::Agreement,
         Trigger::ConsecutiveFailures,
         Trigger::Latch,
+        Trigger::Operator,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +101,7 @@ impl Trigger {
             Trigger::Agreement => "agreement",
             Trigger::ConsecutiveFailures => "consecutive_failures",
             Trigger::Latch => "latch",
+            Trigger::Operator => "operator",
         }
     }
 
@@ -153,14 +158,27 @@ pub fn parse_flag(text: &str) -> Vec<Reason> {
 /// flag  = item *( "," item )
 /// item  = reason                          ; the sidecar's own watchdog
 ///       / "latched:" trigger "@" rule     ; a gateway latched this workload for `rule`
+///       / "held:" trigger "@" rule        ; a person holds `rule` shed until released
 /// ```
+///
+/// `held:` items ride on every reply, half-open probes included: a hold is a person's
+/// decision, not evidence about gray, so a probe must not close it either.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flag {
     pub reasons: Vec<Reason>,
     /// `(trigger, rule)` of every latch the workload holds.
     pub latched: Vec<(Trigger, String)>,
-    /// Items that are neither (a newer sidecar's): they still raise the flag.
+    /// `(trigger, rule)` of every rule a person holds shed (see [`crate::latch`]).
+    pub held: Vec<(Trigger, String)>,
+    /// Items that are none of these (a newer sidecar's): they still raise the flag.
     pub unknown: usize,
+}
+
+/// `(trigger, rule)` of an item `prefix trigger "@" rule`, if it is one.
+fn rule_item(item: &str, prefix: &str) -> Option<(Trigger, String)> {
+    let (t, rule) = item.strip_prefix(prefix)?.split_once('@')?;
+    let t = Trigger::parse(t)?;
+    (crate::decision::valid_rule_name(rule) || rule == "*").then(|| (t, rule.to_string()))
 }
 
 impl Flag {
@@ -169,13 +187,10 @@ impl Flag {
         for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             if let Some(r) = Reason::parse(item) {
                 f.reasons.push(r);
-            } else if let Some((t, rule)) = item
-                .strip_prefix(LATCHED_PREFIX)
-                .and_then(|l| l.split_once('@'))
-                .and_then(|(t, r)| Some((Trigger::parse(t)?, r)))
-                .filter(|(_, r)| crate::decision::valid_rule_name(r) || *r == "*")
-            {
-                f.latched.push((t, rule.to_string()));
+            } else if let Some(l) = rule_item(item, LATCHED_PREFIX) {
+                f.latched.push(l);
+            } else if let Some(h) = rule_item(item, HELD_PREFIX) {
+                f.held.push(h);
             } else {
                 f.unknown += 1;
             }
@@ -188,30 +203,45 @@ impl Flag {
     }
 
     /// Whether the workload's own watchdog (or something this version cannot read) raised
-    /// it, as opposed to latches only.
+    /// it, as opposed to latches and holds only.
     pub fn first_hand(&self) -> bool {
         !self.reasons.is_empty() || self.unknown > 0
     }
 
-    /// The flag value: reasons first, then latches.
+    /// The flag value: reasons first, then latches, then holds.
     pub fn render(&self) -> String {
         let mut out = String::new();
         render_flag(self.reasons.iter().copied(), &mut out);
-        for (t, rule) in &self.latched {
+        let items = self
+            .latched
+            .iter()
+            .map(|i| (LATCHED_PREFIX, i))
+            .chain(self.held.iter().map(|i| (HELD_PREFIX, i)));
+        for (prefix, (t, rule)) in items {
             if !out.is_empty() {
                 out.push(',');
             }
-            out.push_str(LATCHED_PREFIX);
+            out.push_str(prefix);
             out.push_str(t.as_str());
             out.push('@');
             out.push_str(rule);
         }
         out
     }
+
+    /// The trigger of the hold on `rule` (or on every rule, `*`), if the flag carries one.
+    pub fn held_for(&self, rule: &str) -> Option<Trigger> {
+        self.held
+            .iter()
+            .find(|(_, r)| r == rule || r == "*")
+            .map(|(t, _)| *t)
+    }
 }
 
 /// The prefix of a latch item in a breach flag.
 pub const LATCHED_PREFIX: &str = "latched:";
+/// The prefix of a hold item in a breach flag.
+pub const HELD_PREFIX: &str = "held:";
 
 #[cfg(test)]
 mod tests {
@@ -250,15 +280,34 @@ mod tests {
             Flag {
                 reasons: vec![Reason::Memory],
                 latched: vec![(Trigger::ErrorRate, "r".into())],
+                held: vec![(Trigger::Operator, "s".into())],
                 unknown: 0
             }
             .render(),
-            "memory,latched:error_rate@r"
+            "memory,latched:error_rate@r,held:operator@s"
         );
         // Malformed latches are unknown items, hence first-hand.
         assert!(Flag::parse("latched:boxes@r").first_hand());
         assert!(Flag::parse("latched:latency@a b").first_hand());
         assert!(Flag::parse("").first_hand());
+    }
+
+    #[test]
+    fn holds_are_items_of_their_own() {
+        let f = Flag::parse("held:box_count@crane-cameras,latched:flag@gates");
+        assert!(!f.first_hand(), "a hold is not the workload's own trouble");
+        assert_eq!(f.held, vec![(Trigger::BoxCount, "crane-cameras".into())]);
+        assert_eq!(f.latched, vec![(Trigger::Flag, "gates".into())]);
+        assert_eq!(f.held_for("crane-cameras"), Some(Trigger::BoxCount));
+        assert_eq!(f.held_for("gates"), None, "a latch is not a hold");
+        assert_eq!(Flag::parse(&f.render()), f);
+        assert_eq!(
+            Flag::parse("held:operator@*").held_for("anything"),
+            Some(Trigger::Operator)
+        );
+        // Malformed holds are unknown items, hence first-hand.
+        assert!(Flag::parse("held:box_count").first_hand());
+        assert!(Flag::parse("held:nonsense@r").first_hand());
     }
 
     #[test]

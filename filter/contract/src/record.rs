@@ -32,6 +32,13 @@ pub enum Event {
     AlertStart,
     /// Confirm mode: a person dismissed the alert (no shed; the evidence starts afresh).
     AlertDismissed,
+    /// A rule that was already shedding now holds until a person releases it (a person
+    /// shed it directly, or the workload says it is held). A hold that opens a closed
+    /// breaker is a `shed_start` with `held: true` instead.
+    Held,
+    /// A person released the hold (here, or at another gateway: `released_via`); the
+    /// breaker goes half-open and probes judge gray again.
+    Released,
 }
 
 impl Event {
@@ -41,6 +48,8 @@ impl Event {
             Event::ShedEnd => "shed_end",
             Event::AlertStart => "alert_start",
             Event::AlertDismissed => "alert_dismissed",
+            Event::Held => "held",
+            Event::Released => "released",
         }
     }
 }
@@ -70,8 +79,14 @@ impl DetectorKind {
     }
 }
 
-/// The incident record: logged when a rule's shedding starts and ends, and when confirm
-/// mode raises or a person dismisses an alert.
+/// The incident record: logged when a rule's shedding starts and ends, when confirm mode
+/// raises or a person dismisses an alert, and when a hold begins on a shedding rule or is
+/// released.
+///
+/// A person's hold, step by step: `shed_start` with `held: true` (and `confirmed_by` or
+/// `held_by`), or `held` when the rule was shedding already; then `released` (with
+/// `released_by` where the person clicked, `released_via` at the other gateways); then the
+/// half-open probes' `shed_end`, or a `shed_start` with `after_probe`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub event: Event,
@@ -107,11 +122,25 @@ pub struct Incident {
     pub shed_since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shed_duration_s: Option<f64>,
+    /// Shed start, held: the shed holds until a person releases it (no half-open phase);
+    /// `shed_until` and `shed_for_s` then say what an unheld shed would have lasted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<bool>,
     /// A person's action: who (the identity header, or `anonymous`) and from where.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmed_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dismissed_by: Option<String>,
+    /// Who held the rule: a confirmed shed's person, or a direct shed's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
+    /// Released: who released it at this gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_by: Option<String>,
+    /// Released: the gateway where a person released it, as the gray workload reported it
+    /// (this gateway learned the release from its check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_via: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_from: Option<String>,
     /// Alert start: the signed one-click link's query string (`crate::operator`).
@@ -324,8 +353,12 @@ mod tests {
             after_probe: Some(false),
             shed_since: None,
             shed_duration_s: None,
+            held: None,
             confirmed_by: None,
             dismissed_by: None,
+            held_by: None,
+            released_by: None,
+            released_via: None,
             operator_from: None,
             confirm: None,
             detector: DetectorKind::Sequential,
@@ -374,9 +407,41 @@ mod tests {
     }
 
     #[test]
+    fn holds_and_releases_read_back() {
+        let held = Incident {
+            held: Some(true),
+            confirmed_by: Some("ana@ops".into()),
+            held_by: Some("ana@ops".into()),
+            operator_from: Some("10.0.0.7:5123".into()),
+            ..incident()
+        };
+        let released = Incident {
+            event: Event::Released,
+            released_via: Some("gw-0".into()),
+            ..incident()
+        };
+        for i in [held, released] {
+            let r = Record::Incident(Box::new(i));
+            let json = render(&r);
+            assert_eq!(parse_line(&json).unwrap().unwrap(), r, "{json}");
+        }
+        assert!(
+            render(&Record::Incident(Box::new(incident())))
+                .find("held")
+                .is_none()
+        );
+        assert_eq!(
+            [Event::Held, Event::Released].map(Event::as_str),
+            ["held", "released"]
+        );
+        let v: Event = serde_json::from_str("\"released\"").unwrap();
+        assert_eq!(v, Event::Released);
+    }
+
+    #[test]
     fn a_newer_record_with_more_fields_still_reads() {
         let mut v = serde_json::to_value(Record::Incident(Box::new(incident()))).unwrap();
-        v["held_by"] = "ana".into();
+        v["a_field_from_a_newer_filter"] = "x".into();
         let back: Record = serde_json::from_value(v).unwrap();
         assert_eq!(back, Record::Incident(Box::new(incident())));
     }

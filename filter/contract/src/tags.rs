@@ -19,6 +19,8 @@ pub enum Label {
     Trigger,
     /// An alert's signed one-click link, its query string (`crate::operator`).
     Confirm,
+    /// A held shed's signed release link, its query string (`crate::operator::RELEASE`).
+    Release,
     /// A promotion effect (`crate::promotion::Effect`'s names).
     Effect,
     /// Which end of an effect's interval (`crate::promotion::Bound`'s names).
@@ -26,10 +28,11 @@ pub enum Label {
 }
 
 impl Label {
-    pub const ALL: [Label; 5] = [
+    pub const ALL: [Label; 6] = [
         Label::Rule,
         Label::Trigger,
         Label::Confirm,
+        Label::Release,
         Label::Effect,
         Label::Bound,
     ];
@@ -39,6 +42,7 @@ impl Label {
             Label::Rule => "rule",
             Label::Trigger => "trigger",
             Label::Confirm => "confirm",
+            Label::Release => "release",
             Label::Effect => "effect",
             Label::Bound => "bound",
         }

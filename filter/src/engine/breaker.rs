@@ -1,10 +1,12 @@
 //! The breaker transitions — trip, a probe's result, confirm mode's alert — each one
 //! compare-and-swap on the shared board, so only the worker that wins it counts, latches
-//! and logs it; and the incident record that worker logs.
+//! and logs it; and the incident record that worker logs (a hold's and a release's too,
+//! `crate::engine::hold`).
 
 use grayguard_contract::Trigger;
+use grayguard_contract::operator::Purpose;
 
-use crate::breaker::{Board, Phase, ProbeOutcome};
+use crate::breaker::{Board, Breaker, Phase, ProbeOutcome};
 use crate::engine::Engine;
 use crate::host::{Host, Level};
 use crate::incident::{self, Event, Incident};
@@ -133,7 +135,7 @@ impl Engine {
         if let Some((board, closed_since)) = done {
             self.remember(host, board);
             self.pending.count(Counter::Alerts);
-            let link = self.link(unit, trigger, now, now).query();
+            let link = self.link(Purpose::Alert, unit, trigger, now, now).query();
             let at = Stamp {
                 at_ns: now,
                 other_ns: now,
@@ -175,7 +177,8 @@ impl Engine {
         );
     }
 
-    /// Logs the incident record of a transition this VM made.
+    /// Logs the incident record of a transition this VM made (after writing it: whether
+    /// the shed holds is read off the board this VM just wrote).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn incident_by(
         &self,
@@ -200,6 +203,7 @@ impl Engine {
                 detail: self.detector.detail(unit, trigger),
                 consecutive: self.detector.consecutive(unit, at.since_ns),
                 probe,
+                held: self.board.board().0.get(unit).is_some_and(Breaker::held),
                 operator,
                 gateway: &self.gateway,
                 gray_pods: self.pods.get(unit).map_or(&[], Vec::as_slice),

@@ -1,6 +1,7 @@
 //! The mesh-wide latch: a first-hand shed tells the gray workload to flag every reply for
 //! the rule (so other gateways shed on their next gray reply), and healthy probes clear
-//! it. Calls are queued on the request path and sent from the tick.
+//! it; a person's hold and release go the same way (`crate::engine::hold`). Calls are
+//! queued on the request path and sent from the tick; their answers come back here.
 
 use grayguard_contract::Trigger;
 use grayguard_contract::latch::{self as latching, Request as LatchRequest};
@@ -40,6 +41,25 @@ impl Engine {
                 healthy_for_ms,
                 gateway,
             },
+        });
+    }
+
+    /// Queues a hold (`hold_on`: a person holds `unit`, or the workload forgot the hold) or a
+    /// release (`None`: a person released it here) for the next tick. Dry run holds nothing
+    /// on the workload.
+    pub(super) fn queue_hold(&mut self, unit: usize, hold_on: Option<Trigger>) {
+        if self.cfg.breach.latch.is_none() || self.cfg.breach.dry_run {
+            return;
+        }
+        let rule = self.unit_names.get(unit).cloned().unwrap_or_default();
+        let gateway = self.gateway.clone();
+        self.latch_outbox.push(match hold_on {
+            Some(trigger) => LatchRequest::Hold {
+                rule,
+                trigger,
+                gateway,
+            },
+            None => LatchRequest::Release { rule, gateway },
         });
     }
 
@@ -88,8 +108,19 @@ impl Engine {
         }
     }
 
-    /// The answer to an HTTP call this VM sent (`None`: no answer, a timeout or reset).
-    pub fn answered(&mut self, host: &impl Host, status: Option<u16>) {
+    /// The answer to HTTP call `token` this VM sent (`status` `None`: no answer, a timeout or
+    /// reset; `body` read only when [`Engine::awaits_listing`] asked for it): a hold check's
+    /// listing, or a latch call's outcome.
+    pub fn answered(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        status: Option<u16>,
+        body: Option<&[u8]>,
+    ) {
+        if self.check_answered(host, token, status, body) {
+            return;
+        }
         if !status.is_some_and(|s| (200..300).contains(&s)) {
             self.pending.count(Counter::LatchFailures);
             host.log(

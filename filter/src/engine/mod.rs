@@ -8,7 +8,10 @@
 //! - `tick`: the periodic work (the detector's tick, the gauges, the counters);
 //! - `breaker`: the breaker transitions (trip, probe result, alert) and incident records;
 //! - `latch`: the mesh-wide latch calls (queued, sent, answered);
-//! - `operator`: a person confirming or dismissing an alert through a signed link;
+//! - `operator`: a person on the operator listener — confirming or dismissing an alert
+//!   through its signed link, shedding a rule directly, releasing a hold;
+//! - `hold`: a person's decision held until a person releases it, on this gateway and
+//!   through the gray workload on every other (checked from the tick);
 //! - `promotion`: the promotion verdict logged when reached and served to the operator.
 //!
 //! Everything here talks to Envoy only through [`Host`], so the same code runs inside the
@@ -16,6 +19,7 @@
 //! ([`crate::host::MemoryHost`]). Which detector runs is the [`Detector`]'s business.
 
 mod breaker;
+mod hold;
 mod latch;
 mod operator;
 mod promotion;
@@ -37,6 +41,9 @@ use crate::host::Host;
 use crate::metrics::Pending;
 use crate::rules::Draw;
 use crate::shared::{self, BoardCache, HostStore, Keys};
+
+pub use hold::{CHECK_EVERY_MS, MAX_LISTING_BYTES};
+pub use operator::OperatorCall;
 
 /// What the glue does with a request, as the core decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,14 +87,18 @@ pub struct Engine {
     /// Per unit: the alert gauge this VM last raised (its name carries the link), so that
     /// it is set back to 0 when the alert ends or the link is renewed.
     alert_gauges: Vec<Option<String>>,
+    /// Per unit: the held gauge this VM last raised (its name carries the release link).
+    held_gauges: Vec<Option<String>>,
     /// Reused buffer for the decision header text.
     scratch: String,
     /// The clock's last reading by this VM (ticks and requests that needed it), ns.
     last_now_ns: u64,
     /// This gateway's id in latch calls (Envoy's node id).
     gateway: String,
-    /// Latch and clear calls waiting for the tick.
+    /// Latch, clear, hold and release calls waiting for the tick.
     latch_outbox: Vec<LatchRequest>,
+    /// Hold checks sent and not answered yet.
+    checks: Vec<hold::Check>,
     /// Per unit: fallbacks not yet handed to the host.
     fallbacks: Vec<u64>,
     /// Per unit: the gray pods heard from in the current epoch (their `x-served-by`).
@@ -115,10 +126,12 @@ impl Engine {
             pending: Pending::default(),
             gauges: HashMap::new(),
             alert_gauges: vec![None; units],
+            held_gauges: vec![None; units],
             scratch: String::with_capacity(128),
             last_now_ns: 0,
             gateway: "gateway".into(),
             latch_outbox: Vec::new(),
+            checks: Vec::new(),
             fallbacks: vec![0; units],
             pods: vec![Vec::new(); units],
             cfg,

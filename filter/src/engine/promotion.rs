@@ -27,16 +27,21 @@ impl Engine {
         host.log(Level::Info, &line);
     }
 
-    /// `GET /grayguard/promotion`: every rule's verdict, as the shared evidence says now.
-    pub(super) fn promotion_reply(&mut self, host: &impl Host) -> OperatorReply {
+    /// Every rule's promotion verdict as the shared evidence says now.
+    pub fn promotions(&mut self, host: &impl Host) -> Vec<Standing> {
         let now = host.now_ns();
         let board = self
             .board
             .refresh(host, &self.keys.board, self.units)
             .clone();
+        self.detector.promotions(&self.store(host), &board, now)
+    }
+
+    /// `GET /grayguard/promotion`: every rule's verdict, as the shared evidence says now.
+    pub(super) fn promotion_reply(&mut self, host: &impl Host) -> OperatorReply {
+        let now = host.now_ns();
         let rules = self
-            .detector
-            .promotions(&self.store(host), &board, now)
+            .promotions(host)
             .iter()
             .map(|s| self.rule_verdict(s))
             .collect();

@@ -1,7 +1,7 @@
 //! Settling a reply: which replies are read, their signals read in one go, then booked —
-//! the signal counters, the detector, and the breach flag or a half-open probe's verdict; a
-//! gray request stable answered (a fallback) is counted as one gray failure; the gray pods
-//! that answered are remembered for the incident record.
+//! the signal counters, the detector, and the breach flag (a hold it carries first) or a
+//! half-open probe's verdict; a gray request stable answered (a fallback) is counted as one
+//! gray failure; the gray pods that answered are remembered for the incident record.
 
 use grayguard_contract::headers::SERVED_BY;
 use grayguard_contract::{Flag, Trigger};
@@ -110,6 +110,10 @@ impl Engine {
             *n += 1;
         }
         self.detector.observe_gray(unit, r, obs);
+        // A person holds the rule (the workload says so): nothing else of the flag matters.
+        if self.obey_hold(host, unit, reply) {
+            return;
+        }
         let flag = self.flag_trigger(unit, reply);
         match d.why {
             Why::Probe => {
@@ -182,6 +186,11 @@ impl Engine {
         if let Some(n) = obs.boxes {
             p.add(boxes, n as u64);
             p.count(box_n);
+        }
+        // Only gray compares its frames with stable; the header has thousandths.
+        if gray && let Some(a) = obs.agreement {
+            p.add(Counter::GrayAgreementMilli, (a * 1000.0).round() as u64);
+            p.count(Counter::GrayAgreementSamples);
         }
     }
 }

@@ -6,7 +6,7 @@
 use grayguard_contract::headers::{COMPARE, DECISION, PROBE};
 use grayguard_contract::operator::PREFIX as OPERATOR_PATHS;
 
-use crate::engine::{Engine, Request};
+use crate::engine::{Engine, OperatorCall, Request};
 use crate::host::Host;
 use crate::metrics::Counter;
 
@@ -51,8 +51,15 @@ impl Engine {
                 .and_then(|o| o.identity_header.as_deref())
                 .and_then(text);
             let from = if on_operator { peer() } else { None };
-            let reply = self.operator(host, path, query, on_operator, by, from.as_deref());
-            return Request::Answer(reply);
+            let call = OperatorCall {
+                method: text(":method").unwrap_or("GET"),
+                path,
+                query,
+                on_operator,
+                by,
+                from: from.as_deref(),
+            };
+            return Request::Answer(self.operator(host, &call));
         }
         // A client must not pick its route or fake a breach: drop what it sent. Requests
         // without them (the normal case) cost no host call here.

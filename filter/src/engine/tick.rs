@@ -1,7 +1,11 @@
 //! The tick, every `sync_ms`: the detector's tick (what every worker saw, merged and
 //! evaluated), each trigger that fires acted on (shed, or in confirm mode an alert), the
-//! gauges set from the shared board and evidence, the latch calls sent and the counters
-//! handed over.
+//! holds checked with the gray workload when due, the gauges set from the shared board and
+//! evidence, the latch calls sent and the counters handed over.
+
+use std::collections::HashMap;
+
+use grayguard_contract::operator::Purpose;
 
 use crate::breaker::Phase;
 use crate::config::{Action, Scope};
@@ -13,8 +17,8 @@ use crate::shared::HostStore;
 
 impl Engine {
     /// The tick: the detector publishes and merges this VM's observations and evaluates
-    /// every closed unit; what fires trips (or alerts), then the gauges, the latch calls
-    /// and the counters.
+    /// every closed unit; what fires trips (or alerts), then the hold check, the gauges,
+    /// the latch calls and the counters.
     pub fn tick(&mut self, host: &impl Host) {
         let now = host.now_ns();
         self.last_now_ns = self.last_now_ns.max(now);
@@ -41,6 +45,7 @@ impl Engine {
                 self.trip(host, f.unit, f.trigger, None);
             }
         }
+        self.check_holds(host);
         self.set_gauges(host, now);
         self.send_latches(host);
         for (c, n) in self.pending.drain() {
@@ -67,8 +72,8 @@ impl Engine {
         }
     }
 
-    /// The breaker gauges, the detector's, and confirm mode's alert gauges; a host call only
-    /// for a gauge whose value changed.
+    /// The breaker gauges, the detector's, confirm mode's alert gauges and the holds'; a
+    /// host call only for a gauge whose value changed.
     fn set_gauges(&mut self, host: &impl Host, now: u64) {
         let board = self.board.board().clone();
         let phases: Vec<Phase> = board.0.iter().map(|b| b.phase(now)).collect();
@@ -88,27 +93,30 @@ impl Engine {
         self.detector
             .gauges(&self.store(host), &board, &phases, now, &mut set);
         for (u, b) in board.0.iter().enumerate() {
-            let name = match (b.alert, &self.cfg.operator) {
-                (Some(t), Some(_)) if !b.tripped => Some(gauge_name(
+            let operator = self.cfg.operator.is_some();
+            let alert = match b.alert {
+                Some(t) if operator && !b.tripped => Some(gauge_name(
                     Gauge::Alert(u, t),
                     &self.unit_names,
-                    &self.link(u, t, b.alert_since_ns, now).query(),
+                    &self
+                        .link(Purpose::Alert, u, t, b.alert_since_ns, now)
+                        .query(),
                 )),
                 _ => None,
             };
-            if let Some(slot) = self.alert_gauges.get_mut(u)
-                && *slot != name
-            {
-                // The alert ended, or its link was renewed: the old series goes to 0.
-                if let Some(old) = slot.take() {
-                    host.set_gauge(&old, 0);
-                    self.gauges.insert(old, 0);
-                }
-                if let Some(new) = &name {
-                    host.set_gauge(new, 1);
-                    self.gauges.insert(new.clone(), 1);
-                }
-                *slot = name;
+            let held = match b.hold {
+                Some(t) if operator && b.held() => Some(gauge_name(
+                    Gauge::Held(u, t),
+                    &self.unit_names,
+                    &self.link(Purpose::Release, u, t, b.since_ns, now).query(),
+                )),
+                _ => None,
+            };
+            if let Some(slot) = self.alert_gauges.get_mut(u) {
+                swap_link_gauge(host, &mut self.gauges, slot, alert);
+            }
+            if let Some(slot) = self.held_gauges.get_mut(u) {
+                swap_link_gauge(host, &mut self.gauges, slot, held);
             }
         }
         for (g, v) in set {
@@ -119,4 +127,26 @@ impl Engine {
             }
         }
     }
+}
+
+/// Raises the gauge `name` (whose name carries a link) in `slot` instead of the one there:
+/// when an alert or a hold ended, or its link was renewed, the old series goes to 0.
+fn swap_link_gauge(
+    host: &impl Host,
+    gauges: &mut HashMap<String, u64>,
+    slot: &mut Option<String>,
+    name: Option<String>,
+) {
+    if *slot == name {
+        return;
+    }
+    if let Some(old) = slot.take() {
+        host.set_gauge(&old, 0);
+        gauges.insert(old, 0);
+    }
+    if let Some(new) = &name {
+        host.set_gauge(new, 1);
+        gauges.insert(new.clone(), 1);
+    }
+    *slot = name;
 }

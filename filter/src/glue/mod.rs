@@ -98,7 +98,7 @@ impl Host for EnvoyHost {
         headers: &[(&str, &str)],
         body: &[u8],
         timeout_ms: u64,
-    ) -> Result<(), ShareError> {
+    ) -> Result<u32, ShareError> {
         hostcalls::dispatch_http_call(
             cluster,
             headers.to_vec(),
@@ -106,7 +106,6 @@ impl Host for EnvoyHost {
             Vec::new(),
             std::time::Duration::from_millis(timeout_ms),
         )
-        .map(|_| ())
         .map_err(|_| ShareError::Failed)
     }
 

@@ -12,7 +12,7 @@ use proxy_wasm::types::{BufferType, ContextType, MapType};
 
 use super::{EnvoyHost, Vm};
 use crate::config;
-use crate::engine::Engine;
+use crate::engine::{Engine, MAX_LISTING_BYTES};
 use crate::host::Host;
 use crate::signals;
 
@@ -37,9 +37,9 @@ impl Root {
 impl Context for Root {
     fn on_http_call_response(
         &mut self,
-        _token: u32,
+        token: u32,
         _headers: usize,
-        _body_size: usize,
+        body_size: usize,
         _trailers: usize,
     ) {
         let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
@@ -50,7 +50,16 @@ impl Context for Root {
             && let Ok(mut vm) = vm.try_borrow_mut()
         {
             let Vm { engine, host } = &mut *vm;
-            engine.answered(host, status);
+            // Only a hold check's answer is read (a latch call's status says all); a body
+            // longer than a listing can be is not one, and is not read.
+            let body = (engine.awaits_listing(token) && body_size <= MAX_LISTING_BYTES)
+                .then(|| {
+                    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                        .ok()
+                        .flatten()
+                })
+                .flatten();
+            engine.answered(host, token, status, body.as_deref());
         }
     }
 }

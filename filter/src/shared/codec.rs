@@ -26,14 +26,15 @@ pub struct Corrupt;
 
 /// Format tag and version of each record. The tags are letters, so that no record of
 /// these formats starts like the untagged ones of earlier builds (board version 2, record
-/// and snapshot version 1, a bare list of ids whose length is a multiple of four).
-pub const BOARD: [u8; 2] = [b'B', 3];
+/// and snapshot version 1, a bare list of ids whose length is a multiple of four). Board
+/// version 4 added each breaker's hold, its last check and its last release.
+pub const BOARD: [u8; 2] = [b'B', 4];
 pub const EVIDENCE: [u8; 2] = [b'E', 3];
 pub const SNAPSHOT: [u8; 2] = [b'S', 2];
 pub const WORKERS: [u8; 2] = [b'L', 1];
 
 /// Bytes of one breaker on the board.
-pub const BREAKER_BYTES: usize = 35;
+pub const BREAKER_BYTES: usize = 52;
 /// Floats of one tally, of one lane of a change detector, of one side of a promotion.
 const TALLY_FLOATS: usize = 11;
 const LANE_FLOATS: usize = 6;
@@ -53,6 +54,7 @@ fn trigger_code(t: Trigger) -> u8 {
         Trigger::Agreement => 7,
         Trigger::ConsecutiveFailures => 5,
         Trigger::Latch => 6,
+        Trigger::Operator => 8,
     }
 }
 
@@ -75,6 +77,9 @@ pub fn encode_board(board: &Board) -> Vec<u8> {
         out.extend_from_slice(&b.generation.to_le_bytes());
         put_trigger(&mut out, b.alert);
         out.extend_from_slice(&b.alert_since_ns.to_le_bytes());
+        put_trigger(&mut out, b.hold);
+        out.extend_from_slice(&b.checked_ns.to_le_bytes());
+        out.extend_from_slice(&b.released_ns.to_le_bytes());
     }
     out
 }
@@ -91,6 +96,12 @@ pub fn decode_board(bytes: &[u8], units: usize) -> Result<Board, Corrupt> {
         };
         let trigger = r.trigger()?;
         let (since_ns, until_ns, probes_ok, generation) = (r.u64()?, r.u64()?, r.u32()?, r.u32()?);
+        let (alert, alert_since_ns) = (r.trigger()?, r.u64()?);
+        let (hold, checked_ns, released_ns) = (r.trigger()?, r.u64()?, r.u64()?);
+        if hold.is_some() && !tripped {
+            // Only a shedding breaker is held.
+            return Err(Corrupt);
+        }
         v.push(Breaker {
             tripped,
             trigger,
@@ -98,8 +109,11 @@ pub fn decode_board(bytes: &[u8], units: usize) -> Result<Board, Corrupt> {
             until_ns,
             probes_ok,
             generation,
-            alert: r.trigger()?,
-            alert_since_ns: r.u64()?,
+            alert,
+            alert_since_ns,
+            hold,
+            checked_ns,
+            released_ns,
         });
     }
     r.finish(Board(v))

@@ -119,8 +119,8 @@ mod tests {
             _: &[(&str, &str)],
             _: &[u8],
             _: u64,
-        ) -> Result<(), ShareError> {
-            Ok(())
+        ) -> Result<u32, ShareError> {
+            Ok(0)
         }
     }
 

@@ -1,5 +1,5 @@
 //! The server's shared state: configuration, the clock, metrics, the detector once loaded,
-//! readiness flags, the watchdog, the stall watch, the latches gateways hold, admission (the
+//! readiness flags, the watchdog, the stall watch, the latches and holds gateways set, admission (the
 //! bounded queue), the comparison with stable (on a gray sidecar with `--compare-with`), the
 //! self-check image memory, the recent throughput, who this pod is and what `/info` reports.
 
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use grayguard_contract::Trigger;
-use grayguard_contract::latch::Request as LatchRequest;
+use grayguard_contract::latch::{Listing, Request as LatchRequest};
 use hyper::header::HeaderValue;
 use tokio::sync::Semaphore;
 
@@ -211,9 +211,9 @@ impl App {
         applied
     }
 
-    /// The live latches as JSON objects.
-    pub fn describe_latches(&self, now: Instant) -> Vec<serde_json::Value> {
-        lock(&self.latches).describe(now)
+    /// The live latches, the holds and the release records (the contract's listing).
+    pub fn latch_listing(&self, now: Instant) -> Listing {
+        lock(&self.latches).listing(now)
     }
 
     /// The latch items of a reply's flag: the live latches, or none for a half-open probe,
@@ -226,6 +226,12 @@ impl App {
         let items = latches.items(now);
         self.metrics.latches.set(latches.len(now) as i64);
         items
+    }
+
+    /// The hold items of a reply's flag, on every reply: a probe does not judge a person's
+    /// decision.
+    pub fn held(&self) -> Vec<(Trigger, String)> {
+        lock(&self.latches).held()
     }
 
     /// Evaluates the watchdog and the stall watch and mirrors the result into

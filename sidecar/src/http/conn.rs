@@ -169,6 +169,7 @@ fn refusal(app: &App, public: bool) -> Vec<u8> {
             // The request was never read: it may have been a probe, but a refusal fails it
             // whatever its flag says.
             latched: app.latched(now, false),
+            held: app.held(),
             agreement: None,
         };
         meta.stamp(&mut headers, &app.model_version);

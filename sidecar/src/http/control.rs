@@ -1,7 +1,9 @@
 //! The control listener (`--control-listen`): the latch endpoint the gateways call, and
-//! nothing else. `POST /grayguard/latch` applies a latch or a clear (a form body in the
-//! contract's grammar, `grayguard_contract::latch`); `GET /grayguard/latch` lists the live
-//! latches. With `--control-token`, every call must carry `authorization: Bearer <token>`
+//! nothing else. `POST /grayguard/latch` applies a latch, a clear, a hold or a release (a
+//! form body in the contract's grammar, `grayguard_contract::latch`) and answers with what
+//! it did and the table after it; `GET /grayguard/latch` lists the live latches, the holds
+//! and the release records (the contract's `Listing`), which is how a holding gateway checks
+//! its hold. With `--control-token`, every call must carry `authorization: Bearer <token>`
 //! (compared in constant time), else 401. Control traffic stays out of the `/infer` metrics
 //! and the watchdog: it says nothing about the model.
 
@@ -120,10 +122,10 @@ where
     }
     if method != Method::POST {
         count(&app, Action::List, None);
-        let latches = app.describe_latches(app.clock.now());
+        let listing = app.latch_listing(app.clock.now());
         return Ok(json_reply(
             StatusCode::OK,
-            serde_json::json!({ "latches": latches }).to_string(),
+            serde_json::to_string(&listing).unwrap_or_default(),
         ));
     }
     let declared = req
@@ -172,25 +174,50 @@ where
     };
     let now = app.clock.now();
     let applied = app.apply_latch(&request, now);
-    count(&app, Action::of(&request), None);
+    let action = Action::of(&request);
     log_applied(&app, &request, applied);
-    let body = serde_json::json!({
-        "applied": match applied {
-            Applied::Latched => "latched",
-            Applied::Cleared(_) => "cleared",
-        },
-        "cleared": match applied {
-            Applied::Latched => 0,
+    let status = if applied == Applied::HoldsFull {
+        count(&app, action, Some(Refusal::HoldsFull));
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        count(&app, action, None);
+        StatusCode::OK
+    };
+    // What it did, then the table after it (the contract's listing, flattened).
+    let mut body = serde_json::to_value(app.latch_listing(now)).unwrap_or_default();
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("applied".into(), applied.as_str().into());
+        let cleared = match applied {
             Applied::Cleared(n) => n,
-        },
-        "latches": app.describe_latches(now),
-    });
-    Ok(json_reply(StatusCode::OK, body.to_string()))
+            _ => 0,
+        };
+        fields.insert("cleared".into(), cleared.into());
+    }
+    Ok(json_reply(status, body.to_string()))
 }
 
-/// One line per latch or clear, naming the gateway, the rule and what changed.
+/// One line per request, naming the gateway, the rule and what changed.
 fn log_applied(app: &App, req: &LatchRequest, applied: Applied) {
     match (req, applied) {
+        (LatchRequest::Hold { rule, gateway, .. }, Applied::HoldsFull) => log::warn!(
+            "latch: refused a hold of rule {rule} from gateway {gateway}: --latch-max-entries rules are held already"
+        ),
+        (
+            LatchRequest::Hold {
+                rule,
+                trigger,
+                gateway,
+            },
+            _,
+        ) => log::info!(
+            "latch: gateway {gateway} holds rule {rule} on {trigger} until a person releases it ({})",
+            applied.as_str()
+        ),
+        (LatchRequest::Release { rule, gateway }, _) => log::info!(
+            "latch: gateway {gateway} released rule {rule} ({}); its release record stays {} s",
+            applied.as_str(),
+            app.cfg.latch_max.as_secs()
+        ),
         (
             LatchRequest::Latch {
                 rule,
@@ -220,6 +247,6 @@ fn log_applied(app: &App, req: &LatchRequest, applied: Applied) {
         ) => log::info!(
             "latch: gateway {gateway} cleared rule {rule}: {n} latch(es) set before its {healthy_for_ms} ms of healthy probes"
         ),
-        (LatchRequest::Clear { .. }, Applied::Latched) => {}
+        (LatchRequest::Clear { .. }, _) => {}
     }
 }

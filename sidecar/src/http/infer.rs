@@ -182,6 +182,7 @@ where
         },
         breach: app.breaches(now),
         latched: app.latched(now, marks.probe),
+        held: app.held(),
         agreement: None,
     };
     let body = serde_json::to_string(&InferReply {

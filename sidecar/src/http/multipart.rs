@@ -56,9 +56,31 @@ pub fn boundary(content_type: &str) -> Option<&str> {
 
 /// The first `finder` match in `hay` at or after `from`.
 fn find(finder: &Finder<'_>, hay: &[u8], from: usize) -> Option<usize> {
-    hay.get(from..)
-        .and_then(|rest| finder.find(rest))
-        .map(|p| p + from)
+    let rest = hay.get(from..)?;
+    let found = finder.find(rest);
+    #[cfg(test)]
+    scanned::add(found.map_or(rest.len(), |p| p + finder.needle().len()));
+    found.map(|p| p + from)
+}
+
+/// How many bytes this thread's searches have passed over: what the fuzz tests hold to a
+/// small multiple of the body, whatever the boundary.
+#[cfg(test)]
+pub(crate) mod scanned {
+    use std::cell::Cell;
+
+    thread_local!(static SCANNED: Cell<usize> = const { Cell::new(0) });
+
+    pub(super) fn add(n: usize) {
+        SCANNED.with(|s| s.set(s.get() + n));
+    }
+
+    /// The bytes `f`'s searches passed over.
+    pub(crate) fn during(f: impl FnOnce()) -> usize {
+        let before = SCANNED.with(Cell::get);
+        f();
+        SCANNED.with(Cell::get) - before
+    }
 }
 
 /// The `name` of a part, from its `Content-Disposition: form-data; name="..."` header.

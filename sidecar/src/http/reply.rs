@@ -34,6 +34,7 @@ pub(super) fn error_reply(app: &App, err: ApiError, started: Instant, marks: Mar
         outcome: Outcome::Failed(err.kind),
         breach: app.breaches(now),
         latched: app.latched(now, marks.probe),
+        held: app.held(),
         agreement: None,
     };
     let status = err.kind.status();

@@ -840,6 +840,118 @@ async fn with_a_token_every_control_call_needs_it() {
     assert_eq!(app.metrics.latches.get(), 1);
 }
 
+/// A hold or a release in the contract's grammar.
+fn hold_body(req: &grayguard_contract::latch::Request) -> String {
+    req.render()
+}
+
+/// `GET /grayguard/latch` read with the contract's listing.
+async fn listing(app: &Arc<App>, token: Option<&str>) -> grayguard_contract::latch::Listing {
+    let (s, _, json) = control(app, form("GET", "", token)).await;
+    assert_eq!(s, 200, "{json}");
+    serde_json::from_value(json).unwrap()
+}
+
+#[tokio::test]
+async fn a_hold_flags_every_reply_probes_included_until_a_release_with_the_token() {
+    use grayguard_contract::latch::{Request as L, Standing};
+    use grayguard_contract::{Flag, Trigger};
+    let (app, clock) = app(
+        &["--control-token", TOKEN, "--latch-max-s", "60"],
+        2,
+        Duration::ZERO,
+    );
+    let good = format!("Bearer {TOKEN}");
+    let hold = hold_body(&L::Hold {
+        rule: "cranes".into(),
+        trigger: Trigger::BoxCount,
+        gateway: "gw-0".into(),
+    });
+    let release = hold_body(&L::Release {
+        rule: "cranes".into(),
+        gateway: "gw-2".into(),
+    });
+    // Without the token neither is applied.
+    for body in [&hold, &release] {
+        assert_eq!(control(&app, form("POST", body, None)).await.0, 401);
+    }
+    assert_eq!(
+        listing(&app, Some(&good)).await.standing("cranes"),
+        Standing::Unknown
+    );
+    let (s, _, json) = control(&app, form("POST", &hold, Some(&good))).await;
+    assert_eq!((s.as_u16(), json["applied"].as_str()), (200, Some("held")));
+    let (s, _, json) = control(&app, form("POST", &hold, Some(&good))).await;
+    assert_eq!(
+        (s.as_u16(), json["applied"].as_str()),
+        (200, Some("already_held"))
+    );
+    assert_eq!(counted(&app, "hold", "ok"), 2);
+    // Every reply says so, a half-open probe's too, an hour on.
+    clock.advance(Duration::from_secs(3600));
+    for probe in [None, Some("1")] {
+        let (s, headers, _) = call(&app, infer_req(probe)).await;
+        assert_eq!(s, 200);
+        let flag = Flag::parse(h(&headers, "x-canary-breach"));
+        assert_eq!(
+            flag.held_for("cranes"),
+            Some(Trigger::BoxCount),
+            "{probe:?}"
+        );
+        assert!(!flag.first_hand());
+    }
+    let listed = listing(&app, Some(&good)).await;
+    assert!(matches!(listed.standing("cranes"), Standing::Held(h) if h.gateway == "gw-0"));
+
+    // Released (from another gateway): the flag is quiet, and the release record says so.
+    let (s, _, json) = control(&app, form("POST", &release, Some(&good))).await;
+    assert_eq!(
+        (s.as_u16(), json["applied"].as_str()),
+        (200, Some("released"))
+    );
+    assert_eq!(json["released"][0]["gateway"], "gw-2");
+    let (_, headers, _) = call(&app, infer_req(None)).await;
+    assert!(headers.get("x-canary-breach").is_none());
+    clock.advance(Duration::from_secs(59));
+    assert!(matches!(
+        listing(&app, Some(&good)).await.standing("cranes"),
+        Standing::Released(r) if r.age_ms == 59_000
+    ));
+    let (_, _, json) = control(&app, form("POST", &release, Some(&good))).await;
+    assert_eq!(json["applied"], "already_released");
+    assert_eq!(counted(&app, "release", "ok"), 2);
+    // The record lives as long as the longest latch (--latch-max-s), then nothing is known.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        listing(&app, Some(&good)).await.standing("cranes"),
+        Standing::Unknown
+    );
+}
+
+#[tokio::test]
+async fn holds_beyond_the_table_are_refused_not_evicted() {
+    use grayguard_contract::Trigger;
+    use grayguard_contract::latch::Request as L;
+    let (app, _) = app(&["--latch-max-entries", "1"], 1, Duration::ZERO);
+    let hold = |rule: &str| {
+        hold_body(&L::Hold {
+            rule: rule.into(),
+            trigger: Trigger::Latency,
+            gateway: "gw-0".into(),
+        })
+    };
+    assert_eq!(control(&app, form("POST", &hold("a"), None)).await.0, 200);
+    let (s, _, json) = control(&app, form("POST", &hold("b"), None)).await;
+    assert_eq!(
+        (s.as_u16(), json["applied"].as_str()),
+        (503, Some("holds_full"))
+    );
+    assert_eq!(refused(&app, "holds_full"), 1);
+    assert_eq!(counted(&app, "hold", "refused"), 1);
+    let (_, headers, _) = call(&app, infer_req(None)).await;
+    assert_eq!(h(&headers, "x-canary-breach"), "held:latency@a");
+}
+
 #[tokio::test]
 async fn the_public_listener_refuses_latch_paths() {
     let (app, _) = app(&[], 1, Duration::ZERO);

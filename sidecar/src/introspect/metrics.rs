@@ -541,6 +541,7 @@ mod tests {
             },
             breach: BreachSet::default(),
             latched: Vec::new(),
+            held: Vec::new(),
             agreement: None,
         };
         m.observe(&ok, 200);
@@ -549,6 +550,7 @@ mod tests {
             outcome: Outcome::Failed(ErrorKind::UnsupportedMediaType),
             breach: BreachSet::default(),
             latched: Vec::new(),
+            held: Vec::new(),
             agreement: None,
         };
         m.observe(&bad, 415);
@@ -585,6 +587,7 @@ mod tests {
             outcome,
             breach: BreachSet::default(),
             latched: Vec::new(),
+            held: Vec::new(),
             agreement: None,
         };
         let ok = reply(Outcome::Detected {

@@ -1,31 +1,44 @@
 //! The latches gateways hold on this workload (the contract's `latch` module says why): a
 //! small table, keyed by gateway and rule, whose live entries become `latched:<trigger>@<rule>`
-//! items of the breach flag on every reply that is not a half-open probe. Pure logic with
-//! the clock passed in.
+//! items of the breach flag on every reply that is not a half-open probe; and the holds a
+//! person placed through a gateway, one per rule, kept until a release and stamped
+//! `held:<trigger>@<rule>` on every reply, probes included, with the release records that
+//! tell a checking gateway "released" from "forgotten". Pure logic with the clock passed in.
 
 use std::time::{Duration, Instant};
 
 use grayguard_contract::Trigger;
-use grayguard_contract::latch::Request;
+use grayguard_contract::latch::{self as contract, Listing, Request};
 
 /// What a call to the latch endpoint asked for (`latch_requests_total{action}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Latch,
     Clear,
-    /// `GET`: the live latches.
+    Hold,
+    Release,
+    /// `GET`: the live latches, the holds and the release records.
     List,
     /// Refused before its body was read, or a body that is not a latch request.
     Unknown,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [Action::Latch, Action::Clear, Action::List, Action::Unknown];
+    pub const ALL: [Action; 6] = [
+        Action::Latch,
+        Action::Clear,
+        Action::Hold,
+        Action::Release,
+        Action::List,
+        Action::Unknown,
+    ];
 
     pub fn of(req: &Request) -> Action {
         match req {
             Request::Latch { .. } => Action::Latch,
             Request::Clear { .. } => Action::Clear,
+            Request::Hold { .. } => Action::Hold,
+            Request::Release { .. } => Action::Release,
         }
     }
 
@@ -33,6 +46,8 @@ impl Action {
         match self {
             Action::Latch => "latch",
             Action::Clear => "clear",
+            Action::Hold => "hold",
+            Action::Release => "release",
             Action::List => "list",
             Action::Unknown => "unknown",
         }
@@ -48,13 +63,17 @@ pub enum Refusal {
     BadToken,
     /// The body is not a latch request (the contract's grammar), or too long.
     BadRequest,
+    /// A hold for a new rule while `--latch-max-entries` rules are held: holds are a
+    /// person's decisions and are never evicted to make room.
+    HoldsFull,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 3] = [
+    pub const ALL: [Refusal; 4] = [
         Refusal::PublicListener,
         Refusal::BadToken,
         Refusal::BadRequest,
+        Refusal::HoldsFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +81,7 @@ impl Refusal {
             Refusal::PublicListener => "public_listener",
             Refusal::BadToken => "bad_token",
             Refusal::BadRequest => "bad_request",
+            Refusal::HoldsFull => "holds_full",
         }
     }
 }
@@ -76,6 +96,23 @@ struct Entry {
     until: Instant,
 }
 
+/// A person's hold on one rule, as a gateway passed it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hold {
+    rule: String,
+    trigger: Trigger,
+    gateway: String,
+    set_at: Instant,
+}
+
+/// A rule's release record: a person released its hold, through `gateway`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Release {
+    rule: String,
+    gateway: String,
+    at: Instant,
+}
+
 /// What a request did to the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -83,15 +120,42 @@ pub enum Applied {
     Latched,
     /// This many latches were cleared (0: none was older than the clearing evidence).
     Cleared(usize),
+    /// The rule is held (`false`: it was already; the first hold stands).
+    Held(bool),
+    /// The rule's hold was released (`false`: it was not held; the release record is
+    /// renewed all the same, so a gateway that checks here learns of the release).
+    Released(bool),
+    /// A hold for a new rule refused: [`Refusal::HoldsFull`].
+    HoldsFull,
 }
 
-/// The latches held, bounded in number and in length.
+impl Applied {
+    /// The word the control endpoint answers with (`applied`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Latched => "latched",
+            Applied::Cleared(_) => "cleared",
+            Applied::Held(true) => "held",
+            Applied::Held(false) => "already_held",
+            Applied::Released(true) => "released",
+            Applied::Released(false) => "already_released",
+            Applied::HoldsFull => "holds_full",
+        }
+    }
+}
+
+/// The latches, holds and release records, bounded in number and in length.
 #[derive(Debug, Clone)]
 pub struct Latches {
     entries: Vec<Entry>,
-    /// Most entries held (`--latch-max-entries`); the one ending first makes room.
+    holds: Vec<Hold>,
+    releases: Vec<Release>,
+    /// Most entries of each kind (`--latch-max-entries`): for latches, the one ending first
+    /// makes room; for release records, the oldest; a hold is never dropped, and a hold for
+    /// a new rule beyond it is refused.
     max_entries: usize,
-    /// Longest latch accepted (`--latch-max-s`); longer requests are cut to it.
+    /// Longest latch accepted (`--latch-max-s`), longer requests are cut to it; and how
+    /// long a release record is kept.
     max_for: Duration,
 }
 
@@ -99,12 +163,14 @@ impl Latches {
     pub fn new(max_entries: usize, max_for: Duration) -> Latches {
         Latches {
             entries: Vec::new(),
+            holds: Vec::new(),
+            releases: Vec::new(),
             max_entries: max_entries.max(1),
             max_for,
         }
     }
 
-    /// Applies a latch or clear request received at `now`.
+    /// Applies a request received at `now`.
     pub fn apply(&mut self, req: &Request, now: Instant) -> Applied {
         self.expire(now);
         match req {
@@ -150,11 +216,66 @@ impl Latches {
                 });
                 Applied::Cleared(before - self.entries.len())
             }
+            Request::Hold {
+                rule,
+                trigger,
+                gateway,
+            } => {
+                if self.holds.iter().any(|h| h.rule == *rule) {
+                    return Applied::Held(false);
+                }
+                if self.holds.len() >= self.max_entries {
+                    return Applied::HoldsFull;
+                }
+                self.releases.retain(|r| r.rule != *rule);
+                self.holds.push(Hold {
+                    rule: rule.clone(),
+                    trigger: *trigger,
+                    gateway: gateway.clone(),
+                    set_at: now,
+                });
+                Applied::Held(true)
+            }
+            Request::Release { rule, gateway } => {
+                let before = self.holds.len();
+                self.holds.retain(|h| h.rule != *rule);
+                self.releases.retain(|r| r.rule != *rule);
+                if self.releases.len() >= self.max_entries {
+                    self.releases.remove(0);
+                }
+                self.releases.push(Release {
+                    rule: rule.clone(),
+                    gateway: gateway.clone(),
+                    at: now,
+                });
+                Applied::Released(self.holds.len() < before)
+            }
         }
     }
 
+    /// Drops the lapsed latches and the release records older than the longest latch.
     fn expire(&mut self, now: Instant) {
         self.entries.retain(|e| e.until > now);
+        let max_for = self.max_for;
+        self.releases
+            .retain(|r| now.saturating_duration_since(r.at) < max_for);
+    }
+
+    /// The holds as `(trigger, rule)` flag items, one per rule: on every reply, half-open
+    /// probes included (a person's decision is not for a probe to judge).
+    pub fn held(&self) -> Vec<(Trigger, String)> {
+        let mut held: Vec<(Trigger, String)> = self
+            .holds
+            .iter()
+            .map(|h| (h.trigger, h.rule.clone()))
+            .collect();
+        held.sort();
+        held
+    }
+
+    /// Rules held.
+    pub fn holds(&self) -> usize {
+        self.holds.len()
     }
 
     /// The live latches as `(trigger, rule)` flag items, one per rule and trigger.
@@ -180,21 +301,43 @@ impl Latches {
         self.len(now) == 0
     }
 
-    /// The live latches as JSON objects (for `GET /grayguard/latch`).
-    pub fn describe(&mut self, now: Instant) -> Vec<serde_json::Value> {
+    /// The table as `GET /grayguard/latch` lists it (the contract's [`Listing`]).
+    pub fn listing(&mut self, now: Instant) -> Listing {
         self.expire(now);
-        self.entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "gateway": e.gateway,
-                    "rule": e.rule,
-                    "trigger": e.trigger.as_str(),
-                    "age_ms": now.saturating_duration_since(e.set_at).as_millis() as u64,
-                    "remaining_ms": e.until.saturating_duration_since(now).as_millis() as u64,
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let age = |t: Instant| ms(now.saturating_duration_since(t));
+        Listing {
+            latches: self
+                .entries
+                .iter()
+                .map(|e| contract::Latched {
+                    gateway: e.gateway.clone(),
+                    rule: e.rule.clone(),
+                    trigger: e.trigger,
+                    age_ms: age(e.set_at),
+                    remaining_ms: ms(e.until.saturating_duration_since(now)),
                 })
-            })
-            .collect()
+                .collect(),
+            holds: self
+                .holds
+                .iter()
+                .map(|h| contract::Held {
+                    rule: h.rule.clone(),
+                    trigger: h.trigger,
+                    gateway: h.gateway.clone(),
+                    age_ms: age(h.set_at),
+                })
+                .collect(),
+            released: self
+                .releases
+                .iter()
+                .map(|r| contract::Released {
+                    rule: r.rule.clone(),
+                    gateway: r.gateway.clone(),
+                    age_ms: age(r.at),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -289,9 +432,128 @@ mod tests {
         l.apply(&latch("a", "r", Trigger::Flag, 1_000), t0);
         l.apply(&latch("a", "r", Trigger::Latency, 5_000), t0);
         assert_eq!(l.items(t0), vec![(Trigger::Latency, "r".into())]);
-        let d = l.describe(t0);
+        let d = l.listing(t0).latches;
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0]["gateway"], "a");
-        assert_eq!(d[0]["remaining_ms"], 5_000);
+        assert_eq!(d[0].gateway, "a");
+        assert_eq!(d[0].remaining_ms, 5_000);
+    }
+
+    fn hold(gateway: &str, rule: &str, trigger: Trigger) -> Request {
+        Request::Hold {
+            rule: rule.into(),
+            trigger,
+            gateway: gateway.into(),
+        }
+    }
+
+    fn release(gateway: &str, rule: &str) -> Request {
+        Request::Release {
+            rule: rule.into(),
+            gateway: gateway.into(),
+        }
+    }
+
+    #[test]
+    fn a_hold_stays_until_released() {
+        let t0 = Instant::now();
+        let mut l = Latches::new(8, Duration::from_secs(60));
+        assert_eq!(
+            l.apply(&hold("gw-0", "cranes", Trigger::BoxCount), t0),
+            Applied::Held(true)
+        );
+        assert_eq!(
+            l.apply(&hold("gw-1", "cranes", Trigger::Latch), t0),
+            Applied::Held(false),
+            "the first hold stands"
+        );
+        l.apply(&latch("gw-2", "gates", Trigger::Latency, 1_000), t0);
+        // Far past any latch: still held.
+        let later = t0 + Duration::from_secs(24 * 3600);
+        assert_eq!(l.held(), vec![(Trigger::BoxCount, "cranes".into())]);
+        assert!(l.items(later).is_empty());
+        assert_eq!(l.len(later), 0, "a hold is not a latch");
+        // A clear is about latches: it does not lift a hold.
+        l.apply(&clear("gw-3", "cranes", 1_000_000), later);
+        assert_eq!(l.holds(), 1);
+        let listed = l.listing(later);
+        assert_eq!(listed.holds[0].gateway, "gw-0");
+        assert_eq!(listed.holds[0].age_ms, 24 * 3_600_000);
+        assert_eq!(
+            l.apply(&release("gw-1", "cranes"), later),
+            Applied::Released(true)
+        );
+        assert!(l.held().is_empty());
+        assert_eq!(
+            l.apply(&release("gw-2", "cranes"), later),
+            Applied::Released(false)
+        );
+    }
+
+    #[test]
+    fn a_release_record_tells_released_from_forgotten_for_as_long_as_a_latch_lives() {
+        let t0 = Instant::now();
+        let mut l = Latches::new(8, Duration::from_secs(60));
+        l.apply(&hold("gw-0", "cranes", Trigger::Latency), t0);
+        assert_eq!(
+            l.listing(t0).standing("cranes"),
+            contract::Standing::Held(&contract::Held {
+                rule: "cranes".into(),
+                trigger: Trigger::Latency,
+                gateway: "gw-0".into(),
+                age_ms: 0
+            })
+        );
+        let t1 = t0 + Duration::from_secs(1);
+        l.apply(&release("gw-2", "cranes"), t1);
+        let listed = l.listing(t1 + Duration::from_secs(59));
+        assert!(
+            matches!(listed.standing("cranes"), contract::Standing::Released(r) if r.gateway == "gw-2" && r.age_ms == 59_000)
+        );
+        // A release of a rule never held here still leaves its record.
+        l.apply(&release("gw-2", "gates"), t1);
+        assert!(matches!(
+            l.listing(t1).standing("gates"),
+            contract::Standing::Released(_)
+        ));
+        // Past the longest latch the record is gone: unknown again.
+        let gone = t1 + Duration::from_secs(60);
+        assert_eq!(
+            l.listing(gone).standing("cranes"),
+            contract::Standing::Unknown
+        );
+        // A new hold replaces the record at once.
+        l.apply(&release("gw-2", "cranes"), gone);
+        l.apply(&hold("gw-0", "cranes", Trigger::Flag), gone);
+        assert!(matches!(
+            l.listing(gone).standing("cranes"),
+            contract::Standing::Held(_)
+        ));
+        assert!(l.listing(gone).released.iter().all(|r| r.rule != "cranes"));
+    }
+
+    #[test]
+    fn holds_are_never_evicted_and_records_are_bounded() {
+        let t0 = Instant::now();
+        let mut l = Latches::new(2, Duration::from_secs(60));
+        l.apply(&hold("a", "r1", Trigger::Flag), t0);
+        l.apply(&hold("a", "r2", Trigger::Flag), t0);
+        assert_eq!(
+            l.apply(&hold("a", "r3", Trigger::Flag), t0),
+            Applied::HoldsFull
+        );
+        assert_eq!(l.holds(), 2);
+        assert_eq!(
+            l.apply(&hold("b", "r1", Trigger::Latency), t0),
+            Applied::Held(false),
+            "a held rule is held, full or not"
+        );
+        for (i, rule) in ["r1", "r4", "r5"].into_iter().enumerate() {
+            l.apply(&release("a", rule), t0 + Duration::from_millis(i as u64));
+        }
+        let listed = l.listing(t0 + Duration::from_millis(5));
+        let records: Vec<&str> = listed.released.iter().map(|r| r.rule.as_str()).collect();
+        assert_eq!(records, ["r4", "r5"], "the oldest record made room");
+        assert_eq!(listed.holds.len(), 1);
+        assert_eq!(Applied::Released(false).as_str(), "already_released");
     }
 }

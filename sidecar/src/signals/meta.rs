@@ -43,6 +43,8 @@ pub struct ReplyMeta {
     /// `(trigger, rule)` of the latches gateways hold on this workload, for a reply that is
     /// not a half-open probe (empty for a probe).
     pub latched: Vec<(Trigger, String)>,
+    /// `(trigger, rule)` of the rules a person holds through a gateway, on every reply.
+    pub held: Vec<(Trigger, String)>,
     /// A finished comparison's agreement with stable that this reply carries, once (gray
     /// sidecars with `--compare-with`, successful replies only).
     pub agreement: Option<Agreement>,
@@ -68,14 +70,16 @@ impl ReplyMeta {
         }
     }
 
-    /// The `x-canary-breach` value: the watchdog's reasons, then the latches (`None`: quiet).
+    /// The `x-canary-breach` value: the watchdog's reasons, then the latches and the holds
+    /// (`None`: quiet).
     pub fn flag(&self) -> Option<String> {
-        if self.breach.is_empty() && self.latched.is_empty() {
+        if self.breach.is_empty() && self.latched.is_empty() && self.held.is_empty() {
             return None;
         }
         let flag = Flag {
             reasons: self.breach.iter().collect(),
             latched: self.latched.clone(),
+            held: self.held.clone(),
             unknown: 0,
         };
         Some(flag.render())
@@ -128,6 +132,7 @@ mod tests {
             },
             breach,
             latched: Vec::new(),
+            held: Vec::new(),
             agreement: None,
         };
         let mut h = HeaderMap::new();
@@ -147,6 +152,7 @@ mod tests {
             outcome: Outcome::Failed(ErrorKind::BadImage),
             breach: BreachSet::default(),
             latched: Vec::new(),
+            held: Vec::new(),
             agreement: None,
         };
         let mut h = HeaderMap::new();
@@ -168,6 +174,7 @@ mod tests {
                 (Trigger::BoxCount, "crane-cameras".into()),
                 (Trigger::Flag, "*".into()),
             ],
+            held: Vec::new(),
             agreement: None,
         };
         let mut h = HeaderMap::new();
@@ -186,6 +193,19 @@ mod tests {
         let read = Flag::parse(header(&h, &CANARY_BREACH));
         assert!(!read.first_hand());
         assert_eq!(read.latched.len(), 2);
+        // Holds come last, and alone still raise the flag.
+        meta.held = vec![(Trigger::Latency, "crane-cameras".into())];
+        let mut h = HeaderMap::new();
+        meta.stamp(&mut h, &HeaderValue::from_static("v10"));
+        assert_eq!(
+            header(&h, &CANARY_BREACH),
+            "latched:box_count@crane-cameras,latched:flag@*,held:latency@crane-cameras"
+        );
+        meta.latched.clear();
+        let mut h = HeaderMap::new();
+        meta.stamp(&mut h, &HeaderValue::from_static("v10"));
+        let read = Flag::parse(header(&h, &CANARY_BREACH));
+        assert_eq!(read.held_for("crane-cameras"), Some(Trigger::Latency));
     }
 
     #[test]
@@ -206,6 +226,7 @@ mod tests {
             },
             breach: BreachSet::default(),
             latched: Vec::new(),
+            held: Vec::new(),
             agreement: Some(frame.value()),
         };
         let mut h = HeaderMap::new();

@@ -3,17 +3,6 @@
 
 use super::*;
 
-/// The alert gauge's link (its `confirm` label).
-fn alert_link(h: &MemoryHost) -> String {
-    let gauges = h.gauges();
-    let (name, _) = gauges
-        .iter()
-        .find(|(n, v)| n.ends_with("grayguard_alert") && **v == 1)
-        .expect("an alert gauge at 1");
-    let start = name.find("confirm=.=").unwrap() + "confirm=.=".len();
-    name[start..name[start..].find(";.;").unwrap() + start].to_string()
-}
-
 #[test]
 fn confirm_mode_alerts_instead_of_shedding_until_a_person_confirms() {
     let h = MemoryHost::new(T0);
@@ -34,17 +23,34 @@ fn confirm_mode_alerts_instead_of_shedding_until_a_person_confirms() {
     let r = ask(&mut vms[0], &h, "crane");
     assert_eq!(text(&mut vms[0], &r), "gray; rule=cranes; alert=box_count");
     // The public listener refuses the link; a forged one is refused on the operator's.
-    let refused = vms[1].operator(&h, "/grayguard/confirm", &link, false, None, None);
+    let refused = operate(
+        &mut vms[1],
+        &h,
+        "/grayguard/confirm",
+        &link,
+        false,
+        None,
+        None,
+    );
     assert_eq!(refused.status, 403);
     let forged = link.replace("trigger=box_count", "trigger=latency");
     assert_eq!(
-        vms[1]
-            .operator(&h, "/grayguard/confirm", &forged, true, None, None)
-            .status,
+        operate(
+            &mut vms[1],
+            &h,
+            "/grayguard/confirm",
+            &forged,
+            true,
+            None,
+            None
+        )
+        .status,
         403
     );
-    // Confirmed: shed at once, with the person in the record; a second click changes nothing.
-    let ok = vms[1].operator(
+    // Confirmed: shed at once and held, with the person in the record; a second click
+    // changes nothing.
+    let ok = operate(
+        &mut vms[1],
         &h,
         "/grayguard/confirm",
         &link,
@@ -52,16 +58,17 @@ fn confirm_mode_alerts_instead_of_shedding_until_a_person_confirms() {
         Some("ana@ops"),
         Some("10.0.0.7:5123"),
     );
-    assert_eq!(
-        (ok.status, ok.body.contains("\"shed\"")),
-        (200, true),
-        "{ok:?}"
+    assert_eq!((ok.status, result(&ok)), (200, "held".into()), "{ok:?}");
+    let again = operate(
+        &mut vms[0],
+        &h,
+        "/grayguard/confirm",
+        &link,
+        true,
+        Some("ana@ops"),
+        None,
     );
-    let again = vms[0].operator(&h, "/grayguard/confirm", &link, true, Some("ana@ops"), None);
-    assert_eq!(
-        (again.status, again.body.contains("already_shed")),
-        (200, true)
-    );
+    assert_eq!((again.status, result(&again)), (200, "already_held".into()));
     let shed = ask(&mut vms[0], &h, "crane");
     assert_eq!(
         text(&mut vms[0], &shed),
@@ -72,6 +79,10 @@ fn confirm_mode_alerts_instead_of_shedding_until_a_person_confirms() {
     assert_eq!(
         (Some(i[1].event.as_str()), i[1].confirmed_by.as_deref()),
         (Some("shed_start"), Some("ana@ops"))
+    );
+    assert_eq!(
+        (i[1].held, i[1].held_by.as_deref()),
+        (Some(true), Some("ana@ops"))
     );
     assert_eq!(i[1].operator_from.as_deref(), Some("10.0.0.7:5123"));
     for e in &mut vms {
@@ -99,12 +110,27 @@ fn confirm_mode_leaves_outright_failure_to_no_one_and_can_be_dismissed() {
     let mut vms = vec![engine(&h, &confirm_config(), 1)];
     traffic(&mut vms, &h, 100, |_| 20);
     let link = alert_link(&h);
-    let d = vms[0].operator(&h, "/grayguard/dismiss", &link, true, None, None);
+    let d = operate(
+        &mut vms[0],
+        &h,
+        "/grayguard/dismiss",
+        &link,
+        true,
+        None,
+        None,
+    );
     assert_eq!(d.status, 200, "{d:?}");
     assert_eq!(
-        vms[0]
-            .operator(&h, "/grayguard/confirm", &link, true, None, None)
-            .status,
+        operate(
+            &mut vms[0],
+            &h,
+            "/grayguard/confirm",
+            &link,
+            true,
+            None,
+            None
+        )
+        .status,
         409
     );
     let i = incidents(&h);
@@ -118,7 +144,15 @@ fn confirm_mode_leaves_outright_failure_to_no_one_and_can_be_dismissed() {
     traffic(&mut vms, &h, 100, |_| 20);
     let link = alert_link(&h);
     h.advance_ms(3 * 3_600_000);
-    let late = vms[0].operator(&h, "/grayguard/confirm", &link, true, None, None);
+    let late = operate(
+        &mut vms[0],
+        &h,
+        "/grayguard/confirm",
+        &link,
+        true,
+        None,
+        None,
+    );
     assert_eq!(
         (late.status, late.body.contains("expired")),
         (403, true),
@@ -136,6 +170,14 @@ fn confirm_mode_needs_an_operator_listener() {
     assert_eq!(err.field(), "rules[0].action");
     let h = MemoryHost::new(T0);
     let mut e = engine(&h, SEQ, 1);
-    let r = e.operator(&h, "/grayguard/confirm", "rule=cranes", true, None, None);
+    let r = operate(
+        &mut e,
+        &h,
+        "/grayguard/confirm",
+        "rule=cranes",
+        true,
+        None,
+        None,
+    );
     assert_eq!(r.status, 403);
 }

@@ -219,3 +219,72 @@ fn findings_name_the_tests_of_the_plan() {
     assert!(f.iter().any(|f| f.hypothesis == Hypothesis::LatencyRatio));
     assert!(f.iter().all(|f| !f.crossed()));
 }
+
+#[test]
+fn gray_agreement_values_are_counted_and_a_disagreeing_gray_is_shed_by_them() {
+    let cfg = SEQ.replace(
+        "\"consecutive_failures\":4,",
+        "\"consecutive_failures\":4,\"agreement\":{\"min_mean\":0.7,\"min_samples\":10},",
+    );
+    let h = MemoryHost::new(T0);
+    let mut e = engine(&h, &cfg, 1);
+    // A reply from `version` with healthy signals and an agreement value; then the tick.
+    let reply = |e: &mut Engine, kind: &str, version: &str, agreement: &str| {
+        let r = ask(e, &h, kind);
+        e.on_response(&h, &r, |n| match n {
+            ":status" => Some(&b"200"[..]),
+            "x-model-version" => Some(version.as_bytes()),
+            "x-inference-latency-ms" => Some(&b"100"[..]),
+            "x-box-count" => Some(&b"2"[..]),
+            "x-canary-agreement" => Some(agreement.as_bytes()),
+            _ => None,
+        });
+        h.advance_ms(100);
+        e.tick(&h);
+        r
+    };
+    // Neither a stable reply's value nor a fallback's (stable answered a gray request) is
+    // gray's: not counted, not bet on.
+    reply(&mut e, "dock", "v9", "0.000");
+    let r = reply(&mut e, "crane", "v9", "0.000");
+    assert!(r.decision.gray);
+    assert_eq!(h.counter(Counter::GrayAgreementSamples), 0);
+    assert_eq!(h.counter(Counter::GrayFailures), 1);
+    // Five frames agreed, then gray disagrees on every one.
+    for _ in 0..5 {
+        reply(&mut e, "crane", "v10", "1.000");
+    }
+    assert_eq!(h.counter(Counter::GrayAgreementMilli), 5_000);
+    let mut zeros = 0;
+    while incidents(&h).is_empty() {
+        assert!(zeros < 40, "not shed after {zeros} disagreeing frames");
+        let r = reply(&mut e, "crane", "v10", "0.000");
+        assert_eq!(text(&mut e, &r), "gray; rule=cranes");
+        zeros += 1;
+    }
+    assert_eq!(h.counter(Counter::GrayAgreementSamples), 5 + zeros);
+    assert_eq!(h.counter(Counter::GrayAgreementMilli), 5_000);
+    let i = incidents(&h);
+    assert_eq!((i.len(), i[0].trigger), (1, Trigger::Agreement), "{i:?}");
+    // The test scored every value; the change point (in gray replies: the fallback and the
+    // five that agreed) is where the disagreement began, and the bound is at the margin.
+    let f = &i[0].evidence[0];
+    assert_eq!(
+        (f.test.as_str(), f.crossed, f.gray_n, f.change_at, f.since_n),
+        (
+            "agreement_below",
+            true,
+            (5 + zeros) as f64,
+            6.0,
+            zeros as f64
+        ),
+        "{f:?}"
+    );
+    assert_eq!(f.estimate, Some(0.0));
+    assert!(f.at_most.is_some_and(|b| b <= 0.7), "{f:?}");
+    // The boldest stake wins a factor 1 + 0.99/(1/0.7 − 1) ≈ 3.31 per disagreeing frame
+    // against a threshold of 5 tests × arl 10⁶ over its weight 0.3: 14 frames.
+    assert_eq!(zeros, 14);
+    let next = ask(&mut e, &h, "crane");
+    assert_eq!(text(&mut e, &next), "stable; rule=cranes; shed=agreement");
+}

@@ -39,9 +39,9 @@ fn a_first_hand_shed_latches_the_gray_workload_on_the_next_tick() {
     );
     assert_eq!(h.counter(Counter::LatchCalls), 2);
     // An answer that is not 2xx, or none, counts as a failure.
-    e.answered(&h, Some(200));
-    e.answered(&h, Some(503));
-    e.answered(&h, None);
+    e.answered(&h, 0, Some(200), None);
+    e.answered(&h, 1, Some(503), None);
+    e.answered(&h, 2, None, None);
     e.tick(&h);
     assert_eq!(h.counter(Counter::LatchFailures), 2);
 }

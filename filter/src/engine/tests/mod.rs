@@ -4,11 +4,14 @@
 mod confirm;
 mod detection;
 mod faults;
+mod hold;
 mod latch;
 mod promotion;
 mod routing;
 
 use grayguard_contract::Trigger;
+use grayguard_contract::metrics::filter as names;
+use grayguard_contract::tags::{Label, untag};
 
 use super::*;
 use crate::config::parse;
@@ -94,6 +97,49 @@ fn traffic(vms: &mut [Engine], h: &MemoryHost, steps: usize, gray_boxes: impl Fn
             }
         }
     }
+}
+
+/// A `GET` of `path?query` on the operator listener (`on_operator`) or elsewhere, as `by`
+/// from `from`.
+fn operate(
+    e: &mut Engine,
+    h: &MemoryHost,
+    path: &str,
+    query: &str,
+    on_operator: bool,
+    by: Option<&str>,
+    from: Option<&str>,
+) -> OperatorReply {
+    let call = OperatorCall {
+        on_operator,
+        by,
+        from,
+        ..OperatorCall::get(path, query)
+    };
+    e.operator(h, &call)
+}
+
+/// The `label` of the gauge `metric` that is at 1 (a link: the alert's `confirm`, the
+/// hold's `release`), read with the contract's stat-tag reader.
+fn gauge_label(h: &MemoryHost, metric: &str, label: Label) -> Option<String> {
+    h.gauges().into_iter().find_map(|(name, v)| {
+        let (labels, bare) = untag(&name)?;
+        (bare == metric && v == 1)
+            .then(|| labels.into_iter().find(|(l, _)| *l == label))
+            .flatten()
+            .map(|(_, value)| value)
+    })
+}
+
+/// The alert gauge's link (its `confirm` label).
+fn alert_link(h: &MemoryHost) -> String {
+    gauge_label(h, names::ALERT, Label::Confirm).expect("an alert gauge at 1")
+}
+
+/// The `result` of an operator answer's JSON body.
+fn result(reply: &OperatorReply) -> String {
+    let v: serde_json::Value = serde_json::from_str(&reply.body).expect("a JSON body");
+    v["result"].as_str().expect("a result").to_string()
 }
 
 const SECRET: &str = "a-secret-of-at-least-16-bytes";

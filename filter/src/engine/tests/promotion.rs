@@ -78,13 +78,12 @@ fn a_gray_like_stable_is_proven_once_logged_and_served_to_the_operator() {
     assert!(upper <= 100, "{upper}");
     // The operator listener serves every rule's verdict; the public one refuses it.
     let e = &mut vms[0];
-    let reply = e.operator(&h, "/grayguard/promotion", "", true, None, None);
+    let reply = operate(e, &h, "/grayguard/promotion", "", true, None, None);
     assert_eq!(reply.status, 200, "{}", reply.body);
     let r: PromotionReply = serde_json::from_str(&reply.body).unwrap();
     assert_eq!((r.rules.len(), r.rules[0].state), (1, Verdict::Proven));
     assert_eq!(
-        e.operator(&h, "/grayguard/promotion", "", false, None, None)
-            .status,
+        operate(e, &h, "/grayguard/promotion", "", false, None, None).status,
         403
     );
     // A shed starts a new epoch: pending again.
@@ -92,11 +91,9 @@ fn a_gray_like_stable_is_proven_once_logged_and_served_to_the_operator() {
     answer(e, &h, &g, 100.0, 5, Some("latency"));
     e.tick(&h);
     assert_eq!(state(&h), Some(Verdict::Pending.gauge()));
-    let r: PromotionReply = serde_json::from_str(
-        &e.operator(&h, "/grayguard/promotion", "", true, None, None)
-            .body,
-    )
-    .unwrap();
+    let r: PromotionReply =
+        serde_json::from_str(&operate(e, &h, "/grayguard/promotion", "", true, None, None).body)
+            .unwrap();
     assert_eq!(r.rules[0].state, Verdict::Pending);
 }
 

@@ -234,7 +234,7 @@ impl Host for Counting<'_> {
         headers: &[(&str, &str)],
         body: &[u8],
         timeout_ms: u64,
-    ) -> Result<(), crate::host::ShareError> {
+    ) -> Result<u32, crate::host::ShareError> {
         self.note("dispatch");
         self.inner.dispatch(cluster, headers, body, timeout_ms)
     }

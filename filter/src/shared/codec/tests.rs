@@ -34,15 +34,35 @@ fn other_formats_fail<T: std::fmt::Debug>(
 
 #[test]
 fn board_round_trip_and_corruption() {
-    let mut board = Board::new(3);
+    let mut board = Board::new(4);
     board.0[1] = Breaker::default().trip(42, Trigger::ConsecutiveFailures, 7);
     board.0[2] = Breaker::default().raise_alert(7, Trigger::Latency).unwrap();
+    board.0[3] = Breaker::default()
+        .hold(9, Trigger::Operator, Trigger::Operator, 7)
+        .unwrap()
+        .0;
+    board.0[3].checked_ns = 11;
+    board.0[1].released_ns = 13;
     let bytes = encode_board(&board);
-    assert_eq!(bytes.len(), 4 + 3 * BREAKER_BYTES);
+    assert_eq!(bytes.len(), 4 + 4 * BREAKER_BYTES);
+    assert_eq!(decode_board(&bytes, 4), Ok(board.clone()));
+    // A hold on a breaker that is not shedding is no board of this format.
+    let mut loose = board.clone();
+    loose.0[0].hold = Some(Trigger::Flag);
+    assert_eq!(decode_board(&encode_board(&loose), 4), Err(Corrupt));
+    let board = Board(board.0[..3].to_vec());
+    let bytes = encode_board(&board);
     assert_eq!(decode_board(&bytes, 3), Ok(board.clone()));
     assert_eq!(decode_board(&bytes, 2), Err(Corrupt));
     truncations_fail(&bytes, |b| decode_board(b, 3));
     other_formats_fail(&bytes, 2, |b| decode_board(b, 3));
+    // The previous version's board (35 bytes a breaker, no hold) is not misread.
+    let mut v3 = bytes[..4].to_vec();
+    v3[1] = 3;
+    for b in &board.0 {
+        v3.extend_from_slice(&encode_board(&Board(vec![*b]))[4..4 + 35]);
+    }
+    assert_eq!(decode_board(&v3, 3), Err(Corrupt));
     let mut extra = bytes.clone();
     extra.push(0);
     assert_eq!(decode_board(&extra, 3), Err(Corrupt));

@@ -50,6 +50,17 @@ impl Client {
 
     /// The body of `url` with `query` pairs appended (encoded), as text.
     pub fn get(&self, url: &str, query: &[(&str, &str)]) -> Result<String, FetchError> {
+        self.get_with_header(url, query, None).map(|(body, _)| body)
+    }
+
+    /// [`Client::get`], and the value of the reply's header `header` when it has one (a
+    /// sidecar's `x-served-by`: which pod answered).
+    pub fn get_with_header(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        header: Option<&str>,
+    ) -> Result<(String, Option<String>), FetchError> {
         let err = |status, message: String| FetchError {
             url: url.to_string(),
             status,
@@ -67,8 +78,9 @@ impl Client {
             }
             Err(ureq::Error::Transport(t)) => return Err(err(None, t.to_string())),
         };
+        let value = header.and_then(|h| resp.header(h)).map(str::to_string);
         let body = read_limited(resp.into_reader(), self.max_bytes).map_err(|e| err(None, e))?;
-        Ok(body)
+        Ok((body, value))
     }
 }
 
@@ -94,6 +106,25 @@ mod tests {
         assert_eq!(read_limited(&b"abc"[..], 3).unwrap(), "abc");
         let err = read_limited(&b"abcd"[..], 3).unwrap_err();
         assert!(err.contains("larger than 3 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_header_of_the_reply_comes_with_its_body() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/info", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request).unwrap();
+            conn.write_all(b"HTTP/1.1 200 OK\r\nx-served-by: v10-gray-0\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                .unwrap();
+        });
+        let c = Client::new(Duration::from_secs(5), 1024);
+        let (body, pod) = c.get_with_header(&url, &[], Some("x-served-by")).unwrap();
+        server.join().unwrap();
+        assert_eq!(body, "{}");
+        assert_eq!(pod.as_deref(), Some("v10-gray-0"));
     }
 
     #[test]

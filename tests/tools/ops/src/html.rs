@@ -11,7 +11,8 @@ use crate::info::Source;
 use crate::record::{Event, Record};
 use crate::report::Report;
 
-const CSS: &str = r#"
+/// The report's style, shared with the kept reports' index.
+pub const CSS: &str = r#"
 body{font-family:"DejaVu Sans",system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f5f5f7}
 main{max-width:1000px;margin:0 auto;padding:24px}
 header{background:#1d1d1f;color:#fff;padding:20px 24px}
@@ -114,7 +115,7 @@ pub fn render(r: &Report) -> String {
                     }
                     (diff(r))
                     (gateways(r))
-                    (gray_log(r))
+                    (gray_logs(r))
                     (others(r))
                     (problems(r))
                     (footer(r))
@@ -172,14 +173,24 @@ fn summary(r: &Report, i: &Incident) -> Markup {
                     div.fact { span.note { "requests shed to stable" } b { (format!("{n:.0}")) } }
                 }
             }
+            @if i.origin == Origin::Records {
+                p.note {
+                    "Gateways: " @for (k, g) in i.gateways().iter().enumerate() { @if k > 0 { ", " } code { (short_source(g)) } }
+                    ". Gray pods seen: "
+                    @let pods = i.gray_pods();
+                    @if pods.is_empty() { "none named in the records" }
+                    @for (k, p) in pods.iter().enumerate() { @if k > 0 { ", " } code { (p) } }
+                    "."
+                }
+            }
             @match i.origin {
                 Origin::Records => {
                     table {
-                        tr { th { "time (UTC)" } th { "gateway log" } th { "event" } th { "trigger" } th { "details" } }
+                        tr { th { "time (UTC)" } th { "gateway" } th { "event" } th { "trigger" } th { "details" } }
                         @for rec in &i.records {
                             tr {
                                 td { (rec.at.strftime("%H:%M:%S%.3f")) }
-                                td { code { (short_source(&rec.source)) } }
+                                td { code { (rec.gateway.as_deref().unwrap_or(short_source(&rec.source))) } }
                                 td { (rec.event.as_str()) }
                                 td { (rec.trigger.as_deref().unwrap_or("")) }
                                 td { (details(rec)) }
@@ -380,11 +391,17 @@ fn diff(r: &Report) -> Markup {
             @if r.sidecars.is_empty() {
                 p.note { "No sidecar URLs given." }
             } @else {
-                p.note { "What each sidecar serves (" code { "GET /info" } "). Highlighted: gray and stable differ. A blank is unknown, not a difference." }
+                p.note { "What each sidecar serves (" code { "GET /info" } "), one column per pod: every gray and stable sidecar given, and every gray pod the incident saw. Highlighted: gray and stable differ. A blank is unknown, not a difference." }
                 table {
                     tr {
                         th { "" }
-                        @for s in &r.sidecars { th { (s.role.as_str()) br; code { (s.url) } } }
+                        @for s in &r.sidecars {
+                            th {
+                                (s.role.as_str())
+                                @if let Some(pod) = &s.pod { " " code { (pod) } }
+                                @if !s.url.is_empty() { br; code { (s.url) } }
+                            }
+                        }
                     }
                     @for row in &r.diff {
                         tr class=[row.differs.then_some("differs")] {
@@ -397,6 +414,7 @@ fn diff(r: &Report) -> Markup {
                     @match &s.source {
                         Source::Info => {},
                         Source::Metrics(why) => p.note { (s.url) ": no " code { "/info" } " (" (why) "); described by its " code { "grayguard_sidecar_info" } " metric." },
+                        Source::None(why) if s.url.is_empty() => p.note { (why) },
                         Source::None(why) => p.note { (s.url) ": " (why) },
                     }
                 }
@@ -434,23 +452,29 @@ fn gateways(r: &Report) -> Markup {
     }
 }
 
-fn gray_log(r: &Report) -> Markup {
+fn gray_logs(r: &Report) -> Markup {
     html! {
         section id="log" {
-            h2 { "Gray sidecar log (last lines)" }
-            @match &r.gray_log {
-                Ok(lines) if lines.is_empty() => p.note { "(empty)" },
-                Ok(lines) => {
-                    @if let Some(p) = &r.sources.gray_log { p.note { code { (p.display()) } } }
-                    pre {
-                        @for l in lines {
-                            @if l.contains("WARN") || l.contains("ERROR") || l.contains("breach") {
-                                span.hl { (l) } "\n"
-                            } @else { (l) "\n" }
+            h2 { "Gray sidecar logs (last lines)" }
+            @if r.gray_logs.is_empty() {
+                p.note { "No gray sidecar log given (" code { "--gray-log POD=FILE" } ")." }
+            }
+            @for tail in &r.gray_logs {
+                h3 { "pod " code { (tail.pod) } }
+                @match &tail.lines {
+                    Ok(lines) if lines.is_empty() => p.note { "(empty)" },
+                    Ok(lines) => {
+                        @if let Some(p) = &tail.path { p.note { code { (p.display()) } } }
+                        pre {
+                            @for l in lines {
+                                @if l.contains("WARN") || l.contains("ERROR") || l.contains("breach") {
+                                    span.hl { (l) } "\n"
+                                } @else { (l) "\n" }
+                            }
                         }
-                    }
-                },
-                Err(e) => p.note { (e) },
+                    },
+                    Err(e) => p.note { (e) },
+                }
             }
         }
     }
@@ -527,7 +551,7 @@ mod tests {
                 gray: vec![],
                 stable: vec![],
                 envoy_logs: vec!["/logs/envoy.log".into()],
-                gray_log: None,
+                gray_logs: vec![],
             },
             incident: all.last().cloned(),
             all,
@@ -538,7 +562,7 @@ mod tests {
             gateways: vec![],
             sidecars: vec![],
             diff: vec![],
-            gray_log: Err("no gray sidecar log given (--gray-log)".into()),
+            gray_logs: vec![],
             problems: vec![
                 "GET http://127.0.0.1:9090/api/v1/query_range: connection refused".into(),
             ],
@@ -581,6 +605,61 @@ mod tests {
         assert!(page.contains("≥ 1.300"), "{page}");
         assert!(page.contains("2026-11-30T15:04:03.100Z"));
         assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn names_the_gateways_the_gray_pods_and_each_pods_log() {
+        use crate::info::{Role, Sidecar};
+        use crate::report::LogTail;
+        let mut r = report(&[
+            r#"{"grayguard":"incident","event":"shed_start","trigger":"box_count","rule":"crane-cameras","at":"2026-11-30T15:04:05Z","gateway":"gw-0","gray_pods":["gray-a","gray-b"]}"#,
+        ]);
+        let side = |role, pod: &str, url: &str, source| Sidecar {
+            role,
+            url: url.into(),
+            pod: Some(pod.into()),
+            source,
+            fields: Default::default(),
+        };
+        r.sidecars = vec![
+            side(Role::Gray, "gray-a", "http://10.0.0.7:8080", Source::Info),
+            side(
+                Role::Stable,
+                "stable-a",
+                "http://10.0.0.8:8080",
+                Source::Info,
+            ),
+            side(
+                Role::Gray,
+                "gray-b",
+                "",
+                Source::None(
+                    "gray pod gray-b served the incident, but no --gray URL answers as it".into(),
+                ),
+            ),
+        ];
+        r.gray_logs = vec![
+            LogTail { pod: "gray-a".into(), path: Some("/logs/a.log".into()), lines: Ok(vec!["WARN breach box_count".into()]) },
+            LogTail { pod: "gray-b".into(), path: None, lines: Err("gray pod gray-b served the incident; no log of it was given (--gray-log gray-b=FILE)".into()) },
+        ];
+        let page = render(&r);
+        assert!(page.contains("Gateways: <code>gw-0</code>"), "{page}");
+        assert!(
+            page.contains("Gray pods seen: <code>gray-a</code>, <code>gray-b</code>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td><code>gw-0</code></td>"),
+            "the record's gateway"
+        );
+        assert!(
+            page.contains("gray <code>gray-b</code></th>"),
+            "a column for the pod no URL answers as"
+        );
+        assert!(page.contains("no --gray URL answers as it"));
+        assert!(page.contains("pod <code>gray-a</code>"));
+        assert!(page.contains("<span class=\"hl\">WARN breach box_count</span>"));
+        assert!(page.contains("--gray-log gray-b=FILE"));
     }
 
     #[test]

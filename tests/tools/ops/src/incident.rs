@@ -46,6 +46,30 @@ impl Incident {
         self.records.iter().find_map(|r| r.confirmed_by.as_deref())
     }
 
+    /// The gateways whose records it has, in the order they joined: each record's gateway
+    /// id, else the log it came from.
+    pub fn gateways(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for r in &self.records {
+            let g = r.gateway.as_deref().unwrap_or(&r.source);
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+        out
+    }
+
+    /// Every gray pod any of its records saw, in the order first seen.
+    pub fn gray_pods(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for p in self.records.iter().flat_map(|r| &r.gray_pods) {
+            if !out.contains(&p.as_str()) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
     /// Whether it began in confirm mode (an alert waiting for a person).
     pub fn alerted(&self) -> bool {
         self.records.iter().any(|r| r.event == Event::AlertStart)
@@ -213,6 +237,8 @@ mod tests {
         assert_eq!(first.end, Some(t("2026-01-01T00:01:25Z")));
         assert_eq!(first.records.len(), 5);
         assert!(!first.alerted());
+        assert_eq!(first.gateways(), vec!["g1", "g2"]);
+        assert!(first.gray_pods().is_empty());
         let second = &incidents[1];
         assert_eq!(second.end, None, "still shedding");
         assert!(second.alerted());
@@ -221,6 +247,36 @@ mod tests {
             second.first_shed().map(|r| r.at),
             Some(t("2026-01-01T01:00:30Z"))
         );
+    }
+
+    #[test]
+    fn who_was_involved_is_every_gateway_and_gray_pod_its_records_name() {
+        let records = vec![
+            rec(
+                "/logs/envoy.log",
+                "2026-01-01T00:00:10Z",
+                "shed_start",
+                "r",
+                r#","gateway":"gw-0","gray_pods":["pod-a","pod-b"]"#,
+            ),
+            rec(
+                "/logs/envoy-gw1.log",
+                "2026-01-01T00:00:11Z",
+                "shed_start",
+                "r",
+                r#","gateway":"gw-1","gray_pods":["pod-b","pod-c"]"#,
+            ),
+            rec(
+                "/logs/envoy-gw2.log",
+                "2026-01-01T00:00:12Z",
+                "shed_start",
+                "r",
+                "",
+            ),
+        ];
+        let i = &group(&records)[0];
+        assert_eq!(i.gateways(), vec!["gw-0", "gw-1", "/logs/envoy-gw2.log"]);
+        assert_eq!(i.gray_pods(), vec!["pod-a", "pod-b", "pod-c"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use grayguard_contract::headers;
 use grayguard_contract::metrics::sidecar;
 use serde_json::Value;
 
@@ -43,7 +44,10 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sidecar {
     pub role: Role,
+    /// Its base URL (empty for a pod seen in an incident that no URL given answers as).
     pub url: String,
+    /// The pod that answered there (its replies' `x-served-by`).
+    pub pod: Option<String>,
     pub source: Source,
     /// `section.field` → shown value.
     pub fields: BTreeMap<String, String>,
@@ -155,36 +159,66 @@ pub fn from_metrics(text: &str) -> Option<BTreeMap<String, String>> {
     Some(out)
 }
 
-/// Describes the sidecar at `url` (its base URL): `/info`, else `/metrics`.
+/// Describes the sidecar at `url` (its base URL): `/info`, else `/metrics`; and which pod
+/// answered.
 pub fn fetch(client: &Client, role: Role, url: &str) -> Sidecar {
     let base = url.trim_end_matches('/');
-    let (source, fields) = match client.get(&format!("{base}/info"), &[]) {
-        Ok(body) => match serde_json::from_str::<Value>(&body) {
-            Ok(doc @ Value::Object(_)) => (Source::Info, flatten(&doc)),
-            Ok(_) => fallback(client, base, "/info is not a JSON object".into()),
-            Err(e) => fallback(client, base, format!("/info is not JSON: {e}")),
-        },
-        Err(e) => fallback(client, base, e.to_string()),
-    };
+    let (source, fields, pod) =
+        match client.get_with_header(&format!("{base}/info"), &[], Some(headers::SERVED_BY)) {
+            Ok((body, pod)) => match serde_json::from_str::<Value>(&body) {
+                Ok(doc @ Value::Object(_)) => (Source::Info, flatten(&doc), pod),
+                Ok(_) => fallback(client, base, "/info is not a JSON object".into()),
+                Err(e) => fallback(client, base, format!("/info is not JSON: {e}")),
+            },
+            Err(e) => fallback(client, base, e.to_string()),
+        };
     Sidecar {
         role,
         url: base.to_string(),
+        pod,
         source,
         fields,
     }
 }
 
-fn fallback(client: &Client, base: &str, why: String) -> (Source, BTreeMap<String, String>) {
-    match client.get(&format!("{base}/metrics"), &[]) {
-        Ok(text) => match from_metrics(&text) {
-            Some(fields) => (Source::Metrics(why), fields),
+fn fallback(
+    client: &Client,
+    base: &str,
+    why: String,
+) -> (Source, BTreeMap<String, String>, Option<String>) {
+    match client.get_with_header(&format!("{base}/metrics"), &[], Some(headers::SERVED_BY)) {
+        Ok((text, pod)) => match from_metrics(&text) {
+            Some(fields) => (Source::Metrics(why), fields, pod),
             None => (
                 Source::None(format!("{why}; /metrics has no {}", sidecar::INFO)),
                 BTreeMap::new(),
+                pod,
             ),
         },
-        Err(e) => (Source::None(format!("{why}; {e}")), BTreeMap::new()),
+        Err(e) => (Source::None(format!("{why}; {e}")), BTreeMap::new(), None),
     }
+}
+
+/// The gray pods an incident saw (`seen`, from its records) that none of `sidecars` answered
+/// as: a column each, known by name only, so the comparison covers every pod involved and
+/// says which could not be asked.
+pub fn unreached(sidecars: &[Sidecar], seen: &[&str]) -> Vec<Sidecar> {
+    seen.iter()
+        .filter(|pod| {
+            !sidecars
+                .iter()
+                .any(|s| s.role == Role::Gray && s.pod.as_deref() == Some(**pod))
+        })
+        .map(|pod| Sidecar {
+            role: Role::Gray,
+            url: String::new(),
+            pod: Some(pod.to_string()),
+            source: Source::None(format!(
+                "gray pod {pod} served the incident, but no --gray URL answers as it"
+            )),
+            fields: BTreeMap::new(),
+        })
+        .collect()
 }
 
 /// One row of the comparison.
@@ -249,9 +283,29 @@ mod tests {
         Sidecar {
             role,
             url: String::new(),
+            pod: None,
             source: Source::Info,
             fields: flatten(&doc),
         }
+    }
+
+    #[test]
+    fn every_gray_pod_seen_has_a_column() {
+        let mut a = sidecar(Role::Gray, json!({"model": {"version": "v10-gray"}}));
+        a.pod = Some("gray-a".into());
+        let mut s = sidecar(Role::Stable, json!({"model": {"version": "v9-prod"}}));
+        // A stable pod of the same name is not the gray one.
+        s.pod = Some("gray-b".into());
+        let missing = unreached(&[a.clone(), s.clone()], &["gray-a", "gray-b"]);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].pod.as_deref(), Some("gray-b"));
+        assert_eq!(missing[0].role, Role::Gray);
+        assert!(matches!(&missing[0].source, Source::None(why) if why.contains("no --gray URL")));
+        // Unknown everywhere in its column: never a difference.
+        let rows = diff(&[a, s, missing[0].clone()]);
+        let version = rows.iter().find(|r| r.key == "model.version").unwrap();
+        assert_eq!(version.values[2], None);
+        assert!(version.differs);
     }
 
     #[test]

@@ -51,10 +51,10 @@ fn mean(sum: &str, count: &str, w: &str) -> String {
 /// The panels for `rule`, with rates over `w` (a PromQL duration such as `20s`).
 pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
     let r = rule.replace('\\', "\\\\").replace('"', "\\\"");
-    let p95 = |track: &str| {
+    // A sidecar histogram's p95 per track, in ms.
+    let p95 = |histogram: &str, track: &str| {
         format!(
-            "1000 * histogram_quantile(0.95, sum by (le) (rate({}_bucket{{track=\"{track}\"}}[{w}])))",
-            sidecar::REQUEST_DURATION_SECONDS
+            "1000 * histogram_quantile(0.95, sum by (le) (rate({histogram}_bucket{{track=\"{track}\"}}[{w}])))"
         )
     };
     let errors = |track: &str| {
@@ -65,6 +65,17 @@ pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
         )
     };
     let per_s = |name: &str| format!("sum(rate({name}[{w}]))");
+    let replies = |track: &str| {
+        format!(
+            "sum(rate({}{{track=\"{track}\",status=\"200\"}}[{w}]))",
+            sidecar::REQUESTS_TOTAL
+        )
+    };
+    let mib = |name: &str| format!("max by (track) ({name}) / 1048576");
+    let boxes = format!(
+        "sum by (track) (rate({d}_sum[{w}])) / sum by (track) (rate({d}_count[{w}]))",
+        d = sidecar::DETECTIONS_PER_IMAGE
+    );
     vec![
         Panel {
             title: "Latency: gray vs stable".into(),
@@ -85,8 +96,40 @@ pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
                         mean(filter::STABLE_LATENCY_US, filter::STABLE_LATENCY_SAMPLES, w)
                     ),
                 ),
-                q("gray p95 (sidecar)", p95("gray")),
-                q("stable p95 (sidecar)", p95("stable")),
+                q(
+                    "gray p95 (sidecar)",
+                    p95(sidecar::REQUEST_DURATION_SECONDS, "gray"),
+                ),
+                q(
+                    "stable p95 (sidecar)",
+                    p95(sidecar::REQUEST_DURATION_SECONDS, "stable"),
+                ),
+            ],
+            spans: None,
+        },
+        Panel {
+            title: "NMS time: gray vs stable".into(),
+            unit: "ms".into(),
+            style: Style::Lines,
+            queries: vec![
+                q(
+                    "gray p95 (sidecar)",
+                    p95(sidecar::NMS_DURATION_SECONDS, "gray"),
+                ),
+                q(
+                    "stable p95 (sidecar)",
+                    p95(sidecar::NMS_DURATION_SECONDS, "stable"),
+                ),
+            ],
+            spans: None,
+        },
+        Panel {
+            title: "Throughput: gray vs stable".into(),
+            unit: "replies/s".into(),
+            style: Style::Lines,
+            queries: vec![
+                q("gray (sidecar, 200)", replies("gray")),
+                q("stable (sidecar, 200)", replies("stable")),
             ],
             spans: None,
         },
@@ -96,13 +139,14 @@ pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
             style: Style::Lines,
             queries: vec![
                 q(
-                    "gray",
+                    "gray (gateway)",
                     mean(filter::GRAY_BOXES, filter::GRAY_BOX_SAMPLES, w),
                 ),
                 q(
-                    "stable",
+                    "stable (gateway)",
                     mean(filter::STABLE_BOXES, filter::STABLE_BOX_SAMPLES, w),
                 ),
+                q("{track} (sidecar)", boxes),
             ],
             spans: None,
         },
@@ -121,6 +165,16 @@ pub fn panels(rule: &str, w: &str) -> Vec<Panel> {
                 ),
                 q("gray 5xx (sidecar)", errors("gray")),
                 q("stable 5xx (sidecar)", errors("stable")),
+            ],
+            spans: None,
+        },
+        Panel {
+            title: "Memory: host and GPU (the largest pod of each track)".into(),
+            unit: "MiB".into(),
+            style: Style::Lines,
+            queries: vec![
+                q("{track} host", mib(sidecar::MEMORY_BYTES)),
+                q("{track} GPU", mib(sidecar::GPU_MEMORY_USED_BYTES)),
             ],
             spans: None,
         },
@@ -209,7 +263,11 @@ mod tests {
         let published: Vec<String> = filter::all()
             .into_iter()
             .chain(sidecar::SCALARS.iter().map(|s| s.to_string()))
-            .chain(sidecar::HISTOGRAMS.iter().map(|h| format!("{h}_bucket")))
+            .chain(
+                sidecar::HISTOGRAMS
+                    .iter()
+                    .flat_map(|h| ["_bucket", "_sum", "_count"].map(|s| format!("{h}{s}"))),
+            )
             .chain([ALERT.to_string()])
             .collect();
         for p in panels("crane-cameras", "20s") {
@@ -231,9 +289,42 @@ mod tests {
     }
 
     #[test]
+    fn the_practices_charts_are_all_there() {
+        let titles: Vec<String> = panels("r", "20s").into_iter().map(|p| p.title).collect();
+        for wanted in [
+            "Latency",
+            "NMS time",
+            "Throughput",
+            "Boxes",
+            "Errors",
+            "Memory",
+            "Evidence",
+            "Breaker",
+            "Decisions",
+        ] {
+            assert!(
+                titles.iter().any(|t| t.starts_with(wanted)),
+                "no {wanted} chart: {titles:?}"
+            );
+        }
+        let memory = panels("r", "20s")
+            .into_iter()
+            .find(|p| p.title.starts_with("Memory"))
+            .unwrap();
+        let exprs: Vec<&str> = memory.queries.iter().map(|q| q.expr.as_str()).collect();
+        assert!(exprs.iter().any(|e| e.contains(sidecar::MEMORY_BYTES)));
+        assert!(
+            exprs
+                .iter()
+                .any(|e| e.contains(sidecar::GPU_MEMORY_USED_BYTES))
+        );
+    }
+
+    #[test]
     fn rule_names_are_quoted_and_legends_filled() {
         let p = panels("a\"b", "20s");
-        assert!(p[3].queries[0].expr.contains("rule=\"a\\\"b\""));
+        let evidence = p.iter().find(|p| p.title.starts_with("Evidence")).unwrap();
+        assert!(evidence.queries[0].expr.contains("rule=\"a\\\"b\""));
         let labels = [("trigger".to_string(), "box_count".to_string())]
             .into_iter()
             .collect();

@@ -61,6 +61,11 @@ pub struct Record {
     pub confirmed_by: Option<String>,
     /// Re-opened by a bad half-open probe (continues the incident it belongs to).
     pub after_probe: bool,
+    /// The gateway that wrote it (its node id, as in its latch calls), when the record says.
+    pub gateway: Option<String>,
+    /// The gray pods whose replies that gateway had seen (their `x-served-by`), when the
+    /// record says.
+    pub gray_pods: Vec<String>,
     /// The whole record, for the fields this reader does not interpret.
     pub fields: Map<String, Value>,
 }
@@ -116,6 +121,19 @@ fn record(source: &str, fields: Map<String, Value>) -> Result<Record, String> {
             .get("after_probe")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        gateway: text_field("gateway").map(str::to_string),
+        // Names only; anything else in the list is not a pod name and is left out.
+        gray_pods: fields
+            .get("gray_pods")
+            .and_then(Value::as_array)
+            .map(|pods| {
+                pods.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
         fields,
     })
 }
@@ -179,6 +197,20 @@ mod tests {
         assert!(!r.after_probe);
         assert_eq!(r.fields["evidence"][0]["log_e"], 9.9);
         assert_eq!(r.source, "envoy.log");
+        // Records from before the gateway and the gray pods were recorded.
+        assert_eq!(r.gateway, None);
+        assert!(r.gray_pods.is_empty());
+    }
+
+    #[test]
+    fn reads_who_was_involved() {
+        let line = r#"{"grayguard":"incident","event":"shed_start","rule":"r","at":"2026-11-30T15:00:00Z","gateway":"gw-1","gray_pods":["yolo-v10-gray-7d9f-a","",7,"yolo-v10-gray-7d9f-b"]}"#;
+        let r = parse_line("x", line).unwrap().unwrap();
+        assert_eq!(r.gateway.as_deref(), Some("gw-1"));
+        assert_eq!(
+            r.gray_pods,
+            vec!["yolo-v10-gray-7d9f-a", "yolo-v10-gray-7d9f-b"]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Gathering a report: the incident from the gateways' logs (or, without them, from the
-//! breaker gauge), the charts around it from Prometheus, the gateways' and sidecars' state,
-//! and the gray sidecar's log. Every source that fails becomes a line under "Problems" and
-//! the report is still written with the rest.
+//! breaker gauge), the charts around it from Prometheus, the gateways' and sidecars' state
+//! (every gray pod the incident saw included), and the gray pods' logs. Every source that
+//! fails becomes a line under "Problems" and the report is still written with the rest.
 
 use std::path::PathBuf;
 
@@ -31,8 +31,24 @@ pub struct Sources {
     pub stable: Vec<String>,
     /// Envoy logs holding the incident records, one per gateway.
     pub envoy_logs: Vec<PathBuf>,
-    /// A gray sidecar's log.
-    pub gray_log: Option<PathBuf>,
+    /// The gray sidecars' logs, one per pod.
+    pub gray_logs: Vec<GrayLog>,
+}
+
+/// A gray sidecar's log and the pod it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrayLog {
+    pub pod: String,
+    pub path: PathBuf,
+}
+
+/// The last lines of one gray pod's log, or why there are none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogTail {
+    pub pod: String,
+    /// `None`: the incident saw this pod, but no log of it was given.
+    pub path: Option<PathBuf>,
+    pub lines: Result<Vec<String>, String>,
 }
 
 /// Which incident, and how much around it.
@@ -80,10 +96,12 @@ pub struct Report {
     /// What the gateways did during the incident: label, count.
     pub decisions: Vec<(String, Option<f64>)>,
     pub gateways: Vec<Gateway>,
+    /// Every sidecar given, then every gray pod the incident saw that none of them is.
     pub sidecars: Vec<Sidecar>,
     pub diff: Vec<Row>,
-    /// The last lines of the gray sidecar's log, or why there are none.
-    pub gray_log: Result<Vec<String>, String>,
+    /// The last lines of each gray pod's log given, then a line for each gray pod the
+    /// incident saw without one.
+    pub gray_logs: Vec<LogTail>,
     pub problems: Vec<String>,
 }
 
@@ -91,7 +109,67 @@ pub struct Report {
 pub fn gather(client: &Client, sources: &Sources, opts: &Options) -> Report {
     let mut problems = Vec::new();
     let prom = Prometheus::new(&sources.prometheus, client.clone());
+    let (incident, all) = find(&prom, sources, opts, &mut problems);
 
+    let mut window = incident
+        .as_ref()
+        .map(|i| i.window(opts.now, opts.before, opts.after));
+    let step_s = window.map_or(opts.min_step_s, |(a, b)| {
+        step(a, b, opts.max_points, opts.min_step_s)
+    });
+    let mut charts = Vec::new();
+    let mut decisions = Vec::new();
+    if let (Some(i), Some((from, to))) = (&incident, window) {
+        let (drawn, shown_from) = draw_charts(&prom, i, from, to, step_s, opts.min_step_s);
+        charts = drawn;
+        window = Some((shown_from, to));
+        decisions = count_decisions(&prom, i, opts, &mut problems);
+    }
+
+    let gateways: Vec<Gateway> = sources
+        .gateways
+        .iter()
+        .map(|g| gateway::fetch(client, g))
+        .collect();
+    let mut sidecars: Vec<Sidecar> = sources
+        .gray
+        .iter()
+        .map(|u| (Role::Gray, u))
+        .chain(sources.stable.iter().map(|u| (Role::Stable, u)))
+        .map(|(role, u)| info::fetch(client, role, u))
+        .collect();
+    let seen: Vec<&str> = incident.as_ref().map_or(Vec::new(), Incident::gray_pods);
+    let unreached = info::unreached(&sidecars, &seen);
+    sidecars.extend(unreached);
+    let diff = info::diff(&sidecars);
+    let gray_logs = log_tails(&sources.gray_logs, &seen, opts);
+
+    Report {
+        generated_at: opts.now,
+        sources: sources.clone(),
+        incident,
+        all: all.into_iter().rev().collect(),
+        window,
+        step_s,
+        charts,
+        decisions,
+        gateways,
+        sidecars,
+        diff,
+        gray_logs,
+        problems,
+    }
+}
+
+/// The incident `opts` asks for (by rule and time) from the gateways' logs, else from the
+/// breaker and alert gauges in Prometheus; and every incident of the logs, oldest first.
+/// What could not be read is added to `problems`.
+pub fn find(
+    prom: &Prometheus,
+    sources: &Sources,
+    opts: &Options,
+    problems: &mut Vec<String>,
+) -> (Option<Incident>, Vec<Incident>) {
     let mut records: Vec<Record> = Vec::new();
     for path in &sources.envoy_logs {
         match record::scan_file(path, opts.max_log_bytes) {
@@ -118,62 +196,38 @@ pub fn gather(client: &Client, sources: &Sources, opts: &Options) -> Report {
     let all = incident::group(&records);
     let mut incident = incident::select(&all, opts.rule.as_deref(), opts.at).cloned();
     if incident.is_none() {
-        match from_prometheus(&prom, opts) {
+        match from_prometheus(prom, opts) {
             Ok(found) => incident = found,
             Err(e) => problems.push(e),
         }
     }
+    (incident, all)
+}
 
-    let mut window = incident
-        .as_ref()
-        .map(|i| i.window(opts.now, opts.before, opts.after));
-    let step_s = window.map_or(opts.min_step_s, |(a, b)| {
-        step(a, b, opts.max_points, opts.min_step_s)
-    });
-    let mut charts = Vec::new();
-    let mut decisions = Vec::new();
-    if let (Some(i), Some((from, to))) = (&incident, window) {
-        let (drawn, shown_from) = draw_charts(&prom, i, from, to, step_s, opts.min_step_s);
-        charts = drawn;
-        window = Some((shown_from, to));
-        decisions = count_decisions(&prom, i, opts, &mut problems);
-    }
-
-    let gateways: Vec<Gateway> = sources
-        .gateways
+/// The last lines of each gray log given, then a line for each pod in `seen` that has none.
+fn log_tails(logs: &[GrayLog], seen: &[&str], opts: &Options) -> Vec<LogTail> {
+    let mut out: Vec<LogTail> = logs
         .iter()
-        .map(|g| gateway::fetch(client, g))
+        .map(|log| LogTail {
+            pod: log.pod.clone(),
+            path: Some(log.path.clone()),
+            lines: record::read_tail(&log.path, opts.max_log_bytes)
+                .map(|(text, _)| last_lines(&text, opts.log_lines))
+                .map_err(|e| format!("{}: {e}", log.path.display())),
+        })
         .collect();
-    let sidecars: Vec<Sidecar> = sources
-        .gray
-        .iter()
-        .map(|u| (Role::Gray, u))
-        .chain(sources.stable.iter().map(|u| (Role::Stable, u)))
-        .map(|(role, u)| info::fetch(client, role, u))
-        .collect();
-    let diff = info::diff(&sidecars);
-    let gray_log = match &sources.gray_log {
-        None => Err("no gray sidecar log given (--gray-log)".to_string()),
-        Some(path) => record::read_tail(path, opts.max_log_bytes)
-            .map(|(text, _)| last_lines(&text, opts.log_lines))
-            .map_err(|e| format!("{}: {e}", path.display())),
-    };
-
-    Report {
-        generated_at: opts.now,
-        sources: sources.clone(),
-        incident,
-        all: all.into_iter().rev().collect(),
-        window,
-        step_s,
-        charts,
-        decisions,
-        gateways,
-        sidecars,
-        diff,
-        gray_log,
-        problems,
+    for pod in seen {
+        if !logs.iter().any(|l| l.pod == *pod) {
+            out.push(LogTail {
+                pod: pod.to_string(),
+                path: None,
+                lines: Err(format!(
+                    "gray pod {pod} served the incident; no log of it was given (--gray-log {pod}=FILE)"
+                )),
+            });
+        }
     }
+    out
 }
 
 /// The query step for a window: at most `max_points` points, at least `min_step_s` (a
@@ -183,6 +237,12 @@ pub fn step(from: Timestamp, to: Timestamp, max_points: u32, min_step_s: u32) ->
     let raw = span.div_ceil(u64::from(max_points.max(1)));
     raw.max(u64::from(min_step_s.max(1)))
         .min(u64::from(u32::MAX)) as u32
+}
+
+/// `t` rounded down to a whole number of `step_s` steps from the epoch.
+pub fn on_grid(t: Timestamp, step_s: u32) -> Timestamp {
+    let s = t.as_second();
+    Timestamp::from_second(s - s.rem_euclid(i64::from(step_s.max(1)))).unwrap_or(t)
 }
 
 /// The rate window for a step: two steps, and at least four scrapes.
@@ -200,10 +260,12 @@ pub fn last_lines(text: &str, n: usize) -> Vec<String> {
 }
 
 /// Without records: the latest run of a rule's breaker (or alert) above zero within the
-/// lookback, per Prometheus.
+/// lookback, per Prometheus. The samples sit on a grid of whole steps from the epoch, so the
+/// same run has the same start whenever it is asked for (a kept report's name holds).
 fn from_prometheus(prom: &Prometheus, opts: &Options) -> Result<Option<Incident>, String> {
     let from = opts.now.checked_sub(opts.lookback).unwrap_or(opts.now);
     let step_s = step(from, opts.now, 1000, opts.min_step_s);
+    let from = on_grid(from, step_s);
     let mut found: Vec<Incident> = Vec::new();
     for gauge in [filter::RULE_BREAKER_STATE, ALERT] {
         let series = prom.range(&format!("max by (rule) ({gauge})"), from, opts.now, step_s)?;
@@ -392,6 +454,50 @@ mod tests {
         assert_eq!(rate_window(5, 5), "20s");
         assert_eq!(rate_window(15, 5), "30s");
         assert_eq!(rate_window(1, 1), "4s");
+        assert_eq!(on_grid(t(1_764_515_087), 22), t(1_764_515_082));
+        assert_eq!(on_grid(t(44), 22), t(44));
+    }
+
+    #[test]
+    fn every_gray_pod_seen_gets_its_log_or_says_it_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.log");
+        std::fs::write(&a, "one\ntwo\nWARN three\n").unwrap();
+        let logs = vec![
+            GrayLog {
+                pod: "gray-a".into(),
+                path: a,
+            },
+            GrayLog {
+                pod: "gray-c".into(),
+                path: dir.path().join("missing.log"),
+            },
+        ];
+        let opts = Options {
+            rule: None,
+            at: None,
+            before: SignedDuration::ZERO,
+            after: SignedDuration::ZERO,
+            lookback: SignedDuration::from_secs(60),
+            log_lines: 2,
+            max_log_bytes: 1 << 20,
+            max_points: 240,
+            min_step_s: 5,
+            now: Timestamp::UNIX_EPOCH,
+        };
+        let tails = log_tails(&logs, &["gray-a", "gray-b"], &opts);
+        let pods: Vec<&str> = tails.iter().map(|t| t.pod.as_str()).collect();
+        assert_eq!(pods, vec!["gray-a", "gray-c", "gray-b"]);
+        assert_eq!(tails[0].lines, Ok(vec!["two".into(), "WARN three".into()]));
+        assert!(tails[1].lines.as_ref().unwrap_err().contains("missing.log"));
+        assert_eq!(tails[2].path, None);
+        assert!(
+            tails[2]
+                .lines
+                .as_ref()
+                .unwrap_err()
+                .contains("--gray-log gray-b=FILE")
+        );
     }
 
     #[test]

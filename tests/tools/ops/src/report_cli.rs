@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::report::{Options, Sources};
+use crate::kept_cli::KeptArgs;
+use crate::report::{GrayLog, Options, Sources};
 
 /// Most lines of the gray sidecar's log shown.
 pub const MAX_LOG_LINES: usize = 10_000;
@@ -40,9 +41,10 @@ pub struct Args {
     /// `kubectl logs` of each gateway saved to a file).
     #[arg(long = "envoy-log", default_values_t = [".run/logs/envoy.log".to_string()])]
     pub envoy_logs: Vec<String>,
-    /// A gray sidecar's log, whose last lines are shown.
-    #[arg(long, default_value = ".run/logs/v10-gray.log")]
-    pub gray_log: PathBuf,
+    /// A gray sidecar's log, whose last lines are shown, as POD=FILE (repeatable: one per
+    /// gray pod); a FILE alone is labelled by its name without the extension.
+    #[arg(long = "gray-log", default_values_t = [".run/logs/v10-gray.log".to_string()])]
+    pub gray_logs: Vec<String>,
     /// Report on this rule's incidents only.
     #[arg(long)]
     pub rule: Option<String>,
@@ -89,6 +91,11 @@ pub struct Args {
     /// renders the incident of rule R at time T (the alerts' report links).
     #[arg(long)]
     pub serve: Option<SocketAddr>,
+    #[command(flatten)]
+    pub kept: KeptArgs,
+    /// The promotion report and the Flagger webhooks (`crate::promotion`).
+    #[command(flatten)]
+    pub promotion: crate::promotion::Flags,
 }
 
 /// A flag with an unusable value.
@@ -121,6 +128,22 @@ pub fn parse_time(text: &str) -> Result<Timestamp, String> {
     })
 }
 
+/// `POD=FILE`, or `FILE` labelled by its file name without the extension.
+pub fn parse_gray_log(text: &str) -> Result<GrayLog, ArgError> {
+    let (pod, path) = match text.split_once('=') {
+        Some((pod, path)) if !pod.contains('/') => (pod.to_string(), PathBuf::from(path)),
+        _ => {
+            let path = PathBuf::from(text);
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            (stem.unwrap_or_default(), path)
+        }
+    };
+    if pod.is_empty() || path.as_os_str().is_empty() {
+        return Err(err("gray-log", format!("{text:?} is not POD=FILE or FILE")));
+    }
+    Ok(GrayLog { pod, path })
+}
+
 fn check_url(flag: &'static str, url: &str) -> Result<String, ArgError> {
     if url.starts_with("http://") && url.len() > "http://".len() {
         Ok(url.trim_end_matches('/').to_string())
@@ -141,7 +164,11 @@ impl Args {
             gray: urls("gray", &self.gray)?,
             stable: urls("stable", &self.stable)?,
             envoy_logs: self.envoy_logs.iter().map(PathBuf::from).collect(),
-            gray_log: Some(self.gray_log.clone()),
+            gray_logs: self
+                .gray_logs
+                .iter()
+                .map(|g| parse_gray_log(g))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -212,6 +239,13 @@ mod tests {
         assert_eq!(s.prometheus, "http://127.0.0.1:9090");
         assert_eq!(s.gateways, vec!["http://127.0.0.1:9901"]);
         assert_eq!(s.envoy_logs, vec![PathBuf::from(".run/logs/envoy.log")]);
+        assert_eq!(
+            s.gray_logs,
+            vec![GrayLog {
+                pod: "v10-gray".into(),
+                path: ".run/logs/v10-gray.log".into()
+            }]
+        );
         let now = Timestamp::from_second(1_764_515_000).unwrap();
         let o = a.options(now).unwrap();
         assert_eq!(o.at, None);
@@ -261,5 +295,23 @@ mod tests {
         // Repeatable flags replace the defaults.
         let a = args(&["--gray", "http://a:1/", "--gray", "http://b:2"]);
         assert_eq!(a.sources().unwrap().gray, vec!["http://a:1", "http://b:2"]);
+        // One gray log per pod, each labelled by its pod.
+        let a = args(&[
+            "--gray-log",
+            "yolo-v10-gray-7d9f-a=/logs/a.log",
+            "--gray-log",
+            "/logs/v10-gray=x/b.log",
+        ]);
+        let logs = a.sources().unwrap().gray_logs;
+        assert_eq!(logs[0].pod, "yolo-v10-gray-7d9f-a");
+        assert_eq!(logs[0].path, PathBuf::from("/logs/a.log"));
+        assert_eq!(
+            logs[1].pod, "b",
+            "a path with `=` in a folder name is a FILE"
+        );
+        assert_eq!(
+            args(&["--gray-log", "=x.log"]).sources().unwrap_err().flag,
+            "gray-log"
+        );
     }
 }

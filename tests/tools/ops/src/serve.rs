@@ -1,11 +1,13 @@
 //! `grayguard-report --serve`: renders a report per request, so the link in an alert shows
 //! the incident as it is when the on-call engineer opens it. One request at a time (a
 //! report takes a few Prometheus queries); `GET /healthz` answers at once, anything else
-//! but `GET /report` is a 404, and a bad parameter a 400 that says which.
+//! but `GET /report` (and what the caller's `more` answers: the promotion routes, `routes`, and the kept reports, `keeper`) is a
+//! 404, and a bad parameter a 400 that says which.
 
 use jiff::Timestamp;
 use tiny_http::{Header, Method, Response, Server};
 
+use crate::answer::Answer;
 use crate::report_cli::parse_time;
 
 /// What a request asks for.
@@ -29,9 +31,28 @@ pub fn parse_query(query: &str) -> Result<Request, String> {
     Ok(req)
 }
 
-/// Serves until the process is stopped; `render` makes the page for a request.
-pub fn run(server: &Server, render: impl Fn(&Request) -> String) {
-    for request in server.incoming_requests() {
+/// Serves until the process is stopped; `more` answers the requests it knows (first), leaving
+/// the others to this module, and `render` makes the page for a report request.
+pub fn run(
+    server: &Server,
+    mut more: impl FnMut(&mut tiny_http::Request) -> Option<Answer>,
+    render: impl Fn(&Request) -> String,
+) {
+    for mut request in server.incoming_requests() {
+        if let Some(answer) = more(&mut request) {
+            let mut response = Response::from_data(answer.body).with_status_code(answer.status);
+            let headers = [
+                ("content-type", Some(answer.content_type)),
+                ("location", answer.location.as_deref()),
+            ];
+            for (name, value) in headers {
+                if let Some(h) = value.and_then(|v| Header::from_bytes(name, v).ok()) {
+                    response = response.with_header(h);
+                }
+            }
+            let _ = request.respond(response);
+            continue;
+        }
         let url = request.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
         let html = "text/html; charset=utf-8";

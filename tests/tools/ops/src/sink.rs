@@ -358,6 +358,44 @@ mod tests {
     }
 
     #[test]
+    fn a_held_rules_release_link_comes_through_every_channel() {
+        let release = "http://127.0.0.1:10100/grayguard/release?rule=crane-cameras&trigger=box_count&exp=1&sig=ab";
+        let hook = json!({"version": "4", "status": "firing", "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "GrayguardRuleHeld", "rule": "crane-cameras", "trigger": "box_count"},
+            "annotations": {"summary": "held", "release_url": release},
+        }]});
+        let m = from_webhook(hook.to_string().as_bytes(), now()).unwrap();
+        assert_eq!(m.alertnames, vec!["GrayguardRuleHeld"]);
+        assert_eq!(
+            m.links,
+            vec![Link {
+                label: "release_url".into(),
+                url: release.into()
+            }]
+        );
+        let report = "http://127.0.0.1:9096/report?rule=crane-cameras&at=1";
+        let slack = json!({"attachments": [{
+            "title": "[FIRING:1] GrayguardRuleHeld · rule crane-cameras",
+            "text": format!(":unlock: <{release}|Release> (signed)\n:page_facing_up: <{report}|Incident report>"),
+        }]});
+        let m = from_slack(slack.to_string().as_bytes(), now()).unwrap();
+        let labels: Vec<&str> = m.links.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(labels, ["Release", "Incident report"]);
+        assert_eq!(m.links[0].url, release);
+        let wechat = json!({"msgtype": "markdown", "markdown": {"content": format!(
+            "## [FIRING:1] GrayguardRuleHeld · rule crane-cameras\n[Release]({release}) (signed)\n[Incident report]({report})"
+        )}});
+        let m = from_wechat(wechat.to_string().as_bytes(), now()).unwrap();
+        assert_eq!(m.status, "firing");
+        assert_eq!(
+            (m.links[0].label.as_str(), m.links[0].url.as_str()),
+            ("Release", release)
+        );
+        assert!(m.log_line().contains(&format!("Release: {release}")));
+    }
+
+    #[test]
     fn link_extraction_skips_what_is_not_a_link() {
         assert!(slack_links("a <b> <mailto:x|y> <http://u").is_empty());
         assert_eq!(slack_links("<https://a/b>")[0].label, "https://a/b");

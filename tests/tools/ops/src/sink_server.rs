@@ -5,13 +5,14 @@
 //! logged as one line.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use jiff::Timestamp;
 use maud::{DOCTYPE, html};
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Header, Method, Response, Server};
 
+use crate::body;
 use crate::sink::{self, Message};
 
 /// Limits of the sink.
@@ -43,7 +44,7 @@ pub fn run(server: &Server, limits: Limits, mut log: impl Write) {
             _ => None,
         };
         let (status, ctype, body) = if let Some(decode) = decode {
-            match read_body(&mut request, limits.max_body_bytes) {
+            match body::read(&mut request, limits.max_body_bytes) {
                 Err((status, e)) => {
                     let _ = writeln!(log, "{} refused {path}: {e}", Timestamp::now());
                     (status, "text/plain", format!("{e}\n"))
@@ -92,23 +93,6 @@ pub fn run(server: &Server, limits: Limits, mut log: impl Write) {
         }
         let _ = request.respond(response);
     }
-}
-
-/// The body, at most `max` bytes.
-fn read_body(request: &mut Request, max: u64) -> Result<Vec<u8>, (u16, String)> {
-    if request.body_length().is_some_and(|n| n as u64 > max) {
-        return Err((413, format!("body over {max} bytes")));
-    }
-    let mut bytes = Vec::new();
-    request
-        .as_reader()
-        .take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| (400, format!("reading the body: {e}")))?;
-    if bytes.len() as u64 > max {
-        return Err((413, format!("body over {max} bytes")));
-    }
-    Ok(bytes)
 }
 
 /// The messages, newest first, as a person would see them.
