@@ -1,7 +1,9 @@
 //! A front Envoy for tests: a bootstrap generated into a temp dir (listener and admin on
 //! free loopback ports, optionally the grayguard Wasm filter with a given JSON config, a
-//! router choosing the gray or stable cluster on the route header), started with `Proc`,
-//! plus helpers for `/stats/prometheus` and `envoy --mode validate`.
+//! router choosing the gray or stable cluster on the route header), started with `Proc`
+//! ([`Envoy::run`] starts any bootstrap, `crate::shipped` the shipped one), plus what tests
+//! read from a running one (`/stats/prometheus`, a cluster's counters, the records the
+//! filter logs) and `envoy --mode validate`.
 
 use grayguard_contract::headers;
 use grayguard_contract::latch::TOKEN_ENV;
@@ -23,6 +25,9 @@ use crate::wait::eventually;
 /// The latch token in every test gateway's VM environment ([`TOKEN_ENV`]); a gray sidecar
 /// that requires it takes it in `WORKLOAD_TOKEN_ENV`.
 pub const TEST_LATCH_TOKEN: &str = "grayguard-test-latch-token";
+
+/// The operator links' secret in every test gateway's VM environment ([`SECRET_ENV`]).
+pub const TEST_OPERATOR_SECRET: &str = "grayguard-test-operator-secret";
 
 /// One upstream cluster: its name (the route value) and where it listens.
 #[derive(Debug, Clone)]
@@ -166,7 +171,7 @@ impl Options {
             operator_port: None,
             // The shipped configurations read the operator secret from the VM's environment.
             vm_env: vec![
-                (SECRET_ENV.into(), "grayguard-test-operator-secret".into()),
+                (SECRET_ENV.into(), TEST_OPERATOR_SECRET.into()),
                 (TOKEN_ENV.into(), TEST_LATCH_TOKEN.into()),
             ],
             failure_policy: None,
@@ -337,17 +342,49 @@ fn envoy_command(config: &Path) -> Command {
     cmd
 }
 
+/// Where a bootstrap listens and how its process runs, for [`Envoy::run`].
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The front listener's port, the admin's, and the operator listener's if it has one.
+    pub port: u16,
+    pub admin: u16,
+    pub operator: Option<u16>,
+    /// Worker threads (each runs its own Wasm VM).
+    pub concurrency: u32,
+    /// `--service-node`: the node id, which the filter sends as its gateway id.
+    pub node: Option<String>,
+}
+
 impl Envoy {
     /// Starts Envoy and waits until the admin says it is ready and the listener accepts.
     pub fn start(opts: &Options) -> Envoy {
-        let dir = tempfile::tempdir().expect("temp dir");
         let (port, admin) = (free_port(), free_port());
-        let config = dir.path().join("envoy.yaml");
         let text = serde_json::to_string_pretty(&bootstrap(opts, port, admin)).unwrap();
-        std::fs::write(&config, text).expect("write bootstrap");
+        Envoy::run(
+            &text,
+            &Launch {
+                port,
+                admin,
+                operator: opts.operator_port,
+                concurrency: opts.concurrency,
+                node: opts.node.clone(),
+            },
+        )
+    }
+
+    /// Starts Envoy on `bootstrap` (YAML or JSON text, listening where `launch` says), with
+    /// the test operator secret and latch token in its environment (where a bootstrap's
+    /// `host_env_keys` take them from), and waits until the admin says it is ready and the
+    /// listener accepts.
+    pub fn run(bootstrap: &str, launch: &Launch) -> Envoy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("envoy.yaml");
+        std::fs::write(&config, bootstrap).expect("write bootstrap");
         let mut cmd = envoy_command(&config);
-        cmd.args(["--concurrency", &opts.concurrency.to_string()]);
-        if let Some(node) = &opts.node {
+        cmd.args(["--concurrency", &launch.concurrency.to_string()])
+            .env(SECRET_ENV, TEST_OPERATOR_SECRET)
+            .env(TOKEN_ENV, TEST_LATCH_TOKEN);
+        if let Some(node) = &launch.node {
             cmd.args([
                 "--service-node",
                 node,
@@ -355,70 +392,17 @@ impl Envoy {
                 "grayguard-gateway",
             ]);
         }
-        let proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
-        Envoy::ready(proc, port, admin, opts.operator_port)
-    }
-
-    /// `proc`, once its admin on `admin` says it is ready and its listener on `port` accepts.
-    fn ready(mut proc: Proc, port: u16, admin: u16, operator: Option<u16>) -> Envoy {
+        let mut proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
         let timeout = Duration::from_secs(30);
+        let admin = launch.admin;
         proc.wait_for_status(&format!("http://127.0.0.1:{admin}/ready"), 200, timeout);
-        proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), timeout);
+        proc.wait_for_port(SocketAddr::from(([127, 0, 0, 1], launch.port)), timeout);
         Envoy {
             proc,
-            port,
+            port: launch.port,
             admin,
-            operator,
+            operator: launch.operator,
         }
-    }
-
-    /// The shipped `mesh-config/local/envoy.yaml` as it is (the filter, its plugin
-    /// configuration, the routes and the gray fallback, the hour it pins), only its ports moved:
-    /// the listener, admin and operator to free ones, the clusters to `stable`, `gray` and the
-    /// gray sidecar's `control` port; node `gw-0`, `workers` worker threads.
-    pub fn start_shipped_local(stable: u16, gray: u16, control: u16, workers: u32) -> Envoy {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (port, admin, operator) = (free_port(), free_port(), free_port());
-        let path = paths::root().join("mesh-config/local/envoy.yaml");
-        let mut config =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        for (from, to) in [
-            ("port_value: 10000 }", format!("port_value: {port} }}")),
-            ("port_value: 9901 }", format!("port_value: {admin} }}")),
-            ("port_value: 10100 }", format!("port_value: {operator} }}")),
-            ("\"port\": 10100,", format!("\"port\": {operator},")),
-            ("port_value: 8081 }", format!("port_value: {stable} }}")),
-            ("port_value: 8082 }", format!("port_value: {gray} }}")),
-            ("port_value: 9092 }", format!("port_value: {control} }}")),
-            (
-                "filename: target/grayguard_filter.wasm",
-                format!("filename: {}", paths::wasm().display()),
-            ),
-        ] {
-            assert_eq!(
-                config.matches(from).count(),
-                1,
-                "{}: expected {from:?} once",
-                path.display()
-            );
-            config = config.replace(from, &to);
-        }
-        let file = dir.path().join("envoy.yaml");
-        std::fs::write(&file, config).expect("write the config");
-        let mut cmd = Command::new(paths::envoy());
-        cmd.arg("-c")
-            .arg(&file)
-            .args([
-                "--disable-hot-restart",
-                "--concurrency",
-                &workers.to_string(),
-            ])
-            .args(["--log-level", "warn", "--service-node", "gw-0"])
-            .args(["--service-cluster", "grayguard-gateway"])
-            .env(SECRET_ENV, "grayguard-test-operator-secret")
-            .env(TOKEN_ENV, TEST_LATCH_TOKEN);
-        let proc = Proc::spawn("envoy", cmd, dir.path()).own_dir(dir);
-        Envoy::ready(proc, port, admin, Some(operator))
     }
 
     /// URL of `path` on the operator listener (panics without one).
@@ -494,6 +478,13 @@ impl Envoy {
                 v => Err(format!("{selector} = {v:?}")),
             },
         )
+    }
+
+    /// A counter or gauge of Envoy's cluster `cluster` (`envoy_cluster_<stat>`: `upstream_rq_total`,
+    /// `upstream_rq_retry`, ...) from the admin's stats; 0 when Envoy has not counted it.
+    pub fn cluster_stat(&self, cluster: &str, stat: &str) -> f64 {
+        let selector = format!("envoy_cluster_{stat}{{envoy_cluster_name=\"{cluster}\"}}");
+        self.metric(&selector).unwrap_or(0.0)
     }
 
     /// The incident records the filter logged so far (its `"grayguard":"incident"` JSON

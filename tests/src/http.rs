@@ -1,7 +1,9 @@
 //! A small blocking HTTP client for tests: every status, 2xx or not, comes back as a
 //! [`Response`]; only transport failures are errors.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::wait::eventually;
 
 /// One HTTP response, with header names lower-cased.
 #[derive(Debug, Clone)]
@@ -34,21 +36,36 @@ impl Response {
 /// A transport failure (connection refused, reset, timeout).
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-fn agent() -> ureq::Agent {
+/// How long a request may take before the client gives up (a transport error).
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn agent(timeout: Duration) -> ureq::Agent {
     ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .redirects(0)
         .build()
 }
 
-/// Sends a request with `headers` and an optional body.
+/// Sends a request with `headers` and an optional body; the client gives up after
+/// [`TIMEOUT`].
 pub fn request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<Response, Error> {
-    let mut req = agent().request(method, url);
+    request_within(method, url, headers, body, TIMEOUT)
+}
+
+/// [`request`], the client giving up after `timeout` instead.
+pub fn request_within(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Response, Error> {
+    let mut req = agent(timeout).request(method, url);
     for (k, v) in headers {
         req = req.set(k, v);
     }
@@ -91,4 +108,13 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Result<Response, Error> 
 
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response, Error> {
     request("POST", url, headers, Some(body))
+}
+
+/// Polls `url` until it answers `status`, failing the test after `timeout`; when it did.
+pub fn wait_for_status(url: &str, status: u16, timeout: Duration) -> Instant {
+    eventually(&format!("{url} answers {status}"), timeout, || {
+        get(url)
+            .is_ok_and(|r| r.status == status)
+            .then(Instant::now)
+    })
 }

@@ -1,8 +1,8 @@
 //! Background traffic for fault tests: lanes of sender threads, each lane one device cohort
 //! sending the real photos in turn through one front Envoy at its own pace, every reply
-//! recorded with its send and reply times, while the test injects a fault. Bounded: every
-//! lane stops at the test's [`Load::stop`], after its `max_requests`, or after the load's
-//! `max_duration`, whichever comes first.
+//! recorded with its send and reply times (and [`Latencies`] to summarise them), while the
+//! test injects a fault. Bounded: every lane stops at the test's [`Load::stop`], after its
+//! `max_requests`, or after the load's `max_duration`, whichever comes first.
 
 use grayguard_contract::{Decision, Note, Side, Trigger, headers};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +81,8 @@ pub struct Outcome {
     pub model_version: Option<String>,
     pub retry_after: Option<String>,
     pub breach: Option<String>,
+    /// `x-envoy-attempt-count`: 2 when the shipped gray route asked stable too.
+    pub attempts: Option<u32>,
     /// The body (an error's text) or the transport error.
     pub text: String,
 }
@@ -89,6 +91,11 @@ impl Outcome {
     /// A 200 reply.
     pub fn ok(&self) -> bool {
         self.status == Some(200)
+    }
+
+    /// From the send to the reply.
+    pub fn latency(&self) -> Duration {
+        self.done.saturating_sub(self.sent)
     }
 
     /// The reply came from the version `x-model-version` names.
@@ -112,6 +119,13 @@ impl Outcome {
     /// A half-open probe.
     pub fn probe(&self) -> bool {
         self.parsed().is_some_and(|d| d.note == Some(Note::Probe))
+    }
+
+    /// Sent to gray, whose attempt failed, and answered by stable (the shipped gray route's
+    /// fallback, booked by the filter as a gray failure).
+    pub fn fallback(&self) -> bool {
+        self.parsed()
+            .is_some_and(|d| d.side == Side::Gray && d.note == Some(Note::Fallback))
     }
 
     /// Sent to gray by a rule whose breaker is closed (no note: not a probe, not shed).
@@ -228,6 +242,24 @@ impl Load {
         })
     }
 
+    /// Waits until lane `lane` has `n` replies to requests sent after `after` (the clock of
+    /// [`Load::now`]), failing the test with `what` after `timeout`; returns every outcome.
+    pub fn wait_for_replies_after(
+        &self,
+        what: &str,
+        timeout: Duration,
+        lane: usize,
+        after: Duration,
+        n: usize,
+    ) -> Vec<Outcome> {
+        self.wait_until(what, timeout, |all| {
+            all.iter()
+                .filter(|o| o.lane == lane && o.sent > after)
+                .count()
+                >= n
+        })
+    }
+
     /// Stops every lane, waits for the requests in flight, and returns every outcome.
     pub fn stop(mut self) -> Vec<Outcome> {
         self.halt();
@@ -248,13 +280,51 @@ impl Drop for Load {
     }
 }
 
+/// The median, the 99th percentile (nearest rank) and the largest of some latencies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latencies {
+    pub n: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+impl Latencies {
+    /// Of `latencies` (at least one).
+    pub fn of(latencies: impl IntoIterator<Item = Duration>) -> Latencies {
+        let mut s: Vec<Duration> = latencies.into_iter().collect();
+        assert!(!s.is_empty(), "no latencies to measure");
+        s.sort_unstable();
+        let at = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+        Latencies {
+            n: s.len(),
+            p50: at(0.5),
+            p99: at(0.99),
+            max: s[s.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Latencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.2} s, p99 {:.2} s, max {:.2} s (n = {})",
+            self.p50.as_secs_f64(),
+            self.p99.as_secs_f64(),
+            self.max.as_secs_f64(),
+            self.n
+        )
+    }
+}
+
 /// One line per outcome, for failure messages.
 pub fn describe(outcomes: &[Outcome]) -> String {
     outcomes
         .iter()
         .map(|o| {
             format!(
-                "  lane {} gw-{} sent {:.2}s done {:.2}s status {:?} decision {:?} version {:?} {}",
+                "  lane {} gw-{} sent {:.2}s done {:.2}s status {:?} decision {:?} version {:?} attempts {} {}",
                 o.lane,
                 o.gateway,
                 o.sent.as_secs_f64(),
@@ -262,6 +332,7 @@ pub fn describe(outcomes: &[Outcome]) -> String {
                 o.status,
                 o.decision.as_deref().unwrap_or("-"),
                 o.model_version.as_deref().unwrap_or("-"),
+                o.attempts.map_or("-".to_string(), |a| a.to_string()),
                 o.text.chars().take(120).collect::<String>()
             )
         })
@@ -289,6 +360,7 @@ fn send(url: &str, device_type: &str, device_id: &str, photo: &[u8]) -> Outcome 
         model_version: None,
         retry_after: None,
         breach: None,
+        attempts: None,
         text: String::new(),
     };
     match reply {
@@ -300,6 +372,9 @@ fn send(url: &str, device_type: &str, device_id: &str, photo: &[u8]) -> Outcome 
                 model_version: header(headers::MODEL_VERSION),
                 retry_after: header("retry-after"),
                 breach: header(headers::BREACH),
+                attempts: r
+                    .header(headers::ENVOY_ATTEMPT_COUNT)
+                    .and_then(|a| a.trim().parse().ok()),
                 text: if r.status == 200 {
                     String::new()
                 } else {
@@ -312,5 +387,23 @@ fn send(url: &str, device_type: &str, device_id: &str, photo: &[u8]) -> Outcome 
             text: e.to_string(),
             ..blank
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_are_summarised_by_nearest_rank() {
+        let ms = Duration::from_millis;
+        let l = Latencies::of((1..=200).map(ms));
+        assert_eq!((l.n, l.p50, l.p99, l.max), (200, ms(100), ms(198), ms(200)));
+        let one = Latencies::of([ms(7)]);
+        assert_eq!((one.p50, one.p99, one.max), (ms(7), ms(7), ms(7)));
+        assert_eq!(
+            one.to_string(),
+            "p50 0.01 s, p99 0.01 s, max 0.01 s (n = 1)"
+        );
     }
 }

@@ -3,7 +3,9 @@
 //! frames with the stable one) and a front Envoy running the filter with
 //! a caller-chosen plugin configuration, routing on the filter's route header to clusters
 //! named like the versions (as `mesh-config/local/envoy.yaml` does); or a [`Fleet`] of such
-//! gateways sharing the sidecars, latching the gray one. Every process dies with its owner.
+//! gateways sharing the sidecars, latching the gray one, each running either the harness's
+//! bootstrap or the shipped configuration itself ([`Front`]). Every process dies with its
+//! owner.
 
 use grayguard_contract::latch::WORKLOAD_TOKEN_ENV;
 use grayguard_contract::{Decision, Note, Trigger, headers};
@@ -12,10 +14,14 @@ use std::time::{Duration, Instant};
 
 use crate::envoy::{Cluster, Envoy, Filter, Options, TEST_LATCH_TOKEN, local_pinned_hour};
 use crate::http;
-use crate::paths;
 use crate::process::free_port;
+use crate::shipped;
 use crate::sidecar::{READY_TIMEOUT, Sidecar, SidecarBuilder};
 use crate::wait::Wait;
+
+/// The canonical plugin configuration (kept here too for the tests that read it with the
+/// mesh).
+pub use crate::shipped::local_plugin_config;
 
 /// The Envoy cluster names (and `x-model-version`s) of the two versions.
 pub const STABLE: &str = "v9-prod";
@@ -233,6 +239,17 @@ pub fn until_every_gateway_closes(
     probes
 }
 
+/// Which configuration a [`Fleet`]'s gateways run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// The harness's bootstrap (`crate::envoy`): the two versions' clusters and routes with
+    /// the shipped timeouts, and the latch cluster; no retry of any kind.
+    Harness,
+    /// `mesh-config/local/envoy.yaml` itself (`crate::shipped`): the gray route's fallback
+    /// onto stable, the access log, everything `make run` runs.
+    Shipped,
+}
+
 /// Several gateways in front of the same two sidecars, as replicas of an ingress gateway
 /// are: gateway `i` runs with node id `gw-i` (the id its latch calls carry), and the gray
 /// sidecar's control listener (requiring [`TEST_LATCH_TOKEN`], which the gateways' VMs hold)
@@ -242,13 +259,27 @@ pub struct Fleet {
     pub gateways: Vec<Envoy>,
     pub stable: Sidecar,
     pub gray: Sidecar,
+    front: Front,
 }
 
 impl Fleet {
     /// Starts the sidecars from `stable` and `gray` (the gray one gets its control listener
-    /// and token here), then `n` gateways, each with `workers` worker threads and
-    /// `plugin_config`, which must name `breach.latch.cluster`.
+    /// and token here), then `n` gateways of the harness's bootstrap, each with `workers`
+    /// worker threads and `plugin_config`, which must name `breach.latch.cluster`.
     pub fn start(
+        plugin_config: &str,
+        stable: SidecarBuilder,
+        gray: SidecarBuilder,
+        n: usize,
+        workers: u32,
+    ) -> Fleet {
+        Fleet::start_on(Front::Harness, plugin_config, stable, gray, n, workers)
+    }
+
+    /// As [`Fleet::start`], the gateways running `front`'s configuration (the shipped one
+    /// with `plugin_config` in place of its own, whose latch cluster is the file's).
+    pub fn start_on(
+        front: Front,
         plugin_config: &str,
         stable: SidecarBuilder,
         gray: SidecarBuilder,
@@ -260,12 +291,13 @@ impl Fleet {
         stable.wait_ready(READY_TIMEOUT);
         gray.wait_ready(READY_TIMEOUT);
         let gateways = (0..n)
-            .map(|i| gateway(i, plugin_config, &stable, &gray, workers))
+            .map(|i| gateway(front, i, plugin_config, &stable, &gray, workers))
             .collect();
         Fleet {
             gateways,
             stable,
             gray,
+            front,
         }
     }
 
@@ -278,7 +310,14 @@ impl Fleet {
     /// Replaces gateway `i` with a fresh Envoy process (new ports, no filter state, the same
     /// node id) running `plugin_config`, in front of the same sidecars.
     pub fn restart_gateway(&mut self, i: usize, plugin_config: &str, workers: u32) {
-        self.gateways[i] = gateway(i, plugin_config, &self.stable, &self.gray, workers);
+        self.gateways[i] = gateway(
+            self.front,
+            i,
+            plugin_config,
+            &self.stable,
+            &self.gray,
+            workers,
+        );
     }
 
     /// Every gateway's `/infer` URL, in order.
@@ -335,14 +374,31 @@ impl Fleet {
 /// Gateway `i` of a fleet: node id `gw-i`, its own operator port (as `make run GATEWAYS=N`
 /// moves it), and the gray sidecar's control listener as the cluster that the plugin
 /// configuration's `breach.latch.cluster` names.
-fn gateway(i: usize, plugin_config: &str, stable: &Sidecar, gray: &Sidecar, workers: u32) -> Envoy {
+fn gateway(
+    front: Front,
+    i: usize,
+    plugin_config: &str,
+    stable: &Sidecar,
+    gray: &Sidecar,
+    workers: u32,
+) -> Envoy {
+    let control = gray.control_port.expect("the gray sidecar's control port");
+    if front == Front::Shipped {
+        return shipped::start(&shipped::Gateway {
+            stable: stable.port,
+            gray: gray.port,
+            control,
+            plugin_config: Some(plugin_config.to_string()),
+            node: format!("gw-{i}"),
+            concurrency: workers,
+        });
+    }
     let mut config: serde_json::Value =
         serde_json::from_str(plugin_config).expect("the plugin configuration is JSON");
     let latch_cluster = config["breach"]["latch"]["cluster"]
         .as_str()
         .expect("a fleet's plugin configuration names breach.latch.cluster")
         .to_string();
-    let control = gray.control_port.expect("the gray sidecar's control port");
     if config.get("operator").is_some() {
         config["operator"]["port"] = free_port().into();
     }
@@ -394,55 +450,4 @@ pub fn crane_rule_config(breach: serde_json::Value) -> serde_json::Value {
         }],
         "breach": breach,
     })
-}
-
-/// The canonical plugin configuration as the local mesh runs it, as `mesh-config/local/envoy.yaml`
-/// ships it (the block scalar under `configuration: ... value: |`): the cluster's, but for
-/// `trust_time_header`, with which it reads the hour its Envoy pins (a [`Mesh`] or [`Fleet`]
-/// pins the same).
-pub fn local_plugin_config() -> String {
-    let path = paths::root().join("mesh-config/local/envoy.yaml");
-    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    plugin_block(&yaml).unwrap_or_else(|| panic!("{}: no `value: |` block", path.display()))
-}
-
-/// The first `value: |` block scalar of `yaml`, dedented.
-fn plugin_block(yaml: &str) -> Option<String> {
-    let mut lines = yaml.lines();
-    let key_indent = lines
-        .by_ref()
-        .find_map(|l| (l.trim() == "value: |").then(|| l.len() - l.trim_start().len()))?;
-    let body: Vec<&str> = lines
-        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > key_indent)
-        .collect();
-    let indent = body
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()?;
-    let text: Vec<&str> = body.iter().map(|l| l.get(indent..).unwrap_or("")).collect();
-    Some(text.join("\n").trim_end().to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plugin_block_is_extracted_and_dedented() {
-        let yaml =
-            "a:\n  configuration:\n    value: |\n      {\n        \"k\": 1\n      }\n  next: 2\n";
-        assert_eq!(plugin_block(yaml).unwrap(), "{\n  \"k\": 1\n}");
-        assert_eq!(plugin_block("x: 1\n"), None);
-    }
-
-    #[test]
-    fn the_shipped_local_config_has_a_json_plugin_config() {
-        let json: serde_json::Value = serde_json::from_str(&local_plugin_config()).unwrap();
-        assert_eq!(json["stable"], STABLE);
-        assert_eq!(json["gray"], GRAY);
-        // And pins the hour its rules see, which its filter trusts.
-        assert_eq!(json["trust_time_header"], true);
-        assert_eq!(local_pinned_hour().as_deref(), Some("02"));
-    }
 }

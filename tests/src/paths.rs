@@ -64,6 +64,15 @@ pub fn dynamic_batch_model() -> PathBuf {
     )
 }
 
+/// The hang model (`make setup`, sidecar/tools/hang_model.py): the default model, except
+/// that a black frame starts a run that never returns (see `sidecar::BLACK_PNG`).
+pub fn hang_model() -> PathBuf {
+    from_env(
+        "GRAYGUARD_MODEL_HANG",
+        root().join(".data/models/best_fp16_hang.onnx"),
+    )
+}
+
 /// The default model with its two class scores swapped (`tests/reference/model_variants.py`,
 /// run by `make setup`): the same boxes in the same places, each with the other class.
 pub fn class_swapped_model() -> PathBuf {

@@ -33,6 +33,18 @@ pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether `pid` runs: it exists and is not a zombie that only waits to be reaped (by a
+/// parent that is not this test).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
 /// A child process whose stdout+stderr go to a log file, killed on drop.
 pub struct Proc {
     name: String,

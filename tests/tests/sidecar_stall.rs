@@ -9,55 +9,22 @@
 //!
 //! Test code may panic freely: a failed expectation is a failed test.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use grayguard_client::exposition as prom;
 use grayguard_contract::metrics::sidecar as names;
 use grayguard_contract::{Flag, Reason, headers};
-use grayguard_e2e::sidecar::SidecarBuilder;
+use grayguard_e2e::sidecar::{BLACK_PNG, SidecarBuilder};
 use grayguard_e2e::wait::eventually;
 use grayguard_e2e::{http, paths};
-
-/// The hang model (`make setup`; the Makefile exports its path).
-fn hang_model() -> PathBuf {
-    let path = std::env::var_os("GRAYGUARD_MODEL_HANG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| paths::root().join(".data/models/best_fp16_hang.onnx"));
-    assert!(
-        path.exists(),
-        "GRAYGUARD_MODEL_HANG: {} does not exist; run `make setup` first",
-        path.display()
-    );
-    path
-}
-
-/// A 32×32 all-black PNG: letterboxed, its input mean is 0, below the hang model's 0.02.
-const BLACK_PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x20, 0x08, 0x02, 0x00, 0x00, 0x00, 0xfc, 0x18, 0xed,
-    0xa3, 0x00, 0x00, 0x00, 0x19, 0x49, 0x44, 0x41, 0x54, 0x48, 0xc7, 0xed, 0xc1, 0x31, 0x01, 0x00,
-    0x00, 0x00, 0xc2, 0xa0, 0xf5, 0x4f, 0xed, 0x61, 0x0d, 0xa0, 0x00, 0x00, 0x00, 0x6e, 0x0c, 0x20,
-    0x00, 0x01, 0x8c, 0x4e, 0x1c, 0xa5, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42,
-    0x60, 0x82,
-];
 
 /// The pod name the test gives the sidecar (as the manifests do, through the downward API).
 const POD: &str = "yolo-v10-gray-7d9f8c-x2x4q";
 
-/// Polls `url` until it answers `status`, failing after `timeout`; returns when it did.
-fn wait_status(url: &str, status: u16, timeout: Duration) -> Instant {
-    eventually(&format!("{url} answers {status}"), timeout, || {
-        http::get(url)
-            .is_ok_and(|r| r.status == status)
-            .then(Instant::now)
-    })
-}
-
 #[test]
 fn a_hung_model_fails_liveness_and_readiness_flags_every_reply_and_is_counted() {
     let mut sc = SidecarBuilder::new("v10-gray")
-        .model(hang_model())
+        .model(paths::hang_model())
         .env("POD_NAME", POD)
         // One thread: the stuck run spins one core until the process ends.
         .flag("--threads", "1")
@@ -93,7 +60,7 @@ fn a_hung_model_fails_liveness_and_readiness_flags_every_reply_and_is_counted() 
         let url = sc.url("/infer");
         std::thread::spawn(move || http::post(&url, &[("content-type", "image/png")], BLACK_PNG))
     };
-    let failed_at = wait_status(
+    let failed_at = http::wait_for_status(
         &sc.url("/healthz"),
         503,
         Duration::from_secs_f64(deadline_s) + Duration::from_secs(30),

@@ -1,14 +1,17 @@
 //! A short soak in `make test`: the real `grayguard-soak` (what `make soak` runs for ten
 //! minutes against `make run`) for under a minute against the same mesh on free ports — the
-//! front Envoy with the canonical plugin configuration, the stable sidecar and the incident's
-//! gray sidecar (confidence 0.001, shed and probed as in `make run`), one ONNX Runtime thread
-//! each — with real photos and a tenth of bad inputs. Every soak target must be met (the
-//! binary's `--check`), and its summary must show that the soak really measured something.
+//! shipped front Envoy configuration (the canonical plugin configuration, the gray route's
+//! fallback onto stable), the stable sidecar and the incident's gray sidecar (confidence
+//! 0.001, shed and probed as in `make run`), one ONNX Runtime thread each — with real photos
+//! and a tenth of bad inputs. Every soak target must be met (the binary's `--check`: no error
+//! in any cohort, the counts of the clients, Envoy, the filter and the sidecars agreeing with
+//! the gray route's retries onto stable accounted), and its summary must show that the soak
+//! really measured something.
 
 use std::process::Command;
 use std::time::Duration;
 
-use grayguard_e2e::mesh::{Fleet, GRAY, STABLE, local_plugin_config};
+use grayguard_e2e::mesh::{Fleet, Front, GRAY, STABLE, local_plugin_config};
 use grayguard_e2e::paths;
 use grayguard_e2e::process::Proc;
 use grayguard_e2e::sidecar::SidecarBuilder;
@@ -19,9 +22,10 @@ const DURATION_S: u64 = 45;
 
 #[test]
 fn a_short_soak_of_the_local_mesh_meets_every_target() {
-    // As `make run`: the canonical configuration, the gray sidecar with its control listener
+    // As `make run`: the shipped configuration, the gray sidecar with its control listener
     // (the latch's target), one gateway.
-    let mesh = Fleet::start(
+    let mesh = Fleet::start_on(
+        Front::Shipped,
         &local_plugin_config(),
         SidecarBuilder::new(STABLE).args(&["--threads", "1", "--conf", "0.25"]),
         SidecarBuilder::new(GRAY).args(&["--threads", "1", "--conf", "0.001"]),
@@ -74,9 +78,14 @@ fn a_short_soak_of_the_local_mesh_meets_every_target() {
     for p in processes {
         assert!(p["growth"].is_number(), "{p}");
     }
-    for c in summary["counts"].as_array().unwrap() {
+    let counts = summary["counts"].as_array().unwrap();
+    assert_eq!(counts.len(), 3, "to gray, to stable, fallbacks: {counts:?}");
+    for c in counts {
         assert_eq!(c["agree"], true, "{c}");
     }
+    // Envoy's gray route was read: its retries onto stable, none refused.
+    assert!(summary["retries"]["sent"].is_number(), "{summary}");
+    assert_eq!(summary["retries"]["overflow"], 0.0, "{summary}");
     // The incident's gray version was shed during the soak, as in `make run`.
     assert!(
         summary["breaker_open_s"].as_f64().unwrap() > 0.0,

@@ -24,8 +24,9 @@ pub const MAX_WATCHED: usize = 64;
 /// Soaks the mesh: steady traffic of real photos and a share of bad inputs from device
 /// cohorts for minutes to hours, while every process's memory (RSS) and open file
 /// descriptors and the filter's and the sidecars' counters are sampled; then a summary, a
-/// chart and the targets: memory growth within --max-growth-percent, no error in the stable
-/// cohort, every request answered, Envoy's and the sidecars' counts equal.
+/// chart and the targets: memory growth within --max-growth-percent, no error in any cohort
+/// (a failing gray's requests are answered by stable), every request answered, Envoy's, the
+/// filter's and the sidecars' counts equal, gray's fallbacks onto stable accounted.
 #[derive(Debug, Parser)]
 // A later flag overrides an earlier one, so a script can set defaults its caller overrides.
 #[command(name = "grayguard-soak", version, args_override_self = true)]
@@ -95,6 +96,11 @@ pub struct Args {
     /// `x-model-version` (and Envoy cluster) of the stable version.
     #[arg(long, default_value = "v9-prod")]
     pub stable_version: String,
+    /// Envoy's cluster the gray route sends to (mesh-config/local/envoy.yaml: gray, with
+    /// stable behind it): its retries are gray requests stable was asked too, which stable's
+    /// counts include. A mesh without one counts no retries.
+    #[arg(long, default_value = "v10-gray-fallback")]
+    pub fallback_cluster: String,
     /// Where the summary (text and JSON) and the chart go.
     #[arg(long, default_value = ".run/soak")]
     pub out: PathBuf,
@@ -130,6 +136,8 @@ pub struct Soak {
     /// The traffic, in the demo's terms (no live per-second view).
     pub traffic: Plan,
     pub admin_metrics: String,
+    /// Envoy's cluster of the gray route's fallback (its retry counters).
+    pub fallback_cluster: String,
     pub sidecars: Vec<Sidecar>,
     pub pids: Pids,
     pub duration: Duration,
@@ -238,6 +246,14 @@ impl Args {
                 "must be non-empty and differ from --stable-version",
             ));
         }
+        if self.fallback_cluster.trim().is_empty()
+            || [&self.gray_version, &self.stable_version].contains(&&self.fallback_cluster)
+        {
+            return Err(flag(
+                "fallback-cluster",
+                "must be non-empty and differ from the versions' clusters",
+            ));
+        }
         let mut sidecars = Vec::new();
         for s in &self.sidecars {
             let (version, url) = pair("sidecar", s)?;
@@ -317,6 +333,7 @@ impl Args {
                 live: false,
             },
             admin_metrics: format!("{admin}/stats/prometheus"),
+            fallback_cluster: self.fallback_cluster.clone(),
             sidecars,
             pids,
             duration: Duration::from_secs(self.duration_s),
@@ -347,6 +364,7 @@ mod tests {
         assert_eq!(s.traffic.requests, 1200);
         assert_eq!(s.traffic.gateways[0].target, "http://127.0.0.1:10000/infer");
         assert_eq!(s.admin_metrics, "http://127.0.0.1:9901/stats/prometheus");
+        assert_eq!(s.fallback_cluster, "v10-gray-fallback");
         assert!(!s.traffic.live);
         let versions: Vec<&str> = s.sidecars.iter().map(|c| c.version.as_str()).collect();
         assert_eq!(versions, ["v9-prod", "v10-gray"]);
@@ -373,6 +391,7 @@ mod tests {
             (&["--concurrency", "0"], "--concurrency"),
             (&["--timeout-ms", "0"], "--timeout-ms"),
             (&["--gray-version", "v9-prod"], "--gray-version"),
+            (&["--fallback-cluster", "v9-prod"], "--fallback-cluster"),
             (&["--sidecar", "v9-prod"], "--sidecar"),
             (&["--sidecar", "v9-prod=http://10.1.1.1:8081"], "--sidecar"),
             (&["--stable-cohort", "nobody"], "--stable-cohort"),

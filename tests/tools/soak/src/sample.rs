@@ -1,6 +1,6 @@
 //! The sampler: every few seconds, each watched process's memory and open files (from
-//! `/proc`) and the counters of the front Envoy (filter and clusters) and of every sidecar,
-//! one line each in the live view.
+//! `/proc`) and the counters of the front Envoy (the filter's, the clusters', the gray
+//! route's retries onto stable) and of every sidecar, one line each in the live view.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,9 +36,26 @@ pub struct EnvoyCounters {
     pub shed: f64,
     pub probes: f64,
     pub gray_failures: f64,
+    /// Gray requests the filter saw answered by stable (`grayguard_fallbacks_total`, every
+    /// rule).
+    pub fallbacks: f64,
     pub breaker: Option<Breaker>,
     /// Requests Envoy sent to each version's cluster (`upstream_rq_total`).
     pub upstream: BTreeMap<String, f64>,
+    /// The gray route's retries onto stable ([`Retries`]).
+    pub retries: Retries,
+}
+
+/// The retry counters of the gray route's cluster (`v10-gray-fallback`): each retry is a gray
+/// request sent to stable too, after gray failed or hedged at the per-try timeout.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Retries {
+    /// Retries and hedges sent (`upstream_rq_retry`).
+    pub sent: f64,
+    /// Those whose answer was the one the client got (`upstream_rq_retry_success`).
+    pub answered: f64,
+    /// Retries refused by the circuit breaker (`upstream_rq_retry_overflow`).
+    pub overflow: f64,
 }
 
 /// One sidecar's counters at one sample.
@@ -64,11 +81,17 @@ pub struct Reading {
 
 /// Envoy's Prometheus name of a cluster's request counter.
 pub fn upstream_selector(cluster: &str) -> String {
-    format!("envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{cluster}\"}}")
+    cluster_selector(cluster, "upstream_rq_total")
 }
 
-/// The filter's counters and the clusters' of `versions` in an admin `/stats/prometheus` text.
-pub fn envoy_counters(text: &str, versions: &[&str]) -> EnvoyCounters {
+/// Envoy's Prometheus name of one of a cluster's counters (`upstream_rq_retry`, ...).
+fn cluster_selector(cluster: &str, stat: &str) -> String {
+    format!("envoy_cluster_{stat}{{envoy_cluster_name=\"{cluster}\"}}")
+}
+
+/// The filter's counters, the clusters' of `versions` and the gray route's retries on
+/// `fallback` in an admin `/stats/prometheus` text.
+pub fn envoy_counters(text: &str, versions: &[&str], fallback: &str) -> EnvoyCounters {
     let v = |name: &str| exposition::value(text, name).unwrap_or(0.0);
     EnvoyCounters {
         routed_gray: v(filter::ROUTED_GRAY),
@@ -76,11 +99,17 @@ pub fn envoy_counters(text: &str, versions: &[&str]) -> EnvoyCounters {
         shed: v(filter::SHED_REQUESTS),
         probes: v(filter::PROBE_REQUESTS),
         gray_failures: v(filter::GRAY_FAILURES),
+        fallbacks: v(filter::FALLBACKS),
         breaker: Breaker::read(text),
         upstream: versions
             .iter()
             .map(|c| (c.to_string(), v(&upstream_selector(c))))
             .collect(),
+        retries: Retries {
+            sent: v(&cluster_selector(fallback, "upstream_rq_retry")),
+            answered: v(&cluster_selector(fallback, "upstream_rq_retry_success")),
+            overflow: v(&cluster_selector(fallback, "upstream_rq_retry_overflow")),
+        },
     }
 }
 
@@ -120,6 +149,7 @@ pub fn pids_in(dir: &Path) -> Vec<(String, u32)> {
 pub struct Sampler {
     client: Client,
     admin: String,
+    fallback_cluster: String,
     sidecars: Vec<(String, String)>,
     pids: Pids,
     start: Instant,
@@ -133,6 +163,7 @@ impl Sampler {
         Sampler {
             client: Client::new(READ_TIMEOUT, fetch::MAX_METRICS_BYTES),
             admin: soak.admin_metrics.clone(),
+            fallback_cluster: soak.fallback_cluster.clone(),
             sidecars: soak
                 .sidecars
                 .iter()
@@ -165,7 +196,7 @@ impl Sampler {
         let versions: Vec<&str> = self.sidecars.iter().map(|(v, _)| v.as_str()).collect();
         let envoy = self
             .fetch(&self.admin)
-            .map(|t| envoy_counters(&t, &versions));
+            .map(|t| envoy_counters(&t, &versions, &self.fallback_cluster));
         let sidecars = self
             .sidecars
             .iter()
@@ -217,11 +248,12 @@ pub fn describe(r: &Reading) -> String {
         .collect();
     let envoy = r.envoy.as_ref().map_or("admin silent".to_string(), |e| {
         format!(
-            "routed gray {} stable {} (shed {}, probes {}) breaker {}",
+            "routed gray {} stable {} (shed {}, probes {}, fallbacks {}) breaker {}",
             e.routed_gray,
             e.routed_stable,
             e.shed,
             e.probes,
+            e.fallbacks,
             e.breaker.map_or("?", Breaker::as_str)
         )
     });
@@ -244,13 +276,30 @@ grayguard_breaker_state{} 1
 envoy_cluster_upstream_rq_total{envoy_cluster_name=\"v9-prod\"} 30
 envoy_cluster_upstream_rq_total{envoy_cluster_name=\"v10-gray\"} 12
 envoy_cluster_upstream_rq_total{envoy_cluster_name=\"outbound|9092|v10-gray|x\"} 2
+grayguard_fallbacks_total{rule=\"crane-cameras\"} 3
+grayguard_fallbacks_total{rule=\"night\"} 1
+envoy_cluster_upstream_rq_retry{envoy_cluster_name=\"v10-gray-fallback\"} 5
+envoy_cluster_upstream_rq_retry_success{envoy_cluster_name=\"v10-gray-fallback\"} 4
 ";
 
     #[test]
     fn reads_the_filter_and_the_clusters() {
-        let e = envoy_counters(ADMIN, &["v9-prod", "v10-gray"]);
+        let e = envoy_counters(ADMIN, &["v9-prod", "v10-gray"], "v10-gray-fallback");
         assert_eq!((e.routed_gray, e.routed_stable, e.shed), (12.0, 30.0, 9.0));
-        assert_eq!((e.probes, e.gray_failures), (0.0, 0.0));
+        assert_eq!((e.probes, e.gray_failures, e.fallbacks), (0.0, 0.0, 4.0));
+        assert_eq!(
+            e.retries,
+            Retries {
+                sent: 5.0,
+                answered: 4.0,
+                overflow: 0.0
+            }
+        );
+        // A mesh without the fallback's cluster has no retries.
+        assert_eq!(
+            envoy_counters(ADMIN, &[], "missing").retries,
+            Retries::default()
+        );
         assert_eq!(e.breaker, Some(Breaker::Open));
         assert_eq!(e.upstream["v9-prod"], 30.0);
         assert_eq!(e.upstream["v10-gray"], 12.0);
@@ -295,7 +344,7 @@ envoy_cluster_upstream_rq_total{envoy_cluster_name=\"outbound|9092|v10-gray|x\"}
                     usage: None,
                 },
             ],
-            envoy: Some(envoy_counters(ADMIN, &[])),
+            envoy: Some(envoy_counters(ADMIN, &[], "v10-gray-fallback")),
             sidecars: BTreeMap::new(),
         };
         let line = describe(&r);

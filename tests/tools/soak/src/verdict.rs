@@ -1,6 +1,7 @@
 //! The soak's outcome from what the clients saw and what the sampler read: per cohort
-//! replies and errors, per process memory growth and open files, whether Envoy's and the
-//! sidecars' counts agree, and the targets, met or not.
+//! replies and errors, per process memory growth and open files, whether the clients', Envoy's,
+//! the filter's and the sidecars' counts agree (the gray route's retries onto stable
+//! accounted), and the targets, met or not.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use grayguard_client::decision::Route;
+use grayguard_client::decision::{Note, Route};
 use grayguard_client::sample::{Outcome, Sample};
 
 use crate::bodies::Kind;
-use crate::sample::Reading;
+use crate::sample::{Reading, Retries};
 
 /// What the verdict needs besides the data.
 #[derive(Debug, Clone)]
@@ -113,6 +114,8 @@ pub struct Verdict {
     pub cohorts: Vec<CohortReport>,
     pub processes: Vec<ProcessReport>,
     pub agreements: Vec<Agreement>,
+    /// The gray route's retries onto stable over the soak (`None`: the admin was not read).
+    pub retries: Option<Retries>,
     /// Seconds the breaker was read open or half-open, of the seconds read.
     pub shed_s: f64,
     pub checks: Vec<Check>,
@@ -229,8 +232,34 @@ pub fn processes(readings: &[Reading], warmup: Duration) -> Vec<ProcessReport> {
         .collect()
 }
 
-/// Per version: replies the clients got from it, requests its sidecar counted, requests
-/// Envoy sent to its cluster, requests the filter routed to its side; all over the soak.
+/// The gray route's retries over the soak: the last reading's counters less the first's.
+fn retries(first: &Reading, last: &Reading) -> Option<Retries> {
+    let (a, b) = (first.envoy.as_ref()?.retries, last.envoy.as_ref()?.retries);
+    Some(Retries {
+        sent: b.sent - a.sent,
+        answered: b.answered - a.answered,
+        overflow: b.overflow - a.overflow,
+    })
+}
+
+/// Requests the filter routed to `side`, by the decisions the clients got.
+fn decided(samples: &[Sample], side: Route) -> f64 {
+    samples
+        .iter()
+        .filter(|s| {
+            s.reply()
+                .and_then(|r| r.decision())
+                .is_some_and(|d| d.side == side)
+        })
+        .count() as f64
+}
+
+/// Per version, the requests sent to it over the soak: routed there by the filter (the
+/// clients' decisions, the filter's count), sent by Envoy to its cluster, counted by its
+/// sidecar. Stable's include the gray route's retries onto it: a gray request whose attempt
+/// failed, or had no answer at the per-try timeout (a hedge), is sent to stable too, and both
+/// sidecars count it. Then the fallbacks: gray requests whose answer came from stable, by the
+/// clients' decisions, the filter's count and Envoy's retries that answered.
 fn agreements(
     samples: &[Sample],
     first: &Reading,
@@ -238,16 +267,27 @@ fn agreements(
     f: &Frame<'_>,
 ) -> Vec<Agreement> {
     let delta = |pick: &dyn Fn(&Reading) -> Option<f64>| Some(pick(last)? - pick(first)?);
-    [
-        (f.stable_version, Route::Stable),
+    let retried = retries(first, last).map(|r| r.sent);
+    let plus_retries = |n: Option<f64>, route: Route| match route {
+        Route::Gray => n,
+        Route::Stable => Some(n? + retried?),
+    };
+    let mut rows: Vec<Agreement> = [
         (f.gray_version, Route::Gray),
+        (f.stable_version, Route::Stable),
     ]
     .into_iter()
     .map(|(version, route)| {
-        let clients = samples
-            .iter()
-            .filter(|s| s.reply().is_some_and(|r| r.served_by == Some(route)))
-            .count() as f64;
+        let side = if route == Route::Gray {
+            "gray"
+        } else {
+            "stable"
+        };
+        let retries = if route == Route::Gray {
+            ""
+        } else {
+            " + Envoy's retries onto it"
+        };
         let sidecar = delta(&|r: &Reading| Some(r.sidecars.get(version)?.as_ref()?.requests));
         let cluster = delta(&|r: &Reading| r.envoy.as_ref()?.upstream.get(version).copied());
         let filter = delta(&|r: &Reading| {
@@ -260,24 +300,43 @@ fn agreements(
         Agreement {
             what: format!("requests to {version}"),
             counts: vec![
-                ("clients (x-model-version)".into(), Some(clients)),
+                (
+                    format!("clients' decisions {side}{retries}"),
+                    plus_retries(Some(decided(samples, route)), route),
+                ),
                 (format!("{version} sidecar"), sidecar),
                 (format!("Envoy cluster {version}"), cluster),
                 (
-                    format!(
-                        "filter routed_{}",
-                        if route == Route::Gray {
-                            "gray"
-                        } else {
-                            "stable"
-                        }
-                    ),
-                    filter,
+                    format!("filter routed_{side}{retries}"),
+                    plus_retries(filter, route),
                 ),
             ],
         }
     })
-    .collect()
+    .collect();
+    let fallbacks = samples
+        .iter()
+        .filter(|s| {
+            s.reply()
+                .and_then(|r| r.decision())
+                .is_some_and(|d| d.note == Some(Note::Fallback))
+        })
+        .count() as f64;
+    rows.push(Agreement {
+        what: format!("gray requests {} answered", f.stable_version),
+        counts: vec![
+            ("clients' decisions `fallback`".into(), Some(fallbacks)),
+            (
+                "filter fallbacks".into(),
+                delta(&|r: &Reading| Some(r.envoy.as_ref()?.fallbacks)),
+            ),
+            (
+                "Envoy's retries that answered".into(),
+                retries(first, last).map(|r| r.answered),
+            ),
+        ],
+    });
+    rows
 }
 
 fn percent(x: f64) -> String {
@@ -300,6 +359,7 @@ impl Verdict {
         let first = readings.first().unwrap_or(&default);
         let last = readings.last().unwrap_or(&default);
         let agreements = agreements(samples, first, last, f);
+        let retries = retries(first, last);
         let transport_errors = samples.iter().filter(|s| s.reply().is_none()).count() as u64;
         let mut checks = Vec::new();
 
@@ -357,6 +417,22 @@ impl Verdict {
                 format!("{} sent, {}", c.sent, error_kinds(c))
             }),
         });
+        let others: Vec<&CohortReport> = cohorts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != f.stable_cohort)
+            .map(|(_, c)| c)
+            .collect();
+        checks.push(Check {
+            target: "no error in the other cohorts either (a failing gray is answered by stable)"
+                .into(),
+            met: others.iter().all(|c| c.error_count() == 0),
+            detail: others
+                .iter()
+                .map(|c| format!("{}: {} sent, {}", c.name, c.sent, error_kinds(c)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
         let bad_sent: u64 = cohorts.iter().map(|c| c.bad_sent).sum();
         let bad_ok: u64 = cohorts.iter().map(|c| c.bad_as_expected).sum();
         checks.push(Check {
@@ -394,6 +470,7 @@ impl Verdict {
             cohorts,
             processes,
             agreements,
+            retries,
             shed_s: breaker_open_s,
             checks,
         }
@@ -464,6 +541,16 @@ impl Verdict {
                 }
             );
         }
+        if let Some(r) = self.retries {
+            let _ = writeln!(
+                t,
+                "gray route's retries     {} sent onto stable ({} answered the client, {} hedges gray answered first), {} refused by the circuit breaker",
+                r.sent,
+                r.answered,
+                r.sent - r.answered,
+                r.overflow
+            );
+        }
         let _ = writeln!(t, "counts over the soak");
         for a in &self.agreements {
             let counts: Vec<String> = a
@@ -506,6 +593,9 @@ impl Verdict {
             "skipped": self.skipped,
             "transport_errors": self.transport_errors,
             "breaker_open_s": self.shed_s,
+            "retries": self.retries.map(|r| json!({
+                "sent": r.sent, "answered": r.answered, "overflow": r.overflow,
+            })),
             "cohorts": self.cohorts.iter().map(|c| json!({
                 "name": c.name,
                 "sent": c.sent,
@@ -545,10 +635,19 @@ mod tests {
     use crate::sample::{EnvoyCounters, Proc, SidecarCounters};
     use grayguard_client::reply::Reply;
 
+    /// A reply from `served_by`, routed there by the filter.
     fn reply(status: u16, served_by: Route) -> Outcome {
+        let decision = match served_by {
+            Route::Gray => "gray; rule=crane",
+            Route::Stable => "stable; no-rule",
+        };
+        answered(status, served_by, decision)
+    }
+
+    fn answered(status: u16, served_by: Route, decision: &str) -> Outcome {
         Outcome::Reply(Reply {
             status,
-            decision: None,
+            decision: Some(Ok(grayguard_client::decision::parse(decision).unwrap())),
             served_by: Some(served_by),
             box_count: None,
             breach: None,
@@ -687,7 +786,7 @@ mod tests {
         f.skipped = 2;
         let v = Verdict::compute(&samples, &readings, 0.0, Duration::from_secs(30), &f);
         let failed: Vec<&str> = v.failed().iter().map(|c| c.target.as_str()).collect();
-        assert_eq!(failed.len(), 6, "{failed:?}");
+        assert_eq!(failed.len(), 7, "{failed:?}");
         assert_eq!(
             v.cohorts[1].errors,
             [
@@ -702,5 +801,64 @@ mod tests {
         assert!(text.contains("envoy +30.0 %"), "{text}");
         assert!(text.contains("restarted: pids [7, 8]"), "{text}");
         assert!(text.contains("DISAGREE"), "{text}");
+    }
+
+    #[test]
+    fn a_gray_request_stable_was_asked_too_is_counted_on_both_sides() {
+        let names = ["crane".to_string(), "dock".to_string()];
+        // Gray answered one request, another fell back to stable, a third was hedged and
+        // gray's answer won; two went to stable.
+        let samples = vec![
+            sample(0, 0, reply(200, Route::Gray)),
+            sample(
+                0,
+                0,
+                answered(200, Route::Stable, "gray; rule=crane; fallback"),
+            ),
+            sample(0, 0, reply(200, Route::Gray)),
+            sample(1, 0, reply(200, Route::Stable)),
+            sample(1, 0, reply(200, Route::Stable)),
+        ];
+        let mut last = reading(31, 100, [4.0, 3.0], [4.0, 3.0]);
+        let envoy = last.envoy.as_mut().unwrap();
+        (envoy.routed_stable, envoy.fallbacks) = (2.0, 1.0);
+        envoy.retries = Retries {
+            sent: 2.0,
+            answered: 1.0,
+            overflow: 0.0,
+        };
+        let readings = vec![
+            reading(0, 100, [0.0, 0.0], [0.0, 0.0]),
+            reading(12, 100, [1.0, 1.0], [1.0, 1.0]),
+            reading(20, 100, [2.0, 2.0], [2.0, 2.0]),
+            last,
+        ];
+        let v = Verdict::compute(
+            &samples,
+            &readings,
+            0.0,
+            Duration::from_secs(31),
+            &frame(&names),
+        );
+        assert!(v.failed().is_empty(), "{}", v.render());
+        let counts: Vec<Vec<Option<f64>>> = v
+            .agreements
+            .iter()
+            .map(|a| a.counts.iter().map(|c| c.1).collect())
+            .collect();
+        assert_eq!(counts[0], [Some(3.0); 4], "to gray");
+        assert_eq!(counts[1], [Some(4.0); 4], "to stable, the retries included");
+        assert_eq!(counts[2], [Some(1.0); 3], "fallbacks");
+        let text = v.render();
+        assert!(
+            text.contains("2 sent onto stable (1 answered the client, 1 hedges"),
+            "{text}"
+        );
+        assert_eq!(v.json()["retries"]["sent"], 2.0);
+        // A fallback the filter did not count is a disagreement.
+        let mut readings = readings;
+        readings[3].envoy.as_mut().unwrap().fallbacks = 0.0;
+        let v = Verdict::compute(&samples, &readings, 0.0, Duration::ZERO, &frame(&names));
+        assert!(!v.agreements[2].agrees());
     }
 }
