@@ -10,7 +10,11 @@
 #
 # It supervises like a kubelet: a component that exits (a sidecar crashes, say) is logged and
 # started again with the same command after a back-off (1 s, doubling up to 60 s, back to
-# 1 s once a run lasted 60 s), while everything else keeps serving. Each component's pid is
+# 1 s once a run lasted 60 s), while everything else keeps serving. The sidecars also get the
+# kubelet's liveness probe, with the Deployments' settings: GET /healthz every 10 s (3 s
+# timeout) once ready; after 3 failures in a row (a model run stuck past its stall deadline,
+# or a process that no longer answers) SIGTERM, then SIGKILL if it has not exited 30 s later,
+# and the restart above. Each component's pid is
 # in .run/pids/NAME.pid, and .run/status has one line per component: NAME PID RESTARTS
 # (PID `-` while it waits to be restarted).
 #
@@ -39,6 +43,10 @@
 #                               (default .run)
 #   GRAYGUARD_RUN_BACKOFF_S     first restart delay of a component that exited (default 1)
 #   GRAYGUARD_RUN_BACKOFF_MAX_S longest restart delay (default 60)
+#   GRAYGUARD_RUN_LIVENESS_PERIOD_S   seconds between a sidecar's liveness probes (default 10)
+#   GRAYGUARD_RUN_LIVENESS_TIMEOUT_S  a probe's timeout (default 3)
+#   GRAYGUARD_RUN_LIVENESS_FAILURES   failed probes in a row that restart it (default 3)
+#   GRAYGUARD_RUN_GRACE_S       SIGTERM to SIGKILL of a component that failed its liveness (default 30)
 set -euo pipefail
 
 # Started as a background job of a non-interactive shell (`make run &` in a script, CI), bash
@@ -80,6 +88,16 @@ LOGS="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
 BACKOFF_S="${GRAYGUARD_RUN_BACKOFF_S:-1}"
 BACKOFF_MAX_S="${GRAYGUARD_RUN_BACKOFF_MAX_S:-60}"
+# The sidecars' livenessProbe and terminationGracePeriodSeconds in mesh-config/base.
+LIVENESS_PERIOD_S="${GRAYGUARD_RUN_LIVENESS_PERIOD_S:-10}"
+LIVENESS_TIMEOUT_S="${GRAYGUARD_RUN_LIVENESS_TIMEOUT_S:-3}"
+LIVENESS_FAILURES="${GRAYGUARD_RUN_LIVENESS_FAILURES:-3}"
+GRACE_S="${GRAYGUARD_RUN_GRACE_S:-30}"
+for knob in BACKOFF_S BACKOFF_MAX_S LIVENESS_PERIOD_S LIVENESS_TIMEOUT_S LIVENESS_FAILURES GRACE_S; do
+  case "${!knob}" in
+    ''|*[!0-9]*|0) printf '[run] error: GRAYGUARD_RUN_%s must be a whole number of at least 1, got %s\n' "$knob" "${!knob}" >&2; exit 1 ;;
+  esac
+done
 
 # name:port of everything the mesh listens on (fixed: the configs in this folder name them).
 GATEWAYS="${GRAYGUARD_GATEWAYS:-1}"
@@ -183,6 +201,10 @@ RESTARTS=()
 BACKOFF=()
 NEXT_START=()
 AWAIT_READY=()
+LIVE_URL=()
+LIVE_NEXT=()
+LIVE_FAILS=()
+KILL_AT=()
 stopping=0
 cleanup() {
   [ "$stopping" = 1 ] && return
@@ -232,12 +254,16 @@ start() {
   local name="$1" url="$2"; shift 2
   NAMES+=("$name"); READY_URL+=("$url"); LAUNCH+=("$*")
   RESTARTS+=(0); BACKOFF+=("$BACKOFF_S"); NEXT_START+=(0); AWAIT_READY+=(0); PIDS+=(-); STARTED+=(0)
+  LIVE_URL+=(""); LIVE_NEXT+=(0); LIVE_FAILS+=(0); KILL_AT+=(0)
   : >"$LOGS/$name.log"
   launch "$((${#NAMES[@]} - 1))"
 }
 
 # The index of the component started last.
 last() { echo "$((${#NAMES[@]} - 1))"; }
+
+# liveness I URL: component I gets the kubelet's liveness probe on URL once it is ready.
+liveness() { LIVE_URL[$1]="$2"; LIVE_NEXT[$1]=$((SECONDS + LIVENESS_PERIOD_S)); }
 
 # wait_ready I: polls component I's URL until it answers 200, the process dies, or time runs
 # out. At start-up a component that cannot start is a configuration error, not a crash.
@@ -270,8 +296,10 @@ ended() {
 
 # supervise: one pass of the kubelet's loop. A component that exited is reported (with the end
 # of its log) and scheduled for a restart after its back-off; one whose back-off is over is
-# started again; one that was restarted is reported once it is ready again. Then the status
-# file is rewritten.
+# started again; one that was restarted is reported once it is ready again; one that failed
+# its liveness and outlived its grace is killed; a ready one whose probe is due is probed
+# (the probe runs in this loop: a process that no longer answers holds it for the probe's
+# timeout). Then the status file is rewritten.
 supervise() {
   local i pid status ran name lines=""
   for i in "${!NAMES[@]}"; do
@@ -290,15 +318,41 @@ supervise() {
       NEXT_START[i]=$((SECONDS + BACKOFF[i]))
       BACKOFF[i]=$((BACKOFF[i] * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : BACKOFF[i] * 2))
       AWAIT_READY[i]=0
+      LIVE_FAILS[i]=0
+      KILL_AT[i]=0
     elif [ "$pid" = - ] && [ "$SECONDS" -ge "${NEXT_START[$i]}" ]; then
       RESTARTS[i]=$((RESTARTS[i] + 1))
       printf '[run] ---- restart %s of %s ----\n' "${RESTARTS[$i]}" "$name" >>"$LOGS/$name.log"
       launch "$i"
       say "$name restarted (pid ${PIDS[$i]}, restart ${RESTARTS[$i]})"
       AWAIT_READY[i]=1
-    elif [ "${AWAIT_READY[$i]}" = 1 ] && curl -fsS -o /dev/null --max-time 1 "${READY_URL[$i]}" 2>/dev/null; then
-      AWAIT_READY[i]=0
-      say "$name ready again after restart ${RESTARTS[$i]} (${READY_URL[$i]})"
+    elif [ "${AWAIT_READY[$i]}" = 1 ]; then
+      if curl -fsS -o /dev/null --max-time 1 "${READY_URL[$i]}" 2>/dev/null; then
+        AWAIT_READY[i]=0
+        LIVE_NEXT[i]=$((SECONDS + LIVENESS_PERIOD_S))
+        say "$name ready again after restart ${RESTARTS[$i]} (${READY_URL[$i]})"
+      fi
+    elif [ "${KILL_AT[$i]}" != 0 ]; then
+      if [ "$SECONDS" -ge "${KILL_AT[$i]}" ]; then
+        say "$name did not exit within ${GRACE_S}s of its SIGTERM: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        KILL_AT[i]=$((SECONDS + GRACE_S))
+      fi
+    elif [ -n "${LIVE_URL[$i]}" ] && [ "$SECONDS" -ge "${LIVE_NEXT[$i]}" ]; then
+      LIVE_NEXT[i]=$((SECONDS + LIVENESS_PERIOD_S))
+      local answer
+      answer="$(curl -sS -o /dev/null -w '%{http_code}' --max-time "$LIVENESS_TIMEOUT_S" "${LIVE_URL[$i]}" 2>/dev/null)" || true
+      if [ "$answer" = 200 ]; then
+        LIVE_FAILS[i]=0
+      else
+        LIVE_FAILS[i]=$((LIVE_FAILS[i] + 1))
+        say "$name failed its liveness probe (${LIVE_URL[$i]}: ${answer/#000/no answer within ${LIVENESS_TIMEOUT_S}s}), ${LIVE_FAILS[$i]} of $LIVENESS_FAILURES"
+        if [ "${LIVE_FAILS[$i]}" -ge "$LIVENESS_FAILURES" ]; then
+          say "$name is not alive: SIGTERM (SIGKILL in ${GRACE_S}s if it has not exited)"
+          kill -TERM "$pid" 2>/dev/null || true
+          KILL_AT[i]=$((SECONDS + GRACE_S))
+        fi
+      fi
     fi
     lines+="$name ${PIDS[$i]} ${RESTARTS[$i]}"$'\n'
   done
@@ -353,11 +407,13 @@ run_prometheus() {
 say "starting the sidecars (stable $(basename "$MODEL"), gray $(basename "$GRAY_MODEL")${GRAY_ARGS[*]:+ ${GRAY_ARGS[*]}}, $THREADS thread(s) each)"
 start v9-prod http://127.0.0.1:8081/ready run_sidecar v9-prod 8081 0.25
 V9=$(last)
+liveness "$V9" http://127.0.0.1:8081/healthz
 # The incident: same model, confidence threshold 0.001 — a flood of small false boxes.
 # Its control listener (the latch endpoint, 9092) requires the token the gateways send; a
 # restarted gray sidecar gets the same token and port (the launcher is run again as is).
 start v10-gray http://127.0.0.1:8082/ready run_gray_sidecar
 V10=$(last)
+liveness "$V10" http://127.0.0.1:8082/healthz
 wait_ready "$V9"
 wait_ready "$V10"
 
@@ -426,7 +482,8 @@ grayguard local mesh is up (logs in $LOGS/, Ctrl-C stops it):
                    http://127.0.0.1:9096/promotion?rule=crane-cameras   (the promotion verdict; and
                    Flagger's POST /flagger/confirm-promotion, /flagger/rollback)
   supervision      $RUN_DIR/status (NAME PID RESTARTS) and $PID_DIR/NAME.pid; a component
-                   that exits is restarted after a back-off
+                   that exits is restarted after a back-off, a sidecar that fails its
+                   liveness probe (/healthz) $LIVENESS_FAILURES times in a row is restarted too
 
 try (crane cameras try gray at night, 00:00-06:00 at the site; this mesh's Envoy pins the
 night unless a request says another hour: add -H 'x-time-of-day: 14' to see the day):

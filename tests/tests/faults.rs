@@ -9,12 +9,12 @@
 //! |---|---|
 //! | gray sidecar SIGKILLed mid-traffic, two gateways | no client-visible error in either cohort: each gray request that meets the dead sidecar is answered by stable (a fallback: `fallback` in the decision); each gateway sheds the cohort after at most `consecutive_failures` (5) of them, its incident record says `consecutive_failures`, and `grayguard_fallbacks_total` counts every one its clients saw; the sidecar restarted on the same ports gets half-open probes (one that meets it still down is one more fallback, not an error) and gray comes back on both |
 //! | gray sidecar hung (SIGSTOP) | no client-visible error: every gray request that meets it is answered by stable after the per-try timeout, within the route's 5 s (the p99 is printed); the cohort is shed; SIGCONT and the probes bring gray back |
-//! | a model that really hangs (the hang model's black frame) in `run.sh`'s mesh | no client-visible error; the sidecar's liveness (`/healthz`) fails within its stall deadline; restarted as a kubelet restarts a failed liveness (run.sh itself restarts only a process that exits), run.sh starts it again and gray comes back |
+//! | a model that really hangs (the hang model's black frame) in `run.sh`'s mesh | no client-visible error; the sidecar's liveness (`/healthz`) fails within its stall deadline; run.sh's liveness probe (the Deployments', once a second) fails three times, it sends SIGTERM as a kubelet does, the stalled sidecar exits at once, and run.sh starts it again and it is ready |
 //! | stable sidecar SIGKILLed | its cohort gets Envoy's 503, as without the fallback; nothing is retried, onto gray or anywhere; the gray cohort does not notice |
 //! | stable sidecar slow (queueing) | gray is not shed: a slow control lowers gray's latency ratio, and the detector has no evidence against gray |
 //! | stable sidecar overloaded | its bounded queue answers 503 + `Retry-After` at once, through Envoy, to the stable cohort; the filter books each refusal as a control failure (which can only make gray look better), never as a latency or box sample, so gray is not shed |
 //! | a fallback that carries stable's own breach flag | the flag is stable's, not gray's: the filter books the fallback as one gray failure and reads nothing else of it, so a streak shorter than `consecutive_failures` sheds nothing |
-//! | a body over the gray route's retry buffer (16 MiB) | not kept for a retry: a healthy gray gets it once and refuses it (413), stable never sees it; a hung gray leaves it stalled until Envoy gives up; a dead gray is refused before any of it was sent, so stable gets it (and refuses it, 413) |
+//! | a body over the gray route's retry buffer (16 MiB) | not kept for a retry: a healthy gray gets it once and refuses it (413), stable never sees it; a hung gray is not hedged and the request ends at the route's timeout; a dead gray is refused before any of it was sent, so stable gets it (and refuses it, 413); a body within the buffer (8 MiB) to a hung gray is kept whole (the gray cluster's connection buffer is as large) and answered by stable at the per-try timeout |
 //! | front Envoy restarted while shedding (a fleet of one, with the latch) | the breaker and the evidence were that Envoy's shared data and are gone; the latch lives in the gray sidecar and survives: the new Envoy starts closed, sends the cohort to gray once, and re-sheds on that first reply (`shed=latch`) instead of after `min_samples`; the sidecars are untouched |
 //!
 //! The sidecar's start-up failures (model file unreadable, `libonnxruntime` missing: one
@@ -40,7 +40,6 @@ use grayguard_e2e::load::{Lane, Latencies, Load, Outcome, describe};
 use grayguard_e2e::local_mesh::{FRONT, GRAY_SIDECAR, Launch, LocalMesh};
 use grayguard_e2e::mesh::{Fleet, Front, GRAY, STABLE, local_plugin_config, sidecar};
 use grayguard_e2e::paths;
-use grayguard_e2e::process::send_signal;
 use grayguard_e2e::shipped::{
     FALLBACK_CLUSTER, per_try_timeout, retry_buffer_limit, stream_idle_timeout,
 };
@@ -473,6 +472,10 @@ fn a_model_that_really_hangs_in_the_local_mesh_fails_its_liveness_and_is_restart
         Launch::Terminal,
         &[
             ("GRAYGUARD_RUN_BACKOFF_S", "1"),
+            // The kubelet's probe as shipped (3 failures in a row), once a second instead of
+            // every 10 s.
+            ("GRAYGUARD_RUN_LIVENESS_PERIOD_S", "1"),
+            ("GRAYGUARD_RUN_LIVENESS_TIMEOUT_S", "1"),
             ("GRAYGUARD_GRAY_MODEL", hang.to_str().unwrap()),
             (
                 "GRAYGUARD_GRAY_ARGS",
@@ -522,10 +525,8 @@ fn a_model_that_really_hangs_in_the_local_mesh_fails_its_liveness_and_is_restart
         Duration::from_secs_f64(deadline_s) + Duration::from_secs(30),
     );
     let liveness_s = (failed_at - sent).as_secs_f64();
-    // The kubelet's part: a failed liveness probe restarts the container, SIGTERM first (a
-    // stalled sidecar exits at once instead of draining). run.sh polls no liveness; it
-    // restarts the process once it has exited, after its back-off.
-    assert!(send_signal(gray_pid, "TERM"));
+    // The kubelet's part, played by run.sh: three failed liveness probes in a row, SIGTERM (a
+    // stalled sidecar exits at once instead of draining), and the restart after its back-off.
     eventually(
         "run.sh restarts the gray sidecar and it is ready",
         Duration::from_secs(120),
@@ -541,14 +542,20 @@ fn a_model_that_really_hangs_in_the_local_mesh_fails_its_liveness_and_is_restart
         },
     );
     let restarted_s = sent.elapsed().as_secs_f64();
-    let back_at = load.now();
-    // The canonical breaker: 30 s open, then 10 % probes until three are healthy.
+    // What follows is the canonical breaker's (30 s open, then 10 % probes until three are
+    // healthy), which the faults above and filter_shedding.rs cover: its requests meanwhile
+    // are answered too.
+    let stop_at = load.now();
     load.wait_until(
-        "gray serves its cohort again",
-        Duration::from_secs(150),
-        |all| closed_gray_after(all, GRAY_LANE, back_at) >= 3,
+        "the gray cohort answered after the restart",
+        Duration::from_secs(30),
+        |all| {
+            all.iter()
+                .filter(|o| o.lane == GRAY_LANE && o.sent >= stop_at && o.ok())
+                .count()
+                >= 2
+        },
     );
-    let recovered_s = sent.elapsed().as_secs_f64();
     let all = load.stop();
 
     let frame = frame.join().unwrap().expect("the black frame is answered");
@@ -558,9 +565,20 @@ fn a_model_that_really_hangs_in_the_local_mesh_fails_its_liveness_and_is_restart
     assert_no_client_errors(&all, 2);
     assert_eq!(mesh.restarts(GRAY), 1);
     let log = mesh.log();
+    for line in [
+        "[run] v10-gray failed its liveness probe (http://127.0.0.1:8082/healthz: 503), 3 of 3",
+        "[run] v10-gray is not alive: SIGTERM",
+        "[run] v10-gray exited (exit status 0)",
+    ] {
+        assert!(log.contains(line), "no {line:?} in run.sh's log:\n{log}");
+    }
     assert!(
-        log.contains("[run] v10-gray exited (exit status 0)"),
-        "run.sh's log:\n{log}"
+        !log.contains("v10-gray did not exit within"),
+        "a stalled sidecar exits on SIGTERM:\n{log}"
+    );
+    assert!(
+        !log.contains("v9-prod failed its liveness probe"),
+        "stable stayed alive:\n{log}"
     );
     assert!(
         mesh.component_log(GRAY)
@@ -576,7 +594,7 @@ fn a_model_that_really_hangs_in_the_local_mesh_fails_its_liveness_and_is_restart
     assert!(!affected.is_empty(), "no request met the hung model");
     let latencies = Latencies::of(affected.iter().map(Outcome::latency));
     eprintln!(
-        "hung model in run.sh's mesh: 0 client-visible errors of {} requests; liveness 503 {liveness_s:.2} s after the black frame (stall deadline {deadline_s:.2} s), restarted and ready {restarted_s:.1} s after it, gray serving its cohort again after {recovered_s:.1} s; {} fallbacks' latency {latencies}",
+        "hung model in run.sh's mesh: 0 client-visible errors of {} requests; liveness 503 {liveness_s:.2} s after the black frame (stall deadline {deadline_s:.2} s), restarted by run.sh's liveness probe and ready {restarted_s:.1} s after it; {} fallbacks' latency {latencies}",
         all.len(),
         affected.len()
     );
@@ -930,21 +948,46 @@ fn a_body_over_the_retry_buffer_is_not_kept_for_a_retry() {
     let abandoned = fleet.gateways[0].cluster_stat(FALLBACK_CLUSTER, "retry_or_shadow_abandoned");
     assert!(abandoned >= 1.0, "retry_or_shadow_abandoned {abandoned}");
 
-    // A hung gray: nothing to retry with, so no hedge at the per-try timeout; the upload
-    // stalls (gray reads nothing), the route's timeout (counted from the end of the request)
-    // never starts, and the request ends when the listener's stream idle timeout does, or at
-    // the route's timeout once the whole body fits in Envoy's buffers. Stable never sees it.
+    // A hung gray: nothing to retry with, so no hedge at the per-try timeout. The gray
+    // cluster's 16 MiB connection buffer takes nearly all of it and the request ends at the
+    // route's timeout (counted from the end of the request); were the upload to stall (gray
+    // reads nothing), at the listener's stream idle timeout. Stable never sees it.
     let idle = stream_idle_timeout();
     let route = RouteTimeouts::local().gray;
     fleet.gray.proc.signal("STOP");
     let (took, hung) = post_crane(&fleet.gateways[0], &body, idle + Duration::from_secs(15));
-    fleet.gray.proc.signal("CONT");
+
     assert!(took >= route, "{} after {took:?}", summary(&hung));
     if let Ok(r) = &hung {
         assert!([408, 504].contains(&r.status), "{}", summary(&hung));
         assert_eq!(r.header(headers::MODEL_VERSION), None);
     }
     assert_eq!(stable_requests(), 0.0, "stable never sees it");
+
+    // A body within the retry buffer, though far over Envoy's default connection buffers
+    // (1 MiB) and the kernel's socket buffers, is kept whole while the hung gray reads
+    // none of it: the per-try timeout hands it to stable (which refuses these bytes, 400,
+    // as gray would have).
+    let within = vec![0xffu8; retry_buffer_limit() / 2];
+    let (within_took, kept) = post_crane(&fleet.gateways[0], &within, http::TIMEOUT);
+    fleet.gray.proc.signal("CONT");
+    let kept_reply = kept
+        .as_ref()
+        .unwrap_or_else(|e| panic!("the body within the retry buffer: no reply ({e})"));
+    assert_eq!(
+        (
+            kept_reply.header(headers::MODEL_VERSION),
+            kept_reply.header(headers::ENVOY_ATTEMPT_COUNT)
+        ),
+        (Some(STABLE), Some("2")),
+        "{}",
+        summary(&kept)
+    );
+    assert!(
+        within_took < route,
+        "{} after {within_took:?}",
+        summary(&kept)
+    );
 
     // A dead gray refuses the connection before a byte of the body went to it: the retry
     // is under way before Envoy stops keeping the body, and stable refuses it (413) as gray
@@ -958,12 +1001,15 @@ fn a_body_over_the_retry_buffer_is_not_kept_for_a_retry() {
         replies(&fleet.stable, 413) == 1.0
     });
     eprintln!(
-        "body over the retry buffer ({} MiB): healthy gray: {}; hung gray: {} after {:.1} s; dead gray: {}",
+        "body over the retry buffer ({} MiB): healthy gray: {}; hung gray: {} after {:.1} s; dead gray: {}; a {} MiB body within it to the hung gray: {} after {:.1} s",
         body.len() >> 20,
         summary(&healthy),
         summary(&hung),
         took.as_secs_f64(),
-        summary(&dead)
+        summary(&dead),
+        within.len() >> 20,
+        summary(&kept),
+        within_took.as_secs_f64()
     );
 }
 

@@ -125,7 +125,7 @@ fn patched_gateway(port: u16, admin: u16, gray: &Upstream, stable: &Upstream) ->
     let filter = yaml("mesh-config/routing/gray-fallback.yaml").remove(0);
     assert_eq!(filter["kind"], "EnvoyFilter");
     let patches = filter["spec"]["configPatches"].as_array().unwrap();
-    assert_eq!(patches.len(), 3, "{patches:#?}");
+    assert_eq!(patches.len(), 4, "{patches:#?}");
     for p in patches {
         assert_eq!(p["match"]["context"], "GATEWAY");
         let value = &p["patch"]["value"];
@@ -134,6 +134,22 @@ fn patched_gateway(port: u16, admin: u16, gray: &Upstream, stable: &Upstream) ->
             p["patch"]["operation"].as_str().unwrap(),
         ) {
             ("CLUSTER", "ADD") => clusters.push(value.clone()),
+            ("CLUSTER", "MERGE") => {
+                let m = &p["match"]["cluster"];
+                assert_eq!(
+                    (&m["service"], &m["portNumber"]),
+                    (&json!(HOST), &json!(8080)),
+                    "{m}"
+                );
+                let name = subset_cluster(m["subset"].as_str().unwrap());
+                let cluster = clusters
+                    .iter_mut()
+                    .find(|c| c["name"] == name.as_str())
+                    .unwrap_or_else(|| {
+                        panic!("the patch names cluster {name}, which Istio would not write")
+                    });
+                merge(cluster, value);
+            }
             ("HTTP_ROUTE", "MERGE") => {
                 let name = &p["match"]["routeConfiguration"]["vhost"]["route"]["name"];
                 let routes = vhost["routes"].as_array_mut().unwrap();
@@ -203,6 +219,29 @@ fn the_istio_patch_sends_a_failed_gray_attempt_to_stable_and_never_stable_to_gra
     let config = dir.path().join("gateway.json");
     let bootstrap = patched_gateway(port, admin, &gray, &stable);
     std::fs::write(&config, serde_json::to_string_pretty(&bootstrap).unwrap()).unwrap();
+    // The gray subset's connections hold a whole body the gray route keeps for its retry
+    // (a hung gray that reads nothing must not stall the upload: faults.rs, on the local
+    // configuration).
+    let resources = &bootstrap["static_resources"];
+    let gray_cluster = resources["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == subset_cluster("v10-gray").as_str())
+        .unwrap();
+    let vhost = &resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+        ["virtual_hosts"][0];
+    let gray_route = vhost["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "gray")
+        .unwrap();
+    assert_eq!(
+        gray_cluster["per_connection_buffer_limit_bytes"], gray_route["request_body_buffer_limit"],
+        "{gray_cluster:#}"
+    );
+    assert!(gray_route["request_body_buffer_limit"].as_u64() >= Some(1 << 20));
 
     let out = envoy(&config)
         .args(["--mode", "validate"])
