@@ -487,20 +487,6 @@ impl Envoy {
         self.metric(&selector).unwrap_or(0.0)
     }
 
-    /// The incident records the filter logged so far (its `"grayguard":"incident"` JSON
-    /// lines), in order.
-    pub fn incidents(&self) -> Vec<Value> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("\"grayguard\":\"incident\""))
-            .map(|l| {
-                let json = l.find('{').map_or("", |i| &l[i..]);
-                serde_json::from_str(json)
-                    .unwrap_or_else(|e| panic!("an incident record that is not JSON ({e}): {l}"))
-            })
-            .collect()
-    }
-
     /// The incident records the filter logged so far, in order, read with the contract's
     /// record type (a record that does not parse fails the test).
     pub fn incident_records(&self) -> Vec<Incident> {

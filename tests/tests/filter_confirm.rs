@@ -11,12 +11,13 @@ use grayguard_client::exposition;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::operator::SECRET_ENV;
+use grayguard_contract::record::{Event, Incident};
+use grayguard_contract::{Decision, Trigger};
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::http;
 use grayguard_e2e::process::free_port;
 use grayguard_e2e::upstream::Upstream;
 use grayguard_e2e::wait::Wait;
-use serde_json::Value;
 
 fn config(operator_port: u16) -> String {
     format!(
@@ -92,7 +93,8 @@ impl Confirm {
             .until(|| {
                 let d = decision(e, "crane-camera");
                 decision(e, "dock-camera");
-                assert!(!d.contains("shed="), "confirm mode shed by itself: {d}");
+                let shed = Decision::parse(&d).map(|d| d.shed());
+                assert_eq!(shed, Ok(None), "confirm mode shed by itself: {d}");
                 match alert_link(e) {
                     Some(link) if d == "gray; rule=cranes; alert=box_count" => Ok(link),
                     link => Err(format!("decision {d}, link {link:?}")),
@@ -118,9 +120,9 @@ fn a_regression_raises_an_alert_with_a_signed_link_refused_anywhere_but_the_oper
         link.starts_with("rule=cranes&trigger=box_count&exp="),
         "{link}"
     );
-    let alerts = e.incidents();
-    assert_eq!(alerts[0]["event"], "alert_start");
-    assert_eq!(alerts[0]["confirm"].as_str(), Some(link.as_str()));
+    let alerts = e.incident_records();
+    assert_eq!(alerts[0].event, Event::AlertStart);
+    assert_eq!(alerts[0].confirm.as_deref(), Some(link.as_str()));
 
     // Refused on the public listener, refused when edited; gray still serves meanwhile.
     let public = http::get(&e.url(&format!("/grayguard/confirm?{link}"))).unwrap();
@@ -164,11 +166,11 @@ fn a_person_confirms_the_shed_with_the_signed_link_once() {
         (again.status, again.json()["result"].as_str()),
         (200, Some("already_held"))
     );
-    let all = e.incidents();
-    let shed: Vec<&Value> = all.iter().filter(|v| v["event"] == "shed_start").collect();
+    let all = e.incident_records();
+    let shed: Vec<&Incident> = all.iter().filter(|i| i.event == Event::ShedStart).collect();
     assert_eq!(shed.len(), 1, "{all:#?}");
-    assert_eq!(shed[0]["confirmed_by"], "oncall@example.com");
-    assert_eq!(shed[0]["trigger"], "box_count");
+    assert_eq!(shed[0].confirmed_by.as_deref(), Some("oncall@example.com"));
+    assert_eq!(shed[0].trigger, Trigger::BoxCount);
 
     let confirmed = e.wait_metric(names::CONFIRMATIONS, Duration::from_secs(3), |v| v >= 1.0);
     assert_eq!(confirmed, 1.0);

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use grayguard_client::exposition;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
+use grayguard_contract::record::{DetectorKind, Event, Evidence, Incident};
 use grayguard_contract::{Decision, Note, Trigger};
 use grayguard_e2e::http;
 use grayguard_e2e::upstream::{Answer, Seen, Upstream, front_envoy};
 use grayguard_filter::simulate::{Rng, Side};
-use serde_json::Value;
 
 const CONFIG: &str = r#"{
   "stable": "v9-prod", "gray": "v10-gray",
@@ -163,7 +163,11 @@ fn a_a_is_never_shed_and_regressions_after_a_healthy_stretch_are() {
         n(3),
         shed(3)
     );
-    assert!(!shed(0), "the A/A cohort was shed: {:#?}", e.incidents());
+    assert!(
+        !shed(0),
+        "the A/A cohort was shed: {:#?}",
+        e.incident_records()
+    );
     // Never before the change, and soon after it (gray replies since the onset; the
     // bench's medians are ~150, ~80 and ~500).
     for (i, name, most) in [
@@ -185,53 +189,51 @@ fn a_a_is_never_shed_and_regressions_after_a_healthy_stretch_are() {
     }
 
     // The incident records name the trigger and carry the evidence.
-    let all = e.incidents();
-    let start = |rule: &str| {
-        let v: Vec<&Value> = all
+    let all = e.incident_records();
+    let start = |rule: &str| -> &Incident {
+        let v: Vec<&Incident> = all
             .iter()
-            .filter(|v| v["rule"] == rule && v["event"] == "shed_start")
+            .filter(|i| i.rule == rule && i.event == Event::ShedStart)
             .collect();
         assert_eq!(v.len(), 1, "{rule}: {all:#?}");
-        v[0].clone()
+        v[0]
     };
-    let crossed = |v: &Value, test: &str| -> Value {
-        v["evidence"]
-            .as_array()
-            .unwrap()
+    let crossed = |i: &'_ Incident, test: &str| -> Evidence {
+        i.evidence
             .iter()
-            .find(|f| f["test"] == test && f["crossed"] == true)
-            .unwrap_or_else(|| panic!("no crossed {test}: {v:#}"))
+            .find(|f| f.test == test && f.crossed)
+            .unwrap_or_else(|| panic!("no crossed {test}: {i:#?}"))
             .clone()
     };
     let boxes = start("boxes");
     assert_eq!(
-        (boxes["trigger"].as_str(), boxes["detector"].as_str()),
-        (Some("box_count"), Some("sequential"))
+        (boxes.trigger, boxes.detector),
+        (Trigger::BoxCount, DetectorKind::Sequential)
     );
-    let f = crossed(&boxes, "box_count_below");
-    assert!(f["log_e"].as_f64().unwrap() >= f["threshold"].as_f64().unwrap());
+    let f = crossed(boxes, "box_count_below");
+    assert!(f.log_e >= f.threshold, "{f:?}");
     // The change point is found near the onset, and the same evidence bounds the shift
     // since then beyond the margin (−25 %: at the moment of the shed, just beyond it).
-    let change = f["change_at"].as_f64().unwrap();
+    let change = f.change_at;
     assert!(
         (change - ONSET as f64).abs() <= 80.0,
-        "change point {change}: {f}"
+        "change point {change}: {f:?}"
     );
-    assert!(f["at_most"].as_f64().unwrap() <= -0.25, "{f}");
-    assert!(f["estimate"].as_f64().unwrap() < -0.25, "{f}");
+    assert!(f.at_most.unwrap() <= -0.25, "{f:?}");
+    assert!(f.estimate.unwrap() < -0.25, "{f:?}");
     let slow = start("slow");
-    assert_eq!(slow["trigger"], "latency");
-    let f = crossed(&slow, "latency_ratio");
-    assert!(f["at_least"].as_f64().unwrap() >= 1.25, "{f}");
-    let change = f["change_at"].as_f64().unwrap();
+    assert_eq!(slow.trigger, Trigger::Latency);
+    let f = crossed(slow, "latency_ratio");
+    assert!(f.at_least.unwrap() >= 1.25, "{f:?}");
+    let change = f.change_at;
     assert!(
         (change - ONSET as f64).abs() <= 40.0,
-        "change point {change}: {f}"
+        "change point {change}: {f:?}"
     );
     let fail = start("fail");
-    assert_eq!(fail["trigger"], "error_rate");
-    crossed(&fail, "error_rate_excess");
-    assert!(all.iter().all(|v| v["rule"] != "aa"));
+    assert_eq!(fail.trigger, Trigger::ErrorRate);
+    crossed(fail, "error_rate_excess");
+    assert!(all.iter().all(|i| i.rule != "aa"));
 
     // The per-rule gauges, with their labels.
     let text = e.prometheus();

@@ -9,11 +9,12 @@ use grayguard_contract::metrics::filter as names;
 use std::time::{Duration, Instant};
 
 use grayguard_client::exposition::value as metric;
+use grayguard_contract::record::{Event, Incident, Scope};
+use grayguard_contract::{Decision, Note, Trigger};
 use grayguard_e2e::envoy::Envoy;
 use grayguard_e2e::http;
 use grayguard_e2e::upstream::{Upstream, front_envoy};
 use grayguard_e2e::wait::Wait;
-use serde_json::Value;
 
 /// One request from a device of `kind` (new connection each time, so both workers serve):
 /// (decision, upstream that answered).
@@ -61,9 +62,14 @@ fn half_open(e: &Envoy, rule: &str) {
     e.wait_metric(&gauge, Duration::from_secs(10), |v| v == 2.0);
 }
 
-fn incident<'a>(all: &'a [Value], event: &str, rule: &str, trigger: &str) -> Vec<&'a Value> {
+fn incident<'a>(
+    all: &'a [Incident],
+    event: Event,
+    rule: &str,
+    trigger: Trigger,
+) -> Vec<&'a Incident> {
     all.iter()
-        .filter(|v| v["event"] == event && v["rule"] == rule && v["trigger"] == trigger)
+        .filter(|i| i.event == event && i.rule == rule && i.trigger == trigger)
         .collect()
 }
 
@@ -133,9 +139,9 @@ impl Shedding {
     }
 
     /// The incident records of `rule` starting a shed by `trigger`, in order; `n` of them.
-    fn shed_starts(&self, rule: &str, trigger: &str, n: usize) -> Vec<Value> {
-        let all = self.envoy.incidents();
-        let starts: Vec<Value> = incident(&all, "shed_start", rule, trigger)
+    fn shed_starts(&self, rule: &str, trigger: Trigger, n: usize) -> Vec<Incident> {
+        let all = self.envoy.incident_records();
+        let starts: Vec<Incident> = incident(&all, Event::ShedStart, rule, trigger)
             .into_iter()
             .cloned()
             .collect();
@@ -144,7 +150,7 @@ impl Shedding {
     }
 
     /// The one incident record of `rule` starting a shed by `trigger`.
-    fn shed_start(&self, rule: &str, trigger: &str) -> Value {
+    fn shed_start(&self, rule: &str, trigger: Trigger) -> Incident {
         self.shed_starts(rule, trigger, 1).remove(0)
     }
 
@@ -202,9 +208,9 @@ fn the_flag_sheds_the_very_next_request_on_every_worker_and_only_its_rule() {
     t.at_least("grayguard_breaches_flag", 1.0);
     t.at_least("grayguard_breakers_open", 1.0);
     t.at_least("grayguard_breaker_state", 1.0);
-    let start = t.shed_start("flagged", "flag");
-    assert_eq!(start["flag_reason"], "box_count");
-    assert_eq!(start["after_probe"], false);
+    let start = t.shed_start("flagged", Trigger::Flag);
+    assert_eq!(start.flag_reason.as_deref(), Some("box_count"));
+    assert_eq!(start.after_probe, Some(false));
 }
 
 #[test]
@@ -225,8 +231,14 @@ fn half_open_probes_close_the_breaker_and_a_bad_probe_opens_it_again() {
         .count();
     assert_eq!(probes, 3, "{seen:?}");
     assert!(
-        seen.iter()
-            .all(|d| d.ends_with("probe") || d.ends_with("shed=flag") || d == "gray; rule=flagged"),
+        seen.iter().all(|d| {
+            let d = Decision::parse(d).unwrap_or_else(|e| panic!("decision {d:?}: {e}"));
+            d.rule.as_deref() == Some("flagged")
+                && matches!(
+                    d.note,
+                    None | Some(Note::Probe) | Some(Note::Shed(Trigger::Flag))
+                )
+        }),
         "{seen:?}"
     );
 
@@ -245,15 +257,15 @@ fn half_open_probes_close_the_breaker_and_a_bad_probe_opens_it_again() {
     t.at_least("grayguard_breaches_flag", 3.0);
     t.at_least("grayguard_shed_requests", 1.0);
     // The first flag, the second one, and the flagged probe.
-    let starts = t.shed_starts("flagged", "flag", 3);
-    assert_eq!(starts[0]["flag_reason"], "box_count");
-    assert_eq!(starts[0]["after_probe"], false);
-    assert_eq!(starts[1]["after_probe"], false);
-    assert_eq!(starts[2]["after_probe"], true);
-    assert_eq!(starts[2]["flag_reason"], "latency");
-    let all = t.envoy.incidents();
+    let starts = t.shed_starts("flagged", Trigger::Flag, 3);
+    assert_eq!(starts[0].flag_reason.as_deref(), Some("box_count"));
+    assert_eq!(starts[0].after_probe, Some(false));
+    assert_eq!(starts[1].after_probe, Some(false));
+    assert_eq!(starts[2].after_probe, Some(true));
+    assert_eq!(starts[2].flag_reason.as_deref(), Some("latency"));
+    let all = t.envoy.incident_records();
     assert_eq!(
-        incident(&all, "shed_end", "flagged", "flag").len(),
+        incident(&all, Event::ShedEnd, "flagged", Trigger::Flag).len(),
         1,
         "{all:#?}"
     );
@@ -272,8 +284,8 @@ fn malformed_signals_are_counted_and_ignored() {
     assert_eq!(ask(&t.envoy, "cam-noisy").0, "gray; rule=noisy");
     let failures = metric(&t.envoy.prometheus(), names::GRAY_FAILURES).unwrap_or(0.0);
     assert_eq!(failures, 0.0, "a malformed signal is not a failure");
-    let all = t.envoy.incidents();
-    assert!(all.iter().all(|v| v["rule"] != "noisy"), "{all:#?}");
+    let all = t.envoy.incident_records();
+    assert!(all.iter().all(|i| i.rule != "noisy"), "{all:#?}");
 }
 
 #[test]
@@ -310,11 +322,11 @@ fn a_flood_of_boxes_sheds_on_the_learned_baseline_once_min_samples_is_reached() 
     ] {
         published(&t.envoy, name, 1.0);
     }
-    let start = t.shed_start("boxes", "box_count");
-    let w = &start["window"];
-    assert!(w["box_mean"].as_f64().unwrap() > 20.0, "{w}");
-    assert_eq!(w["baseline_mean"], 3.0, "{w}");
-    assert!(w["box_samples"].as_u64().unwrap() >= 6, "{w}");
+    let start = t.shed_start("boxes", Trigger::BoxCount);
+    let w = start.window.expect("the window detector's view");
+    assert!(w.box_mean.unwrap() > 20.0, "{w:?}");
+    assert_eq!(w.baseline_mean, Some(3.0), "{w:?}");
+    assert!(w.box_samples.unwrap() >= 6, "{w:?}");
 }
 
 #[test]
@@ -326,8 +338,9 @@ fn a_slow_gray_sheds_on_latency_once_min_samples_is_reached() {
     ask_until(&t.envoy, "cam-slow", "stable; rule=slow; shed=latency", 100);
 
     t.at_least("grayguard_breaches_latency", 1.0);
-    let slow = t.shed_start("slow", "latency");
-    assert!(slow["window"]["latency_mean_ms"].as_f64().unwrap() > 100.0);
+    let slow = t.shed_start("slow", Trigger::Latency);
+    let w = slow.window.expect("the window detector's view");
+    assert!(w.latency_mean_ms.unwrap() > 100.0, "{w:?}");
 }
 
 #[test]
@@ -353,7 +366,7 @@ fn consecutive_failures_shed_on_the_fourth_in_a_row() {
 
     t.at_least("grayguard_breaches_consecutive_failures", 1.0);
     t.at_least("grayguard_gray_failures", 4.0);
-    t.shed_start("streak", "consecutive_failures");
+    t.shed_start("streak", Trigger::ConsecutiveFailures);
 }
 
 #[test]
@@ -384,8 +397,9 @@ fn an_error_rate_above_its_ceiling_sheds_without_a_streak() {
     );
 
     t.at_least("grayguard_gray_failures", 3.0);
-    let errs = t.shed_start("errors", "error_rate");
-    assert!(errs["window"]["error_rate"].as_f64().unwrap() > 0.4);
+    let errs = t.shed_start("errors", Trigger::ErrorRate);
+    let w = errs.window.expect("the window detector's view");
+    assert!(w.error_rate.unwrap() > 0.4, "{w:?}");
 }
 
 #[test]
@@ -423,13 +437,13 @@ fn dry_run_never_sheds_and_scope_all_covers_every_rule() {
     assert_eq!(metric(&text, "grayguard_breaches_flag"), Some(1.0));
     assert_eq!(metric(&text, "grayguard_shed_requests"), Some(0.0));
     assert_eq!(metric(&text, "grayguard_routed_stable"), Some(0.0));
-    let all = e.incidents();
+    let all = e.incident_records();
     assert_eq!(all.len(), 1, "{all:#?}");
-    assert_eq!(all[0]["event"], "shed_start");
-    assert_eq!(all[0]["rule"], "*");
-    assert_eq!(all[0]["scope"], "all");
-    assert_eq!(all[0]["dry_run"], true);
-    assert_eq!(all[0]["flag_reason"], "memory");
+    assert_eq!(all[0].event, Event::ShedStart);
+    assert_eq!(all[0].rule, "*");
+    assert_eq!(all[0].scope, Scope::All);
+    assert!(all[0].dry_run);
+    assert_eq!(all[0].flag_reason.as_deref(), Some("memory"));
 }
 
 #[test]
@@ -467,15 +481,18 @@ fn learned_baseline_outlives_a_quiet_stable_cohort() {
         100,
     );
 
-    let all = e.incidents();
-    let starts = incident(&all, "shed_start", "cranes", "box_count");
+    let all = e.incident_records();
+    let starts = incident(&all, Event::ShedStart, "cranes", Trigger::BoxCount);
     assert_eq!(starts.len(), 1, "{all:#?}");
-    let w = &starts[0]["window"];
-    assert_eq!(w["baseline_mean"], 3.0, "{w}");
+    let w = starts[0]
+        .window
+        .as_ref()
+        .expect("the window detector's view");
+    assert_eq!(w.baseline_mean, Some(3.0), "{w:?}");
     // The last window that still held `min_samples` of the eight stable replies.
-    let learned_from = w["baseline_samples"].as_u64().unwrap();
-    assert!((6..=8).contains(&learned_from), "{w}");
-    assert_eq!(w["baseline_held"], true, "{w}");
+    let learned_from = w.baseline_samples.unwrap();
+    assert!((6..=8).contains(&learned_from), "{w:?}");
+    assert_eq!(w.baseline_held, Some(true), "{w:?}");
     assert_eq!(
         stable.count(),
         9,

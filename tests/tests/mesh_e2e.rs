@@ -7,6 +7,7 @@
 //! step, that no client sees an error, and that Envoy's and the sidecars' counters agree.
 
 use grayguard_contract::headers;
+use grayguard_contract::{Decision, Note};
 use std::time::{Duration, Instant};
 
 use grayguard_client::exposition::value as metric;
@@ -91,10 +92,12 @@ impl Seen {
             }
             other => panic!("unknown x-model-version {other}"),
         }
-        if decision.contains("shed=") {
+        let parsed = Decision::parse(&decision)
+            .unwrap_or_else(|e| panic!("decision header {decision:?}: {e}"));
+        if parsed.shed().is_some() {
             self.shed += 1;
         }
-        if decision.ends_with("; probe") {
+        if parsed.note == Some(Note::Probe) {
             self.probes += 1;
         }
         (version, decision)

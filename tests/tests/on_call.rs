@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use grayguard_contract::headers;
 use grayguard_contract::operator::SECRET_ENV;
+use grayguard_contract::record::Event;
+use grayguard_contract::{Decision, Note, Side};
 use grayguard_e2e::alerting::{AlertSink, Alertmanager, ReportServer, link};
 use grayguard_e2e::mesh::{GRAY, Mesh, PHOTOS, STABLE, crane_rule_config, sidecar};
 use grayguard_e2e::prometheus::Prometheus;
@@ -189,10 +191,12 @@ impl AlertPath {
 
     /// Pairs of requests until the crane camera's decision is one `done` accepts (it may
     /// fail the test on one it must never see); that decision. Bounded in count.
-    fn traffic_until(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+    fn traffic_until(&mut self, what: &str, done: impl Fn(&Decision) -> bool) -> String {
         for _ in 0..16 * MIN_SAMPLES {
             let decision = self.pair();
-            if done(&decision) {
+            let parsed = Decision::parse(&decision)
+                .unwrap_or_else(|e| panic!("decision header {decision:?}: {e}"));
+            if done(&parsed) {
                 return decision;
             }
         }
@@ -242,7 +246,7 @@ fn a_shed_keeps_its_report_and_the_alert_links_to_it() {
     // Traffic until grayguard sheds the crane cameras' gray cohort (the oversensitive gray
     // floods boxes); dock cameras go to stable and are the control.
     let decision = path.traffic_until("grayguard sheds the oversensitive gray", |d| {
-        d.contains("shed=")
+        d.shed().is_some()
     });
     assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
     let shed_at = Instant::now();
@@ -424,7 +428,7 @@ fn a_shed_keeps_its_report_and_the_alert_links_to_it() {
 fn when_the_shed_ends_the_kept_report_is_rewritten_with_the_whole_incident() {
     let mut path = AlertPath::start(&plugin_config_shed_for(None, SHORT_SHED_S));
     path.traffic_until("grayguard sheds the oversensitive gray", |d| {
-        d.contains("shed=")
+        d.shed().is_some()
     });
     webhook_kept(&path.reports, "firing");
     let file = the_kept_report(&path.reports);
@@ -437,7 +441,7 @@ fn when_the_shed_ends_the_kept_report_is_rewritten_with_the_whole_incident() {
         .gray
         .replace(sidecar(GRAY, "0.25").env("POD_NAME", GRAY_POD));
     path.traffic_until("the probes close the rule again", |d| {
-        d == "gray; rule=crane-cameras"
+        *d == Decision::rule(Side::Gray, "crane-cameras", None)
     });
 
     // The alert resolves; its notification rewrites the same file, now with the end.
@@ -479,8 +483,8 @@ fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
 
     // The trigger fires, but in confirm mode the cohort stays on gray, flagged as alerting.
     let decision = path.traffic_until("the box-count trigger alerts", |d| {
-        assert!(!d.contains("shed="), "confirm mode shed on its own: {d}");
-        d.contains("alert=")
+        assert!(d.shed().is_none(), "confirm mode shed on its own: {d:?}");
+        matches!(d.note, Some(Note::Alert(_)))
     });
     assert_eq!(decision, "gray; rule=crane-cameras; alert=box_count");
 
@@ -546,12 +550,12 @@ fn in_confirm_mode_the_link_in_the_alert_sheds_gray() {
     assert_eq!(path.pair(), "stable; rule=crane-cameras; shed=box_count");
 
     // The incident record names who confirmed, and so does the report.
-    let log = path.mesh.envoy.log();
-    let record = log
-        .lines()
-        .find(|l| l.contains("\"grayguard\":\"incident\"") && l.contains("\"confirmed_by\""))
-        .unwrap_or_else(|| panic!("no confirmed shed_start record:\n{log}"));
-    assert!(record.contains("\"event\":\"shed_start\""), "{record}");
+    let records = path.mesh.envoy.incident_records();
+    let record = records
+        .iter()
+        .find(|i| i.confirmed_by.is_some())
+        .unwrap_or_else(|| panic!("no confirmed shed_start record: {records:#?}"));
+    assert_eq!(record.event, Event::ShedStart, "{record:?}");
     // The confirmed shed fires the shed alert, whose notification rewrites the incident's
     // report, kept since the confirmation request: one report, now saying who confirmed.
     let line = webhook_kept(&path.reports, "firing");

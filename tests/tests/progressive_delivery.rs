@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use grayguard_contract::Decision;
 use grayguard_contract::headers;
 use grayguard_e2e::mesh::{GRAY, Mesh, PHOTOS, STABLE, crane_rule_config, sidecar};
 use grayguard_e2e::paths;
@@ -221,7 +222,7 @@ fn analyses_hold_while_gray_is_healthy_and_fail_once_grayguard_sheds() {
     let mut shed = false;
     for _ in 0..8 * MIN_SAMPLES {
         let decision = pair(&mesh);
-        if decision.contains("shed=") {
+        if Decision::parse(&decision).is_ok_and(|d| d.shed().is_some()) {
             assert_eq!(decision, "stable; rule=crane-cameras; shed=box_count");
             shed = true;
             break;

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use grayguard_contract::headers;
 use grayguard_contract::operator::SECRET_ENV;
-use grayguard_contract::promotion::Verdict;
+use grayguard_contract::promotion::{Effect, Verdict};
+use grayguard_contract::record::{self, Promotion, PromotionReply, Record, RuleVerdict};
+use grayguard_contract::{Decision, Trigger};
 use grayguard_e2e::alerting::ReportServer;
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::process::free_port;
@@ -185,21 +187,21 @@ impl Fixture {
 
     /// Each gateway's standing on `rule` from its operator listener (`GET
     /// /grayguard/promotion`).
-    fn standing(&self, gateway: usize, rule: &str) -> Value {
+    fn standing(&self, gateway: usize, rule: &str) -> RuleVerdict {
         let url = self.gateways[gateway].operator_url("/grayguard/promotion");
         let r = http::get(&url).expect("the operator listener answers");
         assert_eq!(r.status, 200, "{}", r.text());
-        let all = r.json();
-        assert_eq!(all["gateway"], format!("gw-{gateway}"), "{all}");
-        all["rules"]
-            .as_array()
-            .and_then(|rs| rs.iter().find(|x| x["rule"] == rule).cloned())
-            .unwrap_or_else(|| panic!("no rule {rule} in {all}"))
+        let all: PromotionReply = serde_json::from_str(&r.text())
+            .unwrap_or_else(|e| panic!("not the contract's promotion reply ({e}): {}", r.text()));
+        assert_eq!(all.gateway, format!("gw-{gateway}"), "{all:?}");
+        all.rules
+            .into_iter()
+            .find(|x| x.rule == rule)
+            .unwrap_or_else(|| panic!("no rule {rule} at gw-{gateway}"))
     }
 
     fn state(&self, gateway: usize, rule: &str) -> Verdict {
-        let s = self.standing(gateway, rule);
-        Verdict::parse(s["state"].as_str().unwrap()).unwrap()
+        self.standing(gateway, rule).state
     }
 
     /// Requests through `gateways`, each round one of every device type in `devices` and one
@@ -247,12 +249,10 @@ impl Fixture {
         });
         assert!(
             done(self),
-            "traffic through {gateways:?} for {devices:?}: not done within {limit:?}; standings: {:#}",
-            json!(
-                (0..GATEWAYS)
-                    .map(|g| json!([self.standing(g, CRANE), self.standing(g, YARD)]))
-                    .collect::<Vec<_>>()
-            )
+            "traffic through {gateways:?} for {devices:?}: not done within {limit:?}; standings: {:#?}",
+            (0..GATEWAYS)
+                .map(|g| [self.standing(g, CRANE), self.standing(g, YARD)])
+                .collect::<Vec<_>>()
         );
         sent.load(Ordering::SeqCst)
     }
@@ -437,28 +437,23 @@ fn the_verdict_reaches_flagger_argo_and_the_promotion_page() {
     );
     for g in [0, 1] {
         let s = fx.standing(g, CRANE);
-        eprintln!("gw-{g} {CRANE}: {s}");
-        assert!(
-            s["gray_n"].as_f64().unwrap() >= 200.0,
-            "min_gray_responses: {s}"
-        );
-        for e in s["effects"].as_array().unwrap() {
-            assert_eq!(e["inside"], true, "{e}");
-            assert!(e["upper_pct"].as_f64().unwrap() <= 100.0, "{e}");
+        eprintln!("gw-{g} {CRANE}: {s:?}");
+        assert!(s.gray_n >= 200.0, "min_gray_responses: {s:?}");
+        for e in &s.effects {
+            assert_eq!(e.inside, Some(true), "{e:?}");
+            assert!(e.upper_pct.unwrap() <= 100.0, "{e:?}");
         }
     }
     let yard = fx.standing(0, YARD);
-    eprintln!("gw-0 {YARD}: {yard}");
-    let latency = yard["effects"]
-        .as_array()
-        .unwrap()
+    eprintln!("gw-0 {YARD}: {yard:?}");
+    let latency = yard
+        .effects
         .iter()
-        .find(|e| e["effect"] == "latency_increase_ms")
-        .unwrap()
-        .clone();
-    assert_eq!(latency["inside"], false, "{latency}");
-    assert!(latency["lower"].as_f64().unwrap() > 8.0, "{latency}");
-    assert!(latency["lower_pct"].as_f64().unwrap() > 100.0, "{latency}");
+        .find(|e| e.effect == Effect::LatencyIncrease)
+        .expect("the latency budget's bounds");
+    assert_eq!(latency.inside, Some(false), "{latency:?}");
+    assert!(latency.lower.unwrap() > 8.0, "{latency:?}");
+    assert!(latency.lower_pct.unwrap() > 100.0, "{latency:?}");
     assert_eq!(fx.state(2, CRANE), Pending, "gw-2 has weighed nothing");
 
     // Two of three proven: the gate stays shut, and Argo waits.
@@ -488,27 +483,40 @@ fn the_verdict_reaches_flagger_argo_and_the_promotion_page() {
 
     // Each gateway logged its verdict once, with the time it took.
     for (g, gw) in fx.gateways.iter().enumerate() {
-        let lines: Vec<Value> = gw
+        let lines: Vec<Promotion> = gw
             .log()
             .lines()
-            .filter(|l| l.contains("\"grayguard\":\"promotion\"") && l.contains(CRANE))
-            .map(|l| serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap())
+            .filter_map(|l| match record::parse_line(l)? {
+                Ok(Record::Promotion(p)) => (p.verdict.rule == CRANE).then_some(*p),
+                Ok(Record::Incident(_)) => None,
+                Err(e) => panic!("a grayguard record that does not parse ({e}): {l}"),
+            })
             .collect();
         assert_eq!(lines.len(), 1, "gw-{g}: {lines:#?}");
-        assert_eq!(lines[0]["event"], "proven");
-        assert_eq!(lines[0]["gateway"], format!("gw-{g}"));
-        assert!(lines[0]["time_to_verdict_s"].as_f64().unwrap() > 0.0);
+        assert_eq!(lines[0].event, Proven);
+        assert_eq!(lines[0].gateway, Some(format!("gw-{g}")));
+        assert!(lines[0].verdict.time_to_verdict_s.unwrap() > 0.0);
     }
 
     // 3. The promotion page, as the GrayguardPromotionProven alert links it.
-    std::thread::sleep(Duration::from_secs(2));
-    let page = http::get(&format!(
+    // Its charts read Prometheus, which has the proven bounds once it scraped them.
+    let url = format!(
         "http://127.0.0.1:{}/promotion?rule={CRANE}",
         fx.reports.port
-    ))
-    .unwrap();
-    assert_eq!(page.status, 200, "{}", page.text());
-    let html = page.text();
+    );
+    let html = Wait::new(
+        "the promotion page with every chart",
+        Duration::from_secs(30),
+    )
+    .every(Duration::from_millis(250))
+    .until(|| {
+        let page = http::get(&url).map_err(|e| e.to_string())?;
+        let html = page.text();
+        match page.status {
+            200 if !html.contains("no interval measured") => Ok(html),
+            status => Err(format!("{status}: {html}")),
+        }
+    });
     for expected in [
         "<title>grayguard promotion: crane-cameras proven at ",
         "is proven within its budget on every gateway: widen it",
@@ -565,7 +573,8 @@ fn the_verdict_reaches_flagger_argo_and_the_promotion_page() {
                 )
                 .unwrap();
                 let d = r.header(headers::DECISION).unwrap_or_default().to_string();
-                d.contains("shed=flag").then_some(()).ok_or(d)
+                let shed = Decision::parse(&d).ok().and_then(|d| d.shed());
+                (shed == Some(Trigger::Flag)).then_some(()).ok_or(d)
             });
     }
     fx.gray.set_flag(None);
