@@ -119,6 +119,9 @@ pub struct Alertmanager {
 impl Alertmanager {
     /// The local mesh's Alertmanager, delivering to the sink on `sink_port`, and to the
     /// report server on `report_port` (the shed alerts' webhook, and the reports linked).
+    /// Its routes and receivers are the file's; its grouping waits are a test's, `group_wait`
+    /// 1 s and `group_interval` 5 s instead of 5 s and 1 min: a resolved notification leaves
+    /// one `group_interval` after the firing one.
     pub fn start(sink_port: u16, report_port: u16) -> Alertmanager {
         let dir = tempfile::tempdir().expect("temp dir");
         let local = paths::root().join("mesh-config/local");
@@ -129,11 +132,15 @@ impl Alertmanager {
             .replace("127.0.0.1:9095", &format!("127.0.0.1:{sink_port}"))
             .replace("127.0.0.1:9096", &format!("127.0.0.1:{report_port}"))
             .replace("../alerting/grayguard.tmpl", &shared.display().to_string())
-            .replace("- links.tmpl", &format!("- {}", links.display()));
+            .replace("- links.tmpl", &format!("- {}", links.display()))
+            .replace("  group_wait: 5s\n", "  group_wait: 1s\n")
+            .replace("  group_interval: 1m\n", "  group_interval: 5s\n");
         assert!(
             rewritten.contains(&format!("127.0.0.1:{sink_port}/slack"))
                 && rewritten.contains(&format!("127.0.0.1:{report_port}/alertmanager"))
-                && rewritten.contains("links.tmpl"),
+                && rewritten.contains("links.tmpl")
+                && rewritten.contains("  group_wait: 1s\n")
+                && rewritten.contains("  group_interval: 5s\n"),
             "mesh-config/local/alertmanager.yml changed shape:\n{rewritten}"
         );
         let template = std::fs::read_to_string(local.join("links.tmpl"))
