@@ -25,10 +25,10 @@ use serde_json::{Value, json};
 
 /// The interval put into the queries: long enough for several 1 s scrapes, short enough
 /// that the replay takes about a minute.
-const INTERVAL: &str = "15s";
-const INTERVAL_S: u64 = 15;
+const INTERVAL: &str = "10s";
+const INTERVAL_S: u64 = 10;
 /// How long gray is healthy under traffic (the first evaluations wait for one interval).
-const HEALTHY_S: u64 = 28;
+const HEALTHY_S: u64 = 20;
 const MIN_SAMPLES: usize = 5;
 
 /// The canonical rule with short windows and a shed long enough to outlast the replay; only

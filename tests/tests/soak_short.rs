@@ -18,7 +18,7 @@ use grayguard_e2e::sidecar::SidecarBuilder;
 use serde_json::Value;
 
 const RATE: f64 = 3.0;
-const DURATION_S: u64 = 45;
+const DURATION_S: u64 = 30;
 
 #[test]
 fn a_short_soak_of_the_local_mesh_meets_every_target() {
