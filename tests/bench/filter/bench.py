@@ -53,7 +53,7 @@ GRAYGUARD_CONFIG = {
     ],
     "breach": {
         "detector": "sequential",
-        "alpha": 0.01,
+        "arl": 1000000,
         "flag_header": "x-canary-breach",
         "latency": {"header": "x-inference-latency-ms", "max_ratio": 1.25, "max_mean_ms": 1500, "min_samples": 10},
         "box_count": {"header": "x-box-count", "max_shift": 0.25, "min_samples": 10},
