@@ -204,10 +204,27 @@ impl Fixture {
         self.standing(gateway, rule).state
     }
 
+    /// The verdict records `gateway` logged for `rule`, read with the contract's type: each
+    /// with the bounds as they stood when the verdict was reached (the operator listener shows
+    /// them as they stand now, still moving with the replies since).
+    fn verdicts_logged(&self, gateway: usize, rule: &str) -> Vec<Promotion> {
+        self.gateways[gateway]
+            .log()
+            .lines()
+            .filter_map(|l| match record::parse_line(l)? {
+                Ok(Record::Promotion(p)) => (p.verdict.rule == rule).then_some(*p),
+                Ok(Record::Incident(_)) => None,
+                Err(e) => panic!("a grayguard record that does not parse ({e}): {l}"),
+            })
+            .collect()
+    }
+
     /// Requests through `gateways`, each round one of every device type in `devices` and one
     /// dock camera's (no rule: stable, the control), on four client threads, until `done`
-    /// holds (polled every 100 ms) or `limit` passes. Every reply must be a 200 with the
-    /// decision the rule calls for.
+    /// holds (polled every 100 ms) or `limit` passes. Every reply must be a 200 but for at
+    /// most one Envoy timeout (504, `upstream request timeout`: a scripted upstream starved of
+    /// the CPU for the route's 5 s on a loaded 2-core machine, which the verdict books as a gray
+    /// failure); anything else fails the test.
     fn traffic(
         &self,
         gateways: &[usize],
@@ -217,10 +234,11 @@ impl Fixture {
     ) -> usize {
         let stop = AtomicBool::new(false);
         let sent = AtomicUsize::new(0);
+        let timed_out = AtomicUsize::new(0);
         let deadline = Instant::now() + limit;
         std::thread::scope(|s| {
             for t in 0..4 {
-                let (stop, sent) = (&stop, &sent);
+                let (stop, sent, timed_out) = (&stop, &sent, &timed_out);
                 s.spawn(move || {
                     let mut k = t;
                     while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -233,8 +251,13 @@ impl Fixture {
                                 &[(headers::DEVICE_TYPE, device), (headers::DEVICE_ID, &id)],
                             )
                             .expect("the gateway answers");
-                            assert_eq!(r.status, 200, "{device} via gw-{g}: {}", r.text());
                             sent.fetch_add(1, Ordering::SeqCst);
+                            if r.status == 504 && r.text() == "upstream request timeout" {
+                                eprintln!("{device} via gw-{g}: Envoy's upstream timeout");
+                                timed_out.fetch_add(1, Ordering::SeqCst);
+                                continue;
+                            }
+                            assert_eq!(r.status, 200, "{device} via gw-{g}: {}", r.text());
                         }
                     }
                 });
@@ -254,6 +277,8 @@ impl Fixture {
                 .map(|g| [self.standing(g, CRANE), self.standing(g, YARD)])
                 .collect::<Vec<_>>()
         );
+        let timed_out = timed_out.load(Ordering::SeqCst);
+        assert!(timed_out <= 1, "{timed_out} upstream timeouts");
         sent.load(Ordering::SeqCst)
     }
 
@@ -439,12 +464,21 @@ fn the_verdict_reaches_flagger_argo_and_the_promotion_page() {
         let s = fx.standing(g, CRANE);
         eprintln!("gw-{g} {CRANE}: {s:?}");
         assert!(s.gray_n >= 200.0, "min_gray_responses: {s:?}");
-        for e in &s.effects {
+        let proven = fx.verdicts_logged(g, CRANE);
+        assert_eq!(proven.len(), 1, "gw-{g}: {proven:#?}");
+        let at = &proven[0].verdict;
+        assert!(
+            at.verdict_gray_n.unwrap() >= 200.0,
+            "min_gray_responses: {at:?}"
+        );
+        for e in &at.effects {
             assert_eq!(e.inside, Some(true), "{e:?}");
             assert!(e.upper_pct.unwrap() <= 100.0, "{e:?}");
         }
     }
-    let yard = fx.standing(0, YARD);
+    let refuted = fx.verdicts_logged(0, YARD);
+    assert_eq!(refuted.len(), 1, "gw-0: {refuted:#?}");
+    let yard = &refuted[0].verdict;
     eprintln!("gw-0 {YARD}: {yard:?}");
     let latency = yard
         .effects
@@ -482,16 +516,8 @@ fn the_verdict_reaches_flagger_argo_and_the_promotion_page() {
     eprintln!("proven on every gateway after {:?}", started.elapsed());
 
     // Each gateway logged its verdict once, with the time it took.
-    for (g, gw) in fx.gateways.iter().enumerate() {
-        let lines: Vec<Promotion> = gw
-            .log()
-            .lines()
-            .filter_map(|l| match record::parse_line(l)? {
-                Ok(Record::Promotion(p)) => (p.verdict.rule == CRANE).then_some(*p),
-                Ok(Record::Incident(_)) => None,
-                Err(e) => panic!("a grayguard record that does not parse ({e}): {l}"),
-            })
-            .collect();
+    for g in 0..fx.gateways.len() {
+        let lines = fx.verdicts_logged(g, CRANE);
         assert_eq!(lines.len(), 1, "gw-{g}: {lines:#?}");
         assert_eq!(lines[0].event, Proven);
         assert_eq!(lines[0].gateway, Some(format!("gw-{g}")));
