@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::simulated;
+
 use grayguard_client::exposition;
 use grayguard_contract::headers;
 use grayguard_contract::metrics::filter as names;
 use grayguard_contract::record::{DetectorKind, Event, Evidence, Incident};
 use grayguard_contract::{Decision, Note, Trigger};
 use grayguard_e2e::http;
-use grayguard_e2e::upstream::{Answer, Seen, Upstream, front_envoy};
-use grayguard_filter::simulate::{Rng, Side};
+use grayguard_e2e::upstream::{Seen, Upstream, front_envoy};
+use grayguard_filter::simulate::Side;
 
 const CONFIG: &str = r#"{
   "stable": "v9-prod", "gray": "v10-gray",
@@ -41,30 +43,6 @@ const AA_GRAY: usize = 2_000;
 
 /// Healthy gray replies each regressing cohort gets before its regression starts.
 const ONSET: usize = 300;
-
-/// An answer drawn from `side`: status 200 with the signal headers, or a 503 without them.
-fn draw(side: Side, seed: u64) -> Answer {
-    let o = side.draw(&mut Rng::new(seed));
-    if o.failed {
-        return Answer {
-            status: 503,
-            headers: Vec::new(),
-        };
-    }
-    Answer {
-        status: 200,
-        headers: vec![
-            (
-                headers::INFERENCE_LATENCY_MS.into(),
-                format!("{:.3}", o.latency_ms.unwrap_or_default()),
-            ),
-            (
-                headers::BOX_COUNT.into(),
-                format!("{}", o.boxes.unwrap_or_default()),
-            ),
-        ],
-    }
-}
 
 /// What gray does for each cohort.
 fn gray_side(device: Option<&str>) -> Side {
@@ -91,7 +69,7 @@ fn a_a_is_never_shed_and_regressions_after_a_healthy_stretch_are() {
     let stable = Upstream::start("v9-prod");
     let gray = Upstream::start("v10-gray");
     stable.set_sampler(Some(Arc::new(|n, _: &Seen| {
-        draw(Side::STABLE, 0x5eed_0000 + n)
+        simulated::draw(Side::STABLE, 0x5eed_0000 + n, 0.0)
     })));
     // Each cohort's gray answers are healthy for its first ONSET replies, then regress.
     let answered: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
@@ -107,7 +85,7 @@ fn a_a_is_never_shed_and_regressions_after_a_healthy_stretch_are() {
         } else {
             gray_side(device)
         };
-        draw(side, 0x9a11_0000 + n)
+        simulated::draw(side, 0x9a11_0000 + n, 0.0)
     })));
     let e = front_envoy(CONFIG, &stable, &gray);
     let cohorts = ["cam-aa", "cam-boxes", "cam-slow", "cam-fail"];

@@ -45,4 +45,5 @@ mod sidecar_load;
 mod sidecar_stall;
 mod sidecar_startup;
 mod sidecar_watchdog;
+mod simulated;
 mod soak_short;

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::simulated;
+
 use grayguard_contract::headers;
 use grayguard_contract::operator::SECRET_ENV;
 use grayguard_contract::promotion::{Effect, Verdict};
@@ -30,10 +32,10 @@ use grayguard_e2e::alerting::ReportServer;
 use grayguard_e2e::envoy::{Cluster, Envoy, Filter, Options};
 use grayguard_e2e::process::free_port;
 use grayguard_e2e::prometheus::{Job, Prometheus};
-use grayguard_e2e::upstream::{Answer, Seen, Upstream};
+use grayguard_e2e::upstream::{Seen, Upstream};
 use grayguard_e2e::wait::Wait;
 use grayguard_e2e::{browser, http, paths};
-use grayguard_filter::simulate::{Rng, Side};
+use grayguard_filter::simulate::Side;
 use serde_json::{Value, json};
 
 const CRANE: &str = "crane-cameras";
@@ -80,30 +82,6 @@ fn plugin_config(operator_port: u16) -> String {
     .to_string()
 }
 
-/// An answer drawn from `side`, `plus_ms` slower.
-fn draw(side: Side, seed: u64, plus_ms: f64) -> Answer {
-    let o = side.draw(&mut Rng::new(seed));
-    if o.failed {
-        return Answer {
-            status: 503,
-            headers: Vec::new(),
-        };
-    }
-    Answer {
-        status: 200,
-        headers: vec![
-            (
-                headers::INFERENCE_LATENCY_MS.into(),
-                format!("{:.3}", o.latency_ms.unwrap_or_default() + plus_ms),
-            ),
-            (
-                headers::BOX_COUNT.into(),
-                format!("{}", o.boxes.unwrap_or_default()),
-            ),
-        ],
-    }
-}
-
 /// The fleet, Prometheus scraping it, and the report server reading both. Dropped in
 /// reverse: the report server and Prometheus first.
 struct Fixture {
@@ -123,14 +101,14 @@ impl Fixture {
         let stable = Upstream::start("v9-prod");
         let gray = Upstream::start("v10-gray");
         stable.set_sampler(Some(Arc::new(|n, _: &Seen| {
-            draw(healthy(), 0x5eed_0000 + n, 0.0)
+            simulated::draw(healthy(), 0x5eed_0000 + n, 0.0)
         })));
         gray.set_sampler(Some(Arc::new(|n, seen: &Seen| {
             let slower = match seen.header(headers::DEVICE_TYPE) {
                 Some("yard-camera") => YARD_SLOWER_MS,
                 _ => 0.0,
             };
-            draw(healthy(), 0x9a11_0000 + n, slower)
+            simulated::draw(healthy(), 0x9a11_0000 + n, slower)
         })));
         let gateways: Vec<Envoy> = (0..GATEWAYS)
             .map(|i| {
