@@ -17,7 +17,7 @@ use grayguard_e2e::mesh::local_plugin_config;
 use grayguard_e2e::paths;
 use serde_json::Value;
 
-fn mesh_config() -> PathBuf {
+pub(crate) fn mesh_config() -> PathBuf {
     paths::root().join("mesh-config")
 }
 
@@ -33,7 +33,7 @@ fn run(mut cmd: Command) -> Output {
     out
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -42,7 +42,7 @@ fn text(out: &Output) -> String {
 }
 
 /// `validate_mesh.py --root ROOT --contract ... EXTRA...`
-fn validator(root: &Path, extra: &[&std::ffi::OsStr]) -> Output {
+pub(crate) fn validator(root: &Path, extra: &[&std::ffi::OsStr]) -> Output {
     let mut cmd = Command::new(paths::python());
     cmd.arg(paths::root().join("tests/validate/validate_mesh.py"))
         .arg("--root")
@@ -60,7 +60,7 @@ fn promtool(args: &[&str], dir: &Path) -> Output {
 }
 
 /// A copy of mesh-config/ to break.
-fn copy_of_mesh_config() -> tempfile::TempDir {
+pub(crate) fn copy_of_mesh_config() -> tempfile::TempDir {
     fn copy(from: &Path, to: &Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {
@@ -79,7 +79,7 @@ fn copy_of_mesh_config() -> tempfile::TempDir {
 }
 
 /// Replaces the first `from` in `file` with `to`, failing if it is not there.
-fn edit(file: &Path, from: &str, to: &str) {
+pub(crate) fn edit(file: &Path, from: &str, to: &str) {
     let body = std::fs::read_to_string(file).unwrap();
     assert!(body.contains(from), "{}: no {from:?}", file.display());
     std::fs::write(file, body.replacen(from, to, 1)).unwrap();

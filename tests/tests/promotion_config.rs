@@ -7,66 +7,7 @@
 //! step naming a template the build does not have. The verdict's queries themselves run on a
 //! real Prometheus in `promotion`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use grayguard_e2e::paths;
-
-fn mesh_config() -> PathBuf {
-    paths::root().join("mesh-config")
-}
-
-fn validator(root: &Path, extra: &[&std::ffi::OsStr]) -> Output {
-    let out = Command::new(paths::python())
-        .arg(paths::root().join("tests/validate/validate_mesh.py"))
-        .arg("--root")
-        .arg(root)
-        .arg("--contract")
-        .arg(paths::contract_json())
-        .args(extra)
-        .output()
-        .expect("run the validator");
-    eprintln!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A copy of mesh-config/ to break.
-fn copy_of_mesh_config() -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    copy(&mesh_config(), &dir.path().join("mesh-config"));
-    dir
-}
-
-/// Replaces every `from` in `file` with `to`, failing if there is none.
-fn edit(file: &Path, from: &str, to: &str) {
-    let body = std::fs::read_to_string(file).unwrap();
-    assert!(body.contains(from), "{}: no {from:?}", file.display());
-    std::fs::write(file, body.replace(from, to)).unwrap();
-}
+use crate::mesh_config::{copy_of_mesh_config, edit, mesh_config, text, validator};
 
 #[test]
 fn the_shipped_gate_passes_and_is_asked_alike_by_flagger_and_argo() {
@@ -124,11 +65,14 @@ fn the_validator_rejects_a_gate_that_drifts() {
         "        type: post-rollout\n",
     );
     edit(&canary, "/flagger/confirm-promotion", "/flagger/confirm");
-    edit(
-        &canary,
-        "          rule: crane-cameras",
-        "          rule: dock-cameras",
-    );
+    // Both of its webhooks.
+    for _ in 0..2 {
+        edit(
+            &canary,
+            "          rule: crane-cameras",
+            "          rule: dock-cameras",
+        );
+    }
     // A Rollout step naming a template the build does not have.
     edit(
         &m.join("variants/argo-rollouts/rollout.yaml"),
