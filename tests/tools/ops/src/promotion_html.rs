@@ -7,34 +7,14 @@ use serde_json::Value;
 
 use grayguard_contract::promotion::Verdict;
 
-use crate::html::{span, when};
+use crate::html::{CSS, span, when};
 use crate::promotion::{GatewayState, Report, Standing, budget_words};
 
-const CSS: &str = r#"
-body{font-family:"DejaVu Sans",system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f5f5f7}
-main{max-width:1000px;margin:0 auto;padding:24px}
-header{background:#1d1d1f;color:#fff;padding:20px 24px}
-header h1{margin:0 0 6px;font-size:22px}
-header p{margin:0;color:#d2d2d7}
-h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #d2d2d7;padding-bottom:4px}
-section{background:#fff;border-radius:8px;padding:4px 18px 14px;margin:16px 0}
-table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eee;vertical-align:top}
-th{background:#fafafa;font-weight:600}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+/// The promotion page's rules on top of the report's style ([`crate::html::CSS`]).
+const PROMOTION_CSS: &str = r#"
 tr.inside td{background:#e6f4ea}
 tr.outside td{background:#fdecea}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
-.proven{background:#188038}.refuted{background:#d93025}.pending{background:#5f6368}
-.note{color:#5f6368;font-size:13px}
-.facts{display:flex;gap:12px;flex-wrap:wrap;margin:10px 0}
-.fact{background:#f5f5f7;border-radius:6px;padding:8px 12px;min-width:140px}
-.fact b{display:block;font-size:18px}
-.chart svg{width:100%;height:auto;display:block;margin:0 0 8px}
-.ctitle{font-weight:600;margin:22px 0 4px;text-align:center}
-.legend{font-size:12.5px;margin:0 0 0 64px;display:flex;gap:16px;flex-wrap:wrap;justify-content:center}
-.swatch{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:6px}
-code{font-size:12px}
+.proven{background:#188038;color:#fff}.refuted{background:#d93025;color:#fff}.pending{background:#5f6368;color:#fff}
 "#;
 
 fn badge(v: Verdict) -> Markup {
@@ -89,7 +69,7 @@ pub fn render(r: &Report) -> String {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
-                style { (PreEscaped(CSS)) }
+                style { (PreEscaped(CSS)) (PreEscaped(PROMOTION_CSS)) }
             }
             body {
                 header {
